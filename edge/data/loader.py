@@ -1,0 +1,179 @@
+"""Folder datasets: what the simulator writes and what users bring.
+
+    DIR/<class>/<stem>.{png,jpg,jpeg,tif,tiff,npy,npz}   one sample
+    DIR/<class>/<stem>.mask.png                           optional mask (non-zero = defect)
+
+Images may have 1..N channels, 8/16-bit or float, any size. Integers are scaled to [0, 1] by their
+type's range (so 8- and 16-bit files of one line mix); floats are kept in their units. Simulator `.npz`
+files carry named channels and physical ground truth. Every problem is reported with the file at fault.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+ARRAY_EXTENSIONS = (".npy", ".npz")
+EXTENSIONS = IMAGE_EXTENSIONS + ARRAY_EXTENSIONS
+MASK_SUFFIX = ".mask.png"
+# Files that may sit in a dataset without being samples.
+IGNORED_NAMES = {"dataset.json", "README.md", "README.txt", ".DS_Store", "Thumbs.db"}
+# Simulator ground truth carried beside the channels (all optional for user data).
+EXTRA_FIELDS = ("true_temperature", "unwrapped_phase", "physics_importance", "height", "edge_map")
+
+
+class DatasetError(ValueError):
+    """A dataset problem; the message names the file or folder at fault."""
+
+
+@dataclass
+class DatasetItem:
+    path: Path
+    label: str
+    mask_path: Path | None = None
+
+
+@dataclass
+class Sample:
+    image: np.ndarray                 # (H, W, C) float32
+    channel_names: tuple[str, ...]
+    label: str
+    mask: np.ndarray | None = None    # (H, W) bool
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # simulator ground truth
+    meta: dict[str, object] = field(default_factory=dict)        # geometry, pixel_pitch_mm, ...
+    path: Path | None = None
+
+
+def scan(root: Path) -> list[DatasetItem]:
+    """List a dataset folder's samples, checking its structure before anything is read."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    items: list[DatasetItem] = []
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DatasetError(f"{root}: no class folders; expected DIR/<class>/<stem>.<ext>")
+    for f in root.iterdir():
+        if f.is_file() and f.name not in IGNORED_NAMES and f.suffix.lower() in EXTENSIONS:
+            raise DatasetError(f"{f}: sample outside a class folder; move it to DIR/<class>/")
+    for d in class_dirs:
+        found = 0
+        for f in sorted(d.iterdir()):
+            name = f.name
+            if f.is_dir() or name.startswith(".") or name in IGNORED_NAMES:
+                continue
+            if name.lower().endswith(MASK_SUFFIX):
+                stem = name[: -len(MASK_SUFFIX)]
+                if not any((d / (stem + ext)).exists() for ext in EXTENSIONS if ext != ".png") and \
+                        not (d / (stem + ".png")).exists():
+                    raise DatasetError(f"{f}: mask without an image of stem {stem!r}")
+                continue
+            ext = f.suffix.lower()
+            if ext not in EXTENSIONS:
+                raise DatasetError(f"{f}: unknown extension {f.suffix!r}; expected one of "
+                                   f"{', '.join(EXTENSIONS)} (masks: <stem>{MASK_SUFFIX})")
+            mask = d / (f.name[: -len(f.suffix)] + MASK_SUFFIX)
+            items.append(DatasetItem(f, d.name, mask if mask.exists() else None))
+            found += 1
+        if found == 0:
+            raise DatasetError(f"{d}: empty class folder (no samples with {', '.join(EXTENSIONS)})")
+    return items
+
+
+def _as_float(img: np.ndarray, path: Path) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    if np.issubdtype(img.dtype, np.floating):
+        out = img.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise DatasetError(f"{path}: image contains NaN or Inf")
+        return out
+    raise DatasetError(f"{path}: unsupported pixel type {img.dtype}; expected 8/16-bit or float")
+
+
+def _hwc(img: np.ndarray, path: Path) -> np.ndarray:
+    if img.ndim == 2:
+        return img[:, :, None]
+    if img.ndim == 3:
+        # Channel-first arrays (C, H, W) with few channels are common in .npy files.
+        if img.shape[0] <= 8 < img.shape[2]:
+            img = np.transpose(img, (1, 2, 0))
+        return img
+    raise DatasetError(f"{path}: expected a 2-D or 3-D image, got shape {img.shape}")
+
+
+def read_image(path: Path) -> tuple[np.ndarray, tuple[str, ...], dict, dict]:
+    """Read one sample: (image HWC float32, channel names, extras, meta)."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    extras: dict[str, np.ndarray] = {}
+    meta: dict[str, object] = {}
+    if ext in IMAGE_EXTENSIONS:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise DatasetError(f"{path}: unreadable image (corrupt or not a {ext} file)")
+        img = _hwc(img, path)
+        if img.shape[2] >= 3:  # OpenCV reads colour as BGR(A); report channels as stored
+            img = np.concatenate([img[:, :, 2::-1], img[:, :, 3:]], axis=2)
+        if img.shape[2] == 4 and ext in (".png",):
+            img = img[:, :, :3]  # alpha is no measurement
+        names = tuple(f"c{i}" for i in range(img.shape[2])) if img.shape[2] > 1 else ("gray",)
+        return _as_float(img, path), names, extras, meta
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises several types for broken files
+        raise DatasetError(f"{path}: unreadable array file ({exc})") from None
+    if ext == ".npy":
+        img = _hwc(np.asarray(data), path)
+        return _as_float(img, path), tuple(f"c{i}" for i in range(img.shape[2])), extras, meta
+    with data:
+        keys = set(data.files)
+        if "channel_names" in keys:
+            names = tuple(str(n) for n in data["channel_names"])
+            missing = [n for n in names if n not in keys]
+            if missing:
+                raise DatasetError(f"{path}: channel_names lists {missing} but the file has no such arrays")
+            img = np.stack([np.asarray(data[n]) for n in names], axis=-1)
+        elif "image" in keys:
+            img = _hwc(np.asarray(data["image"]), path)
+            names = tuple(f"c{i}" for i in range(img.shape[2]))
+        else:
+            raise DatasetError(f"{path}: .npz needs 'channel_names' + named arrays, or an 'image' array; "
+                               f"found {sorted(keys)}")
+        for k in EXTRA_FIELDS:
+            if k in keys:
+                extras[k] = np.asarray(data[k])
+        if "mask" in keys:
+            extras["mask"] = np.asarray(data["mask"])
+        for k in ("geometry", "pixel_pitch_mm", "artifact"):
+            if k in keys:
+                meta[k] = data[k].item()
+    return _as_float(img, path), names, extras, meta
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        raise DatasetError(f"{path}: unreadable mask image")
+    if m.ndim == 3:
+        m = m.max(axis=2)
+    if m.shape != shape:
+        raise DatasetError(f"{path}: mask is {m.shape[1]}x{m.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    return m != 0
+
+
+def load_sample(item: DatasetItem) -> Sample:
+    img, names, extras, meta = read_image(item.path)
+    mask = None
+    if item.mask_path is not None:
+        mask = read_mask(item.mask_path, img.shape[:2])
+    elif "mask" in extras:
+        mask = extras.pop("mask") != 0
+        if mask.shape != img.shape[:2]:
+            raise DatasetError(f"{item.path}: mask array {mask.shape} differs from the image {img.shape[:2]}")
+    return Sample(img, names, item.label, mask, extras, meta, item.path)

@@ -1,0 +1,78 @@
+"""Pre-processing shared by training and the runtime (NumPy + OpenCV only, never torch).
+
+One code path for both sides is what keeps a deployed model seeing what it was trained on.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+NORMALISATION_MODES = ("per_image", "dataset", "in_graph")
+# Floor for a channel's standard deviation: a flat channel (a defect-free flat part's phase) must not
+# blow noise up to unit variance.
+MIN_STD = 1e-3
+
+
+@dataclass
+class Normalisation:
+    """How raw channels become model input.
+
+    per_image: each image's channels standardised by their own mean/std (brightness varies per part);
+    dataset:   fixed per-channel mean/std from the training set;
+    in_graph:  the ONNX graph takes physical units and normalises inside (regression models).
+    """
+    mode: str
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in NORMALISATION_MODES:
+            raise ValueError(f"normalisation mode {self.mode!r}; expected one of {NORMALISATION_MODES}")
+        if self.mode == "dataset" and (self.mean is None or self.std is None):
+            raise ValueError("dataset normalisation needs mean and std per channel")
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """x: (N, C, H, W) float32 in physical units -> model input (N, C, H, W) float32."""
+        x = np.asarray(x, np.float32)
+        if self.mode == "in_graph":
+            return x
+        if self.mode == "per_image":
+            mean = x.mean(axis=(2, 3), keepdims=True)
+            std = np.maximum(x.std(axis=(2, 3), keepdims=True), MIN_STD)
+            return ((x - mean) / std).astype(np.float32)
+        mean = np.asarray(self.mean, np.float32)[None, :, None, None]
+        std = np.asarray(self.std, np.float32)[None, :, None, None]
+        if mean.shape[1] != x.shape[1]:
+            raise ValueError(f"normalisation has {mean.shape[1]} channels, input has {x.shape[1]}")
+        return ((x - mean) / std).astype(np.float32)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Normalisation":
+        """Dataset statistics of (N, C, H, W) raw inputs."""
+        mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
+        std = np.maximum(x.std(axis=(0, 2, 3), dtype=np.float64), MIN_STD)
+        return cls("dataset", [float(v) for v in mean], [float(v) for v in std])
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def resize_image(img: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, C) -> (size, size, C); area averaging when shrinking (no aliasing), bilinear when growing."""
+    if img.shape[:2] == (size, size):
+        return img
+    shrink = img.shape[0] > size or img.shape[1] > size
+    out = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return out.reshape(size, size, img.shape[2]) if img.ndim == 3 else out
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Boolean mask to (size, size). Any covered fraction counts, so a 0.1 % defect survives shrinking."""
+    if mask.shape == (size, size):
+        return mask.astype(bool)
+    shrink = mask.shape[0] > size or mask.shape[1] > size
+    m = cv2.resize(mask.astype(np.float32), (size, size),
+                   interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
+    return m > 0

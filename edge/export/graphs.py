@@ -1,0 +1,266 @@
+"""Explain graphs: gradients exported as plain ONNX, so the edge runtime needs no PyTorch.
+
+torch.onnx cannot export a module that calls autograd. What works (see shared TECH-NOTES):
+
+1. write the *joint* function — forward, then `torch.autograd.grad` — as a module;
+2. trace it with `make_fx` and the core ATen decompositions, with the parameters passed as explicit
+   inputs and symbolic shapes, so that autograd's backward ops appear as ordinary graph nodes and the
+   batch dimension stays symbolic;
+3. re-attach the parameters as buffers of a wrapper module and export that with the torch.export-based
+   exporter, translating the one op it cannot: `aten.convolution_backward`, whose input gradient is a
+   `ConvTranspose` of the incoming gradient with the same weights.
+
+Graphs (inputs -> outputs), all with a dynamic batch dimension:
+
+* predict:        input -> logits | output
+* gradcam:        input, target(B, K one-hot) -> logits, activations A, activation_grad dscore/dA
+* input_gradient: input, target -> logits | output, input_grad dscore/dinput
+  (classifier: target is (B, K) class weights; regression: (B, 1, H, W) pixel weights, i.e. a one-hot
+  pixel or an ROI mask divided by its area)
+
+The score is sum(output * target) per sample: the logit of a class, or a weighted sum of output pixels.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.func import functional_call
+
+OPSET = 18
+# Operators we allow in shipped graphs: all are in TensorRT's ONNX parser support matrix. A graph with
+# anything else fails export, so a model change cannot silently break the TensorRT path.
+ALLOWED_OPS = frozenset({
+    "Add", "Sub", "Mul", "Div", "Conv", "ConvTranspose", "Relu", "LessOrEqual", "Greater", "Where",
+    "Gemm", "MatMul", "ReduceMean", "ReduceSum", "Reshape", "Transpose", "Expand", "Shape", "Concat",
+    "Unsqueeze", "Squeeze", "Slice", "Gather", "Constant", "Identity", "Cast", "Neg",
+})
+BATCH_MAX = 4096
+
+
+class GradCAMJoint(nn.Module):
+    """Logits, target-layer activations A and dscore/dA (head-only backward: all Grad-CAM needs)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor):
+        activations = self.model.features(x)
+        with torch.enable_grad():
+            a = activations.detach().requires_grad_(True)
+            logits = self.model.classify(a)
+            (grad,) = torch.autograd.grad((logits * target).sum(), a)
+        return logits.detach(), activations.detach(), grad
+
+
+class InputGradientJoint(nn.Module):
+    """Outputs and dscore/dinput for a batch (samples are independent: BN is folded, no batch stats)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor):
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            out = self.model(xg)
+            (grad,) = torch.autograd.grad((out * target).sum(), xg)
+        return out.detach(), grad
+
+
+class _Predict(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None):
+        return self.model(x)
+
+
+class _Frozen(nn.Module):
+    """Holds the parameters as buffers and calls the traced joint graph with them."""
+
+    def __init__(self, graph: torch.fx.GraphModule, state: dict[str, torch.Tensor]):
+        super().__init__()
+        self.graph_module = graph
+        self.names = list(state)
+        for i, v in enumerate(state.values()):
+            self.register_buffer(f"p{i}", v.detach().clone())
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor):
+        state = {n: getattr(self, f"p{i}") for i, n in enumerate(self.names)}
+        return self.graph_module(state, x, target)
+
+
+def _convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
+                          output_padding, groups, output_mask):
+    """ONNX translation of aten.convolution_backward, input gradient only.
+
+    d input = ConvTranspose(d output, W) with the forward's strides, pads, dilations and groups; the
+    output_padding restores the forward input's size that a strided convolution rounded away. Weight
+    and bias gradients are never requested (parameters are constants here), but the op must still
+    return three values.
+    """
+    from onnxscript import opset18 as op
+
+    if output_mask[1] or output_mask[2]:
+        raise NotImplementedError("weight/bias gradients are not exported")
+    unused = op.Constant(value_float=0.0)
+    if transposed:
+        # The input gradient of a transposed convolution is the plain convolution with the same weight
+        # tensor: its (C_in, C_out, kH, kW) layout is exactly Conv's (M, C, kH, kW) for groups == 1.
+        if groups != 1:
+            raise NotImplementedError("backward of a grouped transposed convolution is not exported")
+        grad_input = op.Conv(grad_output, weight, strides=list(stride), pads=list(padding) * 2,
+                             dilations=list(dilation), group=1)
+        return grad_input, unused, unused
+    kernel = list(weight.shape)[2:]
+    in_size = list(input.shape)[2:]
+    out_size = list(grad_output.shape)[2:]
+    if not all(isinstance(v, int) for v in kernel + in_size + out_size):
+        raise NotImplementedError("convolution_backward export needs static spatial sizes")
+    extra = [in_size[i] - ((out_size[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + 1)
+             for i in range(len(kernel))]
+    grad_input = op.ConvTranspose(grad_output, weight, strides=list(stride), pads=list(padding) * 2,
+                                  dilations=list(dilation), group=groups, output_padding=extra)
+    return grad_input, unused, unused
+
+
+def _trace_joint(joint: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.fx.GraphModule, dict]:
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    state = {k: v.detach() for k, v in list(joint.named_parameters()) + list(joint.named_buffers())}
+
+    def fn(params, xx, tt):
+        return functional_call(joint, params, (xx, tt))
+
+    graph = make_fx(fn, decomposition_table=torch._decomp.core_aten_decompositions(),
+                    tracing_mode="symbolic")(state, x, target)
+    return graph, state
+
+
+def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str]) -> None:
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" chatter
+    batch = torch.export.Dim("batch", min=1, max=BATCH_MAX)
+    dynamic = tuple({0: batch} for _ in args)  # positional: one entry per argument
+    # The exporter prints its progress to stdout and warns about its own deprecations: keep both out
+    # of the CLI's output (errors still raise).
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module, args, dynamo=True, opset_version=OPSET, input_names=input_names,
+            output_names=output_names, dynamic_shapes=dynamic, optimize=True, verbose=False,
+            custom_translation_table={torch.ops.aten.convolution_backward.default: _convolution_backward},
+            report=False)
+    program.save(str(path))
+
+
+def operator_types(path: Path) -> list[str]:
+    import onnx
+
+    model = onnx.load(str(path))
+    return sorted({n.op_type for n in model.graph.node})
+
+
+def graph_specs(task: str) -> dict[str, dict]:
+    out = "logits" if task == "defect" else "output"
+    specs = {"predict": {"inputs": ["input"], "outputs": [out]},
+             "input_gradient": {"inputs": ["input", "target"], "outputs": [out, "input_grad"]}}
+    if task == "defect":
+        specs["gradcam"] = {"inputs": ["input", "target"], "outputs": ["logits", "activations", "activation_grad"]}
+    return specs
+
+
+def example_target(task: str, model: nn.Module, x: torch.Tensor, cls: int = 0) -> torch.Tensor:
+    """A valid target selector for a batch: a one-hot class, or a one-hot centre pixel."""
+    with torch.no_grad():
+        out = model(x)
+    t = torch.zeros_like(out)
+    if task == "defect":
+        t[:, cls] = 1.0
+    else:
+        t[:, :, out.shape[2] // 2, out.shape[3] // 2] = 1.0
+    return t
+
+
+def export_graphs(model: nn.Module, task: str, example: torch.Tensor, out_dir: Path) -> dict[str, dict]:
+    """Export every graph of a (batch-norm folded, eval mode) model into out_dir/<name>.onnx."""
+    model.eval()
+    out_dir = Path(out_dir)
+    x = example[:2].contiguous()
+    target = example_target(task, model, x)
+    result = {}
+    for name, spec in graph_specs(task).items():
+        path = out_dir / f"{name}.onnx"
+        if name == "predict":
+            _export(_Predict(model), (x,), path, spec["inputs"], spec["outputs"])
+        else:
+            joint = GradCAMJoint(model) if name == "gradcam" else InputGradientJoint(model)
+            graph, state = _trace_joint(joint, x, target)
+            _export(_Frozen(graph, state), (x, target), path, spec["inputs"], spec["outputs"])
+        ops = operator_types(path)
+        bad = sorted(set(ops) - ALLOWED_OPS)
+        if bad:
+            raise RuntimeError(f"{path.name}: operators outside the TensorRT allow-list: {bad}")
+        result[name] = {"file": path.name, **spec, "operators": ops}
+    return result
+
+
+def reference_outputs(model: nn.Module, task: str, graph: str, x: torch.Tensor, target: torch.Tensor) -> list[np.ndarray]:
+    """What a graph must compute, by PyTorch autograd on the same weights (the parity oracle)."""
+    model.eval()
+    if graph == "predict":
+        with torch.no_grad():
+            return [model(x).numpy()]
+    if graph == "gradcam":
+        a = model.features(x).detach().requires_grad_(True)
+        logits = model.classify(a)
+        (g,) = torch.autograd.grad((logits * target).sum(), a)
+        return [logits.detach().numpy(), a.detach().numpy(), g.numpy()]
+    xg = x.clone().requires_grad_(True)
+    out = model(xg)
+    (g,) = torch.autograd.grad((out * target).sum(), xg)
+    return [out.detach().numpy(), g.numpy()]
+
+
+def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str, dict],
+                 sample_input: Callable[[int, torch.Generator], torch.Tensor],
+                 batches: tuple[int, ...] = (1, 8), seed: int = 0) -> dict[str, float]:
+    """Largest relative error (max |onnx - torch| / max |torch|) of every output, per graph.
+
+    Fresh random inputs and random targets at each batch size; raises if any exceeds 1e-4.
+    """
+    import onnxruntime as ort
+
+    gen = torch.Generator().manual_seed(seed)
+    worst: dict[str, float] = {}
+    for name, spec in graphs.items():
+        sess = ort.InferenceSession(str(Path(model_dir) / spec["file"]), providers=["CPUExecutionProvider"])
+        err = 0.0
+        for b in batches:
+            x = sample_input(b, gen)
+            with torch.no_grad():
+                shape = model(x).shape
+            if task == "defect":
+                target = torch.nn.functional.one_hot(torch.randint(0, shape[1], (b,), generator=gen), shape[1]).float()
+            else:
+                target = (torch.rand(shape, generator=gen) < 0.05).float()  # a random ROI
+            feeds = {"input": x.numpy()}
+            if "target" in spec["inputs"]:
+                feeds["target"] = target.numpy()
+            got = sess.run(None, feeds)
+            for g, r in zip(got, reference_outputs(model, task, name, x, target)):
+                err = max(err, float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-12)))
+        worst[name] = err
+        if err > 1e-4:
+            raise RuntimeError(f"{spec['file']}: differs from autograd by {err:.2e} (relative) > 1e-4")
+    return worst

@@ -1,0 +1,78 @@
+"""Model manifests: what a model folder holds and the proof that its files are the ones described.
+
+A model folder holds `manifest.json`, the ONNX graphs it names, and `weights.pt` (PyTorch weights, for
+reference tests and benchmarks only). Loading checks every file's sha256 so a model that was edited,
+truncated or mixed with another model's files is refused before it answers a single frame.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("task", "channels", "input", "graphs", "files", "opset")
+
+
+class ManifestError(ValueError):
+    """A model folder that does not match its manifest; the message names the file."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(model_dir: Path, manifest: dict) -> dict:
+    """Hash every file the manifest names (graphs + weights) and write manifest.json."""
+    model_dir = Path(model_dir)
+    names = sorted({g["file"] for g in manifest["graphs"].values()} | set(manifest.get("extra_files", [])))
+    manifest = dict(manifest, format_version=FORMAT_VERSION,
+                    files={n: sha256_file(model_dir / n) for n in names})
+    (model_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def load_manifest(model_dir: Path, verify: bool = True) -> dict:
+    """Read and (by default) verify a model folder's manifest."""
+    model_dir = Path(model_dir)
+    path = model_dir / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{path}: no manifest; is {model_dir} a model folder?")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc})") from None
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ManifestError(f"{path}: missing keys {missing}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ManifestError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if verify:
+        for name, digest in manifest["files"].items():
+            f = model_dir / name
+            if not f.is_file():
+                raise ManifestError(f"{f}: listed in the manifest but missing")
+            actual = sha256_file(f)
+            if actual != digest:
+                raise ManifestError(f"{f}: sha256 {actual[:12]}… does not match the manifest's {digest[:12]}…; "
+                                    "the file was changed after export (re-run `edge-xai export`)")
+        for g, spec in manifest["graphs"].items():
+            if spec["file"] not in manifest["files"]:
+                raise ManifestError(f"{path}: graph {g!r} file {spec['file']} has no sha256 entry")
+    return manifest
+
+
+def record_evaluation(model_dir: Path, metrics: dict, data_recipe: Path | None = None) -> dict:
+    """Store held-out evaluation metrics (and the recipe of the data they came from) in the manifest."""
+    manifest = load_manifest(model_dir)
+    entry = {"metrics": metrics}
+    if data_recipe is not None and Path(data_recipe).is_file():
+        entry["data"] = json.loads(Path(data_recipe).read_text())
+    manifest["evaluation"] = entry
+    (Path(model_dir) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

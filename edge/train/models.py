@@ -1,0 +1,115 @@
+"""The three architectures. Built for explanation and the edge:
+
+* only convolutions (some strided or dilated), ReLU, batch-norm (folded away at export), global average
+  pooling, linear layers and 2x2 transposed-convolution upsampling — ops whose backward passes export
+  to plain ONNX (Conv / ConvTranspose / Gemm / Where) that TensorRT's parser accepts;
+* no max-pooling: its backward has no ONNX translation, strided convolutions avoid the question;
+* the classifier's last convolution keeps 1/8 of the input resolution (16x16 at 128 px), so Grad-CAM
+  maps have useful detail, and its head has a hidden layer, so Grad-CAM is not plain CAM.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=False),
+        )
+
+
+class FusionClassifier(nn.Module):
+    """Multi-channel defect classifier.
+
+    Each input channel first gets its own filters (grouped stem: thermal, phase and intensity look for
+    different things), then the channels are fused. `features` ends at the Grad-CAM target layer.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+        stem = 8 * in_channels
+        w = width
+        self.features = nn.Sequential(
+            ConvBNReLU(in_channels, stem, stride=2, groups=in_channels),  # 1/2, per channel
+            ConvBNReLU(stem, w),                                          # 1/2, fusion
+            ConvBNReLU(w, 2 * w, stride=2),                      # 1/4
+            ConvBNReLU(2 * w, 2 * w),
+            ConvBNReLU(2 * w, 3 * w, stride=2),                  # 1/8
+            ConvBNReLU(3 * w, 3 * w, dilation=2),                # target layer, 1/8
+        )
+        self.head = nn.Sequential(nn.Linear(3 * w, 2 * w), nn.ReLU(inplace=False), nn.Linear(2 * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(x))
+
+    def classify(self, activations: torch.Tensor) -> torch.Tensor:
+        """Logits from the target layer's activations (the part Grad-CAM differentiates)."""
+        return self.head(activations.mean(dim=(2, 3)))
+
+
+class Up(nn.Module):
+    """x2 upsampling by a 2x2 stride-2 transposed convolution (its backward is a plain strided Conv; no
+    reshapes of the batch dimension, which keep symbolic tracing slow), merged with a skip by addition."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.expand = nn.ConvTranspose2d(c_in, c_out, 2, stride=2)
+        self.refine = ConvBNReLU(c_out, c_out)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.refine(self.expand(x) + skip)
+
+
+class ResidualUNet(nn.Module):
+    """Dense regression in physical units: output = input[residual_channel] + scale * correction.
+
+    The input is normalised inside the network (fixed buffers), so the exported graph takes and returns
+    physical units (K, rad) and its gradients are per physical unit. Dilated convolutions at 1/8
+    resolution give a receptive field of about ±60 px, which phase unwrapping needs to count fringes.
+    """
+
+    def __init__(self, in_channels: int, residual_channel: int, output_scale: float,
+                 mean: list[float], std: list[float], width: int = 16):
+        super().__init__()
+        w = width
+        self.residual_channel = residual_channel
+        self.output_scale = output_scale
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.e1 = ConvBNReLU(in_channels, w)
+        self.e2 = ConvBNReLU(w, 2 * w, stride=2)
+        self.e3 = ConvBNReLU(2 * w, 3 * w, stride=2)
+        self.e4 = ConvBNReLU(3 * w, 4 * w, stride=2)
+        self.b1 = ConvBNReLU(4 * w, 4 * w, dilation=2)
+        self.b2 = ConvBNReLU(4 * w, 4 * w, dilation=4)
+        self.u3 = Up(4 * w, 3 * w)
+        self.u2 = Up(3 * w, 2 * w)
+        self.u1 = Up(2 * w, w)
+        self.out = nn.Conv2d(w, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) * self.inv_std
+        s1 = self.e1(z)
+        s2 = self.e2(s1)
+        s3 = self.e3(s2)
+        b = self.b2(self.b1(self.e4(s3)))
+        y = self.u1(self.u2(self.u3(b, s3), s2), s1)
+        residual = x[:, self.residual_channel: self.residual_channel + 1]
+        return residual + self.output_scale * self.out(y)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every Conv2d -> BatchNorm2d pair into the convolution (eval semantics), in place."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, ConvBNReLU):
+            conv, bn = module[0], module[1]
+            module[0] = fuse_conv_bn_eval(conv, bn)
+            module[1] = nn.Identity()
+    return model
