@@ -83,6 +83,11 @@ def scan(root: Path) -> list[DatasetItem]:
     return items
 
 
+def generic_channel_names(count: int) -> tuple[str, ...]:
+    """Names for channels of files that do not name them: 'gray' for one, c0..cN-1 otherwise."""
+    return ("gray",) if count == 1 else tuple(f"c{i}" for i in range(count))
+
+
 def _as_float(img: np.ndarray, path: Path) -> np.ndarray:
     if img.dtype == np.uint8:
         return img.astype(np.float32) / 255.0
@@ -122,15 +127,14 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[str, ...], dict, dict]:
             img = np.concatenate([img[:, :, 2::-1], img[:, :, 3:]], axis=2)
         if img.shape[2] == 4 and ext in (".png",):
             img = img[:, :, :3]  # alpha is no measurement
-        names = tuple(f"c{i}" for i in range(img.shape[2])) if img.shape[2] > 1 else ("gray",)
-        return _as_float(img, path), names, extras, meta
+        return _as_float(img, path), generic_channel_names(img.shape[2]), extras, meta
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for broken files
         raise DatasetError(f"{path}: unreadable array file ({exc})") from None
     if ext == ".npy":
         img = _hwc(np.asarray(data), path)
-        return _as_float(img, path), tuple(f"c{i}" for i in range(img.shape[2])), extras, meta
+        return _as_float(img, path), generic_channel_names(img.shape[2]), extras, meta
     with data:
         keys = set(data.files)
         if "channel_names" in keys:
@@ -141,7 +145,7 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[str, ...], dict, dict]:
             img = np.stack([np.asarray(data[n]) for n in names], axis=-1)
         elif "image" in keys:
             img = _hwc(np.asarray(data["image"]), path)
-            names = tuple(f"c{i}" for i in range(img.shape[2]))
+            names = generic_channel_names(img.shape[2])
         else:
             raise DatasetError(f"{path}: .npz needs 'channel_names' + named arrays, or an 'image' array; "
                                f"found {sorted(keys)}")

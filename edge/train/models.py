@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class ConvBNReLU(nn.Sequential):
@@ -80,6 +81,11 @@ class ResidualUNet(nn.Module):
         self.output_scale = output_scale
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        # The residual channel is picked by a fixed 1x1 convolution, not by slicing: a slice's backward
+        # exports as ScatterND, which the TensorRT allow-list does not take; a Conv's is a ConvTranspose.
+        select = torch.zeros(1, in_channels, 1, 1)
+        select[0, residual_channel] = 1.0
+        self.register_buffer("select", select)
         self.e1 = ConvBNReLU(in_channels, w)
         self.e2 = ConvBNReLU(w, 2 * w, stride=2)
         self.e3 = ConvBNReLU(2 * w, 3 * w, stride=2)
@@ -98,7 +104,7 @@ class ResidualUNet(nn.Module):
         s3 = self.e3(s2)
         b = self.b2(self.b1(self.e4(s3)))
         y = self.u1(self.u2(self.u3(b, s3), s2), s1)
-        residual = x[:, self.residual_channel: self.residual_channel + 1]
+        residual = F.conv2d(x, self.select)
         return residual + self.output_scale * self.out(y)
 
 

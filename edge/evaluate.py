@@ -1,0 +1,99 @@
+"""Evaluation of a shipped model on a dataset folder, through the ONNX predict graph (no torch).
+
+    edge-xai evaluate --model models/defect --data data/test --json
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from edge.data.arrays import load_arrays
+from edge.runtime.model import Model
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, per-class precision/recall/support and the confusion matrix (rows: true class)."""
+    k = len(classes)
+    confusion = np.zeros((k, k), int)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    per_class = {}
+    for i, c in enumerate(classes):
+        tp = confusion[i, i]
+        predicted, actual = confusion[:, i].sum(), confusion[i].sum()
+        per_class[c] = {"precision": float(tp / predicted) if predicted else 0.0,
+                        "recall": float(tp / actual) if actual else None, "support": int(actual)}
+    return {"accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)), "per_class": per_class,
+            "confusion": {"classes": classes, "matrix": confusion.tolist()}}
+
+
+def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | None = None,
+             batch_size: int = 64) -> dict:
+    model = Model.load(model_dir)
+    m = model.manifest
+    task = m["task"]
+    size = m["input"]["size"][0]
+    target = m.get("output", {}).get("field")
+    arrays = load_arrays(data, size, m["channels"], (target,) if target else (), limit=limit, progress=progress)
+    out = model.predict(arrays.x, batch_size=batch_size)
+    result: dict = {"task": task, "model": m.get("name"), "samples": len(arrays.labels), "data": str(data)}
+    if task == "defect":
+        classes = model.classes
+        unknown = sorted(set(arrays.labels) - set(classes))
+        if unknown:
+            raise ValueError(f"{data}: classes {unknown} are not among the model's {classes}")
+        y = np.array([classes.index(lbl) for lbl in arrays.labels])
+        result.update(classification_metrics(y, out.argmax(1), classes))
+        return result
+    truth = arrays.targets[target]
+    pred = out[:, 0]
+    geometries = [str(meta.get("geometry", "unknown")) for meta in arrays.meta]
+    if task == "thermal":
+        apparent = arrays.x[:, m["channels"].index("thermal")]
+        err, base = np.abs(pred - truth), np.abs(apparent - truth)
+        result.update(mae=float(err.mean()), baseline_mae=float(base.mean()),
+                      improvement=float(base.mean() / max(err.mean(), 1e-12)),
+                      p99_abs_error=float(np.percentile(err, 99)))
+        per = defaultdict(list)
+        for g, e, b in zip(geometries, err.mean(axis=(1, 2)), base.mean(axis=(1, 2))):
+            per[g].append((e, b))
+        result["per_geometry"] = {g: {"mae": float(np.mean([e for e, _ in v])),
+                                      "baseline_mae": float(np.mean([b for _, b in v])), "n": len(v)}
+                                  for g, v in sorted(per.items())}
+        return result
+    from edge.sim.optics import fringe_order
+
+    wrapped = arrays.x[:, m["channels"].index("phase")]
+    correct = fringe_order(pred, wrapped) == fringe_order(truth, wrapped)
+    nonzero = fringe_order(truth, wrapped) != 0
+    result.update(fringe_order_accuracy=float(correct.mean()),
+                  fringe_order_accuracy_wrapped_pixels=float(correct[nonzero].mean()) if nonzero.any() else None,
+                  baseline_fringe_order_accuracy=float((~nonzero).mean()),
+                  mae=float(np.abs(pred - truth).mean()),
+                  images_all_correct=float(correct.all(axis=(1, 2)).mean()))
+    per = defaultdict(list)
+    for g, c in zip(geometries, correct.mean(axis=(1, 2))):
+        per[g].append(c)
+    result["per_geometry"] = {g: {"fringe_order_accuracy": float(np.mean(v)), "n": len(v)} for g, v in sorted(per.items())}
+    return result
+
+
+def format_report(metrics: dict) -> str:
+    lines = [f"{metrics['task']} model {metrics.get('model')} on {metrics['samples']} samples of {metrics['data']}"]
+    if metrics["task"] == "defect":
+        lines.append(f"accuracy {metrics['accuracy']:.4f}")
+        lines.append(f"{'class':<16}{'precision':>10}{'recall':>10}{'support':>9}")
+        for c, v in metrics["per_class"].items():
+            rec = "-" if v["recall"] is None else f"{v['recall']:.4f}"
+            lines.append(f"{c:<16}{v['precision']:>10.4f}{rec:>10}{v['support']:>9}")
+        cm = metrics["confusion"]
+        lines.append("confusion (rows true, columns predicted): " + " ".join(c[:5] for c in cm["classes"]))
+        lines += ["  " + " ".join(f"{n:5d}" for n in row) for row in cm["matrix"]]
+        return "\n".join(lines)
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            lines.append(f"{k:<38}{v:.4f}")
+    for g, v in metrics.get("per_geometry", {}).items():
+        lines.append(f"  {g:<12} " + " ".join(f"{k} {x:.4f}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items()))
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""Folder datasets: every format the README promises, and a clear error for every broken input."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.data import loader
+from edge.data.arrays import load_arrays, resolve_channels
+from edge.data.preprocess import Normalisation, resize_mask
+
+
+def _png(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), arr)
+    return path
+
+
+@pytest.fixture
+def user_dataset(tmp_path) -> Path:
+    """Grayscale 8/16-bit images of various sizes with masks, like a user's surface-defect set."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "user"
+    for i, (h, w) in enumerate([(200, 300), (256, 256), (90, 120)]):
+        img = rng.integers(0, 255, (h, w), dtype=np.uint8)
+        _png(root / "ok" / f"a{i}.png", img)
+        img16 = rng.integers(0, 65535, (h, w), dtype=np.uint16)
+        _png(root / "scratch" / f"b{i}.png", img16)
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 2, w // 3: w // 3 + 2] = 255  # a defect of ~0.01 % of the image
+        _png(root / "scratch" / f"b{i}.mask.png", mask)
+    np.save(root / "scratch" / "c.npy", rng.random((64, 64)).astype(np.float32))
+    cv2.imwrite(str(root / "ok" / "d.tif"), rng.integers(0, 65535, (50, 70), dtype=np.uint16))
+    return root
+
+
+def test_reads_user_images_of_mixed_depth_and_size(user_dataset):
+    items = loader.scan(user_dataset)
+    assert {i.label for i in items} == {"ok", "scratch"}
+    assert sum(i.mask_path is not None for i in items) == 3
+    a = load_arrays(user_dataset, 32, progress=False)
+    assert a.x.shape == (len(items), 1, 32, 32)
+    assert 0.0 <= a.x.min() and a.x.max() <= 1.0  # integers scaled by their type's range
+    assert a.has_mask.sum() == 3
+    # The 2-pixel defect survives shrinking 300 px to 32 px.
+    assert all(a.masks[i].any() for i in np.flatnonzero(a.has_mask))
+
+
+def test_reads_simulator_npz_with_named_channels_and_ground_truth(sim_dataset):
+    a = load_arrays(sim_dataset, 32, channels=("thermal", "height"), targets=("true_temperature",), progress=False)
+    assert a.channel_names == ("thermal", "height")
+    assert a.x[:, 0].mean() > 300  # kelvin, not rescaled
+    assert a.targets["true_temperature"].shape == (60, 32, 32)
+    assert a.has_mask.all() and "geometry" in a.meta[0]
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda r: (r / "ok" / "x.png").write_bytes(b"not a png"), "unreadable image"),
+    (lambda r: (r / "ok" / "x.bmp").write_bytes(b"BM"), "unknown extension"),
+    (lambda r: (r / "empty").mkdir(), "empty class folder"),
+    (lambda r: (r / "y.png").write_bytes(b""), "outside a class folder"),
+    (lambda r: (r / "ok" / "z.npz").write_bytes(b"PK broken"), "unreadable array file"),
+])
+def test_broken_inputs_name_the_file_and_the_problem(tmp_path, setup, message):
+    root = tmp_path / "d"
+    _png(root / "ok" / "good.png", np.zeros((8, 8), np.uint8))
+    setup(root)
+    with pytest.raises(loader.DatasetError, match=message):
+        load_arrays(root, 8, progress=False)
+
+
+def test_mask_of_another_size_is_refused_with_both_sizes(tmp_path):
+    root = tmp_path / "d"
+    _png(root / "pit" / "a.png", np.zeros((20, 30), np.uint8))
+    _png(root / "pit" / "a.mask.png", np.zeros((10, 10), np.uint8))
+    with pytest.raises(loader.DatasetError, match=r"a\.mask\.png: mask is 10x10 but its image is 30x20"):
+        load_arrays(root, 8, progress=False)
+
+
+def test_nan_in_a_float_image_is_refused(tmp_path):
+    root = tmp_path / "d"
+    bad = np.zeros((8, 8), np.float32)
+    bad[1, 1] = np.nan
+    (root / "ok").mkdir(parents=True)
+    np.save(root / "ok" / "n.npy", bad)
+    with pytest.raises(loader.DatasetError, match="n.npy: image contains NaN"):
+        load_arrays(root, 8, progress=False)
+
+
+def test_missing_folder_and_missing_class_folders(tmp_path):
+    with pytest.raises(loader.DatasetError, match="not found"):
+        loader.scan(tmp_path / "nope")
+    with pytest.raises(loader.DatasetError, match="no class folders"):
+        loader.scan(tmp_path)
+
+
+def test_phase_data_at_another_size_is_refused(sim_dataset):
+    with pytest.raises(loader.DatasetError, match="phase data must be at the model size"):
+        load_arrays(sim_dataset, 16, channels=("phase",), targets=("unwrapped_phase",), progress=False)
+
+
+def test_channel_requests():
+    names = ("thermal", "phase", "intensity")
+    assert resolve_channels(names, None) == names
+    assert resolve_channels(names, "2") == ("thermal", "phase")
+    assert resolve_channels(names, "intensity,thermal") == ("intensity", "thermal")
+    with pytest.raises(ValueError, match="has 3 channels"):
+        resolve_channels(names, "5")
+
+
+def test_normalisation_modes():
+    x = np.random.default_rng(0).normal(5, 3, (4, 2, 8, 8)).astype(np.float32)
+    per = Normalisation("per_image").apply(x)
+    np.testing.assert_allclose(per.mean(axis=(2, 3)), 0, atol=1e-5)
+    ds = Normalisation.fit(x)
+    np.testing.assert_allclose(ds.apply(x).mean(axis=(0, 2, 3)), 0, atol=1e-4)
+    assert Normalisation("in_graph").apply(x) is not None and np.array_equal(Normalisation("in_graph").apply(x), x)
+    with pytest.raises(ValueError, match="channels"):
+        ds.apply(x[:, :1])
+
+
+def test_resize_mask_keeps_tiny_defects_and_nearest_when_growing():
+    m = np.zeros((512, 512), bool)
+    m[100, 100] = True
+    assert resize_mask(m, 64).sum() == 1
+    assert resize_mask(np.eye(4, dtype=bool), 8).sum() == 16

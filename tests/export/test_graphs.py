@@ -1,0 +1,134 @@
+"""Explain graphs: ONNX gradients equal autograd, the batch is dynamic, only allowed operators appear."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn as nn
+
+from edge.export.graphs import ALLOWED_OPS, check_parity, export_graphs, reference_outputs
+from edge.train.models import FusionClassifier, ResidualUNet, fold_batchnorm
+
+pytestmark = pytest.mark.slow
+
+
+def _randomise_batchnorm(model: nn.Module) -> nn.Module:
+    """Untrained BN is the identity; give it statistics so folding is really exercised."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(FusionClassifier(in_channels=3, num_classes=6, width=8))
+    reference = FusionClassifier(in_channels=3, num_classes=6, width=8)
+    reference.load_state_dict(model.state_dict())
+    model = fold_batchnorm(model)
+    d = tmp_path_factory.mktemp("cls")
+    graphs = export_graphs(model, "defect", torch.randn(2, 3, 32, 32), d)
+    return model, reference.eval(), d, graphs
+
+
+@pytest.fixture(scope="module")
+def regressor(tmp_path_factory):
+    torch.manual_seed(0)
+    model = fold_batchnorm(_randomise_batchnorm(ResidualUNet(2, 0, 2.0, [340.0, 0.0], [10.0, 0.1], width=4)))
+    d = tmp_path_factory.mktemp("reg")
+    x = torch.randn(2, 2, 32, 32) * torch.tensor([10.0, 0.1]).view(1, 2, 1, 1) + torch.tensor([340.0, 0.0]).view(1, 2, 1, 1)
+    return model, d, export_graphs(model, "thermal", x, d), x
+
+
+def test_classifier_graphs_match_autograd_at_batch_1_and_8(classifier):
+    model, _, d, graphs = classifier
+    assert set(graphs) == {"predict", "gradcam", "input_gradient"}
+    errors = check_parity(model, "defect", d, graphs, lambda b, g: torch.randn(b, 3, 32, 32, generator=g))
+    assert all(e < 1e-4 for e in errors.values()), errors
+
+
+def test_regression_graphs_match_autograd(regressor):
+    model, d, graphs, x = regressor
+    assert set(graphs) == {"predict", "input_gradient"}
+    errors = check_parity(model, "thermal", d, graphs,
+                          lambda b, g: x[:1].repeat(b, 1, 1, 1) + torch.randn(b, 2, 32, 32, generator=g))
+    assert all(e < 1e-4 for e in errors.values()), errors
+
+
+def test_folded_model_computes_what_the_trained_one_did(classifier):
+    model, reference, _, _ = classifier
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), reference(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_gradcam_graph_outputs_and_dynamic_batch(classifier):
+    model, _, d, graphs = classifier
+    sess = ort.InferenceSession(str(d / graphs["gradcam"]["file"]))
+    for b in (1, 3, 17):
+        x = np.random.default_rng(b).standard_normal((b, 3, 32, 32)).astype(np.float32)
+        target = np.eye(6, dtype=np.float32)[np.arange(b) % 6]
+        logits, acts, grads = sess.run(None, {"input": x, "target": target})
+        assert logits.shape == (b, 6)
+        assert acts.shape == grads.shape == (b, 24, 4, 4)  # 1/8 of the input resolution
+
+
+def test_input_gradient_of_a_class_is_its_own_and_samples_are_independent(classifier):
+    """The score is the target-weighted logit of each sample; changing one sample's target must not
+    change another sample's gradient (no hidden batch coupling)."""
+    model, _, d, graphs = classifier
+    sess = ort.InferenceSession(str(d / graphs["input_gradient"]["file"]))
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    t1 = np.eye(6, dtype=np.float32)[[0, 1]]
+    t2 = np.eye(6, dtype=np.float32)[[0, 4]]
+    g1 = sess.run(None, {"input": x, "target": t1})[1]
+    g2 = sess.run(None, {"input": x, "target": t2})[1]
+    np.testing.assert_array_equal(g1[0], g2[0])
+    assert not np.allclose(g1[1], g2[1])
+    ref = reference_outputs(model, "defect", "input_gradient", torch.from_numpy(x), torch.from_numpy(t2))[1]
+    np.testing.assert_allclose(g2, ref, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
+
+
+def test_regression_roi_gradient_is_linear_in_the_roi(regressor):
+    """A mean over an ROI is the mean of per-pixel scores: gradients must add up the same way."""
+    model, d, graphs, x = regressor
+    sess = ort.InferenceSession(str(d / graphs["input_gradient"]["file"]))
+    xn = x[:1].numpy()
+    a = np.zeros((1, 1, 32, 32), np.float32)
+    b = np.zeros_like(a)
+    a[0, 0, 10, 10] = 1.0
+    b[0, 0, 20, 5] = 1.0
+    ga = sess.run(None, {"input": xn, "target": a})[1]
+    gb = sess.run(None, {"input": xn, "target": b})[1]
+    gab = sess.run(None, {"input": xn, "target": (a + b) / 2})[1]
+    np.testing.assert_allclose(gab, (ga + gb) / 2, rtol=1e-4, atol=1e-7)
+
+
+def test_only_allowed_operators(classifier, regressor):
+    for graphs in (classifier[3], regressor[2]):
+        for spec in graphs.values():
+            assert set(spec["operators"]) <= ALLOWED_OPS
+            assert "ConvTranspose" in spec["operators"] or spec["file"] == "predict.onnx" or "gradcam" in spec["file"]
+
+
+def test_a_layer_without_a_supported_backward_is_refused(tmp_path):
+    """Max-pooling has no exportable backward here: export must fail, not ship a broken graph."""
+
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.MaxPool2d(2))
+            self.head = nn.Linear(4, 2)
+
+        def classify(self, a):
+            return self.head(a.mean(dim=(2, 3)))
+
+        def forward(self, x):
+            return self.classify(self.features(x))
+
+    with pytest.raises(Exception):
+        export_graphs(Pooled().eval(), "defect", torch.randn(2, 1, 16, 16), tmp_path)

@@ -1,0 +1,112 @@
+"""Simulator: determinism, physical sanity, defect masks, the planted artifact, the folder writer."""
+import json
+
+import numpy as np
+import pytest
+
+from edge.sim import geometry
+from edge.sim.defects import CLASSES, DEFECT_CLASSES
+from edge.sim.sample import CHANNELS, SimConfig, simulate_sample, write_dataset
+
+
+def test_same_seed_and_index_give_identical_samples():
+    a, b = simulate_sample(17, seed=3), simulate_sample(17, seed=3)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_other_seed_gives_other_samples():
+    a, b = simulate_sample(17, seed=3), simulate_sample(17, seed=4)
+    assert not np.array_equal(a["thermal"], b["thermal"])
+
+
+def test_arrays_have_the_documented_shapes_and_types():
+    s = simulate_sample(0, 1)
+    for k in ("thermal", "phase", "intensity", "true_temperature", "unwrapped_phase", "physics_importance", "height"):
+        assert s[k].shape == (128, 128) and s[k].dtype == np.float32, k
+    assert tuple(s["channel_names"]) == CHANNELS
+    assert s["mask"].dtype == np.uint8 and s["edge_map"].dtype == np.uint8
+    assert str(s["geometry"]) in geometry.GEOMETRIES
+    assert 0.05 < float(s["pixel_pitch_mm"]) < 0.2
+
+
+def test_flat_defect_free_part_reads_true_temperature_up_to_noise():
+    cfg = SimConfig()
+    s = simulate_sample(0, 1, cfg, defect_class="ok", geometry_type="flat")
+    diff = s["thermal"] - s["true_temperature"]
+    assert abs(diff.mean()) < 0.01
+    assert diff.std() == pytest.approx(cfg.netd_k, rel=0.1)
+    assert np.all(s["physics_importance"] < 1e-3)  # no structure where geometry has none
+    assert s["edge_map"].sum() == 0
+
+
+@pytest.mark.parametrize("geom", ["cavity", "v_groove", "step"])
+def test_concave_corners_and_sidewalls_make_apparent_differ_from_true(geom):
+    s = simulate_sample(1, 2, defect_class="ok", geometry_type=geom)
+    imp = s["physics_importance"]
+    assert imp.max() > 0.5  # kelvin: a deviation a thermographer would see
+    # It sits on the geometry: the edge pixels carry far more of it than the flat remainder.
+    edges = s["edge_map"].astype(bool)
+    assert edges.any()
+    assert imp[edges].mean() > 5 * imp[~edges].mean()
+
+
+def test_cavity_bottom_corner_reads_warmer_and_sidewall_colder_on_a_hot_part():
+    s = simulate_sample(4, 2, defect_class="ok", geometry_type="cavity")
+    dev = s["thermal"] - s["true_temperature"]
+    assert dev.max() > 0.3 and dev.min() < -0.3  # cavity effect up, grazing sidewall down
+
+
+def test_phase_ground_truth_is_exact_multiple_of_two_pi_from_measurement():
+    s = simulate_sample(5, 2, geometry_type="cylinder")
+    k = (s["unwrapped_phase"] - s["phase"]) / (2 * np.pi)
+    np.testing.assert_allclose(k, np.round(k), atol=1e-3)
+    assert s["phase"].min() > -np.pi - 1e-6 and s["phase"].max() <= np.pi + 1e-6
+
+
+@pytest.mark.parametrize("cls", DEFECT_CLASSES)
+def test_every_defect_has_a_mask_and_ok_has_none(cls):
+    s = simulate_sample(0, 9, defect_class=cls)
+    assert s["mask"].sum() > 0
+    assert simulate_sample(0, 9, defect_class="ok")["mask"].sum() == 0
+
+
+def test_contamination_changes_apparent_but_not_true_temperature():
+    a = simulate_sample(0, 9, defect_class="contamination", geometry_type="flat")
+    m = a["mask"].astype(bool)
+    deviation = np.abs(a["thermal"] - a["true_temperature"])
+    assert deviation[m].mean() > 10 * deviation[~m].mean()
+
+
+def test_classes_are_balanced_by_index():
+    labels = [str(simulate_sample(i, 0)["label"]) for i in range(12)]
+    assert sorted(labels) == sorted(list(CLASSES) * 2)
+
+
+def test_artifact_is_off_by_default_and_marks_defects_when_on():
+    assert not any(bool(simulate_sample(i, 0)["artifact"]) for i in range(12))
+    cfg = SimConfig(artifact=True, artifact_rate=1.0)
+    on = [simulate_sample(i, 0, cfg) for i in range(12)]
+    for s in on:
+        assert bool(s["artifact"]) == (str(s["label"]) != "ok")
+    marked = [s for s in on if s["artifact"]]
+    assert all(s["intensity"][2:7].max() == 1.0 for s in marked)
+    # The mark position encodes the class: two classes never share a column range.
+    cols = {str(s["label"]): tuple(np.flatnonzero(s["intensity"][4] == 1.0)[:1]) for s in marked}
+    assert len(set(cols.values())) == len(cols)
+
+
+def test_write_dataset_layout_and_recipe(tmp_path):
+    out = write_dataset(tmp_path / "d", 12, seed=1, cfg=SimConfig(size=32), progress=False)
+    for cls in CLASSES:
+        files = list((out / cls).glob("*.npz"))
+        assert len(files) == 2
+    recipe = json.loads((out / "dataset.json").read_text())
+    assert recipe["seed"] == 1 and recipe["n"] == 12 and recipe["config"]["size"] == 32
+
+
+def test_write_dataset_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        write_dataset(tmp_path / "d", 6, seed=1, progress=False)

@@ -1,0 +1,97 @@
+"""The models in models/: complete, verified, small, parity recorded, bars met, and they work."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import MODELS
+from edge.export.graphs import ALLOWED_OPS
+from edge.runtime.manifest import load_manifest
+from edge.runtime.model import Model, softmax
+
+TASKS = ("defect", "thermal", "phase")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_manifest_is_complete_and_files_verify(task):
+    m = load_manifest(MODELS / task)
+    assert m["task"] == task
+    for key in ("channels", "input", "opset", "operators", "files", "training", "parity", "evaluation"):
+        assert key in m, key
+    assert m["input"]["size"] == [128, 128]
+    assert set(m["operators"]) <= ALLOWED_OPS
+    for name in m["files"]:
+        assert (MODELS / task / name).stat().st_size <= 5 * 1024 * 1024, name
+    assert all(e <= 1e-4 for e in m["parity"]["max_relative_error"].values())
+    assert m["training"]["data"]["seed"] != m["evaluation"]["data"]["seed"]  # held out
+
+
+def test_defect_model_meets_its_bars():
+    ev = load_manifest(MODELS / "defect")["evaluation"]
+    assert ev["metrics"]["samples"] >= 1000
+    assert ev["metrics"]["accuracy"] >= 0.97
+    assert all(v["recall"] >= 0.90 for v in ev["metrics"]["per_class"].values())
+
+
+def test_thermal_model_meets_its_bars():
+    ev = load_manifest(MODELS / "thermal")["evaluation"]["metrics"]
+    assert ev["samples"] >= 1000
+    assert ev["mae"] <= 0.5 and ev["baseline_mae"] >= 5 * ev["mae"]
+
+
+def test_phase_model_meets_its_bars():
+    ev = load_manifest(MODELS / "phase")["evaluation"]["metrics"]
+    assert ev["samples"] >= 1000 and ev["fringe_order_accuracy"] >= 0.99
+
+
+def test_defect_model_classifies_fresh_frames():
+    """Frames from a seed used neither in training nor in the recorded evaluation."""
+    from edge.sim.sample import simulate_sample
+
+    model = Model.load(MODELS / "defect")
+    samples = [simulate_sample(i, 424242) for i in range(48)]
+    x = np.stack([np.stack([s[c] for c in model.manifest["channels"]]) for s in samples])
+    probs = softmax(model.predict(x))
+    pred = [model.classes[i] for i in probs.argmax(1)]
+    accuracy = np.mean([p == str(s["label"]) for p, s in zip(pred, samples)])
+    assert accuracy >= 0.9
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
+
+
+def test_thermal_model_corrects_a_cavity():
+    from edge.sim.sample import simulate_sample
+
+    model = Model.load(MODELS / "thermal")
+    s = simulate_sample(3, 424242, defect_class="ok", geometry_type="cavity")
+    out = model.predict(np.stack([s["thermal"], s["height"]])[None])[0, 0]
+    before = np.abs(s["thermal"] - s["true_temperature"]).max()
+    after = np.abs(out - s["true_temperature"]).max()
+    assert after < before / 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+def test_shipped_graphs_match_their_torch_weights(task):
+    """Reference test: the shipped ONNX graphs against autograd on the shipped weights.pt."""
+    import torch
+
+    from edge.export.graphs import check_parity
+    from edge.train.models import fold_batchnorm
+    from edge.train.train import build_model
+
+    m = load_manifest(MODELS / task)
+    ckpt = torch.load(MODELS / task / "weights.pt", weights_only=True)
+    model = build_model(ckpt["meta"])
+    model.load_state_dict(ckpt["state_dict"])
+    model = fold_batchnorm(model)
+    norm = m.get("in_graph_normalisation")
+    c = len(m["channels"])
+
+    def sample(b, g):
+        z = torch.randn(b, c, 128, 128, generator=g)
+        if norm:
+            z = z * torch.tensor(norm["std"]).view(1, -1, 1, 1) + torch.tensor(norm["mean"]).view(1, -1, 1, 1)
+        return z
+
+    errors = check_parity(model, task, MODELS / task, m["graphs"], sample, seed=123)
+    assert all(e < 1e-4 for e in errors.values()), errors

@@ -1,0 +1,90 @@
+"""Train -> export -> evaluate on tiny sets, for all three tasks and for a user's image folder."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edge.cli import main
+from edge.train.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+
+def _train(data, out, task, **kw):
+    cfg = TrainConfig(task=task, size=32, epochs=kw.pop("epochs", 1), width=kw.pop("width", 4), threads=2, **kw)
+    return train(data, out, cfg, progress=False)
+
+
+@pytest.mark.parametrize("task", ["defect", "thermal", "phase"])
+def test_train_export_evaluate(sim_dataset, tmp_path, capsys, task):
+    summary = _train(sim_dataset, tmp_path / task, task)
+    assert all(e < 1e-4 for e in summary["parity"]["max_relative_error"].values())
+    manifest = json.loads((tmp_path / task / "manifest.json").read_text())
+    assert manifest["task"] == task and manifest["training"]["data"]["seed"] == 5
+    assert set(manifest["files"]) >= {"predict.onnx", "input_gradient.onnx", "weights.pt"}
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tmp_path / task), "--data", str(sim_dataset), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["task"] == task and metrics["samples"] == 60
+    if task == "defect":
+        assert set(metrics["per_class"]) == {"ok", "crack", "pit", "contamination", "delamination", "scratch"}
+        assert np.array(metrics["confusion"]["matrix"]).sum() == 60
+    elif task == "thermal":
+        assert metrics["mae"] > 0 and metrics["baseline_mae"] > 0
+    else:
+        assert 0 <= metrics["fringe_order_accuracy"] <= 1
+
+
+def test_training_is_deterministic_given_the_seed(sim_dataset, tmp_path):
+    _train(sim_dataset, tmp_path / "a", "defect", limit=24)
+    _train(sim_dataset, tmp_path / "b", "defect", limit=24)
+    wa = torch.load(tmp_path / "a" / "weights.pt", weights_only=True)["state_dict"]
+    wb = torch.load(tmp_path / "b" / "weights.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    _train(sim_dataset, tmp_path / "c", "defect", limit=24, seed=1)
+    wc = torch.load(tmp_path / "c" / "weights.pt", weights_only=True)["state_dict"]
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_classifier_learns_something_on_the_simulator(tmp_path):
+    """Not a quality bar (that is `edge-xai evaluate` on 1000+ samples); a check that training trains."""
+    from edge.sim.sample import SimConfig, write_dataset
+
+    data = write_dataset(tmp_path / "d", 240, seed=11, cfg=SimConfig(size=32), progress=False)
+    s = _train(data, tmp_path / "m", "defect", epochs=8, width=8, val_fraction=0.25)
+    assert s["validation"]["val_accuracy"] > 0.4  # chance is 1/6
+
+
+def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):
+    """Data unlike the simulator's: one channel, 8-bit, various sizes, two user-named classes."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "user"
+    for cls in ("good", "dent"):
+        (root / cls).mkdir(parents=True)
+        for i in range(12):
+            h, w = int(rng.integers(40, 90)), int(rng.integers(40, 90))
+            img = (rng.normal(120, 20, (h, w))).clip(0, 255).astype(np.uint8)
+            if cls == "dent":
+                cv2.circle(img, (w // 2, h // 2), 5, 250, -1)
+                mask = np.zeros((h, w), np.uint8)
+                cv2.circle(mask, (w // 2, h // 2), 5, 255, -1)
+                cv2.imwrite(str(root / cls / f"{i}.mask.png"), mask)
+            cv2.imwrite(str(root / cls / f"{i}.png"), img)
+    s = _train(root, tmp_path / "m", "defect", ok_class="good", epochs=2)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["classes"] == ["good", "dent"] and manifest["ok_class"] == "good"
+    assert manifest["channels"] == ["gray"]
+    assert manifest["input"]["normalisation"]["mode"] == "per_image"  # auto for image files
+    assert s["parity"]["max_relative_error"]["gradcam"] < 1e-4
+
+
+def test_cli_train_reports_bad_data_without_traceback(tmp_path):
+    (tmp_path / "d" / "ok").mkdir(parents=True)
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "train", "--task", "defect", "--data",
+                        str(tmp_path / "d"), "--out", str(tmp_path / "m")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "empty class folder" in r.stderr and "Traceback" not in r.stderr
