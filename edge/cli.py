@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", required=True, choices=["defect", "thermal", "phase"])
     t.add_argument("--data", required=True, help="dataset folder DIR/<class>/<stem>.<ext>")
     t.add_argument("--out", required=True, help="model folder to write")
-    t.add_argument("--epochs", type=int, default=None, help="default: 12 (defect), 20 (thermal, phase)")
+    t.add_argument("--epochs", type=int, default=None, help="default: 12 (defect), 20 (thermal), 15 (phase)")
     t.add_argument("--channels", default=None,
                    help="input channels: a count (first C) or comma-separated names; default: all "
                         "(defect), thermal,height (thermal), phase (phase)")
@@ -98,10 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle schedule)")
-    t.add_argument("--norm", default="auto", choices=["auto", "per_image", "dataset"],
-                   help="input normalisation of the classifier: per-image standardisation (robust to "
-                        "brightness varying from part to part) or dataset channel statistics; auto "
-                        "picks dataset for simulator .npz data and per_image for image files")
+    t.add_argument("--norm", default="auto", choices=["auto", "per_image", "centred", "dataset"],
+                   help="input normalisation of the classifier: per_image standardisation (robust to "
+                        "brightness varying from part to part), centred (per-image mean removed, "
+                        "dataset scale: keeps physical contrasts in K) or dataset statistics; auto "
+                        "picks centred for simulator .npz data and per_image for image files")
     t.add_argument("--no-balance", action="store_true", help="do not sample classes evenly")
     t.add_argument("--no-augment", action="store_true", help="no flips")
     t.add_argument("--ok-class", default="ok", help="the folder name meaning 'no defect' (default ok)")

@@ -95,3 +95,15 @@ def test_shipped_graphs_match_their_torch_weights(task):
 
     errors = check_parity(model, task, MODELS / task, m["graphs"], sample, seed=123)
     assert all(e < 1e-4 for e in errors.values()), errors
+
+
+def test_gradcam_layer_keeps_an_eighth_of_the_resolution_and_head_has_a_hidden_layer():
+    import onnx
+
+    model = Model.load(MODELS / "defect")
+    x = np.random.default_rng(0).standard_normal((2, 3, 128, 128)).astype(np.float32)
+    target = np.eye(len(model.classes), dtype=np.float32)[[1, 2]]
+    logits, acts, grads = model.session("gradcam").run(None, {"input": x, "target": target})
+    assert acts.shape[2:] == (16, 16) and grads.shape == acts.shape
+    predict = onnx.load(str(MODELS / "defect" / "predict.onnx"))
+    assert sum(n.op_type == "Gemm" for n in predict.graph.node) == 2  # hidden layer after pooling

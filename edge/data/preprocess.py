@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-NORMALISATION_MODES = ("per_image", "dataset", "in_graph")
+NORMALISATION_MODES = ("per_image", "centred", "dataset", "in_graph")
 # Floor for a channel's standard deviation: a flat channel (a defect-free flat part's phase) must not
 # blow noise up to unit variance.
 MIN_STD = 1e-3
@@ -20,6 +20,9 @@ class Normalisation:
     """How raw channels become model input.
 
     per_image: each image's channels standardised by their own mean/std (brightness varies per part);
+    centred:   each image's channel mean removed, then divided by a fixed per-channel std from the
+               training set. For physical channels: the part's overall temperature or albedo says
+               nothing about defects, but a 3 K hot spot must stay 3 K whatever the rest of the image;
     dataset:   fixed per-channel mean/std from the training set;
     in_graph:  the ONNX graph takes physical units and normalises inside (regression models).
     """
@@ -32,6 +35,8 @@ class Normalisation:
             raise ValueError(f"normalisation mode {self.mode!r}; expected one of {NORMALISATION_MODES}")
         if self.mode == "dataset" and (self.mean is None or self.std is None):
             raise ValueError("dataset normalisation needs mean and std per channel")
+        if self.mode == "centred" and self.std is None:
+            raise ValueError("centred normalisation needs a std per channel")
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """x: (N, C, H, W) float32 in physical units -> model input (N, C, H, W) float32."""
@@ -42,17 +47,26 @@ class Normalisation:
             mean = x.mean(axis=(2, 3), keepdims=True)
             std = np.maximum(x.std(axis=(2, 3), keepdims=True), MIN_STD)
             return ((x - mean) / std).astype(np.float32)
+        if self.mode == "centred":
+            return ((x - x.mean(axis=(2, 3), keepdims=True)) / self._std(x)).astype(np.float32)
         mean = np.asarray(self.mean, np.float32)[None, :, None, None]
+        return ((x - mean) / self._std(x)).astype(np.float32)
+
+    def _std(self, x: np.ndarray) -> np.ndarray:
         std = np.asarray(self.std, np.float32)[None, :, None, None]
-        if mean.shape[1] != x.shape[1]:
-            raise ValueError(f"normalisation has {mean.shape[1]} channels, input has {x.shape[1]}")
-        return ((x - mean) / std).astype(np.float32)
+        if std.shape[1] != x.shape[1]:
+            raise ValueError(f"normalisation has {std.shape[1]} channels, input has {x.shape[1]}")
+        return std
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> "Normalisation":
-        """Dataset statistics of (N, C, H, W) raw inputs."""
+    def fit(cls, x: np.ndarray, mode: str = "dataset") -> "Normalisation":
+        """Statistics of (N, C, H, W) raw inputs for the `dataset` or `centred` mode."""
+        if mode == "centred":
+            x = x - x.mean(axis=(2, 3), keepdims=True)
         mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
         std = np.maximum(x.std(axis=(0, 2, 3), dtype=np.float64), MIN_STD)
+        if mode == "centred":
+            return cls("centred", None, [float(v) for v in std])
         return cls("dataset", [float(v) for v in mean], [float(v) for v in std])
 
     def to_dict(self) -> dict:

@@ -10,7 +10,7 @@ kind, not only in size, so that a classifier must look at more than one channel:
 | scratch       | long, shallow line     | none of its own                         | bright line |
 | pit           | small round depression | local hot spot                          | —           |
 | contamination | none                   | emissivity change (apparent only)       | stain       |
-| delamination  | very weak bulge        | broad diffuse anomaly (true temperature) | —           |
+| delamination  | 10-30 um bulge         | broad diffuse anomaly (true temperature) | —           |
 """
 from __future__ import annotations
 
@@ -127,8 +127,9 @@ def delamination(size: int, pitch_mm: float, rng: np.random.Generator) -> Defect
     g = np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
     e = DefectEffect.none(size)
     e.mask = g >= 0.5
-    e.temperature_k = (rng.uniform(1.2, 3.0) * g).astype(np.float32)
-    e.height_mm = (rng.uniform(0.003, 0.01) * g).astype(np.float32)  # barely lifted skin
+    e.temperature_k = (rng.uniform(2.0, 5.0) * g).astype(np.float32)
+    # A skin lifted by 10-30 um: invisible to the eye, but deflectometry sees the slope lobes around it.
+    e.height_mm = (rng.uniform(0.01, 0.03) * g).astype(np.float32)
     return e
 
 

@@ -13,7 +13,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +47,9 @@ TASKS = {
     # cost a quarter of full frames.
     "thermal": TaskSpec(("thermal", "height"), "true_temperature", epochs=20, output_scale=2.0, units="K", crop=64),
     # Phase is proportional to the x slope: a horizontal flip would negate it, so only vertical flips.
-    # No crops: counting fringes needs context from a flat reference region.
-    "phase": TaskSpec(("phase",), "unwrapped_phase", epochs=20, output_scale=2 * math.pi, units="rad", flips=(2,)),
+    # Large crops (96 of 128 px): counting fringes needs context from a flat reference region.
+    "phase": TaskSpec(("phase",), "unwrapped_phase", epochs=15, output_scale=2 * math.pi, units="rad",
+                      crop=96, flips=(2,)),
 }
 
 
@@ -69,7 +70,6 @@ class TrainConfig:
     limit: int | None = None
     val_fraction: float = 0.1
     width: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _split(labels: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,8 +179,8 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
         y = np.array([classes.index(lbl) for lbl in arrays.labels])
         mode = cfg.normalisation
         if mode == "auto":
-            mode = "dataset" if all(p.suffix == ".npz" for p in arrays.paths) else "per_image"
-        norm = Normalisation.fit(arrays.x[tr]) if mode == "dataset" else Normalisation(mode)
+            mode = "centred" if all(p.suffix == ".npz" for p in arrays.paths) else "per_image"
+        norm = Normalisation.fit(arrays.x[tr], mode) if mode in ("dataset", "centred") else Normalisation(mode)
         x = norm.apply(arrays.x)
         kwargs = {"in_channels": x.shape[1], "num_classes": len(classes), "width": cfg.width or 32}
         model = FusionClassifier(**kwargs)

@@ -114,7 +114,15 @@ def test_normalisation_modes():
     np.testing.assert_allclose(per.mean(axis=(2, 3)), 0, atol=1e-5)
     ds = Normalisation.fit(x)
     np.testing.assert_allclose(ds.apply(x).mean(axis=(0, 2, 3)), 0, atol=1e-4)
-    assert Normalisation("in_graph").apply(x) is not None and np.array_equal(Normalisation("in_graph").apply(x), x)
+    centred = Normalisation.fit(x, "centred")
+    assert centred.mode == "centred" and centred.mean is None
+    c = centred.apply(x)
+    np.testing.assert_allclose(c.mean(axis=(2, 3)), 0, atol=1e-5)
+    # A contrast keeps its size relative to the dataset's spread, whatever the image's own level.
+    shifted = x.copy()
+    shifted[0] += 100.0
+    np.testing.assert_allclose(centred.apply(shifted), c, atol=1e-4)
+    assert np.array_equal(Normalisation("in_graph").apply(x), x)
     with pytest.raises(ValueError, match="channels"):
         ds.apply(x[:, :1])
 
