@@ -35,3 +35,36 @@ def sim_dataset(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("sim") / "data"
     return write_dataset(out, 60, seed=5, cfg=SimConfig(size=32), progress=False)
+
+
+def randomise_batchnorm(model):
+    """Untrained BN is the identity; give it statistics so folding is really exercised."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory):
+    """A small 3-channel, 6-class classifier at 32 px, exported: (folded model, unfolded reference,
+    folder, graphs)."""
+    import torch
+
+    from edge.export.graphs import export_graphs
+    from edge.train.models import FusionClassifier, fold_batchnorm
+
+    torch.manual_seed(0)
+    model = randomise_batchnorm(FusionClassifier(in_channels=3, num_classes=6, width=8))
+    reference = FusionClassifier(in_channels=3, num_classes=6, width=8)
+    reference.load_state_dict(model.state_dict())
+    model = fold_batchnorm(model)
+    d = tmp_path_factory.mktemp("cls")
+    graphs = export_graphs(model, "defect", torch.randn(2, 3, 32, 32), d)
+    return model, reference.eval(), d, graphs

@@ -6,39 +6,21 @@ import torch
 import torch.nn as nn
 
 from edge.export.graphs import ALLOWED_OPS, check_parity, export_graphs, reference_outputs
-from edge.train.models import FusionClassifier, ResidualUNet, fold_batchnorm
+from conftest import randomise_batchnorm
+from edge.train.models import ResidualUNet, fold_batchnorm
 
 pytestmark = pytest.mark.slow
 
 
-def _randomise_batchnorm(model: nn.Module) -> nn.Module:
-    """Untrained BN is the identity; give it statistics so folding is really exercised."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model
-
-
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    torch.manual_seed(0)
-    model = _randomise_batchnorm(FusionClassifier(in_channels=3, num_classes=6, width=8))
-    reference = FusionClassifier(in_channels=3, num_classes=6, width=8)
-    reference.load_state_dict(model.state_dict())
-    model = fold_batchnorm(model)
-    d = tmp_path_factory.mktemp("cls")
-    graphs = export_graphs(model, "defect", torch.randn(2, 3, 32, 32), d)
-    return model, reference.eval(), d, graphs
+def classifier(tiny_classifier):
+    return tiny_classifier
 
 
 @pytest.fixture(scope="module")
 def regressor(tmp_path_factory):
     torch.manual_seed(0)
-    model = fold_batchnorm(_randomise_batchnorm(ResidualUNet(2, 0, 2.0, [340.0, 0.0], [10.0, 0.1], width=4)))
+    model = fold_batchnorm(randomise_batchnorm(ResidualUNet(2, 0, 2.0, [340.0, 0.0], [10.0, 0.1], width=4)))
     d = tmp_path_factory.mktemp("reg")
     x = torch.randn(2, 2, 32, 32) * torch.tensor([10.0, 0.1]).view(1, 2, 1, 1) + torch.tensor([340.0, 0.0]).view(1, 2, 1, 1)
     return model, d, export_graphs(model, "thermal", x, d), x

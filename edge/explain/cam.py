@@ -1,0 +1,63 @@
+"""Class activation maps from target-layer activations A and their gradients dscore/dA.
+
+The NumPy twin of `kernels/gradcam.cu` (same steps, same order): the CPU path and the test oracle.
+
+    raw = cam_raw(A, G, "gradcam")          # (N, h, w) at the layer's resolution
+    heat = upsample_and_normalise(raw, (H, W))  # (N, H, W) in [0, 1]
+
+Grad-CAM (Selvaraju et al.): alpha_k = spatial mean of dy/dA_k; map = ReLU(sum_k alpha_k A_k).
+Grad-CAM++ (Chattopadhyay et al.): alpha_k = sum_ij ReLU(g_ij) * a_ij with
+    a_ij = g² / (2 g² + sum_ij(A) g³), the closed form for an exponential output.
+HiResCAM (Draelos & Carin): map = ReLU(sum_k G_k ⊙ A_k), no spatial averaging, so the map is
+faithful to the score for models that end in global average pooling + linear layers.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+METHODS = ("gradcam", "gradcam++", "hirescam")
+EPS = 1e-7
+
+
+def cam_weights(method: str, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """Channel weights (N, K) for gradcam / gradcam++, or elementwise weights (N, K, h, w) for hirescam."""
+    if method == "gradcam":
+        return grads.mean(axis=(2, 3))
+    if method == "gradcam++":
+        g2 = grads**2
+        g3 = g2 * grads
+        sum_a = activations.sum(axis=(2, 3), keepdims=True)
+        denom = 2 * g2 + sum_a * g3
+        aij = np.where(grads != 0, g2 / np.where(denom != 0, denom, EPS), 0.0)
+        return (np.maximum(grads, 0) * aij).sum(axis=(2, 3))
+    if method == "hirescam":
+        return grads
+    raise ValueError(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
+
+
+def cam_raw(activations: np.ndarray, grads: np.ndarray, method: str = "gradcam") -> np.ndarray:
+    """(N, K, h, w) activations and gradients -> ReLU'd maps (N, h, w) at the layer's resolution."""
+    if activations.shape != grads.shape or activations.ndim != 4:
+        raise ValueError(f"activations {activations.shape} and gradients {grads.shape} must be equal (N, K, h, w)")
+    w = cam_weights(method, activations, grads)
+    if w.ndim == 2:
+        w = w[:, :, None, None]
+    return np.maximum((w * activations).sum(axis=1), 0).astype(np.float32)
+
+
+def upsample_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N, h, w) -> (N, H, W), bilinear with half-pixel centres (align_corners=False)."""
+    h, w = size
+    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps.astype(np.float32)])
+
+
+def normalise_minmax(maps: np.ndarray) -> np.ndarray:
+    """Per-image min-max to [0, 1]; a constant map becomes all zeros (nothing stands out)."""
+    lo = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - lo
+    return np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1), 0).astype(np.float32)
+
+
+def upsample_and_normalise(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return normalise_minmax(upsample_bilinear(raw, size))

@@ -1,0 +1,96 @@
+"""CAM and IG arithmetic on tiny arrays, no model."""
+import numpy as np
+import pytest
+
+from edge.explain.cam import cam_raw, normalise_minmax, upsample_and_normalise
+from edge.explain.ig import integrated_gradients
+from edge.explain.ig_math import interpolation_batch, reduce_path
+
+
+def test_gradcam_by_hand():
+    a = np.zeros((1, 2, 2, 2), np.float32)
+    a[0, 0] = [[1, 0], [0, 0]]
+    a[0, 1] = [[0, 0], [0, 2]]
+    g = np.zeros_like(a)
+    g[0, 0] = 1.0   # alpha_0 = 1
+    g[0, 1] = -1.0  # alpha_1 = -1
+    np.testing.assert_array_equal(cam_raw(a, g, "gradcam")[0], [[1, 0], [0, 0]])  # -2 clipped by ReLU
+
+
+def test_hirescam_is_elementwise_and_gradcam_averages():
+    rng = np.random.default_rng(0)
+    a, g = rng.random((2, 3, 4, 4)).astype(np.float32), rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(cam_raw(a, g, "hirescam"), np.maximum((a * g).sum(1), 0), rtol=1e-6)
+    alpha = g.mean(axis=(2, 3))[:, :, None, None]
+    np.testing.assert_allclose(cam_raw(a, g, "gradcam"), np.maximum((a * alpha).sum(1), 0), rtol=1e-6)
+
+
+def test_gradcam_plus_plus_ignores_negative_gradients():
+    a = np.ones((1, 2, 2, 2), np.float32)
+    g = np.stack([np.full((2, 2), 0.5), np.full((2, 2), -0.5)])[None].astype(np.float32)
+    m = cam_raw(a, g, "gradcam++")
+    assert np.all(m > 0)
+    g_pos_only = g.copy()
+    g_pos_only[0, 1] = 0
+    np.testing.assert_allclose(m, cam_raw(a, g_pos_only, "gradcam++"))
+
+
+def test_unknown_method_and_mismatched_shapes():
+    a = np.zeros((1, 1, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        cam_raw(a, a, "scorecam")
+    with pytest.raises(ValueError, match="must be equal"):
+        cam_raw(a, np.zeros((1, 2, 2, 2), np.float32))
+
+
+def test_normalise_and_upsample():
+    m = np.array([[[0.0, 2.0], [1.0, 4.0]]], np.float32)
+    n = normalise_minmax(m)
+    assert n.min() == 0 and n.max() == 1
+    assert normalise_minmax(np.ones((1, 3, 3), np.float32)).max() == 0  # constant: nothing stands out
+    up = upsample_and_normalise(m, (8, 8))
+    assert up.shape == (1, 8, 8) and up.min() == 0 and up.max() == 1
+
+
+def test_interpolation_batch_is_point_major():
+    x = np.array([[[[2.0]]], [[[4.0]]]], np.float32)  # N=2
+    b = np.zeros_like(x)
+    batch = interpolation_batch(x, b, np.array([0.0, 0.5, 1.0]))
+    assert batch.ravel().tolist() == [0, 0, 1, 2, 2, 4]
+
+
+def test_ig_of_a_quadratic_is_exact_with_gauss_legendre_and_complete():
+    """F(x) = sum(c * x^2): IG_i = c_i x_i^2 exactly (baseline 0), integrand linear in alpha."""
+    c = np.array([1.0, -2.0, 3.0], np.float32).reshape(1, 3, 1, 1)
+
+    def grad_fn(inp, target):
+        out = (c * inp**2).sum(axis=(1, 2, 3)).reshape(-1, 1)
+        return out, 2 * c * inp * target.reshape(-1, 1, 1, 1)
+
+    x = np.array([0.5, 1.5, -1.0], np.float32).reshape(1, 3, 1, 1)
+    r = integrated_gradients(grad_fn, x, np.zeros_like(x), np.ones((1, 1), np.float32), n_steps=2)
+    np.testing.assert_allclose(r.attributions.ravel(), (c * x**2).ravel(), rtol=1e-6)
+    assert r.delta[0] < 1e-6
+
+
+def test_internal_batch_size_does_not_change_the_result():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((1, 2, 3, 3)).astype(np.float32)
+
+    def grad_fn(inp, target):
+        z = (w * inp).sum(axis=(1, 2, 3))
+        return np.tanh(z)[:, None], ((1 - np.tanh(z) ** 2) * target[:, 0])[:, None, None, None] * w
+
+    x = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    t = np.ones((3, 1), np.float32)
+    a = integrated_gradients(grad_fn, x, 0 * x, t, n_steps=20)
+    b = integrated_gradients(grad_fn, x, 0 * x, t, n_steps=20, internal_batch_size=7)
+    np.testing.assert_allclose(a.attributions, b.attributions, rtol=1e-6)
+    assert np.all(a.relative_delta < 1e-3)
+
+
+def test_reduce_path_weights():
+    g = np.ones((2, 1, 1, 1, 1), np.float32).reshape(2, 1, 1, 1)  # M=2, N=1
+    attr, total = reduce_path(g, np.array([0.25, 0.75]), np.full((1, 1, 1, 1), 2.0, np.float32),
+                              np.zeros((1, 1, 1, 1), np.float32))
+    assert attr.item() == 2.0 and total.item() == 2.0
