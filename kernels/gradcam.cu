@@ -1,0 +1,104 @@
+// Grad-CAM family on the device: fused channel weights, weighted sum, ReLU, bilinear upsampling and
+// per-image min-max normalisation. NumPy twin: edge/explain/cam.py (same steps, same order).
+//
+// One block per image: a Grad-CAM layer is small (K <= a few hundred channels, h*w <= 64*64), so a
+// block holds the channel weights and the raw map in shared memory and no intermediate goes back to
+// global memory. Launch: grid = N, block = 256, shared = (K + h*w + 2*blockDim) * sizeof(float).
+//
+// method: 0 = Grad-CAM (alpha_k = mean g), 1 = Grad-CAM++, 2 = HiResCAM (elementwise g * A).
+
+#include <cfloat>
+
+extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N, K, h, w)
+                                         const float* __restrict__ grads,  // (N, K, h, w)
+                                         float* __restrict__ raw,          // (N, h, w)
+                                         float* __restrict__ heat,         // (N, H, W)
+                                         int K, int h, int w, int H, int W, int method) {
+  extern __shared__ float smem[];
+  float* weights = smem;             // K
+  float* cam = weights + K;          // h * w
+  float* red_min = cam + h * w;      // blockDim.x
+  float* red_max = red_min + blockDim.x;
+
+  const int n = blockIdx.x;
+  const int hw = h * w;
+  const float* a = acts + (size_t)n * K * hw;
+  const float* g = grads + (size_t)n * K * hw;
+
+  // 1. channel weights (not needed for HiResCAM)
+  if (method != 2) {
+    for (int k = threadIdx.x; k < K; k += blockDim.x) {
+      const float* gk = g + (size_t)k * hw;
+      const float* ak = a + (size_t)k * hw;
+      float acc = 0.f;
+      if (method == 0) {
+        for (int p = 0; p < hw; ++p) acc += gk[p];
+        acc /= (float)hw;
+      } else {
+        float sum_a = 0.f;
+        for (int p = 0; p < hw; ++p) sum_a += ak[p];
+        for (int p = 0; p < hw; ++p) {
+          const float gv = gk[p];
+          if (gv == 0.f) continue;
+          const float g2 = gv * gv;
+          float denom = 2.f * g2 + sum_a * g2 * gv;
+          if (denom == 0.f) denom = 1e-7f;
+          acc += fmaxf(gv, 0.f) * (g2 / denom);
+        }
+      }
+      weights[k] = acc;
+    }
+  }
+  __syncthreads();
+
+  // 2. weighted channel sum + ReLU at the layer's resolution
+  for (int p = threadIdx.x; p < hw; p += blockDim.x) {
+    float s = 0.f;
+    for (int k = 0; k < K; ++k) {
+      const float wk = (method == 2) ? g[(size_t)k * hw + p] : weights[k];
+      s += wk * a[(size_t)k * hw + p];
+    }
+    s = fmaxf(s, 0.f);
+    cam[p] = s;
+    raw[(size_t)n * hw + p] = s;
+  }
+  __syncthreads();
+
+  // 3. bilinear upsampling with half-pixel centres (OpenCV INTER_LINEAR / align_corners=False)
+  const float sy = (float)h / (float)H, sx = (float)w / (float)W;
+  float lo = FLT_MAX, hi = -FLT_MAX;
+  float* out = heat + (size_t)n * H * W;
+  for (int q = threadIdx.x; q < H * W; q += blockDim.x) {
+    const int oy = q / W, ox = q % W;
+    float fy = ((float)oy + 0.5f) * sy - 0.5f;
+    float fx = ((float)ox + 0.5f) * sx - 0.5f;
+    fy = fmaxf(fy, 0.f);
+    fx = fmaxf(fx, 0.f);
+    int y0 = (int)fy, x0 = (int)fx;
+    y0 = min(y0, h - 1);
+    x0 = min(x0, w - 1);
+    const int y1 = min(y0 + 1, h - 1), x1 = min(x0 + 1, w - 1);
+    const float ty = fy - (float)y0, tx = fx - (float)x0;
+    const float v = (1.f - ty) * ((1.f - tx) * cam[y0 * w + x0] + tx * cam[y0 * w + x1]) +
+                    ty * ((1.f - tx) * cam[y1 * w + x0] + tx * cam[y1 * w + x1]);
+    out[q] = v;
+    lo = fminf(lo, v);
+    hi = fmaxf(hi, v);
+  }
+
+  // 4. per-image min-max normalisation (block reduction; blockDim.x must be a power of two)
+  red_min[threadIdx.x] = lo;
+  red_max[threadIdx.x] = hi;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      red_min[threadIdx.x] = fminf(red_min[threadIdx.x], red_min[threadIdx.x + s]);
+      red_max[threadIdx.x] = fmaxf(red_max[threadIdx.x], red_max[threadIdx.x + s]);
+    }
+    __syncthreads();
+  }
+  const float mn = red_min[0], span = red_max[0] - red_min[0];
+  for (int q = threadIdx.x; q < H * W; q += blockDim.x) {
+    out[q] = span > 0.f ? (out[q] - mn) / span : 0.f;  // a constant map: nothing stands out
+  }
+}
