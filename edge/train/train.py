@@ -42,7 +42,7 @@ class TaskSpec:
 
 
 TASKS = {
-    "defect": TaskSpec(None, None, epochs=12),
+    "defect": TaskSpec(None, None, epochs=16),
     # Thermal correction depends on slopes and curvature within a few pixels: 64 px crops suffice and
     # cost a quarter of full frames.
     "thermal": TaskSpec(("thermal", "height"), "true_temperature", epochs=20, output_scale=2.0, units="K", crop=64),
