@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None, help="default: 16 (defect), 20 (thermal), 15 (phase)")
     t.add_argument("--channels", default=None,
                    help="input channels: a count (first C) or comma-separated names; default: all "
-                        "(defect), thermal,height (thermal), phase (phase)")
+                        "(defect), thermal,height,pixel_pitch_mm (thermal), phase (phase)")
     t.add_argument("--size", type=int, default=128, help="input side in pixels (default 128)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch-size", type=int, default=32)

@@ -13,6 +13,8 @@ from edge.data.preprocess import resize_image, resize_mask
 # Ground-truth planes that must not be interpolated: wrapped/unwrapped phase pairs lose their exact
 # 2*pi relation under resampling.
 NO_RESIZE = ("phase", "unwrapped_phase")
+# Per-frame scalars that a model may take as an input plane.
+SCALAR_PLANES = ("pixel_pitch_mm",)
 
 
 @dataclass
@@ -32,6 +34,10 @@ def _plane(sample: loader.Sample, name: str) -> np.ndarray:
         return sample.image[:, :, sample.channel_names.index(name)]
     if name in sample.extras:
         return sample.extras[name].astype(np.float32)
+    if name in SCALAR_PLANES and name in sample.meta:
+        # A per-frame scalar as a constant plane: the thermal model needs the pixel pitch to turn
+        # height differences into slopes and curvatures.
+        return np.full(sample.image.shape[:2], float(sample.meta[name]), np.float32)
     raise loader.DatasetError(f"{sample.path}: no channel or field named {name!r} "
                               f"(has {', '.join(sample.channel_names + tuple(sample.extras))})")
 

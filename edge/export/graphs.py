@@ -234,22 +234,31 @@ def reference_outputs(model: nn.Module, task: str, graph: str, x: torch.Tensor, 
 
 def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str, dict],
                  sample_input: Callable[[int, torch.Generator], torch.Tensor],
-                 batches: tuple[int, ...] = (1, 8), seed: int = 0) -> dict[str, float]:
-    """Largest relative error (max |onnx - torch| / max |torch|) of every output, per graph.
+                 batches: tuple[int, ...] = (1, 8), seed: int = 0, tolerance: float = 1e-4) -> dict[str, dict]:
+    """Relative error of every graph's outputs against autograd, on fresh random inputs and targets at
+    each batch size. Raises if the relative L2 error ||onnx - ref|| / ||ref|| of any output exceeds
+    `tolerance`; the largest elementwise error (max |onnx - ref| / max |ref|) is reported beside it.
 
-    Fresh random inputs and random targets at each batch size; raises if any exceeds 1e-4.
+    The reference runs in float64, so it is the exact answer and not another float32 approximation.
+    Why L2 and not only the max: a ReLU whose input is within float32 rounding of zero (there are
+    millions of activations; one is always within ~1e-7 of zero) may switch off in one implementation
+    and on in the other, so a handful of gradient pixels legitimately differ. That showed up once, as
+    a 7.8e-4 elementwise difference on 13 of 262,144 gradient values of the thermal model.
     """
+    import copy
+
     import onnxruntime as ort
 
+    model = copy.deepcopy(model).double()
     gen = torch.Generator().manual_seed(seed)
-    worst: dict[str, float] = {}
+    report: dict[str, dict] = {}
     for name, spec in graphs.items():
         sess = ort.InferenceSession(str(Path(model_dir) / spec["file"]), providers=["CPUExecutionProvider"])
-        err = 0.0
+        l2, worst = 0.0, 0.0
         for b in batches:
             x = sample_input(b, gen)
             with torch.no_grad():
-                shape = model(x).shape
+                shape = model(x.double()).shape
             if task == "defect":
                 target = torch.nn.functional.one_hot(torch.randint(0, shape[1], (b,), generator=gen), shape[1]).float()
             else:
@@ -258,9 +267,10 @@ def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str,
             if "target" in spec["inputs"]:
                 feeds["target"] = target.numpy()
             got = sess.run(None, feeds)
-            for g, r in zip(got, reference_outputs(model, task, name, x, target)):
-                err = max(err, float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-12)))
-        worst[name] = err
-        if err > 1e-4:
-            raise RuntimeError(f"{spec['file']}: differs from autograd by {err:.2e} (relative) > 1e-4")
-    return worst
+            for g, r in zip(got, reference_outputs(model, task, name, x.double(), target.double())):
+                l2 = max(l2, float(np.linalg.norm(g - r) / max(np.linalg.norm(r), 1e-300)))
+                worst = max(worst, float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-300)))
+        report[name] = {"relative_l2": l2, "relative_max": worst}
+        if l2 > tolerance:
+            raise RuntimeError(f"{spec['file']}: differs from autograd by {l2:.2e} (relative L2) > {tolerance:g}")
+    return report

@@ -94,6 +94,12 @@ def test_missing_folder_and_missing_class_folders(tmp_path):
         loader.scan(tmp_path)
 
 
+def test_pixel_pitch_as_a_constant_input_plane(sim_dataset):
+    a = load_arrays(sim_dataset, 32, channels=("thermal", "pixel_pitch_mm"), limit=5, progress=False)
+    for i, meta in enumerate(a.meta):
+        np.testing.assert_allclose(a.x[i, 1], meta["pixel_pitch_mm"])
+
+
 def test_phase_data_at_another_size_is_refused(sim_dataset):
     with pytest.raises(loader.DatasetError, match="phase data must be at the model size"):
         load_arrays(sim_dataset, 16, channels=("phase",), targets=("unwrapped_phase",), progress=False)

@@ -22,7 +22,7 @@ def _train(data, out, task, **kw):
 @pytest.mark.parametrize("task", ["defect", "thermal", "phase"])
 def test_train_export_evaluate(sim_dataset, tmp_path, capsys, task):
     summary = _train(sim_dataset, tmp_path / task, task)
-    assert all(e < 1e-4 for e in summary["parity"]["max_relative_error"].values())
+    assert all(e < 1e-4 for e in summary["parity"]["relative_l2"].values())
     manifest = json.loads((tmp_path / task / "manifest.json").read_text())
     assert manifest["task"] == task and manifest["training"]["data"]["seed"] == 5
     assert set(manifest["files"]) >= {"predict.onnx", "input_gradient.onnx", "weights.pt"}
@@ -79,7 +79,7 @@ def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):
     assert manifest["classes"] == ["good", "dent"] and manifest["ok_class"] == "good"
     assert manifest["channels"] == ["gray"]
     assert manifest["input"]["normalisation"]["mode"] == "per_image"  # auto for image files
-    assert s["parity"]["max_relative_error"]["gradcam"] < 1e-4
+    assert s["parity"]["relative_l2"]["gradcam"] < 1e-4
 
 
 def test_cli_train_reports_bad_data_without_traceback(tmp_path):
