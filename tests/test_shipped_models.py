@@ -10,6 +10,9 @@ from edge.runtime.manifest import load_manifest
 from edge.runtime.model import Model, softmax
 
 TASKS = ("defect", "thermal", "phase")
+# Measured 0.92 on the shipped classifier (issue #2 note); the bar sits below it and far above chance
+# (a grown defect mask covers a few per cent of the frame).
+POINTING_GAME_BAR = 0.8
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -108,3 +111,26 @@ def test_gradcam_layer_keeps_an_eighth_of_the_resolution_and_head_has_a_hidden_l
     assert acts.shape[2:] == (16, 16) and grads.shape == acts.shape
     predict = onnx.load(str(MODELS / "defect" / "predict.onnx"))
     assert sum(n.op_type == "Gemm" for n in predict.graph.node) == 2  # hidden layer after pooling
+
+
+def test_gradcam_from_the_onnx_graph_points_at_the_defect():
+    """Pointing game on fresh frames: the hottest Grad-CAM pixel for the true class lies within 8 px
+    (one cell of the 1/8-resolution layer) of the defect. Run with no torch at all."""
+    import cv2
+
+    from edge.explain.cam import cam_raw, upsample_and_normalise
+    from edge.sim.sample import simulate_sample
+
+    model = Model.load(MODELS / "defect")
+    hits = []
+    for i in range(60):
+        s = simulate_sample(i, 515151)
+        if str(s["label"]) == "ok":
+            continue
+        x = model.normalisation.apply(np.stack([s[c] for c in model.manifest["channels"]])[None])
+        target = np.eye(len(model.classes), dtype=np.float32)[[model.classes.index(str(s["label"]))]]
+        _, acts, grads = model.session("gradcam").run(None, {"input": x, "target": target})
+        heat = upsample_and_normalise(cam_raw(acts, grads), (128, 128))[0]
+        near = cv2.dilate(s["mask"], np.ones((17, 17), np.uint8)).astype(bool)
+        hits.append(near[np.unravel_index(heat.argmax(), heat.shape)])
+    assert np.mean(hits) >= POINTING_GAME_BAR, np.mean(hits)
