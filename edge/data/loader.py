@@ -67,8 +67,7 @@ def scan(root: Path) -> list[DatasetItem]:
                 continue
             if name.lower().endswith(MASK_SUFFIX):
                 stem = name[: -len(MASK_SUFFIX)]
-                if not any((d / (stem + ext)).exists() for ext in EXTENSIONS if ext != ".png") and \
-                        not (d / (stem + ".png")).exists():
+                if not any((d / (stem + ext)).exists() for ext in EXTENSIONS):
                     raise DatasetError(f"{f}: mask without an image of stem {stem!r}")
                 continue
             ext = f.suffix.lower()

@@ -79,7 +79,6 @@ class ResidualUNet(nn.Module):
                  mean: list[float], std: list[float], width: int = 16):
         super().__init__()
         w = width
-        self.residual_channel = residual_channel
         self.output_scale = output_scale
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))

@@ -138,3 +138,11 @@ def test_resize_mask_keeps_tiny_defects_and_nearest_when_growing():
     m[100, 100] = True
     assert resize_mask(m, 64).sum() == 1
     assert resize_mask(np.eye(4, dtype=bool), 8).sum() == 16
+
+
+def test_a_mask_without_its_image_is_named(tmp_path):
+    root = tmp_path / "d"
+    _png(root / "pit" / "a.png", np.zeros((8, 8), np.uint8))
+    _png(root / "pit" / "b.mask.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(loader.DatasetError, match=r"b\.mask\.png: mask without an image of stem 'b'"):
+        loader.scan(root)
