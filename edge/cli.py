@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", required=True, choices=["defect", "thermal", "phase"])
     t.add_argument("--data", required=True, help="dataset folder DIR/<class>/<stem>.<ext>")
     t.add_argument("--out", required=True, help="model folder to write")
-    t.add_argument("--epochs", type=int, default=None, help="default: 16 (defect), 36 (thermal), 15 (phase)")
+    t.add_argument("--epochs", type=int, default=None, help="default: 16 (defect), 56 (thermal), 15 (phase)")
     t.add_argument("--channels", default=None,
                    help="input channels: a count (first C) or comma-separated names; default: all "
                         "(defect), thermal,height,pixel_pitch_mm (thermal), phase (phase)")

@@ -240,10 +240,13 @@ def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str,
     `tolerance`; the largest elementwise error (max |onnx - ref| / max |ref|) is reported beside it.
 
     The reference runs in float64, so it is the exact answer and not another float32 approximation.
-    Why L2 and not only the max: a ReLU whose input is within float32 rounding of zero (there are
-    millions of activations; one is always within ~1e-7 of zero) may switch off in one implementation
-    and on in the other, so a handful of gradient pixels legitimately differ. That showed up once, as
-    a 7.8e-4 elementwise difference on 13 of 262,144 gradient values of the thermal model.
+    ReLU kinks: among millions of activations some input always lies within float32 rounding of zero,
+    and there one implementation may switch the unit off and the other on. The gradient is then
+    legitimately different in one sample, in a patch as large as the unit's receptive field. Seen on
+    the thermal models: 2 of 16 realistic frames differed (relative L2 2e-4 and 6e-3); nudging those
+    inputs by 1e-5 of their scale brought both back to 2e-7. A failing sample is therefore nudged by
+    1e-5 of its scale, up to three times; an export error does not go away under nudges and still
+    raises. Nudges are counted in the report (`kink_redraws`).
     """
     import copy
 
@@ -251,10 +254,28 @@ def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str,
 
     model = copy.deepcopy(model).double()
     gen = torch.Generator().manual_seed(seed)
+
+    def compare(sess, spec, name, x, target):
+        feeds = {"input": x.numpy()}
+        if "target" in spec["inputs"]:
+            feeds["target"] = target.numpy()
+        got = sess.run(None, feeds)
+        ref = reference_outputs(model, task, name, x.double(), target.double())
+        per_sample = np.zeros(len(x))
+        l2 = worst = 0.0
+        for g, r in zip(got, ref):
+            d = (g - r).reshape(len(x), -1)
+            rn = r.reshape(len(x), -1)
+            per_sample = np.maximum(per_sample, np.linalg.norm(d, axis=1) / np.maximum(np.linalg.norm(rn, axis=1), 1e-300))
+            l2 = max(l2, float(np.linalg.norm(g - r) / max(np.linalg.norm(r), 1e-300)))
+            worst = max(worst, float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-300)))
+        return l2, worst, per_sample
+
     report: dict[str, dict] = {}
     for name, spec in graphs.items():
         sess = ort.InferenceSession(str(Path(model_dir) / spec["file"]), providers=["CPUExecutionProvider"])
-        l2, worst = 0.0, 0.0
+        l2 = worst = 0.0
+        redraws = 0
         for b in batches:
             x = sample_input(b, gen)
             with torch.no_grad():
@@ -263,14 +284,17 @@ def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str,
                 target = torch.nn.functional.one_hot(torch.randint(0, shape[1], (b,), generator=gen), shape[1]).float()
             else:
                 target = (torch.rand(shape, generator=gen) < 0.05).float()  # a random ROI
-            feeds = {"input": x.numpy()}
-            if "target" in spec["inputs"]:
-                feeds["target"] = target.numpy()
-            got = sess.run(None, feeds)
-            for g, r in zip(got, reference_outputs(model, task, name, x.double(), target.double())):
-                l2 = max(l2, float(np.linalg.norm(g - r) / max(np.linalg.norm(r), 1e-300)))
-                worst = max(worst, float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-300)))
-        report[name] = {"relative_l2": l2, "relative_max": worst}
+            e_l2, e_max, per_sample = compare(sess, spec, name, x, target)
+            for _ in range(3):
+                bad = np.flatnonzero(per_sample > tolerance)
+                if len(bad) == 0 or len(bad) > max(len(x) // 2, 1):
+                    break  # all well, or too many failures to be kinks: let the check below judge
+                scale = x[bad].abs().mean(dim=(2, 3), keepdim=True) + 1e-12
+                x[bad] = x[bad] + 1e-5 * scale * torch.randn(x[bad].shape, generator=gen)
+                redraws += len(bad)
+                e_l2, e_max, per_sample = compare(sess, spec, name, x, target)
+            l2, worst = max(l2, e_l2), max(worst, e_max)
+        report[name] = {"relative_l2": l2, "relative_max": worst, "kink_redraws": redraws}
         if l2 > tolerance:
             raise RuntimeError(f"{spec['file']}: differs from autograd by {l2:.2e} (relative L2) > {tolerance:g}")
     return report

@@ -46,7 +46,7 @@ TASKS = {
     # Thermal correction depends on slopes and curvature within a few pixels: 64 px crops suffice and
     # cost a quarter of full frames. The pixel pitch is an input: without it the same height map could
     # be a gentle or a steep surface (the first model, trained without it, stalled at 0.17 K MAE).
-    "thermal": TaskSpec(("thermal", "height", "pixel_pitch_mm"), "true_temperature", epochs=36,
+    "thermal": TaskSpec(("thermal", "height", "pixel_pitch_mm"), "true_temperature", epochs=56,
                         output_scale=2.0, units="K", crop=64),
     # Phase is proportional to the x slope: a horizontal flip would negate it, so only vertical flips.
     # Large crops (96 of 128 px): counting fringes needs context from a flat reference region.
@@ -299,6 +299,7 @@ def export_model_dir(model_dir: Path, example: np.ndarray | None = None) -> dict
     manifest.update(graphs=graphs, operators=sorted({o for g in graphs.values() for o in g["operators"]}),
                     parity={"relative_l2": {k: v["relative_l2"] for k, v in parity.items()},
                             "relative_max": {k: v["relative_max"] for k, v in parity.items()},
+                            "kink_redraws": {k: v["kink_redraws"] for k, v in parity.items()},
                             "batches": [1, 8], "reference": "torch.autograd, float64"},
                     extra_files=[WEIGHTS])
     return write_manifest(model_dir, manifest)

@@ -115,3 +115,15 @@ def test_a_layer_without_a_supported_backward_is_refused(tmp_path):
 
     with pytest.raises(Exception):
         export_graphs(Pooled().eval(), "defect", torch.randn(2, 1, 16, 16), tmp_path)
+
+
+def test_parity_check_catches_a_graph_of_other_weights(classifier):
+    """The kink tolerance (nudging a failing sample) must not hide a real mismatch."""
+    import copy
+
+    model, _, d, graphs = classifier
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.head[2].weight.mul_(1.01)
+    with pytest.raises(RuntimeError, match="differs from autograd"):
+        check_parity(other, "defect", d, graphs, lambda b, g: torch.randn(b, 3, 32, 32, generator=g))
