@@ -246,7 +246,7 @@ def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str,
     the thermal models: 2 of 16 realistic frames differed (relative L2 2e-4 and 6e-3); nudging those
     inputs by 1e-5 of their scale brought both back to 2e-7. A failing sample is therefore nudged by
     1e-5 of its scale, up to three times; an export error does not go away under nudges and still
-    raises. Nudges are counted in the report (`kink_redraws`).
+    raises. Nudges are counted in the report (`kink_nudges`).
     """
     import copy
 
@@ -275,7 +275,7 @@ def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str,
     for name, spec in graphs.items():
         sess = ort.InferenceSession(str(Path(model_dir) / spec["file"]), providers=["CPUExecutionProvider"])
         l2 = worst = 0.0
-        redraws = 0
+        nudges = 0
         for b in batches:
             x = sample_input(b, gen)
             with torch.no_grad():
@@ -291,10 +291,10 @@ def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str,
                     break  # all well, or too many failures to be kinks: let the check below judge
                 scale = x[bad].abs().mean(dim=(2, 3), keepdim=True) + 1e-12
                 x[bad] = x[bad] + 1e-5 * scale * torch.randn(x[bad].shape, generator=gen)
-                redraws += len(bad)
+                nudges += len(bad)
                 e_l2, e_max, per_sample = compare(sess, spec, name, x, target)
             l2, worst = max(l2, e_l2), max(worst, e_max)
-        report[name] = {"relative_l2": l2, "relative_max": worst, "kink_redraws": redraws}
+        report[name] = {"relative_l2": l2, "relative_max": worst, "kink_nudges": nudges}
         if l2 > tolerance:
             raise RuntimeError(f"{spec['file']}: differs from autograd by {l2:.2e} (relative L2) > {tolerance:g}")
     return report

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from edge.data.arrays import Arrays, load_arrays
 from edge.data.preprocess import Normalisation
+from edge.evaluate import classification_metrics
 from edge.export.graphs import OPSET, check_parity, export_graphs
 from edge.runtime.manifest import write_manifest
 from edge.train.models import FusionClassifier, ResidualUNet, fold_batchnorm
@@ -120,12 +121,6 @@ def build_model(meta: dict) -> nn.Module:
     if kind == "ResidualUNet":
         return ResidualUNet(**meta["kwargs"])
     raise ValueError(f"unknown architecture {kind!r}")
-
-
-def _classifier_metrics(logits: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
-    pred = logits.argmax(1)
-    recall = {c: float((pred[y == i] == i).mean()) if (y == i).any() else None for i, c in enumerate(classes)}
-    return {"accuracy": float((pred == y).mean()), "recall": recall}
 
 
 def _predict_batches(model: nn.Module, x: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -259,8 +254,9 @@ def _validate(model, task, xv, arrays, va, spec, manifest) -> dict:
     if task == "defect":
         classes = manifest["classes"]
         y = np.array([classes.index(arrays.labels[i]) for i in va])
-        m = _classifier_metrics(out, y, classes)
-        return {"val_accuracy": m["accuracy"], "val_min_recall": min(v for v in m["recall"].values() if v is not None)}
+        m = classification_metrics(y, out.argmax(1), classes)
+        recalls = [v["recall"] for v in m["per_class"].values() if v["recall"] is not None]
+        return {"val_accuracy": m["accuracy"], "val_min_recall": min(recalls)}
     truth = arrays.targets[spec.target][va]
     metrics = {"val_mae": float(np.abs(out[:, 0] - truth).mean())}
     if task == "phase":
@@ -299,7 +295,7 @@ def export_model_dir(model_dir: Path, example: np.ndarray | None = None) -> dict
     manifest.update(graphs=graphs, operators=sorted({o for g in graphs.values() for o in g["operators"]}),
                     parity={"relative_l2": {k: v["relative_l2"] for k, v in parity.items()},
                             "relative_max": {k: v["relative_max"] for k, v in parity.items()},
-                            "kink_redraws": {k: v["kink_redraws"] for k, v in parity.items()},
+                            "kink_nudges": {k: v["kink_nudges"] for k, v in parity.items()},
                             "batches": [1, 8], "reference": "torch.autograd, float64"},
                     extra_files=[WEIGHTS])
     return write_manifest(model_dir, manifest)
