@@ -62,6 +62,95 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edge.data.arrays import load_input
+    from edge.explain.base import make_explainer
+    from edge.explain.report import explanation_record
+    from edge.explain.sentence import add_sentences
+    from edge.explain.targets import parse_target
+    from edge.runtime.model import Model
+
+    model = Model.load(Path(args.model), backend=args.backend, threads=args.threads)
+    c, h, w = model.input_shape
+    x, sample = load_input(Path(args.input), model.manifest["channels"], h)
+    options: dict = {}
+    if args.method == "ig":
+        options = dict(n_steps=args.steps, quadrature=args.quadrature, baseline=_baseline(args, x),
+                       tolerance=args.tolerance, budget_ms=args.budget_ms)
+    elif args.method == "shap":
+        options = dict(patch=args.patch, stride=args.stride, budget=args.shap_budget, estimator=args.estimator,
+                       baseline=_baseline(args, x), seed=args.seed)
+    explainer = make_explainer(args.method, model, **options)
+    target = args.target
+    if not model.classes:
+        parse_target(args.target, [], (1, 1, h, w))   # fail on a bad target before any work
+    model.warm_up()
+    [e] = explainer.explain(x, target)
+    pitch = sample.meta.get("pixel_pitch_mm")
+    add_sentences(model, x, [e], float(pitch) if pitch is not None else None)
+    channel = args.channel or model.manifest["channels"][0]
+    if channel not in model.manifest["channels"]:
+        raise UserError(f"--channel {channel!r}: the model's channels are {', '.join(model.manifest['channels'])}")
+    record = explanation_record(e, model)
+    if args.out:
+        import cv2
+
+        from edge.explain.overlay import overlay
+
+        img = overlay(x[0, model.manifest["channels"].index(channel)], e.heatmap, args.opacity)
+        if not cv2.imwrite(str(args.out), img):
+            raise UserError(f"--out {args.out}: could not write the image (folder missing or extension unknown)")
+        record["overlay"] = str(args.out)
+    if args.npy:
+        maps = {"attribution": e.attribution, "heatmap": e.heatmap}
+        maps.update({k: v for k, v in e.extras.items() if k in ("raw", "per_channel", "patch_values", "patch_boxes")})
+        np.savez_compressed(args.npy, **maps)
+        record["maps"] = str(args.npy)
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(format_record(record))
+    return 0
+
+
+def _baseline(args: argparse.Namespace, x):
+    """--baseline: a named kind, or a .npy file holding a (C, H, W) array in the graph's input space."""
+    if args.baseline is None or not args.baseline.endswith(".npy"):
+        return args.baseline
+    import numpy as np
+
+    try:
+        return np.load(args.baseline)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--baseline {args.baseline}: not a readable .npy array ({exc})") from exc
+
+
+def format_record(r: dict) -> str:
+    lines = []
+    p = r["prediction"]
+    if "class" in p:
+        lines.append(f"prediction: {p['class']} ({100 * p['confidence']:.1f}%)  "
+                     + "  ".join(f"{k} {100 * v:.1f}%" for k, v in p["probabilities"].items()))
+    else:
+        lines.append(f"prediction: output mean {p['mean']:.3f} {p['units']} (min {p['min']:.3f}, max {p['max']:.3f})")
+    lines.append(f"explained: {r['target']} by {r['method']}")
+    if r.get("explanation"):
+        lines.append(r["explanation"])
+    if "completeness_delta" in r:
+        lines.append(f"completeness delta: {r['completeness_delta']['absolute']:.3g} "
+                     f"({100 * r['completeness_delta']['relative']:.2f}% of F(x) - F(baseline)), "
+                     f"{r['n_steps']} steps")
+    if "efficiency_gap" in r:
+        lines.append(f"SHAP: {r['evaluations']} evaluations, efficiency gap {r['efficiency_gap']:.2g}")
+    lines.append("timings: " + ", ".join(f"{k} {v:.1f} ms" for k, v in r["timings_ms"].items()))
+    for key in ("overlay", "maps"):
+        if key in r:
+            lines.append(f"{key}: {r[key]}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-xai",
@@ -128,6 +217,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record these metrics (and the data recipe) in the model's manifest")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
+
+    x = sub.add_parser("explain", help="explain one input: prediction, heatmap, sentence, timings",
+                       description="Run a model on one file and explain its output with Grad-CAM, "
+                                   "Grad-CAM++, HiResCAM (classifier), Integrated Gradients or patch SHAP, "
+                                   "all from the exported ONNX graphs (no PyTorch). Prints the prediction, "
+                                   "the sentence (classifiers) and per-stage timings.")
+    x.add_argument("--model", required=True, help="model folder (e.g. models/defect)")
+    x.add_argument("--input", required=True, help="one file in the dataset format (.npz, .npy, .png, .tif)")
+    x.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "hirescam", "ig", "shap"])
+    x.add_argument("--target", default=None,
+                   help="classifier: a class name or index (default: the predicted class); regression: "
+                        "mean (default), pixel:ROW,COL or roi:TOP:BOTTOM,LEFT:RIGHT")
+    x.add_argument("--out", default=None, help="write the overlay PNG here")
+    x.add_argument("--channel", default=None, help="channel under the overlay (default: the first)")
+    x.add_argument("--opacity", type=float, default=0.45, help="heatmap opacity in the overlay (default 0.45)")
+    x.add_argument("--npy", default=None, help="write the raw maps to this .npz file")
+    x.add_argument("--json", action="store_true", help="print one JSON object")
+    x.add_argument("--backend", default="ort-cpu", choices=["ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt"])
+    x.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    g = x.add_argument_group("integrated gradients")
+    g.add_argument("--steps", type=int, default=50, help="interpolation points M (default 50)")
+    g.add_argument("--quadrature", default="gausslegendre",
+                   choices=["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"])
+    g.add_argument("--tolerance", type=float, default=None,
+                   help="adaptive mode: double M until the relative completeness delta is below this")
+    g.add_argument("--budget-ms", type=float, default=None, help="adaptive mode: stop before overrunning this time")
+    g.add_argument("--baseline", default=None,
+                   help="black, blur, uniform, zero, flat, or a .npy (C,H,W) array in the graph's input "
+                        "space (default: blur for defect, uniform for thermal, flat for phase)")
+    g = x.add_argument_group("patch SHAP")
+    g.add_argument("--patch", type=int, default=8, help="patch side in pixels (default 8)")
+    g.add_argument("--stride", type=int, default=4, help="patch stride (default 4; equal to --patch for a grid)")
+    g.add_argument("--shap-budget", type=int, default=1024, help="model evaluations (default 1024)")
+    g.add_argument("--estimator", default="kernel", choices=["kernel", "permutation", "exact"])
+    g.add_argument("--seed", type=int, default=0)
+    x.set_defaults(func=_cmd_explain)
     return p
 
 

@@ -115,7 +115,7 @@ def test_gradcam_layer_keeps_an_eighth_of_the_resolution_and_head_has_a_hidden_l
     model = Model.load(MODELS / "defect")
     x = np.random.default_rng(0).standard_normal((2, 3, 128, 128)).astype(np.float32)
     target = np.eye(len(model.classes), dtype=np.float32)[[1, 2]]
-    logits, acts, grads = model.session("gradcam").run(None, {"input": x, "target": target})
+    logits, acts, grads = model.run("gradcam", {"input": x, "target": target})
     assert acts.shape[2:] == (16, 16) and grads.shape == acts.shape
     predict = onnx.load(str(MODELS / "defect" / "predict.onnx"))
     assert sum(n.op_type == "Gemm" for n in predict.graph.node) == 2  # hidden layer after pooling
@@ -137,7 +137,7 @@ def test_gradcam_from_the_onnx_graph_points_at_the_defect():
             continue
         x = model.normalisation.apply(np.stack([s[c] for c in model.manifest["channels"]])[None])
         target = np.eye(len(model.classes), dtype=np.float32)[[model.classes.index(str(s["label"]))]]
-        _, acts, grads = model.session("gradcam").run(None, {"input": x, "target": target})
+        _, acts, grads = model.run("gradcam", {"input": x, "target": target})
         heat = upsample_and_normalise(cam_raw(acts, grads), (128, 128))[0]
         near = cv2.dilate(s["mask"], np.ones((17, 17), np.uint8)).astype(bool)
         hits.append(near[np.unravel_index(heat.argmax(), heat.shape)])

@@ -42,6 +42,34 @@ def _plane(sample: loader.Sample, name: str) -> np.ndarray:
                               f"(has {', '.join(sample.channel_names + tuple(sample.extras))})")
 
 
+def model_planes(s: loader.Sample, names: Sequence[str], size: int, targets: Sequence[str] = ()) -> np.ndarray:
+    """One sample's named planes at model resolution: (C, size, size) float32, physical units."""
+    planes = [_plane(s, c) for c in names]
+    h, w = planes[0].shape
+    if (h, w) != (size, size) and any(p in NO_RESIZE for p in tuple(names) + tuple(targets)):
+        raise loader.DatasetError(f"{s.path}: is {w}x{h}; phase data must be at the model size "
+                                  f"{size}x{size} (wrapped phase cannot be interpolated)")
+    out = np.zeros((len(names), size, size), np.float32)
+    for j, p in enumerate(planes):
+        if p.shape != (h, w):
+            raise loader.DatasetError(f"{s.path}: channel {names[j]!r} is {p.shape}, expected {(h, w)}")
+        out[j] = resize_image(p[:, :, None], size)[:, :, 0]
+    return out
+
+
+def load_input(path: Path, names: Sequence[str], size: int) -> tuple[np.ndarray, loader.Sample]:
+    """One file in the dataset format (mask `<stem>.mask.png` beside it, if any) as a model batch
+    (1, C, size, size), with the sample it came from."""
+    path = Path(path)
+    if not path.is_file():
+        raise loader.DatasetError(f"{path}: no such file")
+    stem = path.name.split(".")[0]
+    mask = path.with_name(f"{stem}.mask.png")
+    item = loader.DatasetItem(path, path.parent.name, mask if mask.is_file() else None)
+    sample = loader.load_sample(item)
+    return model_planes(sample, names, size)[None], sample
+
+
 def resolve_channels(available: Sequence[str], request: str | Sequence[str] | None) -> tuple[str, ...]:
     """Channel names from a request: None (all), a count 'C' (the first C), or names."""
     if request is None:
@@ -76,15 +104,7 @@ def load_arrays(root: Path, size: int, channels: str | Sequence[str] | None = No
     labels, meta, paths = [], [], []
     for i, item in enumerate(tqdm(items, desc="load", unit="file", disable=not progress)):
         s = first if i == 0 else loader.load_sample(item)
-        planes = [_plane(s, c) for c in names]
-        h, w = planes[0].shape
-        if (h, w) != (size, size) and any(p in NO_RESIZE for p in tuple(names) + tuple(targets)):
-            raise loader.DatasetError(f"{item.path}: is {w}x{h}; phase data must be at the model size "
-                                      f"{size}x{size} (wrapped phase cannot be interpolated)")
-        for j, p in enumerate(planes):
-            if p.shape != (h, w):
-                raise loader.DatasetError(f"{item.path}: channel {names[j]!r} is {p.shape}, expected {(h, w)}")
-            x[i, j] = resize_image(p[:, :, None], size)[:, :, 0]
+        x[i] = model_planes(s, names, size, targets)
         for t in targets:
             tgt[t][i] = resize_image(_plane(s, t)[:, :, None], size)[:, :, 0]
         if s.mask is not None:

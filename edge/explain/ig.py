@@ -1,18 +1,26 @@
 """Integrated Gradients with a batched path: all interpolation points in one gradient call (or a few,
-under a memory cap), through any function that returns outputs and input gradients — the ONNX
-`input_gradient` graph on the edge.
+under a memory cap), through any function that returns outputs and input gradients: on the edge, the
+exported `input_gradient` graph.
 
     result = integrated_gradients(grad_fn, x, baseline, target, n_steps=50, method="gausslegendre")
+    result = adaptive_integrated_gradients(grad_fn, x, baseline, target, tolerance=0.01, budget_ms=200)
+    [e] = IGExplainer(Model.load("models/thermal")).explain(x, target=roi_weights)
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from edge.data.arrays import SCALAR_PLANES
+from edge.explain.baselines import DEFAULTS, make_baseline
+from edge.explain.base import Explainer, Explanation, Timer, class_indices, predictions
 from edge.explain.ig_math import completeness_delta, interpolation_batch, reduce_path
 from edge.explain.quadrature import quadrature_rule
+from edge.explain.targets import class_target, parse_target
+from edge.runtime.model import Model
 
 # grad_fn(inputs (B, C, H, W), target (B, ...)) -> (outputs, d score / d inputs)
 GradFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -27,6 +35,8 @@ class IGResult:
     baseline_score: np.ndarray   # (N,) F(x')
     n_steps: int
     method: str
+    gradient_evaluations: int = 0   # interpolation points evaluated, over all adaptive rounds
+    converged: bool | None = None   # adaptive mode only: the tolerance was reached within the budget
 
 
 def _score(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -34,13 +44,23 @@ def _score(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (outputs.astype(np.float64) * target).reshape(len(outputs), -1).sum(axis=1)
 
 
+def endpoint_scores(grad_fn: GradFn, x: np.ndarray, baseline: np.ndarray, target: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """F(x) and F(x') in one call (the completeness check's right-hand side)."""
+    both = np.concatenate([target, target])
+    ends, _ = grad_fn(np.concatenate([x, baseline]), both)
+    f = _score(ends, both)
+    return f[:len(x)], f[len(x):]
+
+
 def integrated_gradients(grad_fn: GradFn, x: np.ndarray, baseline: np.ndarray, target: np.ndarray,
                          n_steps: int = 50, method: str = "gausslegendre",
-                         internal_batch_size: int | None = None) -> IGResult:
+                         internal_batch_size: int | None = None,
+                         endpoints: tuple[np.ndarray, np.ndarray] | None = None) -> IGResult:
     """IG of sum(F(x) * target) for a batch x (N, C, H, W) against a baseline of the same shape.
 
     `internal_batch_size` caps how many interpolated inputs go through one call (memory); by default
-    all n_steps * N points go in one call.
+    all n_steps * N points go in one call. `endpoints` reuses F(x), F(x') already computed.
     """
     x = np.asarray(x, np.float32)
     baseline = np.broadcast_to(np.asarray(baseline, np.float32), x.shape)
@@ -52,8 +72,108 @@ def integrated_gradients(grad_fn: GradFn, x: np.ndarray, baseline: np.ndarray, t
     grads = np.concatenate([grad_fn(points[i:i + chunk], targets[i:i + chunk])[1]
                             for i in range(0, len(points), chunk)])
     attributions, total = reduce_path(grads, weights, x, baseline)
-    ends, _ = grad_fn(np.concatenate([x, baseline]), np.concatenate([target, target]))
-    f = _score(ends, np.concatenate([target, target]))
-    f_x, f_b = f[:len(x)], f[len(x):]
+    f_x, f_b = endpoints if endpoints is not None else endpoint_scores(grad_fn, x, baseline, target)
     delta, rel = completeness_delta(total, f_x, f_b)
-    return IGResult(attributions, delta, rel, f_x, f_b, n_steps, method)
+    return IGResult(attributions, delta, rel, f_x, f_b, n_steps, method, gradient_evaluations=len(points))
+
+
+def adaptive_integrated_gradients(grad_fn: GradFn, x: np.ndarray, baseline: np.ndarray, target: np.ndarray,
+                                  tolerance: float = 0.01, budget_ms: float | None = None,
+                                  start_steps: int = 4, max_steps: int = 256, method: str = "gausslegendre",
+                                  internal_batch_size: int | None = None) -> IGResult:
+    """IG with M doubled from `start_steps` until every sample's relative completeness delta is
+    <= `tolerance`, M would exceed `max_steps`, or the next round would overrun `budget_ms` (its cost
+    is predicted from the last round's time per point). Returns the last round, `converged` saying
+    whether the tolerance was met. Gauss-Legendre nodes are not nested, so each round starts afresh;
+    doubling keeps the total cost under twice the final round's."""
+    t0 = time.perf_counter()
+    x = np.asarray(x, np.float32)
+    baseline = np.broadcast_to(np.asarray(baseline, np.float32), x.shape)
+    ends = endpoint_scores(grad_fn, x, baseline, np.asarray(target, np.float32))
+    m, evaluations = start_steps, 0
+    while True:
+        t_round = time.perf_counter()
+        result = integrated_gradients(grad_fn, x, baseline, target, m, method, internal_batch_size, ends)
+        evaluations += result.gradient_evaluations
+        result.gradient_evaluations = evaluations
+        result.converged = bool((result.relative_delta <= tolerance).all())
+        if result.converged or 2 * m > max_steps:
+            return result
+        if budget_ms is not None:
+            spent = (time.perf_counter() - t0) * 1e3
+            next_round = 2 * (time.perf_counter() - t_round) * 1e3
+            if spent + next_round > budget_ms:
+                return result
+        m *= 2
+
+
+class IGExplainer(Explainer):
+    """IG through the model's `input_gradient` graph, in the graph's input space.
+
+    Targets: a class (classifier; default the predicted one) or an output weighting (regression;
+    default the mean over the whole output, or "pixel:R,C" / "roi:T:B,L:R" / an (N, 1, H, W) array).
+    The per-pixel map sums the attribution over channels; per-channel maps stay in `extras`.
+    """
+    method = "ig"
+    has_completeness_delta = True
+
+    def __init__(self, model: Model, n_steps: int = 50, quadrature: str = "gausslegendre",
+                 baseline: str | np.ndarray | None = None, internal_batch_size: int | None = None,
+                 tolerance: float | None = None, budget_ms: float | None = None):
+        super().__init__(model)
+        quadrature_rule(quadrature, n_steps)   # fail now on a bad rule, not after the first call
+        self.n_steps, self.quadrature = n_steps, quadrature
+        self.baseline = DEFAULTS.get(model.task, "black") if baseline is None else baseline
+        self.internal_batch_size = internal_batch_size
+        self.tolerance, self.budget_ms = tolerance, budget_ms
+        self.constant_channels = tuple(i for i, c in enumerate(model.manifest["channels"]) if c in SCALAR_PLANES)
+
+    def _grad_fn(self, inputs: np.ndarray, target: np.ndarray):
+        return tuple(self.model.run("input_gradient", {"input": inputs, "target": target}))
+
+    def _targets(self, xn: np.ndarray, target, timer: Timer) -> tuple[np.ndarray, list[str]]:
+        if self.model.classes:
+            predicted = None
+            if target is None:
+                with timer.stage("predict"):
+                    predicted = self.model.run("predict", {"input": xn})[0].argmax(axis=1)
+            idx = class_indices(self.model, target, predicted if predicted is not None else np.zeros(len(xn), np.int64))
+            return class_target(len(self.model.classes), idx), [f"class {self.model.classes[i]}" for i in idx]
+        shape = (len(xn), 1, *xn.shape[2:])
+        if target is None or isinstance(target, str):
+            _, weights = parse_target(target, [], shape)
+            words = target or "mean"
+        else:
+            weights = np.broadcast_to(np.asarray(target, np.float32), shape).copy()
+            words = "weighted output"
+        return weights, [f"output {words}"] * len(xn)
+
+    def explain(self, x: np.ndarray, target=None) -> list[Explanation]:
+        timer = Timer()
+        xn = self.prepare(x, timer)
+        weights, words = self._targets(xn, target, timer)
+        with timer.stage("baseline"):
+            base = make_baseline(xn, self.baseline, self.model.task, self.constant_channels)
+        with timer.stage("ig"):
+            if self.tolerance is not None:
+                r = adaptive_integrated_gradients(self._grad_fn, xn, base, weights, self.tolerance, self.budget_ms,
+                                                  method=self.quadrature, internal_batch_size=self.internal_batch_size)
+            else:
+                r = integrated_gradients(self._grad_fn, xn, base, weights, self.n_steps, self.quadrature,
+                                         self.internal_batch_size)
+        with timer.stage("predict"):
+            outputs = self.model.run("predict", {"input": xn})[0]
+        preds = predictions(self.model, outputs)
+        out = []
+        for i, p in enumerate(preds):
+            a = r.attributions[i].sum(axis=0)
+            peak = np.abs(a).max()
+            heat = (np.abs(a) / peak if peak > 0 else np.zeros_like(a)).astype(np.float32)
+            out.append(Explanation("ig", p, words[i], a, heat, extras={
+                "per_channel": r.attributions[i], "channels": list(self.model.manifest["channels"]),
+                "completeness_delta": float(r.delta[i]), "relative_completeness_delta": float(r.relative_delta[i]),
+                "score": float(r.score[i]), "baseline_score": float(r.baseline_score[i]),
+                "n_steps": r.n_steps, "quadrature": r.method, "gradient_evaluations": r.gradient_evaluations,
+                "converged": r.converged, "baseline": self.baseline if isinstance(self.baseline, str) else "user"},
+                timings_ms=dict(timer.ms)))
+        return out

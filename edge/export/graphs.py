@@ -13,7 +13,9 @@ torch.onnx cannot export a module that calls autograd. What works (see shared TE
 Graphs (inputs -> outputs), all with a dynamic batch dimension:
 
 * predict:        input -> logits | output
-* gradcam:        input, target(B, K one-hot) -> logits, activations A, activation_grad dscore/dA
+* gradcam:        input, target(B, K one-hot) -> logits, activations A, activation_grad dscore/dA;
+                  a target row of zeros means "the predicted class" (argmax decided inside the graph,
+                  so the default explanation costs one call, not a predict call and then another)
 * input_gradient: input, target -> logits | output, input_grad dscore/dinput
   (classifier: target is (B, K) class weights; regression: (B, 1, H, W) pixel weights, i.e. a one-hot
   pixel or an ROI mask divided by its area)
@@ -37,6 +39,7 @@ ALLOWED_OPS = frozenset({
     "Add", "Sub", "Mul", "Div", "Conv", "ConvTranspose", "Relu", "LessOrEqual", "Greater", "Where",
     "Gemm", "MatMul", "ReduceMean", "ReduceSum", "Reshape", "Transpose", "Expand", "Shape", "Concat",
     "Unsqueeze", "Squeeze", "Slice", "Gather", "Constant", "Identity", "Cast", "Neg",
+    "ReduceMax", "Equal", "Abs",
 })
 BATCH_MAX = 4096
 
@@ -53,8 +56,17 @@ class GradCAMJoint(nn.Module):
         with torch.enable_grad():
             a = activations.detach().requires_grad_(True)
             logits = self.model.classify(a)
-            (grad,) = torch.autograd.grad((logits * target).sum(), a)
+            (grad,) = torch.autograd.grad((logits * resolve_target(logits, target)).sum(), a)
         return logits.detach(), activations.detach(), grad
+
+
+def resolve_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Rows of zeros in `target` become the one-hot of the predicted class (ties share the weight)."""
+    logits = logits.detach()
+    top = (logits == logits.max(dim=1, keepdim=True).values).to(logits.dtype)
+    top = top / top.sum(dim=1, keepdim=True)
+    empty = target.abs().sum(dim=1, keepdim=True) == 0
+    return torch.where(empty, top, target)
 
 
 class InputGradientJoint(nn.Module):
@@ -224,7 +236,7 @@ def reference_outputs(model: nn.Module, task: str, graph: str, x: torch.Tensor, 
     if graph == "gradcam":
         a = model.features(x).detach().requires_grad_(True)
         logits = model.classify(a)
-        (g,) = torch.autograd.grad((logits * target).sum(), a)
+        (g,) = torch.autograd.grad((logits * resolve_target(logits, target)).sum(), a)
         return [logits.detach().numpy(), a.detach().numpy(), g.numpy()]
     xg = x.clone().requires_grad_(True)
     out = model(xg)
@@ -282,6 +294,7 @@ def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str,
                 shape = model(x.double()).shape
             if task == "defect":
                 target = torch.nn.functional.one_hot(torch.randint(0, shape[1], (b,), generator=gen), shape[1]).float()
+                target[::2] = 0  # zero rows: the predicted class, resolved inside the gradcam graph
             else:
                 target = (torch.rand(shape, generator=gen) < 0.05).float()  # a random ROI
             e_l2, e_max, per_sample = compare(sess, spec, name, x, target)

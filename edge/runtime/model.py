@@ -1,4 +1,5 @@
-"""A shipped model on ONNX Runtime: manifest verified, sessions created once, inputs checked.
+"""A shipped model: manifest verified, its graphs on one engine (created once, on first use), raw
+inputs checked against the manifest.
 
 No torch on this path: this is what runs on the edge device.
 """
@@ -9,22 +10,20 @@ from pathlib import Path
 import numpy as np
 
 from edge.data.preprocess import Normalisation
+from edge.runtime.engine import Engine, InputError, make_engine
 from edge.runtime.manifest import load_manifest
 
-
-class InputError(ValueError):
-    """An input of the wrong shape, type or content; the message names the input."""
+__all__ = ["InputError", "Model", "softmax"]
 
 
 class Model:
-    def __init__(self, model_dir: Path, manifest: dict, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None):
+    def __init__(self, model_dir: Path, manifest: dict, backend: str = "ort-cpu", threads: int | None = None):
         self.dir = Path(model_dir)
         self.manifest = manifest
-        self.providers = providers or ["CPUExecutionProvider"]
-        self.intra_op_threads = intra_op_threads
+        self.backend = backend
+        self.threads = threads
         self.normalisation = Normalisation(**manifest["input"]["normalisation"])
-        self._sessions: dict = {}
+        self._engine: Engine | None = None
 
     @classmethod
     def load(cls, model_dir: Path, verify: bool = True, **kwargs) -> "Model":
@@ -43,19 +42,26 @@ class Model:
         h, w = self.manifest["input"]["size"]
         return len(self.manifest["channels"]), h, w
 
-    def session(self, graph: str):
-        """The ONNX Runtime session of one graph (predict, gradcam, input_gradient), created once."""
-        if graph not in self._sessions:
-            import onnxruntime as ort
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name", self.dir.name)
 
-            if graph not in self.manifest["graphs"]:
-                raise KeyError(f"model {self.dir} has no {graph!r} graph (has {', '.join(self.manifest['graphs'])})")
-            opts = ort.SessionOptions()
-            if self.intra_op_threads:
-                opts.intra_op_num_threads = self.intra_op_threads
-            path = self.dir / self.manifest["graphs"][graph]["file"]
-            self._sessions[graph] = ort.InferenceSession(str(path), opts, providers=self.providers)
-        return self._sessions[graph]
+    @property
+    def engine(self) -> Engine:
+        """All graphs of the model on the chosen backend, created on first use."""
+        if self._engine is None:
+            files = {g: self.dir / spec["file"] for g, spec in self.manifest["graphs"].items()}
+            self._engine = make_engine(self.backend, files, threads=self.threads, cache_dir=self.dir / ".engines")
+        return self._engine
+
+    def warm_up(self) -> None:
+        self.engine.warm_up()
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one graph (predict, gradcam, input_gradient) on already normalised inputs."""
+        if graph not in self.manifest["graphs"]:
+            raise KeyError(f"model {self.dir} has no {graph!r} graph (has {', '.join(self.manifest['graphs'])})")
+        return self.engine.run(graph, feeds)
 
     def check_input(self, x: np.ndarray, name: str = "input") -> np.ndarray:
         """Validate a raw batch (N, C, H, W) against the manifest; returns it as float32."""
@@ -74,8 +80,7 @@ class Model:
     def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Raw physical-unit batch (N, C, H, W) -> logits (N, K) or dense output (N, 1, H, W)."""
         x = self.normalisation.apply(self.check_input(x))
-        sess = self.session("predict")
-        return np.concatenate([sess.run(None, {"input": x[i:i + batch_size]})[0]
+        return np.concatenate([self.run("predict", {"input": x[i:i + batch_size]})[0]
                                for i in range(0, len(x), batch_size)])
 
 

@@ -1,0 +1,45 @@
+"""IG / SHAP baselines: the input that means "nothing to explain", in the graph's input space.
+
+Which input is neutral depends on the physics of the task:
+- defect classifier (inputs centred per image): `black` is all zeros, i.e. a featureless part at the
+  image's mean level in every channel; `blur` keeps the part's low-frequency look and removes the
+  small structures a defect is made of (Gaussian, sigma = 1/16 of the image side).
+- thermal reconstruction (physical units: apparent K, height mm, pitch mm): `uniform` keeps each
+  channel's image mean, a flat part at uniform temperature, the "uniform gray" of the issue; `zero`
+  is the zero-emission scene (0 K, zero height), far from anything the model saw, so use with care.
+- phase unwrapping: `flat`, zero phase everywhere, a flat mirror.
+A user-supplied array of the input's shape is accepted everywhere.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+DEFAULTS = {"defect": "blur", "thermal": "uniform", "phase": "flat"}
+KINDS = ("black", "blur", "uniform", "zero", "flat")
+
+
+def make_baseline(x: np.ndarray, kind: str | np.ndarray, task: str,
+                  constant_channels: tuple[int, ...] = ()) -> np.ndarray:
+    """Baseline for a graph-space batch x (N, C, H, W). `constant_channels` (e.g. the pixel-pitch plane)
+    are copied from x: they describe the camera, not the scene, and have no "absent" value."""
+    x = np.asarray(x, np.float32)
+    if not isinstance(kind, str):
+        b = np.asarray(kind, np.float32)
+        if b.shape not in (x.shape, x.shape[1:]):
+            raise ValueError(f"baseline of shape {b.shape}, expected {x.shape[1:]} or {x.shape}")
+        return np.broadcast_to(b, x.shape).copy()
+    if kind in ("black", "zero", "flat"):
+        b = np.zeros_like(x)
+    elif kind == "uniform":
+        b = np.broadcast_to(x.mean(axis=(2, 3), keepdims=True), x.shape).copy()
+    elif kind == "blur":
+        sigma = max(x.shape[2], x.shape[3]) / 16
+        b = np.stack([np.stack([cv2.GaussianBlur(ch, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+                                for ch in img]) for img in x]).astype(np.float32)
+    else:
+        raise ValueError(f"baseline {kind!r}: expected one of {', '.join(KINDS)} (default for {task}: "
+                         f"{DEFAULTS.get(task, 'black')}) or an array")
+    for c in constant_channels:
+        b[:, c] = x[:, c]
+    return b

@@ -1,0 +1,46 @@
+"""Grad-CAM, Grad-CAM++ and HiResCAM from the exported `gradcam` graph: one engine call gives the
+logits, the target layer's activations A and dscore/dA; the rest is `cam.py` (or `kernels/gradcam.cu`).
+
+    [e] = GradCAMExplainer(Model.load("models/defect")).explain(x)          # predicted class
+    [e] = GradCAMExplainer(model, "gradcam++").explain(x, target="crack")   # any class
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edge.explain.base import Explainer, Explanation, Timer, class_indices, predictions
+from edge.explain.cam import METHODS, cam_raw, normalise_minmax, upsample_bilinear
+from edge.explain.targets import class_target
+from edge.runtime.model import Model
+
+
+class GradCAMExplainer(Explainer):
+    def __init__(self, model: Model, method: str = "gradcam"):
+        if method not in METHODS:
+            raise ValueError(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
+        if "gradcam" not in model.manifest["graphs"]:
+            raise ValueError(f"model {model.dir} has no gradcam graph: class activation maps need a "
+                             f"classifier (this is a {model.task} model; use ig or shap)")
+        super().__init__(model)
+        self.method = method
+
+    def explain(self, x: np.ndarray, target=None) -> list[Explanation]:
+        timer = Timer()
+        xn = self.prepare(x, timer)
+        k = len(self.model.classes)
+        with timer.stage("graph"):
+            if target is None:
+                # Zero rows: the graph picks the predicted class itself, so this is one call.
+                onehot = np.zeros((len(xn), k), np.float32)
+            else:
+                onehot = class_target(k, class_indices(self.model, target, np.zeros(len(xn), np.int64)))
+            logits, acts, grads = self.model.run("gradcam", {"input": xn, "target": onehot})
+        preds = predictions(self.model, logits)
+        explained = logits.argmax(axis=1) if target is None else onehot.argmax(axis=1)
+        with timer.stage("cam"):
+            raw = cam_raw(acts, grads, self.method)
+            up = upsample_bilinear(raw, xn.shape[2:])
+            heat = normalise_minmax(up)
+        return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
+                            extras={"raw": raw[i], "class_index": int(c)}, timings_ms=dict(timer.ms))
+                for i, (p, c) in enumerate(zip(preds, explained))]
