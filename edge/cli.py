@@ -82,6 +82,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     elif args.method == "shap":
         options = dict(patch=args.patch, stride=args.stride, budget=args.shap_budget, estimator=args.estimator,
                        baseline=_baseline(args, x), seed=args.seed)
+    channel = args.channel or model.manifest["channels"][0]
+    if channel not in model.manifest["channels"]:
+        raise UserError(f"--channel {channel!r}: the model's channels are {', '.join(model.manifest['channels'])}")
     explainer = make_explainer(args.method, model, **options)
     target = args.target
     if not model.classes:
@@ -90,9 +93,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     [e] = explainer.explain(x, target)
     pitch = sample.meta.get("pixel_pitch_mm")
     add_sentences(model, x, [e], float(pitch) if pitch is not None else None)
-    channel = args.channel or model.manifest["channels"][0]
-    if channel not in model.manifest["channels"]:
-        raise UserError(f"--channel {channel!r}: the model's channels are {', '.join(model.manifest['channels'])}")
     record = explanation_record(e, model)
     if args.out:
         import cv2

@@ -4,9 +4,10 @@ import sys
 
 import pytest
 
+from conftest import MODELS
 from edge.cli import main
 
-COMMANDS = ["simulate", "train", "export", "evaluate"]
+COMMANDS = ["simulate", "train", "export", "evaluate", "explain"]
 
 
 def _run(*args):
@@ -40,3 +41,68 @@ def test_simulate_refuses_a_used_folder_with_a_clear_message(tmp_path):
 def test_evaluate_names_a_missing_model_folder(tmp_path):
     r = _run("evaluate", "--model", str(tmp_path / "nope"), "--data", str(tmp_path))
     assert r.returncode == 2 and "no manifest" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def frame_file(tmp_path_factory):
+    """One simulated crack frame at the shipped models' size."""
+    from edge.sim.sample import write_dataset
+
+    d = write_dataset(tmp_path_factory.mktemp("frames") / "d", 2, seed=1000, progress=False)
+    return d / "crack" / "s1000_000001.npz"
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam", "ig"])
+def test_explain_json_has_prediction_sentence_and_timings(frame_file, tmp_path, capsys, method):
+    import json
+
+    import cv2
+    import numpy as np
+
+    out, maps = tmp_path / "overlay.png", tmp_path / "maps.npz"
+    assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(frame_file), "--method", method,
+                 "--out", str(out), "--npy", str(maps), "--json", "--steps", "16", "--channel", "intensity"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["prediction"]["class"] == "crack" and set(r["prediction"]["probabilities"]) >= {"ok", "crack"}
+    assert 0.99 < sum(r["prediction"]["probabilities"].values()) < 1.01
+    assert r["explanation"].startswith("Defect classified as CRACK")
+    assert r["timings_ms"] and all(v >= 0 for v in r["timings_ms"].values())
+    assert r["model_sha256"] and len(r["model_sha256"]) == 64
+    if method == "ig":
+        assert r["completeness_delta"]["relative"] < 0.05 and r["n_steps"] == 16
+    img = cv2.imread(str(out))
+    assert img.shape == (128, 128, 3)
+    with np.load(maps) as z:
+        assert z["attribution"].shape == (128, 128) and z["heatmap"].max() <= 1
+
+
+def test_explain_regression_roi_and_text_output(frame_file, capsys):
+    assert main(["explain", "--model", str(MODELS / "thermal"), "--input", str(frame_file), "--method", "ig",
+                 "--target", "roi:40:60,40:60", "--tolerance", "0.05"]) == 0
+    text = capsys.readouterr().out
+    assert "prediction: output mean" in text and " K " in text and "completeness delta" in text
+    assert "explained: output roi:40:60,40:60 by ig" in text
+
+
+def test_explain_shap_prints_efficiency(frame_file, capsys):
+    assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(frame_file), "--method", "shap",
+                 "--patch", "16", "--stride", "16", "--shap-budget", "128"]) == 0
+    text = capsys.readouterr().out
+    assert "SHAP: 128 evaluations, efficiency gap" in text and "SHAP log-odds" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", str(MODELS / "thermal"), "--method", "gradcam"], "no gradcam graph"),
+    (["--model", str(MODELS / "defect"), "--target", "bubble"], "target class 'bubble'"),
+    (["--model", str(MODELS / "thermal"), "--method", "ig", "--target", "pixel:200,3"], "outside the 128x128 output"),
+    (["--model", str(MODELS / "defect"), "--channel", "depth"], "--channel 'depth'"),
+    (["--model", str(MODELS / "defect"), "--method", "ig", "--baseline", "grey"], "baseline 'grey'"),
+])
+def test_explain_errors_name_what_is_wrong(frame_file, capsys, args, message):
+    assert main(["explain", "--input", str(frame_file), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_explain_names_a_missing_input(capsys):
+    assert main(["explain", "--model", str(MODELS / "defect"), "--input", "nope.npz"]) == 2
+    assert "nope.npz: no such file" in capsys.readouterr().err

@@ -80,31 +80,42 @@ def integrated_gradients(grad_fn: GradFn, x: np.ndarray, baseline: np.ndarray, t
 def adaptive_integrated_gradients(grad_fn: GradFn, x: np.ndarray, baseline: np.ndarray, target: np.ndarray,
                                   tolerance: float = 0.01, budget_ms: float | None = None,
                                   start_steps: int = 4, max_steps: int = 256, method: str = "gausslegendre",
-                                  internal_batch_size: int | None = None) -> IGResult:
-    """IG with M doubled from `start_steps` until every sample's relative completeness delta is
+                                  internal_batch_size: int | None = None) -> list[IGResult]:
+    """IG with M doubled from `start_steps`, per sample, until its relative completeness delta is
     <= `tolerance`, M would exceed `max_steps`, or the next round would overrun `budget_ms` (its cost
-    is predicted from the last round's time per point). Returns the last round, `converged` saying
-    whether the tolerance was met. Gauss-Legendre nodes are not nested, so each round starts afresh;
-    doubling keeps the total cost under twice the final round's."""
+    predicted from the last round's time per point). Samples that converged leave the batch, so one
+    hard sample does not make the others pay. Gauss-Legendre nodes are not nested, so each round
+    starts afresh; doubling keeps the total cost under twice the final round's.
+
+    Returns one single-sample IGResult per input, `converged` saying whether its tolerance was met and
+    `gradient_evaluations` counting its points over all rounds."""
     t0 = time.perf_counter()
     x = np.asarray(x, np.float32)
     baseline = np.broadcast_to(np.asarray(baseline, np.float32), x.shape)
-    ends = endpoint_scores(grad_fn, x, baseline, np.asarray(target, np.float32))
-    m, evaluations = start_steps, 0
-    while True:
+    target = np.asarray(target, np.float32)
+    f_x, f_b = endpoint_scores(grad_fn, x, baseline, target)
+    results: list[IGResult | None] = [None] * len(x)
+    evaluations = np.zeros(len(x), np.int64)
+    todo, m = np.arange(len(x)), start_steps
+    while len(todo):
         t_round = time.perf_counter()
-        result = integrated_gradients(grad_fn, x, baseline, target, m, method, internal_batch_size, ends)
-        evaluations += result.gradient_evaluations
-        result.gradient_evaluations = evaluations
-        result.converged = bool((result.relative_delta <= tolerance).all())
-        if result.converged or 2 * m > max_steps:
-            return result
-        if budget_ms is not None:
+        r = integrated_gradients(grad_fn, x[todo], baseline[todo], target[todo], m, method, internal_batch_size,
+                                 (f_x[todo], f_b[todo]))
+        evaluations[todo] += m
+        ok = r.relative_delta <= tolerance
+        last = 2 * m > max_steps
+        if budget_ms is not None and not last:
             spent = (time.perf_counter() - t0) * 1e3
-            next_round = 2 * (time.perf_counter() - t_round) * 1e3
-            if spent + next_round > budget_ms:
-                return result
+            next_round = 2 * (time.perf_counter() - t_round) * 1e3 * (~ok).sum() / len(todo)
+            last = spent + next_round > budget_ms
+        for k, i in enumerate(todo):
+            if ok[k] or last:
+                results[i] = IGResult(r.attributions[k:k + 1], r.delta[k:k + 1], r.relative_delta[k:k + 1],
+                                      r.score[k:k + 1], r.baseline_score[k:k + 1], m, method,
+                                      int(evaluations[i]), bool(ok[k]))
+        todo = todo[~ok] if not last else todo[:0]
         m *= 2
+    return results
 
 
 class IGExplainer(Explainer):
@@ -156,23 +167,26 @@ class IGExplainer(Explainer):
             base = make_baseline(xn, self.baseline, self.model.task, self.constant_channels)
         with timer.stage("ig"):
             if self.tolerance is not None:
-                r = adaptive_integrated_gradients(self._grad_fn, xn, base, weights, self.tolerance, self.budget_ms,
-                                                  method=self.quadrature, internal_batch_size=self.internal_batch_size)
+                per = adaptive_integrated_gradients(self._grad_fn, xn, base, weights, self.tolerance, self.budget_ms,
+                                                    method=self.quadrature, internal_batch_size=self.internal_batch_size)
             else:
                 r = integrated_gradients(self._grad_fn, xn, base, weights, self.n_steps, self.quadrature,
                                          self.internal_batch_size)
+                per = [IGResult(r.attributions[i:i + 1], r.delta[i:i + 1], r.relative_delta[i:i + 1],
+                                r.score[i:i + 1], r.baseline_score[i:i + 1], r.n_steps, r.method, r.n_steps)
+                       for i in range(len(xn))]
         with timer.stage("predict"):
             outputs = self.model.run("predict", {"input": xn})[0]
         preds = predictions(self.model, outputs)
         out = []
-        for i, p in enumerate(preds):
-            a = r.attributions[i].sum(axis=0)
+        for i, (p, r) in enumerate(zip(preds, per)):
+            a = r.attributions[0].sum(axis=0)
             peak = np.abs(a).max()
             heat = (np.abs(a) / peak if peak > 0 else np.zeros_like(a)).astype(np.float32)
             out.append(Explanation("ig", p, words[i], a, heat, extras={
-                "per_channel": r.attributions[i], "channels": list(self.model.manifest["channels"]),
-                "completeness_delta": float(r.delta[i]), "relative_completeness_delta": float(r.relative_delta[i]),
-                "score": float(r.score[i]), "baseline_score": float(r.baseline_score[i]),
+                "per_channel": r.attributions[0], "channels": list(self.model.manifest["channels"]),
+                "completeness_delta": float(r.delta[0]), "relative_completeness_delta": float(r.relative_delta[0]),
+                "score": float(r.score[0]), "baseline_score": float(r.baseline_score[0]),
                 "n_steps": r.n_steps, "quadrature": r.method, "gradient_evaluations": r.gradient_evaluations,
                 "converged": r.converged, "baseline": self.baseline if isinstance(self.baseline, str) else "user"},
                 timings_ms=dict(timer.ms)))

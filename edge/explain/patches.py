@@ -2,8 +2,8 @@
 
 Pure NumPy. Patches of `size` px every `stride` px (overlapping when stride < size); the last row and
 column of patches are moved in so the grid always reaches the image border. A pixel covered by k
-patches belongs to each in equal share 1/k, which makes a coalition a soft mask, the fraction of a
-pixel's patches that are present, and makes the per-pixel map sum to the patch values.
+patches belongs to each in equal share 1/k, which makes a coalition a soft mask: the fraction of a
+pixel's patches that are present. Per-pixel maps spread each patch's value evenly over its pixels.
 """
 from __future__ import annotations
 
@@ -55,8 +55,10 @@ class PatchGrid:
         return (baseline[None] + keep * (x - baseline)[None]).astype(np.float32)
 
     def pixel_map(self, values: np.ndarray) -> np.ndarray:
-        """Patch values (P,) -> per-pixel map (H, W) whose sum equals values.sum()."""
-        return np.tensordot(np.asarray(values, np.float64), self.share, axes=(0, 0)).astype(np.float32)
+        """Patch values (P,) -> per-pixel map (H, W): each patch's value spread evenly over its pixels,
+        so the map sums to values.sum() (Shapley efficiency carries over to pixels)."""
+        spread = np.asarray(values, np.float64) / (self.size * self.size)
+        return (spread @ self._member).reshape(self.height, self.width).astype(np.float32)
 
     def centre(self, j: int) -> tuple[float, float]:
         t, l, b, r = self.boxes[j]

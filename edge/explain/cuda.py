@@ -1,0 +1,96 @@
+"""Launchers for `kernels/gradcam.cu` and `kernels/ig.cu` through pycuda, on device pointers.
+
+    k = CudaKernels()                                   # compiles both .cu files once (nvcc via pycuda)
+    raw, heat = k.gradcam(acts_gpu, grads_gpu, (128, 128), "gradcam")      # GPUArrays in and out
+    points = k.ig_interpolate(x_gpu, base_gpu, alphas)                    # (M*N, C, H, W) on the device
+    attributions, totals = k.ig_reduce(grads_gpu, weights, x_gpu, base_gpu)
+
+Inputs are pycuda GPUArrays, such as `TensorRTEngine.run_device` returns, so activations, gradients
+and interpolation batches never leave the device; every launch goes on the given stream (the engine's,
+by default none = the legacy stream) and every CUDA error raises (pycuda checks each driver call and
+we synchronise-check after launches in `check`). The NumPy twins with the same semantics are
+`edge.explain.cam` (gradcam) and `edge.explain.ig_math` (IG): the CPU path and the test oracle.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge.explain.cam import METHODS
+
+KERNELS = Path(__file__).resolve().parents[2] / "kernels"
+BLOCK = 256
+
+
+class CudaKernels:
+    def __init__(self, stream=None, kernel_dir: Path = KERNELS):
+        try:
+            import pycuda.autoprimaryctx  # noqa: F401  (share the primary context with TensorRT / ORT)
+            import pycuda.driver as cuda
+            from pycuda.compiler import SourceModule
+        except ImportError as e:
+            raise RuntimeError(f"the CUDA kernels need pycuda ({e}); pip install -e '.[gpu]' on a CUDA machine") from e
+        self.cuda, self.stream = cuda, stream
+        opts = ["-O3"]   # no --use_fast_math: the NumPy twins are the oracle, to 1e-5
+        self._gradcam = SourceModule((kernel_dir / "gradcam.cu").read_text(), no_extern_c=True, options=opts)
+        self._ig = SourceModule((kernel_dir / "ig.cu").read_text(), no_extern_c=True, options=opts)
+        self.f_gradcam = self._gradcam.get_function("gradcam_fused")
+        self.f_interp = self._ig.get_function("ig_interpolate")
+        self.f_reduce = self._ig.get_function("ig_reduce")
+        self.f_rowsum = self._ig.get_function("ig_row_sum")
+        self.sm_count = cuda.Context.get_device().get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
+
+    def check(self) -> None:
+        """Surface asynchronous launch errors here rather than at some later, unrelated call."""
+        (self.stream.synchronize() if self.stream is not None else self.cuda.Context.synchronize())
+
+    def _grid(self, n: int) -> tuple[int, int, int]:
+        return (int(min(max((n + BLOCK - 1) // BLOCK, 1), 32 * self.sm_count)), 1, 1)
+
+    def gradcam(self, acts, grads, size: tuple[int, int], method: str = "gradcam"):
+        """(N, K, h, w) float32 GPUArrays -> raw (N, h, w), heat (N, H, W) GPUArrays."""
+        from pycuda import gpuarray
+
+        if method not in METHODS:
+            raise ValueError(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
+        if acts.shape != grads.shape or len(acts.shape) != 4:
+            raise ValueError(f"activations {acts.shape} and gradients {grads.shape} must be equal (N, K, h, w)")
+        n, k, h, w = (int(v) for v in acts.shape)
+        H, W = size
+        raw = gpuarray.empty((n, h, w), np.float32)
+        heat = gpuarray.empty((n, H, W), np.float32)
+        shared = (k + h * w + 2 * BLOCK) * 4
+        if shared > 48 * 1024:
+            raise ValueError(f"Grad-CAM layer of {k} channels at {h}x{w} needs {shared} B of shared memory (> 48 KiB)")
+        self.f_gradcam(acts.gpudata, grads.gpudata, raw.gpudata, heat.gpudata, np.int32(k), np.int32(h),
+                       np.int32(w), np.int32(H), np.int32(W), np.int32(METHODS.index(method)),
+                       block=(BLOCK, 1, 1), grid=(n, 1, 1), shared=shared, stream=self.stream)
+        return raw, heat
+
+    def ig_interpolate(self, x, baseline, alphas: np.ndarray):
+        """x, baseline (N, C, H, W) GPUArrays; alphas (M,) -> (M*N, C, H, W) point-major GPUArray."""
+        from pycuda import gpuarray
+
+        a = gpuarray.to_gpu(np.asarray(alphas, np.float32))
+        m, nd = len(alphas), int(np.prod(x.shape))
+        out = gpuarray.empty((m * x.shape[0], *x.shape[1:]), np.float32)
+        self.f_interp(x.gpudata, baseline.gpudata, a.gpudata, out.gpudata, np.int32(m), np.int64(nd),
+                      block=(BLOCK, 1, 1), grid=self._grid(m * nd), stream=self.stream)
+        self._keep = a
+        return out
+
+    def ig_reduce(self, grads, weights: np.ndarray, x, baseline):
+        """Point-major gradients (M*N, C, H, W) -> attributions (N, C, H, W) and per-sample sums (N,)."""
+        from pycuda import gpuarray
+
+        wts = gpuarray.to_gpu(np.asarray(weights, np.float32))
+        m, nd, n = len(weights), int(np.prod(x.shape)), int(x.shape[0])
+        attributions = gpuarray.empty(x.shape, np.float32)
+        totals = gpuarray.empty((n,), np.float32)
+        self.f_reduce(grads.gpudata, wts.gpudata, x.gpudata, baseline.gpudata, attributions.gpudata,
+                      np.int32(m), np.int64(nd), block=(BLOCK, 1, 1), grid=self._grid(nd), stream=self.stream)
+        self.f_rowsum(attributions.gpudata, totals.gpudata, np.int64(nd // n), block=(BLOCK, 1, 1),
+                      grid=(n, 1, 1), shared=BLOCK * 4, stream=self.stream)
+        self._keep = wts
+        return attributions, totals
