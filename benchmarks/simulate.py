@@ -8,9 +8,7 @@ timed separately (it depends on the disk, not on the simulator).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from _common import machine, write_json  # noqa: E402
 from edge.sim.sample import SimConfig, simulate_sample, write_dataset  # noqa: E402
 
 
@@ -45,8 +44,7 @@ def main() -> None:
         write_dataset(Path(d) / "ds", args.n, 7, cfg, progress=False)
         write_rate = args.n / (time.perf_counter() - t)
     result = {
-        "benchmark": "simulate", "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                             "cpu_count": os.cpu_count(), "threads": 1},
+        "benchmark": "simulate", "machine": machine(threads=1),
         "size": args.size, "n": args.n,
         "results": {"generate": {"median_samples_per_s": float(np.median(rates)), "runs": rates},
                     "generate_and_write": {"samples_per_s": write_rate}},
@@ -56,9 +54,7 @@ def main() -> None:
     print(f"{'generate (median)':<22}{result['results']['generate']['median_samples_per_s']:>12.1f}")
     print(f"{'generate + write npz':<22}{write_rate:>12.1f}")
     print(f"target >= 200 samples/s generation: {'met' if np.median(rates) >= 200 else 'NOT met'}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

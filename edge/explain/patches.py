@@ -4,6 +4,12 @@ Pure NumPy. Patches of `size` px every `stride` px (overlapping when stride < si
 column of patches are moved in so the grid always reaches the image border. A pixel covered by k
 patches belongs to each in equal share 1/k, which makes a coalition a soft mask: the fraction of a
 pixel's patches that are present. Per-pixel maps spread each patch's value evenly over its pixels.
+
+Everything is separable: patches form a grid of patch rows x patch columns, so with R (H, rows) and
+C (W, columns) the 0/1 memberships of pixel rows/columns in patch rows/columns, the count of present
+patches over a pixel is R Z C^T for a coalition Z laid out as (rows, columns). At 128 px with 8x8/4
+patches that is 0.6 MFLOP per coalition where a dense (P, H*W) membership product costs 16 MFLOP
+(measured 5 ms vs 16 ms per 64 coalitions), and no (P, H, W) array (63 MB) is ever built.
 """
 from __future__ import annotations
 
@@ -21,6 +27,11 @@ def _starts(length: int, size: int, stride: int) -> list[int]:
     return starts
 
 
+def _membership(length: int, starts: np.ndarray, size: int) -> np.ndarray:
+    pos = np.arange(length)[:, None]
+    return ((pos >= starts[None]) & (pos < starts[None] + size)).astype(np.float32)
+
+
 @dataclass
 class PatchGrid:
     height: int
@@ -31,23 +42,24 @@ class PatchGrid:
     def __post_init__(self) -> None:
         if self.size < 1 or self.stride < 1:
             raise ValueError(f"patch size {self.size} and stride {self.stride} must be >= 1")
-        rows, cols = _starts(self.height, self.size, self.stride), _starts(self.width, self.size, self.stride)
+        rows = np.array(_starts(self.height, self.size, self.stride))
+        cols = np.array(_starts(self.width, self.size, self.stride))
+        self.shape = (len(rows), len(cols))
         self.boxes = np.array([(r, c, r + self.size, c + self.size) for r in rows for c in cols], np.int64)
-        m = np.zeros((len(self.boxes), self.height, self.width), np.float32)
-        for j, (t, l, b, r) in enumerate(self.boxes):
-            m[j, t:b, l:r] = 1.0
-        coverage = m.sum(axis=0)
-        self.share = m / coverage        # (P, H, W): each patch's share of every pixel; sums to 1 per pixel
-        self._flat_share = self.share.reshape(len(self.boxes), -1)
-        self._member = m.reshape(len(self.boxes), -1)
+        self._r = _membership(self.height, rows, self.size)     # (H, rows)
+        self._c = _membership(self.width, cols, self.size)      # (W, cols)
+        self.coverage = self._r.sum(axis=1)[:, None] * self._c.sum(axis=1)[None, :]   # (H, W) patches per pixel
 
     @property
     def n(self) -> int:
         return len(self.boxes)
 
+    def _grid(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, np.float32).reshape(-1, *self.shape)
+
     def presence(self, coalitions: np.ndarray) -> np.ndarray:
         """(B, P) booleans -> (B, H, W) fraction of each pixel's patches that are present."""
-        return (coalitions.astype(np.float32) @ self._flat_share).reshape(len(coalitions), self.height, self.width)
+        return (self._r @ self._grid(coalitions) @ self._c.T) / self.coverage
 
     def masked(self, x: np.ndarray, baseline: np.ndarray, coalitions: np.ndarray) -> np.ndarray:
         """x, baseline (C, H, W) -> (B, C, H, W): x where present, the baseline where absent."""
@@ -57,14 +69,10 @@ class PatchGrid:
     def pixel_map(self, values: np.ndarray) -> np.ndarray:
         """Patch values (P,) -> per-pixel map (H, W): each patch's value spread evenly over its pixels,
         so the map sums to values.sum() (Shapley efficiency carries over to pixels)."""
-        spread = np.asarray(values, np.float64) / (self.size * self.size)
-        return (spread @ self._member).reshape(self.height, self.width).astype(np.float32)
-
-    def centre(self, j: int) -> tuple[float, float]:
-        t, l, b, r = self.boxes[j]
-        return (t + b - 1) / 2, (l + r - 1) / 2
+        v = np.asarray(values, np.float64).reshape(self.shape) / (self.size * self.size)
+        return (self._r.astype(np.float64) @ v @ self._c.T.astype(np.float64)).astype(np.float32)
 
     def pool(self, pixel_map: np.ndarray, how: str = "mean") -> np.ndarray:
         """(H, W) map -> (P,) per patch: the mean or the sum of the map over each patch's box."""
-        sums = self._member @ np.asarray(pixel_map, np.float32).reshape(-1)
+        sums = (self._r.T @ np.asarray(pixel_map, np.float32) @ self._c).reshape(-1)
         return sums / (self.size * self.size) if how == "mean" else sums

