@@ -151,6 +151,106 @@ def format_record(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _serve_config(args: argparse.Namespace):
+    from edge.serve.config import ServeConfig
+
+    hmi = None if getattr(args, "hmi", None) == "off" else getattr(args, "hmi", None)
+    cfg = ServeConfig.load(Path(args.config) if getattr(args, "config", None) else None, grpc=args.grpc,
+                           store=Path(args.store) if args.store else None,
+                           models_dir=Path(args.models) if args.models else None, threads=args.threads)
+    if getattr(args, "hmi", None) == "off":
+        cfg.hmi = None
+    elif hmi:
+        cfg.hmi = hmi
+    return cfg
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from edge.serve.server import Server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = _serve_config(args)
+    server = Server(cfg)
+
+    async def main() -> None:
+        await server.run()
+
+    print(f"edge-xai serve: gRPC {cfg.grpc}, HMI {cfg.hmi or 'off'}, store {cfg.store} (Ctrl-C or SIGTERM stops)",
+          flush=True)
+    asyncio.run(main())
+    return 0
+
+
+def _cmd_station(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from edge.serve.station import run_stations
+    from edge.v1 import inspection_pb2 as pb
+
+    if args.rate <= 0 or args.count < 1 or args.stations < 1:
+        raise UserError("--rate must be > 0, --count and --stations at least 1")
+    kinds = {"ig": pb.IG, "shap": pb.SHAP, "sentence": pb.SENTENCE, "gradcam": pb.GRADCAM}
+    explain = tuple(kinds[k] for k in args.explain.split(",") if k) if args.explain else ()
+    tls = None
+    if args.tls_ca:
+        tls = {"ca": Path(args.tls_ca).read_bytes(),
+               "cert": Path(args.tls_cert).read_bytes() if args.tls_cert else None,
+               "key": Path(args.tls_key).read_bytes() if args.tls_key else None}
+    report = asyncio.run(run_stations(args.target, args.rate, args.count, args.stations, args.seed, explain,
+                                      timeout_s=args.timeout, tls=tls))
+    r = report.to_dict()
+    if args.json:
+        print(json.dumps(r))
+    else:
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        print(f"sent {r['sent']}, ok {r['ok']}, errors {r['errors']}, {r['rate_hz']:.1f} Hz; latency p50 "
+              f"{fmt(r['p50_ms'])} ms, p95 {fmt(r['p95_ms'])} ms, p99 {fmt(r['p99_ms'])} ms")
+        for msg, n in r["error_messages"].items():
+            print(f"  {n} x {msg}")
+    return 1 if r["errors"] else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import tempfile
+
+    from edge.serve.config import ServeConfig
+    from edge.serve.server import Server
+    from edge.serve.station import run_stations
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="edge-xai-demo-")) / "audit.sqlite"
+    cfg = ServeConfig(grpc="127.0.0.1:0", hmi=args.hmi, store=store, threads=args.threads)
+
+    async def main() -> None:
+        server = Server(cfg)
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.stopping.set)
+        print("edge-xai demo: loading and warming the models ...", flush=True)
+        await server.start()
+        print(f"edge-xai demo: HMI at http://{cfg.hmi.rsplit(':', 1)[0]}:{server.hmi_port}/  "
+              f"(gRPC on 127.0.0.1:{server.grpc_port}, audit store {store}); Ctrl-C stops", flush=True)
+        station = loop.create_task(run_stations(f"127.0.0.1:{server.grpc_port}", args.rate, args.count, 1,
+                                                stop=server.stopping))
+        done, _ = await asyncio.wait([station, loop.create_task(server.stopping.wait())],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        server.stopping.set()
+        report = await station
+        await server.stop()
+        r = report.to_dict()
+        print(f"edge-xai demo: stopped after {r['sent']} inspections ({r['errors']} errors); audit store {store}")
+
+    asyncio.run(main())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-xai",
@@ -253,6 +353,44 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--estimator", default="kernel", choices=["kernel", "permutation", "exact"])
     g.add_argument("--seed", type=int, default=0)
     x.set_defaults(func=_cmd_explain)
+
+    v = sub.add_parser("serve", help="run the inspection service (gRPC) and the operator HMI",
+                       description="Serve the models in models/ over gRPC (edge.v1.Inspection, health, reflection) "
+                                   "with the operator HMI on localhost, writing every inspection to the SQLite "
+                                   "audit store before answering. SIGTERM drains in-flight work.")
+    v.add_argument("--config", default=None, help="TOML file with [serve] and [tls] sections (see edge/serve/config.py)")
+    v.add_argument("--grpc", default=None, help="HOST:PORT for gRPC (default 0.0.0.0:50051)")
+    v.add_argument("--hmi", default=None, help="HOST:PORT for the HMI (default 127.0.0.1:8080), or off")
+    v.add_argument("--store", default=None, help="SQLite audit store (default edge-xai-audit.sqlite)")
+    v.add_argument("--models", default=None, help="model folders to serve (default: the bundled models/)")
+    v.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    v.set_defaults(func=_cmd_serve)
+
+    st = sub.add_parser("station", help="simulated camera station(s): send frames, report latency",
+                        description="Send simulator frames to a running service at a fixed rate per station and "
+                                    "print the achieved rate and latency percentiles; exits 1 on any error.")
+    st.add_argument("--target", required=True, help="HOST:PORT of the service")
+    st.add_argument("--rate", type=float, default=10.0, help="frames per second per station (default 10)")
+    st.add_argument("--count", type=int, default=100, help="frames per station (default 100)")
+    st.add_argument("--stations", type=int, default=1, help="concurrent stations (default 1)")
+    st.add_argument("--explain", default="", help="extra explanations to ask for: ig,shap")
+    st.add_argument("--seed", type=int, default=500)
+    st.add_argument("--timeout", type=float, default=5.0, help="per-request deadline in seconds (default 5)")
+    st.add_argument("--tls-ca", default=None, help="CA certificate (PEM) to verify the server: enables TLS")
+    st.add_argument("--tls-cert", default=None, help="this station's certificate (PEM), for mutual TLS")
+    st.add_argument("--tls-key", default=None, help="this station's private key (PEM), for mutual TLS")
+    st.add_argument("--json", action="store_true", help="print one JSON object (sent, ok, errors, rate_hz, p50_ms, ...)")
+    st.set_defaults(func=_cmd_station)
+
+    d = sub.add_parser("demo", help="server + HMI + one simulated station in one command",
+                       description="Start the service on loopback with the bundled models, the HMI, and a "
+                                   "simulated station; prints the HMI address; Ctrl-C stops cleanly.")
+    d.add_argument("--hmi", default="127.0.0.1:8080", help="HOST:PORT for the HMI (default 127.0.0.1:8080)")
+    d.add_argument("--rate", type=float, default=2.0, help="station frames per second (default 2)")
+    d.add_argument("--count", type=int, default=0, help="stop after this many frames (default: run until Ctrl-C)")
+    d.add_argument("--store", default=None, help="audit store (default: a new temporary file)")
+    d.add_argument("--threads", type=int, default=None)
+    d.set_defaults(func=_cmd_demo)
     return p
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.explain.patch_stats import RegionStats, region_stats
+from edge.explain.patch_stats import ImageContext, RegionStats, region_stats
 
 # Descriptor thresholds (dimensionless unless named); see the module docstring for their origin.
 LINEAR_COHERENCE = 0.6       # straight lines measure 0.7-0.95, spots and stains < 0.5
@@ -101,10 +101,11 @@ def explain_in_words(label: str, confidence: float, patch_values: np.ndarray, bo
     `value_name` says which method's number is quoted, e.g. "SHAP log-odds" or "Grad-CAM"."""
     size = next(iter(channels.values())).shape
     picks = top_patches(np.asarray(patch_values), np.asarray(boxes))
+    context = ImageContext(channels) if picks else None
     items = []
     for j in picks:
         box = tuple(int(v) for v in boxes[j])
-        stats = region_stats(channels, box, pixel_pitch_mm)
+        stats = region_stats(context, box, pixel_pitch_mm)
         centre = ((box[0] + box[2] - 1) / 2, (box[1] + box[3] - 1) / 2)
         items.append({"box": box, "value": float(patch_values[j]), "descriptor": describe(stats),
                       "location": where(centre, size, pixel_pitch_mm), "stats": stats})

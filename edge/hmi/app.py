@@ -1,0 +1,123 @@
+"""The operator HMI: a FastAPI app served by the edge node next to gRPC.
+
+    GET  /                                   the page (static/index.html)
+    GET  /api/inspections?limit=50           newest first
+    GET  /api/inspections/{id}               one, with sentence, timings, probabilities, verdict
+    GET  /api/inspections/{id}/heatmap.png   the Grad-CAM map (8-bit)
+    GET  /api/inspections/{id}/channels/{c}.png   8-bit preview of an input channel
+    GET  /api/stream                         server-sent events: new and updated inspections
+    GET  /api/stats                          throughput, p50/p99 latency vs the cycle time, class rates
+    GET  /api/models                         what the node serves
+    POST /api/verdicts                       {inspection_id, agree, correct_class?, operator?, condition?}
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from pydantic import BaseModel
+
+from edge.serve.domain import Inspection
+from edge.serve.node import Node
+
+STATIC = Path(__file__).parent / "static"
+
+
+class VerdictIn(BaseModel):
+    inspection_id: str
+    agree: bool
+    correct_class: str = ""
+    operator: str = ""
+    condition: str = ""
+
+
+def summary(ins: Inspection, node: Node) -> dict:
+    model = node.inspector.models[ins.model]
+    return {"id": ins.inspection_id, "station": ins.station_id, "part": ins.part_id, "model": ins.model,
+            "model_sha256": ins.model_sha256, "label": ins.label, "confidence": ins.confidence,
+            "probabilities": ins.probabilities, "sentence": ins.sentence, "target": ins.heatmap_target,
+            "timings_ms": ins.timings_ms, "received_ms": ins.received_ms, "deferred": ins.deferred,
+            "verdict": ins.verdict, "channels": list(model.manifest["channels"]), "classes": model.classes,
+            "ok_class": model.manifest.get("ok_class", "ok"),
+            "attributions": [{"model": a.model, "method": a.method, "target": a.target,
+                              "completeness_delta": a.completeness_delta} for a in ins.attributions]}
+
+
+def create_app(node: Node) -> FastAPI:
+    app = FastAPI(title="edge-xai HMI", docs_url=None, redoc_url=None)
+    store = node.store
+
+    async def in_store(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(node.store_pool, fn, *args)
+
+    @app.get("/")
+    async def index():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/inspections")
+    async def inspections(limit: int = 50, station: str | None = None):
+        rows = await in_store(store.recent, max(1, min(limit, 500)), station)
+        return [summary(i, node) for i in rows]
+
+    async def one(inspection_id: str) -> Inspection:
+        ins = await in_store(store.get, inspection_id)
+        if ins is None:
+            raise HTTPException(404, f"no inspection {inspection_id!r}")
+        return ins
+
+    @app.get("/api/inspections/{inspection_id}")
+    async def inspection(inspection_id: str):
+        return summary(await one(inspection_id), node)
+
+    @app.get("/api/inspections/{inspection_id}/heatmap.png")
+    async def heatmap(inspection_id: str):
+        return Response((await one(inspection_id)).heatmap_png, media_type="image/png")
+
+    @app.get("/api/inspections/{inspection_id}/channels/{channel}.png")
+    async def channel(inspection_id: str, channel: str):
+        data = await in_store(store.preview, inspection_id, channel)
+        if data is None:
+            raise HTTPException(404, f"no preview of channel {channel!r} for {inspection_id!r} (retention may have "
+                                     "removed it)")
+        return Response(data, media_type="image/png")
+
+    @app.get("/api/stats")
+    async def stats():
+        return node.statistics()
+
+    @app.get("/api/models")
+    async def models():
+        return [{"name": n, "task": m.task, "classes": m.classes, "channels": m.manifest["channels"],
+                 "audit_status": m.manifest.get("audit", {}).get("status", "not audited")}
+                for n, m in node.inspector.models.items()]
+
+    @app.post("/api/verdicts")
+    async def verdict(v: VerdictIn):
+        if not v.agree and not v.correct_class:
+            raise HTTPException(422, "correct_class is required when disagreeing")
+        try:
+            t = await node.verdict(v.inspection_id, v.agree, v.correct_class, v.operator, v.condition)
+        except KeyError:
+            raise HTTPException(404, f"no inspection {v.inspection_id!r}") from None
+        return {"inspection_id": v.inspection_id, "recorded_ms": t}
+
+    @app.get("/api/stream")
+    async def stream():
+        async def events():
+            with node.hub.subscribe() as queue:
+                yield "retry: 2000\n\n"
+                while node.ready:
+                    try:
+                        ins, update = await asyncio.wait_for(queue.get(), timeout=15)
+                    except asyncio.TimeoutError:
+                        yield ": keep-alive\n\n"   # proxies close idle connections
+                        continue
+                    kind = "update" if update else "inspection"
+                    yield f"event: {kind}\ndata: {json.dumps(summary(ins, node))}\n\n"
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app

@@ -1,0 +1,90 @@
+"""Server configuration: one typed, commented dataclass, loaded from a TOML file; defaults run on a laptop.
+
+    [serve]
+    grpc = "0.0.0.0:50051"
+    hmi = "127.0.0.1:8080"
+    cycle_budget_ms = 100
+    [tls]
+    cert = "server.pem"
+    key = "server.key"
+    client_ca = "stations-ca.pem"    # set: mutual TLS, stations must present a certificate it signed
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class TLSConfig:
+    cert: Path | None = None          # server certificate chain (PEM)
+    key: Path | None = None           # its private key (PEM)
+    client_ca: Path | None = None     # set = mutual TLS: clients need a certificate signed by this CA
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
+
+@dataclass
+class ServeConfig:
+    models_dir: Path = ROOT / "models"
+    default_model: str | None = None          # None: "defect" if present, else the first classifier
+    grpc: str = "0.0.0.0:50051"               # stations are on the line network; use TLS there
+    hmi: str | None = "127.0.0.1:8080"        # localhost by default: operators' screens proxy to it; None = off
+    store: Path = Path("edge-xai-audit.sqlite")
+    cycle_budget_ms: float = 100.0            # default line cycle when a request gives none
+    batch_wait_ms: float = 2.0                # how long a micro-batch waits for company (bounded latency cost)
+    max_batch: int = 8                        # frames per graph call
+    queue_size: int = 64                      # waiting inspections before RESOURCE_EXHAUSTED
+    max_message_mb: int = 64                  # 4 MPixel x 16-bit x 3 channels is 24 MiB; headroom for PNG/TIFF
+    store_frames: bool = False                # keep raw frames when a request asks for it...
+    frame_retention: int = 1000               # ...up to this many, oldest deleted first
+    preview_retention: int = 10000            # 8-bit channel previews the HMI shows
+    ig_steps: int = 32                        # Gauss-Legendre points for the regression models' IG
+    shap_budget: int = 512                    # model evaluations per SHAP explanation
+    threads: int | None = None                # ONNX Runtime intra-op threads; None = all cores
+    backend: str = "ort-cpu"
+    reflection: bool = True                   # gRPC server reflection, for grpcurl and friends
+    grace_s: float = 10.0                     # SIGTERM: time for in-flight work before stopping
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+    @classmethod
+    def load(cls, path: Path | None = None, **overrides) -> "ServeConfig":
+        cfg = cls()
+        if path is not None:
+            path = Path(path)
+            try:
+                data = tomllib.loads(path.read_text())
+            except FileNotFoundError:
+                raise FileNotFoundError(f"config {path}: no such file") from None
+            except tomllib.TOMLDecodeError as e:
+                raise ValueError(f"config {path}: not valid TOML ({e})") from e
+            known = {f.name: f for f in fields(cls)}
+            for key, value in {**data.get("serve", {})}.items():
+                if key not in known or key == "tls":
+                    raise ValueError(f"config {path}: unknown setting [serve] {key!r} "
+                                     f"(known: {', '.join(k for k in known if k != 'tls')})")
+                setattr(cfg, key, Path(value) if key in ("models_dir", "store") else value)
+            tls = data.get("tls", {})
+            for key, value in tls.items():
+                if key not in ("cert", "key", "client_ca"):
+                    raise ValueError(f"config {path}: unknown setting [tls] {key!r} (known: cert, key, client_ca)")
+                setattr(cfg.tls, key, (path.parent / value) if not Path(value).is_absolute() else Path(value))
+            unknown = set(data) - {"serve", "tls"}
+            if unknown:
+                raise ValueError(f"config {path}: unknown section(s) {sorted(unknown)} (known: serve, tls)")
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(cfg, key, value)
+        if cfg.tls.enabled and cfg.tls.key is None:
+            raise ValueError("[tls] cert is set but key is not")
+        return cfg

@@ -1,0 +1,189 @@
+"""The inspection domain: models loaded once, a batch of jobs in, inspections out, and the cycle-time
+scheduler that decides which explanations come inline and which are deferred.
+
+Prediction and Grad-CAM (one `gradcam` graph call for the whole micro-batch) and the Grad-CAM-based
+sentence are always inline. IG (regression models) and patch SHAP come inline only when their
+measured cost fits the job's remaining cycle budget; otherwise they are deferred to a background
+worker and land later in the store and on the watch stream. Costs are measured at warm-up and kept
+as moving averages of what they really took.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.explain.cam import cam_raw, normalise_minmax, upsample_bilinear
+from edge.explain.ig import IGExplainer
+from edge.explain.overlay import heatmap8
+from edge.explain.patches import PatchGrid
+from edge.explain.sentence import explain_in_words
+from edge.explain.shap import PatchShapExplainer
+from edge.explain.targets import class_target
+from edge.runtime.manifest import ManifestError
+from edge.runtime.model import Model, softmax
+from edge.serve.domain import Attribution, Inspection, Job
+
+log = logging.getLogger("edge.serve")
+
+
+class UnknownName(LookupError):
+    """An unknown model or class; the message names it and lists what exists."""
+
+
+def png(image8: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", image8)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()
+
+
+class Inspector:
+    def __init__(self, models_dir: Path, threads: int | None = None, backend: str = "ort-cpu",
+                 default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512):
+        self.models: dict[str, Model] = {}
+        for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
+            if (d / "manifest.json").is_file():
+                try:
+                    self.models[d.name] = Model.load(d, backend=backend, threads=threads)
+                except ManifestError as e:
+                    raise ManifestError(f"cannot serve {d}: {e}") from e
+        classifiers = [n for n, m in self.models.items() if m.classes]
+        if not classifiers:
+            raise FileNotFoundError(f"{models_dir}: no classifier model folder (with manifest.json) to serve")
+        self.default_model = default_model or ("defect" if "defect" in classifiers else classifiers[0])
+        if self.default_model not in classifiers:
+            raise UnknownName(f"default model {self.default_model!r} is not a classifier here "
+                              f"({', '.join(classifiers)})")
+        self.ig = {n: IGExplainer(m, n_steps=ig_steps) for n, m in self.models.items() if not m.classes}
+        self.shap = {n: PatchShapExplainer(m, budget=shap_budget) for n, m in self.models.items() if m.classes}
+        self.grids = {n: PatchGrid(*m.input_shape[1:]) for n, m in self.models.items() if m.classes}
+        self.cost_ms: dict[tuple[str, str], float] = {}
+        self._cost_lock = threading.Lock()
+
+    # -- lookup ------------------------------------------------------------------------------------
+    def classifier(self, name: str) -> Model:
+        name = name or self.default_model
+        m = self.models.get(name)
+        if m is None or not m.classes:
+            raise UnknownName(f"model {name!r}: not served here (classifiers: "
+                              f"{', '.join(n for n, x in self.models.items() if x.classes)})")
+        return m
+
+    def regression_models(self) -> dict[str, Model]:
+        return {n: m for n, m in self.models.items() if not m.classes}
+
+    def sha256(self, name: str) -> str:
+        m = self.models[name]
+        return m.manifest["files"][m.manifest["graphs"]["predict"]["file"]]
+
+    # -- costs -------------------------------------------------------------------------------------
+    def _record(self, kind: str, model: str, ms: float) -> None:
+        with self._cost_lock:
+            old = self.cost_ms.get((kind, model))
+            self.cost_ms[(kind, model)] = ms if old is None else 0.7 * old + 0.3 * ms
+
+    def warm_up(self) -> None:
+        """Create every session, run each graph once, and measure what IG and SHAP cost here."""
+        for name, m in self.models.items():
+            m.warm_up()
+            x = np.zeros((1, *m.input_shape), np.float32)
+            if not m.classes:
+                t = time.perf_counter()
+                self.ig[name].explain(x)
+                self._record("ig", name, (time.perf_counter() - t) * 1e3)
+            else:
+                # SHAP's cost is its evaluations: time one predict batch and scale.
+                batch = np.zeros((64, *m.input_shape), np.float32)
+                m.run("predict", {"input": batch})
+                t = time.perf_counter()
+                m.run("predict", {"input": batch})
+                per = (time.perf_counter() - t) * 1e3 / 64
+                self._record("shap", name, per * self.shap[name].budget * 1.2)
+
+    def plan(self, job: Job) -> tuple[list[str], list[str]]:
+        """(inline, deferred) among the job's optional explanations, by cost against the budget left
+        after the inline prediction and Grad-CAM (their cost is counted as already spent)."""
+        inline, deferred = [], []
+        left = job.remaining_ms() - self.cost_ms.get(("gradcam", job.model), 5.0)
+        for kind in ("ig", "shap"):
+            if kind not in job.explanations:
+                continue
+            models = list(job.regression_inputs) if kind == "ig" else [job.model]
+            cost = sum(self.cost_ms.get((kind, m), float("inf")) for m in models)
+            if models and cost <= left:
+                inline.append(kind)
+                left -= cost
+            elif models:
+                deferred.append(kind)
+        return inline, deferred
+
+    # -- the work ----------------------------------------------------------------------------------
+    def inspect_batch(self, jobs: list[Job]) -> list[Inspection]:
+        """Prediction + Grad-CAM + sentence for jobs of one classifier, in one graph call."""
+        model = self.classifier(jobs[0].model)
+        t0 = time.perf_counter()
+        x = model.normalisation.apply(np.stack([j.x for j in jobs]))
+        k = len(model.classes)
+        targets = np.zeros((len(jobs), k), np.float32)   # zero rows: the predicted class, in the graph
+        for i, j in enumerate(jobs):
+            if j.target_class:
+                if j.target_class not in model.classes:
+                    raise UnknownName(f"target_class {j.target_class!r}: model {model.name} has "
+                                      f"{', '.join(model.classes)}")
+                targets[i] = class_target(k, [model.classes.index(j.target_class)])[0]
+        logits, acts, grads = model.run("gradcam", {"input": x, "target": targets})
+        t1 = time.perf_counter()
+        heat = normalise_minmax(upsample_bilinear(cam_raw(acts, grads, "gradcam"), x.shape[2:]))
+        probs = softmax(logits.astype(np.float64))
+        t2 = time.perf_counter()
+        self._record("gradcam", model.name, (t2 - t0) * 1e3)
+        grid = self.grids[model.name]
+        out = []
+        for i, j in enumerate(jobs):
+            ts = time.perf_counter()
+            label = model.classes[int(probs[i].argmax())]
+            explained = model.classes[int(targets[i].argmax())] if targets[i].any() else label
+            sentence = ""
+            if "sentence" in j.explanations:
+                channels = {n: j.x[c] for c, n in enumerate(model.manifest["channels"])}
+                sentence, _ = explain_in_words(label, float(probs[i].max()), grid.pool(heat[i], "mean"), grid.boxes,
+                                               channels, j.pixel_pitch_mm or model.manifest.get("pixel_pitch_mm"),
+                                               model.manifest.get("ok_class", "ok"), "Grad-CAM")
+            out.append(Inspection(
+                j.inspection_id, j.station_id, j.part_id, model.name, self.sha256(model.name), label,
+                float(probs[i].max()), {c: float(p) for c, p in zip(model.classes, probs[i])}, heat[i],
+                png(heatmap8(heat[i])), f"class {explained}", sentence, j.explanations, j.received_ms,
+                timings_ms={"graph": (t1 - t0) * 1e3 / len(jobs), "cam": (t2 - t1) * 1e3 / len(jobs),
+                            "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
+        return out
+
+    def explain_extra(self, job: Job, inspection: Inspection, kinds: list[str]) -> tuple[list[Attribution], str | None]:
+        """IG maps of the regression models and/or patch SHAP (with its SHAP-based sentence)."""
+        attributions, sentence = [], None
+        if "ig" in kinds:
+            for name, x in job.regression_inputs.items():
+                t = time.perf_counter()
+                [e] = self.ig[name].explain(x[None])
+                self._record("ig", name, (time.perf_counter() - t) * 1e3)
+                attributions.append(Attribution(name, self.sha256(name), "ig", e.target, png(heatmap8(e.heatmap)),
+                                                e.attribution, e.extras["completeness_delta"],
+                                                e.extras["relative_completeness_delta"], e.extras["n_steps"]))
+        if "shap" in kinds:
+            model = self.classifier(job.model)
+            t = time.perf_counter()
+            [e] = self.shap[model.name].explain(job.x[None], model.classes.index(inspection.label))
+            self._record("shap", model.name, (time.perf_counter() - t) * 1e3)
+            channels = {n: job.x[c] for c, n in enumerate(model.manifest["channels"])}
+            sentence, _ = explain_in_words(inspection.label, inspection.confidence, e.extras["patch_values"],
+                                           e.extras["patch_boxes"], channels,
+                                           job.pixel_pitch_mm or model.manifest.get("pixel_pitch_mm"),
+                                           model.manifest.get("ok_class", "ok"), "SHAP log-odds")
+            attributions.append(Attribution(model.name, self.sha256(model.name), "shap", e.target,
+                                            png(heatmap8(e.heatmap)), e.attribution, e.extras["efficiency_gap"], 0.0,
+                                            e.extras["evaluations"], sentence))
+        return attributions, sentence

@@ -1,0 +1,127 @@
+"""One edge node: the inspector, the audit store, the watch hub and the micro-batcher, wired together.
+Plain async domain functions: the gRPC servicer and the HMI both call these.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from edge.serve.batcher import MicroBatcher
+from edge.serve.config import ServeConfig
+from edge.serve.domain import Inspection, Job
+from edge.serve.hub import Hub
+from edge.serve.inspector import Inspector
+from edge.serve.store import AuditStore
+
+log = logging.getLogger("edge.serve")
+
+
+class Node:
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.inspector = Inspector(config.models_dir, threads=config.threads, backend=config.backend,
+                                   default_model=config.default_model, ig_steps=config.ig_steps,
+                                   shap_budget=config.shap_budget)
+        self.store = AuditStore(config.store, config.frame_retention, config.preview_retention)
+        self.hub = Hub()
+        # One thread runs the models (ONNX Runtime parallelises inside each call); one writes the store;
+        # one computes deferred explanations, so they never hold up inline work in the model thread.
+        self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="models")
+        self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self.background_pool = ThreadPoolExecutor(1, thread_name_prefix="deferred")
+        self.batcher = MicroBatcher(self.inspector.inspect_batch, self.model_pool, config.max_batch,
+                                    config.batch_wait_ms, config.queue_size)
+        self.background: set[asyncio.Task] = set()
+        self.recent = deque(maxlen=2000)      # (monotonic s, total ms, label) for the HMI's statistics
+        self.ready = False
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.model_pool, self.inspector.warm_up)
+        self.batcher.start()
+        self.ready = True
+
+    async def inspect(self, job: Job) -> Inspection:
+        loop = asyncio.get_running_loop()
+        t_queue = time.perf_counter()
+        ins = await self.batcher.submit(job)
+        inline, deferred = self.inspector.plan(job)
+        if inline:
+            t = time.perf_counter()
+            attributions, sentence = await loop.run_in_executor(
+                self.model_pool, self.inspector.explain_extra, job, ins, inline)
+            ins.attributions += attributions
+            ins.sentence = sentence or ins.sentence
+            ins.timings_ms["inline_explanations"] = (time.perf_counter() - t) * 1e3
+        ins.deferred = deferred
+        ins.timings_ms["queue_and_batch"] = (time.perf_counter() - t_queue) * 1e3 - sum(
+            ins.timings_ms.get(k, 0.0) for k in ("graph", "cam", "sentence", "inline_explanations"))
+        t = time.perf_counter()
+        await loop.run_in_executor(self.store_pool, self.store.put_inspection, ins, job.frame_previews,
+                                   job.raw_frame if (job.store_frame and self.config.store_frames) else None)
+        ins.timings_ms["store"] = (time.perf_counter() - t) * 1e3
+        ins.timings_ms["total"] = (time.perf_counter() - job.arrived) * 1e3
+        self.recent.append((time.monotonic(), ins.timings_ms["total"], ins.label))
+        self.hub.publish(ins)
+        if deferred:
+            task = loop.create_task(self._deferred(job, ins, deferred))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+        return ins
+
+    async def _deferred(self, job: Job, ins: Inspection, kinds: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            attributions, sentence = await loop.run_in_executor(
+                self.background_pool, self.inspector.explain_extra, job, ins, kinds)
+            await loop.run_in_executor(self.store_pool, self.store.put_deferred, ins.inspection_id,
+                                       attributions, [], sentence)
+        except Exception:  # noqa: BLE001 - a failed background explanation must not take the node down
+            log.exception("deferred %s for inspection %s failed", kinds, ins.inspection_id)
+            return
+        ins.attributions += attributions
+        ins.sentence = sentence or ins.sentence
+        ins.deferred = []
+        self.hub.publish(ins, update=True)
+
+    async def verdict(self, inspection_id: str, agree: bool, correct_class: str = "", operator: str = "",
+                      condition: str = "") -> int:
+        loop = asyncio.get_running_loop()
+        t = await loop.run_in_executor(self.store_pool, self.store.put_verdict, inspection_id, agree,
+                                       correct_class, operator, condition)
+        ins = await loop.run_in_executor(self.store_pool, self.store.get, inspection_id)
+        if ins is not None:
+            self.hub.publish(ins, update=True)
+        return t
+
+    async def get(self, inspection_id: str) -> Inspection | None:
+        return await asyncio.get_running_loop().run_in_executor(self.store_pool, self.store.get, inspection_id)
+
+    def statistics(self, window_s: float = 60.0) -> dict:
+        now = time.monotonic()
+        rows = [r for r in self.recent if now - r[0] <= window_s]
+        lat = np.array([r[1] for r in rows]) if rows else np.zeros(0)
+        labels = [r[2] for r in rows]
+        classes = sorted(set(labels))
+        return {"window_s": window_s, "inspections": len(rows),
+                "throughput_hz": len(rows) / window_s,
+                "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+                "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+                "cycle_budget_ms": self.config.cycle_budget_ms,
+                "rate_by_class": {c: labels.count(c) / len(labels) for c in classes}}
+
+    async def stop(self, grace_s: float) -> None:
+        """Drain in-flight inspections, give deferred work the grace period, flush the store."""
+        self.ready = False
+        await self.batcher.drain(grace_s)
+        if self.background:
+            await asyncio.wait(list(self.background), timeout=grace_s)
+        await self.batcher.stop()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.store_pool, self.store.close)
+        for pool in (self.model_pool, self.store_pool, self.background_pool):
+            pool.shutdown(wait=False, cancel_futures=True)

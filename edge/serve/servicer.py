@@ -1,0 +1,183 @@
+"""The gRPC servicer: proto <-> domain, nothing else. One function maps exceptions to status codes."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import numpy as np
+
+from edge.explain.overlay import to_gray8
+from edge.serve.batcher import QueueFull
+from edge.serve.domain import DEFAULT_EXPLANATIONS, Inspection, Job
+from edge.serve.frames import FieldError, decode_frame
+from edge.serve.inspector import UnknownName, png
+from edge.serve.node import Node
+from edge.v1 import inspection_pb2 as pb
+from edge.v1 import inspection_pb2_grpc as pb_grpc
+
+log = logging.getLogger("edge.serve")
+KIND_NAMES = {pb.GRADCAM: "gradcam", pb.SENTENCE: "sentence", pb.IG: "ig", pb.SHAP: "shap",
+              pb.RAW_HEATMAP: "raw_heatmap"}
+KIND_ENUMS = {v: k for k, v in KIND_NAMES.items()}
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The one place where domain errors become gRPC status codes."""
+    if isinstance(exc, FieldError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, (UnknownName, KeyError)):
+        return grpc.StatusCode.NOT_FOUND, str(exc).strip("'\"")
+    if isinstance(exc, QueueFull):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "cycle budget spent"
+    if isinstance(exc, ValueError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+
+
+def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | None) -> Job:
+    """Decode and validate a request into a Job (FieldError / UnknownName on bad input)."""
+    inspector = node.inspector
+    model = inspector.classifier(request.model)
+    kinds = tuple(KIND_NAMES[k] for k in request.explanations if k in KIND_NAMES) or DEFAULT_EXPLANATIONS
+    unknown = [k for k in request.explanations if k not in KIND_NAMES]
+    if unknown:
+        raise FieldError("explanations", f"unknown kind(s) {unknown}")
+    if request.target_class and request.target_class not in model.classes:
+        raise UnknownName(f"target_class {request.target_class!r}: model {model.name} has {', '.join(model.classes)}")
+    budget = float(request.cycle_budget_ms) if request.cycle_budget_ms else node.config.cycle_budget_ms
+    if time_remaining_s is not None:
+        if time_remaining_s <= 0:
+            raise TimeoutError("the request's deadline had passed on arrival")
+        budget = min(budget, time_remaining_s * 1e3) if request.cycle_budget_ms else time_remaining_s * 1e3
+    c, h, w = model.input_shape
+    x = decode_frame(request.frame, model.manifest["channels"], (h, w))
+    regression = {}
+    if "ig" in kinds:
+        wanted = list(request.regression_models) or list(inspector.regression_models())
+        for name in wanted:
+            m = inspector.regression_models().get(name)
+            if m is None:
+                raise UnknownName(f"regression_models: {name!r} is not served here "
+                                  f"({', '.join(inspector.regression_models()) or 'none'})")
+            try:
+                regression[name] = decode_frame(request.frame, m.manifest["channels"], m.input_shape[1:])
+            except FieldError:
+                if request.regression_models:      # asked for by name: say why it cannot be done
+                    raise
+                # implicit "all": a model whose channels this frame lacks is skipped
+    pitch = request.frame.pixel_pitch_mm if request.frame.pixel_pitch_mm > 0 else None
+    previews = {n: png(to_gray8(x[i])) for i, n in enumerate(model.manifest["channels"])}
+    return Job(request.station_id or "unnamed", request.part_id, model.name, x, kinds, budget,
+               request.target_class or None, regression, pitch, previews, request.store_frame,
+               request.frame.SerializeToString() if request.store_frame else None)
+
+
+def to_proto(ins: Inspection) -> pb.InspectResponse:
+    h, w = ins.heatmap.shape
+    r = pb.InspectResponse(
+        inspection_id=ins.inspection_id, station_id=ins.station_id, part_id=ins.part_id, model=ins.model,
+        model_sha256=ins.model_sha256, label=ins.label, confidence=ins.confidence,
+        heatmap=pb.Heatmap(method="gradcam", target=ins.heatmap_target, height=h, width=w, png=ins.heatmap_png),
+        sentence=ins.sentence, received_unix_ms=ins.received_ms, complete=ins.complete, verdict=ins.verdict)
+    r.probabilities.update(ins.probabilities)
+    if "raw_heatmap" in ins.requested:
+        r.heatmap.float16 = ins.heatmap.astype("<f2").tobytes()
+    for a in ins.attributions:
+        ah, aw = a.attribution.shape
+        r.attributions.add(model=a.model, model_sha256=a.model_sha256, method=a.method, target=a.target, height=ah,
+                           width=aw, png=a.heat_png, float16=a.attribution.astype("<f2").tobytes(),
+                           completeness_delta=a.completeness_delta,
+                           relative_completeness_delta=a.relative_completeness_delta, n_steps=a.n_steps)
+    for stage, ms in ins.timings_ms.items():
+        r.timings.add(stage=stage, ms=ms)
+    r.deferred.extend(KIND_ENUMS[k] for k in ins.deferred)
+    return r
+
+
+class InspectionServicer(pb_grpc.InspectionServicer):
+    """Registered before the server starts (gRPC cannot add services later); answers UNAVAILABLE
+    until `node` is set and warm, so health and reflection work while the models load."""
+
+    def __init__(self, node: Node | None = None):
+        self.node = node
+
+    async def _ready(self, context) -> Node:
+        if self.node is None or not self.node.ready:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the node is warming up or shutting down; "
+                                "watch grpc.health.v1 for SERVING")
+        return self.node
+
+    async def _abort(self, context, exc: BaseException):
+        code, message = status_for(exc)
+        if code == grpc.StatusCode.INTERNAL:
+            log.exception("internal error", exc_info=exc)
+        await context.abort(code, message)
+
+    async def _inspect(self, request: pb.InspectRequest, context) -> pb.InspectResponse:
+        await self._ready(context)
+        try:
+            job = build_job(request, self.node, context.time_remaining())
+            return to_proto(await self.node.inspect(job))
+        except Exception as e:  # noqa: BLE001 - translated to a status, the server keeps serving
+            await self._abort(context, e)
+
+    async def Inspect(self, request, context):
+        return await self._inspect(request, context)
+
+    async def InspectStream(self, request_iterator, context):
+        # A bad frame ends this station's stream with its status; other stations are unaffected.
+        async for request in request_iterator:
+            yield await self._inspect(request, context)
+
+    async def GetInspection(self, request, context):
+        await self._ready(context)
+        ins = await self.node.get(request.inspection_id)
+        if ins is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"inspection_id {request.inspection_id!r}: no such inspection")
+        return to_proto(ins)
+
+    async def WatchInspections(self, request, context):
+        await self._ready(context)
+        with self.node.hub.subscribe() as queue:
+            while True:
+                ins, update = await queue.get()
+                if update and not request.include_updates:
+                    continue
+                if request.station_id and ins.station_id != request.station_id:
+                    continue
+                yield to_proto(ins)
+
+    async def SubmitVerdict(self, request, context):
+        await self._ready(context)
+        try:
+            if not request.agree and not request.correct_class:
+                raise FieldError("correct_class", "is required when the operator disagrees")
+            t = await self.node.verdict(request.inspection_id, request.agree, request.correct_class,
+                                        request.operator, request.condition)
+        except KeyError:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"inspection_id {request.inspection_id!r}: no such inspection")
+        except Exception as e:  # noqa: BLE001
+            await self._abort(context, e)
+        return pb.VerdictAck(inspection_id=request.inspection_id, recorded_unix_ms=t)
+
+    def _info(self, name: str) -> pb.ModelInfo:
+        m = self.node.inspector.models[name]
+        c, h, w = m.input_shape
+        return pb.ModelInfo(name=name, task=m.task, sha256=self.node.inspector.sha256(name),
+                            channels=m.manifest["channels"], classes=m.classes, height=h, width=w,
+                            graphs=list(m.manifest["graphs"]),
+                            audit_status=m.manifest.get("audit", {}).get("status", "not audited"))
+
+    async def ListModels(self, request, context):
+        await self._ready(context)
+        return pb.ListModelsResponse(models=[self._info(n) for n in self.node.inspector.models])
+
+    async def GetModelInfo(self, request, context):
+        await self._ready(context)
+        if request.name not in self.node.inspector.models:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"name {request.name!r}: no such model "
+                                f"({', '.join(self.node.inspector.models)})")
+        return self._info(request.name)

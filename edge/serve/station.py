@@ -1,0 +1,105 @@
+"""A simulated camera station: simulator frames over gRPC at a fixed rate, latency percentiles out.
+
+    edge-xai station --target 127.0.0.1:50051 --rate 10 --count 100 --stations 4 --json
+
+Frames are simulated before the clock starts (thermal, phase, intensity and height as float16 tensors,
+with the pixel pitch), so the station measures the service, not the simulator. Each station sends on
+its own schedule (frame i at start + i / rate) with one request in flight, like a camera on a line.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from edge.serve.frames import encode_frame
+from edge.sim.sample import simulate_sample
+from edge.v1 import inspection_pb2 as pb
+from edge.v1 import inspection_pb2_grpc as pb_grpc
+
+CHANNELS = ("thermal", "phase", "intensity", "height")
+
+
+def make_requests(n: int, seed: int, station: str, dtype: str = "float16",
+                  explanations: tuple[int, ...] = ()) -> list[pb.InspectRequest]:
+    out = []
+    for i in range(n):
+        s = simulate_sample(i, seed)
+        frame = encode_frame({c: s[c] for c in CHANNELS}, dtype, float(s["pixel_pitch_mm"]))
+        out.append(pb.InspectRequest(station_id=station, part_id=f"{station}-{seed}-{i:05d}", frame=frame,
+                                     explanations=list(explanations)))
+    return out
+
+
+@dataclass
+class StationReport:
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    error_messages: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    labels: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        pct = {f"p{q}_ms": float(np.percentile(lat, q)) if self.latencies_ms else None for q in (50, 95, 99)}
+        return {"sent": self.sent, "ok": self.ok, "errors": self.errors,
+                "rate_hz": self.sent / self.elapsed_s if self.elapsed_s else 0.0, **pct,
+                "labels": self.labels, "error_messages": self.error_messages}
+
+
+def channel(target: str, ca: bytes | None = None, cert: bytes | None = None, key: bytes | None = None,
+            max_message_mb: int = 64) -> grpc.aio.Channel:
+    opts = [("grpc.max_send_message_length", max_message_mb << 20), ("grpc.max_receive_message_length", max_message_mb << 20)]
+    if ca is None:
+        return grpc.aio.insecure_channel(target, options=opts)
+    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+    return grpc.aio.secure_channel(target, creds, options=opts)
+
+
+async def run_stations(target: str, rate_hz: float, count: int, stations: int = 1, seed: int = 500,
+                       explanations: tuple[int, ...] = (), timeout_s: float = 5.0, progress: bool = False,
+                       stop: asyncio.Event | None = None, tls: dict | None = None) -> StationReport:
+    """Send `count` frames per station at `rate_hz` each (count 0 = until `stop` is set)."""
+    per_station = count if count else 50
+    requests = [make_requests(per_station, seed + k, f"station-{k + 1}", explanations=explanations)
+                for k in range(stations)]
+    report = StationReport()
+    async with channel(target, **(tls or {})) as ch:
+        stub = pb_grpc.InspectionStub(ch)
+        t0 = time.perf_counter()
+
+        async def one(k: int) -> None:
+            i = 0
+            while (count and i < count) or (not count and not (stop and stop.is_set())):
+                wait = t0 + i / rate_hz - time.perf_counter()
+                if wait > 0:
+                    if stop is not None:
+                        try:
+                            await asyncio.wait_for(stop.wait(), wait)
+                            return
+                        except asyncio.TimeoutError:
+                            pass
+                    else:
+                        await asyncio.sleep(wait)
+                req = requests[k][i % per_station]
+                report.sent += 1
+                t = time.perf_counter()
+                try:
+                    r = await stub.Inspect(req, timeout=timeout_s)
+                    report.latencies_ms.append((time.perf_counter() - t) * 1e3)
+                    report.ok += 1
+                    report.labels[r.label] = report.labels.get(r.label, 0) + 1
+                except grpc.aio.AioRpcError as e:
+                    report.errors += 1
+                    key = f"{e.code().name}: {e.details()}"
+                    report.error_messages[key] = report.error_messages.get(key, 0) + 1
+                i += 1
+
+        await asyncio.gather(*(one(k) for k in range(stations)))
+        report.elapsed_s = time.perf_counter() - t0
+    return report

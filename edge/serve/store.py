@@ -1,0 +1,194 @@
+"""The audit store: every inspection, deferred explanation and operator verdict in SQLite.
+
+WAL journal (readers never block the writer) with synchronous=FULL, so a row is on disk when its
+transaction commits: the servicer writes an inspection *before* it answers, and a crash after an
+answer cannot lose it. One connection per thread (sqlite3 objects must not cross threads); the
+server funnels writes through one worker thread.
+
+Raw frames are optional and capped (`frame_retention`): the oldest are deleted as new ones arrive.
+Channel previews (8-bit PNGs the HMI shows) are capped the same way (`preview_retention`).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from edge.serve.domain import Attribution, Inspection, now_ms
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inspections (
+    id TEXT PRIMARY KEY, station_id TEXT, part_id TEXT, received_ms INTEGER, stored_ms INTEGER,
+    model TEXT, model_sha256 TEXT, label TEXT, confidence REAL, probabilities TEXT,
+    heatmap_target TEXT, heatmap_png BLOB, sentence TEXT, timings TEXT, requested TEXT, deferred TEXT);
+CREATE INDEX IF NOT EXISTS inspections_station ON inspections (station_id, received_ms);
+CREATE TABLE IF NOT EXISTS explanations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, inspection_id TEXT REFERENCES inspections(id), model TEXT,
+    model_sha256 TEXT, method TEXT, target TEXT, png BLOB, float16 BLOB, height INTEGER, width INTEGER,
+    completeness_delta REAL, relative_completeness_delta REAL, n_steps INTEGER, sentence TEXT,
+    created_ms INTEGER);
+CREATE INDEX IF NOT EXISTS explanations_inspection ON explanations (inspection_id);
+CREATE TABLE IF NOT EXISTS verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, inspection_id TEXT REFERENCES inspections(id), agree INTEGER,
+    correct_class TEXT, operator TEXT, condition TEXT, created_ms INTEGER);
+CREATE INDEX IF NOT EXISTS verdicts_inspection ON verdicts (inspection_id);
+CREATE TABLE IF NOT EXISTS frames (inspection_id TEXT PRIMARY KEY, data BLOB, created_ms INTEGER);
+CREATE TABLE IF NOT EXISTS previews (inspection_id TEXT, channel TEXT, png BLOB, PRIMARY KEY (inspection_id, channel));
+"""
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class AuditStore:
+    def __init__(self, path: Path | str, frame_retention: int = 1000, preview_retention: int = 10000):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.frame_retention, self.preview_retention = frame_retention, preview_retention
+        self._local = threading.local()
+        self._connect().executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as e:
+                raise StoreError(f"audit store {self.path}: {e}") from e
+            self._local.conn = conn
+        return conn
+
+    def _write(self, statements: list[tuple[str, tuple]]) -> None:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in statements:
+                conn.execute(sql, args)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def put_inspection(self, ins: Inspection, previews: dict[str, bytes] | None = None,
+                       frame: bytes | None = None) -> None:
+        """Durable when this returns (WAL + synchronous=FULL)."""
+        stmts = [("INSERT INTO inspections VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                  (ins.inspection_id, ins.station_id, ins.part_id, ins.received_ms, now_ms(), ins.model,
+                   ins.model_sha256, ins.label, ins.confidence, json.dumps(ins.probabilities), ins.heatmap_target,
+                   ins.heatmap_png, ins.sentence, json.dumps(ins.timings_ms), json.dumps(list(ins.requested)),
+                   json.dumps(ins.deferred)))]
+        stmts += [self._attribution_stmt(ins.inspection_id, a) for a in ins.attributions]
+        for channel, png in (previews or {}).items():
+            stmts.append(("INSERT INTO previews VALUES (?,?,?)", (ins.inspection_id, channel, png)))
+        if previews:
+            stmts.append(("DELETE FROM previews WHERE inspection_id IN (SELECT DISTINCT inspection_id FROM previews "
+                          "ORDER BY inspection_id DESC LIMIT -1 OFFSET ?)", (self.preview_retention,)))
+        if frame is not None:
+            stmts.append(("INSERT INTO frames VALUES (?,?,?)", (ins.inspection_id, frame, now_ms())))
+            stmts.append(("DELETE FROM frames WHERE inspection_id IN (SELECT inspection_id FROM frames "
+                          "ORDER BY created_ms DESC, inspection_id DESC LIMIT -1 OFFSET ?)", (self.frame_retention,)))
+        self._write(stmts)
+
+    @staticmethod
+    def _attribution_stmt(inspection_id: str, a: Attribution) -> tuple[str, tuple]:
+        h, w = a.attribution.shape
+        return ("INSERT INTO explanations (inspection_id, model, model_sha256, method, target, png, float16, height,"
+                " width, completeness_delta, relative_completeness_delta, n_steps, sentence, created_ms)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (inspection_id, a.model, a.model_sha256, a.method, a.target, a.heat_png,
+                 a.attribution.astype("<f2").tobytes(), h, w, a.completeness_delta, a.relative_completeness_delta,
+                 a.n_steps, a.sentence, now_ms()))
+
+    def put_deferred(self, inspection_id: str, attributions: list[Attribution], deferred_left: list[str],
+                     sentence: str | None = None) -> None:
+        """Explanations that finished after the answer, and what is still outstanding."""
+        stmts = [self._attribution_stmt(inspection_id, a) for a in attributions]
+        stmts.append(("UPDATE inspections SET deferred = ? WHERE id = ?", (json.dumps(deferred_left), inspection_id)))
+        if sentence:
+            stmts.append(("UPDATE inspections SET sentence = ? WHERE id = ?", (sentence, inspection_id)))
+        self._write(stmts)
+
+    def put_verdict(self, inspection_id: str, agree: bool, correct_class: str = "", operator: str = "",
+                    condition: str = "") -> int:
+        if self.get_row(inspection_id) is None:
+            raise KeyError(f"no inspection {inspection_id!r}")
+        t = now_ms()
+        self._write([("INSERT INTO verdicts (inspection_id, agree, correct_class, operator, condition, created_ms)"
+                      " VALUES (?,?,?,?,?,?)", (inspection_id, int(agree), correct_class, operator, condition, t))])
+        return t
+
+    # -- reading -----------------------------------------------------------------------------------
+    def get_row(self, inspection_id: str) -> dict | None:
+        conn = self._connect()
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
+        return dict(row) if row else None
+
+    def get(self, inspection_id: str) -> Inspection | None:
+        row = self.get_row(inspection_id)
+        return None if row is None else self._inspection(row)
+
+    def _inspection(self, row: dict) -> Inspection:
+        import cv2
+
+        heat = cv2.imdecode(np.frombuffer(row["heatmap_png"], np.uint8), cv2.IMREAD_GRAYSCALE)
+        ins = Inspection(row["id"], row["station_id"], row["part_id"], row["model"], row["model_sha256"],
+                         row["label"], row["confidence"], json.loads(row["probabilities"]),
+                         heat.astype(np.float32) / 255, row["heatmap_png"], row["heatmap_target"], row["sentence"],
+                         tuple(json.loads(row["requested"])), row["received_ms"], json.loads(row["timings"]),
+                         deferred=json.loads(row["deferred"]))
+        conn = self._connect()
+        conn.row_factory = sqlite3.Row
+        for e in conn.execute("SELECT * FROM explanations WHERE inspection_id = ? ORDER BY id", (row["id"],)):
+            a = np.frombuffer(e["float16"], "<f2").reshape(e["height"], e["width"]).astype(np.float32)
+            ins.attributions.append(Attribution(e["model"], e["model_sha256"], e["method"], e["target"], e["png"], a,
+                                                e["completeness_delta"], e["relative_completeness_delta"],
+                                                e["n_steps"], e["sentence"]))
+        v = conn.execute("SELECT agree, correct_class FROM verdicts WHERE inspection_id = ? ORDER BY id DESC LIMIT 1",
+                         (row["id"],)).fetchone()
+        if v is not None:
+            ins.verdict = "agree" if v["agree"] else f"disagree: {v['correct_class']}".rstrip(": ")
+        return ins
+
+    def recent(self, limit: int = 50, station_id: str | None = None) -> list[Inspection]:
+        conn = self._connect()
+        conn.row_factory = sqlite3.Row
+        if station_id:
+            rows = conn.execute("SELECT * FROM inspections WHERE station_id = ? ORDER BY id DESC LIMIT ?",
+                                (station_id, limit)).fetchall()
+        else:
+            rows = conn.execute("SELECT * FROM inspections ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [self._inspection(dict(r)) for r in rows]
+
+    def preview(self, inspection_id: str, channel: str) -> bytes | None:
+        row = self._connect().execute("SELECT png FROM previews WHERE inspection_id = ? AND channel = ?",
+                                      (inspection_id, channel)).fetchone()
+        return None if row is None else row[0]
+
+    def verdicts(self) -> list[dict]:
+        conn = self._connect()
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM verdicts ORDER BY id")]
+
+    def count(self, table: str = "inspections") -> int:
+        if table not in ("inspections", "explanations", "verdicts", "frames", "previews"):
+            raise ValueError(f"unknown table {table!r}")
+        return self._connect().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def integrity_check(self) -> str:
+        return self._connect().execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+            self._local.conn = None
