@@ -1,0 +1,141 @@
+"""End-to-end service latency over gRPC on loopback, and what gRPC itself costs.
+
+    python benchmarks/service.py [--count 100] [--out results/service.json]
+
+Rows:
+  in_process      build the job from the request message and run Node.inspect in this process:
+                  decode + prediction + Grad-CAM + sentence + audit-store write, no network
+  grpc_single     the same request through `edge-xai serve` (a separate process) over loopback, one
+                  at a time; gRPC overhead = grpc_single p50 - in_process p50 (128x128x3 float16 frame)
+  stations_KxR    K simulated stations at R Hz each (prediction + Grad-CAM + sentence inline)
+  saturation      8 stations sending as fast as answers come back: throughput
+Targets (issue #4): gRPC overhead <= 1 ms p50; 4 stations x 10 Hz with p99 <= 100 ms and no errors.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(lat: list[float]) -> dict:
+    a = np.array(lat)
+    return {"n": len(a), "p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
+            "p99_ms": float(np.percentile(a, 99))}
+
+
+async def in_process(count: int, threads: int, store: Path) -> dict:
+    from edge.serve.config import ServeConfig
+    from edge.serve.node import Node
+    from edge.serve.servicer import build_job
+    from edge.serve.station import make_requests
+
+    node = Node(ServeConfig(store=store, threads=threads, hmi=None))
+    await node.start()
+    reqs = make_requests(12, 700, "bench")
+    lat = []
+    for i in range(count + 5):
+        t = time.perf_counter()
+        await node.inspect(build_job(reqs[i % 12], node, None))
+        if i >= 5:
+            lat.append((time.perf_counter() - t) * 1e3)
+    await node.stop(5)
+    return pct(lat)
+
+
+async def grpc_single(target: str, count: int) -> dict:
+    from edge.serve.station import channel, make_requests
+    from edge.v1 import inspection_pb2_grpc as pb_grpc
+
+    reqs = make_requests(12, 700, "bench")
+    lat = []
+    async with channel(target) as ch:
+        stub = pb_grpc.InspectionStub(ch)
+        for i in range(count + 5):
+            t = time.perf_counter()
+            await stub.Inspect(reqs[i % 12], timeout=10)
+            if i >= 5:
+                lat.append((time.perf_counter() - t) * 1e3)
+    return pct(lat)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--count", type=int, default=100, help="requests per row and per station (default 100)")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads in the server (default 2)")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    import grpc
+
+    from _common import machine, write_json
+    from edge.serve.station import run_stations
+
+    tmp = Path(tempfile.mkdtemp(prefix="edge-xai-bench-"))
+    results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite"))}
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--grpc", target, "--hmi", "off", "--store",
+                             str(tmp / "served.sqlite"), "--threads", str(args.threads)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with grpc.insecure_channel(target) as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            for _ in range(600):
+                try:
+                    if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                            health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+            else:
+                raise SystemExit("the server did not become SERVING within 2 minutes")
+        results["grpc_single"] = asyncio.run(grpc_single(target, args.count))
+        for k, rate in ((1, 10), (4, 10)):
+            r = asyncio.run(run_stations(target, rate, args.count, k)).to_dict()
+            results[f"stations_{k}x{rate}"] = {kk: r[kk] for kk in ("sent", "ok", "errors", "rate_hz", "p50_ms",
+                                                                     "p95_ms", "p99_ms")}
+        r = asyncio.run(run_stations(target, 1000, args.count, 8)).to_dict()
+        results["saturation"] = {"stations": 8, "ok": r["ok"], "errors": r["errors"], "throughput_hz": r["rate_hz"],
+                                 "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    overhead = results["grpc_single"]["p50_ms"] - results["in_process"]["p50_ms"]
+    s4 = results["stations_4x10"]
+    checks = {"grpc overhead p50 <= 1 ms": (overhead, overhead <= 1.0),
+              "4 stations x 10 Hz p99 <= 100 ms, 0 errors": (s4["p99_ms"], s4["p99_ms"] <= 100 and s4["errors"] == 0)}
+    out = {"benchmark": "service", "machine": machine(args.threads), "frame": "128x128x3 float16 + height plane",
+           "results": results, "grpc_overhead_p50_ms": overhead,
+           "targets_met": {k: v[1] for k, v in checks.items()}}
+    print(f"{'row':<16}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  other")
+    for name, r in results.items():
+        other = {k: v for k, v in r.items() if k not in ("p50_ms", "p95_ms", "p99_ms")}
+        print(f"{name:<16}{r['p50_ms']:>9.2f}{r.get('p95_ms', float('nan')):>9.2f}{r['p99_ms']:>9.2f}  {other}")
+    for k, (v, ok) in checks.items():
+        print(f"{k:<46}{v:>8.2f}  {'met' if ok else 'NOT met'}")
+    m = out["machine"]
+    print(f"machine: {m['cpu']} ({m['cpu_count']} cores), server threads {args.threads}")
+    write_json(args.out, out)
+
+
+if __name__ == "__main__":
+    main()

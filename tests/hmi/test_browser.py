@@ -1,0 +1,60 @@
+"""The operator HMI in a real headless browser (Playwright driving Debian's chromium): a station sends
+frames, the inspection appears without a reload, the operator records a verdict, the store has it."""
+import os
+import shutil
+from pathlib import Path
+
+import grpc
+import pytest
+
+from edge.serve.station import make_requests
+from edge.v1 import inspection_pb2_grpc as pb_grpc
+from serve.conftest import make_config, running_server
+
+pytestmark = pytest.mark.slow
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("chromium is not installed: tests/setup.sh installs Debian's chromium package")
+    return path
+
+
+def test_operator_sees_the_inspection_and_records_a_verdict(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    requests = make_requests(6, seed=1000, station="line-3")
+    with running_server(make_config(tmp_path)) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"http://127.0.0.1:{server.hmi_port}/")
+        expect(page.locator("#conn")).to_have_text("live", timeout=15000)
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+            stub = pb_grpc.InspectionStub(ch)
+            answers = [stub.Inspect(r, timeout=10) for r in requests[:3]]      # ok, crack, pit
+        feed = page.locator("#feed li")
+        expect(feed).to_have_count(3, timeout=15000)                           # pushed, no reload
+        crack = page.locator(f'#feed li[data-id="{answers[1].inspection_id}"]')
+        expect(crack.locator(".label")).to_have_text("CRACK")
+        crack.click()
+        expect(page.locator("#sentence")).to_have_text(answers[1].sentence)
+        expect(page.locator("#timings")).to_contain_text("graph")
+        page.locator("#channel").select_option("intensity")
+        page.locator("#opacity").fill("70")
+        # the overlay is drawn: the canvas holds the frame at its own resolution, not a blank
+        drawn = page.evaluate("""() => { const c = document.getElementById('canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i+1] + d[i+2]; return [c.width, s]; }""")
+        assert drawn[0] == 128 and drawn[1] > 0
+        page.locator("#correct").select_option("scratch")
+        page.locator("#disagree").click()
+        expect(page.locator("#verdict-state")).to_have_text("recorded: disagree: scratch")
+        expect(page.locator("#s-p99")).not_to_have_text("–", timeout=5000)
+        shot = Path(os.environ.get("EDGE_XAI_SCREENSHOT", tmp_path / "hmi.png"))
+        page.screenshot(path=str(shot))
+        browser.close()
+        assert shot.stat().st_size > 10_000
+        verdict = server.node.store.verdicts()[-1]
+        assert (verdict["inspection_id"], verdict["agree"], verdict["correct_class"]) == \
+            (answers[1].inspection_id, 0, "scratch")

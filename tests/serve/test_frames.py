@@ -1,0 +1,126 @@
+"""The request decoder: every dtype and encoding, errors that name the field, and no other exception
+for any input (hypothesis)."""
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.serve.frames import FieldError, decode_frame, encode_frame
+from edge.v1 import inspection_pb2 as pb
+
+CH = ["thermal", "phase", "intensity"]
+
+
+def planes(h=32, w=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"thermal": 340 + 5 * rng.random((h, w)), "phase": rng.uniform(-3, 3, (h, w)), "intensity": rng.random((h, w))}
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 0), ("float16", 0.2)])
+def test_round_trip_of_raw_tensors(dtype, tol):
+    p = planes()
+    x = decode_frame(encode_frame(p, dtype), CH, (32, 32))
+    for i, c in enumerate(CH):
+        np.testing.assert_allclose(x[i], p[c], atol=tol + 1e-6)
+
+
+def test_integer_tensors_and_encoded_images():
+    img8 = (np.arange(32 * 32) % 256).astype(np.uint8).reshape(32, 32)
+    img16 = (np.arange(32 * 32) * 50).astype(np.uint16).reshape(32, 32)
+    for frame in (encode_frame({"g": img8}, "uint8"), encode_frame({"g": img16}, "uint16"),
+                  encode_frame({"g": img16}, encoding="png"), encode_frame({"g": img8}, encoding="png"),
+                  encode_frame({"g": img16.astype(np.float32)}, encoding="tiff")):
+        x = decode_frame(frame, ["g"], (32, 32))
+        assert x.dtype == np.float32 and x.shape == (1, 32, 32)
+    np.testing.assert_array_equal(decode_frame(encode_frame({"g": img16}, encoding="png"), ["g"], (32, 32))[0], img16)
+
+
+def test_resized_to_the_model_but_phase_never():
+    p = planes(64, 64)
+    x = decode_frame(encode_frame({"thermal": p["thermal"]}), ["thermal"], (32, 32))
+    assert x.shape == (1, 32, 32) and abs(x.mean() - p["thermal"].mean()) < 0.1
+    with pytest.raises(FieldError, match="wrapped phase must come at the model size"):
+        decode_frame(encode_frame(p), CH, (32, 32))
+
+
+def test_pixel_pitch_plane():
+    f = encode_frame({"thermal": planes()["thermal"]}, pixel_pitch_mm=0.1)
+    x = decode_frame(f, ["thermal", "pixel_pitch_mm"], (32, 32))
+    assert np.allclose(x[1], 0.1)
+    with pytest.raises(FieldError, match=r"frame.pixel_pitch_mm: must be > 0"):
+        decode_frame(encode_frame({"thermal": planes()["thermal"]}), ["thermal", "pixel_pitch_mm"], (32, 32))
+
+
+def _tensor_frame(**tensor):
+    f = pb.Frame()
+    f.channels.add(name="thermal", tensor=pb.Tensor(**tensor))
+    return f
+
+
+@pytest.mark.parametrize("frame, field, message", [
+    (pb.Frame(), "frame.channels", "is empty"),
+    (_tensor_frame(dtype=pb.FLOAT32, shape=[4, 4], data=b"\0" * 63), "frame.channels[0].tensor.data", "has 63 bytes"),
+    (_tensor_frame(dtype=pb.DTYPE_UNSPECIFIED, shape=[4, 4], data=b"\0" * 64), "frame.channels[0].tensor.dtype", "must be"),
+    (_tensor_frame(dtype=pb.FLOAT32, shape=[4, 4, 1], data=b"\0" * 64), "frame.channels[0].tensor.shape", "(H, W)"),
+    (_tensor_frame(dtype=pb.UINT8, shape=[4096, 4096], data=b""), "frame.channels[0].tensor.shape", "exceeds"),
+])
+def test_errors_name_the_field(frame, field, message):
+    with pytest.raises(FieldError) as e:
+        decode_frame(frame, ["thermal"], (4, 4))
+    assert e.value.field == field and message in str(e.value)
+
+
+def test_more_errors():
+    f = encode_frame({"thermal": np.full((4, 4), np.nan, np.float32)})
+    with pytest.raises(FieldError, match="NaN or Inf"):
+        decode_frame(f, ["thermal"], (4, 4))
+    f = pb.Frame()
+    f.channels.add(name="thermal", image=pb.EncodedImage(encoding=pb.PNG, data=b"\x89PNG\r\n\x1a\n broken"))
+    with pytest.raises(FieldError, match=r"frame.channels\[0\].image.data: is not a readable"):
+        decode_frame(f, ["thermal"], (4, 4))
+    ok, rgb = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+    f = pb.Frame()
+    f.channels.add(name="thermal", image=pb.EncodedImage(encoding=pb.PNG, data=rgb.tobytes()))
+    with pytest.raises(FieldError, match="must hold one channel"):
+        decode_frame(f, ["thermal"], (4, 4))
+    f = encode_frame({"thermal": np.zeros((4, 4)), "phase": np.zeros((5, 5))})
+    with pytest.raises(FieldError, match="differ in size"):
+        decode_frame(f, ["thermal"], (4, 4))
+    f = encode_frame({"thermal": np.zeros((4, 4))})
+    f.channels.add().CopyFrom(f.channels[0])
+    with pytest.raises(FieldError, match="appears twice"):
+        decode_frame(f, ["thermal"], (4, 4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(["thermal", "", "x"]), dtype=st.integers(-1, 6),
+       shape=st.lists(st.integers(-1, 70), max_size=4), data=st.binary(max_size=600),
+       encoding=st.integers(-1, 3), use_image=st.booleans(), pitch=st.floats(allow_nan=True))
+def test_decoder_only_ever_raises_field_errors(name, dtype, shape, data, encoding, use_image, pitch):
+    f = pb.Frame(pixel_pitch_mm=pitch)
+    if use_image:
+        f.channels.add(name=name, image=pb.EncodedImage(encoding=encoding if encoding >= 0 else 0, data=data))
+    else:
+        f.channels.add(name=name, tensor=pb.Tensor(dtype=dtype if dtype >= 0 else 0,
+                                                    shape=[max(s, 0) for s in shape], data=data))
+    try:
+        x = decode_frame(f, ["thermal", "pixel_pitch_mm"], (8, 8))
+    except FieldError:
+        return
+    assert x.shape == (2, 8, 8) and np.isfinite(x).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(max_size=2000))
+def test_arbitrary_bytes_as_a_message_never_crash_the_decoder(raw):
+    from google.protobuf.message import DecodeError
+
+    try:
+        f = pb.Frame.FromString(raw)
+    except DecodeError:
+        return           # gRPC itself refuses such a message before the servicer sees it
+    try:
+        decode_frame(f, ["thermal"], (8, 8))
+    except FieldError:
+        pass

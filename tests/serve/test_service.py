@@ -1,0 +1,231 @@
+"""The service end to end over real gRPC on loopback: answers, bad input, deferral, watch, verdicts,
+health, reflection, queue limits, and the HMI's HTTP API."""
+import json
+import threading
+import time
+
+import cv2
+import grpc
+import httpx
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from edge.serve.frames import encode_frame
+from edge.serve.station import make_requests
+from edge.v1 import inspection_pb2 as pb
+from edge.v1 import inspection_pb2_grpc as pb_grpc
+from serve.conftest import make_config, running_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def requests():
+    return make_requests(6, seed=1000, station="test-station")   # one sample per class, in class order
+
+
+def test_inspect_answers_with_class_heatmap_sentence_and_timings(stub, requests, server):
+    r = stub.Inspect(requests[1], timeout=10)           # index 1 is a crack
+    assert r.label == "crack" and r.confidence > 0.5
+    assert abs(sum(r.probabilities.values()) - 1) < 1e-4 and set(r.probabilities) >= {"ok", "crack"}
+    heat = cv2.imdecode(np.frombuffer(r.heatmap.png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert heat.shape == (128, 128) and heat.max() == 255 and r.heatmap.target == "class crack"
+    assert r.sentence.startswith("Defect classified as CRACK") and r.complete and not r.deferred
+    stages = {t.stage for t in r.timings}
+    assert {"graph", "cam", "sentence", "store", "total"} <= stages
+    assert r.model == "defect" and r.model_sha256 == server.node.inspector.sha256("defect")
+    assert r.station_id == "test-station" and r.part_id == requests[1].part_id
+    stored = server.node.store.get(r.inspection_id)
+    assert stored.label == "crack" and stored.sentence == r.sentence   # in the store before the answer
+
+
+def test_raw_heatmap_and_explicit_target(stub, requests):
+    req = pb.InspectRequest()
+    req.CopyFrom(requests[2])
+    req.explanations[:] = [pb.GRADCAM, pb.RAW_HEATMAP]
+    req.target_class = "ok"
+    r = stub.Inspect(req, timeout=10)
+    raw = np.frombuffer(r.heatmap.float16, "<f2").reshape(128, 128)
+    assert r.heatmap.target == "class ok" and 0 <= raw.min() and raw.max() <= 1
+    assert r.sentence == ""                               # not asked for
+
+
+@pytest.mark.parametrize("mutate, code, field", [
+    (lambda r: r.frame.channels.pop(), grpc.StatusCode.INVALID_ARGUMENT, "has no channel 'height'"),
+    (lambda r: setattr(r, "model", "resnet"), grpc.StatusCode.NOT_FOUND, "model 'resnet'"),
+    (lambda r: setattr(r, "target_class", "bubble"), grpc.StatusCode.NOT_FOUND, "target_class 'bubble'"),
+    (lambda r: r.frame.channels[0].tensor.ClearField("data"), grpc.StatusCode.INVALID_ARGUMENT,
+     "frame.channels[0].tensor.data"),
+    (lambda r: r.frame.channels[1].CopyFrom(pb.Channel(name="phase", image=pb.EncodedImage(encoding=pb.PNG, data=b"x"))),
+     grpc.StatusCode.INVALID_ARGUMENT, "frame.channels[1].image.data"),
+])
+def test_bad_requests_get_a_status_that_names_the_field_and_the_server_keeps_serving(stub, requests, mutate, code, field):
+    req = pb.InspectRequest()
+    req.CopyFrom(requests[0])
+    if "height" in field:       # drop the channel the classifier does not need, then one it needs
+        req.frame.channels.pop()
+        field = "has no channel 'intensity'"
+    mutate(req)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Inspect(req, timeout=10)
+    assert e.value.code() == code and field in e.value.details()
+    assert stub.Inspect(requests[0], timeout=10).label          # still serving
+
+
+def test_nan_and_oversize_frames_are_refused(stub):
+    nan = encode_frame({"thermal": np.full((128, 128), np.nan), "phase": np.zeros((128, 128)),
+                        "intensity": np.zeros((128, 128))})
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Inspect(pb.InspectRequest(frame=nan), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "NaN" in e.value.details()
+    big = pb.Frame()
+    big.channels.add(name="thermal", tensor=pb.Tensor(dtype=pb.UINT8, shape=[4096, 2048], data=b"\0" * (4096 * 2048)))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Inspect(pb.InspectRequest(frame=big), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "exceeds" in e.value.details()
+
+
+def test_an_expired_deadline_is_deadline_exceeded(stub, requests):
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Inspect(requests[0], timeout=0.0005)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_ig_and_shap_beyond_the_budget_are_deferred_and_arrive_later(stub, requests, server):
+    req = pb.InspectRequest()
+    req.CopyFrom(requests[4])                            # a pit
+    req.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.IG, pb.SHAP]
+    req.cycle_budget_ms = 20                             # too short for IG on two U-Nets or 64 SHAP forwards
+    updates = []
+    watch = stub.WatchInspections(pb.WatchRequest(include_updates=True), timeout=60)
+
+    def read():
+        try:
+            for u in watch:
+                updates.append(u)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.CANCELLED
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.3)
+    r = stub.Inspect(req, timeout=10)
+    assert not r.complete and set(r.deferred) == {pb.IG, pb.SHAP}
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        got = stub.GetInspection(pb.GetInspectionRequest(inspection_id=r.inspection_id))
+        if got.complete:
+            break
+        time.sleep(0.2)
+    assert got.complete and not got.deferred
+    methods = sorted((a.method, a.model) for a in got.attributions)
+    assert methods == [("ig", "phase"), ("ig", "thermal"), ("shap", "defect")]
+    for a in got.attributions:
+        m = np.frombuffer(a.float16, "<f2").reshape(a.height, a.width)
+        assert np.isfinite(m).all() and np.abs(m).max() > 0
+    assert "SHAP log-odds" in got.sentence               # the SHAP sentence replaced the Grad-CAM one
+    time.sleep(0.5)
+    watch.cancel()
+    ours = [u for u in updates if u.inspection_id == r.inspection_id]
+    assert ours[0].deferred and ours[-1].complete        # first the answer, then the update
+
+
+def test_ig_inline_when_the_budget_allows(stub, requests):
+    req = pb.InspectRequest()
+    req.CopyFrom(requests[0])
+    req.explanations[:] = [pb.GRADCAM, pb.IG]
+    req.regression_models[:] = ["phase"]
+    req.cycle_budget_ms = 10000
+    r = stub.Inspect(req, timeout=20)
+    assert r.complete and [a.model for a in r.attributions] == ["phase"]
+    assert r.attributions[0].relative_completeness_delta < 0.5
+
+
+def test_stream_verdicts_and_models(stub, requests, server):
+    responses = list(stub.InspectStream(iter(requests[:3]), timeout=30))
+    assert [r.label for r in responses] == ["ok", "crack", "pit"]
+    assert len({r.inspection_id for r in responses}) == 3
+    ack = stub.SubmitVerdict(pb.Verdict(inspection_id=responses[1].inspection_id, agree=False,
+                                        correct_class="scratch", operator="anna"))
+    assert ack.recorded_unix_ms > 0
+    assert stub.GetInspection(pb.GetInspectionRequest(inspection_id=responses[1].inspection_id)).verdict == \
+        "disagree: scratch"
+    v = server.node.store.verdicts()[-1]
+    assert (v["inspection_id"], v["agree"], v["correct_class"], v["operator"]) == \
+        (responses[1].inspection_id, 0, "scratch", "anna")
+    for bad, code in ((pb.Verdict(inspection_id="nope", agree=True), grpc.StatusCode.NOT_FOUND),
+                      (pb.Verdict(inspection_id=responses[0].inspection_id, agree=False), grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.RpcError) as e:
+            stub.SubmitVerdict(bad)
+        assert e.value.code() == code
+    models = {m.name: m for m in stub.ListModels(pb.ListModelsRequest()).models}
+    assert set(models) == {"defect", "thermal", "phase"} and models["defect"].classes[0] == "ok"
+    assert models["defect"].audit_status == "not audited"
+    assert stub.GetModelInfo(pb.GetModelInfoRequest(name="thermal")).channels == ["thermal", "height", "pixel_pitch_mm"]
+    with pytest.raises(grpc.RpcError) as e:
+        stub.GetInspection(pb.GetInspectionRequest(inspection_id="nope"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_health_and_reflection(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        assert health.Check(health_pb2.HealthCheckRequest(service="edge.v1.Inspection")).status == \
+            health_pb2.HealthCheckResponse.SERVING
+        from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+        refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+        answer = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        names = {s.name for s in answer.list_services_response.service}
+        assert {"edge.v1.Inspection", "grpc.health.v1.Health"} <= names
+
+
+def test_hmi_api(server, stub, requests):
+    base = f"http://127.0.0.1:{server.hmi_port}"
+    r = stub.Inspect(requests[5], timeout=10)
+    with httpx.Client(base_url=base, timeout=10) as http:
+        assert "edge-xai" in http.get("/").text
+        listed = http.get("/api/inspections", params={"limit": 5}).json()
+        assert listed[0]["id"] == r.inspection_id and listed[0]["label"] == r.label
+        one = http.get(f"/api/inspections/{r.inspection_id}").json()
+        assert one["sentence"] == r.sentence and one["channels"] == ["thermal", "phase", "intensity"]
+        png = http.get(f"/api/inspections/{r.inspection_id}/channels/intensity.png")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert http.get(f"/api/inspections/{r.inspection_id}/heatmap.png").status_code == 200
+        assert http.get("/api/inspections/nope").status_code == 404
+        stats = http.get("/api/stats").json()
+        assert stats["inspections"] >= 1 and stats["p99_ms"] > 0 and stats["cycle_budget_ms"] == 100
+        ok = http.post("/api/verdicts", json={"inspection_id": r.inspection_id, "agree": True, "operator": "hmi"})
+        assert ok.status_code == 200
+        assert http.post("/api/verdicts", json={"inspection_id": r.inspection_id, "agree": False}).status_code == 422
+        assert server.node.store.get(r.inspection_id).verdict == "agree"
+        # the live feed: one event per new inspection
+        with http.stream("GET", "/api/stream") as events:
+            threading.Timer(0.3, lambda: stub.Inspect(requests[0], timeout=10)).start()
+            lines = []
+            for line in events.iter_lines():
+                lines.append(line)
+                if line.startswith("data:"):
+                    break
+        event = json.loads(lines[-1][5:])
+        assert event["station"] == "test-station" and "event: inspection" in lines
+
+
+def test_a_full_queue_answers_resource_exhausted(tmp_path, requests):
+    with running_server(make_config(tmp_path, hmi=None, queue_size=1, max_batch=1, batch_wait_ms=0)) as s:
+        with grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as ch:
+            stub = pb_grpc.InspectionStub(ch)
+            futures = [stub.Inspect.future(requests[i % 6], timeout=30) for i in range(40)]
+            codes = []
+            for f in futures:
+                try:
+                    f.result()
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as e:
+                    codes.append(e.code())
+                    if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        assert "already waiting" in e.details()
+            assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
+            assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert stub.Inspect(requests[0], timeout=10).label    # and it recovers
