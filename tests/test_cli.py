@@ -7,7 +7,7 @@ import pytest
 from conftest import MODELS
 from edge.cli import main
 
-COMMANDS = ["simulate", "train", "export", "evaluate", "explain"]
+COMMANDS = ["simulate", "train", "export", "evaluate", "explain", "serve", "station", "demo"]
 
 
 def _run(*args):
@@ -106,3 +106,26 @@ def test_explain_errors_name_what_is_wrong(frame_file, capsys, args, message):
 def test_explain_names_a_missing_input(capsys):
     assert main(["explain", "--model", str(MODELS / "defect"), "--input", "nope.npz"]) == 2
     assert "nope.npz: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_runs_server_hmi_and_station_then_stops(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--count", "4", "--rate", "4", "--hmi",
+                        "127.0.0.1:0", "--store", str(tmp_path / "demo.sqlite")], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "HMI at http://127.0.0.1:" in r.stdout and "stopped after 4 inspections (0 errors)" in r.stdout
+    from edge.serve.store import AuditStore
+
+    assert AuditStore(tmp_path / "demo.sqlite").count() == 4
+
+
+@pytest.mark.slow
+def test_station_reports_json_and_fails_on_errors(tmp_path):
+    import json
+
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "station", "--target", "127.0.0.1:9", "--count", "2",
+                        "--rate", "20", "--timeout", "0.5", "--json"], capture_output=True, text=True, timeout=120)
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["sent"] == 2 and out["errors"] == 2 and out["ok"] == 0
+    assert set(out) >= {"sent", "ok", "errors", "rate_hz", "p50_ms", "p95_ms", "p99_ms"}

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from edge.serve.station import make_requests
 from edge.serve.store import AuditStore
 from edge.v1 import inspection_pb2_grpc as pb_grpc
-from serve.conftest import make_config, running_server
+from serve.harness import make_config, running_server
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,21 @@ from edge.serve.frames import encode_frame
 from edge.serve.station import make_requests
 from edge.v1 import inspection_pb2 as pb
 from edge.v1 import inspection_pb2_grpc as pb_grpc
-from serve.conftest import make_config, running_server
+from serve.harness import make_config, running_server
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(make_config(tmp_path_factory.mktemp("serve"))) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+        yield pb_grpc.InspectionStub(ch)
 
 
 @pytest.fixture(scope="module")

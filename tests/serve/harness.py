@@ -1,4 +1,5 @@
-"""A real server (gRPC + HMI on free ports, a temporary store) running in a background thread."""
+"""A real server (gRPC + HMI on free ports, a temporary store) running in a background thread.
+(A helper module, not a conftest: a second conftest.py would shadow tests/conftest.py's imports.)"""
 from __future__ import annotations
 
 import asyncio
@@ -6,12 +7,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-import grpc
-import pytest
-
 from edge.serve.config import ServeConfig
 from edge.serve.server import Server
-from edge.v1 import inspection_pb2_grpc as pb_grpc
 
 
 @contextmanager
@@ -48,15 +45,3 @@ def running_server(config: ServeConfig):
 def make_config(tmp: Path, **kw) -> ServeConfig:
     return ServeConfig(**{"grpc": "127.0.0.1:0", "hmi": "127.0.0.1:0", "store": tmp / "audit.sqlite", "threads": 2,
                           "ig_steps": 8, "shap_budget": 64, **kw})
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_server(make_config(tmp_path_factory.mktemp("serve"))) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def stub(server):
-    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
-        yield pb_grpc.InspectionStub(ch)

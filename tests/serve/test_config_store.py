@@ -1,0 +1,57 @@
+"""Configuration files and the audit store on their own."""
+import numpy as np
+import pytest
+
+from edge.serve.config import ServeConfig
+from edge.serve.domain import Attribution, Inspection
+from edge.serve.store import AuditStore
+
+
+def test_config_file_overrides_and_names_unknown_settings(tmp_path):
+    f = tmp_path / "node.toml"
+    f.write_text('[serve]\ncycle_budget_ms = 50\nstore = "a.sqlite"\n[tls]\ncert = "c.pem"\nkey = "k.pem"\n')
+    c = ServeConfig.load(f, grpc="127.0.0.1:1")
+    assert c.cycle_budget_ms == 50 and str(c.store) == "a.sqlite" and c.grpc == "127.0.0.1:1"
+    assert c.tls.cert == tmp_path / "c.pem" and c.tls.enabled
+    for text, message in (("[serve]\ncycle_time = 3\n", "unknown setting [serve] 'cycle_time'"),
+                          ("[tls]\nca = 'x'\n", "unknown setting [tls] 'ca'"),
+                          ("[server]\n", "unknown section"), ("[serve\n", "not valid TOML"),
+                          ("[tls]\ncert = 'c.pem'\n", "key is not")):
+        f.write_text(text)
+        with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+            ServeConfig.load(f)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        ServeConfig.load(tmp_path / "missing.toml")
+
+
+def _inspection(i: int) -> Inspection:
+    heat = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    import cv2
+
+    png = cv2.imencode(".png", (heat * 255).astype(np.uint8))[1].tobytes()
+    return Inspection(f"{i:08d}", "s1", f"p{i}", "defect", "ab" * 32, "crack", 0.9, {"ok": 0.1, "crack": 0.9}, heat,
+                      png, "class crack", "sentence", ("gradcam", "ig"), 1000 + i, {"graph": 2.0}, deferred=["ig"])
+
+
+def test_round_trip_deferred_verdicts_and_retention(tmp_path):
+    store = AuditStore(tmp_path / "a.sqlite", frame_retention=2, preview_retention=2)
+    for i in range(4):
+        store.put_inspection(_inspection(i), {"thermal": b"png"}, frame=b"raw" * 10)
+    got = store.get("00000003")
+    assert got.label == "crack" and got.deferred == ["ig"] and got.heatmap.shape == (8, 8)
+    assert abs(got.heatmap.max() - 1) < 1e-6
+    a = Attribution("thermal", "cd" * 32, "ig", "output mean", b"png", np.ones((8, 8), np.float32), 0.01, 0.001, 16)
+    store.put_deferred("00000003", [a], [], "better sentence")
+    got = store.get("00000003")
+    assert got.complete and got.sentence == "better sentence" and got.attributions[0].n_steps == 16
+    store.put_verdict("00000003", False, "scratch", "anna")
+    assert store.get("00000003").verdict == "disagree: scratch"
+    with pytest.raises(KeyError):
+        store.put_verdict("nope", True)
+    assert store.count("frames") == 2 and store.count("previews") == 2      # oldest deleted
+    assert store.preview("00000000", "thermal") is None and store.preview("00000003", "thermal") == b"png"
+    assert [r.inspection_id for r in store.recent(2)] == ["00000003", "00000002"]
+    with pytest.raises(Exception):
+        store.put_inspection(_inspection(3))                  # ids are unique
+    assert store.integrity_check() == "ok"
+    store.close()
