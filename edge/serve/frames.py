@@ -5,8 +5,9 @@
 
 Raw tensors are little-endian row-major (H, W) of uint8/uint16/float16/float32; encoded images are
 single-channel PNG (8/16-bit) or TIFF (16-bit/float32). Values are physical units; nothing is
-rescaled except the resampling to the model's input size (never for wrapped phase, which resampling
-would corrupt).
+rescaled except the resampling to the model's input size. Wrapped phase is resampled as a phasor
+(cos and sin separately, then atan2): interpolating the wrapped values directly would average across
+the 2 pi jumps and invent phase that is not there.
 """
 from __future__ import annotations
 
@@ -95,11 +96,12 @@ def decode_frame(frame: pb.Frame, channels: list[str], size: tuple[int, int],
         if not np.isfinite(p).all():
             raise FieldError(f"frame.channels[{list(planes).index(name)}]", f"channel {name!r} contains NaN or Inf")
         if (h, w) != tuple(size):
-            if name in NO_RESIZE:
-                raise FieldError("frame.channels", f"channel {name!r} is {h}x{w}; wrapped phase must come at the "
-                                                   f"model size {size[0]}x{size[1]} (resampling corrupts it)")
             interp = cv2.INTER_AREA if h > size[0] else cv2.INTER_LINEAR
-            p = cv2.resize(p, (size[1], size[0]), interpolation=interp)
+            if name in NO_RESIZE:
+                c_, s_ = (cv2.resize(f(p), (size[1], size[0]), interpolation=interp) for f in (np.cos, np.sin))
+                p = np.arctan2(s_, c_)
+            else:
+                p = cv2.resize(p, (size[1], size[0]), interpolation=interp)
         out[c] = p
     return out
 

@@ -36,12 +36,19 @@ def test_integer_tensors_and_encoded_images():
     np.testing.assert_array_equal(decode_frame(encode_frame({"g": img16}, encoding="png"), ["g"], (32, 32))[0], img16)
 
 
-def test_resized_to_the_model_but_phase_never():
+def test_resized_to_the_model_and_wrapped_phase_as_a_phasor():
     p = planes(64, 64)
     x = decode_frame(encode_frame({"thermal": p["thermal"]}), ["thermal"], (32, 32))
     assert x.shape == (1, 32, 32) and abs(x.mean() - p["thermal"].mean()) < 0.1
-    with pytest.raises(FieldError, match="wrapped phase must come at the model size"):
-        decode_frame(encode_frame(p), CH, (32, 32))
+    # a tilt of 0.4 rad per pixel, wrapped: averaging the wrapped values would smear every 2 pi jump,
+    # the phasor keeps the phase of the downsampled tilt (0.8 rad per output pixel)
+    yy, xx = np.mgrid[0:64, 0:64]
+    true = 0.4 * xx + 0.1 * yy
+    wrapped = np.angle(np.exp(1j * true)).astype(np.float32)
+    got = decode_frame(encode_frame({"phase": wrapped}), ["phase"], (32, 32))[0]
+    want = np.angle(np.exp(1j * (0.4 * (2 * np.arange(32)[None] + 0.5) + 0.1 * (2 * np.arange(32)[:, None] + 0.5))))
+    err = np.angle(np.exp(1j * (got - want)))
+    assert np.abs(err).max() < 1e-3
 
 
 def test_pixel_pitch_plane():

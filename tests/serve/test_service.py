@@ -241,3 +241,15 @@ def test_a_full_queue_answers_resource_exhausted(tmp_path, requests):
             assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
             assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
             assert stub.Inspect(requests[0], timeout=10).label    # and it recovers
+
+
+def test_a_4_mpixel_16_bit_three_channel_frame_fits_the_message_limit(stub, requests):
+    """24 MiB on the wire (six times gRPC's 4 MiB default): accepted and resized to the model's input."""
+    s = requests[1]                                         # the crack, upsampled 16x to 2048 x 2048
+    small = {c.name: np.frombuffer(c.tensor.data, "<f2").reshape(128, 128).astype(np.float32) for c in s.frame.channels}
+    big = {"thermal": cv2.resize(small["thermal"], (2048, 2048)), "intensity": cv2.resize(small["intensity"], (2048, 2048)),
+           "phase": cv2.resize(small["phase"], (2048, 2048), interpolation=cv2.INTER_NEAREST)}
+    frame = encode_frame(big, "float16")
+    assert frame.ByteSize() > 24 * 1024 * 1024
+    r = stub.Inspect(pb.InspectRequest(frame=frame, station_id="4mp"), timeout=30)
+    assert r.heatmap.height == 128 and r.label == "crack"
