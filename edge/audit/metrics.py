@@ -1,0 +1,100 @@
+"""The audit's measures as pure functions of arrays: no model, no files. Each is tested on tiny arrays.
+
+Localisation of a heatmap against a ground-truth mask:
+    iou(binarise(heat), mask)          # default rule: heat >= 0.5 of the image's maximum
+    relevance_mass(heat, mask)         # share of the (non-negative) heat inside the mask
+    pointing_game(heat, mask)          # does the hottest pixel fall inside the mask (+ tolerance)?
+Physics: pearson(a, b). Faithfulness: perturbation_curve + auc. Stability: cosine_similarity.
+Operator agreement: wilson_interval.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import cv2
+import numpy as np
+
+BINARISE_FRACTION = 0.5
+
+
+def binarise(heat: np.ndarray, fraction: float = BINARISE_FRACTION) -> np.ndarray:
+    """Pixels at or above `fraction` of the map's maximum; an all-zero map selects nothing."""
+    peak = float(np.max(heat))
+    if peak <= 0:
+        return np.zeros(heat.shape, bool)
+    return heat >= fraction * peak
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks; two empty masks agree perfectly (1.0)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def relevance_mass(heat: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the positive heat inside the mask (threshold-free; 0 for an empty map)."""
+    h = np.maximum(np.asarray(heat, np.float64), 0)
+    total = h.sum()
+    return 0.0 if total <= 0 else float(h[np.asarray(mask, bool)].sum() / total)
+
+
+def pointing_game(heat: np.ndarray, mask: np.ndarray, tolerance_px: int = 0) -> bool:
+    """Whether the map's maximum lies inside the mask grown by `tolerance_px` (tiny defects are a few
+    pixels wide; a map at 1/8 resolution can only point to within a cell)."""
+    m = np.asarray(mask, np.uint8)
+    if tolerance_px > 0:
+        k = 2 * tolerance_px + 1
+        m = cv2.dilate(m, np.ones((k, k), np.uint8))
+    r, c = np.unravel_index(int(np.argmax(heat)), np.shape(heat))
+    return bool(m[r, c])
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two maps; NaN when either is constant (no correlation is defined)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    sa, sb = a.std(), b.std()
+    if sa == 0 or sb == 0:
+        return float("nan")
+    return float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return float("nan") if na == 0 or nb == 0 else float(a @ b / (na * nb))
+
+
+def perturbation_curve(score_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, baseline: np.ndarray,
+                       order: np.ndarray, steps: int = 20, insertion: bool = False) -> np.ndarray:
+    """Scores as pixels are deleted from x (set to the baseline) or inserted into the baseline, most
+    important first (`order`: flat pixel indices, all channels of a pixel together). Returns
+    steps + 1 scores, from 0 % to 100 % of the pixels changed; one batched score_fn call."""
+    c, h, w = x.shape
+    fractions = np.linspace(0, 1, steps + 1)
+    batch = np.empty((steps + 1, c, h, w), np.float32)
+    start, end = (baseline, x) if insertion else (x, baseline)
+    for k, f in enumerate(fractions):
+        flat = start.reshape(c, -1).copy()
+        idx = order[: int(round(f * h * w))]
+        flat[:, idx] = end.reshape(c, -1)[:, idx]
+        batch[k] = flat.reshape(c, h, w)
+    return np.asarray(score_fn(batch), np.float64)
+
+
+def auc(curve: np.ndarray) -> float:
+    """Area under a curve sampled evenly on [0, 1] (trapezoid rule)."""
+    y = np.asarray(curve, np.float64)
+    return float(((y[1:] + y[:-1]) / 2).sum() / (len(y) - 1))
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95 % by default); (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -1,0 +1,57 @@
+"""Audit measures on arrays small enough to check by hand."""
+import math
+
+import numpy as np
+import pytest
+
+from edge.audit.metrics import (auc, binarise, cosine_similarity, iou, pearson, perturbation_curve, pointing_game,
+                                relevance_mass, wilson_interval)
+
+
+def test_binarise_and_iou():
+    heat = np.array([[0.0, 0.4], [0.5, 1.0]])
+    np.testing.assert_array_equal(binarise(heat), [[False, False], [True, True]])
+    assert not binarise(np.zeros((2, 2))).any()
+    mask = np.array([[False, False], [False, True]])
+    assert iou(binarise(heat), mask) == 0.5
+    assert iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0 and iou(mask, ~mask) == 0.0
+
+
+def test_relevance_mass_and_pointing_game():
+    heat = np.zeros((5, 5))
+    heat[1, 1], heat[3, 3] = 3.0, 1.0
+    mask = np.zeros((5, 5), bool)
+    mask[1, 1] = True
+    assert relevance_mass(heat, mask) == 0.75 and relevance_mass(np.zeros((5, 5)), mask) == 0.0
+    assert relevance_mass(-heat, mask) == 0.0                 # negative evidence is not relevance
+    assert pointing_game(heat, mask)
+    off = np.zeros((5, 5), bool)
+    off[2, 2] = True
+    assert not pointing_game(heat, off) and pointing_game(heat, off, tolerance_px=1)
+
+
+def test_pearson_and_cosine():
+    a = np.arange(10.0)
+    assert pearson(a, 2 * a + 1) == pytest.approx(1.0) and pearson(a, -a) == pytest.approx(-1.0)
+    assert math.isnan(pearson(a, np.ones(10)))
+    assert cosine_similarity(a, 3 * a) == pytest.approx(1.0) and math.isnan(cosine_similarity(a, 0 * a))
+
+
+def test_perturbation_curves_and_auc():
+    x = np.ones((1, 2, 2), np.float32)
+    base = np.zeros_like(x)
+    score = lambda b: b.reshape(len(b), -1).sum(axis=1)   # noqa: E731 - the sum of the pixels
+    order = np.array([3, 0, 1, 2])
+    deletion = perturbation_curve(score, x, base, order, steps=4)
+    insertion = perturbation_curve(score, x, base, order, steps=4, insertion=True)
+    np.testing.assert_allclose(deletion, [4, 3, 2, 1, 0])
+    np.testing.assert_allclose(insertion, [0, 1, 2, 3, 4])
+    assert auc(deletion) == pytest.approx(2.0) and auc([1, 1]) == 1.0
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(0, 20)
+    assert lo == 0.0 and 0 < hi < 0.2
