@@ -76,7 +76,7 @@ class ResidualUNet(nn.Module):
     """
 
     def __init__(self, in_channels: int, residual_channel: int, output_scale: float,
-                 mean: list[float], std: list[float], width: int = 16, geometry: tuple[int, int] | None = None):
+                 mean: list[float], std: list[float], width: int = 16):
         super().__init__()
         w = width
         self.output_scale = output_scale
@@ -87,23 +87,7 @@ class ResidualUNet(nn.Module):
         select = torch.zeros(1, in_channels, 1, 1)
         select[0, residual_channel] = 1.0
         self.register_buffer("select", select)
-        # geometry = (height channel, pixel-pitch channel): the surface's tilt and curvature computed in
-        # the graph. Emissivity follows the tilt as cos(theta) = 1 / sqrt(1 + |grad h|^2) with the
-        # gradient in mm/mm, i.e. height differences divided by the pitch: a division convolutions
-        # cannot learn from a constant pitch plane. Curvature (Laplacian / pitch^2, 1/mm) flags the
-        # concave corners where cavity emission adds. Scales: their spread on simulator data.
-        self.geometry = tuple(geometry) if geometry else None
-        extra = 0
-        if self.geometry:
-            for name, idx in (("pick_height", self.geometry[0]), ("pick_pitch", self.geometry[1])):
-                pick = torch.zeros(1, in_channels, 1, 1)
-                pick[0, idx] = 1.0
-                self.register_buffer(name, pick)
-            self.register_buffer("d_dx", torch.tensor([[0.0, 0, 0], [-0.5, 0, 0.5], [0, 0, 0]]).view(1, 1, 3, 3))
-            self.register_buffer("d_dy", torch.tensor([[0.0, -0.5, 0], [0, 0, 0], [0, 0.5, 0]]).view(1, 1, 3, 3))
-            self.register_buffer("laplace", torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).view(1, 1, 3, 3))
-            extra = 2
-        self.e1 = ConvBNReLU(in_channels + extra, w)
+        self.e1 = ConvBNReLU(in_channels, w)
         self.e2 = ConvBNReLU(w, 2 * w, stride=2)
         self.e3 = ConvBNReLU(2 * w, 3 * w, stride=2)
         self.e4 = ConvBNReLU(3 * w, 4 * w, stride=2)
@@ -114,19 +98,8 @@ class ResidualUNet(nn.Module):
         self.u1 = Up(2 * w, w)
         self.out = nn.Conv2d(w, 1, 1)
 
-    def surface_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(1 - cos(tilt)) and curvature in 1/mm, each scaled to about unit spread: (N, 2, H, W)."""
-        h = F.conv2d(x, self.pick_height)
-        pitch2 = F.conv2d(x, self.pick_pitch) ** 2
-        gx, gy = F.conv2d(h, self.d_dx, padding=1), F.conv2d(h, self.d_dy, padding=1)
-        cos = 1.0 / torch.sqrt(1.0 + (gx * gx + gy * gy) / pitch2)
-        curvature = F.conv2d(h, self.laplace, padding=1) / pitch2
-        return torch.cat([(1.0 - cos) * (1 / 0.033), curvature * (1 / 0.92)], dim=1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.mean) * self.inv_std
-        if self.geometry:
-            z = torch.cat([z, self.surface_features(x)], dim=1)
         s1 = self.e1(z)
         s2 = self.e2(s1)
         s3 = self.e3(s2)

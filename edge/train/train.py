@@ -194,9 +194,6 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
         fit = Normalisation.fit(arrays.x[tr])
         kwargs = {"in_channels": x.shape[1], "residual_channel": spec.residual_channel,
                   "output_scale": spec.output_scale, "mean": fit.mean, "std": fit.std, "width": cfg.width or 16}
-        names = list(arrays.channel_names)
-        if "height" in names and "pixel_pitch_mm" in names:     # tilt and curvature inside the graph
-            kwargs["geometry"] = (names.index("height"), names.index("pixel_pitch_mm"))
         model = ResidualUNet(**kwargs)
         yt = torch.from_numpy(arrays.targets[spec.target][:, None])
         loss_fn = nn.SmoothL1Loss(beta=0.1 * spec.output_scale)

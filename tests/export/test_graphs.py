@@ -127,26 +127,3 @@ def test_parity_check_catches_a_graph_of_other_weights(classifier):
         other.head[2].weight.mul_(1.01)
     with pytest.raises(RuntimeError, match="differs from autograd"):
         check_parity(other, "defect", d, graphs, lambda b, g: torch.randn(b, 3, 32, 32, generator=g))
-
-
-def test_surface_features_export_and_compute_tilt_and_curvature(tmp_path):
-    """The thermal U-Net's in-graph tilt and curvature: exported within the allow-list, equal to
-    autograd, and physically right on a known surface."""
-    torch.manual_seed(0)
-    model = fold_batchnorm(randomise_batchnorm(
-        ResidualUNet(3, 0, 2.0, [340.0, 0.0, 0.1], [10.0, 0.1, 0.02], width=4, geometry=(1, 2))))
-    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
-    pitch = 0.1
-    height = 0.05 * (xx * pitch) ** 2            # a parabolic trough: slope 0.1 x_mm, curvature 0.1 / mm
-    x = torch.stack([torch.full((32, 32), 340.0), height, torch.full((32, 32), pitch)])[None]
-    f = model.surface_features(x)[0]
-    slope = 0.1 * xx * pitch
-    inner = (slice(2, -2), slice(2, -2))         # zero padding makes the 1 px border meaningless
-    torch.testing.assert_close(f[0][inner] * 0.033, (1 - 1 / torch.sqrt(1 + slope**2))[inner], atol=1e-5, rtol=1e-3)
-    torch.testing.assert_close(f[1][inner] * 0.92, torch.full((28, 28), 0.1), atol=1e-3, rtol=1e-3)
-    graphs = export_graphs(model, "thermal", x.repeat(2, 1, 1, 1), tmp_path)
-    assert {"Sqrt"} <= set(graphs["predict"]["operators"]) <= ALLOWED_OPS
-    errors = check_parity(model, "thermal", tmp_path, graphs,
-                          lambda b, g: x.repeat(b, 1, 1, 1) + torch.randn(b, 3, 32, 32, generator=g)
-                          * torch.tensor([1.0, 0.01, 0.0]).view(1, 3, 1, 1))
-    assert all(e["relative_l2"] < 1e-4 for e in errors.values()), errors
