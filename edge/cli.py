@@ -251,6 +251,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from edge.audit.run import audit
+
+    metrics = audit(Path(args.model), Path(args.data), Path(args.out), limit=args.limit,
+                    store=Path(args.store) if args.store else None, shap_samples=args.shap_samples,
+                    progress=not (args.quiet or args.json), seed=args.seed)
+    if args.json:
+        print(json.dumps(metrics, default=float))
+    else:
+        print(f"wrote {Path(args.out) / 'report.html'} and {Path(args.out) / 'metrics.json'} "
+              f"({metrics['data']['samples']} samples, {metrics['seconds']:.0f} s)")
+    return 0
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from edge.audit.gate import evaluate_gate, load_policy
+
+    path = Path(args.metrics)
+    if path.is_dir():
+        path = path / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such metrics file (run edge-xai audit first)") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    checks = evaluate_gate(metrics, load_policy(Path(args.policy) if args.policy else None))
+    failed = [c for c in checks if not c.passed]
+    for c in checks:
+        print(f"{'PASS' if c.passed else 'FAIL'}  {c.name}: {c.detail}")
+    print(f"gate {'passed' if not failed else 'FAILED'}: {len(checks) - len(failed)} of {len(checks)} checks pass")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-xai",
@@ -391,6 +425,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--store", default=None, help="audit store (default: a new temporary file)")
     d.add_argument("--threads", type=int, default=None)
     d.set_defaults(func=_cmd_demo)
+
+    a = sub.add_parser("audit", help="audit a model before deployment: HTML report + metrics.json",
+                       description="Classification, Grad-CAM localisation against defect masks, explanation "
+                                   "quality (faithfulness, SHAP, consistency, stability, sanity), failure modes "
+                                   "(classifiers); IG physics checks (thermal, phase); operator agreement from an "
+                                   "audit store. Checks the data cannot support are skipped with a note.")
+    a.add_argument("--model", required=True)
+    a.add_argument("--data", required=True, help="dataset folder (simulator or your own images with masks)")
+    a.add_argument("--out", required=True, help="report folder (report.html, metrics.json)")
+    a.add_argument("--limit", type=int, default=None, help="audit a seeded random subset of this size")
+    a.add_argument("--shap-samples", type=int, default=30, help="samples for the SHAP-based checks (default 30)")
+    a.add_argument("--store", default=None, help="audit store with operator verdicts (operator agreement)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--json", action="store_true", help="also print metrics.json")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=_cmd_audit)
+
+    gt = sub.add_parser("gate", help="pass/fail a model's audit against a policy (exit 1 listing failures)",
+                        description="Judge REPORT_DIR/metrics.json against the default policy (the seed paper's "
+                                    "thresholds) or a TOML policy file; prints every check, exits 1 if any fails.")
+    gt.add_argument("metrics", help="metrics.json or the report folder holding it")
+    gt.add_argument("--policy", default=None, help="TOML policy overriding thresholds (see edge/audit/gate.py)")
+    gt.set_defaults(func=_cmd_gate)
     return p
 
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import MODELS
 from edge.cli import main
 
-COMMANDS = ["simulate", "train", "export", "evaluate", "explain", "serve", "station", "demo"]
+COMMANDS = ["simulate", "train", "export", "evaluate", "explain", "serve", "station", "demo", "audit", "gate"]
 
 
 def _run(*args):

@@ -1,0 +1,93 @@
+"""`edge-xai gate REPORT_DIR/metrics.json [--policy FILE]`: every check of the policy, pass or fail.
+
+The default policy is the seed paper's: Grad-CAM IoU > 0.5 for every defect class, thermal physics
+r > 0.7 for every non-flat geometry and |r| < 0.3 on flat parts, faithful explanations (deletion AUC
+below the random order's, insertion AUC above it) and a passed sanity check (maps of a randomised
+model differ: cosine similarity < 0.5). A policy file (TOML) overrides any threshold:
+
+    [localisation]
+    iou_min = 0.5            # or metric = "iou_grown_mean" to judge against masks grown by a map cell
+    [physics]
+    r_min = 0.7
+    flat_abs_r_max = 0.3
+    [sanity]
+    cosine_max = 0.5
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+DEFAULT_POLICY = {"localisation": {"iou_min": 0.5, "metric": "iou_mean"},
+                  "physics": {"r_min": 0.7, "flat_abs_r_max": 0.3},
+                  "faithfulness": {"required": True},
+                  "sanity": {"cosine_max": 0.5}}
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def load_policy(path: Path | None) -> dict:
+    policy = json.loads(json.dumps(DEFAULT_POLICY))
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"--policy {path}: no such file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"--policy {path}: not valid TOML ({e})") from e
+        for section, values in data.items():
+            if section not in policy:
+                raise ValueError(f"--policy {path}: unknown section [{section}] (known: {', '.join(policy)})")
+            for k, v in values.items():
+                if k not in policy[section]:
+                    raise ValueError(f"--policy {path}: unknown setting [{section}] {k!r}")
+                policy[section][k] = v
+    return policy
+
+
+def evaluate_gate(metrics: dict, policy: dict) -> list[Check]:
+    checks = []
+    loc = metrics.get("localisation")
+    if loc is not None:
+        key, bar = policy["localisation"]["metric"], policy["localisation"]["iou_min"]
+        for cls, r in loc.items():
+            checks.append(Check(f"localisation {cls}", r[key] > bar, f"{key} {r[key]:.3f} (bar > {bar}, n {r['n']})"))
+    elif "classification" in metrics:
+        checks.append(Check("localisation", False, "no localisation measured (the data has no masks)"))
+    phys = metrics.get("physics")
+    if phys is not None:
+        for geo, r in phys.items():
+            if geo == "flat":
+                bar = policy["physics"]["flat_abs_r_max"]
+                checks.append(Check("physics flat", abs(r["r"]) < bar, f"|r| {abs(r['r']):.3f} (bar < {bar})"))
+            else:
+                bar = policy["physics"]["r_min"]
+                checks.append(Check(f"physics {geo}", r["r"] > bar, f"r {r['r']:.3f} (bar > {bar}, n {r['n']})"))
+    q = metrics.get("quality")
+    if q is not None:
+        f = q["faithfulness"]
+        if policy["faithfulness"]["required"]:
+            ok = f["deletion_auc"] < f["deletion_random_auc"] and f["insertion_auc"] > f["insertion_random_auc"]
+            checks.append(Check("faithfulness", ok, f"deletion AUC {f['deletion_auc']:.3f} vs random "
+                                                    f"{f['deletion_random_auc']:.3f}; insertion {f['insertion_auc']:.3f} "
+                                                    f"vs random {f['insertion_random_auc']:.3f}"))
+        s = q["sanity"]["cosine_trained_vs_random"]
+        bar = policy["sanity"]["cosine_max"]
+        checks.append(Check("sanity (randomised weights)", not math.isnan(s) and s < bar,
+                            f"cosine similarity trained vs random {s:.3f} (bar < {bar})"))
+    if not checks:
+        checks.append(Check("metrics", False, "nothing to judge in this metrics file"))
+    return checks

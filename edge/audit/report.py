@@ -1,0 +1,80 @@
+"""The audit's HTML report: one self-contained file (figures as embedded PNGs), beside metrics.json."""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from jinja2 import Environment
+
+from edge.explain.gradcam import GradCAMExplainer
+from edge.explain.overlay import overlay
+
+TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>edge-xai audit: {{ m.model.name }}</title>
+<style>body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:24px auto;color:#1f2328}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:right}
+th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}.note{color:#9a6700}
+figure{display:inline-block;margin:4px 8px 4px 0;text-align:center}figcaption{font-size:12px;color:#57606a}
+pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
+<h1>Audit of {{ m.model.name }} <small>({{ m.model.task }}, predict graph sha256 {{ m.model.sha256[:16] }}…)</small></h1>
+<p>Data: {{ m.data.dir }}, {{ m.data.samples }} samples. Took {{ "%.0f"|format(m.seconds) }} s.</p>
+{% for n in m.notes %}<p class="note">Note: {{ n }}</p>{% endfor %}
+{% if m.classification %}<h2>Classification</h2>
+<p>Accuracy {{ "%.2f"|format(100 * m.classification.accuracy) }} %.</p>
+<table><tr><th>class</th><th>precision</th><th>recall</th><th>support</th></tr>
+{% for c, r in m.classification.per_class.items() %}<tr><td>{{ c }}</td><td>{{ "%.3f"|format(r.precision) }}</td>
+<td>{{ "–" if r.recall is none else "%.3f"|format(r.recall) }}</td><td>{{ r.support }}</td></tr>{% endfor %}</table>
+<table><tr><th>true \\ predicted</th>{% for c in m.classification.confusion.classes %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for row in m.classification.confusion.matrix %}<tr><td>{{ m.classification.confusion.classes[loop.index0] }}</td>
+{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% if m.localisation %}<h2>Localisation (Grad-CAM vs defect masks)</h2><p>{{ m.protocols.localisation }}</p>
+<table><tr><th>class</th><th>n</th><th>IoU mean</th><th>IoU std</th><th>IoU, grown mask</th><th>relevance mass</th>
+<th>mask area</th><th>pointing game</th></tr>{% for c, r in m.localisation.items() %}<tr><td>{{ c }}</td><td>{{ r.n }}</td>
+<td>{{ "%.3f"|format(r.iou_mean) }}</td><td>{{ "%.3f"|format(r.iou_std) }}</td><td>{{ "%.3f"|format(r.iou_grown_mean) }}</td>
+<td>{{ "%.3f"|format(r.relevance_mass_mean) }}</td><td>{{ "%.3f"|format(r.mask_area_share) }}</td>
+<td>{{ "%.3f"|format(r.pointing_game) }}</td></tr>{% endfor %}</table>
+{% for f in figures.localisation %}<figure><img src="data:image/png;base64,{{ f.png }}" width="192"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
+{% if m.quality %}<h2>Explanation quality</h2><pre>{{ m.quality | tojson(indent=2) }}</pre>{% endif %}
+{% if m.failures %}<h2>Failure modes ({{ m.failures.misclassified }} misclassified)</h2>
+<table><tr><th>mode</th><th>count</th><th>suggested remedy</th></tr>{% for k, r in m.failures.modes.items() %}
+<tr><td>{{ k }}</td><td>{{ r.count }}</td><td style="text-align:left">{{ r.remedy }}</td></tr>{% endfor %}</table>
+{% for f in figures.failures %}<figure><img src="data:image/png;base64,{{ f.png }}" width="192"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
+{% if m.physics %}<h2>Physics (thermal)</h2><p>{{ m.protocols.physics }}</p><table><tr><th>geometry</th><th>r</th><th>std</th><th>n</th></tr>
+{% for g, r in m.physics.items() %}<tr><td>{{ g }}</td><td>{{ "%.3f"|format(r.r) }}</td><td>{{ "%.3f"|format(r.r_std) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>{% endif %}
+{% if m.phase_physics %}<h2>Physics (phase unwrapping)</h2><p>{{ m.protocols.phase_physics }}</p><pre>{{ m.phase_physics | tojson(indent=2) }}</pre>{% endif %}
+{% if m.operator_agreement %}<h2>Operator agreement</h2><table><tr><th>condition</th><th>agreement</th><th>95 % CI</th><th>n</th></tr>
+{% for c, r in m.operator_agreement.items() %}<tr><td>{{ c }}</td><td>{{ "%.3f"|format(r.agreement) }}</td>
+<td>{{ "%.3f–%.3f"|format(r.ci95[0], r.ci95[1]) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>{% endif %}
+</body></html>"""
+
+
+def _png(img: np.ndarray) -> str:
+    ok, data = cv2.imencode(".png", img)
+    return base64.b64encode(data.tobytes()).decode()
+
+
+def write_report(out: Path, metrics: dict, model, arrays) -> Path:
+    figures = {"localisation": [], "failures": []}
+    if model.classes:
+        g = GradCAMExplainer(model)
+        channel = model.manifest["channels"][0]
+        idx = {"localisation": metrics["examples"].get("localisation", []),
+               "failures": [i for r in metrics.get("failures", {}).get("modes", {}).values() for i in r["examples"]][:9]}
+        for section, indices in idx.items():
+            for i in indices:
+                [e] = g.explain(arrays.x[i:i + 1])
+                img = overlay(arrays.x[i, 0], e.heatmap)
+                if arrays.has_mask[i]:
+                    contours, _ = cv2.findContours(arrays.masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                    cv2.drawContours(img, contours, -1, (255, 255, 255), 1)
+                figures[section].append({"png": _png(cv2.resize(img, (192, 192), interpolation=cv2.INTER_NEAREST)),
+                                         "caption": f"#{i} {arrays.labels[i]} -> {e.prediction.label} "
+                                                    f"({channel}; white: mask)"})
+    env = Environment(autoescape=True)
+    page = env.from_string(TEMPLATE).render(m=json.loads(json.dumps(metrics, default=float)), figures=figures)
+    path = Path(out) / "report.html"
+    path.write_text(page)
+    return path

@@ -1,0 +1,111 @@
+"""`edge-xai audit`: run every check that applies to a model on a dataset, write metrics.json and a
+self-contained HTML report.
+
+    edge-xai audit --model models/defect --data data/test --out reports/defect [--json]
+
+Classifier: classification, localisation, explanation quality, failure modes (+ operator agreement
+with --store). Thermal / phase models: physics. Checks that need ground truth the data lacks (masks,
+physics-importance maps, edge maps) are skipped with a note saying so.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edge.audit import failures, localisation, physics, quality
+from edge.data.arrays import load_arrays
+from edge.evaluate import classification_metrics
+from edge.explain.gradcam import GradCAMExplainer
+from edge.runtime.model import Model
+
+
+def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, store: Path | None = None,
+          shap_samples: int = 30, progress: bool = True, seed: int = 0) -> dict:
+    t0 = time.perf_counter()
+    model = Model.load(model_dir)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    c, h, w = model.input_shape
+    simulated = (Path(data) / "dataset.json").is_file()      # the simulator's ground-truth planes exist
+    targets = []
+    if simulated:
+        targets = ["physics_importance"] if model.task == "thermal" else ["edge_map"] if model.classes else []
+    arrays = load_arrays(Path(data), h, model.manifest["channels"], targets=targets, limit=limit, seed=seed,
+                         progress=progress)
+    metrics: dict = {"model": {"name": model.name, "dir": str(model_dir), "task": model.task,
+                               "sha256": model.manifest["files"][model.manifest["graphs"]["predict"]["file"]]},
+                     "data": {"dir": str(data), "samples": len(arrays.x)}, "notes": [], "examples": {}}
+    if model.classes:
+        _classifier(model, arrays, metrics, shap_samples, progress, seed)
+    elif model.task == "thermal":
+        if "physics_importance" in arrays.targets:
+            with tqdm(total=len(arrays.x), desc="physics (IG)", disable=not progress) as bar:
+                metrics["physics"] = physics.thermal_physics(model, arrays.x, arrays.targets["physics_importance"],
+                                                             [m.get("geometry", "?") for m in arrays.meta],
+                                                             progress=bar.update)
+            metrics["protocols"] = {"physics": physics.THERMAL_PROTOCOL}
+        else:
+            metrics["notes"].append("physics skipped: the data has no physics-importance maps or geometry labels")
+    elif model.task == "phase":
+        with tqdm(total=len(arrays.x), desc="physics (IG)", disable=not progress) as bar:
+            metrics["phase_physics"] = physics.phase_physics(model, arrays.x, progress=bar.update)
+        metrics["protocols"] = {"phase_physics": physics.PHASE_PROTOCOL}
+    if store is not None:
+        from edge.audit.agreement import operator_agreement
+
+        metrics["operator_agreement"] = operator_agreement(store)
+    metrics["seconds"] = time.perf_counter() - t0
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    from edge.audit.report import write_report
+
+    write_report(out, metrics, model, arrays)
+    return metrics
+
+
+def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress: bool, seed: int) -> None:
+    ok = model.manifest.get("ok_class", "ok")
+    unknown = sorted(set(arrays.labels) - set(model.classes))
+    if unknown:
+        raise ValueError(f"the data has classes the model does not know: {', '.join(unknown)}")
+    g = GradCAMExplainer(model)
+    heat = np.zeros((len(arrays.x), *arrays.x.shape[2:]), np.float32)
+    predicted: list[str] = []
+    true_index = np.array([model.classes.index(lab) for lab in arrays.labels])
+    for s in tqdm(range(0, len(arrays.x), 64), desc="grad-cam", disable=not progress):
+        # maps of the true class (what localisation asks); predictions come with them
+        es = g.explain(arrays.x[s:s + 64], true_index[s:s + 64])
+        heat[s:s + len(es)] = [e.heatmap for e in es]
+        predicted += [e.prediction.label for e in es]
+    pred_index = np.array([model.classes.index(p) for p in predicted])
+    metrics["classification"] = classification_metrics(true_index, pred_index, model.classes)
+    if arrays.has_mask.any():
+        metrics["localisation"], per_sample = localisation.localisation(heat, arrays.masks, arrays.has_mask,
+                                                                        arrays.labels, predicted, ok)
+        worst = sorted(per_sample, key=per_sample.get)
+        metrics["examples"]["localisation"] = [int(i) for i in worst[:2] + worst[-2:]]
+    else:
+        metrics["notes"].append("localisation skipped: the data has no defect masks")
+    metrics["protocols"] = {"localisation": localisation.PROTOCOL, "quality": quality.__doc__}
+    rng = np.random.default_rng(seed)
+    sub = np.sort(rng.permutation(len(arrays.x))[:min(shap_samples, len(arrays.x))])
+    q = {"faithfulness": quality.faithfulness(model, arrays.x[sub], heat[sub], true_index[sub]),
+         "stability": quality.stability(model, arrays.x[sub]),
+         "sanity": quality.sanity(model, arrays.x[sub], heat[sub], true_index[sub])}
+    with tqdm(total=len(sub), desc="patch SHAP", disable=not progress) as bar:
+        pitch = [m.get("pixel_pitch_mm") for m in arrays.meta]
+        q["shap"] = quality.shap_quality(model, arrays.x[sub], arrays.masks[sub], arrays.has_mask[sub],
+                                         [arrays.labels[i] for i in sub], [predicted[i] for i in sub],
+                                         [pitch[i] for i in sub], progress=bar.update)
+    metrics["quality"] = q
+    edges = [None] * len(arrays.x)
+    if "edge_map" in arrays.targets:
+        edges = list(arrays.targets["edge_map"] > 0)
+    else:
+        metrics["notes"].append("failure modes: the data has no edge maps, so false alarms are not split by "
+                                "whether they sit on legitimate geometric edges")
+    metrics["failures"] = failures.failure_modes(heat, arrays.labels, predicted, arrays.masks, arrays.has_mask,
+                                                 edges, ok)

@@ -1,0 +1,84 @@
+"""`edge-xai audit` and `edge-xai gate` on small simulated sets with the shipped models."""
+import json
+
+import pytest
+
+from conftest import MODELS
+from edge.audit.gate import evaluate_gate, load_policy
+from edge.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def test_set(tmp_path_factory):
+    from edge.sim.sample import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("audit") / "d", 36, seed=4242, progress=False)
+
+
+def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["audit", "--model", str(MODELS / "defect"), "--data", str(test_set), "--out", str(out),
+                 "--shap-samples", "4", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m == json.loads((out / "metrics.json").read_text())
+    assert m["classification"]["accuracy"] > 0.8
+    for cls in ("crack", "pit", "scratch", "contamination", "delamination"):
+        r = m["localisation"][cls]
+        assert r["n"] >= 1 and 0 <= r["iou_mean"] <= 1 and 0 <= r["pointing_game"] <= 1
+    q = m["quality"]
+    assert q["faithfulness"]["deletion_auc"] < q["faithfulness"]["deletion_random_auc"]
+    assert q["stability"]["cosine_mean"] > 0.9 and q["sanity"]["cosine_trained_vs_random"] < 0.9
+    assert "misclassified" in m["failures"]
+    html = (out / "report.html").read_text()
+    assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
+
+
+def test_thermal_audit_reports_physics_per_geometry(test_set, tmp_path):
+    out = tmp_path / "thermal"
+    assert main(["audit", "--model", str(MODELS / "thermal"), "--data", str(test_set), "--out", str(out),
+                 "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["physics"]) <= {"flat", "v_groove", "cavity", "cylinder", "step", "combined"}
+    assert all(-1 <= r["r"] <= 1 and r["n"] >= 1 for r in m["physics"].values())
+
+
+def test_data_the_model_cannot_read_fails_naming_the_channel(tmp_path):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for cls in ("ok", "crack"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / "d" / cls / f"{i}.png"), (rng.random((32, 32)) * 255).astype(np.uint8))
+    from edge.audit.run import audit
+
+    with pytest.raises(ValueError, match="no channel or field named .thermal."):  # gray images, 3-channel model
+        audit(MODELS / "defect", tmp_path / "d", tmp_path / "r", progress=False)
+
+
+def test_gate_policy_and_exit_codes(tmp_path, capsys):
+    metrics = {"classification": {"accuracy": 1.0},
+               "localisation": {"crack": {"iou_mean": 0.6, "iou_grown_mean": 0.7, "n": 5},
+                                "pit": {"iou_mean": 0.2, "iou_grown_mean": 0.6, "n": 5}},
+               "physics": {"cylinder": {"r": 0.8, "n": 3}, "flat": {"r": 0.5, "n": 3}},
+               "quality": {"faithfulness": {"deletion_auc": 0.2, "deletion_random_auc": 0.5, "insertion_auc": 0.9,
+                                            "insertion_random_auc": 0.6},
+                           "sanity": {"cosine_trained_vs_random": 0.3}}}
+    checks = {c.name: c.passed for c in evaluate_gate(metrics, load_policy(None))}
+    assert checks == {"localisation crack": True, "localisation pit": False, "physics cylinder": True,
+                      "physics flat": False, "faithfulness": True, "sanity (randomised weights)": True}
+    f = tmp_path / "metrics.json"
+    f.write_text(json.dumps(metrics))
+    assert main(["gate", str(f)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  localisation pit: iou_mean 0.200 (bar > 0.5, n 5)" in out and "gate FAILED: 4 of 6" in out
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[localisation]\nmetric = "iou_grown_mean"\n[physics]\nflat_abs_r_max = 0.6\n')
+    assert main(["gate", str(tmp_path), "--policy", str(policy)]) == 0
+    policy.write_text("[localisation]\niou = 0.3\n")
+    assert main(["gate", str(f), "--policy", str(policy)]) == 2
+    assert "unknown setting [localisation] 'iou'" in capsys.readouterr().err
+    assert main(["gate", str(tmp_path / "none.json")]) == 2
