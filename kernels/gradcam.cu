@@ -6,6 +6,7 @@
 // global memory. Launch: grid = N, block = 256, shared = (K + h*w + 2*blockDim) * sizeof(float).
 //
 // method: 0 = Grad-CAM (alpha_k = mean g), 1 = Grad-CAM++, 2 = HiResCAM (elementwise g * A).
+// shift: sampling shift in map cells (0 = half-pixel centres; see alignment_shift in cam.py).
 
 #include <cfloat>
 
@@ -13,7 +14,7 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
                                          const float* __restrict__ grads,  // (N, K, h, w)
                                          float* __restrict__ raw,          // (N, h, w)
                                          float* __restrict__ heat,         // (N, H, W)
-                                         int K, int h, int w, int H, int W, int method) {
+                                         int K, int h, int w, int H, int W, int method, float shift) {
   extern __shared__ float smem[];
   float* weights = smem;             // K
   float* cam = weights + K;          // h * w
@@ -70,8 +71,8 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
   float* out = heat + (size_t)n * H * W;
   for (int q = threadIdx.x; q < H * W; q += blockDim.x) {
     const int oy = q / W, ox = q % W;
-    float fy = ((float)oy + 0.5f) * sy - 0.5f;
-    float fx = ((float)ox + 0.5f) * sx - 0.5f;
+    float fy = ((float)oy + 0.5f) * sy - 0.5f - shift;
+    float fx = ((float)ox + 0.5f) * sx - 0.5f - shift;
     fy = fmaxf(fy, 0.f);
     fx = fmaxf(fx, 0.f);
     int y0 = (int)fy, x0 = (int)fx;

@@ -22,7 +22,7 @@ from edge.audit.localisation import grow
 from edge.audit.metrics import auc, cosine_similarity, perturbation_curve
 from edge.explain.baselines import make_baseline
 from edge.explain.cam import cam_raw, upsample_and_normalise
-from edge.explain.gradcam import GradCAMExplainer
+from edge.explain.gradcam import GradCAMExplainer, map_shift
 from edge.explain.sentence import explain_in_words
 from edge.explain.shap import PatchShapExplainer
 from edge.runtime.model import softmax
@@ -77,7 +77,7 @@ def sanity(model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarray, seed
         xn = model.normalisation.apply(x)
         target = np.eye(len(model.classes), dtype=np.float32)[classes]
         _, acts, grads = sess.run(None, {"input": xn, "target": target})
-    random_maps = upsample_and_normalise(cam_raw(acts, grads), xn.shape[2:])
+    random_maps = upsample_and_normalise(cam_raw(acts, grads), xn.shape[2:], map_shift(model))
     sims = [cosine_similarity(a, b) for a, b in zip(heatmaps, random_maps)]
     return {"cosine_trained_vs_random": float(np.nanmean(sims)), "n": len(x)}
 

@@ -48,8 +48,9 @@ class CudaKernels:
     def _grid(self, n: int) -> tuple[int, int, int]:
         return (int(min(max((n + BLOCK - 1) // BLOCK, 1), 32 * self.sm_count)), 1, 1)
 
-    def gradcam(self, acts, grads, size: tuple[int, int], method: str = "gradcam"):
-        """(N, K, h, w) float32 GPUArrays -> raw (N, h, w), heat (N, H, W) GPUArrays."""
+    def gradcam(self, acts, grads, size: tuple[int, int], method: str = "gradcam", shift: float = 0.0):
+        """(N, K, h, w) float32 GPUArrays -> raw (N, h, w), heat (N, H, W) GPUArrays; `shift` as in
+        cam.upsample_bilinear."""
         from pycuda import gpuarray
 
         if method not in METHODS:
@@ -64,7 +65,7 @@ class CudaKernels:
         if shared > 48 * 1024:
             raise ValueError(f"Grad-CAM layer of {k} channels at {h}x{w} needs {shared} B of shared memory (> 48 KiB)")
         self.f_gradcam(acts.gpudata, grads.gpudata, raw.gpudata, heat.gpudata, np.int32(k), np.int32(h),
-                       np.int32(w), np.int32(H), np.int32(W), np.int32(METHODS.index(method)),
+                       np.int32(w), np.int32(H), np.int32(W), np.int32(METHODS.index(method)), np.float32(shift),
                        block=(BLOCK, 1, 1), grid=(n, 1, 1), shared=shared, stream=self.stream)
         return raw, heat
 

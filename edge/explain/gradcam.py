@@ -3,19 +3,28 @@ logits, the target layer's activations A and dscore/dA; the rest is `cam.py` (or
 
     [e] = GradCAMExplainer(Model.load("models/defect")).explain(x)          # predicted class
     [e] = GradCAMExplainer(model, "gradcam++").explain(x, target="crack")   # any class
+
+Maps are placed by the layer's measured receptive-field alignment (manifest `gradcam_alignment`);
+`align=False` gives the half-pixel placement of pytorch-grad-cam and Captum, for comparisons.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from edge.explain.base import Explainer, Explanation, Timer, class_indices, predictions
-from edge.explain.cam import METHODS, cam_raw, normalise_minmax, upsample_bilinear
+from edge.explain.cam import METHODS, alignment_shift, cam_raw, normalise_minmax, upsample_bilinear
 from edge.explain.targets import class_target
 from edge.runtime.model import Model
 
 
+def map_shift(model: Model, align: bool = True) -> float:
+    """Upsampling shift (map cells) for this model's Grad-CAM layer; 0 without a recorded alignment."""
+    a = model.manifest.get("gradcam_alignment")
+    return alignment_shift(a["stride"], a["centre_px"]) if (align and a) else 0.0
+
+
 class GradCAMExplainer(Explainer):
-    def __init__(self, model: Model, method: str = "gradcam"):
+    def __init__(self, model: Model, method: str = "gradcam", align: bool = True):
         if method not in METHODS:
             raise ValueError(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
         if "gradcam" not in model.manifest["graphs"]:
@@ -23,6 +32,7 @@ class GradCAMExplainer(Explainer):
                              f"classifier (this is a {model.task} model; use ig or shap)")
         super().__init__(model)
         self.method = method
+        self.shift = map_shift(model, align)
 
     def explain(self, x: np.ndarray, target=None) -> list[Explanation]:
         timer = Timer()
@@ -39,8 +49,9 @@ class GradCAMExplainer(Explainer):
         explained = logits.argmax(axis=1) if target is None else onehot.argmax(axis=1)
         with timer.stage("cam"):
             raw = cam_raw(acts, grads, self.method)
-            up = upsample_bilinear(raw, xn.shape[2:])
+            up = upsample_bilinear(raw, xn.shape[2:], self.shift)
             heat = normalise_minmax(up)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
-                            extras={"raw": raw[i], "class_index": int(c)}, timings_ms=dict(timer.ms))
+                            extras={"raw": raw[i], "class_index": int(c), "shift_cells": self.shift},
+                            timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from edge.explain.cam import cam_raw, normalise_minmax, upsample_bilinear
+from edge.explain.gradcam import map_shift
 from edge.explain.ig import IGExplainer
 from edge.explain.overlay import heatmap8
 from edge.explain.patches import PatchGrid
@@ -138,7 +139,7 @@ class Inspector:
                 targets[i] = class_target(k, [model.classes.index(j.target_class)])[0]
         logits, acts, grads = model.run("gradcam", {"input": x, "target": targets})
         t1 = time.perf_counter()
-        heat = normalise_minmax(upsample_bilinear(cam_raw(acts, grads, "gradcam"), x.shape[2:]))
+        heat = normalise_minmax(upsample_bilinear(cam_raw(acts, grads, "gradcam"), x.shape[2:], map_shift(model)))
         probs = softmax(logits.astype(np.float64))
         t2 = time.perf_counter()
         self._record("gradcam", model.name, (t2 - t0) * 1e3)

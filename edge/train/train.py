@@ -292,6 +292,10 @@ def export_model_dir(model_dir: Path, example: np.ndarray | None = None) -> dict
     ex = torch.from_numpy(example) if example is not None else sample_input(2, torch.Generator().manual_seed(0))
     graphs = export_graphs(model, task, ex, model_dir)
     parity = check_parity(model, task, model_dir, graphs, sample_input)
+    if "gradcam" in graphs:
+        from edge.export.graphs import gradcam_alignment
+
+        manifest["gradcam_alignment"] = gradcam_alignment(model, c, size)
     manifest.update(graphs=graphs, operators=sorted({o for g in graphs.values() for o in g["operators"]}),
                     parity={"relative_l2": {k: v["relative_l2"] for k, v in parity.items()},
                             "relative_max": {k: v["relative_max"] for k, v in parity.items()},

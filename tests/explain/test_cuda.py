@@ -18,18 +18,19 @@ def kernels():
     return CudaKernels()
 
 
+@pytest.mark.parametrize("shift", [0.0, -0.4375])
 @pytest.mark.parametrize("method", METHODS)
-def test_gradcam_kernel_equals_twin(kernels, method):
+def test_gradcam_kernel_equals_twin(kernels, method, shift):
     from pycuda import gpuarray
 
     rng = np.random.default_rng(0)
     acts = np.maximum(rng.normal(size=(5, 96, 16, 16)), 0).astype(np.float32)
     grads = (rng.normal(size=(5, 96, 16, 16)) * 1e-3).astype(np.float32)
-    raw, heat = kernels.gradcam(gpuarray.to_gpu(acts), gpuarray.to_gpu(grads), (128, 128), method)
+    raw, heat = kernels.gradcam(gpuarray.to_gpu(acts), gpuarray.to_gpu(grads), (128, 128), method, shift)
     kernels.check()
     want_raw = cam_raw(acts, grads, method)
     np.testing.assert_allclose(raw.get(), want_raw, atol=1e-5 * np.abs(want_raw).max())
-    np.testing.assert_allclose(heat.get(), upsample_and_normalise(want_raw, (128, 128)), atol=1e-5)
+    np.testing.assert_allclose(heat.get(), upsample_and_normalise(want_raw, (128, 128), shift), atol=1e-5)
 
 
 def test_ig_kernels_equal_twins(kernels):

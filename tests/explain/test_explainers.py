@@ -46,7 +46,7 @@ def test_cams_equal_pytorch_grad_cam(defect, method, reference, target):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     x = frames(model)
-    ours = GradCAMExplainer(model, method).explain(x, target)
+    ours = GradCAMExplainer(model, method, align=False).explain(x, target)
     xn = torch.from_numpy(model.normalisation.apply(x))
     cam = getattr(pgc, reference)(model=net, target_layers=[net.features])
     targets = None if target is None else [ClassifierOutputTarget(model.classes.index(target))] * len(x)
@@ -76,7 +76,7 @@ def test_gradcam_plusplus_weights_equal_pytorch_grad_cams_formula():
 def test_gradcam_equals_captum_layergradcam(defect):
     model, net = defect
     x = frames(model)
-    ours = GradCAMExplainer(model).explain(x, "pit")
+    ours = GradCAMExplainer(model, align=False).explain(x, "pit")
     lgc = captum_attr.LayerGradCam(net, net.features)
     xn = torch.from_numpy(model.normalisation.apply(x))
     raw = lgc.attribute(xn, target=model.classes.index("pit"), relu_attributions=True).detach()

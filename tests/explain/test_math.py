@@ -94,3 +94,15 @@ def test_reduce_path_weights():
     attr, total = reduce_path(g, np.array([0.25, 0.75]), np.full((1, 1, 1, 1), 2.0, np.float32),
                               np.zeros((1, 1, 1, 1), np.float32))
     assert attr.item() == 2.0 and total.item() == 2.0
+
+
+def test_aligned_upsampling_moves_the_map_by_the_receptive_field_offset():
+    from edge.explain.cam import alignment_shift, upsample_bilinear
+
+    m = np.zeros((1, 16, 16), np.float32)
+    m[0, 8, 8] = 1.0                       # one cell; its receptive field is centred on pixel 64 (stride 8)
+    half_pixel = upsample_bilinear(m, (128, 128))[0]
+    aligned = upsample_bilinear(m, (128, 128), alignment_shift(8, 0.0))[0]
+    assert np.unravel_index(half_pixel.argmax(), (128, 128)) in [(67, 67), (67, 68), (68, 67), (68, 68)]
+    assert np.unravel_index(aligned.argmax(), (128, 128)) == (64, 64)
+    assert alignment_shift(8, 3.5) == 0.0  # a layer centred like half-pixel sampling needs no shift
