@@ -46,7 +46,7 @@ async def in_process(count: int, threads: int, store: Path) -> dict:
     from edge.serve.servicer import build_job
     from edge.serve.station import make_requests
 
-    node = Node(ServeConfig(store=store, threads=threads, hmi=None))
+    node = Node(ServeConfig(store=store, threads=threads, hmi=None, allow_unaudited=True))
     await node.start()
     reqs = make_requests(12, 700, "bench")
     lat = []
@@ -93,7 +93,7 @@ def main() -> None:
     port = free_port()
     target = f"127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--grpc", target, "--hmi", "off", "--store",
-                             str(tmp / "served.sqlite"), "--threads", str(args.threads)],
+                             str(tmp / "served.sqlite"), "--threads", str(args.threads), "--allow-unaudited"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with grpc.insecure_channel(target) as ch:

@@ -158,6 +158,8 @@ def _serve_config(args: argparse.Namespace):
     cfg = ServeConfig.load(Path(args.config) if getattr(args, "config", None) else None, grpc=args.grpc,
                            store=Path(args.store) if args.store else None,
                            models_dir=Path(args.models) if args.models else None, threads=args.threads)
+    if getattr(args, "allow_unaudited", False):
+        cfg.allow_unaudited = True
     if getattr(args, "hmi", None) == "off":
         cfg.hmi = None
     elif hmi:
@@ -224,7 +226,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="edge-xai-demo-")) / "audit.sqlite"
-    cfg = ServeConfig(grpc="127.0.0.1:0", hmi=args.hmi, store=store, threads=args.threads)
+    # The demo shows the bundled models whatever their audit says; the HMI shows the audit status.
+    cfg = ServeConfig(grpc="127.0.0.1:0", hmi=args.hmi, store=store, threads=args.threads, allow_unaudited=True)
 
     async def main() -> None:
         server = Server(cfg)
@@ -282,6 +285,11 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     for c in checks:
         print(f"{'PASS' if c.passed else 'FAIL'}  {c.name}: {c.detail}")
     print(f"gate {'passed' if not failed else 'FAILED'}: {len(checks) - len(failed)} of {len(checks)} checks pass")
+    if args.record:
+        from edge.audit.gate import record_audit
+
+        record_audit(Path(args.record), metrics, checks, path, args.policy)
+        print(f"recorded the audit status in {Path(args.record) / 'manifest.json'}")
     return 1 if failed else 0
 
 
@@ -398,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--store", default=None, help="SQLite audit store (default edge-xai-audit.sqlite)")
     v.add_argument("--models", default=None, help="model folders to serve (default: the bundled models/)")
     v.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    v.add_argument("--allow-unaudited", action="store_true",
+                   help="serve models without a passing audit (edge-xai audit + gate --record)")
     v.set_defaults(func=_cmd_serve)
 
     st = sub.add_parser("station", help="simulated camera station(s): send frames, report latency",
@@ -447,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "thresholds) or a TOML policy file; prints every check, exits 1 if any fails.")
     gt.add_argument("metrics", help="metrics.json or the report folder holding it")
     gt.add_argument("--policy", default=None, help="TOML policy overriding thresholds (see edge/audit/gate.py)")
+    gt.add_argument("--record", default=None, metavar="MODEL_DIR",
+                    help="write the outcome into this model folder's manifest (the server reads it)")
     gt.set_defaults(func=_cmd_gate)
     return p
 
@@ -455,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (UserError, FileNotFoundError, FileExistsError, ValueError, PermissionError) as exc:
         # Problems with inputs are reported as one clear line; bugs keep their traceback.
         print(f"edge-xai {args.command}: error: {exc}", file=sys.stderr)
         return 2

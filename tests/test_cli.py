@@ -129,3 +129,12 @@ def test_station_reports_json_and_fails_on_errors(tmp_path):
     out = json.loads(r.stdout)
     assert r.returncode == 1 and out["sent"] == 2 and out["errors"] == 2 and out["ok"] == 0
     assert set(out) >= {"sent", "ok", "errors", "rate_hz", "p50_ms", "p95_ms", "p99_ms"}
+
+
+@pytest.mark.slow
+def test_serve_refuses_unaudited_models_without_the_flag(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "serve", "--grpc", "127.0.0.1:0", "--hmi", "off", "--store",
+                        str(tmp_path / "a.sqlite")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "refusing to serve models without a passing audit: defect: not audited" in r.stderr
+    assert "--allow-unaudited" in r.stderr

@@ -91,3 +91,35 @@ def evaluate_gate(metrics: dict, policy: dict) -> list[Check]:
     if not checks:
         checks.append(Check("metrics", False, "nothing to judge in this metrics file"))
     return checks
+
+
+def record_audit(model_dir: Path, metrics: dict, checks: list[Check], metrics_path: Path, policy: str | None) -> dict:
+    """Write the gate's outcome into the model's manifest, tied to the audited predict graph's sha256."""
+    import datetime
+
+    from edge.runtime.manifest import load_manifest
+
+    manifest = load_manifest(model_dir)
+    sha = manifest["files"][manifest["graphs"]["predict"]["file"]]
+    if metrics.get("model", {}).get("sha256") != sha:
+        raise ValueError(f"{metrics_path} audited another model (sha256 {metrics.get('model', {}).get('sha256', '?')[:12]}) "
+                         f"than {model_dir} ({sha[:12]})")
+    failed = [c.name for c in checks if not c.passed]
+    audit = {"status": "passed" if not failed else "failed", "failed_checks": failed, "sha256": sha,
+             "metrics": str(metrics_path), "policy": policy or "default (seed paper)",
+             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    path = Path(model_dir) / "manifest.json"
+    data = json.loads(path.read_text())
+    data["audit"] = audit
+    path.write_text(json.dumps(data, indent=2))
+    return audit
+
+
+def audit_status(manifest: dict) -> str:
+    """passed | failed (...) | not audited; an audit of other files than these counts as none."""
+    audit = manifest.get("audit")
+    if not audit or audit.get("sha256") != manifest["files"][manifest["graphs"]["predict"]["file"]]:
+        return "not audited"
+    if audit["status"] == "passed":
+        return "passed"
+    return f"failed ({', '.join(audit['failed_checks'])})"

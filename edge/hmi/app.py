@@ -41,7 +41,7 @@ def summary(ins: Inspection, node: Node) -> dict:
             "probabilities": ins.probabilities, "sentence": ins.sentence, "target": ins.heatmap_target,
             "timings_ms": ins.timings_ms, "received_ms": ins.received_ms, "deferred": ins.deferred,
             "verdict": ins.verdict, "channels": list(model.manifest["channels"]), "classes": model.classes,
-            "ok_class": model.manifest.get("ok_class", "ok"),
+            "ok_class": model.manifest.get("ok_class", "ok"), "audit_status": node.inspector.audit[ins.model],
             "attributions": [{"model": a.model, "method": a.method, "target": a.target,
                               "completeness_delta": a.completeness_delta} for a in ins.attributions]}
 
@@ -91,7 +91,7 @@ def create_app(node: Node) -> FastAPI:
     @app.get("/api/models")
     async def models():
         return [{"name": n, "task": m.task, "classes": m.classes, "channels": m.manifest["channels"],
-                 "audit_status": m.manifest.get("audit", {}).get("status", "not audited")}
+                 "audit_status": node.inspector.audit[n]}
                 for n, m in node.inspector.models.items()]
 
     @app.post("/api/verdicts")

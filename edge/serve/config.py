@@ -55,6 +55,7 @@ class ServeConfig:
     backend: str = "ort-cpu"
     reflection: bool = True                   # gRPC server reflection, for grpcurl and friends
     grace_s: float = 10.0                     # SIGTERM: time for in-flight work before stopping
+    allow_unaudited: bool = False             # serve models whose recorded audit did not pass (edge-xai gate --record)
     tls: TLSConfig = field(default_factory=TLSConfig)
 
     @classmethod

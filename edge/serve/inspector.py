@@ -45,7 +45,10 @@ def png(image8: np.ndarray) -> bytes:
 
 class Inspector:
     def __init__(self, models_dir: Path, threads: int | None = None, backend: str = "ort-cpu",
-                 default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512):
+                 default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512,
+                 allow_unaudited: bool = False):
+        from edge.audit.gate import audit_status
+
         self.models: dict[str, Model] = {}
         for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
             if (d / "manifest.json").is_file():
@@ -53,6 +56,15 @@ class Inspector:
                     self.models[d.name] = Model.load(d, backend=backend, threads=threads)
                 except ManifestError as e:
                     raise ManifestError(f"cannot serve {d}: {e}") from e
+        self.audit = {n: audit_status(m.manifest) for n, m in self.models.items()}
+        refused = {n: st for n, st in self.audit.items() if st != "passed"}
+        if refused and not allow_unaudited:
+            raise PermissionError("refusing to serve models without a passing audit: "
+                                  + "; ".join(f"{n}: {st}" for n, st in refused.items())
+                                  + " (run edge-xai audit, then edge-xai gate --record MODEL_DIR; or start with "
+                                    "--allow-unaudited)")
+        for n in refused:
+            log.warning("serving %s without a passing audit (%s)", n, refused[n])
         classifiers = [n for n, m in self.models.items() if m.classes]
         if not classifiers:
             raise FileNotFoundError(f"{models_dir}: no classifier model folder (with manifest.json) to serve")

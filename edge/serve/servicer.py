@@ -169,7 +169,7 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         return pb.ModelInfo(name=name, task=m.task, sha256=self.node.inspector.sha256(name),
                             channels=m.manifest["channels"], classes=m.classes, height=h, width=w,
                             graphs=list(m.manifest["graphs"]),
-                            audit_status=m.manifest.get("audit", {}).get("status", "not audited"))
+                            audit_status=self.node.inspector.audit[name])
 
     async def ListModels(self, request, context):
         await self._ready(context)

@@ -82,3 +82,38 @@ def test_gate_policy_and_exit_codes(tmp_path, capsys):
     assert main(["gate", str(f), "--policy", str(policy)]) == 2
     assert "unknown setting [localisation] 'iou'" in capsys.readouterr().err
     assert main(["gate", str(tmp_path / "none.json")]) == 2
+
+
+def test_gate_records_the_outcome_and_the_server_refuses_unaudited_models(tmp_path, capsys):
+    import shutil
+
+    from edge.audit.gate import audit_status
+    from edge.runtime.manifest import load_manifest
+    from edge.serve.inspector import Inspector
+
+    models = tmp_path / "models"
+    for name in ("defect", "phase"):
+        shutil.copytree(MODELS / name, models / name, ignore=shutil.ignore_patterns("weights.pt", ".engines"))
+        m = json.loads((models / name / "manifest.json").read_text())
+        m["files"].pop("weights.pt", None)
+        m["extra_files"] = []
+        (models / name / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(PermissionError, match="defect: not audited; phase: not audited"):
+        Inspector(models)
+    sha = load_manifest(models / "defect")["files"]["predict.onnx"]
+    good = {"model": {"sha256": sha}, "localisation": {"crack": {"iou_mean": 0.7, "n": 3}}}
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    assert main(["gate", str(tmp_path / "good.json"), "--record", str(models / "defect")]) == 0
+    assert audit_status(load_manifest(models / "defect")) == "passed"
+    bad = {"model": {"sha256": sha}, "localisation": {"crack": {"iou_mean": 0.1, "n": 3}}}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    assert main(["gate", str(tmp_path / "bad.json"), "--record", str(models / "phase")]) == 2
+    assert "audited another model" in capsys.readouterr().err
+    phase_sha = load_manifest(models / "phase")["files"]["predict.onnx"]
+    (tmp_path / "bad.json").write_text(json.dumps(bad | {"model": {"sha256": phase_sha}}))
+    assert main(["gate", str(tmp_path / "bad.json"), "--record", str(models / "phase")]) == 1
+    assert audit_status(load_manifest(models / "phase")) == "failed (localisation crack)"
+    with pytest.raises(PermissionError, match="phase: failed"):
+        Inspector(models)
+    served = Inspector(models, allow_unaudited=True)
+    assert served.audit == {"defect": "passed", "phase": "failed (localisation crack)"}

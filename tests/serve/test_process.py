@@ -31,7 +31,7 @@ def start_serve(tmp_path, *extra):
     port = free_port()
     store = tmp_path / "audit.sqlite"
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--grpc", f"127.0.0.1:{port}", "--hmi", "off",
-                             "--store", str(store), "--threads", "1", *extra],
+                             "--store", str(store), "--threads", "1", "--allow-unaudited", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ch = grpc.insecure_channel(f"127.0.0.1:{port}")
     health = health_pb2_grpc.HealthStub(ch)
