@@ -117,3 +117,27 @@ def test_gate_records_the_outcome_and_the_server_refuses_unaudited_models(tmp_pa
         Inspector(models)
     served = Inspector(models, allow_unaudited=True)
     assert served.audit == {"defect": "passed", "phase": "failed (localisation crack)"}
+
+
+def test_operator_agreement_per_condition_with_wilson_intervals(tmp_path):
+    import numpy as np
+
+    from edge.audit.agreement import operator_agreement
+    from edge.serve.domain import Inspection
+    from edge.serve.store import AuditStore
+
+    store = AuditStore(tmp_path / "a.sqlite")
+    png = __import__("cv2").imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()
+    for i in range(10):
+        store.put_inspection(Inspection(f"{i:04d}", "s", "p", "defect", "x", "crack", 0.9, {}, np.zeros((4, 4)), png,
+                                        "class crack", "", ("gradcam",), i))
+        cond = "map only" if i < 4 else "map + sentence"
+        store.put_verdict(f"{i:04d}", agree=(i % 4 != 0), correct_class="" if i % 4 else "ok", condition=cond)
+    store.put_verdict("0001", agree=True, condition="")           # outside the study: map + sentence
+    r = operator_agreement(tmp_path / "a.sqlite")
+    assert r["map only"]["n"] == 4 and r["map only"]["agreement"] == 0.75
+    assert r["map + sentence"]["n"] == 7 and abs(r["map + sentence"]["agreement"] - 6 / 7) < 1e-9
+    lo, hi = r["map only"]["ci95"]
+    assert 0 < lo < 0.75 < hi < 1
+    with pytest.raises(FileNotFoundError, match="no such audit store"):
+        operator_agreement(tmp_path / "none.sqlite")

@@ -58,3 +58,30 @@ def test_operator_sees_the_inspection_and_records_a_verdict(tmp_path):
         verdict = server.node.store.verdicts()[-1]
         assert (verdict["inspection_id"], verdict["agree"], verdict["correct_class"]) == \
             (answers[1].inspection_id, 0, "scratch")
+
+
+def test_study_mode_stores_the_condition_the_operator_saw(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    requests = make_requests(3, seed=1000, station="line-4")
+    with running_server(make_config(tmp_path)) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{server.hmi_port}/?study=1")
+        expect(page.locator("#conn")).to_have_text("live", timeout=15000)
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+            stub = pb_grpc.InspectionStub(ch)
+            answers = [stub.Inspect(r, timeout=10) for r in requests]
+        seen = {}
+        for a in answers:
+            page.locator(f'#feed li[data-id="{a.inspection_id}"]').click()
+            expect(page.locator("#study")).to_contain_text("condition: ")
+            cond = page.locator("#study").inner_text().split("condition: ")[1]
+            sentence = page.locator("#sentence").inner_text()
+            assert (sentence == a.sentence) == (cond == "map + sentence")
+            page.locator("#agree").click()
+            expect(page.locator("#verdict-state")).to_have_text("recorded: agree")
+            seen[a.inspection_id] = cond
+        browser.close()
+        stored = {v["inspection_id"]: v["condition"] for v in server.node.store.verdicts()}
+        assert stored == seen and set(seen.values()) <= {"prediction only", "map only", "map + sentence"}
