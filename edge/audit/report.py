@@ -37,7 +37,23 @@ pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
 <td>{{ "%.3f"|format(r.relevance_mass_mean) }}</td><td>{{ "%.3f"|format(r.mask_area_share) }}</td>
 <td>{{ "%.3f"|format(r.pointing_game) }}</td></tr>{% endfor %}</table>
 {% for f in figures.localisation %}<figure><img src="data:image/png;base64,{{ f.png }}" width="192"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
-{% if m.quality %}<h2>Explanation quality</h2><pre>{{ m.quality | tojson(indent=2) }}</pre>{% endif %}
+{% if m.quality %}{% set q = m.quality %}<h2>Explanation quality</h2>
+<table><tr><th>measure</th><th>value</th><th>reference</th><th>n</th></tr>
+<tr><td>deletion AUC (lower is faithful)</td><td>{{ "%.3f"|format(q.faithfulness.deletion_auc) }}</td>
+<td>random order {{ "%.3f"|format(q.faithfulness.deletion_random_auc) }}</td><td>{{ q.faithfulness.n }}</td></tr>
+<tr><td>insertion AUC (higher is faithful)</td><td>{{ "%.3f"|format(q.faithfulness.insertion_auc) }}</td>
+<td>random order {{ "%.3f"|format(q.faithfulness.insertion_random_auc) }}</td><td>{{ q.faithfulness.n }}</td></tr>
+<tr><td>top SHAP patch in the defect</td><td>{{ "–" if q.shap.top_patch_in_defect is none else "%.3f"|format(q.shap.top_patch_in_defect) }}</td>
+<td>share of defective samples</td><td>{{ q.shap.n_defects }}</td></tr>
+<tr><td>top-5 patches' share of f(x) − f(baseline)</td><td>{{ "–" if q.shap.top5_completeness is none else "%.3f"|format(q.shap.top5_completeness) }}</td>
+<td>median, log-odds</td><td>{{ q.shap.n }}</td></tr>
+<tr><td>stability (cosine under {{ q.stability.noise * 100 }} % noise)</td><td>{{ "%.4f"|format(q.stability.cosine_mean) }}</td>
+<td>min {{ "%.4f"|format(q.stability.cosine_min) }}</td><td>{{ q.stability.n }}</td></tr>
+<tr><td>sanity: cosine trained vs randomised weights</td><td>{{ "%.3f"|format(q.sanity.cosine_trained_vs_random) }}</td>
+<td>must be clearly below 1</td><td>{{ q.sanity.n }}</td></tr></table>
+<table><tr><th>class</th><th>primary descriptor</th><th>share</th><th>n</th></tr>{% for c, r in q.shap.consistency.items() %}
+<tr><td>{{ c }}</td><td style="text-align:left">{{ r.primary_descriptor }}</td><td>{{ "%.2f"|format(r.share) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>
+<details><summary>protocols</summary><pre>{{ m.protocols.quality }}</pre></details>{% endif %}
 {% if m.failures %}<h2>Failure modes ({{ m.failures.misclassified }} misclassified)</h2>
 <table><tr><th>mode</th><th>count</th><th>suggested remedy</th></tr>{% for k, r in m.failures.modes.items() %}
 <tr><td>{{ k }}</td><td>{{ r.count }}</td><td style="text-align:left">{{ r.remedy }}</td></tr>{% endfor %}</table>
