@@ -3,6 +3,9 @@
     edge-xai simulate --out data/train --n 6000 --seed 1
     edge-xai train --task defect --data data/train --out models/defect
     edge-xai evaluate --model models/defect --data data/test --json
+    edge-xai explain --model models/defect --input frame.npz --method gradcam --out overlay.png
+    edge-xai demo                                  # server + HMI + simulated station
+    edge-xai audit --model models/defect --data data/test --out report && edge-xai gate report
 
 Sub-commands import their stage lazily, so `edge-xai --help` stays fast and the runtime commands never
 import torch.
@@ -297,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-xai",
         description="Explainable defect inspection at the edge: simulate data, train and export models "
-                    "with gradient-carrying ONNX explain graphs, evaluate them.")
+                    "with gradient-carrying ONNX explain graphs, evaluate and explain them, serve them to "
+                    "camera stations with an operator HMI, and audit them before deployment.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("simulate", help="write a synthetic optical-inspection dataset",
