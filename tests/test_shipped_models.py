@@ -41,9 +41,6 @@ def test_thermal_model_is_within_half_a_kelvin():
     assert ev["samples"] >= 1000 and ev["mae"] <= 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="issue #2 bar not met yet: MAE 0.146 K is 4.5x below the 0.66 K "
-                                       "apparent-vs-true error, the bar is 5x (cylinders and combined "
-                                       "surfaces dominate the residual)")
 def test_thermal_model_meets_its_bars():
     ev = load_manifest(MODELS / "thermal")["evaluation"]["metrics"]
     assert ev["samples"] >= 1000
