@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from edge.toml_file import read_toml
 
 DEFAULT_POLICY = {"localisation": {"iou_min": 0.5, "metric": "iou_mean"},
                   "physics": {"r_min": 0.7, "flat_abs_r_max": 0.3},
@@ -42,12 +38,7 @@ class Check:
 def load_policy(path: Path | None) -> dict:
     policy = json.loads(json.dumps(DEFAULT_POLICY))
     if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"--policy {path}: no such file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"--policy {path}: not valid TOML ({e})") from e
+        data = read_toml(path, "--policy")
         for section, values in data.items():
             if section not in policy:
                 raise ValueError(f"--policy {path}: unknown section [{section}] (known: {', '.join(policy)})")

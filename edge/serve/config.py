@@ -11,14 +11,10 @@
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10 (JetPack 6)
-    import tomli as tomllib
+from edge.toml_file import read_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,12 +59,7 @@ class ServeConfig:
         cfg = cls()
         if path is not None:
             path = Path(path)
-            try:
-                data = tomllib.loads(path.read_text())
-            except FileNotFoundError:
-                raise FileNotFoundError(f"config {path}: no such file") from None
-            except tomllib.TOMLDecodeError as e:
-                raise ValueError(f"config {path}: not valid TOML ({e})") from e
+            data = read_toml(path, "config")
             known = {f.name: f for f in fields(cls)}
             for key, value in {**data.get("serve", {})}.items():
                 if key not in known or key == "tls":

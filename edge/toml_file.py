@@ -1,0 +1,20 @@
+"""Reading a TOML settings file with errors that name it (tomllib on 3.11+, tomli on JetPack's 3.10)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """The file's contents; `what` names it in errors ("config", "--policy")."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{what} {path}: not valid TOML ({e})") from e
