@@ -19,6 +19,10 @@ class QueueFull(RuntimeError):
     pass
 
 
+class ShuttingDown(RuntimeError):
+    """The node is stopping: the caller should retry on another node or after the restart."""
+
+
 class MicroBatcher:
     def __init__(self, process: Callable[[list[Job]], list[Inspection]], executor: Executor, max_batch: int = 8,
                  max_wait_ms: float = 2.0, queue_size: int = 64):
@@ -99,3 +103,8 @@ class MicroBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        # A job still queued would otherwise wait on its future until the caller's deadline.
+        while not self.queue.empty():
+            _, fut = self.queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(ShuttingDown("the node stopped before this inspection ran"))

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from edge.serve.batcher import MicroBatcher
+from edge.serve.batcher import MicroBatcher, ShuttingDown
 from edge.serve.config import ServeConfig
 from edge.serve.domain import Inspection, Job
 from edge.serve.hub import Hub
@@ -39,6 +39,11 @@ class Node:
         self.background: set[asyncio.Task] = set()
         self.recent = deque(maxlen=2000)      # (monotonic s, total ms, label) for the HMI's statistics
         self.ready = False
+        # Inspections between arrival and their answer (queue, batch, inline explanations, store write):
+        # stop() waits for these, not just for the batcher, so no acknowledged work is cut off.
+        self.active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.model_pool, self.inspector.warm_up)
@@ -46,6 +51,18 @@ class Node:
         self.ready = True
 
     async def inspect(self, job: Job) -> Inspection:
+        if not self.ready:
+            raise ShuttingDown("the node is warming up or shutting down; watch grpc.health.v1 for SERVING")
+        self.active += 1
+        self._idle.clear()
+        try:
+            return await self._inspect(job)
+        finally:
+            self.active -= 1
+            if self.active == 0:
+                self._idle.set()
+
+    async def _inspect(self, job: Job) -> Inspection:
         loop = asyncio.get_running_loop()
         t_queue = time.perf_counter()
         ins = await self.batcher.submit(job)
@@ -117,6 +134,10 @@ class Node:
     async def stop(self, grace_s: float) -> None:
         """Drain in-flight inspections, give deferred work the grace period, flush the store."""
         self.ready = False
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except asyncio.TimeoutError:
+            log.warning("%d inspections still running after the %.0f s grace; they are cut off", self.active, grace_s)
         await self.batcher.drain(grace_s)
         if self.background:
             await asyncio.wait(list(self.background), timeout=grace_s)

@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 
 from edge.explain.overlay import to_gray8
-from edge.serve.batcher import QueueFull
+from edge.serve.batcher import QueueFull, ShuttingDown
 from edge.serve.domain import DEFAULT_EXPLANATIONS, Inspection, Job
 from edge.serve.frames import FieldError, decode_frame
 from edge.serve.inspector import UnknownName, png
@@ -28,6 +28,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, (UnknownName, KeyError)):
         return grpc.StatusCode.NOT_FOUND, str(exc).strip("'\"")
+    if isinstance(exc, ShuttingDown):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
     if isinstance(exc, QueueFull):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
