@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.audit.localisation import grow
-from edge.audit.metrics import binarise, relevance_mass
+from edge.audit.metrics import binarise, grow, relevance_mass
 
 REMEDIES = {
     "false alarm on a geometric edge": "add defect-free parts with this geometry to training; consider the "

@@ -1,7 +1,8 @@
 """The audit's measures as pure functions of arrays: no model, no files. Each is tested on tiny arrays.
 
 Localisation of a heatmap against a ground-truth mask:
-    iou(binarise(heat), mask)          # default rule: heat >= 0.5 of the image's maximum
+    iou(binarise(heat), mask)          # binarisation rule: heat >= 0.5 of the image's maximum
+    tolerant_iou(binarise(heat), mask, px)   # IoU where "near" (within px) counts as overlapping
     relevance_mass(heat, mask)         # share of the (non-negative) heat inside the mask
     pointing_game(heat, mask)          # does the hottest pixel fall inside the mask (+ tolerance)?
 Physics: pearson(a, b). Faithfulness: perturbation_curve + auc. Stability: cosine_similarity.
@@ -24,6 +25,30 @@ def binarise(heat: np.ndarray, fraction: float = BINARISE_FRACTION) -> np.ndarra
     if peak <= 0:
         return np.zeros(heat.shape, bool)
     return heat >= fraction * peak
+
+
+def grow(mask: np.ndarray, px: int) -> np.ndarray:
+    """The mask dilated by `px` pixels (a (2px+1)-square structuring element)."""
+    if px <= 0:
+        return np.asarray(mask, bool)
+    return cv2.dilate(np.asarray(mask, np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)).astype(bool)
+
+
+def tolerant_iou(region: np.ndarray, mask: np.ndarray, tolerance_px: int) -> float:
+    """IoU at a stated resolution: TP / (TP + FP + FN), where a region pixel within `tolerance_px` of
+    the mask is a hit (else a false positive) and a mask pixel farther than that from the region is
+    missed. With tolerance 0 it is the plain IoU. Why: a map computed on a coarse grid cannot place
+    its edge more precisely than one cell, so pixel IoU against a 1-px crack is bounded far below 0.5
+    even for a map centred on it; the tolerance is the map's cell, the same idea as the tolerance of
+    boundary precision/recall in segmentation benchmarks."""
+    region, mask = np.asarray(region, bool), np.asarray(mask, bool)
+    if tolerance_px <= 0:
+        return iou(region, mask)
+    near_mask = grow(mask, tolerance_px)
+    tp = int((region & near_mask).sum())
+    fp = int((region & ~near_mask).sum())
+    fn = int((mask & ~grow(region, tolerance_px)).sum())
+    return 1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.audit.metrics import pearson
-from edge.audit.localisation import grow
+from edge.audit.metrics import grow, pearson
 from edge.explain.ig import IGExplainer
 
 THERMAL_PROTOCOL = __doc__.split("Thermal (protocol): ")[1].split("\n\nPhase")[0].replace("\n", " ")

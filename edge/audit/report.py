@@ -31,11 +31,14 @@ pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
 {% for row in m.classification.confusion.matrix %}<tr><td>{{ m.classification.confusion.classes[loop.index0] }}</td>
 {% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 {% if m.localisation %}<h2>Localisation (Grad-CAM vs defect masks)</h2><p>{{ m.protocols.localisation }}</p>
-<table><tr><th>class</th><th>n</th><th>IoU mean</th><th>IoU std</th><th>IoU, grown mask</th><th>relevance mass</th>
+<table><tr><th>class</th><th>n</th><th>IoU (pixel)</th><th>IoU std</th><th>tolerant IoU (gate)</th><th>tolerant std</th>
+<th>IoU, grown mask</th><th>relevance mass</th>
 <th>mask area</th><th>pointing game</th></tr>{% for c, r in m.localisation.items() %}<tr><td>{{ c }}</td><td>{{ r.n }}</td>
-<td>{{ "%.3f"|format(r.iou_mean) }}</td><td>{{ "%.3f"|format(r.iou_std) }}</td><td>{{ "%.3f"|format(r.iou_grown_mean) }}</td>
+<td>{{ "%.3f"|format(r.iou_mean) }}</td><td>{{ "%.3f"|format(r.iou_std) }}</td>
+<td>{{ "%.3f"|format(r.iou_tolerant_mean) }}</td><td>{{ "%.3f"|format(r.iou_tolerant_std) }}</td><td>{{ "%.3f"|format(r.iou_grown_mean) }}</td>
 <td>{{ "%.3f"|format(r.relevance_mass_mean) }}</td><td>{{ "%.3f"|format(r.mask_area_share) }}</td>
 <td>{{ "%.3f"|format(r.pointing_game) }}</td></tr>{% endfor %}</table>
+{% if figures.localisation %}<p>The two lowest and the two highest tolerant IoUs:</p>{% endif %}
 {% for f in figures.localisation %}<figure><img src="data:image/png;base64,{{ f.png }}" width="192"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
 {% if m.quality %}{% set q = m.quality %}<h2>Explanation quality</h2>
 <table><tr><th>measure</th><th>value</th><th>reference</th><th>n</th></tr>
@@ -53,6 +56,9 @@ pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
 <td>must be clearly below 1</td><td>{{ q.sanity.n }}</td></tr></table>
 <table><tr><th>class</th><th>primary descriptor</th><th>share</th><th>n</th></tr>{% for c, r in q.shap.consistency.items() %}
 <tr><td>{{ c }}</td><td style="text-align:left">{{ r.primary_descriptor }}</td><td>{{ "%.2f"|format(r.share) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>
+{% if figures.faithfulness %}<figure><img src="data:image/png;base64,{{ figures.faithfulness }}" width="520">
+<figcaption>Mean deletion and insertion curves over {{ q.faithfulness.n }} samples: pixels in Grad-CAM order (strong) and
+in random order (pale). A faithful map makes deletion fall and insertion rise sooner than random.</figcaption></figure>{% endif %}
 <details><summary>protocols</summary><pre>{{ m.protocols.quality }}</pre></details>{% endif %}
 {% if m.failures %}<h2>Failure modes ({{ m.failures.misclassified }} misclassified)</h2>
 <table><tr><th>mode</th><th>count</th><th>suggested remedy</th></tr>{% for k, r in m.failures.modes.items() %}
@@ -72,11 +78,48 @@ def _png(img: np.ndarray) -> str:
     return base64.b64encode(data.tobytes()).decode()
 
 
+CURVE_STYLE = {"deletion": ((40, 40, 200), 2), "deletion_random": ((150, 150, 235), 1),   # BGR, line width
+               "insertion": ((200, 90, 20), 2), "insertion_random": ((235, 190, 150), 1)}
+
+
+def curve_plot(curves: dict[str, list[float]], width: int = 520, height: int = 320) -> np.ndarray:
+    """The mean deletion / insertion curves (true-class probability vs share of pixels changed) as a
+    BGR image: explained order in strong colours, random order in pale ones."""
+    img = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 56, 150, 30, 40
+    pw, ph = width - left - right, height - top - bottom
+
+    def xy(fx: float, fy: float) -> tuple[int, int]:
+        return int(round(left + fx * pw)), int(round(top + (1 - fy) * ph))
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for t in np.linspace(0, 1, 6):
+        cv2.line(img, xy(t, 0), xy(t, 1), (230, 230, 230), 1)
+        cv2.line(img, xy(0, t), xy(1, t), (230, 230, 230), 1)
+        cv2.putText(img, f"{t:.1f}", (xy(t, 0)[0] - 10, height - bottom + 16), font, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{t:.1f}", (left - 30, xy(0, t)[1] + 4), font, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.rectangle(img, xy(0, 1), xy(1, 0), (90, 90, 90), 1)
+    cv2.putText(img, "share of pixels deleted / inserted", (left + 40, height - 6), font, 0.42, (30, 30, 30), 1,
+                cv2.LINE_AA)
+    cv2.putText(img, "p(true class)", (8, top - 12), font, 0.4, (30, 30, 30), 1, cv2.LINE_AA)
+    for k, (name, (colour, thickness)) in enumerate(CURVE_STYLE.items()):
+        y = np.clip(np.asarray(curves.get(name, []), np.float64), 0, 1)
+        if len(y) < 2:
+            continue
+        pts = np.array([xy(i / (len(y) - 1), v) for i, v in enumerate(y)], np.int32)
+        cv2.polylines(img, [pts], False, colour, thickness, cv2.LINE_AA)
+        ly = top + 14 + 20 * k
+        cv2.line(img, (width - right + 10, ly - 4), (width - right + 34, ly - 4), colour, max(thickness, 2))
+        cv2.putText(img, name.replace("_", " "), (width - right + 40, ly), font, 0.4, (30, 30, 30), 1, cv2.LINE_AA)
+    return img
+
+
 def write_report(out: Path, metrics: dict, model, arrays) -> Path:
-    figures = {"localisation": [], "failures": []}
+    figures: dict = {"localisation": [], "failures": []}
     if model.classes:
         g = GradCAMExplainer(model)
         channel = model.manifest["channels"][0]
+        scores = metrics["examples"].get("localisation_iou_tolerant", {})
         idx = {"localisation": metrics["examples"].get("localisation", []),
                "failures": [i for r in metrics.get("failures", {}).get("modes", {}).values() for i in r["examples"]][:9]}
         for section, indices in idx.items():
@@ -86,9 +129,13 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
                 if arrays.has_mask[i]:
                     contours, _ = cv2.findContours(arrays.masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
                     cv2.drawContours(img, contours, -1, (255, 255, 255), 1)
+                score = f", tolerant IoU {scores[str(i)]:.2f}" if section == "localisation" and str(i) in scores else ""
                 figures[section].append({"png": _png(cv2.resize(img, (192, 192), interpolation=cv2.INTER_NEAREST)),
-                                         "caption": f"#{i} {arrays.labels[i]} -> {e.prediction.label} "
+                                         "caption": f"#{i} {arrays.labels[i]} -> {e.prediction.label}{score} "
                                                     f"({channel}; white: mask)"})
+    curves = metrics.get("quality", {}).get("faithfulness", {}).get("curves")
+    if curves:
+        figures["faithfulness"] = _png(curve_plot(curves))
     env = Environment(autoescape=True)
     page = env.from_string(TEMPLATE).render(m=json.loads(json.dumps(metrics, default=float)), figures=figures)
     path = Path(out) / "report.html"

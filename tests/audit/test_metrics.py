@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from edge.audit.metrics import (auc, binarise, cosine_similarity, iou, pearson, perturbation_curve, pointing_game,
-                                relevance_mass, wilson_interval)
+from edge.audit.metrics import (auc, binarise, cosine_similarity, grow, iou, pearson, perturbation_curve, pointing_game,
+                                relevance_mass, tolerant_iou, wilson_interval)
 
 
 def test_binarise_and_iou():
@@ -15,6 +15,25 @@ def test_binarise_and_iou():
     mask = np.array([[False, False], [False, True]])
     assert iou(binarise(heat), mask) == 0.5
     assert iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0 and iou(mask, ~mask) == 0.0
+
+
+def test_tolerant_iou_counts_near_misses_within_the_tolerance_only():
+    crack = np.zeros((32, 32), bool)
+    crack[16, 4:28] = True                                   # a 1-px line
+    band = np.zeros((32, 32), bool)
+    band[12:21, 4:28] = True                                 # a map region 9 px tall centred on it
+    assert iou(band, crack) == pytest.approx(24 / 216)       # pixel IoU punishes the map's coarseness
+    assert tolerant_iou(band, crack, 4) == 1.0               # every map pixel within 4 px, every line pixel covered
+    assert tolerant_iou(band, crack, 0) == iou(band, crack)
+    half = band.copy()
+    half[:, 16:] = False                                     # the map covers the left half of the line only
+    # the right half of the line (x 16..27) lies farther than 4 px from the map, except x 16..19
+    assert tolerant_iou(half, crack, 4) == pytest.approx(108 / (108 + 0 + 8))
+    far = np.zeros((32, 32), bool)
+    far[0:3, 0:3] = True                                     # a map on something else entirely
+    assert tolerant_iou(far, crack, 4) == 0.0
+    assert tolerant_iou(np.zeros((4, 4), bool), np.zeros((4, 4), bool), 2) == 1.0
+    np.testing.assert_array_equal(grow(np.array([[0, 1, 0, 0, 0]], bool), 1), [[True, True, True, False, False]])
 
 
 def test_relevance_mass_and_pointing_game():
