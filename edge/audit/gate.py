@@ -5,8 +5,10 @@ physics r > 0.7 for every non-flat geometry and |r| < 0.3 on flat parts, faithfu
 AUC below the random order's, insertion AUC above it) and a passed sanity check (maps of a randomised
 model differ: cosine similarity < 0.5). The IoU judged by default is the tolerant one (a map pixel
 within one Grad-CAM cell of the mask counts as a hit; see audit.localisation): pixel IoU is bounded far
-below 0.5 for defects thinner than a cell, whatever the model attends to. A policy file (TOML)
-overrides any threshold:
+below 0.5 for defects thinner than a cell, whatever the model attends to. Likewise the physics r judged
+is the one at the physics' own 3-px scale (see audit.physics). Phase unwrapping, which the paper does
+not gate, must put its attribution at least twice as densely on the wrapped-phase jumps as elsewhere.
+A policy file (TOML) overrides any threshold:
 
     [localisation]
     iou_min = 0.5
@@ -14,6 +16,9 @@ overrides any threshold:
     [physics]
     r_min = 0.7
     flat_abs_r_max = 0.3
+    metric = "r"             # pixel-by-pixel r; or "r_physics_scale" (default)
+    [phase_physics]
+    concentration_min = 2.0
     [sanity]
     cosine_max = 0.5
 """
@@ -27,7 +32,8 @@ from pathlib import Path
 from edge.toml_file import read_toml
 
 DEFAULT_POLICY = {"localisation": {"iou_min": 0.5, "metric": "iou_tolerant_mean"},
-                  "physics": {"r_min": 0.7, "flat_abs_r_max": 0.3},
+                  "physics": {"r_min": 0.7, "flat_abs_r_max": 0.3, "metric": "r_physics_scale"},
+                  "phase_physics": {"concentration_min": 2.0},
                   "faithfulness": {"required": True},
                   "sanity": {"cosine_max": 0.5}}
 
@@ -53,28 +59,41 @@ def load_policy(path: Path | None) -> dict:
     return policy
 
 
+def _measure(row: dict, key: str, section: str, name: str) -> float:
+    if key not in row:
+        raise ValueError(f"metrics.json has no {section} {key!r} for {name} (it has {', '.join(sorted(row))}); "
+                         f"re-run `edge-xai audit` with this version, or name one of those with "
+                         f"[{section}] metric in --policy")
+    return row[key]
+
+
 def evaluate_gate(metrics: dict, policy: dict) -> list[Check]:
     checks = []
     loc = metrics.get("localisation")
     if loc is not None:
         key, bar = policy["localisation"]["metric"], policy["localisation"]["iou_min"]
         for cls, r in loc.items():
-            if key not in r:
-                raise ValueError(f"metrics.json has no localisation {key!r} for {cls} (it has {', '.join(sorted(r))}); "
-                                 "re-run `edge-xai audit` with this version, or name one of those with "
-                                 "[localisation] metric in --policy")
-            checks.append(Check(f"localisation {cls}", r[key] > bar, f"{key} {r[key]:.3f} (bar > {bar}, n {r['n']})"))
+            v = _measure(r, key, "localisation", cls)
+            checks.append(Check(f"localisation {cls}", v > bar, f"{key} {v:.3f} (bar > {bar}, n {r['n']})"))
     elif "classification" in metrics:
         checks.append(Check("localisation", False, "no localisation measured (the data has no masks)"))
     phys = metrics.get("physics")
     if phys is not None:
+        key = policy["physics"]["metric"]
         for geo, r in phys.items():
+            v = _measure(r, key, "physics", geo)
             if geo == "flat":
                 bar = policy["physics"]["flat_abs_r_max"]
-                checks.append(Check("physics flat", abs(r["r"]) < bar, f"|r| {abs(r['r']):.3f} (bar < {bar})"))
+                checks.append(Check("physics flat", abs(v) < bar, f"|{key}| {abs(v):.3f} (bar < {bar}, n {r['n']})"))
             else:
                 bar = policy["physics"]["r_min"]
-                checks.append(Check(f"physics {geo}", r["r"] > bar, f"r {r['r']:.3f} (bar > {bar}, n {r['n']})"))
+                checks.append(Check(f"physics {geo}", v > bar, f"{key} {v:.3f} (bar > {bar}, n {r['n']})"))
+    pp = metrics.get("phase_physics")
+    if pp is not None:
+        bar, v = policy["phase_physics"]["concentration_min"], pp.get("concentration_mean")
+        checks.append(Check("phase physics (attribution on jumps)", v is not None and v > bar,
+                            "no frame with phase jumps" if v is None else
+                            f"|IG| {v:.2f}x denser on jumps than on average (bar > {bar}, n {pp['n']})"))
     q = metrics.get("quality")
     if q is not None:
         f = q["faithfulness"]

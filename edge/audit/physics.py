@@ -3,8 +3,12 @@
 Thermal (protocol): for each frame, Integrated Gradients of the mean corrected temperature over the
 whole frame (Gauss-Legendre, 16 points, `uniform` baseline: each channel at its image mean, the pitch
 plane kept), |IG| summed over the thermal and height channels, against the simulator's
-physics-importance map |apparent - true| (K). Pearson r per frame, averaged per geometry. A flat part
-has no geometric structure, so its |r| should stay small.
+physics-importance map |apparent - true| (K). Pearson r per frame, averaged per geometry: `r` pixel by
+pixel, and `r_physics_scale` (judged by the default gate) with |IG| first smoothed by a Gaussian of
+3 px, the scale over which the simulated physics itself reads the shape (view factors from a 3-px
+smoothed surface, slopes from neighbouring pixels): the error at a pixel is caused by the height
+around it, so a faithful attribution lies on that neighbourhood, not on the pixel. A flat part has
+no geometric structure, so its |r| should stay small.
 
 Phase (protocol): |IG| of the mean unwrapped phase against the wrapped-phase jump map (pixels within
 2 px of a 2 pi discontinuity): the concentration = share of |IG| on jumps over their share of the area
@@ -12,6 +16,7 @@ Phase (protocol): |IG| of the mean unwrapped phase against the wrapped-phase jum
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from edge.audit.metrics import grow, pearson
@@ -19,22 +24,31 @@ from edge.explain.ig import IGExplainer
 
 THERMAL_PROTOCOL = __doc__.split("Thermal (protocol): ")[1].split("\n\nPhase")[0].replace("\n", " ")
 PHASE_PROTOCOL = __doc__.split("Phase (protocol): ")[1].strip().replace("\n", " ")
+PHYSICS_SCALE_PX = 3.0        # edge.sim.geometry.concavity smooths the surface with this sigma
 
 
 def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: list[str], batch: int = 8,
                     progress=None) -> dict:
     ig = IGExplainer(model, n_steps=16, baseline="uniform")
     channels = [i for i, c in enumerate(model.manifest["channels"]) if c in ("thermal", "height")]
-    r_by_geo: dict[str, list[float]] = {}
+    r_by_geo: dict[str, list[tuple[float, float]]] = {}
     for s in range(0, len(x), batch):
         for k, e in enumerate(ig.explain(x[s:s + batch])):
             i = s + k
-            a = np.abs(e.extras["per_channel"][channels]).sum(axis=0)
+            a = np.abs(e.extras["per_channel"][channels]).sum(axis=0).astype(np.float32)
             r = pearson(a, importance[i])
-            r_by_geo.setdefault(geometries[i], []).append(0.0 if np.isnan(r) else r)
+            r_scale = pearson(cv2.GaussianBlur(a, (0, 0), PHYSICS_SCALE_PX), importance[i])
+            # a constant map (no attribution, or no structure) correlates with nothing: 0, not NaN
+            r_by_geo.setdefault(geometries[i], []).append((0.0 if np.isnan(r) else r, 0.0 if np.isnan(r_scale) else r_scale))
         if progress:
             progress(min(batch, len(x) - s))
-    return {g: {"r": float(np.mean(v)), "r_std": float(np.std(v)), "n": len(v)} for g, v in sorted(r_by_geo.items())}
+    out = {}
+    for g, v in sorted(r_by_geo.items()):
+        arr = np.array(v)
+        out[g] = {"r": float(arr[:, 0].mean()), "r_std": float(arr[:, 0].std()),
+                  "r_physics_scale": float(arr[:, 1].mean()), "r_physics_scale_std": float(arr[:, 1].std()),
+                  "n": len(v)}
+    return out
 
 
 def jump_map(wrapped: np.ndarray, px: int = 2) -> np.ndarray:

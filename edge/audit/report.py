@@ -64,8 +64,10 @@ in random order (pale). A faithful map makes deletion fall and insertion rise so
 <table><tr><th>mode</th><th>count</th><th>suggested remedy</th></tr>{% for k, r in m.failures.modes.items() %}
 <tr><td>{{ k }}</td><td>{{ r.count }}</td><td style="text-align:left">{{ r.remedy }}</td></tr>{% endfor %}</table>
 {% for f in figures.failures %}<figure><img src="data:image/png;base64,{{ f.png }}" width="192"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
-{% if m.physics %}<h2>Physics (thermal)</h2><p>{{ m.protocols.physics }}</p><table><tr><th>geometry</th><th>r</th><th>std</th><th>n</th></tr>
-{% for g, r in m.physics.items() %}<tr><td>{{ g }}</td><td>{{ "%.3f"|format(r.r) }}</td><td>{{ "%.3f"|format(r.r_std) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>{% endif %}
+{% if m.physics %}<h2>Physics (thermal)</h2><p>{{ m.protocols.physics }}</p><table><tr><th>geometry</th><th>r (pixel)</th><th>std</th>
+<th>r at physics scale (gate)</th><th>std</th><th>n</th></tr>
+{% for g, r in m.physics.items() %}<tr><td>{{ g }}</td><td>{{ "%.3f"|format(r.r) }}</td><td>{{ "%.3f"|format(r.r_std) }}</td>
+<td>{{ "%.3f"|format(r.r_physics_scale) }}</td><td>{{ "%.3f"|format(r.r_physics_scale_std) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>{% endif %}
 {% if m.phase_physics %}<h2>Physics (phase unwrapping)</h2><p>{{ m.protocols.phase_physics }}</p><pre>{{ m.phase_physics | tojson(indent=2) }}</pre>{% endif %}
 {% if m.operator_agreement %}<h2>Operator agreement</h2><table><tr><th>condition</th><th>agreement</th><th>95 % CI</th><th>n</th></tr>
 {% for c, r in m.operator_agreement.items() %}<tr><td>{{ c }}</td><td>{{ "%.3f"|format(r.agreement) }}</td>

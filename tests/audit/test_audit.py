@@ -48,7 +48,7 @@ def test_thermal_audit_reports_physics_per_geometry(test_set, tmp_path):
                  "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["physics"]) <= {"flat", "v_groove", "cavity", "cylinder", "step", "combined"}
-    assert all(-1 <= r["r"] <= 1 and r["n"] >= 1 for r in m["physics"].values())
+    assert all(-1 <= r["r"] <= 1 and -1 <= r["r_physics_scale"] <= 1 and r["n"] >= 1 for r in m["physics"].values())
 
 
 def test_data_the_model_cannot_read_fails_naming_the_channel(tmp_path):
@@ -70,20 +70,31 @@ def test_gate_policy_and_exit_codes(tmp_path, capsys):
     metrics = {"classification": {"accuracy": 1.0},
                "localisation": {"crack": {"iou_mean": 0.03, "iou_tolerant_mean": 0.6, "iou_grown_mean": 0.7, "n": 5},
                                 "pit": {"iou_mean": 0.05, "iou_tolerant_mean": 0.2, "iou_grown_mean": 0.6, "n": 5}},
-               "physics": {"cylinder": {"r": 0.8, "n": 3}, "flat": {"r": 0.5, "n": 3}},
+               "physics": {"cylinder": {"r": 0.6, "r_physics_scale": 0.8, "n": 3},
+                           "flat": {"r": 0.1, "r_physics_scale": 0.5, "n": 3}},
+               "phase_physics": {"concentration_mean": 1.4, "n": 4},
                "quality": {"faithfulness": {"deletion_auc": 0.2, "deletion_random_auc": 0.5, "insertion_auc": 0.9,
                                             "insertion_random_auc": 0.6},
                            "sanity": {"cosine_trained_vs_random": 0.3}}}
     checks = {c.name: c.passed for c in evaluate_gate(metrics, load_policy(None))}
     assert checks == {"localisation crack": True, "localisation pit": False, "physics cylinder": True,
-                      "physics flat": False, "faithfulness": True, "sanity (randomised weights)": True}
+                      "physics flat": False, "phase physics (attribution on jumps)": False,
+                      "faithfulness": True, "sanity (randomised weights)": True}
     f = tmp_path / "metrics.json"
     f.write_text(json.dumps(metrics))
     assert main(["gate", str(f)]) == 1
     out = capsys.readouterr().out
-    assert "FAIL  localisation pit: iou_tolerant_mean 0.200 (bar > 0.5, n 5)" in out and "gate FAILED: 4 of 6" in out
+    assert "FAIL  localisation pit: iou_tolerant_mean 0.200 (bar > 0.5, n 5)" in out and "gate FAILED: 4 of 7" in out
     policy = tmp_path / "policy.toml"
-    policy.write_text('[localisation]\nmetric = "iou_grown_mean"\n[physics]\nflat_abs_r_max = 0.6\n')
+    policy.write_text('[localisation]\nmetric = "iou_grown_mean"\n[physics]\nflat_abs_r_max = 0.6\n'
+                      '[phase_physics]\nconcentration_min = 1.2\n')
+    assert main(["gate", str(tmp_path), "--policy", str(policy)]) == 0
+    policy.write_text('[localisation]\nmetric = "iou_grown_mean"\n[physics]\nmetric = "r"\n'
+                      '[phase_physics]\nconcentration_min = 1.2\n')     # pixel r: cylinder fails, flat passes
+    assert main(["gate", str(tmp_path), "--policy", str(policy)]) == 1
+    assert "FAIL  physics cylinder: r 0.600 (bar > 0.7, n 3)" in capsys.readouterr().out
+    policy.write_text('[localisation]\nmetric = "iou_grown_mean"\n[physics]\nflat_abs_r_max = 0.6\n'
+                      '[phase_physics]\nconcentration_min = 1.2\n')
     assert main(["gate", str(tmp_path), "--policy", str(policy)]) == 0
     policy.write_text('[localisation]\nmetric = "iou_mean"\n')           # the paper's pixel IoU fails both
     assert main(["gate", str(f), "--policy", str(policy)]) == 1
