@@ -1,6 +1,6 @@
 """Audit speed: `edge-xai audit` of each shipped model on the same simulated frames, this machine.
 
-    python benchmarks/audit.py [--n 1000] [--data DIR] [--models defect,thermal,phase] [--shap-samples 30]
+    python benchmarks/audit.py [--n 1000] [--data DIR] [--models defect,thermal,phase] [--shap-samples 60]
                                [--out benchmarks/measured/audit-cpu.json]
 
 Without --data, --n frames are simulated first (seed 1000, the held-out seed; not timed). Each model's
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=1000, help="frames to simulate when --data is not given")
     p.add_argument("--data", type=Path, help="an existing dataset folder (all of it is audited)")
     p.add_argument("--models", default="defect,thermal,phase")
-    p.add_argument("--shap-samples", type=int, default=30, help="the audit's default")
+    p.add_argument("--shap-samples", type=int, default=60, help="the audit's default")
     p.add_argument("--out", type=Path, help="JSON results file")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -411,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--models", default=None, help="model folders to serve (default: the bundled models/)")
     v.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     v.add_argument("--allow-unaudited", action="store_true",
-                   help="serve models without a passing audit (edge-xai audit + gate --record)")
+                   help="also serve models without a passing audit (edge-xai audit + gate --record); "
+                        "by default they are withheld, and the node refuses to start if no audited "
+                        "classifier is left")
     v.set_defaults(func=_cmd_serve)
 
     st = sub.add_parser("station", help="simulated camera station(s): send frames, report latency",
@@ -449,18 +451,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--data", required=True, help="dataset folder (simulator or your own images with masks)")
     a.add_argument("--out", required=True, help="report folder (report.html, metrics.json)")
     a.add_argument("--limit", type=int, default=None, help="audit a seeded random subset of this size")
-    a.add_argument("--shap-samples", type=int, default=30, help="samples for the SHAP-based checks (default 30)")
+    a.add_argument("--shap-samples", type=int, default=60,
+                   help="samples for faithfulness, stability, sanity and the SHAP checks (default 60: ~10 per class)")
     a.add_argument("--store", default=None, help="audit store with operator verdicts (operator agreement)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--json", action="store_true", help="also print metrics.json")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=_cmd_audit)
 
+    from edge.audit import gate as gate_module     # light: its docstring is the policy's documentation
+
     gt = sub.add_parser("gate", help="pass/fail a model's audit against a policy (exit 1 listing failures)",
-                        description="Judge REPORT_DIR/metrics.json against the default policy (the seed paper's "
-                                    "thresholds) or a TOML policy file; prints every check, exits 1 if any fails.")
+                        description="Judge REPORT_DIR/metrics.json against the default policy or a TOML policy "
+                                    "file; prints every check, exits 1 if any fails, 2 on unusable input.",
+                        epilog=gate_module.__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     gt.add_argument("metrics", help="metrics.json or the report folder holding it")
-    gt.add_argument("--policy", default=None, help="TOML policy overriding thresholds (see edge/audit/gate.py)")
+    gt.add_argument("--policy", default=None, help="TOML policy overriding thresholds (format below)")
     gt.add_argument("--record", default=None, metavar="MODEL_DIR",
                     help="write the outcome into this model folder's manifest (the server reads it)")
     gt.set_defaults(func=_cmd_gate)

@@ -124,12 +124,12 @@ def record_audit(model_dir: Path, metrics: dict, checks: list[Check], metrics_pa
                          f"than {model_dir} ({sha[:12]})")
     failed = [c.name for c in checks if not c.passed]
     audit = {"status": "passed" if not failed else "failed", "failed_checks": failed, "sha256": sha,
-             "metrics": str(metrics_path), "policy": policy or "default (seed paper)",
+             "metrics": str(metrics_path), "policy": policy or "default",
              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = Path(model_dir) / "manifest.json"
     data = json.loads(path.read_text())
     data["audit"] = audit
-    path.write_text(json.dumps(data, indent=2))
+    path.write_text(json.dumps(data, indent=2) + "\n")
     return audit
 
 

@@ -7,7 +7,8 @@
 - top SHAP patch in defect: share of defective samples whose most positive SHAP patch overlaps the
   mask (grown by 4 px);
 - completeness: share of f(x) - f(baseline) (log-odds) carried by the top-5 SHAP patches;
-- consistency: per class, share of samples whose primary descriptor is the class's most common one;
+- consistency: per defect class, share of correctly classified samples whose primary descriptor is the
+  class's most common one;
 - stability: cosine similarity of Grad-CAM maps under Gaussian noise of 1 % of each channel's spread;
 - sanity: Grad-CAM of the same model with every weight re-drawn at random (same std per tensor);
   its maps must differ clearly from the trained model's (mean cosine similarity reported).
@@ -101,7 +102,7 @@ def shap_quality(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, 
             in_defect.append(bool(grow(masks[i], 4)[t:b, l:r].any()))
         channels = {n: x[i, k] for k, n in enumerate(model.manifest["channels"])}
         _, items = explain_in_words(predicted[i], e.prediction.confidence, v, boxes, channels, pitch[i], ok)
-        if items and labels[i] == predicted[i]:
+        if items and labels[i] == predicted[i] and labels[i] != ok:    # "same defect class, same descriptor"
             descriptors.setdefault(labels[i], []).append(items[0]["descriptor"])
         if progress:
             progress(1)

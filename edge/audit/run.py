@@ -35,7 +35,7 @@ def _stage(metrics: dict, name: str):
 
 
 def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, store: Path | None = None,
-          shap_samples: int = 30, progress: bool = True, seed: int = 0) -> dict:
+          shap_samples: int = 60, progress: bool = True, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     model = Model.load(model_dir)
     out = Path(out)

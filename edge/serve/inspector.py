@@ -57,14 +57,23 @@ class Inspector:
                 except ManifestError as e:
                     raise ManifestError(f"cannot serve {d}: {e}") from e
         self.audit = {n: audit_status(m.manifest) for n, m in self.models.items()}
-        refused = {n: st for n, st in self.audit.items() if st != "passed"}
-        if refused and not allow_unaudited:
-            raise PermissionError("refusing to serve models without a passing audit: "
-                                  + "; ".join(f"{n}: {st}" for n, st in refused.items())
-                                  + " (run edge-xai audit, then edge-xai gate --record MODEL_DIR; or start with "
-                                    "--allow-unaudited)")
-        for n in refused:
-            log.warning("serving %s without a passing audit (%s)", n, refused[n])
+        unaudited = {n: st for n, st in self.audit.items() if st != "passed"}
+        how = "run edge-xai audit, then edge-xai gate --record MODEL_DIR; or start with --allow-unaudited"
+        # Models without a passing audit are left out, not the whole node: the line keeps its audited
+        # classifier while, say, a thermal model that failed its physics check is withheld.
+        self.refused: dict[str, str] = {}
+        if unaudited and not allow_unaudited:
+            if not any(m.classes for n, m in self.models.items() if n not in unaudited):
+                raise PermissionError("refusing to serve models without a passing audit: "
+                                      + "; ".join(f"{n}: {st}" for n, st in unaudited.items())
+                                      + f", and no audited classifier is left to serve ({how})")
+            self.refused = unaudited
+            for n, st in unaudited.items():
+                del self.models[n]
+                log.warning("not serving %s: %s (%s)", n, st, how)
+        else:
+            for n, st in unaudited.items():
+                log.warning("serving %s without a passing audit (%s)", n, st)
         classifiers = [n for n, m in self.models.items() if m.classes]
         if not classifiers:
             raise FileNotFoundError(f"{models_dir}: no classifier model folder (with manifest.json) to serve")
@@ -83,9 +92,13 @@ class Inspector:
         name = name or self.default_model
         m = self.models.get(name)
         if m is None or not m.classes:
-            raise UnknownName(f"model {name!r}: not served here (classifiers: "
+            raise UnknownName(f"model {name!r}: not served here{self.refusal(name)} (classifiers: "
                               f"{', '.join(n for n, x in self.models.items() if x.classes)})")
         return m
+
+    def refusal(self, name: str) -> str:
+        """Why a model is missing, for error messages: its audit status if it was withheld, else nothing."""
+        return f" (withheld: audit {self.refused[name]})" if name in self.refused else ""
 
     def regression_models(self) -> dict[str, Model]:
         return {n: m for n, m in self.models.items() if not m.classes}

@@ -62,7 +62,7 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
         for name in wanted:
             m = inspector.regression_models().get(name)
             if m is None:
-                raise UnknownName(f"regression_models: {name!r} is not served here "
+                raise UnknownName(f"regression_models: {name!r} is not served here{inspector.refusal(name)} "
                                   f"({', '.join(inspector.regression_models()) or 'none'})")
             try:
                 regression[name] = decode_frame(request.frame, m.manifest["channels"], m.input_shape[1:])

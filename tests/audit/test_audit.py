@@ -108,7 +108,7 @@ def test_gate_policy_and_exit_codes(tmp_path, capsys):
     assert main(["gate", str(tmp_path / "none.json")]) == 2
 
 
-def test_gate_records_the_outcome_and_the_server_refuses_unaudited_models(tmp_path, capsys):
+def test_gate_records_the_outcome_and_the_server_withholds_unaudited_models(tmp_path, capsys):
     import shutil
 
     from edge.audit.gate import audit_status
@@ -121,8 +121,9 @@ def test_gate_records_the_outcome_and_the_server_refuses_unaudited_models(tmp_pa
         m = json.loads((models / name / "manifest.json").read_text())
         m["files"].pop("weights.pt", None)
         m["extra_files"] = []
+        m.pop("audit", None)                     # start from models nobody has audited
         (models / name / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(PermissionError, match="defect: not audited; phase: not audited"):
+    with pytest.raises(PermissionError, match="defect: not audited; phase: not audited.*no audited classifier"):
         Inspector(models)
     sha = load_manifest(models / "defect")["files"]["predict.onnx"]
     good = {"model": {"sha256": sha}, "localisation": {"crack": {"iou_tolerant_mean": 0.7, "n": 3}}}
@@ -137,10 +138,14 @@ def test_gate_records_the_outcome_and_the_server_refuses_unaudited_models(tmp_pa
     (tmp_path / "bad.json").write_text(json.dumps(bad | {"model": {"sha256": phase_sha}}))
     assert main(["gate", str(tmp_path / "bad.json"), "--record", str(models / "phase")]) == 1
     assert audit_status(load_manifest(models / "phase")) == "failed (localisation crack)"
-    with pytest.raises(PermissionError, match="phase: failed"):
-        Inspector(models)
+    # the audited classifier is served; the model that failed its audit is withheld, and says why
+    served = Inspector(models)
+    assert list(served.models) == ["defect"] and served.refused == {"phase": "failed (localisation crack)"}
+    with pytest.raises(LookupError, match=r"'phase': not served here \(withheld: audit failed \(localisation crack\)\)"):
+        served.classifier("phase")
     served = Inspector(models, allow_unaudited=True)
-    assert served.audit == {"defect": "passed", "phase": "failed (localisation crack)"}
+    assert served.audit == {"defect": "passed", "phase": "failed (localisation crack)"} and not served.refused
+    assert list(served.models) == ["defect", "phase"]
 
 
 def test_operator_agreement_per_condition_with_wilson_intervals(tmp_path):
