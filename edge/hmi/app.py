@@ -90,9 +90,10 @@ def create_app(node: Node) -> FastAPI:
 
     @app.get("/api/models")
     async def models():
+        inspector = node.inspector
         return [{"name": n, "task": m.task, "classes": m.classes, "channels": m.manifest["channels"],
-                 "audit_status": node.inspector.audit[n]}
-                for n, m in node.inspector.models.items()]
+                 "audit_status": inspector.audit[n], "served": n in inspector.models}
+                for n, m in [*inspector.models.items(), *inspector.withheld.items()]]
 
     @app.post("/api/verdicts")
     async def verdict(v: VerdictIn):

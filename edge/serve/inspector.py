@@ -62,6 +62,7 @@ class Inspector:
         # Models without a passing audit are left out, not the whole node: the line keeps its audited
         # classifier while, say, a thermal model that failed its physics check is withheld.
         self.refused: dict[str, str] = {}
+        self.withheld: dict[str, Model] = {}       # loaded, listed with served = false, never run
         if unaudited and not allow_unaudited:
             if not any(m.classes for n, m in self.models.items() if n not in unaudited):
                 raise PermissionError("refusing to serve models without a passing audit: "
@@ -69,7 +70,7 @@ class Inspector:
                                       + f", and no audited classifier is left to serve ({how})")
             self.refused = unaudited
             for n, st in unaudited.items():
-                del self.models[n]
+                self.withheld[n] = self.models.pop(n)
                 log.warning("not serving %s: %s (%s)", n, st, how)
         else:
             for n, st in unaudited.items():

@@ -166,20 +166,23 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         return pb.VerdictAck(inspection_id=request.inspection_id, recorded_unix_ms=t)
 
     def _info(self, name: str) -> pb.ModelInfo:
-        m = self.node.inspector.models[name]
+        inspector = self.node.inspector
+        m = inspector.models.get(name) or inspector.withheld[name]
         c, h, w = m.input_shape
-        return pb.ModelInfo(name=name, task=m.task, sha256=self.node.inspector.sha256(name),
+        return pb.ModelInfo(name=name, task=m.task, sha256=m.manifest["files"][m.manifest["graphs"]["predict"]["file"]],
                             channels=m.manifest["channels"], classes=m.classes, height=h, width=w,
-                            graphs=list(m.manifest["graphs"]),
-                            audit_status=self.node.inspector.audit[name])
+                            graphs=list(m.manifest["graphs"]), audit_status=inspector.audit[name],
+                            served=name in inspector.models)
 
     async def ListModels(self, request, context):
         await self._ready(context)
-        return pb.ListModelsResponse(models=[self._info(n) for n in self.node.inspector.models])
+        names = [*self.node.inspector.models, *self.node.inspector.withheld]
+        return pb.ListModelsResponse(models=[self._info(n) for n in names])
 
     async def GetModelInfo(self, request, context):
         await self._ready(context)
-        if request.name not in self.node.inspector.models:
+        inspector = self.node.inspector
+        if request.name not in inspector.models and request.name not in inspector.withheld:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"name {request.name!r}: no such model "
-                                f"({', '.join(self.node.inspector.models)})")
+                                f"({', '.join([*inspector.models, *inspector.withheld])})")
         return self._info(request.name)

@@ -236,7 +236,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "sha256", "channels", "classes", "height", "width", "graphs", "audit_status")
+    __slots__ = ("name", "task", "sha256", "channels", "classes", "height", "width", "graphs", "audit_status", "served")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +246,7 @@ class ModelInfo(_message.Message):
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     GRAPHS_FIELD_NUMBER: _ClassVar[int]
     AUDIT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: str
     sha256: str
@@ -255,7 +256,8 @@ class ModelInfo(_message.Message):
     width: int
     graphs: _containers.RepeatedScalarFieldContainer[str]
     audit_status: str
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., sha256: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., classes: _Optional[_Iterable[str]] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., graphs: _Optional[_Iterable[str]] = ..., audit_status: _Optional[str] = ...) -> None: ...
+    served: bool
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., sha256: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., classes: _Optional[_Iterable[str]] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., graphs: _Optional[_Iterable[str]] = ..., audit_status: _Optional[str] = ..., served: _Optional[bool] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

@@ -253,3 +253,33 @@ def test_a_4_mpixel_16_bit_three_channel_frame_fits_the_message_limit(stub, requ
     assert frame.ByteSize() > 24 * 1024 * 1024
     r = stub.Inspect(pb.InspectRequest(frame=frame, station_id="4mp"), timeout=30)
     assert r.heatmap.height == 128 and r.label == "crack"
+
+
+def test_models_whose_audit_failed_are_listed_but_withheld(tmp_path, requests):
+    """The shipped thermal model fails its recorded audit (docs/audits/thermal): a node started without
+    --allow-unaudited serves the classifier and phase unwrapping, and withholds thermal, saying why."""
+    from edge.audit.gate import audit_status
+    from edge.runtime.manifest import load_manifest
+    from conftest import MODELS
+
+    status = audit_status(load_manifest(MODELS / "thermal"))
+    assert status.startswith("failed")
+    with running_server(make_config(tmp_path, allow_unaudited=False)) as s, \
+            grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as ch:
+        stub = pb_grpc.InspectionStub(ch)
+        listed = {m.name: m for m in stub.ListModels(pb.ListModelsRequest(), timeout=10).models}
+        assert listed["defect"].served and listed["defect"].audit_status == "passed" and listed["phase"].served
+        assert not listed["thermal"].served and listed["thermal"].audit_status == status
+        assert stub.GetModelInfo(pb.GetModelInfoRequest(name="thermal"), timeout=10).served is False
+        req = pb.InspectRequest()
+        req.CopyFrom(requests[1])
+        req.explanations[:] = [pb.GRADCAM, pb.IG]
+        req.regression_models[:] = ["thermal"]
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Inspect(req, timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND and f"withheld: audit {status}" in e.value.details()
+        req.regression_models[:] = []                                   # "all served": thermal is not among them
+        r = stub.Inspect(req, timeout=30)
+        assert r.label == "crack" and "thermal" not in {a.model for a in r.attributions}
+        models = httpx.get(f"http://127.0.0.1:{s.hmi_port}/api/models", timeout=10).json()
+        assert {m["name"]: m["served"] for m in models} == {"defect": True, "phase": True, "thermal": False}
