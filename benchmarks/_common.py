@@ -56,3 +56,9 @@ def write_json(path: Path | None, result: dict) -> None:
 def summary(samples: list[float]) -> dict:
     return {"median_ms": float(np.median(samples)), "p10_ms": float(np.percentile(samples, 10)),
             "p90_ms": float(np.percentile(samples, 90)), "runs": len(samples)}
+
+
+def print_targets(checks: dict[str, tuple[float, bool]], unit: str = "", width: int = 52) -> None:
+    """One line per target: what was measured against it, and whether it is met."""
+    for label, (value, ok) in checks.items():
+        print(f"{label:<{width}}{value:>8.2f}{unit}  {'met' if ok else 'NOT met'}")

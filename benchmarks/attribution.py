@@ -171,7 +171,7 @@ def main() -> None:
 
     from tqdm import tqdm
 
-    from _common import machine, summary, write_json
+    from _common import machine, print_targets, summary, write_json
 
     rows = [r for r in args.rows.split(",") if r]
     unknown = set(rows) - set(ROWS)
@@ -220,9 +220,8 @@ def main() -> None:
     for k, v in results.items():
         print(f"{k:<22}{v['median_ms']:>12.2f}{v['p10_ms']:>10.2f}{v['p90_ms']:>10.2f}{v['runs']:>6}")
     print()
-    for (label, _, _, how, bar) in checks:
-        if label in ratios:
-            print(f"{label:<32}{ratios[label]:>8.2f}  target {how} {bar:<5} {'met' if met[label] else 'NOT met'}")
+    print_targets({f"{label} (target {how} {bar})": (ratios[label], met[label])
+                   for (label, _, _, how, bar) in checks if label in ratios})
     m = result["machine"]
     print(f"\nmachine: {m['cpu']} ({m['cpu_count']} cores, {m['threads']} threads), gpu: {m['gpu']}")
     write_json(args.out, result)

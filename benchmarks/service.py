@@ -85,7 +85,7 @@ def main() -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     import grpc
 
-    from _common import machine, write_json
+    from _common import machine, print_targets, write_json
     from edge.serve.station import run_stations
 
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-bench-"))
@@ -130,8 +130,7 @@ def main() -> None:
     for name, r in results.items():
         other = {k: v for k, v in r.items() if k not in ("p50_ms", "p95_ms", "p99_ms")}
         print(f"{name:<16}{r['p50_ms']:>9.2f}{r.get('p95_ms', float('nan')):>9.2f}{r['p99_ms']:>9.2f}  {other}")
-    for k, (v, ok) in checks.items():
-        print(f"{k:<46}{v:>8.2f}  {'met' if ok else 'NOT met'}")
+    print_targets(checks)
     m = out["machine"]
     print(f"machine: {m['cpu']} ({m['cpu_count']} cores), server threads {args.threads}")
     write_json(args.out, out)

@@ -132,9 +132,18 @@ def test_station_reports_json_and_fails_on_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_serve_refuses_unaudited_models_without_the_flag(tmp_path):
+def test_serve_refuses_to_start_when_no_audited_classifier_is_left(tmp_path):
+    import json
+    import shutil
+
+    models = tmp_path / "models"
+    for name in ("defect", "thermal"):
+        shutil.copytree(MODELS / name, models / name, ignore=shutil.ignore_patterns(".engines"))
+        manifest = json.loads((models / name / "manifest.json").read_text())
+        manifest.pop("audit", None)                  # as trained: nobody has audited these copies
+        (models / name / "manifest.json").write_text(json.dumps(manifest))
     r = subprocess.run([sys.executable, "-m", "edge.cli", "serve", "--grpc", "127.0.0.1:0", "--hmi", "off", "--store",
-                        str(tmp_path / "a.sqlite")], capture_output=True, text=True, timeout=120)
+                        str(tmp_path / "a.sqlite"), "--models", str(models)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
-    assert "refusing to serve models without a passing audit: defect: not audited" in r.stderr
-    assert "--allow-unaudited" in r.stderr
+    assert "refusing to serve models without a passing audit: defect: not audited; thermal: not audited" in r.stderr
+    assert "no audited classifier is left" in r.stderr and "--allow-unaudited" in r.stderr

@@ -68,20 +68,29 @@ def load(ch, stop: threading.Event, acked: list, errors: list, workers: int = 4)
     return threads
 
 
-def test_kill_9_under_load_loses_no_acknowledged_inspection(tmp_path):
+def under_load(tmp_path, acked_before: int):
+    """A serve process with 4 stations sending, once `acked_before` inspections were answered."""
     proc, ch, store_path = start_serve(tmp_path)
     stop, acked, errors = threading.Event(), [], []
     threads = load(ch, stop, acked, errors)
-    while len(acked) < 30:
+    while len(acked) < acked_before:
         time.sleep(0.05)
-        assert proc.poll() is None
+        assert proc.poll() is None, proc.stdout.read()
+
+    def finish():
+        stop.set()
+        for t in threads:
+            t.join(10)
+        ch.close()
+    return proc, store_path, acked, errors, finish
+
+
+def test_kill_9_under_load_loses_no_acknowledged_inspection(tmp_path):
+    proc, store_path, acked, errors, finish = under_load(tmp_path, 30)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     seen = list(acked)                   # everything acknowledged before the kill
-    stop.set()
-    for t in threads:
-        t.join(10)
-    ch.close()
+    finish()
     store = AuditStore(store_path)
     assert store.integrity_check() == "ok"
     missing = [i for i in seen if store.get_row(i) is None]
@@ -90,17 +99,10 @@ def test_kill_9_under_load_loses_no_acknowledged_inspection(tmp_path):
 
 
 def test_sigterm_drains_in_flight_work_and_exits_cleanly(tmp_path):
-    proc, ch, store_path = start_serve(tmp_path)
-    stop, acked, errors = threading.Event(), [], []
-    threads = load(ch, stop, acked, errors)
-    while len(acked) < 10:
-        time.sleep(0.05)
+    proc, store_path, acked, errors, finish = under_load(tmp_path, 10)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
-    stop.set()
-    for t in threads:
-        t.join(10)
-    ch.close()
+    finish()
     assert proc.returncode == 0, out
     # requests after the signal are refused (UNAVAILABLE), never half-done
     assert set(errors) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}

@@ -173,7 +173,8 @@ def test_stream_verdicts_and_models(stub, requests, server):
         assert e.value.code() == code
     models = {m.name: m for m in stub.ListModels(pb.ListModelsRequest()).models}
     assert set(models) == {"defect", "thermal", "phase"} and models["defect"].classes[0] == "ok"
-    assert models["defect"].audit_status == "not audited"
+    assert models["defect"].audit_status == "passed" and models["thermal"].audit_status.startswith("failed")
+    assert all(m.served for m in models.values())                 # this node runs with --allow-unaudited
     assert stub.GetModelInfo(pb.GetModelInfoRequest(name="thermal")).channels == ["thermal", "height", "pixel_pitch_mm"]
     with pytest.raises(grpc.RpcError) as e:
         stub.GetInspection(pb.GetInspectionRequest(inspection_id="nope"))
