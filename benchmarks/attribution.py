@@ -11,7 +11,7 @@ Rows (JSON `results.<name>.median_ms`):
   ig                   our IG, M = 50 Gauss-Legendre, one batched input-gradient call
   captum_ig            Captum IntegratedGradients, n_steps = 50, gausslegendre, internal_batch_size = 50
   ig_adaptive          our adaptive IG, relative completeness delta <= 1 %
-  shap                 our patch SHAP (KernelSHAP, 8x8/4 patches, blur baseline), --shap-budget evaluations
+  shap                 our patch SHAP (KernelSHAP, default 16x16/8 patches, blur baseline), --shap-budget evaluations
   shap_lib             shap.KernelExplainer on the same patch game with the torch model's forward,
                        the stack a shap user has, same budget
   shap_lib_onnx        the same with our ONNX forward: what is left is the library's own overhead
@@ -114,9 +114,9 @@ def build_row(name: str, args: argparse.Namespace):
         import shap
 
         from edge.explain.baselines import make_baseline
-        from edge.explain.patches import PatchGrid
+        from edge.explain.patches import DEFAULT_PATCH, DEFAULT_STRIDE, PatchGrid
 
-        grid = PatchGrid(*xn.shape[2:], 8, 4)
+        grid = PatchGrid(*xn.shape[2:], DEFAULT_PATCH, DEFAULT_STRIDE)     # the same players as ours
         base = make_baseline(xn, "blur", "defect")
 
         def forward(batch):

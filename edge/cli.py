@@ -392,9 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--baseline", default=None,
                    help="black, blur, uniform, zero, flat, or a .npy (C,H,W) array in the graph's input "
                         "space (default: blur for defect, uniform for thermal, flat for phase)")
+    from edge.explain.patches import DEFAULT_PATCH, DEFAULT_STRIDE    # numpy only
+
     g = x.add_argument_group("patch SHAP")
-    g.add_argument("--patch", type=int, default=8, help="patch side in pixels (default 8)")
-    g.add_argument("--stride", type=int, default=4, help="patch stride (default 4; equal to --patch for a grid)")
+    g.add_argument("--patch", type=int, default=DEFAULT_PATCH, help=f"patch side in pixels (default {DEFAULT_PATCH})")
+    g.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
+                   help=f"patch stride (default {DEFAULT_STRIDE}; equal to --patch for a grid). Keep the number "
+                        "of patches below --shap-budget, or the estimate is underdetermined")
     g.add_argument("--shap-budget", type=int, default=1024, help="model evaluations (default 1024)")
     g.add_argument("--estimator", default="kernel", choices=["kernel", "permutation", "exact"])
     g.add_argument("--seed", type=int, default=0)

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# SHAP's default players (see edge.explain.shap for why 16x16/8 and not finer).
+DEFAULT_PATCH, DEFAULT_STRIDE = 16, 8
+
 
 def _starts(length: int, size: int, stride: int) -> list[int]:
     if size > length:
