@@ -129,9 +129,10 @@ def explain_in_words(label: str, confidence: float, patch_values: np.ndarray, bo
 def add_sentences(model, x: np.ndarray, explanations: list, pixel_pitch_mm: float | None = None) -> None:
     """Attach a sentence (and its evidence) to each classifier explanation, in place.
 
-    SHAP explanations quote their patch values; Grad-CAM and IG ones quote their own map pooled on the
-    same 8x8/stride-4 patch grid (mean heat for CAMs, summed attribution for IG), so every method can
-    speak and each sentence names the number it quotes. x: the raw (N, C, H, W) batch explained.
+    SHAP explanations quote their patch values; Grad-CAM and IG ones quote their own map pooled on an
+    8x8/stride-4 patch grid (mean heat for CAMs, summed attribution for IG), so every method can speak
+    and each sentence names the number it quotes. The grid is finer than SHAP's 16x16/8 players on
+    purpose: pooling a computed map estimates nothing, so it has no reason to be coarse. x: the raw (N, C, H, W) batch explained.
     Regression models get no sentence: their maps explain an output field, not a decision.
     """
     from dataclasses import asdict
