@@ -61,14 +61,12 @@ class Inspector:
         how = "run edge-xai audit, then edge-xai gate --record MODEL_DIR; or start with --allow-unaudited"
         # Models without a passing audit are left out, not the whole node: the line keeps its audited
         # classifier while, say, a thermal model that failed its physics check is withheld.
-        self.refused: dict[str, str] = {}
         self.withheld: dict[str, Model] = {}       # loaded, listed with served = false, never run
         if unaudited and not allow_unaudited:
             if not any(m.classes for n, m in self.models.items() if n not in unaudited):
                 raise PermissionError("refusing to serve models without a passing audit: "
                                       + "; ".join(f"{n}: {st}" for n, st in unaudited.items())
                                       + f", and no audited classifier is left to serve ({how})")
-            self.refused = unaudited
             for n, st in unaudited.items():
                 self.withheld[n] = self.models.pop(n)
                 log.warning("not serving %s: %s (%s)", n, st, how)
@@ -99,7 +97,7 @@ class Inspector:
 
     def refusal(self, name: str) -> str:
         """Why a model is missing, for error messages: its audit status if it was withheld, else nothing."""
-        return f" (withheld: audit {self.refused[name]})" if name in self.refused else ""
+        return f" (withheld: audit {self.audit[name]})" if name in self.withheld else ""
 
     def regression_models(self) -> dict[str, Model]:
         return {n: m for n, m in self.models.items() if not m.classes}

@@ -140,11 +140,11 @@ def test_gate_records_the_outcome_and_the_server_withholds_unaudited_models(tmp_
     assert audit_status(load_manifest(models / "phase")) == "failed (localisation crack)"
     # the audited classifier is served; the model that failed its audit is withheld, and says why
     served = Inspector(models)
-    assert list(served.models) == ["defect"] and served.refused == {"phase": "failed (localisation crack)"}
+    assert list(served.models) == ["defect"] and list(served.withheld) == ["phase"]
     with pytest.raises(LookupError, match=r"'phase': not served here \(withheld: audit failed \(localisation crack\)\)"):
         served.classifier("phase")
     served = Inspector(models, allow_unaudited=True)
-    assert served.audit == {"defect": "passed", "phase": "failed (localisation crack)"} and not served.refused
+    assert served.audit == {"defect": "passed", "phase": "failed (localisation crack)"} and not served.withheld
     assert list(served.models) == ["defect", "phase"]
 
 

@@ -24,7 +24,8 @@ def test_the_gate_fails_the_shortcut_model_on_localisation_and_passes_the_shippe
     assert {"localisation delamination", "localisation pit"} <= failed
     assert all(_checks(DOCS / "shortcut" / "shipped" / "metrics.json").values())
     shipped = json.loads((DOCS / "shortcut" / "shipped" / "metrics.json").read_text())
-    assert shipped["model"]["sha256"] == load_manifest(MODELS / "defect")["files"]["predict.onnx"]
+    assert shipped["model"]["sha256"] == load_manifest(MODELS / "defect")["files"]["predict.onnx"], \
+        "docs/shortcut audited another classifier than models/defect: re-run docs/shortcut/run.sh"
 
 
 @pytest.mark.parametrize("name", ["defect", "thermal", "phase"])
@@ -32,6 +33,7 @@ def test_each_shipped_model_carries_the_outcome_of_its_committed_audit(name):
     manifest = load_manifest(MODELS / name)
     metrics = DOCS / "audits" / name / "metrics.json"
     m = json.loads(metrics.read_text())
-    assert m["model"]["sha256"] == manifest["files"]["predict.onnx"]      # the audit is of these very graphs
+    assert m["model"]["sha256"] == manifest["files"]["predict.onnx"], \
+        f"docs/audits/{name} audited other graphs than models/{name}: re-run the audit (docs/audits/README.md)"
     failed = [k for k, ok in _checks(metrics).items() if not ok]
     assert audit_status(manifest) == ("passed" if not failed else f"failed ({', '.join(failed)})")
