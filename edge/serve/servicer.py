@@ -130,9 +130,21 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         return await self._inspect(request, context)
 
     async def InspectStream(self, request_iterator, context):
-        # A bad frame ends this station's stream with its status; other stations are unaffected.
+        # One bad frame must not end a station's stream: it gets a response carrying the error, in
+        # order, and the next frame is inspected. Only a node that is stopping ends the stream.
+        await self._ready(context)
         async for request in request_iterator:
-            yield await self._inspect(request, context)
+            try:
+                job = build_job(request, self.node, context.time_remaining())
+                yield to_proto(await self.node.inspect(job))
+            except ShuttingDown as e:
+                await self._abort(context, e)
+            except Exception as e:  # noqa: BLE001 - reported in the stream, the stream goes on
+                code, message = status_for(e)
+                if code == grpc.StatusCode.INTERNAL:
+                    log.exception("internal error", exc_info=e)
+                yield pb.InspectResponse(station_id=request.station_id, part_id=request.part_id,
+                                         error=pb.RequestError(code=code.name, message=message))
 
     async def GetInspection(self, request, context):
         await self._ready(context)

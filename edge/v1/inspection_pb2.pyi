@@ -153,7 +153,7 @@ class AttributionMap(_message.Message):
     def __init__(self, model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., method: _Optional[str] = ..., target: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., png: _Optional[bytes] = ..., float16: _Optional[bytes] = ..., completeness_delta: _Optional[float] = ..., relative_completeness_delta: _Optional[float] = ..., n_steps: _Optional[int] = ...) -> None: ...
 
 class InspectResponse(_message.Message):
-    __slots__ = ("inspection_id", "station_id", "part_id", "model", "model_sha256", "label", "confidence", "probabilities", "heatmap", "sentence", "attributions", "timings", "deferred", "received_unix_ms", "complete", "verdict")
+    __slots__ = ("inspection_id", "station_id", "part_id", "model", "model_sha256", "label", "confidence", "probabilities", "heatmap", "sentence", "attributions", "timings", "deferred", "received_unix_ms", "complete", "verdict", "error")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +177,7 @@ class InspectResponse(_message.Message):
     RECEIVED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     inspection_id: str
     station_id: str
     part_id: str
@@ -193,7 +194,16 @@ class InspectResponse(_message.Message):
     received_unix_ms: int
     complete: bool
     verdict: str
-    def __init__(self, inspection_id: _Optional[str] = ..., station_id: _Optional[str] = ..., part_id: _Optional[str] = ..., model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., sentence: _Optional[str] = ..., attributions: _Optional[_Iterable[_Union[AttributionMap, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[Timing, _Mapping]]] = ..., deferred: _Optional[_Iterable[_Union[ExplanationKind, str]]] = ..., received_unix_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., verdict: _Optional[str] = ...) -> None: ...
+    error: RequestError
+    def __init__(self, inspection_id: _Optional[str] = ..., station_id: _Optional[str] = ..., part_id: _Optional[str] = ..., model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., sentence: _Optional[str] = ..., attributions: _Optional[_Iterable[_Union[AttributionMap, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[Timing, _Mapping]]] = ..., deferred: _Optional[_Iterable[_Union[ExplanationKind, str]]] = ..., received_unix_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., verdict: _Optional[str] = ..., error: _Optional[_Union[RequestError, _Mapping]] = ...) -> None: ...
+
+class RequestError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class GetInspectionRequest(_message.Message):
     __slots__ = ("inspection_id",)

@@ -155,7 +155,18 @@ def test_ig_inline_when_the_budget_allows(stub, requests):
 
 
 def test_stream_verdicts_and_models(stub, requests, server):
-    responses = list(stub.InspectStream(iter(requests[:3]), timeout=30))
+    unknown_model, no_frame = pb.InspectRequest(), pb.InspectRequest(station_id="s", part_id="empty")
+    unknown_model.CopyFrom(requests[3])
+    unknown_model.model = "nope"
+    # bad requests in the middle of a stream are answered in place, and the stream goes on
+    answers = list(stub.InspectStream(iter([requests[0], unknown_model, requests[1], no_frame, requests[2]]),
+                                      timeout=30))
+    assert [(a.part_id, a.error.code) for a in answers] == [
+        (requests[0].part_id, ""), (unknown_model.part_id, "NOT_FOUND"), (requests[1].part_id, ""),
+        ("empty", "INVALID_ARGUMENT"), (requests[2].part_id, "")]
+    assert "'nope'" in answers[1].error.message and "frame" in answers[3].error.message
+    assert not answers[1].inspection_id and not answers[1].label           # nothing else is set on an error
+    responses = [a for a in answers if not a.error.code]
     assert [r.label for r in responses] == ["ok", "crack", "pit"]
     assert len({r.inspection_id for r in responses}) == 3
     ack = stub.SubmitVerdict(pb.Verdict(inspection_id=responses[1].inspection_id, agree=False,
