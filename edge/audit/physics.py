@@ -22,20 +22,17 @@ import numpy as np
 from edge.audit.metrics import grow, pearson
 from edge.explain.ig import IGExplainer
 
-THERMAL_PROTOCOL = __doc__.split("Thermal (protocol): ")[1].split("\n\nPhase")[0].replace("\n", " ")
+THERMAL_PROTOCOL = "F" + __doc__.split("Thermal (protocol): f")[1].split("\n\nPhase")[0].replace("\n", " ")
 PHASE_PROTOCOL = __doc__.split("Phase (protocol): ")[1].strip().replace("\n", " ")
 PHYSICS_SCALE_PX = 3.0        # edge.sim.geometry.concavity smooths the surface with this sigma
 
 
 def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: list[str], batch: int = 8,
                     progress=None) -> dict:
-    ig = IGExplainer(model, n_steps=16, baseline="uniform")
-    channels = [i for i, c in enumerate(model.manifest["channels"]) if c in ("thermal", "height")]
     r_by_geo: dict[str, list[tuple[float, float]]] = {}
     for s in range(0, len(x), batch):
-        for k, e in enumerate(ig.explain(x[s:s + batch])):
+        for k, a in enumerate(thermal_attribution(model, x[s:s + batch])):
             i = s + k
-            a = np.abs(e.extras["per_channel"][channels]).sum(axis=0).astype(np.float32)
             r = pearson(a, importance[i])
             r_scale = pearson(cv2.GaussianBlur(a, (0, 0), PHYSICS_SCALE_PX), importance[i])
             # a constant map (no attribution, or no structure) correlates with nothing: 0, not NaN
@@ -48,7 +45,17 @@ def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: li
         out[g] = {"r": float(arr[:, 0].mean()), "r_std": float(arr[:, 0].std()),
                   "r_physics_scale": float(arr[:, 1].mean()), "r_physics_scale_std": float(arr[:, 1].std()),
                   "n": len(v)}
+        # the report's example for this geometry: the frame whose r is the geometry's median
+        frames = [i for i, geo in enumerate(geometries) if geo == g]
+        out[g]["example"] = int(frames[int(np.argsort(arr[:, 1])[len(arr) // 2])])
     return out
+
+
+def thermal_attribution(model, x: np.ndarray) -> np.ndarray:
+    """|IG| over the thermal and height channels, as the thermal protocol measures it: (N, H, W)."""
+    ig = IGExplainer(model, n_steps=16, baseline="uniform")
+    channels = [i for i, c in enumerate(model.manifest["channels"]) if c in ("thermal", "height")]
+    return np.stack([np.abs(e.extras["per_channel"][channels]).sum(axis=0) for e in ig.explain(x)]).astype(np.float32)
 
 
 def jump_map(wrapped: np.ndarray, px: int = 2) -> np.ndarray:

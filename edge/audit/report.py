@@ -67,7 +67,9 @@ in random order (pale). A faithful map makes deletion fall and insertion rise so
 {% if m.physics %}<h2>Physics (thermal)</h2><p>{{ m.protocols.physics }}</p><table><tr><th>geometry</th><th>r (pixel)</th><th>std</th>
 <th>r at physics scale (gate)</th><th>std</th><th>n</th></tr>
 {% for g, r in m.physics.items() %}<tr><td>{{ g }}</td><td>{{ "%.3f"|format(r.r) }}</td><td>{{ "%.3f"|format(r.r_std) }}</td>
-<td>{{ "%.3f"|format(r.r_physics_scale) }}</td><td>{{ "%.3f"|format(r.r_physics_scale_std) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>{% endif %}
+<td>{{ "%.3f"|format(r.r_physics_scale) }}</td><td>{{ "%.3f"|format(r.r_physics_scale_std) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>
+{% if figures.physics %}<p>One frame per geometry, the one with the geometry's median r:</p>{% endif %}
+{% for f in figures.physics %}<figure><img src="data:image/png;base64,{{ f.png }}" width="480"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
 {% if m.phase_physics %}<h2>Physics (phase unwrapping)</h2><p>{{ m.protocols.phase_physics }}</p><pre>{{ m.phase_physics | tojson(indent=2) }}</pre>{% endif %}
 {% if m.operator_agreement %}<h2>Operator agreement</h2><table><tr><th>condition</th><th>agreement</th><th>95 % CI</th><th>n</th></tr>
 {% for c, r in m.operator_agreement.items() %}<tr><td>{{ c }}</td><td>{{ "%.3f"|format(r.agreement) }}</td>
@@ -116,6 +118,30 @@ def curve_plot(curves: dict[str, list[float]], width: int = 520, height: int = 3
     return img
 
 
+def _heat(img: np.ndarray) -> np.ndarray:
+    peak = float(img.max())
+    return cv2.applyColorMap((255 * np.clip(img / peak if peak > 0 else img, 0, 1)).astype(np.uint8), cv2.COLORMAP_INFERNO)
+
+
+def _physics_figures(model, arrays, physics_metrics: dict) -> list[dict]:
+    """Per geometry, its median-r frame: thermal image | physics importance | |IG| at the physics scale."""
+    from edge.audit.physics import PHYSICS_SCALE_PX, thermal_attribution
+
+    out = []
+    for geo, r in physics_metrics.items():
+        i = r.get("example")
+        if i is None:
+            continue
+        a = cv2.GaussianBlur(thermal_attribution(model, arrays.x[i:i + 1])[0], (0, 0), PHYSICS_SCALE_PX)
+        t = arrays.x[i, model.manifest["channels"].index("thermal")]
+        gray = cv2.cvtColor(cv2.normalize(t, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        panels = [gray, _heat(arrays.targets["physics_importance"][i]), _heat(a)]
+        strip = np.concatenate([cv2.resize(p, (160, 160), interpolation=cv2.INTER_AREA) for p in panels], axis=1)
+        out.append({"png": _png(strip), "caption": f"{geo} (#{i}): thermal | physics importance |apparent - true| | "
+                                                   f"|IG| at {PHYSICS_SCALE_PX:.0f} px"})
+    return out
+
+
 def write_report(out: Path, metrics: dict, model, arrays) -> Path:
     figures: dict = {"localisation": [], "failures": []}
     if model.classes:
@@ -135,6 +161,8 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
                 figures[section].append({"png": _png(cv2.resize(img, (192, 192), interpolation=cv2.INTER_NEAREST)),
                                          "caption": f"#{i} {arrays.labels[i]} -> {e.prediction.label}{score} "
                                                     f"({channel}; white: mask)"})
+    if metrics.get("physics") and "physics_importance" in arrays.targets:
+        figures["physics"] = _physics_figures(model, arrays, metrics["physics"])
     curves = metrics.get("quality", {}).get("faithfulness", {}).get("curves")
     if curves:
         figures["faithfulness"] = _png(curve_plot(curves))

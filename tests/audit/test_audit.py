@@ -49,6 +49,9 @@ def test_thermal_audit_reports_physics_per_geometry(test_set, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["physics"]) <= {"flat", "v_groove", "cavity", "cylinder", "step", "combined"}
     assert all(-1 <= r["r"] <= 1 and -1 <= r["r_physics_scale"] <= 1 and r["n"] >= 1 for r in m["physics"].values())
+    html = (out / "report.html").read_text()
+    assert html.count("physics importance |apparent - true|") == len(m["physics"])     # one example per geometry
+    assert "For each frame, Integrated Gradients" in html
 
 
 def test_data_the_model_cannot_read_fails_naming_the_channel(tmp_path):
