@@ -103,7 +103,7 @@ class Inspector:
         return {n: m for n, m in self.models.items() if not m.classes}
 
     def sha256(self, name: str) -> str:
-        m = self.models[name]
+        m = self.models.get(name) or self.withheld[name]
         return m.manifest["files"][m.manifest["graphs"]["predict"]["file"]]
 
     # -- costs -------------------------------------------------------------------------------------

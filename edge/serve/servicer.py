@@ -181,7 +181,7 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         inspector = self.node.inspector
         m = inspector.models.get(name) or inspector.withheld[name]
         c, h, w = m.input_shape
-        return pb.ModelInfo(name=name, task=m.task, sha256=m.manifest["files"][m.manifest["graphs"]["predict"]["file"]],
+        return pb.ModelInfo(name=name, task=m.task, sha256=inspector.sha256(name),
                             channels=m.manifest["channels"], classes=m.classes, height=h, width=w,
                             graphs=list(m.manifest["graphs"]), audit_status=inspector.audit[name],
                             served=name in inspector.models)
