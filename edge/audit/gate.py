@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.runtime.manifest import MANIFEST, load_manifest, predict_sha256
 from edge.toml_file import read_toml
 
 DEFAULT_POLICY = {"localisation": {"iou_min": 0.5, "metric": "iou_tolerant_mean"},
@@ -115,10 +116,8 @@ def record_audit(model_dir: Path, metrics: dict, checks: list[Check], metrics_pa
     """Write the gate's outcome into the model's manifest, tied to the audited predict graph's sha256."""
     import datetime
 
-    from edge.runtime.manifest import load_manifest
-
     manifest = load_manifest(model_dir)
-    sha = manifest["files"][manifest["graphs"]["predict"]["file"]]
+    sha = predict_sha256(manifest)
     if metrics.get("model", {}).get("sha256") != sha:
         raise ValueError(f"{metrics_path} audited another model (sha256 {metrics.get('model', {}).get('sha256', '?')[:12]}) "
                          f"than {model_dir} ({sha[:12]})")
@@ -126,17 +125,15 @@ def record_audit(model_dir: Path, metrics: dict, checks: list[Check], metrics_pa
     audit = {"status": "passed" if not failed else "failed", "failed_checks": failed, "sha256": sha,
              "metrics": str(metrics_path), "policy": policy or "default",
              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    path = Path(model_dir) / "manifest.json"
-    data = json.loads(path.read_text())
-    data["audit"] = audit
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    manifest["audit"] = audit
+    (Path(model_dir) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return audit
 
 
 def audit_status(manifest: dict) -> str:
     """passed | failed (...) | not audited; an audit of other files than these counts as none."""
     audit = manifest.get("audit")
-    if not audit or audit.get("sha256") != manifest["files"][manifest["graphs"]["predict"]["file"]]:
+    if not audit or audit.get("sha256") != predict_sha256(manifest):
         return "not audited"
     if audit["status"] == "passed":
         return "passed"

@@ -10,7 +10,7 @@ import numpy as np
 from jinja2 import Environment
 
 from edge.explain.gradcam import GradCAMExplainer
-from edge.explain.overlay import overlay
+from edge.explain.overlay import heatmap8, overlay
 
 TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>edge-xai audit: {{ m.model.name }}</title>
@@ -120,7 +120,7 @@ def curve_plot(curves: dict[str, list[float]], width: int = 520, height: int = 3
 
 def _heat(img: np.ndarray) -> np.ndarray:
     peak = float(img.max())
-    return cv2.applyColorMap((255 * np.clip(img / peak if peak > 0 else img, 0, 1)).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    return cv2.applyColorMap(heatmap8(img / peak if peak > 0 else img), cv2.COLORMAP_INFERNO)
 
 
 def _physics_figures(model, arrays, physics_metrics: dict) -> list[dict]:

@@ -21,6 +21,7 @@ from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.evaluate import classification_metrics
 from edge.explain.gradcam import GradCAMExplainer
+from edge.runtime.manifest import predict_sha256
 from edge.runtime.model import Model
 
 
@@ -46,7 +47,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
     if simulated:
         targets = ["physics_importance"] if model.task == "thermal" else ["edge_map"] if model.classes else []
     metrics: dict = {"model": {"name": model.name, "dir": str(model_dir), "task": model.task,
-                               "sha256": model.manifest["files"][model.manifest["graphs"]["predict"]["file"]]},
+                               "sha256": predict_sha256(model.manifest)},
                      "data": {"dir": str(data)}, "notes": [], "examples": {}}
     with _stage(metrics, "load"):
         arrays = load_arrays(Path(data), h, model.manifest["channels"], targets=targets, limit=limit, seed=seed,

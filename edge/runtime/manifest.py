@@ -37,6 +37,11 @@ def write_manifest(model_dir: Path, manifest: dict) -> dict:
     return manifest
 
 
+def predict_sha256(manifest: dict) -> str:
+    """The sha256 of the model's predict graph: the identity audits and inspections are tied to."""
+    return manifest["files"][manifest["graphs"]["predict"]["file"]]
+
+
 def load_manifest(model_dir: Path, verify: bool = True) -> dict:
     """Read and (by default) verify a model folder's manifest."""
     model_dir = Path(model_dir)

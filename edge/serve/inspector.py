@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.explain.cam import cam_raw, normalise_minmax, upsample_bilinear
+from edge.explain.cam import cam_raw, upsample_and_normalise
 from edge.explain.gradcam import map_shift
 from edge.explain.ig import IGExplainer
 from edge.explain.overlay import heatmap8
@@ -25,7 +25,7 @@ from edge.explain.patches import PatchGrid
 from edge.explain.sentence import explain_in_words
 from edge.explain.shap import PatchShapExplainer
 from edge.explain.targets import class_target
-from edge.runtime.manifest import ManifestError
+from edge.runtime.manifest import ManifestError, predict_sha256
 from edge.runtime.model import Model, softmax
 from edge.serve.domain import Attribution, Inspection, Job
 
@@ -104,7 +104,7 @@ class Inspector:
 
     def sha256(self, name: str) -> str:
         m = self.models.get(name) or self.withheld[name]
-        return m.manifest["files"][m.manifest["graphs"]["predict"]["file"]]
+        return predict_sha256(m.manifest)
 
     # -- costs -------------------------------------------------------------------------------------
     def _record(self, kind: str, model: str, ms: float) -> None:
@@ -163,7 +163,7 @@ class Inspector:
                 targets[i] = class_target(k, [model.classes.index(j.target_class)])[0]
         logits, acts, grads = model.run("gradcam", {"input": x, "target": targets})
         t1 = time.perf_counter()
-        heat = normalise_minmax(upsample_bilinear(cam_raw(acts, grads, "gradcam"), x.shape[2:], map_shift(model)))
+        heat = upsample_and_normalise(cam_raw(acts, grads, "gradcam"), x.shape[2:], map_shift(model))
         probs = softmax(logits.astype(np.float64))
         t2 = time.perf_counter()
         self._record("gradcam", model.name, (t2 - t0) * 1e3)
