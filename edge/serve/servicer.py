@@ -156,6 +156,9 @@ class InspectionServicer(pb_grpc.InspectionServicer):
     async def WatchInspections(self, request, context):
         await self._ready(context)
         with self.node.hub.subscribe() as queue:
+            # Headers once subscribed: a client that waits for them (`call.initial_metadata()`) knows that
+            # every inspection from then on reaches it, with no sleep and no probe.
+            await context.send_initial_metadata((("edge-xai-watch", "subscribed"),))
             while True:
                 ins, update = await queue.get()
                 if update and not request.include_updates:

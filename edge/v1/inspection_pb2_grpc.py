@@ -93,7 +93,9 @@ class InspectionServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchInspections(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Sends initial metadata `edge-xai-watch: subscribed` once the watch is live: every inspection
+        after that reaches the watcher.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -21,6 +21,11 @@ def chromium() -> str:
     return path
 
 
+CANVAS_SUM = """() => { const c = document.getElementById('canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i+1] + d[i+2]; return [c.width, s]; }"""
+
+
 def test_operator_sees_the_inspection_and_records_a_verdict(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -42,10 +47,12 @@ def test_operator_sees_the_inspection_and_records_a_verdict(tmp_path):
         expect(page.locator("#timings")).to_contain_text("graph")
         page.locator("#channel").select_option("intensity")
         page.locator("#opacity").fill("70")
-        # the overlay is drawn: the canvas holds the frame at its own resolution, not a blank
-        drawn = page.evaluate("""() => { const c = document.getElementById('canvas');
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i+1] + d[i+2]; return [c.width, s]; }""")
+        # the overlay is drawn once both images have arrived: wait for that state, never for time
+        canvas = page.locator("#canvas")
+        expect(canvas).to_have_attribute("data-src", f"{answers[1].inspection_id}/intensity")
+        expect(canvas).to_have_attribute("data-state", "drawn", timeout=15000)
+        # the canvas holds the frame at its own resolution, not a blank
+        drawn = page.evaluate(CANVAS_SUM)
         assert drawn[0] == 128 and drawn[1] > 0
         page.locator("#correct").select_option("scratch")
         page.locator("#disagree").click()
@@ -85,3 +92,39 @@ def test_study_mode_stores_the_condition_the_operator_saw(tmp_path):
         browser.close()
         stored = {v["inspection_id"]: v["condition"] for v in server.node.store.verdicts()}
         assert stored == seen and set(seen.values()) <= {"prediction only", "map only", "map + sentence"}
+
+
+def test_the_overlay_says_it_is_loading_until_its_images_arrive(tmp_path):
+    """A slow image link: the canvas shows a loading placeholder (not a black square), then the overlay
+    once the held-back images are released; an image that fails says so."""
+    from playwright.sync_api import expect, sync_playwright
+
+    requests = make_requests(2, seed=1000, station="line-5")
+    held = []
+    with running_server(make_config(tmp_path)) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.route("**/api/inspections/*/channels/**", lambda route: held.append(route))   # hold every channel image
+        page.goto(f"http://127.0.0.1:{server.hmi_port}/")
+        expect(page.locator("#conn")).to_have_text("live", timeout=15000)
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+            answer = pb_grpc.InspectionStub(ch).Inspect(requests[1], timeout=10)
+        canvas = page.locator("#canvas")
+        expect(canvas).to_have_attribute("data-src", f"{answer.inspection_id}/thermal", timeout=15000)
+        expect(canvas).to_have_attribute("data-state", "loading")
+        width, total = page.evaluate(CANVAS_SUM)
+        assert total > 0                              # the placeholder is drawn, not a black square
+        for _ in range(300):                          # the held request reaches this side (events run while waiting)
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the channel image was never requested"
+        for route in held:
+            route.continue_()
+        held.clear()
+        page.unroute("**/api/inspections/*/channels/**")
+        page.route("**/api/inspections/*/channels/**", lambda route: route.fulfill(status=404, body="gone"))
+        expect(canvas).to_have_attribute("data-state", "drawn", timeout=15000)
+        page.locator("#channel").select_option("phase")                      # this one fails to load
+        expect(canvas).to_have_attribute("data-state", "error", timeout=15000)
+        browser.close()

@@ -73,9 +73,11 @@ def under_load(tmp_path, acked_before: int):
     proc, ch, store_path = start_serve(tmp_path)
     stop, acked, errors = threading.Event(), [], []
     threads = load(ch, stop, acked, errors)
-    while len(acked) < acked_before:
+    deadline = time.time() + 120
+    while len(acked) < acked_before:                  # a condition, polled; never a fixed wait
         time.sleep(0.05)
         assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, f"only {len(acked)} answers in 120 s; errors: {set(errors)}"
 
     def finish():
         stop.set()
