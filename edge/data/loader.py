@@ -2,6 +2,11 @@
 
     DIR/<class>/<stem>.{png,jpg,jpeg,tif,tiff,npy,npz}   one sample
     DIR/<class>/<stem>.mask.png                           optional mask (non-zero = defect)
+    DIR/<class>/<stem>.xml                                optional Pascal VOC boxes (LabelImg, CVAT)
+    DIR/annotations.json                                  optional COCO instances (boxes, polygons, RLE)
+
+Boxes are localisation ground truth too: they become filled-box masks (`mask_kind` "box") and are kept
+as boxes for the audit's box measures. A pixel mask, where one exists, wins over boxes.
 
 Images may have 1..N channels, 8/16-bit or float, any size. Integers are scaled to [0, 1] by their
 type's range (so 8- and 16-bit files of one line mix); floats are kept in their units. Simulator `.npz`
@@ -15,10 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.data.annotations import Annotation, AnnotationError, Box, CocoIndex, rasterise, read_voc
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 ARRAY_EXTENSIONS = (".npy", ".npz")
 EXTENSIONS = IMAGE_EXTENSIONS + ARRAY_EXTENSIONS
 MASK_SUFFIX = ".mask.png"
+VOC_SUFFIX = ".xml"
 # Files that may sit in a dataset without being samples.
 IGNORED_NAMES = {"dataset.json", "README.md", "README.txt", ".DS_Store", "Thumbs.db"}
 # Simulator ground truth carried beside the channels (all optional for user data).
@@ -34,6 +42,9 @@ class DatasetItem:
     path: Path
     label: str
     mask_path: Path | None = None
+    voc_path: Path | None = None
+    coco: Annotation | None = None     # this image's entry of the data set's COCO file
+    coco_index: CocoIndex | None = None
 
 
 @dataclass
@@ -45,6 +56,8 @@ class Sample:
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # simulator ground truth
     meta: dict[str, object] = field(default_factory=dict)        # geometry, pixel_pitch_mm, ...
     path: Path | None = None
+    boxes: list[Box] = field(default_factory=list)               # annotated defect boxes, frame pixels
+    mask_kind: str | None = None                                  # "pixel", "box" or None (no ground truth)
 
 
 def scan(root: Path) -> list[DatasetItem]:
@@ -59,23 +72,36 @@ def scan(root: Path) -> list[DatasetItem]:
     for f in root.iterdir():
         if f.is_file() and f.name not in IGNORED_NAMES and f.suffix.lower() in EXTENSIONS:
             raise DatasetError(f"{f}: sample outside a class folder; move it to DIR/<class>/")
+    coco_path = CocoIndex.find(root)
+    try:
+        coco = CocoIndex.read(coco_path) if coco_path else None
+    except AnnotationError as e:
+        raise DatasetError(str(e)) from None
     for d in class_dirs:
         found = 0
         for f in sorted(d.iterdir()):
             name = f.name
             if f.is_dir() or name.startswith(".") or name in IGNORED_NAMES:
                 continue
-            if name.lower().endswith(MASK_SUFFIX):
-                stem = name[: -len(MASK_SUFFIX)]
+            if name.lower().endswith(MASK_SUFFIX) or name.lower().endswith(VOC_SUFFIX):
+                suffix = MASK_SUFFIX if name.lower().endswith(MASK_SUFFIX) else VOC_SUFFIX
+                stem = name[: -len(suffix)]
                 if not any((d / (stem + ext)).exists() for ext in EXTENSIONS):
-                    raise DatasetError(f"{f}: mask without an image of stem {stem!r}")
+                    what = "mask" if suffix == MASK_SUFFIX else "VOC annotation"
+                    raise DatasetError(f"{f}: {what} without an image of stem {stem!r}")
                 continue
             ext = f.suffix.lower()
             if ext not in EXTENSIONS:
                 raise DatasetError(f"{f}: unknown extension {f.suffix!r}; expected one of "
-                                   f"{', '.join(EXTENSIONS)} (masks: <stem>{MASK_SUFFIX})")
-            mask = d / (f.name[: -len(f.suffix)] + MASK_SUFFIX)
-            items.append(DatasetItem(f, d.name, mask if mask.exists() else None))
+                                   f"{', '.join(EXTENSIONS)} (masks: <stem>{MASK_SUFFIX}, boxes: <stem>{VOC_SUFFIX})")
+            stem = f.name[: -len(f.suffix)]
+            mask, voc = d / (stem + MASK_SUFFIX), d / (stem + VOC_SUFFIX)
+            try:
+                entry = coco.lookup(f, root) if coco else None
+            except AnnotationError as e:
+                raise DatasetError(str(e)) from None
+            items.append(DatasetItem(f, d.name, mask if mask.exists() else None, voc if voc.exists() else None,
+                                     entry, coco if entry else None))
             found += 1
         if found == 0:
             raise DatasetError(f"{d}: empty class folder (no samples with {', '.join(EXTENSIONS)})")
@@ -170,13 +196,36 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return m != 0
 
 
+def read_boxes(item: DatasetItem, shape: tuple[int, int]) -> tuple[list[Box], np.ndarray | None]:
+    """An item's annotated boxes (VOC and/or COCO) and, where COCO gives polygons or RLE, their pixel mask."""
+    boxes: list[Box] = []
+    pixel = None
+    try:
+        if item.voc_path is not None:
+            boxes += read_voc(item.voc_path, shape).boxes
+        if item.coco is not None:
+            ann = item.coco_index.check_size(item.coco, item.path, shape)
+            boxes += ann.boxes
+            if ann.polygons or ann.rle_masks:
+                pixel = ann.mask(shape)
+    except AnnotationError as e:
+        raise DatasetError(str(e)) from None
+    return boxes, pixel
+
+
 def load_sample(item: DatasetItem) -> Sample:
     img, names, extras, meta = read_image(item.path)
-    mask = None
+    shape = img.shape[:2]
+    boxes, coco_mask = read_boxes(item, shape)
+    mask, kind = None, None
     if item.mask_path is not None:
-        mask = read_mask(item.mask_path, img.shape[:2])
+        mask, kind = read_mask(item.mask_path, shape), "pixel"
     elif "mask" in extras:
-        mask = extras.pop("mask") != 0
-        if mask.shape != img.shape[:2]:
-            raise DatasetError(f"{item.path}: mask array {mask.shape} differs from the image {img.shape[:2]}")
-    return Sample(img, names, item.label, mask, extras, meta, item.path)
+        mask, kind = extras.pop("mask") != 0, "pixel"
+        if mask.shape != shape:
+            raise DatasetError(f"{item.path}: mask array {mask.shape} differs from the image {shape}")
+    elif coco_mask is not None:
+        mask, kind = coco_mask, "pixel"
+    elif boxes:
+        mask, kind = rasterise(shape, boxes), "box"
+    return Sample(img, names, item.label, mask, extras, meta, item.path, boxes, kind)
