@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from edge.data import loader
-from edge.data.preprocess import resize_image, resize_mask
+from edge.data.annotations import Box
+from edge.data.geometry import Placement
 
 # Ground-truth planes that must not be interpolated: wrapped/unwrapped phase pairs lose their exact
 # 2*pi relation under resampling.
@@ -27,6 +28,10 @@ class Arrays:
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # (N, S, S) float32 each
     meta: list[dict] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
+    boxes: list[list[Box]] = field(default_factory=list)          # per sample, in model pixels
+    mask_kind: list[str | None] = field(default_factory=list)    # "pixel", "box" or None per sample
+    source_shapes: list[tuple[int, int]] = field(default_factory=list)   # (H, W) of each file
+    placements: list[Placement] = field(default_factory=list)
 
 
 def _plane(sample: loader.Sample, name: str) -> np.ndarray:
@@ -42,19 +47,26 @@ def _plane(sample: loader.Sample, name: str) -> np.ndarray:
                               f"(has {', '.join(sample.channel_names + tuple(sample.extras))})")
 
 
-def model_planes(s: loader.Sample, names: Sequence[str], size: int, targets: Sequence[str] = ()) -> np.ndarray:
-    """One sample's named planes at model resolution: (C, size, size) float32, physical units."""
-    planes = [_plane(s, c) for c in names]
-    h, w = planes[0].shape
+def model_planes(s: loader.Sample, names: Sequence[str], size: int, targets: Sequence[str] = ()
+                 ) -> tuple[np.ndarray, Placement]:
+    """One sample's named planes at model resolution, aspect kept (see `geometry.Placement`):
+    ((C, size, size) float32 in physical units, where the frame sits)."""
+    planes = frame_planes(s, names)
+    h, w = planes.shape[1:]
     if (h, w) != (size, size) and any(p in NO_RESIZE for p in tuple(names) + tuple(targets)):
         raise loader.DatasetError(f"{s.path}: is {w}x{h}; phase data must be at the model size "
                                   f"{size}x{size} (wrapped phase cannot be interpolated)")
-    out = np.zeros((len(names), size, size), np.float32)
+    placement = Placement.fit(h, w, size)
+    return placement.planes(planes), placement
+
+
+def frame_planes(s: loader.Sample, names: Sequence[str]) -> np.ndarray:
+    """One sample's named planes at its own size: (C, H, W) float32, physical units."""
+    planes = [_plane(s, c) for c in names]
     for j, p in enumerate(planes):
-        if p.shape != (h, w):
-            raise loader.DatasetError(f"{s.path}: channel {names[j]!r} is {p.shape}, expected {(h, w)}")
-        out[j] = resize_image(p[:, :, None], size)[:, :, 0]
-    return out
+        if p.shape != planes[0].shape:
+            raise loader.DatasetError(f"{s.path}: channel {names[j]!r} is {p.shape}, expected {planes[0].shape}")
+    return np.stack(planes)
 
 
 def load_input(path: Path, names: Sequence[str], size: int) -> tuple[np.ndarray, loader.Sample]:
@@ -67,7 +79,9 @@ def load_input(path: Path, names: Sequence[str], size: int) -> tuple[np.ndarray,
     mask = path.with_name(f"{stem}.mask.png")
     item = loader.DatasetItem(path, path.parent.name, mask if mask.is_file() else None)
     sample = loader.load_sample(item)
-    return model_planes(sample, names, size)[None], sample
+    x, placement = model_planes(sample, names, size)
+    sample.meta["placement"] = placement
+    return x[None], sample
 
 
 def resolve_channels(available: Sequence[str], request: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -90,10 +104,7 @@ def load_arrays(root: Path, size: int, channels: str | Sequence[str] | None = No
     """Read a dataset folder into arrays resized to `size`; `limit` keeps a seeded random subset."""
     from tqdm import tqdm
 
-    items = loader.scan(Path(root))
-    if limit is not None and limit < len(items):
-        keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:limit])
-        items = [items[i] for i in keep]
+    items = _subset(loader.scan(Path(root)), limit, seed)
     first = loader.load_sample(items[0])
     names = resolve_channels(first.channel_names, channels)
     n = len(items)
@@ -101,15 +112,60 @@ def load_arrays(root: Path, size: int, channels: str | Sequence[str] | None = No
     masks = np.zeros((n, size, size), bool)
     has_mask = np.zeros(n, bool)
     tgt = {t: np.zeros((n, size, size), np.float32) for t in targets}
-    labels, meta, paths = [], [], []
+    out = Arrays(x, [], masks, has_mask, names, tgt)
     for i, item in enumerate(tqdm(items, desc="load", unit="file", disable=not progress)):
         s = first if i == 0 else loader.load_sample(item)
-        x[i] = model_planes(s, names, size, targets)
+        x[i], placement = model_planes(s, names, size, targets)
         for t in targets:
-            tgt[t][i] = resize_image(_plane(s, t)[:, :, None], size)[:, :, 0]
+            tgt[t][i] = placement.plane(_plane(s, t))
         if s.mask is not None:
-            masks[i], has_mask[i] = resize_mask(s.mask, size), True
-        labels.append(item.label)
-        meta.append(s.meta)
-        paths.append(item.path)
-    return Arrays(x, labels, masks, has_mask, names, tgt, meta, paths)
+            masks[i], has_mask[i] = placement.mask(s.mask), True
+        out.labels.append(item.label)
+        out.meta.append(s.meta)
+        out.paths.append(item.path)
+        out.boxes.append([placement.box(b) for b in s.boxes])
+        out.mask_kind.append(s.mask_kind)
+        out.source_shapes.append(s.image.shape[:2])
+        out.placements.append(placement)
+    return out
+
+
+@dataclass
+class Survey:
+    """What a data set looks like before it is loaded at a size: image shapes and defect widths."""
+    shapes: list[tuple[int, int]]
+    defect_widths_px: list[float]           # the smaller side of each annotated defect, image pixels
+    photographs: bool                       # image files (8/16-bit), not the simulator's physical arrays
+
+
+def defect_widths(sample: loader.Sample) -> list[float]:
+    """The smaller side of each annotated defect: boxes as given, masks per connected region."""
+    if sample.mask_kind == "box":
+        return [min(b.x1 - b.x0, b.y1 - b.y0) for b in sample.boxes]
+    if sample.mask is None or not sample.mask.any():
+        return []
+    import cv2
+
+    n, _, stats, _ = cv2.connectedComponentsWithStats(sample.mask.astype(np.uint8), connectivity=8)
+    return [float(min(stats[k, cv2.CC_STAT_WIDTH], stats[k, cv2.CC_STAT_HEIGHT])) for k in range(1, n)]
+
+
+def survey(root: Path, limit: int | None = None, seed: int = 0, progress: bool = True) -> Survey:
+    """Read every sample once (no resizing) for the choices training makes from the data."""
+    from tqdm import tqdm
+
+    items = _subset(loader.scan(Path(root)), limit, seed)
+    shapes, widths = [], []
+    for item in tqdm(items, desc="survey", unit="file", disable=not progress):
+        s = loader.load_sample(item)
+        shapes.append(s.image.shape[:2])
+        widths += defect_widths(s)
+    photographs = all(i.path.suffix.lower() in loader.IMAGE_EXTENSIONS for i in items)
+    return Survey(shapes, widths, photographs)
+
+
+def _subset(items: list, limit: int | None, seed: int) -> list:
+    if limit is not None and limit < len(items):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:limit])
+        items = [items[i] for i in keep]
+    return items

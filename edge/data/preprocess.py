@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 
 NORMALISATION_MODES = ("per_image", "centred", "dataset", "in_graph")
@@ -71,22 +70,3 @@ class Normalisation:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-def resize_image(img: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, C) -> (size, size, C); area averaging when shrinking (no aliasing), bilinear when growing."""
-    if img.shape[:2] == (size, size):
-        return img
-    shrink = img.shape[0] > size or img.shape[1] > size
-    out = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return out.reshape(size, size, img.shape[2]) if img.ndim == 3 else out
-
-
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Boolean mask to (size, size). Any covered fraction counts, so a 0.1 % defect survives shrinking."""
-    if mask.shape == (size, size):
-        return mask.astype(bool)
-    shrink = mask.shape[0] > size or mask.shape[1] > size
-    m = cv2.resize(mask.astype(np.float32), (size, size),
-                   interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
-    return m > 0

@@ -7,7 +7,8 @@ import pytest
 
 from edge.data import loader
 from edge.data.arrays import load_arrays, resolve_channels
-from edge.data.preprocess import Normalisation, resize_mask
+from edge.data.geometry import resize_mask
+from edge.data.preprocess import Normalisation
 
 
 def _png(path: Path, arr: np.ndarray) -> Path:
@@ -136,8 +137,8 @@ def test_normalisation_modes():
 def test_resize_mask_keeps_tiny_defects_and_nearest_when_growing():
     m = np.zeros((512, 512), bool)
     m[100, 100] = True
-    assert resize_mask(m, 64).sum() == 1
-    assert resize_mask(np.eye(4, dtype=bool), 8).sum() == 16
+    assert resize_mask(m, 64, 64).sum() == 1
+    assert resize_mask(np.eye(4, dtype=bool), 8, 8).sum() == 16
 
 
 def test_a_mask_without_its_image_is_named(tmp_path):
