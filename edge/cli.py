@@ -36,10 +36,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from edge.train.train import TrainConfig, train
 
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UserError("--time-budget must be positive (minutes)")
     cfg = TrainConfig(task=args.task, epochs=args.epochs, size=args.size, seed=args.seed,
                       channels=args.channels, batch_size=args.batch_size, lr=args.lr,
-                      normalisation=args.norm, balance=not args.no_balance, augment=not args.no_augment,
-                      ok_class=args.ok_class, threads=args.threads, limit=args.limit)
+                      normalisation=args.norm, balance=not args.no_balance,
+                      augment="none" if args.no_augment else args.augment,
+                      ok_class=args.ok_class, threads=args.threads, limit=args.limit,
+                      time_budget_min=args.time_budget)
     result = train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)
     print(json.dumps(result, indent=2))
     return 0
@@ -93,16 +97,35 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if not model.classes:
         parse_target(args.target, [], (1, 1, h, w))   # fail on a bad target before any work
     model.warm_up()
-    [e] = explainer.explain(x, target)
     pitch = sample.meta.get("pixel_pitch_mm")
+    # The picture under the overlay: the file at its own size for Grad-CAM maps (letterboxed or tiled,
+    # as the server does), the model's input for IG and SHAP.
+    under, heat, frame = x[0], None, None
+    if model.classes and args.method in ("gradcam", "gradcam++", "hirescam"):
+        from edge.data.arrays import frame_planes
+        from edge.explain.frame import explain_frames, frame_view
+
+        planes = frame_planes(sample, model.manifest["channels"])
+        from edge.explain.gradcam import per_sample_targets
+
+        target_index = None if target is None else int(per_sample_targets(model, target, 1)[0])
+        [frame] = explain_frames(explainer, [frame_view(planes, model.manifest)], [target_index])
+        e, under, heat = frame.explanation, planes, frame.heatmap
+        x = frame.view.x[frame.tile or 0][None]
+    else:
+        [e] = explainer.explain(x, target)
     add_sentences(model, x, [e], float(pitch) if pitch is not None else None)
     record = explanation_record(e, model)
+    if frame is not None:
+        record["frame"] = {"height": frame.view.shape[0], "width": frame.view.shape[1], "tiles": frame.tiles,
+                           **({"deciding_tile": list(frame.tile_box)} if frame.tile is not None else {})}
     if args.out:
         import cv2
 
         from edge.explain.overlay import overlay
 
-        img = overlay(x[0, model.manifest["channels"].index(channel)], e.heatmap, args.opacity)
+        img = overlay(under[model.manifest["channels"].index(channel)], e.heatmap if heat is None else heat,
+                      args.opacity)
         if not cv2.imwrite(str(args.out), img):
             raise UserError(f"--out {args.out}: could not write the image (folder missing or extension unknown)")
         record["overlay"] = str(args.out)
@@ -321,15 +344,27 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on the CPU and export its ONNX explain graphs",
                        description="Train one of the three models, fold batch-norm, export predict / "
                                    "gradcam / input-gradient ONNX graphs checked against autograd, and "
-                                   "write the manifest. Deterministic given --seed.")
+                                   "write the manifest. The defect classifier reads masks, Pascal VOC "
+                                   "boxes and COCO annotations as localisation ground truth and trains an "
+                                   "auxiliary mask head on them; it keeps the best validation checkpoint "
+                                   "of an average of its weights. Deterministic given --seed (and, for "
+                                   "the classifier, an epoch count that the time budget did not cut).")
     t.add_argument("--task", required=True, choices=["defect", "thermal", "phase"])
     t.add_argument("--data", required=True, help="dataset folder DIR/<class>/<stem>.<ext>")
     t.add_argument("--out", required=True, help="model folder to write")
-    t.add_argument("--epochs", type=int, default=None, help="default: 16 (defect), 56 (thermal), 15 (phase)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="default: sized to the data for defect (about 60k samples seen, 12-150 epochs, cut to "
+                        "fit --time-budget), 56 (thermal), 15 (phase)")
     t.add_argument("--channels", default=None,
                    help="input channels: a count (first C) or comma-separated names; default: all "
                         "(defect), thermal,height,pixel_pitch_mm (thermal), phase (phase)")
-    t.add_argument("--size", type=int, default=128, help="input side in pixels (default 128)")
+    t.add_argument("--size", type=int, default=None,
+                   help="input side in pixels. defect: chosen from the data when not given (the images' median "
+                        "long side, 64-256 px, a multiple of 8; the choice and its reason are printed and kept "
+                        "in the manifest); images keep their aspect (letterboxed). thermal/phase: 128")
+    t.add_argument("--time-budget", type=float, default=12.0, metavar="MIN",
+                   help="defect: minutes for the training loop; the epochs are cut to fit at the speed measured "
+                        "on this machine before training (default 12, so train + export stay within 15 min)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle schedule)")
@@ -339,7 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "dataset scale: keeps physical contrasts in K) or dataset statistics; auto "
                         "picks centred for simulator .npz data and per_image for image files")
     t.add_argument("--no-balance", action="store_true", help="do not sample classes evenly")
-    t.add_argument("--no-augment", action="store_true", help="no flips")
+    t.add_argument("--augment", default="flips", metavar="PARTS",
+                   help="augmentation, comma-separated: flips (default), rot90 (square inputs; not for rolled or "
+                        "brushed surfaces), scale (zoom that keeps the defect in view), photometric (gamma, "
+                        "contrast, brightness; photographs), noise; or none. Measured on NEU-DET: flips alone "
+                        "trained best within a CPU budget")
+    t.add_argument("--no-augment", action="store_true", help="same as --augment none")
     t.add_argument("--ok-class", default="ok", help="the folder name meaning 'no defect' (default ok)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     t.add_argument("--limit", type=int, default=None, help="use at most this many samples")

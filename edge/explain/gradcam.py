@@ -23,6 +23,21 @@ def map_shift(model: Model, align: bool = True) -> float:
     return alignment_shift(a["stride"], a["centre_px"]) if (align and a) else 0.0
 
 
+def per_sample_targets(model: Model, target, n: int) -> np.ndarray:
+    """(n,) class indices, -1 where the sample's predicted class is meant."""
+    if target is None:
+        return np.full(n, -1, np.int64)
+    if not isinstance(target, str) and np.ndim(target) == 1:
+        t = np.asarray(target, np.int64)
+        if len(t) != n:
+            raise ValueError(f"{len(t)} targets for {n} samples")
+        rows = t >= 0
+        out = t.copy()
+        out[rows] = class_indices(model, t[rows], np.zeros(int(rows.sum()), np.int64))
+        return out
+    return class_indices(model, target, np.zeros(n, np.int64)).copy()
+
+
 class GradCAMExplainer(Explainer):
     def __init__(self, model: Model, method: str = "gradcam", align: bool = True):
         if method not in METHODS:
@@ -35,18 +50,20 @@ class GradCAMExplainer(Explainer):
         self.shift = map_shift(model, align)
 
     def explain(self, x: np.ndarray, target=None) -> list[Explanation]:
+        """target: None (each sample's predicted class), a class name or index for all, or one index per
+        sample where -1 means that sample's predicted class."""
         timer = Timer()
         xn = self.prepare(x, timer)
         k = len(self.model.classes)
         with timer.stage("graph"):
-            if target is None:
-                # Zero rows: the graph picks the predicted class itself, so this is one call.
-                onehot = np.zeros((len(xn), k), np.float32)
-            else:
-                onehot = class_target(k, class_indices(self.model, target, np.zeros(len(xn), np.int64)))
+            wanted = per_sample_targets(self.model, target, len(xn))
+            # Zero rows: the graph picks the predicted class itself, so any mix of targets is one call.
+            onehot = np.zeros((len(xn), k), np.float32)
+            rows = np.flatnonzero(wanted >= 0)
+            onehot[rows] = class_target(k, wanted[rows])
             logits, acts, grads = self.model.run("gradcam", {"input": xn, "target": onehot})
         preds = predictions(self.model, logits)
-        explained = logits.argmax(axis=1) if target is None else onehot.argmax(axis=1)
+        explained = np.where(wanted >= 0, wanted, logits.argmax(axis=1))
         with timer.stage("cam"):
             raw = cam_raw(acts, grads, self.method)
             up = upsample_bilinear(raw, xn.shape[2:], self.shift)

@@ -12,6 +12,9 @@ checked by tests on other seeds. Only what the data measures is said: no depth, 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 from edge.explain.patch_stats import ImageContext, RegionStats, region_stats
@@ -94,21 +97,36 @@ def top_patches(values: np.ndarray, boxes: np.ndarray, k: int = 2, min_separatio
     return chosen
 
 
+@dataclass(frozen=True)
+class FrameLocator:
+    """Where the model's input sits in the operator's frame: `to_frame(row, col)` maps input pixels to frame
+    pixels, `size` is the frame's (H, W), `scale` model pixels per frame pixel."""
+    to_frame: Callable[[float, float], tuple[float, float]]
+    size: tuple[int, int]
+    scale: float
+
+
 def explain_in_words(label: str, confidence: float, patch_values: np.ndarray, boxes: np.ndarray,
                      channels: dict[str, np.ndarray], pixel_pitch_mm: float | None, ok_class: str = "ok",
-                     value_name: str = "SHAP log-odds") -> tuple[str, list[dict]]:
+                     value_name: str = "SHAP log-odds", frame: FrameLocator | None = None) -> tuple[str, list[dict]]:
     """The sentence and, per evidence item, its statistics (for the JSON and the audit).
-    `value_name` says which method's number is quoted, e.g. "SHAP log-odds" or "Grad-CAM"."""
+    `value_name` says which method's number is quoted, e.g. "SHAP log-odds" or "Grad-CAM". With `frame`,
+    places are said in the frame's pixels and millimetres (`pixel_pitch_mm` is then the frame's pitch)."""
     size = next(iter(channels.values())).shape
+    model_pitch = pixel_pitch_mm
+    if frame is not None and pixel_pitch_mm:
+        model_pitch = pixel_pitch_mm / frame.scale
     picks = top_patches(np.asarray(patch_values), np.asarray(boxes))
     context = ImageContext(channels) if picks else None
     items = []
     for j in picks:
         box = tuple(int(v) for v in boxes[j])
-        stats = region_stats(context, box, pixel_pitch_mm)
+        stats = region_stats(context, box, model_pitch)
         centre = ((box[0] + box[2] - 1) / 2, (box[1] + box[3] - 1) / 2)
+        location = where(centre, size, pixel_pitch_mm) if frame is None else \
+            where(frame.to_frame(*centre), frame.size, pixel_pitch_mm)
         items.append({"box": box, "value": float(patch_values[j]), "descriptor": describe(stats),
-                      "location": where(centre, size, pixel_pitch_mm), "stats": stats})
+                      "location": location, "stats": stats})
     conf = f"confidence {100 * confidence:.1f}%"
     if label == ok_class:
         head = f"Part classified as {label.upper()}, no defect found ({conf})."

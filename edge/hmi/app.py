@@ -43,7 +43,9 @@ def summary(ins: Inspection, node: Node) -> dict:
             "verdict": ins.verdict, "channels": list(model.manifest["channels"]), "classes": model.classes,
             "ok_class": model.manifest.get("ok_class", "ok"), "audit_status": node.inspector.audit[ins.model],
             "attributions": [{"model": a.model, "method": a.method, "target": a.target,
-                              "completeness_delta": a.completeness_delta} for a in ins.attributions]}
+                              "completeness_delta": a.completeness_delta} for a in ins.attributions],
+            "heatmap_size": list(ins.heatmap.shape), "tiles": ins.tiles,
+            "tile_box": list(ins.tile_box) if ins.tile_box else None}
 
 
 def create_app(node: Node) -> FastAPI:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.explain.frame import FrameView
+
 EXPLANATION_KINDS = ("gradcam", "sentence", "ig", "shap", "raw_heatmap")
 DEFAULT_EXPLANATIONS = ("gradcam", "sentence")
 
@@ -26,7 +28,7 @@ class Job:
     station_id: str
     part_id: str
     model: str
-    x: np.ndarray                          # (C, H, W) raw physical units at the classifier's size
+    view: FrameView                        # the frame as classifier inputs (letterboxed, or tiles)
     explanations: tuple[str, ...]
     budget_ms: float                       # cycle time left for this inspection, from its arrival
     target_class: str | None = None
@@ -68,7 +70,7 @@ class Inspection:
     label: str
     confidence: float
     probabilities: dict[str, float]
-    heatmap: np.ndarray              # (H, W) in [0, 1]
+    heatmap: np.ndarray              # (H, W) in [0, 1], the frame's own pixels
     heatmap_png: bytes
     heatmap_target: str
     sentence: str
@@ -78,6 +80,9 @@ class Inspection:
     attributions: list[Attribution] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     verdict: str = ""
+    tiles: int = 1                   # a frame much larger than the training images is inspected in tiles
+    tile_box: tuple[int, int, int, int] | None = None   # the deciding tile, (x0, y0, x1, y1) frame pixels
+    tile: int | None = None          # its row among the job's inputs (in memory only, for deferred SHAP)
 
     @property
     def complete(self) -> bool:

@@ -1,11 +1,13 @@
 """Frames on the wire <-> arrays: decoding with errors that name the field, and encoding for stations.
 
-    planes = decode_frame(request.frame, ["thermal", "phase", "intensity"], (128, 128))   # (C, H, W)
+    planes = decode_planes(request.frame, ["thermal", "phase", "intensity"])        # (C, H, W), frame size
+    x = decode_frame(request.frame, ["phase"], (128, 128))                           # resampled to a size
     frame = encode_frame({"thermal": t, "phase": p, "intensity": i}, dtype="float16")
 
 Raw tensors are little-endian row-major (H, W) of uint8/uint16/float16/float32; encoded images are
 single-channel PNG (8/16-bit) or TIFF (16-bit/float32). Values are physical units; nothing is
-rescaled except the resampling to the model's input size. Wrapped phase is resampled as a phasor
+rescaled except the resampling to a regression model's input size, and 8/16-bit values for models
+trained on photographs (scaled to [0, 1] by the type's range, as the loader does). Wrapped phase is resampled as a phasor
 (cos and sin separately, then atan2): interpolating the wrapped values directly would average across
 the 2 pi jumps and invent phase that is not there.
 """
@@ -20,7 +22,10 @@ from edge.v1 import inspection_pb2 as pb
 DTYPES = {pb.UINT8: np.dtype("<u1"), pb.UINT16: np.dtype("<u2"), pb.FLOAT16: np.dtype("<f2"),
           pb.FLOAT32: np.dtype("<f4")}
 DTYPE_NAMES = {"uint8": pb.UINT8, "uint16": pb.UINT16, "float16": pb.FLOAT16, "float32": pb.FLOAT32}
-MAX_PIXELS = 4 * 1024 * 1024   # 4 MPixel per channel
+MAX_PIXELS = 16 * 1024 * 1024  # 16 MPixel per channel: line cameras' 2-5 MPixel frames and 8000x2000 lines
+# The HMI's and the store's picture of a channel: large frames are shrunk to this long side (the
+# heatmap keeps the frame's full size and is drawn scaled over it).
+PREVIEW_MAX_PX = 1024
 
 
 class FieldError(ValueError):
@@ -32,6 +37,7 @@ class FieldError(ValueError):
 
 
 def _decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
+    """One channel as stored (uint8 / uint16 / float16 / float32), (H, W)."""
     kind = ch.WhichOneof("payload")
     if kind is None:
         raise FieldError(where, "has neither a tensor nor an image")
@@ -48,7 +54,7 @@ def _decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
         if len(t.data) != h * w * dtype.itemsize:
             raise FieldError(f"{where}.tensor.data", f"has {len(t.data)} bytes, expected {h}x{w}x{dtype.itemsize} "
                                                       f"= {h * w * dtype.itemsize}")
-        return np.frombuffer(t.data, dtype).reshape(h, w).astype(np.float32)
+        return np.frombuffer(t.data, dtype).reshape(h, w)
     img = ch.image
     if img.encoding not in (pb.PNG, pb.TIFF):
         raise FieldError(f"{where}.image.encoding", "must be PNG or TIFF")
@@ -62,12 +68,30 @@ def _decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
         raise FieldError(f"{where}.image.data", f"must hold one channel, holds {arr.shape[2]}")
     if arr.shape[0] * arr.shape[1] > max_pixels:
         raise FieldError(f"{where}.image.data", f"{arr.shape[0]}x{arr.shape[1]} exceeds the {max_pixels}-pixel limit")
-    return arr.astype(np.float32)
+    return arr
 
 
-def decode_frame(frame: pb.Frame, channels: list[str], size: tuple[int, int],
-                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """The named channels of a frame as (C, H, W) float32 at the model's size, or a FieldError."""
+def _as_float(p: np.ndarray, integer_scaling: bool) -> np.ndarray:
+    # Models trained on 8/16-bit photographs saw values scaled to [0, 1] by the type's range (the
+    # loader's rule); a station sending the same camera's raw integers must reach the model the same way.
+    if integer_scaling and p.dtype in (np.uint8, np.uint16):
+        return p.astype(np.float32) / np.float32(np.iinfo(p.dtype).max)
+    return p.astype(np.float32)
+
+
+def preview_plane(p: np.ndarray) -> np.ndarray:
+    """A channel shrunk (area averaging) to at most PREVIEW_MAX_PX on its long side, aspect kept."""
+    h, w = p.shape
+    if max(h, w) <= PREVIEW_MAX_PX:
+        return p
+    f = PREVIEW_MAX_PX / max(h, w)
+    return cv2.resize(p, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
+def decode_planes(frame: pb.Frame, channels: list[str], integer_scaling: bool = False,
+                  max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The named channels of a frame as (C, H, W) float32 at the frame's own size, or a FieldError.
+    Per-frame scalars a model takes as planes (pixel pitch) come as constant planes."""
     if not frame.channels:
         raise FieldError("frame.channels", "is empty")
     planes: dict[str, np.ndarray] = {}
@@ -82,7 +106,7 @@ def decode_frame(frame: pb.Frame, channels: list[str], size: tuple[int, int],
     if len(set(shapes.values())) > 1:
         raise FieldError("frame.channels", f"channels differ in size: {shapes}")
     h, w = next(iter(shapes.values()))
-    out = np.empty((len(channels), *size), np.float32)
+    out = np.empty((len(channels), h, w), np.float32)
     for c, name in enumerate(channels):
         if name in SCALAR_PLANES:
             if not frame.pixel_pitch_mm > 0:
@@ -92,17 +116,29 @@ def decode_frame(frame: pb.Frame, channels: list[str], size: tuple[int, int],
         if name not in planes:
             raise FieldError("frame.channels", f"has no channel {name!r} (model needs {', '.join(channels)}; "
                                                f"got {', '.join(planes)})")
-        p = planes[name]
+        p = _as_float(planes[name], integer_scaling)
         if not np.isfinite(p).all():
             raise FieldError(f"frame.channels[{list(planes).index(name)}]", f"channel {name!r} contains NaN or Inf")
-        if (h, w) != tuple(size):
-            interp = cv2.INTER_AREA if h > size[0] else cv2.INTER_LINEAR
-            if name in NO_RESIZE:
-                c_, s_ = (cv2.resize(f(p), (size[1], size[0]), interpolation=interp) for f in (np.cos, np.sin))
-                p = np.arctan2(s_, c_)
-            else:
-                p = cv2.resize(p, (size[1], size[0]), interpolation=interp)
         out[c] = p
+    return out
+
+
+def decode_frame(frame: pb.Frame, channels: list[str], size: tuple[int, int],
+                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The named channels of a frame as (C, H, W) float32 resampled to `size` (the regression models'
+    input: dense outputs at the model's own grid), or a FieldError."""
+    planes = decode_planes(frame, channels, max_pixels=max_pixels)
+    h, w = planes.shape[1:]
+    if (h, w) == tuple(size):
+        return planes
+    out = np.empty((len(channels), *size), np.float32)
+    interp = cv2.INTER_AREA if h > size[0] else cv2.INTER_LINEAR
+    for c, (name, p) in enumerate(zip(channels, planes)):
+        if name in NO_RESIZE:
+            c_, s_ = (cv2.resize(f(p), (size[1], size[0]), interpolation=interp) for f in (np.cos, np.sin))
+            out[c] = np.arctan2(s_, c_)
+        else:
+            out[c] = cv2.resize(p, (size[1], size[0]), interpolation=interp)
     return out
 
 

@@ -17,14 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.explain.cam import cam_raw, upsample_and_normalise
-from edge.explain.gradcam import map_shift
+from edge.explain.frame import explain_frames
+from edge.explain.gradcam import GradCAMExplainer
 from edge.explain.ig import IGExplainer
 from edge.explain.overlay import heatmap8
 from edge.explain.patches import PatchGrid
 from edge.explain.sentence import explain_in_words
 from edge.explain.shap import PatchShapExplainer
-from edge.explain.targets import class_target
 from edge.runtime.manifest import ManifestError, predict_sha256
 from edge.runtime.model import Model, softmax
 from edge.serve.domain import Attribution, Inspection, Job
@@ -83,6 +82,7 @@ class Inspector:
         self.ig = {n: IGExplainer(m, n_steps=ig_steps) for n, m in self.models.items() if not m.classes}
         self.shap = {n: PatchShapExplainer(m, budget=shap_budget) for n, m in self.models.items() if m.classes}
         self.grids = {n: PatchGrid(*m.input_shape[1:]) for n, m in self.models.items() if m.classes}
+        self.gradcam = {n: GradCAMExplainer(m) for n, m in self.models.items() if m.classes}
         self.cost_ms: dict[tuple[str, str], float] = {}
         self._cost_lock = threading.Lock()
 
@@ -149,43 +149,50 @@ class Inspector:
 
     # -- the work ----------------------------------------------------------------------------------
     def inspect_batch(self, jobs: list[Job]) -> list[Inspection]:
-        """Prediction + Grad-CAM + sentence for jobs of one classifier, in one graph call."""
+        """Prediction + Grad-CAM + sentence for jobs of one classifier: every frame's inputs (one, or its
+        tiles) in one graph call; maps come back in each frame's own pixels."""
         model = self.classifier(jobs[0].model)
         t0 = time.perf_counter()
-        x = model.normalisation.apply(np.stack([j.x for j in jobs]))
-        k = len(model.classes)
-        targets = np.zeros((len(jobs), k), np.float32)   # zero rows: the predicted class, in the graph
-        for i, j in enumerate(jobs):
-            if j.target_class:
-                if j.target_class not in model.classes:
-                    raise UnknownName(f"target_class {j.target_class!r}: model {model.name} has "
-                                      f"{', '.join(model.classes)}")
-                targets[i] = class_target(k, [model.classes.index(j.target_class)])[0]
-        logits, acts, grads = model.run("gradcam", {"input": x, "target": targets})
+        targets = []
+        for j in jobs:
+            if j.target_class and j.target_class not in model.classes:
+                raise UnknownName(f"target_class {j.target_class!r}: model {model.name} has "
+                                  f"{', '.join(model.classes)}")
+            targets.append(model.classes.index(j.target_class) if j.target_class else None)
+        results = explain_frames(self.gradcam[model.name], [j.view for j in jobs], targets)
         t1 = time.perf_counter()
-        heat = upsample_and_normalise(cam_raw(acts, grads, "gradcam"), x.shape[2:], map_shift(model))
-        probs = softmax(logits.astype(np.float64))
-        t2 = time.perf_counter()
-        self._record("gradcam", model.name, (t2 - t0) * 1e3)
+        self._record("gradcam", model.name, (t1 - t0) * 1e3)
+        graph_ms = results[0].explanation.timings_ms.get("graph", 0.0) + \
+            results[0].explanation.timings_ms.get("preprocess", 0.0)
         grid = self.grids[model.name]
         out = []
-        for i, j in enumerate(jobs):
+        for j, r in zip(jobs, results):
             ts = time.perf_counter()
-            label = model.classes[int(probs[i].argmax())]
-            explained = model.classes[int(targets[i].argmax())] if targets[i].any() else label
+            e = r.explanation
+            label, confidence = e.prediction.label, e.prediction.confidence
             sentence = ""
             if "sentence" in j.explanations:
-                channels = {n: j.x[c] for c, n in enumerate(model.manifest["channels"])}
-                sentence, _ = explain_in_words(label, float(probs[i].max()), grid.pool(heat[i], "mean"), grid.boxes,
-                                               channels, j.pixel_pitch_mm or model.manifest.get("pixel_pitch_mm"),
-                                               model.manifest.get("ok_class", "ok"), "Grad-CAM")
+                sentence, _ = explain_in_words(label, confidence, grid.pool(e.heatmap, "mean"), grid.boxes,
+                                               self.row_channels(model, j, r.tile),
+                                               j.pixel_pitch_mm or model.manifest.get("pixel_pitch_mm"),
+                                               model.manifest.get("ok_class", "ok"), "Grad-CAM",
+                                               frame=r.view.locator(r.tile or 0))
             out.append(Inspection(
-                j.inspection_id, j.station_id, j.part_id, model.name, self.sha256(model.name), label,
-                float(probs[i].max()), {c: float(p) for c, p in zip(model.classes, probs[i])}, heat[i],
-                png(heatmap8(heat[i])), f"class {explained}", sentence, j.explanations, j.received_ms,
-                timings_ms={"graph": (t1 - t0) * 1e3 / len(jobs), "cam": (t2 - t1) * 1e3 / len(jobs),
+                inspection_id=j.inspection_id, station_id=j.station_id, part_id=j.part_id, model=model.name,
+                model_sha256=self.sha256(model.name), label=label, confidence=float(confidence),
+                probabilities=dict(e.prediction.probabilities), heatmap=r.heatmap,
+                heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, sentence=sentence,
+                requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
+                tile_box=r.tile_box,
+                timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),
                             "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
         return out
+
+    @staticmethod
+    def row_channels(model: Model, job: Job, tile: int | None) -> dict[str, np.ndarray]:
+        """The classifier input the decision came from, by channel name (model pixels)."""
+        x = job.view.x[tile or 0]
+        return {n: x[c] for c, n in enumerate(model.manifest["channels"])}
 
     def explain_extra(self, job: Job, inspection: Inspection, kinds: list[str]) -> tuple[list[Attribution], str | None]:
         """IG maps of the regression models and/or patch SHAP (with its SHAP-based sentence)."""
@@ -201,14 +208,16 @@ class Inspector:
         if "shap" in kinds:
             model = self.classifier(job.model)
             t = time.perf_counter()
-            [e] = self.shap[model.name].explain(job.x[None], model.classes.index(inspection.label))
+            row = inspection.tile or 0
+            [e] = self.shap[model.name].explain(job.view.x[row][None], model.classes.index(inspection.label))
             self._record("shap", model.name, (time.perf_counter() - t) * 1e3)
-            channels = {n: job.x[c] for c, n in enumerate(model.manifest["channels"])}
             sentence, _ = explain_in_words(inspection.label, inspection.confidence, e.extras["patch_values"],
-                                           e.extras["patch_boxes"], channels,
+                                           e.extras["patch_boxes"], self.row_channels(model, job, row),
                                            job.pixel_pitch_mm or model.manifest.get("pixel_pitch_mm"),
-                                           model.manifest.get("ok_class", "ok"), "SHAP log-odds")
+                                           model.manifest.get("ok_class", "ok"), "SHAP log-odds",
+                                           frame=job.view.locator(row))
+            attribution = job.view.to_frame(row, e.attribution)
             attributions.append(Attribution(model.name, self.sha256(model.name), "shap", e.target,
-                                            png(heatmap8(e.heatmap)), e.attribution, e.extras["efficiency_gap"], 0.0,
-                                            e.extras["evaluations"], sentence))
+                                            png(heatmap8(job.view.to_frame(row, e.heatmap))), attribution,
+                                            e.extras["efficiency_gap"], 0.0, e.extras["evaluations"], sentence))
         return attributions, sentence

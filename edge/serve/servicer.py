@@ -10,7 +10,8 @@ import numpy as np
 from edge.explain.overlay import to_gray8
 from edge.serve.batcher import QueueFull, ShuttingDown
 from edge.serve.domain import DEFAULT_EXPLANATIONS, Inspection, Job
-from edge.serve.frames import FieldError, decode_frame
+from edge.explain.frame import frame_view
+from edge.serve.frames import FieldError, decode_frame, decode_planes, preview_plane
 from edge.serve.inspector import UnknownName, png
 from edge.serve.node import Node
 from edge.v1 import inspection_pb2 as pb
@@ -54,8 +55,9 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
         if time_remaining_s <= 0:
             raise TimeoutError("the request's deadline had passed on arrival")
         budget = min(budget, time_remaining_s * 1e3) if request.cycle_budget_ms else time_remaining_s * 1e3
-    c, h, w = model.input_shape
-    x = decode_frame(request.frame, model.manifest["channels"], (h, w))
+    planes = decode_planes(request.frame, model.manifest["channels"],
+                           integer_scaling=bool(model.manifest["input"].get("integer_scaling")))
+    view = frame_view(planes, model.manifest)
     regression = {}
     if "ig" in kinds:
         wanted = list(request.regression_models) or list(inspector.regression_models())
@@ -71,8 +73,8 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
                     raise
                 # implicit "all": a model whose channels this frame lacks is skipped
     pitch = request.frame.pixel_pitch_mm if request.frame.pixel_pitch_mm > 0 else None
-    previews = {n: png(to_gray8(x[i])) for i, n in enumerate(model.manifest["channels"])}
-    return Job(request.station_id or "unnamed", request.part_id, model.name, x, kinds, budget,
+    previews = {n: png(to_gray8(preview_plane(planes[i]))) for i, n in enumerate(model.manifest["channels"])}
+    return Job(request.station_id or "unnamed", request.part_id, model.name, view, kinds, budget,
                request.target_class or None, regression, pitch, previews, request.store_frame,
                request.frame.SerializeToString() if request.store_frame else None)
 
@@ -83,7 +85,11 @@ def to_proto(ins: Inspection) -> pb.InspectResponse:
         inspection_id=ins.inspection_id, station_id=ins.station_id, part_id=ins.part_id, model=ins.model,
         model_sha256=ins.model_sha256, label=ins.label, confidence=ins.confidence,
         heatmap=pb.Heatmap(method="gradcam", target=ins.heatmap_target, height=h, width=w, png=ins.heatmap_png),
-        sentence=ins.sentence, received_unix_ms=ins.received_ms, complete=ins.complete, verdict=ins.verdict)
+        sentence=ins.sentence, received_unix_ms=ins.received_ms, complete=ins.complete, verdict=ins.verdict,
+        tiles=ins.tiles)
+    if ins.tile_box is not None:
+        r.deciding_tile.CopyFrom(pb.Region(x0=ins.tile_box[0], y0=ins.tile_box[1], x1=ins.tile_box[2],
+                                           y1=ins.tile_box[3]))
     r.probabilities.update(ins.probabilities)
     if "raw_heatmap" in ins.requested:
         r.heatmap.float16 = ins.heatmap.astype("<f2").tobytes()

@@ -38,6 +38,11 @@ CREATE INDEX IF NOT EXISTS verdicts_inspection ON verdicts (inspection_id);
 CREATE TABLE IF NOT EXISTS frames (inspection_id TEXT PRIMARY KEY, data BLOB, created_ms INTEGER);
 CREATE TABLE IF NOT EXISTS previews (inspection_id TEXT, channel TEXT, png BLOB, PRIMARY KEY (inspection_id, channel));
 """
+# Columns added after the first release: a store written by an older node gains them on open.
+ADDED_COLUMNS = {"inspections": (("tiles", "INTEGER DEFAULT 1"), ("tile_box", "TEXT"))}
+INSPECTION_COLUMNS = ("id", "station_id", "part_id", "received_ms", "stored_ms", "model", "model_sha256", "label",
+                      "confidence", "probabilities", "heatmap_target", "heatmap_png", "sentence", "timings",
+                      "requested", "deferred", "tiles", "tile_box")
 
 
 class StoreError(RuntimeError):
@@ -51,7 +56,13 @@ class AuditStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.frame_retention, self.preview_retention = frame_retention, preview_retention
         self._local = threading.local()
-        self._connect().executescript(SCHEMA)
+        conn = self._connect()
+        conn.executescript(SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -80,11 +91,12 @@ class AuditStore:
     def put_inspection(self, ins: Inspection, previews: dict[str, bytes] | None = None,
                        frame: bytes | None = None) -> None:
         """Durable when this returns (WAL + synchronous=FULL)."""
-        stmts = [("INSERT INTO inspections VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        stmts = [(f"INSERT INTO inspections ({', '.join(INSPECTION_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(INSPECTION_COLUMNS))})",
                   (ins.inspection_id, ins.station_id, ins.part_id, ins.received_ms, now_ms(), ins.model,
                    ins.model_sha256, ins.label, ins.confidence, json.dumps(ins.probabilities), ins.heatmap_target,
                    ins.heatmap_png, ins.sentence, json.dumps(ins.timings_ms), json.dumps(list(ins.requested)),
-                   json.dumps(ins.deferred)))]
+                   json.dumps(ins.deferred), ins.tiles, json.dumps(ins.tile_box) if ins.tile_box else None))]
         stmts += [self._attribution_stmt(ins.inspection_id, a) for a in ins.attributions]
         for channel, png in (previews or {}).items():
             stmts.append(("INSERT INTO previews VALUES (?,?,?)", (ins.inspection_id, channel, png)))
@@ -144,7 +156,8 @@ class AuditStore:
                          row["label"], row["confidence"], json.loads(row["probabilities"]),
                          heat.astype(np.float32) / 255, row["heatmap_png"], row["heatmap_target"], row["sentence"],
                          tuple(json.loads(row["requested"])), row["received_ms"], json.loads(row["timings"]),
-                         deferred=json.loads(row["deferred"]))
+                         deferred=json.loads(row["deferred"]), tiles=row.get("tiles") or 1,
+                         tile_box=tuple(json.loads(row["tile_box"])) if row.get("tile_box") else None)
         conn = self._connect()
         conn.row_factory = sqlite3.Row
         for e in conn.execute("SELECT * FROM explanations WHERE inspection_id = ? ORDER BY id", (row["id"],)):

@@ -70,7 +70,7 @@ def _tensor_frame(**tensor):
     (_tensor_frame(dtype=pb.FLOAT32, shape=[4, 4], data=b"\0" * 63), "frame.channels[0].tensor.data", "has 63 bytes"),
     (_tensor_frame(dtype=pb.DTYPE_UNSPECIFIED, shape=[4, 4], data=b"\0" * 64), "frame.channels[0].tensor.dtype", "must be"),
     (_tensor_frame(dtype=pb.FLOAT32, shape=[4, 4, 1], data=b"\0" * 64), "frame.channels[0].tensor.shape", "(H, W)"),
-    (_tensor_frame(dtype=pb.UINT8, shape=[4096, 4096], data=b""), "frame.channels[0].tensor.shape", "exceeds"),
+    (_tensor_frame(dtype=pb.UINT8, shape=[8192, 4096], data=b""), "frame.channels[0].tensor.shape", "exceeds"),
 ])
 def test_errors_name_the_field(frame, field, message):
     with pytest.raises(FieldError) as e:

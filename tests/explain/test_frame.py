@@ -1,0 +1,76 @@
+"""Frames of any size through a trained classifier: the heatmap comes back in the frame's own pixels and
+on the defect; a frame much larger than the training images is tiled, the worst tile decides, and the
+stitched map points at the defect. The model is trained here, on bright spots in noise (48 px images)."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.explain.frame import explain_frames, frame_view
+from edge.explain.gradcam import GradCAMExplainer
+from edge.runtime.model import Model
+
+pytestmark = pytest.mark.slow
+
+SIZE = 48
+
+
+def spot_image(rng, h, w, centre=None):
+    img = rng.normal(110, 12, (h, w))
+    if centre is not None:
+        cv2.circle(img, (int(centre[1]), int(centre[0])), 4, 230, -1)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def spot_model(tmp_path_factory):
+    from edge.train.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("spots") / "data"
+    for cls in ("ok", "spot"):
+        (root / cls).mkdir(parents=True)
+    for i in range(80):
+        cv2.imwrite(str(root / "ok" / f"{i}.png"), spot_image(rng, SIZE, SIZE))
+        c = rng.integers(8, SIZE - 8, 2)
+        cv2.imwrite(str(root / "spot" / f"{i}.png"), spot_image(rng, SIZE, SIZE, c))
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        cv2.circle(mask, (int(c[1]), int(c[0])), 4, 255, -1)
+        cv2.imwrite(str(root / "spot" / f"{i}.mask.png"), mask)
+    out = tmp_path_factory.mktemp("spots") / "model"
+    train(root, out, TrainConfig(task="defect", size=SIZE, epochs=12, width=8, threads=2,
+                                   time_budget_min=None), progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["input"]["size"] == [SIZE, SIZE] and manifest["input"]["source_size"] == [SIZE, SIZE]
+    return Model.load(out)
+
+
+def _planes(img):
+    return (img.astype(np.float32) / 255)[None]     # the loader's scaling of 8-bit photographs
+
+
+def test_a_wide_frame_is_letterboxed_and_its_map_lands_on_the_spot(spot_model):
+    rng = np.random.default_rng(1)
+    frame = spot_image(rng, 40, 64, centre=(20, 48))      # not the training shape: 40x64, spot on the right
+    [r] = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(frame), spot_model.manifest)])
+    assert r.tiles == 1 and r.heatmap.shape == (40, 64) and r.explanation.prediction.label == "spot"
+    row, col = np.unravel_index(np.argmax(r.heatmap), r.heatmap.shape)
+    cell = 8 / r.view.scale                  # a 1/8-resolution map points to within one cell: 10.7 frame px
+    assert abs(row - 20) <= cell and abs(col - 48) <= cell
+
+
+def test_a_large_frame_is_tiled_the_worst_tile_decides_and_the_map_is_stitched(spot_model):
+    rng = np.random.default_rng(2)
+    clean = spot_image(rng, 160, 240)
+    view = frame_view(_planes(clean), spot_model.manifest)
+    assert view.tiling is not None and len(view.x) > 12                # 160x240 against 48 px training images
+    [ok] = explain_frames(GradCAMExplainer(spot_model), [view])
+    assert ok.explanation.prediction.label == "ok" and ok.heatmap.shape == (160, 240)
+    frame = spot_image(rng, 160, 240, centre=(121, 187))
+    [r] = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(frame), spot_model.manifest)])
+    assert r.explanation.prediction.label == "spot" and r.heatmap.shape == (160, 240)
+    x0, y0, x1, y1 = r.tile_box
+    assert x0 <= 187 < x1 and y0 <= 121 < y1                          # the deciding tile holds the spot
+    row, col = np.unravel_index(np.argmax(r.heatmap), r.heatmap.shape)
+    assert abs(row - 121) <= 8 and abs(col - 187) <= 8                # and the stitched map's peak, within a cell
