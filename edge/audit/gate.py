@@ -13,6 +13,8 @@ A policy file (TOML) overrides any threshold:
     [localisation]
     iou_min = 0.5
     metric = "iou_mean"      # the paper's pixel IoU; or "iou_tolerant_mean" (default), "iou_grown_mean"
+    box_min = 0.8            # classes annotated with boxes (VOC, COCO): boxes are loose, so
+    box_metric = "pointing_game"   # judged by the pointing game (or "boxes_hit_mean", "iou_tolerant_mean")
     [physics]
     r_min = 0.7
     flat_abs_r_max = 0.3
@@ -32,7 +34,8 @@ from pathlib import Path
 from edge.runtime.manifest import MANIFEST, load_manifest, predict_sha256
 from edge.toml_file import read_toml
 
-DEFAULT_POLICY = {"localisation": {"iou_min": 0.5, "metric": "iou_tolerant_mean"},
+DEFAULT_POLICY = {"localisation": {"iou_min": 0.5, "metric": "iou_tolerant_mean",
+                                  "box_metric": "pointing_game", "box_min": 0.8},
                   "physics": {"r_min": 0.7, "flat_abs_r_max": 0.3, "metric": "r_physics_scale"},
                   "phase_physics": {"concentration_min": 2.0},
                   "faithfulness": {"required": True},
@@ -72,10 +75,14 @@ def evaluate_gate(metrics: dict, policy: dict) -> list[Check]:
     checks = []
     loc = metrics.get("localisation")
     if loc is not None:
-        key, bar = policy["localisation"]["metric"], policy["localisation"]["iou_min"]
         for cls, r in loc.items():
+            if r.get("ground_truth") == "box":
+                key, bar = policy["localisation"]["box_metric"], policy["localisation"]["box_min"]
+            else:
+                key, bar = policy["localisation"]["metric"], policy["localisation"]["iou_min"]
             v = _measure(r, key, "localisation", cls)
-            checks.append(Check(f"localisation {cls}", v > bar, f"{key} {v:.3f} (bar > {bar}, n {r['n']})"))
+            truth = ", boxes" if r.get("ground_truth") == "box" else ""
+            checks.append(Check(f"localisation {cls}", v > bar, f"{key} {v:.3f} (bar > {bar}, n {r['n']}{truth})"))
     elif "classification" in metrics:
         checks.append(Check("localisation", False, "no localisation measured (the data has no masks)"))
     phys = metrics.get("physics")

@@ -5,6 +5,7 @@ Localisation of a heatmap against a ground-truth mask:
     tolerant_iou(binarise(heat), mask, px)   # IoU where "near" (within px) counts as overlapping
     relevance_mass(heat, mask)         # share of the (non-negative) heat inside the mask
     pointing_game(heat, mask)          # does the hottest pixel fall inside the mask (+ tolerance)?
+    boxes_hit(binarise(heat), boxes, px)     # share of annotated boxes the map touches
 Physics: pearson(a, b). Faithfulness: perturbation_curve + auc. Stability: cosine_similarity.
 Operator agreement: wilson_interval.
 """
@@ -74,6 +75,22 @@ def pointing_game(heat: np.ndarray, mask: np.ndarray, tolerance_px: int = 0) -> 
         m = cv2.dilate(m, np.ones((k, k), np.uint8))
     r, c = np.unravel_index(int(np.argmax(heat)), np.shape(heat))
     return bool(m[r, c])
+
+
+def boxes_hit(region: np.ndarray, boxes: list, tolerance_px: int = 0) -> float:
+    """Share of annotated boxes that the binarised map touches (within `tolerance_px`): does the map mark
+    every defect, not only the strongest one? Boxes as (x0, y0, x1, y1) pixel bounds (half-open)."""
+    if not len(boxes):
+        return float("nan")
+    region = np.asarray(region, bool)
+    h, w = region.shape
+    hit = 0
+    for b in boxes:
+        x0, y0, x1, y1 = (b.as_list() if hasattr(b, "as_list") else b)
+        r0, r1 = max(int(np.floor(y0)) - tolerance_px, 0), min(int(np.ceil(y1)) + tolerance_px, h)
+        c0, c1 = max(int(np.floor(x0)) - tolerance_px, 0), min(int(np.ceil(x1)) + tolerance_px, w)
+        hit += bool(region[r0:r1, c0:c1].any())
+    return hit / len(boxes)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

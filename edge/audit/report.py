@@ -31,13 +31,14 @@ pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
 {% for row in m.classification.confusion.matrix %}<tr><td>{{ m.classification.confusion.classes[loop.index0] }}</td>
 {% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 {% if m.localisation %}<h2>Localisation (Grad-CAM vs defect masks)</h2><p>{{ m.protocols.localisation }}</p>
-<table><tr><th>class</th><th>n</th><th>IoU (pixel)</th><th>IoU std</th><th>tolerant IoU (gate)</th><th>tolerant std</th>
+<table><tr><th>class</th><th>n</th><th>ground truth</th><th>IoU (pixel)</th><th>IoU std</th><th>tolerant IoU (gate)</th><th>tolerant std</th>
 <th>IoU, grown mask</th><th>relevance mass</th>
-<th>mask area</th><th>pointing game</th></tr>{% for c, r in m.localisation.items() %}<tr><td>{{ c }}</td><td>{{ r.n }}</td>
+<th>mask area</th><th>pointing game (gate for boxes)</th><th>boxes hit</th></tr>{% for c, r in m.localisation.items() %}<tr><td>{{ c }}</td><td>{{ r.n }}</td>
+<td>{{ r.ground_truth or "pixel" }}</td>
 <td>{{ "%.3f"|format(r.iou_mean) }}</td><td>{{ "%.3f"|format(r.iou_std) }}</td>
 <td>{{ "%.3f"|format(r.iou_tolerant_mean) }}</td><td>{{ "%.3f"|format(r.iou_tolerant_std) }}</td><td>{{ "%.3f"|format(r.iou_grown_mean) }}</td>
 <td>{{ "%.3f"|format(r.relevance_mass_mean) }}</td><td>{{ "%.3f"|format(r.mask_area_share) }}</td>
-<td>{{ "%.3f"|format(r.pointing_game) }}</td></tr>{% endfor %}</table>
+<td>{{ "%.3f"|format(r.pointing_game) }}</td><td>{{ "%.3f"|format(r.boxes_hit_mean) if r.boxes_hit_mean is defined else "–" }}</td></tr>{% endfor %}</table>
 {% if figures.localisation %}<p>The two lowest and the two highest tolerant IoUs:</p>{% endif %}
 {% for f in figures.localisation %}<figure><img src="data:image/png;base64,{{ f.png }}" width="192"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
 {% if m.quality %}{% set q = m.quality %}<h2>Explanation quality</h2>

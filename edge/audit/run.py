@@ -104,7 +104,8 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
     if arrays.has_mask.any():
         with _stage(metrics, "localisation"):
             metrics["localisation"], per_sample = localisation.localisation(
-                heat, arrays.masks, arrays.has_mask, arrays.labels, predicted, ok, tolerance)
+                heat, arrays.masks, arrays.has_mask, arrays.labels, predicted, ok, tolerance, arrays.boxes,
+                arrays.mask_kind)
         worst = sorted(per_sample, key=per_sample.get)
         metrics["examples"]["localisation"] = [int(i) for i in worst[:2] + worst[-2:]]
         metrics["examples"]["localisation_iou_tolerant"] = {str(i): per_sample[i] for i in worst[:2] + worst[-2:]}

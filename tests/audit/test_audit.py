@@ -173,3 +173,20 @@ def test_operator_agreement_per_condition_with_wilson_intervals(tmp_path):
     assert 0 < lo < 0.75 < hi < 1
     with pytest.raises(FileNotFoundError, match="no such audit store"):
         operator_agreement(tmp_path / "none.sqlite")
+
+
+def test_box_annotated_classes_are_gated_on_the_pointing_game(capsys, tmp_path):
+    """Loose boxes (a box around a diagonal scratch is mostly clean steel) cannot be filled by a map: a class
+    whose ground truth is boxes is judged by the pointing game, a policy can pick another measure."""
+    metrics = {"classification": {"accuracy": 1.0},
+               "localisation": {"scratches": {"iou_tolerant_mean": 0.3, "pointing_game": 0.95, "boxes_hit_mean": 0.7,
+                                              "n": 20, "ground_truth": "box"},
+                                "inclusion": {"iou_tolerant_mean": 0.6, "pointing_game": 0.7, "boxes_hit_mean": 0.5,
+                                              "n": 20, "ground_truth": "box"}}}
+    checks = {c.name: c for c in evaluate_gate(metrics, load_policy(None))}
+    assert checks["localisation scratches"].passed and not checks["localisation inclusion"].passed
+    assert "pointing_game 0.700 (bar > 0.8, n 20, boxes)" in checks["localisation inclusion"].detail
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[localisation]\nbox_metric = "boxes_hit_mean"\nbox_min = 0.6\n')
+    checks = {c.name: c.passed for c in evaluate_gate(metrics, load_policy(policy))}
+    assert checks == {"localisation scratches": True, "localisation inclusion": False}

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from edge.audit.metrics import (auc, binarise, cosine_similarity, grow, iou, pearson, perturbation_curve, pointing_game,
-                                relevance_mass, tolerant_iou, wilson_interval)
+from edge.audit.metrics import (auc, binarise, boxes_hit, cosine_similarity, grow, iou, pearson, perturbation_curve,
+                                pointing_game, relevance_mass, tolerant_iou, wilson_interval)
 
 
 def test_binarise_and_iou():
@@ -74,3 +74,12 @@ def test_wilson_interval():
     assert wilson_interval(0, 0) == (0.0, 1.0)
     lo, hi = wilson_interval(0, 20)
     assert lo == 0.0 and 0 < hi < 0.2
+
+
+def test_boxes_hit_counts_the_boxes_the_map_touches():
+    region = np.zeros((20, 20), bool)
+    region[2:4, 2:4] = True
+    boxes = [(1, 1, 5, 5), (10, 10, 12, 12), (5, 5, 8, 8)]      # touched, far, one pixel away
+    assert boxes_hit(region, boxes) == pytest.approx(1 / 3)
+    assert boxes_hit(region, boxes, tolerance_px=2) == pytest.approx(2 / 3)
+    assert math.isnan(boxes_hit(region, []))
