@@ -80,6 +80,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from edge.runtime.model import Model
 
     model = Model.load(Path(args.model), backend=args.backend, threads=args.threads)
+    if args.method is None:
+        args.method = model.cam_method if model.classes else "ig"
     c, h, w = model.input_shape
     x, sample = load_input(Path(args.input), model.manifest["channels"], h)
     options: dict = {}
@@ -411,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the sentence (classifiers) and per-stage timings.")
     x.add_argument("--model", required=True, help="model folder (e.g. models/defect)")
     x.add_argument("--input", required=True, help="one file in the dataset format (.npz, .npy, .png, .tif)")
-    x.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "hirescam", "ig", "shap"])
+    x.add_argument("--method", default=None, choices=["gradcam", "gradcam++", "hirescam", "ig", "shap"],
+                   help="default: the classifier's own CAM (chosen at training as the best localising on the "
+                        "validation split; gradcam if it had no masks or boxes), ig for regression models")
     x.add_argument("--target", default=None,
                    help="classifier: a class name or index (default: the predicted class); regression: "
                         "mean (default), pixel:ROW,COL or roi:TOP:BOTTOM,LEFT:RIGHT")

@@ -37,6 +37,11 @@ class Arrays:
 def _plane(sample: loader.Sample, name: str) -> np.ndarray:
     if name in sample.channel_names:
         return sample.image[:, :, sample.channel_names.index(name)]
+    # A set that mixes grayscale files with gray-as-RGB ones (c0, c1, c2 all equal): the same picture.
+    if name == "gray" and sample.channel_names == ("c0", "c1", "c2"):
+        return sample.image.mean(axis=2)
+    if name in ("c0", "c1", "c2") and sample.channel_names == ("gray",):
+        return sample.image[:, :, 0]
     if name in sample.extras:
         return sample.extras[name].astype(np.float32)
     if name in SCALAR_PLANES and name in sample.meta:
@@ -136,6 +141,8 @@ class Survey:
     shapes: list[tuple[int, int]]
     defect_widths_px: list[float]           # the smaller side of each annotated defect, image pixels
     photographs: bool                       # image files (8/16-bit), not the simulator's physical arrays
+    labels: list[str] = field(default_factory=list)
+    channel_names: tuple[str, ...] = ()     # of the first sample
 
 
 def defect_widths(sample: loader.Sample) -> list[float]:
@@ -155,13 +162,14 @@ def survey(root: Path, limit: int | None = None, seed: int = 0, progress: bool =
     from tqdm import tqdm
 
     items = _subset(loader.scan(Path(root)), limit, seed)
-    shapes, widths = [], []
+    shapes, widths, names = [], [], ()
     for item in tqdm(items, desc="survey", unit="file", disable=not progress):
         s = loader.load_sample(item)
         shapes.append(s.image.shape[:2])
         widths += defect_widths(s)
+        names = names or s.channel_names
     photographs = all(i.path.suffix.lower() in loader.IMAGE_EXTENSIONS for i in items)
-    return Survey(shapes, widths, photographs)
+    return Survey(shapes, widths, photographs, [i.label for i in items], names)
 
 
 def _subset(items: list, limit: int | None, seed: int) -> list:

@@ -152,6 +152,10 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[str, ...], dict, dict]:
             img = np.concatenate([img[:, :, 2::-1], img[:, :, 3:]], axis=2)
         if img.shape[2] == 4 and ext in (".png",):
             img = img[:, :, :3]  # alpha is no measurement
+        if img.shape[2] == 3 and (img[:, :, 0] == img[:, :, 1]).all() and (img[:, :, 0] == img[:, :, 2]).all():
+            # A grayscale photograph saved as RGB (common for JPEG): one channel, not three copies of it
+            # (three would triple the stem's work and give the model nothing new).
+            img = img[:, :, :1]
         return _as_float(img, path), generic_channel_names(img.shape[2]), extras, meta
     try:
         data = np.load(path, allow_pickle=False)

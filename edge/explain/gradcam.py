@@ -1,7 +1,7 @@
 """Grad-CAM, Grad-CAM++ and HiResCAM from the exported `gradcam` graph: one engine call gives the
 logits, the target layer's activations A and dscore/dA; the rest is `cam.py` (or `kernels/gradcam.cu`).
 
-    [e] = GradCAMExplainer(Model.load("models/defect")).explain(x)          # predicted class
+    [e] = GradCAMExplainer(Model.load("models/defect")).explain(x)          # the model's CAM, predicted class
     [e] = GradCAMExplainer(model, "gradcam++").explain(x, target="crack")   # any class
 
 Maps are placed by the layer's measured receptive-field alignment (manifest `gradcam_alignment`);
@@ -39,7 +39,9 @@ def per_sample_targets(model: Model, target, n: int) -> np.ndarray:
 
 
 class GradCAMExplainer(Explainer):
-    def __init__(self, model: Model, method: str = "gradcam", align: bool = True):
+    def __init__(self, model: Model, method: str | None = None, align: bool = True):
+        """method: gradcam, gradcam++ or hirescam; None: the model's own (`Model.cam_method`)."""
+        method = method or model.cam_method
         if method not in METHODS:
             raise ValueError(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
         if "gradcam" not in model.manifest["graphs"]:

@@ -39,7 +39,7 @@ ALLOWED_OPS = frozenset({
     "Add", "Sub", "Mul", "Div", "Conv", "ConvTranspose", "Relu", "LessOrEqual", "Greater", "Where",
     "Gemm", "MatMul", "ReduceMean", "ReduceSum", "Reshape", "Transpose", "Expand", "Shape", "Concat",
     "Unsqueeze", "Squeeze", "Slice", "Gather", "Constant", "Identity", "Cast", "Neg",
-    "ReduceMax", "Equal", "Abs",
+    "ReduceMax", "Equal", "Abs", "Sigmoid",
 })
 BATCH_MAX = 4096
 

@@ -38,6 +38,12 @@ class Model:
         return list(self.manifest.get("classes", []))
 
     @property
+    def cam_method(self) -> str:
+        """The Grad-CAM-family map this classifier is explained with: chosen at training time as the one
+        that localised best on the validation split (manifest `explain.cam_method`), else Grad-CAM."""
+        return self.manifest.get("explain", {}).get("cam_method", "gradcam")
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
         h, w = self.manifest["input"]["size"]
         return len(self.manifest["channels"]), h, w

@@ -25,7 +25,7 @@ from edge.explain.patches import PatchGrid
 from edge.explain.sentence import explain_in_words
 from edge.explain.shap import PatchShapExplainer
 from edge.runtime.manifest import ManifestError, predict_sha256
-from edge.runtime.model import Model, softmax
+from edge.runtime.model import Model
 from edge.serve.domain import Attribution, Inspection, Job
 
 log = logging.getLogger("edge.serve")
@@ -181,7 +181,8 @@ class Inspector:
                 inspection_id=j.inspection_id, station_id=j.station_id, part_id=j.part_id, model=model.name,
                 model_sha256=self.sha256(model.name), label=label, confidence=float(confidence),
                 probabilities=dict(e.prediction.probabilities), heatmap=r.heatmap,
-                heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, sentence=sentence,
+                heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, heatmap_method=e.method,
+                sentence=sentence,
                 requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
                 tile_box=r.tile_box,
                 timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),

@@ -84,7 +84,8 @@ def to_proto(ins: Inspection) -> pb.InspectResponse:
     r = pb.InspectResponse(
         inspection_id=ins.inspection_id, station_id=ins.station_id, part_id=ins.part_id, model=ins.model,
         model_sha256=ins.model_sha256, label=ins.label, confidence=ins.confidence,
-        heatmap=pb.Heatmap(method="gradcam", target=ins.heatmap_target, height=h, width=w, png=ins.heatmap_png),
+        heatmap=pb.Heatmap(method=ins.heatmap_method, target=ins.heatmap_target, height=h, width=w,
+                           png=ins.heatmap_png),
         sentence=ins.sentence, received_unix_ms=ins.received_ms, complete=ins.complete, verdict=ins.verdict,
         tiles=ins.tiles)
     if ins.tile_box is not None:

@@ -39,10 +39,11 @@ CREATE TABLE IF NOT EXISTS frames (inspection_id TEXT PRIMARY KEY, data BLOB, cr
 CREATE TABLE IF NOT EXISTS previews (inspection_id TEXT, channel TEXT, png BLOB, PRIMARY KEY (inspection_id, channel));
 """
 # Columns added after the first release: a store written by an older node gains them on open.
-ADDED_COLUMNS = {"inspections": (("tiles", "INTEGER DEFAULT 1"), ("tile_box", "TEXT"))}
+ADDED_COLUMNS = {"inspections": (("tiles", "INTEGER DEFAULT 1"), ("tile_box", "TEXT"),
+                                 ("heatmap_method", "TEXT DEFAULT 'gradcam'"))}
 INSPECTION_COLUMNS = ("id", "station_id", "part_id", "received_ms", "stored_ms", "model", "model_sha256", "label",
                       "confidence", "probabilities", "heatmap_target", "heatmap_png", "sentence", "timings",
-                      "requested", "deferred", "tiles", "tile_box")
+                      "requested", "deferred", "tiles", "tile_box", "heatmap_method")
 
 
 class StoreError(RuntimeError):
@@ -96,7 +97,8 @@ class AuditStore:
                   (ins.inspection_id, ins.station_id, ins.part_id, ins.received_ms, now_ms(), ins.model,
                    ins.model_sha256, ins.label, ins.confidence, json.dumps(ins.probabilities), ins.heatmap_target,
                    ins.heatmap_png, ins.sentence, json.dumps(ins.timings_ms), json.dumps(list(ins.requested)),
-                   json.dumps(ins.deferred), ins.tiles, json.dumps(ins.tile_box) if ins.tile_box else None))]
+                   json.dumps(ins.deferred), ins.tiles, json.dumps(ins.tile_box) if ins.tile_box else None,
+                   ins.heatmap_method))]
         stmts += [self._attribution_stmt(ins.inspection_id, a) for a in ins.attributions]
         for channel, png in (previews or {}).items():
             stmts.append(("INSERT INTO previews VALUES (?,?,?)", (ins.inspection_id, channel, png)))
@@ -157,7 +159,8 @@ class AuditStore:
                          heat.astype(np.float32) / 255, row["heatmap_png"], row["heatmap_target"], row["sentence"],
                          tuple(json.loads(row["requested"])), row["received_ms"], json.loads(row["timings"]),
                          deferred=json.loads(row["deferred"]), tiles=row.get("tiles") or 1,
-                         tile_box=tuple(json.loads(row["tile_box"])) if row.get("tile_box") else None)
+                         tile_box=tuple(json.loads(row["tile_box"])) if row.get("tile_box") else None,
+                         heatmap_method=row.get("heatmap_method") or "gradcam")
         conn = self._connect()
         conn.row_factory = sqlite3.Row
         for e in conn.execute("SELECT * FROM explanations WHERE inspection_id = ? ORDER BY id", (row["id"],)):

@@ -23,35 +23,72 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
+POOLS = ("mean", "meanmax", "attention")
+
+
 class FusionClassifier(nn.Module):
     """Multi-channel defect classifier.
 
     Each input channel first gets its own filters (grouped stem: thermal, phase and intensity look for
     different things), then the channels are fused. `features` ends at the Grad-CAM target layer.
+
+    pool="meanmax" concatenates global max to global mean pooling: a defect covering 0.1 % of the frame
+    moves a spatial mean by almost nothing, while the max lets one small region decide. pool="attention"
+    concatenates instead the features averaged under the mask head's sigmoid (in the exported graphs). depth adds
+    convolutions per stage (more capacity for real textures). mask_head adds a 1x1 convolution on the
+    target layer that predicts the defect mask at its resolution: trained against masks or boxes where
+    the data has them, it makes the target layer's evidence sit on the defect (what Grad-CAM draws).
+    It is not part of forward(), so the exported graphs do not carry it.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32, pool: str = "mean", depth: int = 0,
+                 mask_head: bool = False):
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool {pool!r}; expected one of {', '.join(POOLS)}")
         stem = 8 * in_channels
         w = width
-        self.features = nn.Sequential(
-            ConvBNReLU(in_channels, stem, stride=2, groups=in_channels),  # 1/2, per channel
-            ConvBNReLU(stem, w),                                          # 1/2, fusion
-            ConvBNReLU(w, 2 * w, stride=2),                      # 1/4
-            ConvBNReLU(2 * w, 2 * w),
-            ConvBNReLU(2 * w, 3 * w, stride=2),                  # 1/8
-            # Target layer, 1/8. Not dilated: a dilated last layer paints Grad-CAM maps as a lattice
-            # of blobs around the defect (seen on the first trained model), not on it.
-            ConvBNReLU(3 * w, 3 * w),
-        )
-        self.head = nn.Sequential(nn.Linear(3 * w, 2 * w), nn.ReLU(inplace=False), nn.Linear(2 * w, num_classes))
+        self.pool = pool
+        layers = [ConvBNReLU(in_channels, stem, stride=2, groups=in_channels),  # 1/2, per channel
+                  ConvBNReLU(stem, w),                                          # 1/2, fusion
+                  ConvBNReLU(w, 2 * w, stride=2),                               # 1/4
+                  ConvBNReLU(2 * w, 2 * w)]
+        layers += [ConvBNReLU(2 * w, 2 * w) for _ in range(depth)]
+        layers += [ConvBNReLU(2 * w, 3 * w, stride=2)]                          # 1/8
+        layers += [ConvBNReLU(3 * w, 3 * w) for _ in range(depth)]
+        # Target layer, 1/8. Not dilated: a dilated last layer paints Grad-CAM maps as a lattice
+        # of blobs around the defect (seen on the first trained model), not on it.
+        layers += [ConvBNReLU(3 * w, 3 * w)]
+        self.features = nn.Sequential(*layers)
+        pooled = 3 * w if pool == "mean" else 6 * w
+        self.head = nn.Sequential(nn.Linear(pooled, 2 * w), nn.ReLU(inplace=False), nn.Linear(2 * w, num_classes))
+        # attention pooling reads the mask head, so it always has one
+        self.mask_head = nn.Conv2d(3 * w, 1, 1) if (mask_head or pool == "attention") else None
+
+    @property
+    def target_layer(self) -> str:
+        return f"features.{len(self.features) - 1}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(x))
 
     def classify(self, activations: torch.Tensor) -> torch.Tensor:
         """Logits from the target layer's activations (the part Grad-CAM differentiates)."""
-        return self.head(activations.mean(dim=(2, 3)))
+        pooled = activations.mean(dim=(2, 3))
+        if self.pool == "meanmax":
+            pooled = torch.cat([pooled, activations.amax(dim=(2, 3))], dim=1)
+        elif self.pool == "attention":
+            # Features averaged where the mask head sees a defect (multiple-instance attention): a defect
+            # of a few cells decides as much as one filling the frame, and the class score's gradient
+            # sits on the defect, so the Grad-CAM family draws it there.
+            weight = torch.sigmoid(self.mask_head(activations))
+            attended = (activations * weight).sum(dim=(2, 3)) / (weight.sum(dim=(2, 3)) + 1e-3)
+            pooled = torch.cat([pooled, attended], dim=1)
+        return self.head(pooled)
+
+    def segment(self, activations: torch.Tensor) -> torch.Tensor:
+        """Defect-mask logits (N, 1, h, w) at the target layer's resolution (training only)."""
+        return self.mask_head(activations)
 
 
 class Up(nn.Module):

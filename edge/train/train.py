@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edge.data.arrays import Arrays, load_arrays
+from edge.data.arrays import Arrays, load_arrays, resolve_channels, survey
 from edge.data.preprocess import Normalisation
-from edge.evaluate import classification_metrics
 from edge.export.graphs import OPSET, check_parity, export_graphs
-from edge.runtime.manifest import write_manifest
+from edge.runtime.manifest import load_manifest, write_manifest
+from edge.train.augment import Augmentation
 from edge.train.models import FusionClassifier, ResidualUNet, fold_batchnorm
 
 WEIGHTS = "weights.pt"
@@ -59,20 +59,21 @@ TASKS = {
 @dataclass
 class TrainConfig:
     task: str
-    epochs: int | None = None
-    size: int = 128
+    epochs: int | None = None           # None: sized to the data (classifier) or the task's default
+    size: int | None = None             # None: chosen from the data (classifier), 128 (regression)
     seed: int = 0
     channels: str | None = None
     batch_size: int = 32
     lr: float = 2e-3
     normalisation: str = "auto"
     balance: bool = True
-    augment: bool = True
+    augment: str = "flips"              # comma-separated parts (augment.PARTS), or "none"
     ok_class: str = "ok"
     threads: int | None = None
     limit: int | None = None
     val_fraction: float = 0.1
     width: int | None = None
+    time_budget_min: float | None = 12.0   # classifier: the training loop's share of a 15-minute run
 
 
 def _split(labels: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,16 +95,6 @@ def _class_order(labels: list[str], ok_class: str) -> list[str]:
         classes.remove(ok_class)
         classes.insert(0, ok_class)
     return classes
-
-
-def _augment(xb: torch.Tensor, yb: torch.Tensor | None, axes: tuple[int, ...], gen: torch.Generator):
-    for axis in axes:
-        flip = torch.rand(xb.shape[0], generator=gen) < 0.5
-        if flip.any():
-            xb[flip] = xb[flip].flip(axis)
-            if yb is not None and yb.dim() == 4:
-                yb[flip] = yb[flip].flip(axis)
-    return xb, yb
 
 
 def _random_crop(xb: torch.Tensor, yb: torch.Tensor, crop: int, gen: torch.Generator):
@@ -132,77 +123,213 @@ def _predict_batches(model: nn.Module, x: np.ndarray, batch: int = 64) -> np.nda
     return np.concatenate(outs)
 
 
-def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train, export and write the model folder. Returns a summary (validation metrics, timings)."""
-    from tqdm import tqdm
-
-    if cfg.task not in TASKS:
-        raise ValueError(f"unknown task {cfg.task!r}; expected one of {', '.join(TASKS)}")
-    spec = TASKS[cfg.task]
-    epochs = cfg.epochs or spec.epochs
-    if epochs < 1:
-        raise ValueError("--epochs must be at least 1")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose a new --out folder")
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    t_start = time.perf_counter()
-
-    channels = cfg.channels if cfg.channels is not None else spec.channels
-    targets = (spec.target,) if spec.target else ()
-    arrays: Arrays = load_arrays(data, cfg.size, channels, targets, limit=cfg.limit, seed=cfg.seed, progress=progress)
-    tr, va = _split(arrays.labels, cfg.val_fraction, cfg.seed)
-    if len(tr) == 0:
-        raise ValueError(f"{data}: no training samples left after the validation split")
-    gen = torch.Generator().manual_seed(cfg.seed)
-
+def _manifest_base(out: Path, cfg: TrainConfig, data: Path, arrays: Arrays, n_train: int, n_val: int) -> dict:
     pitches = [m["pixel_pitch_mm"] for m in arrays.meta if "pixel_pitch_mm" in m]
     recipe_path = Path(data) / "dataset.json"
-    manifest: dict = {
+    return {
         "name": out.name, "task": cfg.task, "channels": list(arrays.channel_names), "opset": OPSET,
         "pixel_pitch_mm": float(np.median(pitches)) if pitches else None,
-        "training": {"config": asdict(cfg), "epochs": epochs, "samples": int(len(tr)),
-                     "validation_samples": int(len(va)), "torch": torch.__version__,
+        "training": {"config": asdict(cfg), "samples": int(n_train),
+                     "validation_samples": int(n_val), "torch": torch.__version__,
                      "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                      "data": json.loads(recipe_path.read_text()) if recipe_path.is_file() else {"folder": str(data)}},
     }
 
+
+def _check_out(out: Path) -> Path:
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new --out folder")
+    return out
+
+
+def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train, export and write the model folder. Returns a summary (validation metrics, timings)."""
+    if cfg.task not in TASKS:
+        raise ValueError(f"unknown task {cfg.task!r}; expected one of {', '.join(TASKS)}")
+    if cfg.epochs is not None and cfg.epochs < 1:
+        raise ValueError("--epochs must be at least 1")
+    out = _check_out(out)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     if cfg.task == "defect":
-        classes = _class_order(arrays.labels, cfg.ok_class)
-        if len(classes) < 2:
-            raise ValueError(f"{data}: need at least two class folders to train a classifier, found {classes}")
-        y = np.array([classes.index(lbl) for lbl in arrays.labels])
-        mode = cfg.normalisation
-        if mode == "auto":
-            mode = "centred" if all(p.suffix == ".npz" for p in arrays.paths) else "per_image"
-        norm = Normalisation.fit(arrays.x[tr], mode) if mode in ("dataset", "centred") else Normalisation(mode)
-        x = norm.apply(arrays.x)
-        kwargs = {"in_channels": x.shape[1], "num_classes": len(classes), "width": cfg.width or 32}
-        model = FusionClassifier(**kwargs)
-        loss_fn = nn.CrossEntropyLoss()
-        yt = torch.from_numpy(y)
-        manifest.update(classes=classes, ok_class=cfg.ok_class if cfg.ok_class in classes else None,
-                        target_layer="features.6", output={"name": "logits", "kind": "class_scores"})
-        # Class-balanced sampling: rare defect classes are seen as often as common ones.
-        counts = np.bincount(y[tr], minlength=len(classes))
-        weights = torch.from_numpy((1.0 / counts[y[tr]]).astype(np.float64)) if cfg.balance else None
+        return _train_classifier(Path(data), out, cfg, progress)
+    return _train_regression(Path(data), out, cfg, progress)
+
+
+def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -> dict:
+    from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, fit_classifier,
+                                       predict, score_predictions, step_seconds)
+    from edge.train.recipe import (choose_epochs, choose_prior_correction, choose_size, fit_size_to_budget,
+                                   lowest_size)
+
+    t_start = time.perf_counter()
+    found = survey(data, cfg.limit, cfg.seed, progress)
+    classes = _class_order(found.labels, cfg.ok_class)
+    if len(classes) < 2:
+        raise ValueError(f"{data}: need at least two class folders to train a classifier, found {classes}")
+    mode = cfg.normalisation
+    if mode == "auto":
+        mode = "per_image" if found.photographs else "centred"
+    recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr, batch_size=cfg.batch_size,
+                              balance_power=1.0 if cfg.balance else 0.0)
+    square = all(h == w for h, w in found.shapes)
+    augmentation = Augmentation.parse(cfg.augment, square=square, photographs=found.photographs)
+    budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else None
+    n_channels = len(resolve_channels(found.channel_names, cfg.channels))
+    n_train = int(len(found.labels) * (1 - cfg.val_fraction))
+    steps = max(1, n_train // recipe.batch_size)
+    mask_loss = recipe.mask_weight > 0 and bool(found.defect_widths_px)
+    probe_norm = Normalisation("per_image")           # as costly as any mode; fitted statistics come later
+
+    def epoch_seconds(size: int) -> float:
+        # a forward pass over the validation split is about a third of a training step per image
+        val = cfg.val_fraction / max(1 - cfg.val_fraction, 1e-9) / 3
+        return step_seconds(n_channels, len(classes), size, recipe, probe_norm, augmentation, mask_loss) * steps * (1 + val)
+
+    choice = choose_size(found.shapes, found.defect_widths_px)
+    if cfg.size:
+        size, size_reason = cfg.size, f"--size {cfg.size}"
     else:
-        x = arrays.x
-        norm = Normalisation("in_graph")
-        fit = Normalisation.fit(arrays.x[tr])
-        kwargs = {"in_channels": x.shape[1], "residual_channel": spec.residual_channel,
-                  "output_scale": spec.output_scale, "mean": fit.mean, "std": fit.std, "width": cfg.width or 16}
-        model = ResidualUNet(**kwargs)
-        yt = torch.from_numpy(arrays.targets[spec.target][:, None])
-        loss_fn = nn.SmoothL1Loss(beta=0.1 * spec.output_scale)
-        manifest.update(output={"name": "output", "kind": "dense", "units": spec.units, "field": spec.target},
-                        in_graph_normalisation=fit.to_dict())
-        weights = None
-    manifest["input"] = {"size": [cfg.size, cfg.size], "layout": "NCHW", "dtype": "float32",
+        native_p10 = float(np.percentile(found.defect_widths_px, 10)) if found.defect_widths_px else None
+        long_side = int(np.median([max(s) for s in found.shapes]))
+        size, lowered = fit_size_to_budget(choice.size, lowest_size(long_side, native_p10, choice.size),
+                                           epoch_seconds, budget_s)
+        size_reason = choice.reason + lowered
+    if progress:
+        print(f"input size {size} px: {size_reason}", flush=True)
+    arrays = load_arrays(data, size, cfg.channels, limit=cfg.limit, seed=cfg.seed, progress=progress)
+    tr, va = _split(arrays.labels, cfg.val_fraction, cfg.seed)
+    if len(tr) == 0:
+        raise ValueError(f"{data}: no training samples left after the validation split")
+    y = np.array([classes.index(lbl) for lbl in arrays.labels])
+    norm = Normalisation.fit(arrays.x[tr], mode) if mode in ("dataset", "centred") else Normalisation(mode)
+    ok_index = classes.index(cfg.ok_class) if cfg.ok_class in classes else -1
+    # An image of the defect-free class has an empty mask by definition: ground truth for the mask loss.
+    mask_known = arrays.has_mask | (y == ok_index)
+    cd = ClassifierData(arrays.x, y, arrays.masks, mask_known, tr, va, classes, norm)
+    seconds_per_epoch = epoch_seconds(size) if budget_s else None
+    epochs, epochs_reason = choose_epochs(len(tr), cfg.epochs, seconds_per_epoch, budget_s)
+    if progress:
+        print(f"training {epochs} epochs: {epochs_reason}", flush=True)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model, log = fit_classifier(cd, recipe, augmentation, epochs, gen, progress)
+    counts = np.bincount(y[tr], minlength=len(classes))
+    tau, tau_scores = 0.0, {}
+    if len(va):
+        val_logits = predict(model, arrays.x[va], norm)
+        tau, tau_scores = choose_prior_correction(val_logits, y[va], counts, recipe.balance_power,
+                                                  score_predictions(classes))
+        apply_prior_correction(model, counts, recipe.balance_power, tau)
+        if progress and tau_scores:
+            print(f"prior correction tau {tau} (validation score per tau: "
+                  + ", ".join(f"{t}: {v:.3f}" for t, v in tau_scores.items()) + ")", flush=True)
+
+    manifest = _manifest_base(out, cfg, data, arrays, len(tr), len(va))
+    manifest["training"].update(epochs=epochs, epochs_reason=epochs_reason, recipe=recipe.to_dict(),
+                                augmentation=augmentation.describe(), best_epoch=log.best_epoch,
+                                prior_correction={"tau": tau, "validation_scores": tau_scores,
+                                                  "class_counts": counts.tolist()},
+                                seconds_per_epoch=round(log.seconds_per_epoch, 2))
+    manifest.update(classes=classes, ok_class=cfg.ok_class if ok_index >= 0 else None,
+                    target_layer=model.target_layer, output={"name": "logits", "kind": "class_scores"})
+    manifest["input"] = {"size": [size, size], "layout": "NCHW", "dtype": "float32",
+                         "normalisation": norm.to_dict(), "fit": "letterbox", "size_reason": size_reason,
+                         "source_size": list(choice.source_size),
+                         "integer_scaling": found.photographs}
+    kwargs = {"in_channels": arrays.x.shape[1], "num_classes": len(classes), "width": recipe.width,
+              "pool": recipe.pool, "depth": recipe.depth}
+    validation = dict(log.history[log.best_epoch - 1])
+    if len(va):           # what the exported model (prior correction included) scores on the validation split
+        from edge.evaluate import classification_metrics
+
+        m = classification_metrics(y[va], predict(model, arrays.x[va], norm).argmax(1), classes)
+        validation.update(val_accuracy=m["accuracy"],
+                          val_min_recall=min(v["recall"] for v in m["per_class"].values() if v["recall"] is not None))
+    example = norm.apply(arrays.x[tr[:8]])
+    result = _save_and_export(out, model, kwargs, manifest, log.history, validation, example, t_start)
+    method, why = _choose_cam_method(out, arrays, va, classes, cfg.ok_class)
+    if progress:
+        print(f"heatmaps: {method} ({why})", flush=True)
+    final = load_manifest(out)
+    final["explain"] = {"cam_method": method, "reason": why}
+    write_manifest(out, final)
+    return result
+
+
+def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[str], ok_class: str) -> tuple[str, str]:
+    """Which Grad-CAM-family map localises this model's decisions best, from the exported graphs, on the
+    validation samples with masks or boxes (correctly classified defects; pointing game per class)."""
+    from edge.audit.metrics import pointing_game
+    from edge.audit.localisation import cell_tolerance
+    from edge.explain.cam import METHODS
+    from edge.explain.gradcam import GradCAMExplainer
+    from edge.runtime.model import Model
+    from edge.train.recipe import choose_cam_method
+
+    model = Model.load(out)
+    keep = [i for i in va if arrays.has_mask[i] and arrays.masks[i].any() and arrays.labels[i] != ok_class]
+    pointing: dict[str, dict[str, float]] = {}
+    if keep:
+        target = np.array([classes.index(arrays.labels[i]) for i in keep])
+        tolerance = cell_tolerance(model.manifest)
+        for method in METHODS:
+            es = GradCAMExplainer(model, method).explain(arrays.x[keep], target)
+            hits: dict[str, list[bool]] = {}
+            for i, e in zip(keep, es):
+                if e.prediction.label == arrays.labels[i]:
+                    hits.setdefault(arrays.labels[i], []).append(pointing_game(e.heatmap, arrays.masks[i], tolerance))
+            pointing[method] = {c: float(np.mean(h)) for c, h in hits.items()}
+    return choose_cam_method(pointing)
+
+
+def _save_and_export(out: Path, model: nn.Module, kwargs: dict, manifest: dict, history: list, validation: dict,
+                     example: np.ndarray, t_start: float) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"architecture": type(model).__name__, "kwargs": kwargs, "task": manifest["task"]}
+    # What the exported architecture holds: a mask head used only as a training loss is left out.
+    wanted = build_model(meta).state_dict().keys()
+    state = {k: v for k, v in model.state_dict().items() if k in wanted}
+    torch.save({"state_dict": state, "meta": meta}, out / WEIGHTS)
+    manifest["training"].update(history=history, seconds=round(time.perf_counter() - t_start, 1))
+    manifest["validation"] = validation
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))  # provisional; export finalises
+    exported = export_model_dir(out, example=example)
+    return {"model": str(out), "validation": manifest["validation"], "parity": exported["parity"],
+            "seconds": round(time.perf_counter() - t_start, 1)}
+
+
+def _train_regression(data: Path, out: Path, cfg: TrainConfig, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    spec = TASKS[cfg.task]
+    epochs = cfg.epochs or spec.epochs
+    size = cfg.size or 128
+    t_start = time.perf_counter()
+    targets = (spec.target,)
+    channels = cfg.channels if cfg.channels is not None else spec.channels
+    arrays: Arrays = load_arrays(data, size, channels, targets, limit=cfg.limit, seed=cfg.seed, progress=progress)
+    tr, va = _split(arrays.labels, cfg.val_fraction, cfg.seed)
+    if len(tr) == 0:
+        raise ValueError(f"{data}: no training samples left after the validation split")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    manifest = _manifest_base(out, cfg, data, arrays, len(tr), len(va))
+    manifest["training"]["epochs"] = epochs
+    x = arrays.x
+    norm = Normalisation("in_graph")
+    fit = Normalisation.fit(arrays.x[tr])
+    kwargs = {"in_channels": x.shape[1], "residual_channel": spec.residual_channel,
+              "output_scale": spec.output_scale, "mean": fit.mean, "std": fit.std, "width": cfg.width or 16}
+    model = ResidualUNet(**kwargs)
+    yt = torch.from_numpy(arrays.targets[spec.target][:, None])
+    loss_fn = nn.SmoothL1Loss(beta=0.1 * spec.output_scale)
+    manifest.update(output={"name": "output", "kind": "dense", "units": spec.units, "field": spec.target},
+                    in_graph_normalisation=fit.to_dict())
+    manifest["input"] = {"size": [size, size], "layout": "NCHW", "dtype": "float32",
                          "normalisation": norm.to_dict()}
 
+    flips = Augmentation(flips=spec.flips if cfg.augment != "none" else ())
     xt = torch.from_numpy(x)
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -211,19 +338,15 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
     history = []
     for epoch in range(epochs):
         model.train()
-        if weights is not None:
-            order = tr_t[torch.multinomial(weights, len(tr), replacement=True, generator=gen)]
-        else:
-            order = tr_t[torch.randperm(len(tr), generator=gen)]
+        order = tr_t[torch.randperm(len(tr), generator=gen)]
         bar = tqdm(range(steps_per_epoch), desc=f"{cfg.task} epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not progress, leave=False)
         total = 0.0
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             xb, yb = xt[idx].clone(), yt[idx].clone()
-            if cfg.augment:
-                xb, yb = _augment(xb, yb, spec.flips, gen)
-            if spec.crop and spec.crop < cfg.size:
+            xb, yb = flips(xb, yb, gen)
+            if spec.crop and spec.crop < size:
                 xb, yb = _random_crop(xb, yb, spec.crop, gen)
             loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -232,31 +355,17 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
             sched.step()
             total += loss.item()
             bar.set_postfix(loss=f"{total / (step + 1):.4f}")
-        val = _validate(model, cfg.task, x[va], arrays, va, spec, manifest) if len(va) else {}
+        val = _validate(model, cfg.task, x[va], arrays, va, spec) if len(va) else {}
         history.append({"epoch": epoch + 1, "loss": total / steps_per_epoch, **val})
         if progress:
             print(f"{cfg.task} epoch {epoch + 1}/{epochs}: loss {total / steps_per_epoch:.4f} "
                   + " ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float)), flush=True)
-
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"architecture": type(model).__name__, "kwargs": kwargs, "task": cfg.task}
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, out / WEIGHTS)
-    manifest["training"].update(history=history, seconds=round(time.perf_counter() - t_start, 1))
-    manifest["validation"] = history[-1] if history else {}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))  # provisional; export finalises
-    exported = export_model_dir(out, example=x[tr[:8]])
-    return {"model": str(out), "validation": manifest["validation"], "parity": exported["parity"],
-            "seconds": round(time.perf_counter() - t_start, 1)}
+    return _save_and_export(out, model, kwargs, manifest, history, history[-1] if history else {},
+                            x[tr[:8]], t_start)
 
 
-def _validate(model, task, xv, arrays, va, spec, manifest) -> dict:
+def _validate(model, task, xv, arrays, va, spec) -> dict:
     out = _predict_batches(model, xv)
-    if task == "defect":
-        classes = manifest["classes"]
-        y = np.array([classes.index(arrays.labels[i]) for i in va])
-        m = classification_metrics(y, out.argmax(1), classes)
-        recalls = [v["recall"] for v in m["per_class"].values() if v["recall"] is not None]
-        return {"val_accuracy": m["accuracy"], "val_min_recall": min(recalls)}
     truth = arrays.targets[spec.target][va]
     metrics = {"val_mae": float(np.abs(out[:, 0] - truth).mean())}
     if task == "phase":

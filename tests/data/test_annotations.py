@@ -161,3 +161,17 @@ def test_read_voc_reads_neu_style_files(tmp_path):
     ann = read_voc(f, (200, 200))
     assert [b.as_list() for b in ann.boxes] == [[59, 19, 194, 69], [8, 83, 197, 198]]
     assert ann.boxes[0].name == "inclusion"     # the object's name is kept; the folder is the class
+
+
+def test_a_gray_photograph_saved_as_rgb_is_one_channel_and_mixes_with_true_gray(tmp_path):
+    for cls in ("ok", "pit"):
+        (tmp_path / cls).mkdir()
+    image(tmp_path / "ok" / "gray.png", 20, 20, 90)
+    cv2.imwrite(str(tmp_path / "pit" / "rgb.jpg"), np.full((20, 20, 3), 140, np.uint8))
+    a = load_arrays(tmp_path, 16, progress=False)
+    assert a.channel_names == ("gray",) and a.x.shape == (2, 1, 16, 16)
+    colour = np.zeros((20, 20, 3), np.uint8)
+    colour[..., 2] = 200                                     # a real colour image keeps its channels
+    cv2.imwrite(str(tmp_path / "pit" / "red.png"), colour)
+    [s] = [loader.load_sample(i) for i in loader.scan(tmp_path) if i.path.name == "red.png"]
+    assert s.channel_names == ("c0", "c1", "c2")

@@ -33,6 +33,21 @@ def test_classifier_graphs_match_autograd_at_batch_1_and_8(classifier):
     assert all(e["relative_l2"] < 1e-4 for e in errors.values()), errors
 
 
+@pytest.mark.parametrize("pool", ["meanmax", "attention"])
+def test_pooling_for_small_defects_exports_and_matches_autograd(pool, tmp_path):
+    """Global max and mask-head attention pooling (the real-image recipe) keep exact gradients in the graphs,
+    with TensorRT-parser operators only; the training-only mask head does not enter the meanmax graphs."""
+    from edge.train.models import FusionClassifier
+
+    torch.manual_seed(0)
+    model = fold_batchnorm(randomise_batchnorm(FusionClassifier(1, 4, width=8, pool=pool, mask_head=True)))
+    graphs = export_graphs(model, "defect", torch.randn(2, 1, 40, 40), tmp_path)
+    errors = check_parity(model, "defect", tmp_path, graphs, lambda b, g: torch.randn(b, 1, 40, 40, generator=g))
+    assert all(e["relative_l2"] < 1e-4 for e in errors.values()), errors
+    ops = {o for g in graphs.values() for o in g["operators"]}
+    assert ops <= ALLOWED_OPS and (("Sigmoid" in ops) == (pool == "attention"))
+
+
 def test_regression_graphs_match_autograd(regressor):
     model, d, graphs, x = regressor
     assert set(graphs) == {"predict", "input_gradient"}

@@ -55,7 +55,7 @@ def test_classifier_learns_something_on_the_simulator(tmp_path):
     from edge.sim.sample import SimConfig, write_dataset
 
     data = write_dataset(tmp_path / "d", 240, seed=11, cfg=SimConfig(size=32), progress=False)
-    s = _train(data, tmp_path / "m", "defect", epochs=8, width=8, val_fraction=0.25)
+    s = _train(data, tmp_path / "m", "defect", epochs=20, width=8, val_fraction=0.25)
     assert s["validation"]["val_accuracy"] > 0.4  # chance is 1/6
 
 

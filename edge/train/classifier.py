@@ -1,0 +1,266 @@
+"""The defect classifier's training loop: augmentation, class-balanced sampling, an auxiliary mask loss
+where masks or boxes exist, an exponential moving average of the weights, and the best validation
+checkpoint kept.
+
+    model, log = fit_classifier(data, recipe, augmentation, epochs, gen)
+
+Why these pieces, for a few hundred real photographs on a CPU:
+- the moving average of the weights (Polyak averaging) is what a small, noisy data set gains most from
+  at no extra gradient cost; it is the model validated, kept and exported;
+- the mask loss (1x1 convolution on the Grad-CAM layer, binary cross-entropy against the mask or filled
+  boxes at that layer's resolution) teaches the layer Grad-CAM reads to put its evidence on the defect,
+  the seed paper's multitask idea; images of the defect-free class count as empty masks;
+- label smoothing keeps the logits of a small data set from running away (over-confident answers).
+
+Measured on NEU-DET (test split, 128 px, 54 epochs, flips; torch maps, pointing game within one cell):
+mean+max pooling 99.4 % (Grad-CAM pointing 0.69-1.0), with the mask loss 99.6 % (HiResCAM 0.76-1.0),
+attention pooling with the mask loss 99.8 % (HiResCAM 0.81-0.99, Grad-CAM 0.20-0.97): the mask-guided
+pooling is the default, and training picks the CAM method that localises best on validation.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edge.data.preprocess import Normalisation
+from edge.evaluate import classification_metrics
+from edge.train.augment import Augmentation
+from edge.train.models import FusionClassifier
+
+
+@dataclass
+class ClassifierRecipe:
+    width: int = 32
+    depth: int = 0                  # extra convolutions per stage (see FusionClassifier)
+    pool: str = "attention"         # see FusionClassifier; measured on NEU-DET below
+    mask_weight: float = 0.5        # weight of the auxiliary mask loss (0: off)
+    balance_power: float = 1.0      # class-balanced sampling: count^-power (0 = as the data comes)
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.998
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    batch_size: int = 32
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ClassifierData:
+    x: np.ndarray                  # (N, C, S, S) raw values (physical units or [0, 1])
+    y: np.ndarray                  # (N,) class indices
+    masks: np.ndarray              # (N, S, S) bool
+    mask_known: np.ndarray         # (N,) bool: the mask is ground truth (annotated, or the ok class)
+    train: np.ndarray              # indices
+    val: np.ndarray                # indices
+    classes: list[str]
+    norm: Normalisation
+
+
+@dataclass
+class FitLog:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds_per_epoch: float = 0.0
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights and batch-norm statistics. The decay ramps up
+    as (1 + t) / (10 + t) over the first steps, so a short run is not dominated by its random start."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.module = copy.deepcopy(model).eval()
+        self.decay = decay
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for avg, cur in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if avg.is_floating_point():
+                avg.mul_(d).add_(cur, alpha=1 - d)
+            else:
+                avg.copy_(cur)
+
+
+def _normalise(norm: Normalisation, x: torch.Tensor) -> torch.Tensor:
+    # the runtime's own NumPy code: what the deployed graph is fed is what training saw
+    return torch.from_numpy(norm.apply(x.numpy()))
+
+
+def mask_supervised(data: ClassifierData, recipe: ClassifierRecipe) -> bool:
+    """Train the mask head against ground truth? Only when some training defect is annotated: empty masks of
+    the defect-free class alone would only teach the head to say "nothing" everywhere."""
+    annotated_defects = data.mask_known & data.masks.any(axis=(1, 2))
+    return recipe.mask_weight > 0 and bool(annotated_defects[data.train].any())
+
+
+def build(data: ClassifierData, recipe: ClassifierRecipe) -> FusionClassifier:
+    return FusionClassifier(in_channels=data.x.shape[1], num_classes=len(data.classes), width=recipe.width,
+                            pool=recipe.pool, depth=recipe.depth, mask_head=mask_supervised(data, recipe))
+
+
+def _mask_pos_weight(data: ClassifierData, cells: tuple[int, int]) -> float:
+    idx = data.train[data.mask_known[data.train]]
+    if not len(idx):
+        return 1.0
+    m = torch.from_numpy(data.masks[idx, None].astype(np.float32))
+    pos = F.adaptive_max_pool2d(m, cells).mean().item()
+    return float(np.clip((1 - pos) / max(pos, 1e-6), 1.0, 10.0))
+
+
+def predict(model: nn.Module, x: np.ndarray, norm: Normalisation, batch: int = 64) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out.append(model(_normalise(norm, torch.from_numpy(x[i:i + batch]))).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def apply_prior_correction(model: FusionClassifier, counts: np.ndarray, power: float, tau: float) -> None:
+    """Fold logits + tau * power * log(count) into the last layer's bias: the exported graphs carry it, and
+    Grad-CAM (a gradient of a logit) is unchanged."""
+    if tau:
+        with torch.no_grad():
+            model.head[-1].bias += torch.as_tensor(tau * power * np.log(np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def score_predictions(classes: list[str]):
+    def score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return selection_score(classification_metrics(y_true, y_pred, classes))
+    return score
+
+
+def selection_score(metrics: dict) -> float:
+    """Validation score for keeping a checkpoint: the mean of accuracy and balanced accuracy, so a
+    defect-free majority cannot win by being predicted everywhere."""
+    recalls = [v["recall"] for v in metrics["per_class"].values() if v["recall"] is not None]
+    return 0.5 * (metrics["accuracy"] + float(np.mean(recalls)))
+
+
+def _step(model: FusionClassifier, data: ClassifierData, recipe: ClassifierRecipe, augmentation: Augmentation,
+          idx: torch.Tensor, gen: torch.Generator, ce: nn.Module, pos_weight: torch.Tensor | None,
+          tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """One training loss: augmented batch, classification loss, and the mask loss where masks are known."""
+    x_all, y_all, m_all, known_all = tensors
+    xb, mb = augmentation(x_all[idx].clone(), m_all[idx].clone(), gen)
+    acts = model.features(_normalise(data.norm, xb).contiguous(memory_format=torch.channels_last))
+    loss = ce(model.classify(acts), y_all[idx])
+    if pos_weight is not None:                  # the mask loss is on (see mask_supervised)
+        known = known_all[idx]
+        if known.any():
+            target = F.adaptive_max_pool2d(mb[known], acts.shape[2:])
+            loss = loss + recipe.mask_weight * F.binary_cross_entropy_with_logits(
+                model.segment(acts[known]), target, pos_weight=pos_weight)
+    return loss
+
+
+def _tensors(data: ClassifierData):
+    return (torch.from_numpy(data.x), torch.from_numpy(data.y.astype(np.int64)),
+            torch.from_numpy(data.masks[:, None].astype(np.float32)), torch.from_numpy(data.mask_known))
+
+
+def step_seconds(in_channels: int, n_classes: int, size: int, recipe: ClassifierRecipe, norm: Normalisation,
+                 augmentation: Augmentation, mask_loss: bool, steps: int = 2) -> float:
+    """Seconds per training step (one batch) at input `size` on this machine: timed steps after one warm-up,
+    on a throwaway model and random inputs of that size (the run's own random stream is untouched)."""
+    gen = torch.Generator().manual_seed(12345)
+    model = FusionClassifier(in_channels, n_classes, width=recipe.width, pool=recipe.pool, depth=recipe.depth,
+                             mask_head=mask_loss).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
+    n = recipe.batch_size
+    x = torch.rand(n, in_channels, size, size, generator=gen)
+    m = torch.zeros(n, 1, size, size)
+    y = torch.randint(0, n_classes, (n,), generator=gen)
+    ce = nn.CrossEntropyLoss()
+    times = []
+    for _ in range(steps + 1):
+        t = time.perf_counter()
+        xb, mb = augmentation(x.clone(), m.clone(), gen)
+        acts = model.features(_normalise(norm, xb).contiguous(memory_format=torch.channels_last))
+        loss = ce(model.classify(acts), y)
+        if mask_loss:
+            loss = loss + F.binary_cross_entropy_with_logits(model.segment(acts),
+                                                             F.adaptive_max_pool2d(mb, acts.shape[2:]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[1:]))
+
+
+def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation: Augmentation, epochs: int,
+                   gen: torch.Generator, progress: bool = True,
+                   epoch_seconds: Callable[[float], None] | None = None) -> tuple[FusionClassifier, FitLog]:
+    """Train; returns the best validation checkpoint of the weight average (the last one without a
+    validation split) and the per-epoch log."""
+    from tqdm import tqdm
+
+    model = build(data, recipe).to(memory_format=torch.channels_last)   # ~15 % faster convolutions on CPU
+    ema = WeightAverage(model, recipe.ema_decay)
+    tr = torch.from_numpy(data.train)
+    counts = np.bincount(data.y[data.train], minlength=len(data.classes))
+    if (counts == 0).any():
+        missing = [c for c, n in zip(data.classes, counts) if n == 0]
+        raise ValueError(f"no training samples of class {', '.join(missing)} after the validation split")
+    weights = torch.from_numpy((counts.astype(np.float64) ** -recipe.balance_power)[data.y[data.train]])
+    steps = max(1, len(data.train) // recipe.batch_size)      # drop the ragged last batch: BN likes full ones
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=epochs * steps, pct_start=0.15)
+    ce = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    tensors = _tensors(data)
+    pos_weight = None
+    if mask_supervised(data, recipe):
+        with torch.no_grad():
+            cells = model.features(torch.zeros(1, *data.x.shape[1:])).shape[2:]
+        pos_weight = torch.tensor(_mask_pos_weight(data, tuple(cells)))
+    log = FitLog()
+    best_state, best_score = None, -1.0
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        order = tr[torch.multinomial(weights, len(data.train), replacement=True, generator=gen)]
+        bar = tqdm(range(steps), desc=f"defect epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress,
+                   leave=False)
+        total = 0.0
+        for step in bar:
+            idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            loss = _step(model, data, recipe, augmentation, idx, gen, ce, pos_weight, tensors)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            ema.update(model)
+            total += loss.item()
+            bar.set_postfix(loss=f"{total / (step + 1):.4f}")
+        seconds = time.perf_counter() - t0
+        if epoch_seconds is not None:
+            epoch_seconds(seconds)
+        entry = {"epoch": epoch + 1, "loss": total / steps, "seconds": round(seconds, 2)}
+        if len(data.val):
+            out = predict(ema.module, data.x[data.val], data.norm)
+            m = classification_metrics(data.y[data.val], out.argmax(1), data.classes)
+            recalls = [v["recall"] for v in m["per_class"].values() if v["recall"] is not None]
+            entry.update(val_accuracy=m["accuracy"], val_min_recall=min(recalls), val_score=selection_score(m))
+            if entry["val_score"] >= best_score:        # ties: the later (longer-trained) checkpoint
+                best_score, best_state, log.best_epoch = entry["val_score"], copy.deepcopy(ema.module.state_dict()), epoch + 1
+        log.history.append(entry)
+        if progress:
+            print(f"defect epoch {epoch + 1}/{epochs}: loss {entry['loss']:.4f}"
+                  + "".join(f" {k} {entry[k]:.4f}" for k in ("val_accuracy", "val_min_recall") if k in entry)
+                  + f" ({seconds:.0f} s)", flush=True)
+    final = build(data, recipe)
+    final.load_state_dict(best_state if best_state is not None else ema.module.state_dict())
+    if best_state is None:
+        log.best_epoch = epochs
+    log.seconds_per_epoch = float(np.mean([h["seconds"] for h in log.history]))
+    return final.eval(), log

@@ -1,0 +1,157 @@
+"""Choices a training run makes from its data before it starts: the input size, the number of epochs
+within a time budget, and how strongly to rebalance classes. Pure functions of what the data looks like,
+so each choice and its reason go into the manifest and the log.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Largest input chosen automatically: on a 2-core CPU a 256 px classifier trains a few thousand images
+# within the default time budget; larger needs --size (and time).
+MAX_AUTO_SIZE = 256
+# Smallest: below it the 1/8-resolution Grad-CAM map has too few cells to point with (16 at 128 px).
+FLOOR_SIZE = 128
+MIN_AUTO_SIZE = 64      # images smaller than this are enlarged to it
+# How wide the thinner annotated defects (10th percentile) should stay at the model's input: one
+# Grad-CAM cell (8 px at 1/8 resolution). Narrower, and the first strided layers average them away.
+TARGET_DEFECT_PX = 8.0
+MIN_DEFECT_PX = 2.0
+# Gradient steps' worth of samples a run aims for: enough for a from-scratch CNN to converge on a few
+# thousand images (measured on NEU-DET and elpv: accuracy still rose up to ~60k samples seen).
+TARGET_SAMPLES_SEEN = 60_000
+MIN_EPOCHS, MAX_EPOCHS = 12, 150
+# A size is affordable when the time budget holds at least this many epochs at it: measured on elpv,
+# 30 epochs at 128 px beat 8 epochs at 256 px by 23 points of accuracy (an unconverged model at a high
+# resolution is worth less than a converged one at a lower).
+MIN_FIT_EPOCHS = 30
+
+
+@dataclass(frozen=True)
+class SizeChoice:
+    size: int
+    reason: str
+    source_size: tuple[int, int]                 # median (H, W) of the training images
+    defect_px_p10: float | None = None           # 10th percentile of defect widths, at the model input
+
+
+def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) -> SizeChoice:
+    """The model's input side for images of `shapes` (H, W) whose annotated defects are
+    `defect_widths_px` wide (the smaller side of each box or mask region, in image pixels).
+
+    With annotations: the smallest size at which the thinner defects (10th percentile) stay
+    TARGET_DEFECT_PX wide, between FLOOR_SIZE and the images' own size (never enlarged, at most
+    MAX_AUTO_SIZE): a set of large defects trains small and fast, a set of tiny ones at full resolution.
+    Without annotations nothing says how small the defects are: the images' own size, at most
+    MAX_AUTO_SIZE."""
+    hs, ws = np.array([s[0] for s in shapes]), np.array([s[1] for s in shapes])
+    med = (int(np.median(hs)), int(np.median(ws)))
+    long_side = int(np.median(np.maximum(hs, ws)))
+    top = max(MIN_AUTO_SIZE, min(long_side, MAX_AUTO_SIZE))
+    p10 = float(np.percentile(defect_widths_px, 10)) if defect_widths_px else None
+    if p10 is not None and p10 > 0:
+        wanted = long_side * min(1.0, TARGET_DEFECT_PX / p10)
+        size = int(np.clip(wanted, min(FLOOR_SIZE, top), top))
+        why = (f"the thinner annotated defects (10th percentile) are {p10:.1f} px wide in images of median "
+               f"long side {long_side} px; {size // 8 * 8} px keeps them at least "
+               f"{min(p10 * (size // 8 * 8) / long_side, p10):.1f} px wide")
+        if wanted < FLOOR_SIZE:
+            why += f" (not below {FLOOR_SIZE} px, so the Grad-CAM map keeps 16 cells a side)"
+    else:
+        size = top
+        why = f"the images' median long side is {long_side} px and there are no annotations saying how small the defects are"
+    size = size // 8 * 8                                 # whole Grad-CAM cells (1/8 resolution)
+    if long_side > MAX_AUTO_SIZE and size == MAX_AUTO_SIZE:
+        why += f"; {MAX_AUTO_SIZE} px is the largest size chosen automatically for CPU training (--size overrides)"
+    elif long_side < MIN_AUTO_SIZE:
+        why += f"; enlarged to the {MIN_AUTO_SIZE} px minimum"
+    at_size = p10 * size / long_side if p10 is not None else None
+    if at_size is not None and at_size < MIN_DEFECT_PX:
+        why += (f"; at {size} px the thinnest tenth of the defects are under {MIN_DEFECT_PX:g} px wide and may not "
+                f"survive the scaling: consider a larger --size, or tiles")
+    return SizeChoice(size, why, med, at_size)
+
+
+def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s: float | None,
+                       min_epochs: int = MIN_FIT_EPOCHS) -> tuple[int, str]:
+    """The largest size from `needed` down to `lowest` (in steps of 32 px, whole Grad-CAM cells) at which
+    `min_epochs` epochs fit the time budget; `epoch_seconds(size)` measures one epoch's cost there."""
+    if not budget_s or needed <= lowest:
+        return needed, ""
+    size = needed
+    while size > lowest:
+        seconds = epoch_seconds(size)
+        if budget_s / seconds >= min_epochs:
+            break
+        size = max(lowest, (size - 32) // 8 * 8)
+    if size == needed:
+        return size, ""
+    return size, (f"; lowered to {size} px so that {min_epochs} epochs fit the {budget_s / 60:.0f} min time budget at "
+                  f"this machine's measured speed (a converged model at a lower resolution beats an unconverged "
+                  f"one at a higher; --size or --time-budget override)")
+
+
+def lowest_size(long_side: int, defect_p10_px: float | None, needed: int) -> int:
+    """Smallest size the time budget may lower to: where the thinner defects (10th percentile) stay
+    MIN_DEFECT_PX wide, and not below FLOOR_SIZE."""
+    lowest = FLOOR_SIZE
+    if defect_p10_px:
+        lowest = max(lowest, int(np.ceil(MIN_DEFECT_PX * long_side / defect_p10_px / 8)) * 8)
+    return min(lowest, needed)
+
+
+def choose_epochs(n_train: int, requested: int | None, seconds_per_epoch: float | None,
+                  budget_s: float | None) -> tuple[int, str]:
+    """Epochs sized to the data (about TARGET_SAMPLES_SEEN samples in all), then cut to fit the time
+    budget at the measured speed. An explicit --epochs is kept unless it cannot fit the budget."""
+    if requested is not None:
+        epochs, why = requested, f"--epochs {requested}"
+    else:
+        epochs = int(np.clip(math.ceil(TARGET_SAMPLES_SEEN / max(n_train, 1)), MIN_EPOCHS, MAX_EPOCHS))
+        why = f"{epochs} epochs = about {TARGET_SAMPLES_SEEN} samples seen over {n_train} training images"
+    if budget_s and seconds_per_epoch:
+        fit = max(1, int(budget_s // seconds_per_epoch))
+        if fit < epochs:
+            why += (f"; cut to {fit} to fit the {budget_s / 60:.1f} min time budget at "
+                    f"{seconds_per_epoch:.1f} s per epoch (measured)")
+            epochs = fit
+    return epochs, why
+
+
+def balance_weights(counts: np.ndarray, power: float) -> np.ndarray:
+    """Per-class sampling weights ~ count^-power: 1 samples every class equally often, 0 as the data
+    comes, 0.5 halfway (in log terms). Normalised to sum to 1 over samples."""
+    w = np.asarray(counts, np.float64) ** -power
+    return w / (w * counts).sum()
+
+
+PRIOR_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def choose_prior_correction(val_logits: np.ndarray, y_val: np.ndarray, counts: np.ndarray, power: float,
+                            score) -> tuple[float, dict[float, float]]:
+    """How much of the class prior that balanced sampling took away to give back (post-hoc logit
+    adjustment, Menon et al. 2021): logits + tau * power * log(count). tau = 1 restores the data's own
+    prior (best plain accuracy on a defect-free majority); tau = 0 keeps the balanced classifier (best
+    rare-class recall). Chosen on the validation split by `score(y_true, y_pred)`; ties keep the smaller
+    tau (fewer missed defects). Returns (tau, score per tau)."""
+    if power == 0 or len(y_val) == 0 or np.all(counts == counts[0]):
+        return 0.0, {}
+    log_counts = np.log(np.maximum(counts, 1)).astype(np.float64)
+    scores = {tau: float(score(y_val, (val_logits + tau * power * log_counts).argmax(1))) for tau in PRIOR_STEPS}
+    best = max(scores.values())
+    return min(t for t, v in scores.items() if v >= best - 1e-12), scores
+
+
+def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gradcam") -> tuple[str, str]:
+    """The CAM method that localised best on validation: `pointing[method][class]` is its pointing game per
+    defect class. Best worst class first, then best mean; ties keep the earlier method (Grad-CAM first)."""
+    scored = {m: (min(v.values()), float(np.mean(list(v.values())))) for m, v in pointing.items() if v}
+    if not scored:
+        return default, "no validation sample with a mask or boxes: Grad-CAM, the family's reference"
+    best = max(scored.values())
+    method = next(m for m, v in scored.items() if v == best)
+    table = "; ".join(f"{m} worst class {v[0]:.2f}, mean {v[1]:.2f}" for m, v in scored.items())
+    return method, f"best pointing game on the validation split's masks/boxes ({table})"

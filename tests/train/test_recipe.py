@@ -1,0 +1,91 @@
+"""The choices a training run makes from its data (size, epochs) and the augmentation, without training."""
+import pytest
+import torch
+
+from edge.train.augment import Augmentation, zoom_keeping_defect
+from edge.train.recipe import MAX_AUTO_SIZE, choose_epochs, choose_size
+
+
+def test_the_input_size_follows_the_images_and_their_defects_and_says_why():
+    # large defects (NEU-DET: 10th percentile 18 px in 200 px images): trained small, but not below 128
+    neu = choose_size([(200, 200)] * 10, [18.0] * 6 + [40.0] * 24)
+    assert neu.size == 128 and "18.0 px wide" in neu.reason and neu.source_size == (200, 200)
+    # tiny defects keep the full resolution, up to the automatic maximum
+    tiny = choose_size([(240, 240)] * 5, [3.0] * 20)
+    assert tiny.size == 240 and tiny.defect_px_p10 == pytest.approx(3.0)
+    big = choose_size([(300, 300)] * 5 + [(600, 200)] * 6, [3.0] * 20)
+    assert big.size == MAX_AUTO_SIZE and "largest size chosen automatically" in big.reason
+    assert big.defect_px_p10 < 2 and "consider a larger --size" in big.reason     # 3 px at scale 0.43
+    unannotated = choose_size([(300, 300)] * 4, [])
+    assert unannotated.size == MAX_AUTO_SIZE and "no annotations" in unannotated.reason
+    small = choose_size([(40, 50)] * 3, [])
+    assert small.size == 64 and "minimum" in small.reason
+    assert choose_size([(203, 203)], []).size % 8 == 0
+
+
+def test_epochs_are_sized_to_the_data_and_cut_to_the_time_budget():
+    e, why = choose_epochs(1000, None, seconds_per_epoch=None, budget_s=None)
+    assert e == 60 and "1000 training images" in why
+    e, why = choose_epochs(1000, None, seconds_per_epoch=30.0, budget_s=600.0)
+    assert e == 20 and "cut to 20" in why and "measured" in why
+    assert choose_epochs(100_000, None, None, None)[0] == 12           # at least a dozen passes
+    assert choose_epochs(10, None, None, None)[0] == 150               # and a bound for tiny sets
+    assert choose_epochs(1000, 7, seconds_per_epoch=1.0, budget_s=600.0) == (7, "--epochs 7")
+
+
+def test_zoom_keeps_the_defect_in_view_and_moves_the_mask_with_the_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(256, 1, 64, 64)
+    m = torch.zeros(256, 1, 64, 64)
+    x[:, :, 2:6, 50:60] = 1.0          # the defect sits in a corner: the easiest to crop away
+    m[:, :, 2:6, 50:60] = 1.0
+    xo, mo = zoom_keeping_defect(x, m, (1.2, 1.6), g)
+    assert (mo.flatten(1).sum(1) > 0).all()                      # never cropped out
+    assert not ((xo > 0.5) & (mo < 0.5)).any()                   # every defect pixel stays masked...
+    assert ((mo > 0.5) & (xo < 0.05)).sum() == 0                 # ...and the mask is not bigger than the defect
+
+
+def test_augmentation_parts_are_parsed_checked_and_seeded():
+    assert Augmentation.parse("flips") == Augmentation(flips=(2, 3))
+    aug = Augmentation.parse("flips,rot90,photometric,noise")
+    assert aug.rotate90 and aug.photometric and aug.noise > 0
+    assert Augmentation.parse("none").flips == ()
+    for spec, message in (("flips,twirl", "unknown part"), ("rot90", "not square"), ("none,flips", "cannot be combined")):
+        with pytest.raises(ValueError, match=message):
+            Augmentation.parse(spec, square=spec != "rot90")
+    with pytest.raises(ValueError, match="physical units"):
+        Augmentation.parse("photometric", photographs=False)
+    x = torch.rand(8, 1, 32, 32)
+    a1, m1 = aug(x.clone(), torch.zeros(8, 1, 32, 32), torch.Generator().manual_seed(3))
+    a2, m2 = aug(x.clone(), torch.zeros(8, 1, 32, 32), torch.Generator().manual_seed(3))
+    assert a1.shape == x.shape and torch.equal(a1, a2) and torch.equal(m1, m2)
+
+
+def test_the_prior_correction_is_chosen_on_validation_and_keeps_the_smaller_tau_on_ties():
+    import numpy as np
+
+    from edge.train.recipe import choose_prior_correction
+
+    counts = np.array([90, 10])                     # a defect-free majority
+    # balanced logits that lean towards the rare class: half the majority is called a defect
+    logits = np.array([[0.0, 0.5]] * 45 + [[1.0, 0.0]] * 45 + [[0.0, 1.0]] * 10)
+    y = np.array([0] * 90 + [1] * 10)
+    accuracy = lambda t, p: float((t == p).mean())          # noqa: E731
+    tau, scores = choose_prior_correction(logits, y, counts, 1.0, accuracy)
+    assert scores[0.0] == 0.55 and scores[0.25] == 1.0 and scores[1.0] == 0.9 and tau == 0.25
+    clean = np.array([[1.0, 0.0]] * 90 + [[0.0, 1.0]] * 10)        # right at tau 0 and 0.25: the smaller wins
+    assert choose_prior_correction(clean, y, counts, 1.0, accuracy)[0] == 0.0
+    assert choose_prior_correction(logits, y, np.array([50, 50]), 1.0, accuracy) == (0.0, {})   # balanced data
+    assert choose_prior_correction(logits, y, counts, 0.0, accuracy) == (0.0, {})              # no rebalancing
+
+
+def test_the_cam_method_is_the_one_that_localised_best_on_validation():
+    from edge.train.recipe import choose_cam_method
+
+    pointing = {"gradcam": {"scratch": 0.3, "pit": 1.0}, "gradcam++": {"scratch": 0.6, "pit": 0.9},
+                "hirescam": {"scratch": 0.9, "pit": 0.95}}
+    method, why = choose_cam_method(pointing)
+    assert method == "hirescam" and "worst class 0.90" in why
+    tie = {"gradcam": {"a": 0.9}, "hirescam": {"a": 0.9}}
+    assert choose_cam_method(tie)[0] == "gradcam"                  # ties keep the reference method
+    assert choose_cam_method({"gradcam": {}, "hirescam": {}}) [0] == "gradcam"   # nothing to judge by
