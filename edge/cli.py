@@ -38,12 +38,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.time_budget is not None and args.time_budget <= 0:
         raise UserError("--time-budget must be positive (minutes)")
+    if args.mask_weight < 0:
+        raise UserError("--mask-weight must be 0 or positive")
     cfg = TrainConfig(task=args.task, epochs=args.epochs, size=args.size, seed=args.seed,
                       channels=args.channels, batch_size=args.batch_size, lr=args.lr,
                       normalisation=args.norm, balance=not args.no_balance,
                       augment="none" if args.no_augment else args.augment,
                       ok_class=args.ok_class, threads=args.threads, limit=args.limit,
-                      time_budget_min=args.time_budget)
+                      time_budget_min=args.time_budget, mask_weight=args.mask_weight)
     result = train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)
     print(json.dumps(result, indent=2))
     return 0
@@ -382,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "contrast, brightness; photographs), noise; or none. Measured on NEU-DET: flips alone "
                         "trained best within a CPU budget")
     t.add_argument("--no-augment", action="store_true", help="same as --augment none")
+    t.add_argument("--mask-weight", type=float, default=0.5,
+                   help="defect: weight of the auxiliary mask loss where the data has masks or boxes (default "
+                        "0.5; 0 trains without localisation supervision)")
     t.add_argument("--ok-class", default="ok", help="the folder name meaning 'no defect' (default ok)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     t.add_argument("--limit", type=int, default=None, help="use at most this many samples")

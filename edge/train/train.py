@@ -74,6 +74,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     width: int | None = None
     time_budget_min: float | None = 12.0   # classifier: the training loop's share of a 15-minute run
+    mask_weight: float = 0.5               # classifier: weight of the mask loss where masks/boxes exist (0: off)
 
 
 def _split(labels: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +174,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     if mode == "auto":
         mode = "per_image" if found.photographs else "centred"
     recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr, batch_size=cfg.batch_size,
-                              balance_power=1.0 if cfg.balance else 0.0)
+                              balance_power=1.0 if cfg.balance else 0.0, mask_weight=cfg.mask_weight)
     square = all(h == w for h, w in found.shapes)
     augmentation = Augmentation.parse(cfg.augment, square=square, photographs=found.photographs)
     budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else None
