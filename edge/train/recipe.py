@@ -145,6 +145,17 @@ def choose_prior_correction(val_logits: np.ndarray, y_val: np.ndarray, counts: n
     return min(t for t, v in scores.items() if v >= best - 1e-12), scores
 
 
+def choose_pool(localised: bool) -> tuple[str, str]:
+    """How the classifier pools its feature map (see FusionClassifier). Attention pooling lets one small
+    region decide, but its attention is learnt from the mask head: with masks or boxes to train that head it
+    is the better pooling (NEU-DET, 128 px: 99.8 % against 99.6 % for mean+max). Without them it has only
+    the labels to learn where to look, and mean+max pooling generalised better (elpv, 128 px, no
+    annotations: 69 % against 65 %)."""
+    if localised:
+        return "attention", "attention pooling guided by the mask head (the data has masks or boxes)"
+    return "meanmax", "mean+max pooling (no masks or boxes to guide attention pooling)"
+
+
 def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gradcam") -> tuple[str, str]:
     """The CAM method that localised best on validation: `pointing[method][class]` is its pointing game per
     defect class. Best worst class first, then best mean; ties keep the earlier method (Grad-CAM first)."""

@@ -163,7 +163,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, fit_classifier,
                                        predict, score_predictions, step_seconds)
     from edge.train.recipe import (choose_epochs, choose_prior_correction, choose_size, fit_size_to_budget,
-                                   lowest_size)
+                                   choose_pool, lowest_size)
 
     t_start = time.perf_counter()
     found = survey(data, cfg.limit, cfg.seed, progress)
@@ -173,7 +173,9 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     mode = cfg.normalisation
     if mode == "auto":
         mode = "per_image" if found.photographs else "centred"
-    recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr, batch_size=cfg.batch_size,
+    mask_loss = cfg.mask_weight > 0 and bool(found.defect_widths_px)
+    pool, pool_reason = choose_pool(mask_loss)
+    recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr, batch_size=cfg.batch_size, pool=pool,
                               balance_power=1.0 if cfg.balance else 0.0, mask_weight=cfg.mask_weight)
     square = all(h == w for h, w in found.shapes)
     augmentation = Augmentation.parse(cfg.augment, square=square, photographs=found.photographs)
@@ -181,7 +183,6 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     n_channels = len(resolve_channels(found.channel_names, cfg.channels))
     n_train = int(len(found.labels) * (1 - cfg.val_fraction))
     steps = max(1, n_train // recipe.batch_size)
-    mask_loss = recipe.mask_weight > 0 and bool(found.defect_widths_px)
     probe_norm = Normalisation("per_image")           # as costly as any mode; fitted statistics come later
 
     def epoch_seconds(size: int) -> float:
@@ -200,6 +201,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         size_reason = choice.reason + lowered
     if progress:
         print(f"input size {size} px: {size_reason}", flush=True)
+        print(f"pooling: {pool_reason}", flush=True)
     arrays = load_arrays(data, size, cfg.channels, limit=cfg.limit, seed=cfg.seed, progress=progress)
     tr, va = _split(arrays.labels, cfg.val_fraction, cfg.seed)
     if len(tr) == 0:
@@ -229,6 +231,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
 
     manifest = _manifest_base(out, cfg, data, arrays, len(tr), len(va))
     manifest["training"].update(epochs=epochs, epochs_reason=epochs_reason, recipe=recipe.to_dict(),
+                                pool_reason=pool_reason,
                                 augmentation=augmentation.describe(), best_epoch=log.best_epoch,
                                 prior_correction={"tau": tau, "validation_scores": tau_scores,
                                                   "class_counts": counts.tolist()},

@@ -89,3 +89,10 @@ def test_the_cam_method_is_the_one_that_localised_best_on_validation():
     tie = {"gradcam": {"a": 0.9}, "hirescam": {"a": 0.9}}
     assert choose_cam_method(tie)[0] == "gradcam"                  # ties keep the reference method
     assert choose_cam_method({"gradcam": {}, "hirescam": {}}) [0] == "gradcam"   # nothing to judge by
+
+
+def test_attention_pooling_only_where_masks_or_boxes_can_guide_it():
+    from edge.train.recipe import choose_pool
+    assert choose_pool(True)[0] == "attention"
+    pool, why = choose_pool(False)
+    assert pool == "meanmax" and "no masks or boxes" in why
