@@ -63,7 +63,9 @@ def stability(model, x: np.ndarray, noise: float = 0.01, seed: int = 0) -> dict:
 
 
 def sanity(model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarray, seed: int = 0) -> dict:
-    """Maps of a fully randomised copy of the gradcam graph (weights re-drawn, same std per tensor)."""
+    """Maps of a fully randomised copy of the gradcam graph (weights re-drawn, same std per tensor), made with
+    the model's own CAM method, as `heatmaps` are: comparing HiResCAM maps with Grad-CAM maps of the random
+    copy would measure the methods' difference, not the weights'."""
     import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
@@ -81,9 +83,10 @@ def sanity(model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarray, seed
         xn = model.normalisation.apply(x)
         target = np.eye(len(model.classes), dtype=np.float32)[classes]
         _, acts, grads = sess.run(None, {"input": xn, "target": target})
-    random_maps = upsample_and_normalise(cam_raw(acts, grads), xn.shape[2:], map_shift(model))
+    method = model.cam_method
+    random_maps = upsample_and_normalise(cam_raw(acts, grads, method), xn.shape[2:], map_shift(model))
     sims = [cosine_similarity(a, b) for a, b in zip(heatmaps, random_maps)]
-    return {"cosine_trained_vs_random": float(np.nanmean(sims)), "n": len(x)}
+    return {"cosine_trained_vs_random": float(np.nanmean(sims)), "n": len(x), "method": method}
 
 
 def shap_quality(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, labels: list[str],

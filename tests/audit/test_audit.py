@@ -190,3 +190,23 @@ def test_box_annotated_classes_are_gated_on_the_pointing_game(capsys, tmp_path):
     policy.write_text('[localisation]\nbox_metric = "boxes_hit_mean"\nbox_min = 0.6\n')
     checks = {c.name: c.passed for c in evaluate_gate(metrics, load_policy(policy))}
     assert checks == {"localisation scratches": True, "localisation inclusion": False}
+
+
+def test_the_sanity_check_compares_maps_of_the_models_own_cam_method(test_set, monkeypatch):
+    import numpy as np
+
+    from edge.audit import quality
+    from edge.data.arrays import load_arrays
+    from edge.explain.gradcam import GradCAMExplainer
+    from edge.runtime.model import Model
+
+    model = Model.load(MODELS / "defect")
+    model.manifest = {**model.manifest, "explain": {"cam_method": "hirescam"}}
+    arrays = load_arrays(test_set, model.input_shape[1], model.manifest["channels"], limit=6, progress=False)
+    classes = np.array([model.classes.index(lab) for lab in arrays.labels])
+    heat = np.stack([e.heatmap for e in GradCAMExplainer(model).explain(arrays.x, classes)])
+    used = []
+    real_cam_raw = quality.cam_raw
+    monkeypatch.setattr(quality, "cam_raw", lambda a, g, method="gradcam": used.append(method) or real_cam_raw(a, g, method))
+    s = quality.sanity(model, arrays.x, heat, classes)
+    assert used == ["hirescam"] and s["method"] == "hirescam" and 0 <= s["cosine_trained_vs_random"] <= 1

@@ -12,8 +12,14 @@ NEU=${NEU:-../shared/datasets/neu-det}
 WORK=${WORK:-$(mktemp -d)}
 [ -d "$NEU/train" ] || { echo "no NEU-DET at $NEU (set NEU=...)" >&2; exit 2; }
 if [ ! -f "$WORK/model/manifest.json" ]; then
+    set +o pipefail
     /usr/bin/time -f "train wall %e s" edge-xai train --task defect --data "$NEU/train" --out "$WORK/model" \
-        2>&1 | tee "$OUT/train.log" | grep -v "epoch .*batch/s\|it/s" || true
+        2>&1 | tee "$OUT/train.log" | grep -v "epoch .*batch/s\|it/s"
+    [ "${PIPESTATUS[0]}" = 0 ] || { echo "training failed: see $OUT/train.log" >&2; exit 1; }
+    set -o pipefail
+    # keep the log readable: the progress bars' carriage-return updates out, every printed line in
+    tr '\r' '\n' < "$OUT/train.log" | grep -v "batch/s\|file/s\|it/s\|^ *$" > "$OUT/train.log.tmp" || true
+    mv "$OUT/train.log.tmp" "$OUT/train.log"
 fi
 edge-xai evaluate --model "$WORK/model" --data "$NEU/test" --json --quiet > "$OUT/evaluation.json"
 edge-xai evaluate --model "$WORK/model" --data "$NEU/test" --quiet
