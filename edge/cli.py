@@ -384,9 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "contrast, brightness; photographs), noise; or none. Measured on NEU-DET: flips alone "
                         "trained best within a CPU budget")
     t.add_argument("--no-augment", action="store_true", help="same as --augment none")
-    t.add_argument("--mask-weight", type=float, default=0.5,
+    t.add_argument("--mask-weight", type=float, default=1.0,
                    help="defect: weight of the auxiliary mask loss where the data has masks or boxes (default "
-                        "0.5; 0 trains without localisation supervision)")
+                        "1.0; 0 trains without localisation supervision)")
     t.add_argument("--ok-class", default="ok", help="the folder name meaning 'no defect' (default ok)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     t.add_argument("--limit", type=int, default=None, help="use at most this many samples")

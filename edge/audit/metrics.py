@@ -108,6 +108,19 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float("nan") if na == 0 or nb == 0 else float(a @ b / (na * nb))
 
 
+def ranks(a: np.ndarray) -> np.ndarray:
+    """1-based ranks of a's values (flattened), ties given their average rank."""
+    _, inverse, counts = np.unique(np.asarray(a).ravel(), return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2)[inverse.ravel()]
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two maps (ties averaged): 0 for unrelated maps whatever their
+    spread. The cosine of two non-negative maps is not: two unrelated maps that each cover much of the
+    image have a cosine near 0.75 (0.70 between NEU-DET maps of different images)."""
+    return pearson(ranks(a), ranks(b))
+
+
 def perturbation_curve(score_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, baseline: np.ndarray,
                        order: np.ndarray, steps: int = 20, insertion: bool = False) -> np.ndarray:
     """Scores as pixels are deleted from x (set to the baseline) or inserted into the baseline, most

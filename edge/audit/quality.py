@@ -10,8 +10,10 @@
 - consistency: per defect class, share of correctly classified samples whose primary descriptor is the
   class's most common one;
 - stability: cosine similarity of Grad-CAM maps under Gaussian noise of 1 % of each channel's spread;
-- sanity: Grad-CAM of the same model with every weight re-drawn at random (same std per tensor);
-  its maps must differ clearly from the trained model's (mean cosine similarity reported).
+- sanity (Adebayo et al., NeurIPS 2018): the model's CAM of the same model with every weight re-drawn
+  at random (same std per tensor); its maps must differ clearly from the trained model's: mean Spearman
+  rank correlation per sample (judged), mean cosine similarity (reported; biased upwards for broad
+  non-negative maps, which have a large cosine even when unrelated).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.audit.metrics import auc, cosine_similarity, grow, perturbation_curve
+from edge.audit.metrics import auc, cosine_similarity, grow, perturbation_curve, rank_correlation
 from edge.explain.baselines import make_baseline
 from edge.explain.cam import cam_raw, upsample_and_normalise
 from edge.explain.gradcam import GradCAMExplainer, map_shift
@@ -86,7 +88,9 @@ def sanity(model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarray, seed
     method = model.cam_method
     random_maps = upsample_and_normalise(cam_raw(acts, grads, method), xn.shape[2:], map_shift(model))
     sims = [cosine_similarity(a, b) for a, b in zip(heatmaps, random_maps)]
-    return {"cosine_trained_vs_random": float(np.nanmean(sims)), "n": len(x), "method": method}
+    rank = [rank_correlation(a, b) for a, b in zip(heatmaps, random_maps)]
+    return {"rank_correlation_trained_vs_random": float(np.nanmean(rank)),
+            "cosine_trained_vs_random": float(np.nanmean(sims)), "n": len(x), "method": method}
 
 
 def shap_quality(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, labels: list[str],

@@ -53,8 +53,10 @@ pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
 <td>median, log-odds</td><td>{{ q.shap.n }}</td></tr>
 <tr><td>stability (cosine under {{ q.stability.noise * 100 }} % noise)</td><td>{{ "%.4f"|format(q.stability.cosine_mean) }}</td>
 <td>min {{ "%.4f"|format(q.stability.cosine_min) }}</td><td>{{ q.stability.n }}</td></tr>
-<tr><td>sanity: cosine trained vs randomised weights ({{ q.sanity.get("method", "gradcam") }} maps of both)</td><td>{{ "%.3f"|format(q.sanity.cosine_trained_vs_random) }}</td>
-<td>must be clearly below 1</td><td>{{ q.sanity.n }}</td></tr></table>
+{% if q.sanity.rank_correlation_trained_vs_random is defined %}<tr><td>sanity: rank correlation trained vs randomised weights ({{ q.sanity.get("method", "gradcam") }} maps of both)</td><td>{{ "%.3f"|format(q.sanity.rank_correlation_trained_vs_random) }}</td>
+<td>must be clearly below 1 (gate)</td><td>{{ q.sanity.n }}</td></tr>{% endif %}
+<tr><td>sanity: cosine trained vs randomised weights</td><td>{{ "%.3f"|format(q.sanity.cosine_trained_vs_random) }}</td>
+<td>reported only: broad maps have a large cosine even when unrelated</td><td>{{ q.sanity.n }}</td></tr></table>
 <table><tr><th>class</th><th>primary descriptor</th><th>share</th><th>n</th></tr>{% for c, r in q.shap.consistency.items() %}
 <tr><td>{{ c }}</td><td style="text-align:left">{{ r.primary_descriptor }}</td><td>{{ "%.2f"|format(r.share) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>
 {% if figures.faithfulness %}<figure><img src="data:image/png;base64,{{ figures.faithfulness }}" width="520">

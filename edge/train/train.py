@@ -74,7 +74,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     width: int | None = None
     time_budget_min: float | None = 12.0   # classifier: the training loop's share of a 15-minute run
-    mask_weight: float = 0.5               # classifier: weight of the mask loss where masks/boxes exist (0: off)
+    mask_weight: float = 1.0               # classifier: weight of the mask loss where masks/boxes exist (0: off)
 
 
 def _split(labels: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     assert {len(v) for v in curves.values()} == {q["faithfulness"]["steps"] + 1}
     assert curves["deletion"][0] == pytest.approx(curves["deletion_random"][0])   # both start from the frame
     assert {"load", "grad-cam", "patch SHAP", "report"} <= set(m["timings_s"])
-    assert q["stability"]["cosine_mean"] > 0.9 and q["sanity"]["cosine_trained_vs_random"] < 0.9
+    assert q["stability"]["cosine_mean"] > 0.9 and q["sanity"]["rank_correlation_trained_vs_random"] < 0.5
     assert "misclassified" in m["failures"]
     html = (out / "report.html").read_text()
     assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
@@ -78,7 +78,7 @@ def test_gate_policy_and_exit_codes(tmp_path, capsys):
                "phase_physics": {"concentration_mean": 1.4, "n": 4},
                "quality": {"faithfulness": {"deletion_auc": 0.2, "deletion_random_auc": 0.5, "insertion_auc": 0.9,
                                             "insertion_random_auc": 0.6},
-                           "sanity": {"cosine_trained_vs_random": 0.3}}}
+                           "sanity": {"rank_correlation_trained_vs_random": 0.1, "cosine_trained_vs_random": 0.7}}}
     checks = {c.name: c.passed for c in evaluate_gate(metrics, load_policy(None))}
     assert checks == {"localisation crack": True, "localisation pit": False, "physics cylinder": True,
                       "physics flat": False, "phase physics (attribution on jumps)": False,
@@ -109,6 +109,13 @@ def test_gate_policy_and_exit_codes(tmp_path, capsys):
     assert main(["gate", str(f), "--policy", str(policy)]) == 2
     assert "unknown setting [localisation] 'iou'" in capsys.readouterr().err
     assert main(["gate", str(tmp_path / "none.json")]) == 2
+    policy.write_text('[localisation]\nmetric = "iou_grown_mean"\n[sanity]\nmetric = "cosine_trained_vs_random"\n')
+    assert main(["gate", str(f), "--policy", str(policy)]) == 1
+    assert "FAIL  sanity (randomised weights): cosine similarity trained vs random 0.700 (bar < 0.5)" in capsys.readouterr().out
+    del metrics["quality"]["sanity"]["rank_correlation_trained_vs_random"]          # written by an older audit
+    f.write_text(json.dumps(metrics))
+    assert main(["gate", str(f)]) == 2
+    assert "no sanity 'rank_correlation_trained_vs_random'" in capsys.readouterr().err
 
 
 def test_gate_records_the_outcome_and_the_server_withholds_unaudited_models(tmp_path, capsys):
@@ -209,4 +216,4 @@ def test_the_sanity_check_compares_maps_of_the_models_own_cam_method(test_set, m
     real_cam_raw = quality.cam_raw
     monkeypatch.setattr(quality, "cam_raw", lambda a, g, method="gradcam": used.append(method) or real_cam_raw(a, g, method))
     s = quality.sanity(model, arrays.x, heat, classes)
-    assert used == ["hirescam"] and s["method"] == "hirescam" and 0 <= s["cosine_trained_vs_random"] <= 1
+    assert used == ["hirescam"] and s["method"] == "hirescam" and -1 <= s["rank_correlation_trained_vs_random"] <= 1

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from edge.audit.metrics import (auc, binarise, boxes_hit, cosine_similarity, grow, iou, pearson, perturbation_curve,
+                                rank_correlation, ranks,
                                 pointing_game, relevance_mass, tolerant_iou, wilson_interval)
 
 
@@ -83,3 +84,12 @@ def test_boxes_hit_counts_the_boxes_the_map_touches():
     assert boxes_hit(region, boxes) == pytest.approx(1 / 3)
     assert boxes_hit(region, boxes, tolerance_px=2) == pytest.approx(2 / 3)
     assert math.isnan(boxes_hit(region, []))
+
+
+def test_rank_correlation_is_zero_for_unrelated_broad_maps_where_the_cosine_is_not():
+    assert list(ranks(np.array([[3.0, 0.0], [0.0, 5.0]]))) == [3.0, 1.5, 1.5, 4.0]        # ties share their rank
+    rng = np.random.default_rng(0)
+    a, b = rng.random((64, 64)), rng.random((64, 64))        # unrelated, each covering the whole image
+    assert cosine_similarity(a, b) > 0.7 and abs(rank_correlation(a, b)) < 0.05
+    assert rank_correlation(a, a ** 3) == pytest.approx(1.0)                   # any monotone map of the same order
+    assert rank_correlation(a, -a) == pytest.approx(-1.0)
