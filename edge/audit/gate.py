@@ -85,7 +85,10 @@ def evaluate_gate(metrics: dict, policy: dict) -> list[Check]:
             truth = ", boxes" if r.get("ground_truth") == "box" else ""
             checks.append(Check(f"localisation {cls}", v > bar, f"{key} {v:.3f} (bar > {bar}, n {r['n']}{truth})"))
     elif "classification" in metrics:
-        checks.append(Check("localisation", False, "no localisation measured (the data has no masks)"))
+        # Without ground truth nothing shows where the model looks, and the gate exists to show it.
+        checks.append(Check("localisation", False,
+                            "no localisation measured: the audit data has no masks or boxes; annotate some "
+                            "defective images of it (<stem>.mask.png, Pascal VOC <stem>.xml or COCO) and audit again"))
     phys = metrics.get("physics")
     if phys is not None:
         key = policy["physics"]["metric"]
