@@ -49,7 +49,13 @@ def build_row(name: str, args: argparse.Namespace):
     model = Model.load(args.model, threads=args.threads)
     model.warm_up()
     s = simulate_sample(1, 1000)                     # a crack frame
-    x = np.stack([s[c] for c in model.manifest["channels"]])[None].astype(np.float32)
+    # A model trained on photographs reads other channels (`gray`, `c0..`): the frame's intensity stands
+    # in for each of them (what is timed depends on the input's shape, not on its content).
+    x = np.stack([s.get(c, s["intensity"]) for c in model.manifest["channels"]])[None].astype(np.float32)
+    h, w = model.manifest["input"]["size"]
+    if x.shape[2:] != (h, w):
+        import cv2
+        x = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_AREA) for p in x[0]])[None]
     xn = model.normalisation.apply(x)
     c = int(np.argmax(model.predict(x)[0]))
 

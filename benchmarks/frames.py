@@ -33,9 +33,10 @@ def frame_request(h: int, w: int, seed: int):
 
     rng = np.random.default_rng(seed)
     img = rng.normal(120, 10, (h, w)).clip(0, 255).astype(np.uint8)
+    length = min(150, w // 2, h // 2)
     for _ in range(3):
-        x, y = int(rng.integers(0, w - 200)), int(rng.integers(0, h - 200))
-        cv2.line(img, (x, y), (x + 150, y + 40), 60, 2)
+        x, y = int(rng.integers(0, w - length)), int(rng.integers(0, h - length))
+        cv2.line(img, (x, y), (x + length, y + length // 4), 60, 2)
     return pb.InspectRequest(frame=encode_frame({"gray": img}, "uint8"), station_id="bench")
 
 

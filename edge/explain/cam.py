@@ -13,6 +13,8 @@ faithful to the score for models that end in global average pooling + linear lay
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -46,14 +48,19 @@ def cam_raw(activations: np.ndarray, grads: np.ndarray, method: str = "gradcam")
     return np.maximum((w * activations).sum(axis=1), 0).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=64)
 def _axis_weights(n_in: int, n_out: int, shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights along one axis, exactly as kernels/gradcam.cu computes them."""
+    """Source indices and weights along one axis, exactly as kernels/gradcam.cu computes them. Cached: a
+    served model asks for the same few sizes on every request (read-only arrays, safe to share)."""
     f = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * np.float32(n_in / n_out) - np.float32(0.5) \
         - np.float32(shift)
     f = np.maximum(f, np.float32(0))
     i0 = np.minimum(f.astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, (f - i0).astype(np.float32)
+    t = (f - i0).astype(np.float32)
+    for a in (i0, i1, t):
+        a.flags.writeable = False
+    return i0, i1, t
 
 
 def upsample_bilinear(maps: np.ndarray, size: tuple[int, int], shift: float = 0.0) -> np.ndarray:
@@ -83,7 +90,10 @@ def normalise_minmax(maps: np.ndarray) -> np.ndarray:
     """Per-image min-max to [0, 1]; a constant map becomes all zeros (nothing stands out)."""
     lo = maps.min(axis=(1, 2), keepdims=True)
     span = maps.max(axis=(1, 2), keepdims=True) - lo
-    return np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1), 0).astype(np.float32)
+    out = np.subtract(maps, lo, dtype=np.float32)
+    out /= np.where(span > 0, span, 1).astype(np.float32)
+    out[np.broadcast_to(span <= 0, out.shape)] = 0
+    return out
 
 
 def upsample_and_normalise(raw: np.ndarray, size: tuple[int, int], shift: float = 0.0) -> np.ndarray:

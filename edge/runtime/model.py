@@ -17,8 +17,12 @@ __all__ = ["InputError", "Model", "softmax"]
 
 
 class Model:
-    def __init__(self, model_dir: Path, manifest: dict, backend: str = "ort-cpu", threads: int | None = None):
+    def __init__(self, model_dir: Path, manifest: dict, backend: str = "ort-cpu", threads: int | None = None,
+                 name: str | None = None):
+        """name: what the model is called where it is served (the server passes its folder's name, so a
+        model copied to models/<name> answers to <name>); default the manifest's name, else the folder's."""
         self.dir = Path(model_dir)
+        self._name = name
         self.manifest = manifest
         self.backend = backend
         self.threads = threads
@@ -50,7 +54,7 @@ class Model:
 
     @property
     def name(self) -> str:
-        return self.manifest.get("name", self.dir.name)
+        return self._name or self.manifest.get("name", self.dir.name)
 
     @property
     def engine(self) -> Engine:

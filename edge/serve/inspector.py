@@ -52,7 +52,7 @@ class Inspector:
         for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
             if (d / "manifest.json").is_file():
                 try:
-                    self.models[d.name] = Model.load(d, backend=backend, threads=threads)
+                    self.models[d.name] = Model.load(d, backend=backend, threads=threads, name=d.name)
                 except ManifestError as e:
                     raise ManifestError(f"cannot serve {d}: {e}") from e
         self.audit = {n: audit_status(m.manifest) for n, m in self.models.items()}

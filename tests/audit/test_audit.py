@@ -217,3 +217,4 @@ def test_the_sanity_check_compares_maps_of_the_models_own_cam_method(test_set, m
     monkeypatch.setattr(quality, "cam_raw", lambda a, g, method="gradcam": used.append(method) or real_cam_raw(a, g, method))
     s = quality.sanity(model, arrays.x, heat, classes)
     assert used == ["hirescam"] and s["method"] == "hirescam" and -1 <= s["rank_correlation_trained_vs_random"] <= 1
+
