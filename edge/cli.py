@@ -118,7 +118,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         x = frame.view.x[frame.tile or 0][None]
     else:
         [e] = explainer.explain(x, target)
-    add_sentences(model, x, [e], float(pitch) if pitch is not None else None)
+    add_sentences(model, x, [e], float(pitch) if pitch is not None else None,
+                  frames=[frame.view.locator(frame.tile or 0)] if frame is not None else None)
     record = explanation_record(e, model)
     if frame is not None:
         record["frame"] = {"height": frame.view.shape[0], "width": frame.view.shape[1], "tiles": frame.tiles,

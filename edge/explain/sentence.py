@@ -144,13 +144,16 @@ def explain_in_words(label: str, confidence: float, patch_values: np.ndarray, bo
     return " ".join([head, *parts]), items
 
 
-def add_sentences(model, x: np.ndarray, explanations: list, pixel_pitch_mm: float | None = None) -> None:
+def add_sentences(model, x: np.ndarray, explanations: list, pixel_pitch_mm: float | None = None,
+                  frames: list[FrameLocator] | None = None) -> None:
     """Attach a sentence (and its evidence) to each classifier explanation, in place.
 
     SHAP explanations quote their patch values; Grad-CAM and IG ones quote their own map pooled on an
     8x8/stride-4 patch grid (mean heat for CAMs, summed attribution for IG), so every method can speak
     and each sentence names the number it quotes. The grid is finer than SHAP's 16x16/8 players on
     purpose: pooling a computed map estimates nothing, so it has no reason to be coarse. x: the raw (N, C, H, W) batch explained.
+    frames: per explanation, where its input sits in a larger frame (letterboxed or a tile), so that places
+    are said in the frame's pixels, as the server says them.
     Regression models get no sentence: their maps explain an output field, not a decision.
     """
     from dataclasses import asdict
@@ -162,7 +165,7 @@ def add_sentences(model, x: np.ndarray, explanations: list, pixel_pitch_mm: floa
     pitch = pixel_pitch_mm or model.manifest.get("pixel_pitch_mm")
     names = model.manifest["channels"]
     grid = None
-    for raw, e in zip(np.asarray(x, np.float32), explanations):
+    for i, (raw, e) in enumerate(zip(np.asarray(x, np.float32), explanations)):
         if "patch_values" in e.extras:
             values, boxes = e.extras["patch_values"], e.extras["patch_boxes"]
             name = "SHAP log-odds" if e.extras.get("value_kind") == "log_odds" else "SHAP"
@@ -176,6 +179,7 @@ def add_sentences(model, x: np.ndarray, explanations: list, pixel_pitch_mm: floa
             boxes = grid.boxes
         channels = {n: raw[k] for k, n in enumerate(names)}
         e.sentence, evidence = explain_in_words(e.prediction.label, e.prediction.confidence, values, boxes,
-                                                channels, pitch, model.manifest.get("ok_class", "ok"), name)
+                                                channels, pitch, model.manifest.get("ok_class", "ok"), name,
+                                                frame=frames[i] if frames else None)
         e.extras["evidence"] = [{**{k: v for k, v in it.items() if k != "stats"}, "stats": asdict(it["stats"])}
                                 for it in evidence]

@@ -2,6 +2,7 @@
 on the defect; a frame much larger than the training images is tiled, the worst tile decides, and the
 stitched map points at the defect. The model is trained here, on bright spots in noise (48 px images)."""
 import json
+import re
 
 import cv2
 import numpy as np
@@ -74,3 +75,16 @@ def test_a_large_frame_is_tiled_the_worst_tile_decides_and_the_map_is_stitched(s
     assert x0 <= 187 < x1 and y0 <= 121 < y1                          # the deciding tile holds the spot
     row, col = np.unravel_index(np.argmax(r.heatmap), r.heatmap.shape)
     assert abs(row - 121) <= 8 and abs(col - 187) <= 8                # and the stitched map's peak, within a cell
+
+
+def test_explain_on_a_large_frame_says_places_in_the_frames_pixels(spot_model, tmp_path, capsys):
+    from edge.cli import main
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), spot_image(rng, 160, 240, centre=(121, 187)))
+    assert main(["explain", "--model", str(spot_model.dir), "--input", str(path), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["frame"]["height"] == 160 and r["frame"]["width"] == 240 and r["frame"]["tiles"] > 1
+    row, col = map(int, re.search(r"at pixel row (\d+), column (\d+)", r["explanation"]).groups())
+    assert abs(row - 121) <= 12 and abs(col - 187) <= 12, r["explanation"]   # frame pixels, not the tile's
