@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 METHODS = ("gradcam", "gradcam++", "hirescam")
+DISPLAY_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM"}   # as sentences quote them
 EPS = 1e-7
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from edge.explain.cam import DISPLAY_NAMES
 from edge.explain.patch_stats import ImageContext, RegionStats, region_stats
 
 # Descriptor thresholds (dimensionless unless named); see the module docstring for their origin.
@@ -174,8 +175,7 @@ def add_sentences(model, x: np.ndarray, explanations: list, pixel_pitch_mm: floa
             if e.method == "ig":
                 values, name = grid.pool(e.attribution, "sum"), "IG logit"
             else:
-                values, name = grid.pool(e.heatmap, "mean"), {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++",
-                                                            "hirescam": "HiResCAM"}[e.method]
+                values, name = grid.pool(e.heatmap, "mean"), DISPLAY_NAMES[e.method]
             boxes = grid.boxes
         channels = {n: raw[k] for k, n in enumerate(names)}
         e.sentence, evidence = explain_in_words(e.prediction.label, e.prediction.confidence, values, boxes,

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.explain.cam import DISPLAY_NAMES
 from edge.explain.frame import explain_frames
 from edge.explain.gradcam import GradCAMExplainer
 from edge.explain.ig import IGExplainer
@@ -175,7 +176,7 @@ class Inspector:
                 sentence, _ = explain_in_words(label, confidence, grid.pool(e.heatmap, "mean"), grid.boxes,
                                                self.row_channels(model, j, r.tile),
                                                j.pixel_pitch_mm or model.manifest.get("pixel_pitch_mm"),
-                                               model.manifest.get("ok_class", "ok"), "Grad-CAM",
+                                               model.manifest.get("ok_class", "ok"), DISPLAY_NAMES[e.method],
                                                frame=r.view.locator(r.tile or 0))
             out.append(Inspection(
                 inspection_id=j.inspection_id, station_id=j.station_id, part_id=j.part_id, model=model.name,
