@@ -75,8 +75,9 @@ def localisation(heatmaps: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, 
     return out, per_sample
 
 
-def protocol(tolerance_px: int) -> str:
-    return (f"Correctly classified samples with a mask; Grad-CAM of the true class at input resolution, "
+def protocol(tolerance_px: int, method: str = "Grad-CAM") -> str:
+    """`method`: the map judged, as sentences name it (the model's own CAM method)."""
+    return (f"Correctly classified samples with a mask; {method} of the true class at input resolution, "
             f"binarised at >= {BINARISE_FRACTION} of each map's maximum. IoU: plain pixel IoU with the mask. "
             f"Tolerant IoU (judged by the default gate): TP/(TP+FP+FN) where a map pixel within {tolerance_px} px "
             f"(one Grad-CAM cell) of the mask is a hit and a mask pixel farther than that from the map is missed; "

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from jinja2 import Environment
 
+from edge.explain.cam import DISPLAY_NAMES
 from edge.explain.gradcam import GradCAMExplainer
 from edge.explain.overlay import heatmap8, overlay
 
@@ -30,7 +31,7 @@ pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
 <table><tr><th>true \\ predicted</th>{% for c in m.classification.confusion.classes %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for row in m.classification.confusion.matrix %}<tr><td>{{ m.classification.confusion.classes[loop.index0] }}</td>
 {% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
-{% if m.localisation %}<h2>Localisation (Grad-CAM vs defect masks)</h2><p>{{ m.protocols.localisation }}</p>
+{% if m.localisation %}<h2>Localisation ({{ cam_name }} vs defect masks and boxes)</h2><p>{{ m.protocols.localisation }}</p>
 <table><tr><th>class</th><th>n</th><th>ground truth</th><th>IoU (pixel)</th><th>IoU std</th><th>tolerant IoU (gate)</th><th>tolerant std</th>
 <th>IoU, grown mask</th><th>relevance mass</th>
 <th>mask area</th><th>pointing game (gate for boxes)</th><th>boxes hit</th></tr>{% for c, r in m.localisation.items() %}<tr><td>{{ c }}</td><td>{{ r.n }}</td>
@@ -60,7 +61,7 @@ pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
 <table><tr><th>class</th><th>primary descriptor</th><th>share</th><th>n</th></tr>{% for c, r in q.shap.consistency.items() %}
 <tr><td>{{ c }}</td><td style="text-align:left">{{ r.primary_descriptor }}</td><td>{{ "%.2f"|format(r.share) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>
 {% if figures.faithfulness %}<figure><img src="data:image/png;base64,{{ figures.faithfulness }}" width="520">
-<figcaption>Mean deletion and insertion curves over {{ q.faithfulness.n }} samples: pixels in Grad-CAM order (strong) and
+<figcaption>Mean deletion and insertion curves over {{ q.faithfulness.n }} samples: pixels in {{ cam_name }} order (strong) and
 in random order (pale). A faithful map makes deletion fall and insertion rise sooner than random.</figcaption></figure>{% endif %}
 <details><summary>protocols</summary><pre>{{ m.protocols.quality }}</pre></details>{% endif %}
 {% if m.failures %}<h2>Failure modes ({{ m.failures.misclassified }} misclassified)</h2>
@@ -170,7 +171,8 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
     if curves:
         figures["faithfulness"] = _png(curve_plot(curves))
     env = Environment(autoescape=True)
-    page = env.from_string(TEMPLATE).render(m=json.loads(json.dumps(metrics, default=float)), figures=figures)
+    page = env.from_string(TEMPLATE).render(m=json.loads(json.dumps(metrics, default=float)), figures=figures,
+                                            cam_name=DISPLAY_NAMES.get(metrics.get("cam_method"), "Grad-CAM"))
     path = Path(out) / "report.html"
     path.write_text(page)
     return path

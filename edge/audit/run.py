@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
+from edge.explain.cam import DISPLAY_NAMES
 from edge.evaluate import classification_metrics
 from edge.explain.gradcam import GradCAMExplainer
 from edge.runtime.manifest import predict_sha256
@@ -111,7 +112,9 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
         metrics["examples"]["localisation_iou_tolerant"] = {str(i): per_sample[i] for i in worst[:2] + worst[-2:]}
     else:
         metrics["notes"].append("localisation skipped: the data has no defect masks")
-    metrics["protocols"] = {"localisation": localisation.protocol(tolerance), "quality": quality.__doc__}
+    metrics["cam_method"] = g.method
+    metrics["protocols"] = {"localisation": localisation.protocol(tolerance, DISPLAY_NAMES[g.method]),
+                            "quality": quality.__doc__}
     rng = np.random.default_rng(seed)
     sub = np.sort(rng.permutation(len(arrays.x))[:min(shap_samples, len(arrays.x))])
     with _stage(metrics, "faithfulness, stability, sanity"):

@@ -34,6 +34,12 @@ def test_neu_subset_trains_exports_evaluates_and_audits_with_boxes(tmp_path, cap
     audit = json.loads((report / "metrics.json").read_text())
     for cls, row in audit.get("localisation", {}).items():
         assert row["ground_truth"] == "box" and 0 <= row["boxes_hit_mean"] <= 1 and 0 <= row["pointing_game"] <= 1
+    # the audit judges, and its report names, the map the model is explained with (chosen at training)
+    method = manifest["explain"]["cam_method"]
+    assert audit["cam_method"] == method and audit["quality"]["sanity"]["method"] == method
+    name = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM"}[method]
+    html = (report / "report.html").read_text()
+    assert f"Localisation ({name} vs defect masks and boxes)" in html and f"{name} of the true class" in html
     main(["gate", str(report / "metrics.json")])
     out = capsys.readouterr().out
     assert "pointing_game" in out or "localisation" in out        # box classes are judged by the pointing game
