@@ -10,18 +10,9 @@ cd "$(dirname "$0")/../../.."
 OUT=docs/real/elpv
 WORK=${WORK:-$(mktemp -d)}
 [ -d "$WORK/data/train" ] || python "$OUT/prepare.py" --out "$WORK/data"
-if [ ! -f "$WORK/model/manifest.json" ]; then
-    set +o pipefail
-    /usr/bin/time -f "train wall %e s" edge-xai train --task defect --data "$WORK/data/train" --out "$WORK/model" \
-        2>&1 | tee "$OUT/train.log" | grep -v "epoch .*batch/s\|it/s"
-    [ "${PIPESTATUS[0]}" = 0 ] || { echo "training failed: see $OUT/train.log" >&2; exit 1; }
-    set -o pipefail
-    # keep the log readable: the progress bars' carriage-return updates out, every printed line in
-    tr '\r' '\n' < "$OUT/train.log" | grep -v "batch/s\|file/s\|it/s\|^ *$" > "$OUT/train.log.tmp" || true
-    mv "$OUT/train.log.tmp" "$OUT/train.log"
-fi
-edge-xai evaluate --model "$WORK/model" --data "$WORK/data/test" --json --quiet > "$OUT/evaluation.json"
-edge-xai evaluate --model "$WORK/model" --data "$WORK/data/test" --quiet
+. docs/real/steps.sh
+train_default "$WORK/data/train"
+evaluate_audit_gate "$WORK/data/test"
 python - "$OUT/evaluation.json" > "$OUT/binary.json" <<'PY'
 # functional (p < 0.5: ok, p33) vs defective (p >= 0.5: p67, p100), from the confusion matrix
 import json, sys
@@ -34,9 +25,4 @@ print(json.dumps({"four_class_accuracy": m["accuracy"], "functional_vs_defective
                   "samples": total}, indent=2))
 PY
 cat "$OUT/binary.json"
-edge-xai audit --model "$WORK/model" --data "$WORK/data/test" --out "$OUT/audit"
-set +e
-edge-xai gate "$OUT/audit/metrics.json" > "$OUT/gate.txt"
-echo "exit code $?" >> "$OUT/gate.txt"
-set -e
 cat "$OUT/gate.txt"

@@ -11,23 +11,9 @@ OUT=docs/real/neu-det
 NEU=${NEU:-../shared/datasets/neu-det}
 WORK=${WORK:-$(mktemp -d)}
 [ -d "$NEU/train" ] || { echo "no NEU-DET at $NEU (set NEU=...)" >&2; exit 2; }
-if [ ! -f "$WORK/model/manifest.json" ]; then
-    set +o pipefail
-    /usr/bin/time -f "train wall %e s" edge-xai train --task defect --data "$NEU/train" --out "$WORK/model" \
-        2>&1 | tee "$OUT/train.log" | grep -v "epoch .*batch/s\|it/s"
-    [ "${PIPESTATUS[0]}" = 0 ] || { echo "training failed: see $OUT/train.log" >&2; exit 1; }
-    set -o pipefail
-    # keep the log readable: the progress bars' carriage-return updates out, every printed line in
-    tr '\r' '\n' < "$OUT/train.log" | grep -v "batch/s\|file/s\|it/s\|^ *$" > "$OUT/train.log.tmp" || true
-    mv "$OUT/train.log.tmp" "$OUT/train.log"
-fi
-edge-xai evaluate --model "$WORK/model" --data "$NEU/test" --json --quiet > "$OUT/evaluation.json"
-edge-xai evaluate --model "$WORK/model" --data "$NEU/test" --quiet
-edge-xai audit --model "$WORK/model" --data "$NEU/test" --out "$OUT/audit"
-set +e
-edge-xai gate "$OUT/audit/metrics.json" > "$OUT/gate.txt"
-echo "exit code $?" >> "$OUT/gate.txt"
-set -e
+. docs/real/steps.sh
+train_default "$NEU/train"
+evaluate_audit_gate "$NEU/test"
 python - "$WORK/model/manifest.json" > "$OUT/model.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
