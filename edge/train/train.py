@@ -264,27 +264,25 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
 
 def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[str], ok_class: str) -> tuple[str, str]:
     """Which Grad-CAM-family map localises this model's decisions best, from the exported graphs, on the
-    validation samples with masks or boxes (correctly classified defects; pointing game per class)."""
-    from edge.audit.metrics import pointing_game
-    from edge.audit.localisation import cell_tolerance
+    validation samples with masks or boxes: the audit's pointing game per class (`audit.localisation`,
+    which keeps the correctly classified defects)."""
+    from edge.audit.localisation import cell_tolerance, localisation
     from edge.explain.cam import METHODS
     from edge.explain.gradcam import GradCAMExplainer
     from edge.runtime.model import Model
     from edge.train.recipe import choose_cam_method
 
     model = Model.load(out)
-    keep = [i for i in va if arrays.has_mask[i] and arrays.masks[i].any() and arrays.labels[i] != ok_class]
+    keep = np.array([i for i in va if arrays.has_mask[i] and arrays.masks[i].any()], np.int64)
     pointing: dict[str, dict[str, float]] = {}
-    if keep:
-        target = np.array([classes.index(arrays.labels[i]) for i in keep])
-        tolerance = cell_tolerance(model.manifest)
+    if len(keep):
+        labels = [arrays.labels[i] for i in keep]
+        target = np.array([classes.index(lab) for lab in labels])
         for method in METHODS:
             es = GradCAMExplainer(model, method).explain(arrays.x[keep], target)
-            hits: dict[str, list[bool]] = {}
-            for i, e in zip(keep, es):
-                if e.prediction.label == arrays.labels[i]:
-                    hits.setdefault(arrays.labels[i], []).append(pointing_game(e.heatmap, arrays.masks[i], tolerance))
-            pointing[method] = {c: float(np.mean(h)) for c, h in hits.items()}
+            rows, _ = localisation(np.stack([e.heatmap for e in es]), arrays.masks[keep], arrays.has_mask[keep],
+                                   labels, [e.prediction.label for e in es], ok_class, cell_tolerance(model.manifest))
+            pointing[method] = {c: r["pointing_game"] for c, r in rows.items()}
     return choose_cam_method(pointing)
 
 
