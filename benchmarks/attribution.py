@@ -62,26 +62,22 @@ def build_row(name: str, args: argparse.Namespace):
     if name == "predict":
         return lambda: softmax(model.run("predict", {"input": model.normalisation.apply(x)})[0]), {}
     if name == "gradcam":
-        from edge.explain.gradcam import GradCAMExplainer
-
+        from edge.explain import GradCAMExplainer
         e = GradCAMExplainer(model)
         return lambda: e.explain(x), {}
     if name in ("ig", "ig_adaptive"):
-        from edge.explain.ig import IGExplainer
-
+        from edge.explain import IGExplainer
         kw = dict(n_steps=args.steps) if name == "ig" else dict(tolerance=0.01)
         e = IGExplainer(model, quadrature="gausslegendre", baseline="black", **kw)
         [r] = e.explain(x, c)
-        return lambda: e.explain(x, c), {k: r.extras[k] for k in ("n_steps", "gradient_evaluations",
-                                                                 "relative_completeness_delta")}
+        return lambda: e.explain(x, c), {k: getattr(r.details, k) for k in ("n_steps", "gradient_evaluations",
+                                                                          "relative_completeness_delta")}
     if name == "shap":
-        from edge.explain.shap import PatchShapExplainer
-
+        from edge.explain import PatchShapExplainer
         e = PatchShapExplainer(model, budget=args.shap_budget, seed=0, baseline="blur")
         return lambda: e.explain(x, c), {"patches": e.grid.n, "budget": args.shap_budget}
 
     import torch
-
     from reference_libs import shipped_torch_model
 
     torch.set_num_threads(args.threads)
@@ -119,9 +115,8 @@ def build_row(name: str, args: argparse.Namespace):
     if name in ("shap_lib", "shap_lib_onnx"):
         import shap
 
-        from edge.explain.baselines import make_baseline
-        from edge.explain.patches import DEFAULT_PATCH, DEFAULT_STRIDE, PatchGrid
-
+        from edge.explain import PatchGrid, make_baseline
+        from edge.explain.patches import DEFAULT_PATCH, DEFAULT_STRIDE
         grid = PatchGrid(*xn.shape[2:], DEFAULT_PATCH, DEFAULT_STRIDE)     # the same players as ours
         base = make_baseline(xn, "blur", "defect")
 
@@ -175,9 +170,8 @@ def main() -> None:
         print(json.dumps(run_row(args.row, args)))
         return
 
-    from tqdm import tqdm
-
     from _common import machine, print_targets, summary, write_json
+    from tqdm import tqdm
 
     rows = [r for r in args.rows.split(",") if r]
     unknown = set(rows) - set(ROWS)

@@ -73,8 +73,7 @@ async def node_rows(model_dir: Path, sizes: list[tuple[int, int]], runs: int, th
 def stage_rows(model_dir: Path, h: int, w: int, runs: int, threads: int) -> dict:
     from _common import summary, time_ms
 
-    from edge.explain.frame import explain_frames, frame_view
-    from edge.explain.gradcam import GradCAMExplainer
+    from edge.explain import GradCAMExplainer, explain_frames, frame_view
     from edge.explain.overlay import heatmap8
     from edge.runtime.model import Model
     from edge.serve.frames import decode_planes
@@ -84,12 +83,12 @@ def stage_rows(model_dir: Path, h: int, w: int, runs: int, threads: int) -> dict
     req = frame_request(h, w, 0)
     channels = model.manifest["channels"]
     planes = decode_planes(req.frame, channels, integer_scaling=True)
-    view = frame_view(planes, model.manifest)
+    view = frame_view(planes, model)
     explainer = GradCAMExplainer(model)
     [r] = explain_frames(explainer, [view])
     tile_maps = np.stack([np.zeros(view.x.shape[2:], np.float32)] * len(view.x))
     return {"decode": summary(time_ms(lambda: decode_planes(req.frame, channels, integer_scaling=True), runs)),
-            "tiling": summary(time_ms(lambda: frame_view(planes, model.manifest), runs)),
+            "tiling": summary(time_ms(lambda: frame_view(planes, model), runs)),
             "gradcam_all_tiles": summary(time_ms(lambda: explainer.explain(view.x), runs, warmup=1)),
             "stitch": summary(time_ms(lambda: view.tiling.stitch(tile_maps), runs)) if view.tiling else None,
             "heatmap_png": summary(time_ms(lambda: png(heatmap8(r.heatmap)), runs)),

@@ -4,7 +4,7 @@
 
 Rows:
   in_process      build the job from the request message and run Node.inspect in this process:
-                  decode + prediction + Grad-CAM + sentence + audit-store write, no network
+                  decode + prediction + Grad-CAM + sentence + inspection-store write, no network
   grpc_single     the same request through `edge-xai serve` (a separate process) over loopback, one
                   at a time; gRPC overhead = grpc_single p50 - in_process p50 (128x128x3 float16 frame)
   stations_KxR    K simulated stations at R Hz each (prediction + Grad-CAM + sentence inline)
@@ -82,10 +82,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
 
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
     import grpc
-
     from _common import machine, print_targets, write_json
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     from edge.serve.station import run_stations
 
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-bench-"))

@@ -18,8 +18,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
 from _common import machine, print_targets, write_json  # noqa: E402
+
 from edge.sim.sample import SimConfig, simulate_sample, write_dataset  # noqa: E402
 
 

@@ -17,9 +17,10 @@ import json
 import sys
 from pathlib import Path
 
+from edge.errors import EdgeError, InvalidInput
 
-class UserError(Exception):
-    """A problem with what the user asked for or supplied; printed without a traceback."""
+# A problem with what the user asked for on the command line: printed as one line, exit status 2.
+UserError = InvalidInput
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -52,9 +53,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edge.train.train import export_model_dir
+    from edge.export.model_dir import export_model_dir
+    from edge.train.models import load_weights
 
-    manifest = export_model_dir(Path(args.model))
+    manifest = export_model_dir(Path(args.model), load_weights(Path(args.model)))
     print(f"exported {', '.join(manifest['graphs'])} to {args.model}")
     return 0
 
@@ -75,17 +77,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edge.data.arrays import load_input
-    from edge.explain.base import make_explainer
-    from edge.explain.report import explanation_record
-    from edge.explain.sentence import add_sentences
-    from edge.explain.targets import parse_target
+    from edge.explain import add_sentences, explanation_record, make_explainer, parse_target
     from edge.runtime.model import Model
 
     model = Model.load(Path(args.model), backend=args.backend, threads=args.threads)
     if args.method is None:
         args.method = model.cam_method if model.classes else "ig"
     c, h, w = model.input_shape
-    x, sample = load_input(Path(args.input), model.manifest["channels"], h)
+    x, sample = load_input(Path(args.input), model.channels, h)
     options: dict = {}
     if args.method == "ig":
         options = dict(n_steps=args.steps, quadrature=args.quadrature, baseline=_baseline(args, x),
@@ -93,9 +92,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     elif args.method == "shap":
         options = dict(patch=args.patch, stride=args.stride, budget=args.shap_budget, estimator=args.estimator,
                        baseline=_baseline(args, x), seed=args.seed)
-    channel = args.channel or model.manifest["channels"][0]
-    if channel not in model.manifest["channels"]:
-        raise UserError(f"--channel {channel!r}: the model's channels are {', '.join(model.manifest['channels'])}")
+    channel = args.channel or model.channels[0]
+    if channel not in model.channels:
+        raise UserError(f"--channel {channel!r}: the model's channels are {', '.join(model.channels)}")
     explainer = make_explainer(args.method, model, **options)
     target = args.target
     if not model.classes:
@@ -107,13 +106,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     under, heat, frame = x[0], None, None
     if model.classes and args.method in ("gradcam", "gradcam++", "hirescam"):
         from edge.data.arrays import frame_planes
-        from edge.explain.frame import explain_frames, frame_view
-
-        planes = frame_planes(sample, model.manifest["channels"])
-        from edge.explain.gradcam import per_sample_targets
-
+        from edge.explain import explain_frames, frame_view
+        planes = frame_planes(sample, model.channels)
+        from edge.explain import per_sample_targets
         target_index = None if target is None else int(per_sample_targets(model, target, 1)[0])
-        [frame] = explain_frames(explainer, [frame_view(planes, model.manifest)], [target_index])
+        [frame] = explain_frames(explainer, [frame_view(planes, model)], [target_index])
         e, under, heat = frame.explanation, planes, frame.heatmap
         x = frame.view.x[frame.tile or 0][None]
     else:
@@ -128,15 +125,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         import cv2
 
         from edge.explain.overlay import overlay
-
-        img = overlay(under[model.manifest["channels"].index(channel)], e.heatmap if heat is None else heat,
+        img = overlay(under[model.channels.index(channel)], e.heatmap if heat is None else heat,
                       args.opacity)
         if not cv2.imwrite(str(args.out), img):
             raise UserError(f"--out {args.out}: could not write the image (folder missing or extension unknown)")
         record["overlay"] = str(args.out)
     if args.npy:
         maps = {"attribution": e.attribution, "heatmap": e.heatmap}
-        maps.update({k: v for k, v in e.extras.items() if k in ("raw", "per_channel", "patch_values", "patch_boxes")})
+        maps.update(e.details.arrays())
         np.savez_compressed(args.npy, **maps)
         record["maps"] = str(args.npy)
     if args.json:
@@ -202,11 +198,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from edge.serve.server import Server
+    from edge.app import EdgeApp
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = _serve_config(args)
-    server = Server(cfg)
+    server = EdgeApp(cfg)
 
     async def main() -> None:
         await server.run()
@@ -226,12 +222,19 @@ def _cmd_station(args: argparse.Namespace) -> int:
     if args.rate <= 0 or args.count < 1 or args.stations < 1:
         raise UserError("--rate must be > 0, --count and --stations at least 1")
     kinds = {"ig": pb.IG, "shap": pb.SHAP, "sentence": pb.SENTENCE, "gradcam": pb.GRADCAM}
-    explain = tuple(kinds[k] for k in args.explain.split(",") if k) if args.explain else ()
+    asked = [k.strip() for k in args.explain.split(",") if k.strip()]
+    unknown = [k for k in asked if k not in kinds]
+    if unknown:
+        raise UserError(f"--explain {args.explain!r}: unknown kind(s) {', '.join(unknown)}; "
+                        f"choose from {', '.join(kinds)}, comma-separated")
+    explain = tuple(kinds[k] for k in asked)
+    if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_cert and not args.tls_ca):
+        raise UserError("mutual TLS needs --tls-ca, --tls-cert and --tls-key together")
     tls = None
     if args.tls_ca:
-        tls = {"ca": Path(args.tls_ca).read_bytes(),
-               "cert": Path(args.tls_cert).read_bytes() if args.tls_cert else None,
-               "key": Path(args.tls_key).read_bytes() if args.tls_key else None}
+        tls = {"ca": _read(args.tls_ca, "--tls-ca"),
+               "cert": _read(args.tls_cert, "--tls-cert") if args.tls_cert else None,
+               "key": _read(args.tls_key, "--tls-key") if args.tls_key else None}
     report = asyncio.run(run_stations(args.target, args.rate, args.count, args.stations, args.seed, explain,
                                       timeout_s=args.timeout, tls=tls))
     r = report.to_dict()
@@ -246,22 +249,29 @@ def _cmd_station(args: argparse.Namespace) -> int:
     return 1 if r["errors"] else 0
 
 
+def _read(path: str, option: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise UserError(f"{option} {path}: {e.strerror}") from None
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import asyncio
     import logging
     import tempfile
 
+    from edge.app import EdgeApp
     from edge.serve.config import ServeConfig
-    from edge.serve.server import Server
     from edge.serve.station import run_stations
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="edge-xai-demo-")) / "audit.sqlite"
+    store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="edge-xai-demo-")) / "inspections.sqlite"
     # The demo shows the bundled models whatever their audit says; the HMI shows the audit status.
     cfg = ServeConfig(grpc="127.0.0.1:0", hmi=args.hmi, store=store, threads=args.threads, allow_unaudited=True)
 
     async def main() -> None:
-        server = Server(cfg)
+        server = EdgeApp(cfg)
         loop = asyncio.get_running_loop()
         import signal
 
@@ -270,7 +280,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print("edge-xai demo: loading and warming the models ...", flush=True)
         await server.start()
         print(f"edge-xai demo: HMI at http://{cfg.hmi.rsplit(':', 1)[0]}:{server.hmi_port}/  "
-              f"(gRPC on 127.0.0.1:{server.grpc_port}, audit store {store}); Ctrl-C stops", flush=True)
+              f"(gRPC on 127.0.0.1:{server.grpc_port}, inspection store {store}); Ctrl-C stops", flush=True)
         station = loop.create_task(run_stations(f"127.0.0.1:{server.grpc_port}", args.rate, args.count, 1,
                                                 stop=server.stopping))
         done, _ = await asyncio.wait([station, loop.create_task(server.stopping.wait())],
@@ -279,7 +289,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         report = await station
         await server.stop()
         r = report.to_dict()
-        print(f"edge-xai demo: stopped after {r['sent']} inspections ({r['errors']} errors); audit store {store}")
+        print(f"edge-xai demo: stopped after {r['sent']} inspections ({r['errors']} errors); inspection store {store}")
 
     asyncio.run(main())
     return 0
@@ -442,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--baseline", default=None,
                    help="black, blur, uniform, zero, flat, or a .npy (C,H,W) array in the graph's input "
                         "space (default: blur for defect, uniform for thermal, flat for phase)")
-    from edge.explain.patches import DEFAULT_PATCH, DEFAULT_STRIDE    # numpy only
+    from edge.explain.patches import DEFAULT_PATCH, DEFAULT_STRIDE  # numpy only
 
     g = x.add_argument_group("patch SHAP")
     g.add_argument("--patch", type=int, default=DEFAULT_PATCH, help=f"patch side in pixels (default {DEFAULT_PATCH})")
@@ -457,11 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="run the inspection service (gRPC) and the operator HMI",
                        description="Serve the models in models/ over gRPC (edge.v1.Inspection, health, reflection) "
                                    "with the operator HMI on localhost, writing every inspection to the SQLite "
-                                   "audit store before answering. SIGTERM drains in-flight work.")
+                                   "inspection store before answering. SIGTERM drains in-flight work.")
     v.add_argument("--config", default=None, help="TOML file with [serve] and [tls] sections (see edge/serve/config.py)")
     v.add_argument("--grpc", default=None, help="HOST:PORT for gRPC (default 0.0.0.0:50051)")
     v.add_argument("--hmi", default=None, help="HOST:PORT for the HMI (default 127.0.0.1:8080), or off")
-    v.add_argument("--store", default=None, help="SQLite audit store (default edge-xai-audit.sqlite)")
+    v.add_argument("--store", default=None, help="SQLite inspection store (default edge-xai-inspections.sqlite; an existing edge-xai-audit.sqlite, the old default, is kept on)")
     v.add_argument("--models", default=None, help="model folders to serve (default: the bundled models/)")
     v.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     v.add_argument("--allow-unaudited", action="store_true",
@@ -492,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--hmi", default="127.0.0.1:8080", help="HOST:PORT for the HMI (default 127.0.0.1:8080)")
     d.add_argument("--rate", type=float, default=2.0, help="station frames per second (default 2)")
     d.add_argument("--count", type=int, default=0, help="stop after this many frames (default: run until Ctrl-C)")
-    d.add_argument("--store", default=None, help="audit store (default: a new temporary file)")
+    d.add_argument("--store", default=None, help="inspection store (default: a new temporary file)")
     d.add_argument("--threads", type=int, default=None)
     d.set_defaults(func=_cmd_demo)
 
@@ -500,20 +510,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Classification, Grad-CAM localisation against defect masks, explanation "
                                    "quality (faithfulness, SHAP, consistency, stability, sanity), failure modes "
                                    "(classifiers); IG physics checks (thermal, phase); operator agreement from an "
-                                   "audit store. Checks the data cannot support are skipped with a note.")
+                                   "inspection store. Checks the data cannot support are skipped with a note.")
     a.add_argument("--model", required=True)
     a.add_argument("--data", required=True, help="dataset folder (simulator or your own images with masks)")
     a.add_argument("--out", required=True, help="report folder (report.html, metrics.json)")
     a.add_argument("--limit", type=int, default=None, help="audit a seeded random subset of this size")
     a.add_argument("--shap-samples", type=int, default=60,
                    help="samples for faithfulness, stability, sanity and the SHAP checks (default 60: ~10 per class)")
-    a.add_argument("--store", default=None, help="audit store with operator verdicts (operator agreement)")
+    a.add_argument("--store", default=None, help="inspection store with operator verdicts (operator agreement)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--json", action="store_true", help="also print metrics.json")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=_cmd_audit)
 
-    from edge.audit import gate as gate_module     # light: its docstring is the policy's documentation
+    from edge.audit import gate as gate_module  # light: its docstring is the policy's documentation
 
     gt = sub.add_parser("gate", help="pass/fail a model's audit against a policy (exit 1 listing failures)",
                         description="Judge REPORT_DIR/metrics.json against the default policy or a TOML policy "
@@ -531,8 +541,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, FileNotFoundError, FileExistsError, ValueError, PermissionError) as exc:
-        # Problems with inputs are reported as one clear line; bugs keep their traceback.
+    except EdgeError as exc:
+        # Problems with inputs, files or set-up are reported as one clear line; anything else is a bug
+        # and keeps its traceback (Python prints it and exits 1).
+        print(f"edge-xai {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # The operating system refused a file or socket the user named (missing, permissions, disk full,
+        # port in use): its message names the file; not a bug of ours.
         print(f"edge-xai {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

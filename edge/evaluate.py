@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.data.arrays import load_arrays
+from edge.errors import InvalidInput
 from edge.runtime.model import Model
 
 
@@ -42,7 +43,7 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
         classes = model.classes
         unknown = sorted(set(arrays.labels) - set(classes))
         if unknown:
-            raise ValueError(f"{data}: classes {unknown} are not among the model's {classes}")
+            raise InvalidInput(f"{data}: classes {unknown} are not among the model's {classes}")
         y = np.array([classes.index(lbl) for lbl in arrays.labels])
         result.update(classification_metrics(y, out.argmax(1), classes))
         return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from edge.errors import InvalidInput, MissingFile
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:
@@ -15,6 +17,6 @@ def read_toml(path: Path, what: str) -> dict:
     try:
         return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{what} {path}: no such file") from None
+        raise MissingFile(f"{what} {path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{what} {path}: not valid TOML ({e})") from e
+        raise InvalidInput(f"{what} {path}: not valid TOML ({e})") from e

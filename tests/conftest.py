@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "models"
+from helpers import randomise_batchnorm
 
 # Two CI cores: keep torch and onnxruntime from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -35,20 +34,6 @@ def sim_dataset(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("sim") / "data"
     return write_dataset(out, 60, seed=5, cfg=SimConfig(size=32), progress=False)
-
-
-def randomise_batchnorm(model):
-    """Untrained BN is the identity; give it statistics so folding is really exercised."""
-    import torch
-
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model
 
 
 @pytest.fixture(scope="session")

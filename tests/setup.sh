@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the tests need, on a fresh machine: the package with its dev extra, pytorch-grad-cam
-# without its torchvision requirement (which would pull a multi-GB CUDA torch; see tests/reference_libs.py),
+# without its torchvision requirement (which would pull a multi-GB CUDA torch; see tests/helpers/reference_libs.py),
 # and Debian's chromium for the HMI browser test (Playwright drives it; no browser download).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,8 +3,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers import MODELS
 
-from conftest import MODELS
 from edge.cli import main
 
 COMMANDS = ["simulate", "train", "export", "evaluate", "explain", "serve", "station", "demo", "audit", "gate"]
@@ -115,9 +115,9 @@ def test_demo_runs_server_hmi_and_station_then_stops(tmp_path):
                        timeout=180)
     assert r.returncode == 0, r.stderr
     assert "HMI at http://127.0.0.1:" in r.stdout and "stopped after 4 inspections (0 errors)" in r.stdout
-    from edge.serve.store import AuditStore
+    from edge.record import InspectionStore
 
-    assert AuditStore(tmp_path / "demo.sqlite").count() == 4
+    assert InspectionStore(tmp_path / "demo.sqlite").count() == 4
 
 
 @pytest.mark.slow
@@ -147,3 +147,21 @@ def test_serve_refuses_to_start_when_no_audited_classifier_is_left(tmp_path):
     assert r.returncode == 2
     assert "refusing to serve models without a passing audit: defect: not audited; thermal: not audited" in r.stderr
     assert "no audited classifier is left" in r.stderr and "--allow-unaudited" in r.stderr
+
+
+def test_station_names_an_unknown_explanation_kind(capsys):
+    assert main(["station", "--target", "127.0.0.1:9", "--explain", "ig,foo"]) == 2
+    assert "--explain 'ig,foo': unknown kind(s) foo" in capsys.readouterr().err
+
+
+def test_a_bug_is_not_reported_as_a_user_error(monkeypatch, capsys):
+    """Only the project's errors become one-line messages; a ValueError from a bug keeps its traceback."""
+    import edge.sim.sample
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(edge.sim.sample, "write_dataset", broken)
+    with pytest.raises(ValueError, match="broadcast"):
+        main(["simulate", "--out", "x", "--n", "1"])
+    assert capsys.readouterr().err == ""

@@ -1,10 +1,9 @@
 """The models in models/: complete, verified, small, parity recorded, bars met, and they work."""
-import json
 
 import numpy as np
 import pytest
+from helpers import MODELS
 
-from conftest import MODELS
 from edge.export.graphs import ALLOWED_OPS
 from edge.runtime.manifest import load_manifest
 from edge.runtime.model import Model, softmax
@@ -86,7 +85,7 @@ def test_shipped_graphs_match_their_torch_weights(task):
 
     from edge.export.graphs import check_parity
     from edge.train.models import fold_batchnorm
-    from edge.train.train import build_model
+    from edge.train.models import build_model
 
     m = load_manifest(MODELS / task)
     ckpt = torch.load(MODELS / task / "weights.pt", weights_only=True)

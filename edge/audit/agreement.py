@@ -6,16 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.audit.metrics import wilson_interval
+from edge.errors import MissingFile
 
 DEFAULT_CONDITION = "map + sentence"
 
 
 def operator_agreement(store_path: Path) -> dict:
-    from edge.serve.store import AuditStore
+    from edge.record import InspectionStore
 
     if not Path(store_path).is_file():
-        raise FileNotFoundError(f"--store {store_path}: no such audit store")
-    verdicts = AuditStore(store_path).verdicts()
+        raise MissingFile(f"--store {store_path}: no such inspection store")
+    verdicts = InspectionStore(store_path).verdicts()
     by: dict[str, list[int]] = {}
     for v in verdicts:
         by.setdefault(v["condition"] or DEFAULT_CONDITION, []).append(int(v["agree"]))

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge.audit.metrics import grow, pearson
-from edge.explain.ig import IGExplainer
+from edge.explain import IGExplainer
 
 THERMAL_PROTOCOL = "F" + __doc__.split("Thermal (protocol): f")[1].split("\n\nPhase")[0].replace("\n", " ")
 PHASE_PROTOCOL = __doc__.split("Phase (protocol): ")[1].strip().replace("\n", " ")
@@ -54,8 +54,8 @@ def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: li
 def thermal_attribution(model, x: np.ndarray) -> np.ndarray:
     """|IG| over the thermal and height channels, as the thermal protocol measures it: (N, H, W)."""
     ig = IGExplainer(model, n_steps=16, baseline="uniform")
-    channels = [i for i, c in enumerate(model.manifest["channels"]) if c in ("thermal", "height")]
-    return np.stack([np.abs(e.extras["per_channel"][channels]).sum(axis=0) for e in ig.explain(x)]).astype(np.float32)
+    channels = [i for i, c in enumerate(model.channels) if c in ("thermal", "height")]
+    return np.stack([np.abs(e.details.per_channel[channels]).sum(axis=0) for e in ig.explain(x)]).astype(np.float32)
 
 
 def jump_map(wrapped: np.ndarray, px: int = 2) -> np.ndarray:

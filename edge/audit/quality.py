@@ -23,12 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.audit.metrics import auc, cosine_similarity, grow, perturbation_curve, rank_correlation
-from edge.explain.baselines import make_baseline
-from edge.explain.cam import cam_raw, upsample_and_normalise
-from edge.explain.gradcam import GradCAMExplainer, map_shift
-from edge.explain.sentence import explain_in_words
-from edge.explain.shap import PatchShapExplainer
-from edge.runtime.model import softmax
+from edge.explain import GradCAMExplainer, PatchShapExplainer, explain_in_words, make_baseline
+from edge.runtime.model import Model, softmax
 
 
 def faithfulness(model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarray, steps: int = 20,
@@ -58,56 +54,58 @@ def stability(model, x: np.ndarray, noise: float = 0.01, seed: int = 0) -> dict:
     g = GradCAMExplainer(model)
     clean = g.explain(x)
     spread = x.std(axis=(2, 3), keepdims=True)
-    same = np.array([e.extras["class_index"] for e in clean])      # explain the same classes again
+    same = np.array([e.details.class_index for e in clean])      # explain the same classes again
     noisy = g.explain((x + noise * spread * rng.standard_normal(x.shape)).astype(np.float32), same)
     sims = [cosine_similarity(a.heatmap, b.heatmap) for a, b in zip(clean, noisy)]
     return {"cosine_mean": float(np.nanmean(sims)), "cosine_min": float(np.nanmin(sims)), "noise": noise, "n": len(x)}
 
 
-def sanity(model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarray, seed: int = 0) -> dict:
-    """Maps of a fully randomised copy of the gradcam graph (weights re-drawn, same std per tensor), made with
-    the model's own CAM method, as `heatmaps` are: comparing HiResCAM maps with Grad-CAM maps of the random
-    copy would measure the methods' difference, not the weights'."""
+def randomised_copy(model: Model, folder: Path, seed: int = 0) -> Model:
+    """The model's gradcam graph with every conv kernel and dense weight re-drawn at random (same std per
+    tensor), as a Model in `folder`: it runs on the same engine and is explained by the same explainer."""
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     rng = np.random.default_rng(seed)
-    graph = onnx.load(str(model.dir / model.manifest["graphs"]["gradcam"]["file"]))
+    spec = model.manifest["graphs"]["gradcam"]
+    graph = onnx.load(str(model.dir / spec["file"]))
     for init in graph.graph.initializer:
         w = numpy_helper.to_array(init)
         if w.ndim >= 2 and w.dtype == np.float32:       # conv kernels and dense weights
             init.CopyFrom(numpy_helper.from_array((rng.standard_normal(w.shape) * w.std()).astype(np.float32), init.name))
+    onnx.save(graph, str(Path(folder) / "random.onnx"))
+    manifest = dict(model.manifest, graphs={"gradcam": {**spec, "file": "random.onnx"}})
+    return Model(folder, manifest, backend=model.backend, threads=model.threads, name=f"{model.name} (randomised)")
+
+
+def sanity(model: Model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarray, seed: int = 0) -> dict:
+    """Maps of a fully randomised copy of the model, made with the model's own CAM method by the same
+    explainer as `heatmaps`: comparing HiResCAM maps with Grad-CAM maps of the random copy would measure
+    the methods' difference, not the weights'."""
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "random.onnx"
-        onnx.save(graph, str(path))
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        xn = model.normalisation.apply(x)
-        target = np.eye(len(model.classes), dtype=np.float32)[classes]
-        _, acts, grads = sess.run(None, {"input": xn, "target": target})
-    method = model.cam_method
-    random_maps = upsample_and_normalise(cam_raw(acts, grads, method), xn.shape[2:], map_shift(model))
+        random_model = randomised_copy(model, Path(d), seed)
+        random_maps = np.stack([e.heatmap for e in GradCAMExplainer(random_model).explain(x, np.asarray(classes))])
     sims = [cosine_similarity(a, b) for a, b in zip(heatmaps, random_maps)]
     rank = [rank_correlation(a, b) for a, b in zip(heatmaps, random_maps)]
     return {"rank_correlation_trained_vs_random": float(np.nanmean(rank)),
-            "cosine_trained_vs_random": float(np.nanmean(sims)), "n": len(x), "method": method}
+            "cosine_trained_vs_random": float(np.nanmean(sims)), "n": len(x), "method": model.cam_method}
 
 
 def shap_quality(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, labels: list[str],
                  predicted: list[str], pitch: list[float | None], budget: int = 256, progress=None) -> dict:
     explainer = PatchShapExplainer(model, budget=budget, seed=0)
-    ok = model.manifest.get("ok_class", "ok")
+    ok = model.ok_class
     in_defect, completeness, descriptors = [], [], {}
     for i in range(len(x)):
         [e] = explainer.explain(x[i:i + 1])
-        v, boxes = e.extras["patch_values"], e.extras["patch_boxes"]
-        total = e.extras["value"] - e.extras["baseline_value"]
+        v, boxes = e.details.patch_values, e.details.patch_boxes
+        total = e.details.value - e.details.baseline_value
         if abs(total) > 1e-9:
             completeness.append(float(np.sort(v)[::-1][:5].sum() / total))
         if labels[i] != ok and has_mask[i] and masks[i].any():
             t, l, b, r = boxes[int(np.argmax(v))]
             in_defect.append(bool(grow(masks[i], 4)[t:b, l:r].any()))
-        channels = {n: x[i, k] for k, n in enumerate(model.manifest["channels"])}
+        channels = {n: x[i, k] for k, n in enumerate(model.channels)}
         _, items = explain_in_words(predicted[i], e.prediction.confidence, v, boxes, channels, pitch[i], ok)
         if items and labels[i] == predicted[i] and labels[i] != ok:    # "same defect class, same descriptor"
             descriptors.setdefault(labels[i], []).append(items[0]["descriptor"])

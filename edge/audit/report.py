@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 from jinja2 import Environment
 
-from edge.explain.cam import DISPLAY_NAMES
-from edge.explain.gradcam import GradCAMExplainer
+from edge.explain import DISPLAY_NAMES, GradCAMExplainer
 from edge.explain.overlay import heatmap8, overlay
 
 TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -137,7 +136,7 @@ def _physics_figures(model, arrays, physics_metrics: dict) -> list[dict]:
         if i is None:
             continue
         a = cv2.GaussianBlur(thermal_attribution(model, arrays.x[i:i + 1])[0], (0, 0), PHYSICS_SCALE_PX)
-        t = arrays.x[i, model.manifest["channels"].index("thermal")]
+        t = arrays.x[i, model.channels.index("thermal")]
         gray = cv2.cvtColor(cv2.normalize(t, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8), cv2.COLOR_GRAY2BGR)
         panels = [gray, _heat(arrays.targets["physics_importance"][i]), _heat(a)]
         strip = np.concatenate([cv2.resize(p, (160, 160), interpolation=cv2.INTER_AREA) for p in panels], axis=1)
@@ -150,7 +149,7 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
     figures: dict = {"localisation": [], "failures": []}
     if model.classes:
         g = GradCAMExplainer(model)
-        channel = model.manifest["channels"][0]
+        channel = model.channels[0]
         scores = metrics["examples"].get("localisation_iou_tolerant", {})
         idx = {"localisation": metrics["examples"].get("localisation", []),
                "failures": [i for r in metrics.get("failures", {}).get("modes", {}).values() for i in r["examples"]][:9]}

@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
-from edge.explain.cam import DISPLAY_NAMES
+from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics
-from edge.explain.gradcam import GradCAMExplainer
+from edge.explain import DISPLAY_NAMES, GradCAMExplainer
 from edge.runtime.manifest import predict_sha256
 from edge.runtime.model import Model
 
@@ -51,7 +51,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
                                "sha256": predict_sha256(model.manifest)},
                      "data": {"dir": str(data)}, "notes": [], "examples": {}}
     with _stage(metrics, "load"):
-        arrays = load_arrays(Path(data), h, model.manifest["channels"], targets=targets, limit=limit, seed=seed,
+        arrays = load_arrays(Path(data), h, model.channels, targets=targets, limit=limit, seed=seed,
                              progress=progress)
     metrics["data"]["samples"] = len(arrays.x)
     if model.classes:
@@ -85,10 +85,10 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
 
 
 def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress: bool, seed: int) -> None:
-    ok = model.manifest.get("ok_class", "ok")
+    ok = model.ok_class
     unknown = sorted(set(arrays.labels) - set(model.classes))
     if unknown:
-        raise ValueError(f"the data has classes the model does not know: {', '.join(unknown)}")
+        raise InvalidInput(f"the data has classes the model does not know: {', '.join(unknown)}")
     g = GradCAMExplainer(model)
     heat = np.zeros((len(arrays.x), *arrays.x.shape[2:]), np.float32)
     predicted: list[str] = []

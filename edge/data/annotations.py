@@ -19,13 +19,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.errors import InvalidInput
+
 # Annotation tools round box corners outwards and VOC counts pixels from 1: a corner up to this many
 # pixels outside the image is clipped; farther out is an error (the box belongs to another image size).
 EDGE_SLACK_PX = 2.0
 COCO_NAMES = ("annotations.json", "instances.json", "coco.json")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InvalidInput):
     """An unusable annotation; the message names the file and the problem."""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from edge.data import loader
 from edge.data.annotations import Box
 from edge.data.geometry import Placement
+from edge.errors import InvalidInput
 
 # Ground-truth planes that must not be interpolated: wrapped/unwrapped phase pairs lose their exact
 # 2*pi relation under resampling.
@@ -97,7 +98,7 @@ def resolve_channels(available: Sequence[str], request: str | Sequence[str] | No
         if request.strip().isdigit():
             c = int(request)
             if not 1 <= c <= len(available):
-                raise ValueError(f"--channels {c}: the data has {len(available)} channels ({', '.join(available)})")
+                raise InvalidInput(f"--channels {c}: the data has {len(available)} channels ({', '.join(available)})")
             return tuple(available[:c])
         request = [r.strip() for r in request.split(",") if r.strip()]
     return tuple(request)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from edge.data.annotations import Annotation, AnnotationError, Box, CocoIndex, rasterise, read_voc
+from edge.errors import InvalidInput
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 ARRAY_EXTENSIONS = (".npy", ".npz")
@@ -33,7 +34,7 @@ IGNORED_NAMES = {"dataset.json", "README.md", "README.txt", ".DS_Store", "Thumbs
 EXTRA_FIELDS = ("true_temperature", "unwrapped_phase", "physics_importance", "height", "edge_map")
 
 
-class DatasetError(ValueError):
+class DatasetError(InvalidInput):
     """A dataset problem; the message names the file or folder at fault."""
 
 

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from edge.errors import InvalidInput
+
 NORMALISATION_MODES = ("per_image", "centred", "dataset", "in_graph")
 # Floor for a channel's standard deviation: a flat channel (a defect-free flat part's phase) must not
 # blow noise up to unit variance.
@@ -31,11 +33,11 @@ class Normalisation:
 
     def __post_init__(self) -> None:
         if self.mode not in NORMALISATION_MODES:
-            raise ValueError(f"normalisation mode {self.mode!r}; expected one of {NORMALISATION_MODES}")
+            raise InvalidInput(f"normalisation mode {self.mode!r}; expected one of {NORMALISATION_MODES}")
         if self.mode == "dataset" and (self.mean is None or self.std is None):
-            raise ValueError("dataset normalisation needs mean and std per channel")
+            raise InvalidInput("dataset normalisation needs mean and std per channel")
         if self.mode == "centred" and self.std is None:
-            raise ValueError("centred normalisation needs a std per channel")
+            raise InvalidInput("centred normalisation needs a std per channel")
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """x: (N, C, H, W) float32 in physical units -> model input (N, C, H, W) float32."""

@@ -1,4 +1,5 @@
-"""The explanation interface: one small base, one file per method (gradcam.py, ig.py, shap.py).
+"""The explanation interface: one small base, one file per method (gradcam.py, ig.py, shap.py); the
+factory is `edge.explain.make_explainer`.
 
     explainer = make_explainer("gradcam", Model.load("models/defect"))
     [e] = explainer.explain(x)          # x: (N, C, H, W) in physical units, as the loader gives them
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.errors import InvalidInput
 from edge.runtime.model import Model, softmax
 
 
@@ -35,15 +37,65 @@ class Prediction:
 
 
 @dataclass
+class CamDetails:
+    """What a Grad-CAM-family map was made from."""
+    raw: np.ndarray                     # (h, w) ReLU'd map at the target layer's resolution
+    class_index: int                    # the class explained
+    shift_cells: float                  # receptive-field alignment applied when upsampling (map cells)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"raw": self.raw}
+
+
+@dataclass
+class IGDetails:
+    """Integrated Gradients' per-channel maps and its completeness check."""
+    per_channel: np.ndarray             # (C, H, W) attribution per input channel
+    channels: list[str]
+    completeness_delta: float           # |sum of attributions - (F(x) - F(baseline))|
+    relative_completeness_delta: float  # the delta over |F(x) - F(baseline)|
+    score: float                        # F(x) for the target
+    baseline_score: float               # F(baseline)
+    n_steps: int                        # interpolation points of the final estimate
+    quadrature: str
+    gradient_evaluations: int           # points evaluated over all adaptive rounds
+    converged: bool | None              # adaptive mode: tolerance reached within the budget; None otherwise
+    baseline: str                       # its kind, or "user" for an array
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"per_channel": self.per_channel}
+
+
+@dataclass
+class ShapDetails:
+    """Patch SHAP: one Shapley value per patch and how well they add up."""
+    patch_values: np.ndarray            # (P,) per patch
+    patch_boxes: np.ndarray             # (P, 4) top, left, bottom, right in input pixels
+    evaluations: int                    # model evaluations spent
+    value: float                        # v(all patches) = f(x)
+    baseline_value: float               # v(no patch) = f(baseline)
+    efficiency_gap: float               # |sum of values - (value - baseline_value)|
+    estimator: str
+    value_kind: str                     # log_odds | probability (classifier) | output (regression)
+    budget: int
+    seed: int
+    baseline: str
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"patch_values": self.patch_values, "patch_boxes": np.asarray(self.patch_boxes)}
+
+
+@dataclass
 class Explanation:
     method: str
     prediction: Prediction
     target: str                         # what was explained, in words ("class crack", "ROI mean")
     attribution: np.ndarray             # (H, W) per-pixel map at input resolution, signed for IG/SHAP
     heatmap: np.ndarray                 # (H, W) in [0, 1] for display
-    extras: dict = field(default_factory=dict)   # method-specific arrays and numbers
+    details: CamDetails | IGDetails | ShapDetails
     timings_ms: dict[str, float] = field(default_factory=dict)
     sentence: str | None = None
+    evidence: list[dict] | None = None  # what the sentence quotes, per descriptor (see sentence.py)
 
 
 def predictions(model: Model, logits_or_output: np.ndarray) -> list[Prediction]:
@@ -51,7 +103,7 @@ def predictions(model: Model, logits_or_output: np.ndarray) -> list[Prediction]:
         p = softmax(logits_or_output.astype(np.float64))
         return [Prediction(model.classes[int(r.argmax())], float(r.max()),
                            {c: float(v) for c, v in zip(model.classes, r)}) for r in p]
-    units = model.manifest.get("output", {}).get("units")
+    units = model.units
     return [Prediction(output=o[0], units=units) for o in logits_or_output]
 
 
@@ -72,7 +124,6 @@ class Timer:
 
 class Explainer(ABC):
     method: str
-    has_completeness_delta = False
 
     def __init__(self, model: Model):
         self.model = model
@@ -93,27 +144,9 @@ def class_indices(model: Model, target, predicted: np.ndarray) -> np.ndarray:
         return predicted
     if isinstance(target, str):
         if target not in model.classes:
-            raise ValueError(f"target class {target!r}: this model's classes are {', '.join(model.classes)}")
+            raise InvalidInput(f"target class {target!r}: this model's classes are {', '.join(model.classes)}")
         target = model.classes.index(target)
     idx = np.broadcast_to(np.asarray(target, np.int64), predicted.shape)
     if (idx < 0).any() or (idx >= len(model.classes)).any():
-        raise ValueError(f"target class {target!r}: expected 0..{len(model.classes) - 1}")
+        raise InvalidInput(f"target class {target!r}: expected 0..{len(model.classes) - 1}")
     return idx
-
-
-def make_explainer(method: str, model: Model, **options) -> Explainer:
-    from edge.explain.cam import METHODS as CAM_METHODS
-
-    if method in CAM_METHODS:
-        from edge.explain.gradcam import GradCAMExplainer
-
-        return GradCAMExplainer(model, method, **options)
-    if method == "ig":
-        from edge.explain.ig import IGExplainer
-
-        return IGExplainer(model, **options)
-    if method == "shap":
-        from edge.explain.shap import PatchShapExplainer
-
-        return PatchShapExplainer(model, **options)
-    raise ValueError(f"unknown method {method!r}; expected one of {', '.join((*CAM_METHODS, 'ig', 'shap'))}")

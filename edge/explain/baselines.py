@@ -15,6 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge.errors import InvalidInput
+
 DEFAULTS = {"defect": "blur", "thermal": "uniform", "phase": "flat"}
 KINDS = ("black", "blur", "uniform", "zero", "flat")
 
@@ -27,7 +29,7 @@ def make_baseline(x: np.ndarray, kind: str | np.ndarray, task: str,
     if not isinstance(kind, str):
         b = np.asarray(kind, np.float32)
         if b.shape not in (x.shape, x.shape[1:]):
-            raise ValueError(f"baseline of shape {b.shape}, expected {x.shape[1:]} or {x.shape}")
+            raise InvalidInput(f"baseline of shape {b.shape}, expected {x.shape[1:]} or {x.shape}")
         return np.broadcast_to(b, x.shape).copy()
     if kind in ("black", "zero", "flat"):
         b = np.zeros_like(x)
@@ -38,7 +40,7 @@ def make_baseline(x: np.ndarray, kind: str | np.ndarray, task: str,
         b = np.stack([np.stack([cv2.GaussianBlur(ch, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
                                 for ch in img]) for img in x]).astype(np.float32)
     else:
-        raise ValueError(f"baseline {kind!r}: expected one of {', '.join(KINDS)} (default for {task}: "
+        raise InvalidInput(f"baseline {kind!r}: expected one of {', '.join(KINDS)} (default for {task}: "
                          f"{DEFAULTS.get(task, 'black')}) or an array")
     for c in constant_channels:
         b[:, c] = x[:, c]

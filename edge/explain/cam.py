@@ -18,6 +18,8 @@ import functools
 import cv2
 import numpy as np
 
+from edge.errors import InvalidInput
+
 METHODS = ("gradcam", "gradcam++", "hirescam")
 DISPLAY_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM"}   # as sentences quote them
 EPS = 1e-7
@@ -36,7 +38,7 @@ def cam_weights(method: str, activations: np.ndarray, grads: np.ndarray) -> np.n
         return (np.maximum(grads, 0) * aij).sum(axis=(2, 3))
     if method == "hirescam":
         return grads
-    raise ValueError(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
+    raise InvalidInput(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
 
 
 def cam_raw(activations: np.ndarray, grads: np.ndarray, method: str = "gradcam") -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import InvalidInput, Unavailable
 from edge.explain.cam import METHODS
 
 KERNELS = Path(__file__).resolve().parents[2] / "kernels"
@@ -30,7 +31,7 @@ class CudaKernels:
             import pycuda.driver as cuda
             from pycuda.compiler import SourceModule
         except ImportError as e:
-            raise RuntimeError(f"the CUDA kernels need pycuda ({e}); pip install -e '.[gpu]' on a CUDA machine") from e
+            raise Unavailable(f"the CUDA kernels need pycuda ({e}); pip install -e '.[gpu]' on a CUDA machine") from e
         self.cuda, self.stream = cuda, stream
         opts = ["-O3"]   # no --use_fast_math: the NumPy twins are the oracle, to 1e-5
         self._gradcam = SourceModule((kernel_dir / "gradcam.cu").read_text(), no_extern_c=True, options=opts)
@@ -54,7 +55,7 @@ class CudaKernels:
         from pycuda import gpuarray
 
         if method not in METHODS:
-            raise ValueError(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
+            raise InvalidInput(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
         if acts.shape != grads.shape or len(acts.shape) != 4:
             raise ValueError(f"activations {acts.shape} and gradients {grads.shape} must be equal (N, K, h, w)")
         n, k, h, w = (int(v) for v in acts.shape)
@@ -63,7 +64,7 @@ class CudaKernels:
         heat = gpuarray.empty((n, H, W), np.float32)
         shared = (k + h * w + 2 * BLOCK) * 4
         if shared > 48 * 1024:
-            raise ValueError(f"Grad-CAM layer of {k} channels at {h}x{w} needs {shared} B of shared memory (> 48 KiB)")
+            raise InvalidInput(f"Grad-CAM layer of {k} channels at {h}x{w} needs {shared} B of shared memory (> 48 KiB)")
         self.f_gradcam(acts.gpudata, grads.gpudata, raw.gpudata, heat.gpudata, np.int32(k), np.int32(h),
                        np.int32(w), np.int32(H), np.int32(W), np.int32(METHODS.index(method)), np.float32(shift),
                        block=(BLOCK, 1, 1), grid=(n, 1, 1), shared=shared, stream=self.stream)

@@ -1,6 +1,6 @@
 """A whole frame of any size through a classifier, and its Grad-CAM map back in the frame's own pixels.
 
-    view = frame_view(planes, model.manifest)           # planes: (C, H, W) at the frame's size
+    view = frame_view(planes, model)           # planes: (C, H, W) at the frame's size
     [r] = explain_frames(GradCAMExplainer(model), [view])
     r.label, r.heatmap.shape == (H, W)
 
@@ -22,6 +22,7 @@ from edge.explain.base import Explanation
 from edge.explain.cam import normalise_minmax
 from edge.explain.gradcam import GradCAMExplainer
 from edge.explain.sentence import FrameLocator
+from edge.runtime.model import Model
 
 
 @dataclass
@@ -68,13 +69,14 @@ class FrameView:
         return out
 
 
-def frame_view(planes: np.ndarray, manifest: dict) -> FrameView:
+def frame_view(planes: np.ndarray, model: Model) -> FrameView:
     """(C, H, W) raw planes -> the model inputs for this frame (letterboxed, or tiles when the frame is much
     larger than the training images)."""
     c, h, w = planes.shape
-    size = manifest["input"]["size"][0]
-    if should_tile(h, w, manifest["input"]):
-        tiling = Tiling.plan(h, w, size, training_scale(manifest["input"]))
+    spec = model.input_spec
+    size = spec["size"][0]
+    if should_tile(h, w, spec):
+        tiling = Tiling.plan(h, w, size, training_scale(spec))
         return FrameView(tiling.crops(planes), tiling=tiling)
     placement = Placement.fit(h, w, size)
     return FrameView(placement.planes(planes)[None], placement=placement)
@@ -114,7 +116,7 @@ def explain_frames(explainer: GradCAMExplainer, views: list[FrameView], targets:
     rows = np.concatenate([v.x for v in views])
     wanted = np.concatenate([np.full(n, -1 if t is None else t, np.int64) for n, t in zip(counts, targets)])
     es = explainer.explain(rows, wanted)
-    ok = model.manifest.get("ok_class")
+    ok = model.ok_class
     ok_index = model.classes.index(ok) if ok in model.classes else None
     decided, redo = [], []
     for v, t, s0, n in zip(views, targets, starts, counts):
@@ -122,9 +124,9 @@ def explain_frames(explainer: GradCAMExplainer, views: list[FrameView], targets:
         if n > 1:
             probs = np.array([[e.prediction.probabilities[c] for c in model.classes] for e in es[s0:s0 + n]])
             tile = worst_tile(probs, ok_index)
-        cls = t if t is not None else es[s0 + tile].extras["class_index"]
+        cls = t if t is not None else es[s0 + tile].details.class_index
         decided.append((tile, cls))
-        redo += [s0 + i for i in range(n) if es[s0 + i].extras["class_index"] != cls]
+        redo += [s0 + i for i in range(n) if es[s0 + i].details.class_index != cls]
     if redo:      # tiles whose own class differs: their map for the frame's class
         again = explainer.explain(rows[redo], np.array([decided[np.searchsorted(starts, r, "right") - 1][1]
                                                         for r in redo], np.int64))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.explain.base import Explainer, Explanation, Timer, class_indices, predictions
+from edge.errors import InvalidInput
+from edge.explain.base import CamDetails, Explainer, Explanation, Timer, class_indices, predictions
 from edge.explain.cam import METHODS, alignment_shift, cam_raw, normalise_minmax, upsample_bilinear
 from edge.explain.targets import class_target
 from edge.runtime.model import Model
@@ -19,7 +20,7 @@ from edge.runtime.model import Model
 
 def map_shift(model: Model, align: bool = True) -> float:
     """Upsampling shift (map cells) for this model's Grad-CAM layer; 0 without a recorded alignment."""
-    a = model.manifest.get("gradcam_alignment")
+    a = model.gradcam_alignment
     return alignment_shift(a["stride"], a["centre_px"]) if (align and a) else 0.0
 
 
@@ -30,7 +31,7 @@ def per_sample_targets(model: Model, target, n: int) -> np.ndarray:
     if not isinstance(target, str) and np.ndim(target) == 1:
         t = np.asarray(target, np.int64)
         if len(t) != n:
-            raise ValueError(f"{len(t)} targets for {n} samples")
+            raise InvalidInput(f"{len(t)} targets for {n} samples")
         rows = t >= 0
         out = t.copy()
         out[rows] = class_indices(model, t[rows], np.zeros(int(rows.sum()), np.int64))
@@ -43,9 +44,9 @@ class GradCAMExplainer(Explainer):
         """method: gradcam, gradcam++ or hirescam; None: the model's own (`Model.cam_method`)."""
         method = method or model.cam_method
         if method not in METHODS:
-            raise ValueError(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
-        if "gradcam" not in model.manifest["graphs"]:
-            raise ValueError(f"model {model.dir} has no gradcam graph: class activation maps need a "
+            raise InvalidInput(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
+        if "gradcam" not in model.graphs:
+            raise InvalidInput(f"model {model.dir} has no gradcam graph: class activation maps need a "
                              f"classifier (this is a {model.task} model; use ig or shap)")
         super().__init__(model)
         self.method = method
@@ -71,6 +72,6 @@ class GradCAMExplainer(Explainer):
             up = upsample_bilinear(raw, xn.shape[2:], self.shift)
             heat = normalise_minmax(up)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
-                            extras={"raw": raw[i], "class_index": int(c), "shift_cells": self.shift},
+                            CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift),
                             timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]

@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 
 from edge.data.arrays import SCALAR_PLANES
+from edge.explain.base import Explainer, Explanation, IGDetails, Timer, class_indices, predictions
 from edge.explain.baselines import DEFAULTS, make_baseline
-from edge.explain.base import Explainer, Explanation, Timer, class_indices, predictions
 from edge.explain.ig_math import completeness_delta, interpolation_batch, reduce_path
 from edge.explain.quadrature import quadrature_rule
 from edge.explain.targets import class_target, parse_target
@@ -124,10 +124,9 @@ class IGExplainer(Explainer):
 
     Targets: a class (classifier; default the predicted one) or an output weighting (regression;
     default the mean over the whole output, or "pixel:R,C" / "roi:T:B,L:R" / an (N, 1, H, W) array).
-    The per-pixel map sums the attribution over channels; per-channel maps stay in `extras`.
+    The per-pixel map sums the attribution over channels; per-channel maps are in `details.per_channel`.
     """
     method = "ig"
-    has_completeness_delta = True
 
     def __init__(self, model: Model, n_steps: int = 50, quadrature: str = "gausslegendre",
                  baseline: str | np.ndarray | None = None, internal_batch_size: int | None = None,
@@ -138,7 +137,7 @@ class IGExplainer(Explainer):
         self.baseline = DEFAULTS.get(model.task, "black") if baseline is None else baseline
         self.internal_batch_size = internal_batch_size
         self.tolerance, self.budget_ms = tolerance, budget_ms
-        self.constant_channels = tuple(i for i, c in enumerate(model.manifest["channels"]) if c in SCALAR_PLANES)
+        self.constant_channels = tuple(i for i, c in enumerate(model.channels) if c in SCALAR_PLANES)
 
     def _grad_fn(self, inputs: np.ndarray, target: np.ndarray):
         return tuple(self.model.run("input_gradient", {"input": inputs, "target": target}))
@@ -191,11 +190,11 @@ class IGExplainer(Explainer):
             a = r.attributions[0].sum(axis=0)
             peak = np.abs(a).max()
             heat = (np.abs(a) / peak if peak > 0 else np.zeros_like(a)).astype(np.float32)
-            out.append(Explanation("ig", p, words[i], a, heat, extras={
-                "per_channel": r.attributions[0], "channels": list(self.model.manifest["channels"]),
-                "completeness_delta": float(r.delta[0]), "relative_completeness_delta": float(r.relative_delta[0]),
-                "score": float(r.score[0]), "baseline_score": float(r.baseline_score[0]),
-                "n_steps": r.n_steps, "quadrature": r.method, "gradient_evaluations": r.gradient_evaluations,
-                "converged": r.converged, "baseline": self.baseline if isinstance(self.baseline, str) else "user"},
+            out.append(Explanation("ig", p, words[i], a, heat, IGDetails(
+                per_channel=r.attributions[0], channels=self.model.channels,
+                completeness_delta=float(r.delta[0]), relative_completeness_delta=float(r.relative_delta[0]),
+                score=float(r.score[0]), baseline_score=float(r.baseline_score[0]),
+                n_steps=r.n_steps, quadrature=r.method, gradient_evaluations=r.gradient_evaluations,
+                converged=r.converged, baseline=self.baseline if isinstance(self.baseline, str) else "user"),
                 timings_ms=dict(timer.ms)))
         return out

@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge.errors import InvalidInput
+
 
 def to_gray8(channel: np.ndarray) -> np.ndarray:
     """A physical-unit plane to 8-bit gray, stretched between its 1st and 99th percentiles (a few hot
@@ -28,7 +30,7 @@ def overlay(channel: np.ndarray, heat: np.ndarray, opacity: float = 0.45) -> np.
     if channel.shape != heat.shape:
         raise ValueError(f"channel {channel.shape} and heatmap {heat.shape} differ in size")
     if not 0 <= opacity <= 1:
-        raise ValueError(f"opacity {opacity} outside [0, 1]")
+        raise InvalidInput(f"opacity {opacity} outside [0, 1]")
     gray = cv2.cvtColor(to_gray8(channel), cv2.COLOR_GRAY2BGR)
     colour = cv2.applyColorMap(heatmap8(heat), cv2.COLORMAP_TURBO)
     return cv2.addWeighted(colour, opacity, gray, 1 - opacity, 0)

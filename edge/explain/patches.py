@@ -17,13 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.errors import InvalidInput
+
 # SHAP's default players (see edge.explain.shap for why 16x16/8 and not finer).
 DEFAULT_PATCH, DEFAULT_STRIDE = 16, 8
 
 
 def _starts(length: int, size: int, stride: int) -> list[int]:
     if size > length:
-        raise ValueError(f"patch size {size} exceeds the image side {length}")
+        raise InvalidInput(f"patch size {size} exceeds the image side {length}")
     starts = list(range(0, length - size + 1, stride))
     if starts[-1] != length - size:
         starts.append(length - size)
@@ -44,7 +46,7 @@ class PatchGrid:
 
     def __post_init__(self) -> None:
         if self.size < 1 or self.stride < 1:
-            raise ValueError(f"patch size {self.size} and stride {self.stride} must be >= 1")
+            raise InvalidInput(f"patch size {self.size} and stride {self.stride} must be >= 1")
         rows = np.array(_starts(self.height, self.size, self.stride))
         cols = np.array(_starts(self.width, self.size, self.stride))
         self.shape = (len(rows), len(cols))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.errors import InvalidInput
+
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre",
            "captum_trapezoid")
 
@@ -23,10 +25,10 @@ METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid
 def quadrature_rule(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(alphas, weights), both float64 arrays of length n, for integrating over alpha in [0, 1]."""
     if method not in METHODS:
-        raise ValueError(f"unknown quadrature method {method!r}; expected one of {', '.join(METHODS)}")
+        raise InvalidInput(f"unknown quadrature method {method!r}; expected one of {', '.join(METHODS)}")
     min_n = 2 if method in ("riemann_trapezoid", "captum_trapezoid") else 1
     if int(n) != n or n < min_n:
-        raise ValueError(f"{method} needs an integer number of points >= {min_n}, got {n}")
+        raise InvalidInput(f"{method} needs an integer number of points >= {min_n}, got {n}")
     n = int(n)
     if method == "gausslegendre":
         nodes, w = np.polynomial.legendre.leggauss(n)

@@ -1,6 +1,8 @@
-"""Natural-language explanations: from the top patches by SHAP value to a sentence an engineer can act on.
+"""Natural-language explanations: from the two strongest patches of a per-patch evidence map (SHAP values,
+or a Grad-CAM / IG map pooled on a patch grid) to a sentence an engineer can act on.
 
-    sentence = explain_in_words(prediction, patch_values, boxes, channels, pixel_pitch_mm, ok_class="ok")
+    sentence, evidence = explain_in_words(label, confidence, patch_values, boxes, channels, pixel_pitch_mm,
+                                          ok_class="ok", value_name="SHAP log-odds")
     "Defect classified as CRACK (confidence 94.2%). Primary evidence: sharp linear discontinuity with a
      thermal step (crack-like) in the upper-left quadrant, 3.1 mm right and 2.4 mm down from the top-left
      corner (SHAP +2.31 log-odds), thermal gradient 27.8 K/mm. Secondary evidence: ..."
@@ -17,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from edge.explain.base import ShapDetails
 from edge.explain.cam import DISPLAY_NAMES
 from edge.explain.patch_stats import ImageContext, RegionStats, region_stats
 
@@ -163,13 +166,13 @@ def add_sentences(model, x: np.ndarray, explanations: list, pixel_pitch_mm: floa
 
     if not model.classes:
         return
-    pitch = pixel_pitch_mm or model.manifest.get("pixel_pitch_mm")
-    names = model.manifest["channels"]
+    pitch = pixel_pitch_mm or model.pixel_pitch_mm
+    names = model.channels
     grid = None
     for i, (raw, e) in enumerate(zip(np.asarray(x, np.float32), explanations)):
-        if "patch_values" in e.extras:
-            values, boxes = e.extras["patch_values"], e.extras["patch_boxes"]
-            name = "SHAP log-odds" if e.extras.get("value_kind") == "log_odds" else "SHAP"
+        if isinstance(e.details, ShapDetails):
+            values, boxes = e.details.patch_values, e.details.patch_boxes
+            name = "SHAP log-odds" if e.details.value_kind == "log_odds" else "SHAP"
         else:
             grid = grid or PatchGrid(*e.attribution.shape)
             if e.method == "ig":
@@ -179,7 +182,7 @@ def add_sentences(model, x: np.ndarray, explanations: list, pixel_pitch_mm: floa
             boxes = grid.boxes
         channels = {n: raw[k] for k, n in enumerate(names)}
         e.sentence, evidence = explain_in_words(e.prediction.label, e.prediction.confidence, values, boxes,
-                                                channels, pitch, model.manifest.get("ok_class", "ok"), name,
+                                                channels, pitch, model.ok_class, name,
                                                 frame=frames[i] if frames else None)
-        e.extras["evidence"] = [{**{k: v for k, v in it.items() if k != "stats"}, "stats": asdict(it["stats"])}
+        e.evidence = [{**{k: v for k, v in it.items() if k != "stats"}, "stats": asdict(it["stats"])}
                                 for it in evidence]

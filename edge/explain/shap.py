@@ -2,7 +2,7 @@
 batched through the engine's `predict` graph.
 
     [e] = PatchShapExplainer(Model.load("models/defect"), budget=1024, seed=0).explain(x)
-    e.extras["patch_values"], e.attribution          # per patch, per pixel (sums to f(x) - f(baseline))
+    e.details.patch_values, e.attribution          # per patch, per pixel (sums to f(x) - f(baseline))
 
 Players: 16x16 patches every 8 px by default, 225 at 128 px. KernelSHAP fits one value per player
 from `budget` masked forwards, so with more players than evaluations (8x8/4 gives 961 against the
@@ -24,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from edge.data.arrays import SCALAR_PLANES
+from edge.errors import InvalidInput
+from edge.explain.base import Explainer, Explanation, ShapDetails, Timer, class_indices, predictions
 from edge.explain.baselines import DEFAULTS, make_baseline
-from edge.explain.base import Explainer, Explanation, Timer, class_indices, predictions
 from edge.explain.patches import DEFAULT_PATCH, DEFAULT_STRIDE, PatchGrid
 from edge.explain.shapley import ESTIMATORS, estimate
 from edge.explain.targets import parse_target
@@ -40,17 +41,17 @@ class PatchShapExplainer(Explainer):
                  value: str = "log_odds"):
         super().__init__(model)
         if value not in ("log_odds", "probability"):
-            raise ValueError(f"SHAP value {value!r}: expected log_odds or probability")
+            raise InvalidInput(f"SHAP value {value!r}: expected log_odds or probability")
         self.value = value
         if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown Shapley estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
+            raise InvalidInput(f"unknown Shapley estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
         _, h, w = model.input_shape
         self.grid = PatchGrid(h, w, patch, stride)
         if budget < 4:
-            raise ValueError(f"SHAP budget {budget}: at least 4 evaluations are needed")
+            raise InvalidInput(f"SHAP budget {budget}: at least 4 evaluations are needed")
         self.budget, self.estimator, self.seed, self.batch_size = budget, estimator, seed, batch_size
         self.baseline = DEFAULTS.get(model.task, "black") if baseline is None else baseline
-        self.constant_channels = tuple(i for i, c in enumerate(model.manifest["channels"]) if c in SCALAR_PLANES)
+        self.constant_channels = tuple(i for i, c in enumerate(model.channels) if c in SCALAR_PLANES)
 
     def _value_fn(self, x: np.ndarray, base: np.ndarray, score):
         def value(coalitions: np.ndarray) -> np.ndarray:
@@ -100,10 +101,10 @@ class PatchShapExplainer(Explainer):
             pixel = self.grid.pixel_map(r.values)
             peak = np.abs(pixel).max()
             heat = (np.maximum(pixel, 0) / peak if peak > 0 else np.zeros_like(pixel)).astype(np.float32)
-            results.append(Explanation("shap", preds[i], words, pixel, heat, extras={
-                "patch_values": r.values, "patch_boxes": self.grid.boxes, "evaluations": r.evaluations,
-                "value": r.full_value, "baseline_value": r.empty_value, "efficiency_gap": r.efficiency_gap,
-                "estimator": self.estimator, "value_kind": self.value if self.model.classes else "output", "budget": self.budget, "seed": self.seed,
-                "baseline": self.baseline if isinstance(self.baseline, str) else "user"},
+            results.append(Explanation("shap", preds[i], words, pixel, heat, ShapDetails(
+                patch_values=r.values, patch_boxes=self.grid.boxes, evaluations=r.evaluations,
+                value=r.full_value, baseline_value=r.empty_value, efficiency_gap=r.efficiency_gap,
+                estimator=self.estimator, value_kind=self.value if self.model.classes else "output",
+                budget=self.budget, seed=self.seed, baseline=self.baseline if isinstance(self.baseline, str) else "user"),
                 timings_ms=dict(timer.ms)))
         return results

@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from edge.errors import InvalidInput
+
 ValueFn = Callable[[np.ndarray], np.ndarray]
 ESTIMATORS = ("kernel", "permutation", "exact")
 
@@ -38,7 +40,7 @@ class ShapleyResult:
 def exact_shapley(value_fn: ValueFn, n: int) -> ShapleyResult:
     """phi_i = sum over S not containing i of |S|! (n-|S|-1)! / n! (v(S + i) - v(S)), by enumeration."""
     if n > 20:
-        raise ValueError(f"exact Shapley values enumerate 2^n coalitions; n = {n} is too many (max 20)")
+        raise InvalidInput(f"exact Shapley values enumerate 2^n coalitions; n = {n} is too many (max 20)")
     codes = np.arange(2 ** n)
     coalitions = ((codes[:, None] >> np.arange(n)) & 1).astype(bool)
     v = np.asarray(value_fn(coalitions), np.float64)
@@ -126,4 +128,4 @@ def estimate(estimator: str, value_fn: ValueFn, n: int, budget: int, seed: int =
         return permutation_shapley(value_fn, n, budget, seed)
     if estimator == "kernel":
         return kernel_shap(value_fn, n, budget, seed)
-    raise ValueError(f"unknown Shapley estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
+    raise InvalidInput(f"unknown Shapley estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}")

@@ -12,12 +12,14 @@ import re
 
 import numpy as np
 
+from edge.errors import InvalidInput
+
 
 def class_target(num_classes: int, classes) -> np.ndarray:
     """One-hot (N, K) for class indices."""
     idx = np.atleast_1d(np.asarray(classes, np.int64))
     if (idx < 0).any() or (idx >= num_classes).any():
-        raise ValueError(f"class index {idx.tolist()} outside 0..{num_classes - 1}")
+        raise InvalidInput(f"class index {idx.tolist()} outside 0..{num_classes - 1}")
     return np.eye(num_classes, dtype=np.float32)[idx]
 
 
@@ -25,7 +27,7 @@ def pixel_target(output_shape: tuple[int, ...], row: int, col: int) -> np.ndarra
     """(N, 1, H, W) selecting the output at one pixel of every sample."""
     n, c, h, w = output_shape
     if not (0 <= row < h and 0 <= col < w):
-        raise ValueError(f"pixel ({row}, {col}) outside the {h}x{w} output")
+        raise InvalidInput(f"pixel ({row}, {col}) outside the {h}x{w} output")
     t = np.zeros(output_shape, np.float32)
     t[:, :, row, col] = 1.0
     return t
@@ -35,9 +37,9 @@ def roi_target(output_shape: tuple[int, ...], mask: np.ndarray) -> np.ndarray:
     """(N, 1, H, W) weighting 1/|ROI| inside the region: the score is the ROI's mean output."""
     mask = np.asarray(mask, bool)
     if mask.shape != tuple(output_shape[2:]):
-        raise ValueError(f"ROI mask of shape {mask.shape}, expected {tuple(output_shape[2:])}")
+        raise InvalidInput(f"ROI mask of shape {mask.shape}, expected {tuple(output_shape[2:])}")
     if not mask.any():
-        raise ValueError("empty ROI: the region selects no pixel")
+        raise InvalidInput("empty ROI: the region selects no pixel")
     t = np.zeros(output_shape, np.float32)
     t[:, :] = mask / mask.sum()
     return t
@@ -47,7 +49,7 @@ def box_mask(size: tuple[int, int], top: int, left: int, bottom: int, right: int
     """Boolean (H, W) mask of rows top..bottom-1 and columns left..right-1."""
     h, w = size
     if not (0 <= top < bottom <= h and 0 <= left < right <= w):
-        raise ValueError(f"box rows {top}:{bottom}, columns {left}:{right} not inside {h}x{w}")
+        raise InvalidInput(f"box rows {top}:{bottom}, columns {left}:{right} not inside {h}x{w}")
     m = np.zeros(size, bool)
     m[top:bottom, left:right] = True
     return m
@@ -66,7 +68,7 @@ def parse_target(text: str | None, classes: list[str], output_shape: tuple[int, 
             return "class", classes.index(text)
         if text.isdigit() and int(text) < len(classes):
             return "class", int(text)
-        raise ValueError(f"target {text!r}: not a class of this model ({', '.join(classes)}) or an index "
+        raise InvalidInput(f"target {text!r}: not a class of this model ({', '.join(classes)}) or an index "
                          f"0..{len(classes) - 1}")
     if text is None or text == "mean":
         return "weights", roi_target(output_shape, np.ones(output_shape[2:], bool))
@@ -77,5 +79,5 @@ def parse_target(text: str | None, classes: list[str], output_shape: tuple[int, 
     if m:
         top, bottom, left, right = map(int, m.groups())
         return "weights", roi_target(output_shape, box_mask(output_shape[2:], top, left, bottom, right))
-    raise ValueError(f"target {text!r}: a regression model takes 'mean', 'pixel:ROW,COL' or "
+    raise InvalidInput(f"target {text!r}: a regression model takes 'mean', 'pixel:ROW,COL' or "
                      "'roi:TOP:BOTTOM,LEFT:RIGHT'")

@@ -32,6 +32,8 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 
+from edge.errors import ExportError
+
 OPSET = 18
 # Operators we allow in shipped graphs: all are in TensorRT's ONNX parser support matrix. A graph with
 # anything else fails export, so a model change cannot silently break the TensorRT path.
@@ -246,7 +248,7 @@ def export_graphs(model: nn.Module, task: str, example: torch.Tensor, out_dir: P
         ops = operator_types(path)
         bad = sorted(set(ops) - ALLOWED_OPS)
         if bad:
-            raise RuntimeError(f"{path.name}: operators outside the TensorRT allow-list: {bad}")
+            raise ExportError(f"{path.name}: operators outside the TensorRT allow-list: {bad}")
         result[name] = {"file": path.name, **spec, "operators": ops}
     return result
 
@@ -333,7 +335,7 @@ def check_parity(model: nn.Module, task: str, model_dir: Path, graphs: dict[str,
             l2, worst = max(l2, e_l2), max(worst, e_max)
         report[name] = {"relative_l2": l2, "relative_max": worst, "kink_nudges": nudges}
         if l2 > tolerance:
-            raise RuntimeError(f"{spec['file']}: differs from autograd by {l2:.2e} (relative L2) > {tolerance:g}")
+            raise ExportError(f"{spec['file']}: differs from autograd by {l2:.2e} (relative L2) > {tolerance:g}")
     return report
 
 

@@ -20,7 +20,8 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
-from edge.serve.domain import Inspection
+from edge.errors import NotFound
+from edge.record import Inspection
 from edge.serve.node import Node
 
 STATIC = Path(__file__).parent / "static"
@@ -35,13 +36,18 @@ class VerdictIn(BaseModel):
 
 
 def summary(ins: Inspection, node: Node) -> dict:
-    model = node.inspector.models[ins.model]
+    """One inspection for the page. The store outlives the models: a row made by a model this node no
+    longer serves still lists (its classes from its stored probabilities, no channel previews named)."""
+    inspector = node.inspector
+    model = inspector.models.get(ins.model) or inspector.withheld.get(ins.model)
     return {"id": ins.inspection_id, "station": ins.station_id, "part": ins.part_id, "model": ins.model,
             "model_sha256": ins.model_sha256, "label": ins.label, "confidence": ins.confidence,
             "probabilities": ins.probabilities, "sentence": ins.sentence, "target": ins.heatmap_target,
             "timings_ms": ins.timings_ms, "received_ms": ins.received_ms, "deferred": ins.deferred,
-            "verdict": ins.verdict, "channels": list(model.manifest["channels"]), "classes": model.classes,
-            "ok_class": model.manifest.get("ok_class", "ok"), "audit_status": node.inspector.audit[ins.model],
+            "verdict": ins.verdict, "channels": list(model.channels) if model else [],
+            "classes": model.classes if model else list(ins.probabilities),
+            "ok_class": model.ok_class if model else None,
+            "audit_status": model.audit_status if model else "not served by this node",
             "attributions": [{"model": a.model, "method": a.method, "target": a.target,
                               "completeness_delta": a.completeness_delta} for a in ins.attributions],
             "heatmap_size": list(ins.heatmap.shape), "tiles": ins.tiles,
@@ -93,8 +99,8 @@ def create_app(node: Node) -> FastAPI:
     @app.get("/api/models")
     async def models():
         inspector = node.inspector
-        return [{"name": n, "task": m.task, "classes": m.classes, "channels": m.manifest["channels"],
-                 "audit_status": inspector.audit[n], "served": n in inspector.models}
+        return [{"name": n, "task": m.task, "classes": m.classes, "channels": m.channels,
+                 "audit_status": m.audit_status, "served": n in inspector.models}
                 for n, m in [*inspector.models.items(), *inspector.withheld.items()]]
 
     @app.post("/api/verdicts")
@@ -103,8 +109,8 @@ def create_app(node: Node) -> FastAPI:
             raise HTTPException(422, "correct_class is required when disagreeing")
         try:
             t = await node.verdict(v.inspection_id, v.agree, v.correct_class, v.operator, v.condition)
-        except KeyError:
-            raise HTTPException(404, f"no inspection {v.inspection_id!r}") from None
+        except NotFound as e:
+            raise HTTPException(404, str(e)) from None
         return {"inspection_id": v.inspection_id, "recorded_ms": t}
 
     @app.get("/api/stream")

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import InvalidInput, NotFound
+
 BACKENDS = ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
 
 
-class InputError(ValueError):
+class InputError(InvalidInput):
     """An input of the wrong name, shape, type or content; the message names the input."""
 
 
@@ -85,7 +87,7 @@ class Engine(ABC):
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         if graph not in self.graph_files:
-            raise KeyError(f"no {graph!r} graph here (have {', '.join(self.graph_files)})")
+            raise NotFound(f"no {graph!r} graph here (have {', '.join(self.graph_files)})")
         return self._run(graph, check_feeds(graph, self.input_specs(graph), feeds))
 
     def warm_up(self, example_batch: int = 1) -> None:
@@ -109,4 +111,4 @@ def make_engine(backend: str, graph_files: dict[str, Path], threads: int | None 
         from edge.runtime.tensorrt import TensorRTEngine
 
         return TensorRTEngine(graph_files, cache_dir=cache_dir)
-    raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    raise InvalidInput(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")

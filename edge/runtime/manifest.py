@@ -10,12 +10,14 @@ import hashlib
 import json
 from pathlib import Path
 
+from edge.errors import InvalidInput
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("task", "channels", "input", "graphs", "files", "opset")
 
 
-class ManifestError(ValueError):
+class ManifestError(InvalidInput):
     """A model folder that does not match its manifest; the message names the file."""
 
 
@@ -27,14 +29,22 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def save_manifest(model_dir: Path, manifest: dict) -> dict:
+    """Write manifest.json as given (the one place that writes it); atomic, so a crash mid-write leaves
+    the old manifest, never half a file."""
+    path = Path(model_dir) / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(path)
+    return manifest
+
+
 def write_manifest(model_dir: Path, manifest: dict) -> dict:
     """Hash every file the manifest names (graphs + weights) and write manifest.json."""
     model_dir = Path(model_dir)
     names = sorted({g["file"] for g in manifest["graphs"].values()} | set(manifest.get("extra_files", [])))
-    manifest = dict(manifest, format_version=FORMAT_VERSION,
-                    files={n: sha256_file(model_dir / n) for n in names})
-    (model_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return save_manifest(model_dir, dict(manifest, format_version=FORMAT_VERSION,
+                                         files={n: sha256_file(model_dir / n) for n in names}))
 
 
 def predict_sha256(manifest: dict) -> str:
@@ -79,5 +89,25 @@ def record_evaluation(model_dir: Path, metrics: dict, data_recipe: Path | None =
     if data_recipe is not None and Path(data_recipe).is_file():
         entry["data"] = json.loads(Path(data_recipe).read_text())
     manifest["evaluation"] = entry
-    (Path(model_dir) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return save_manifest(model_dir, manifest)
+
+
+def record_audit_status(model_dir: Path, audit: dict) -> dict:
+    """Store a gate's outcome (see `edge.audit.gate.record_audit`) in the manifest; it must name the
+    predict graph's sha256 it judged, so editing the model afterwards voids it."""
+    manifest = load_manifest(model_dir)
+    if audit.get("sha256") != predict_sha256(manifest):
+        raise InvalidInput(f"{audit.get('metrics', 'the audit')} audited another model (sha256 "
+                           f"{str(audit.get('sha256', '?'))[:12]}) than {model_dir} ({predict_sha256(manifest)[:12]})")
+    manifest["audit"] = audit
+    return save_manifest(model_dir, manifest)
+
+
+def audit_status(manifest: dict) -> str:
+    """passed | failed (...) | not audited; an audit of other files than these counts as none."""
+    audit = manifest.get("audit")
+    if not audit or audit.get("sha256") != predict_sha256(manifest):
+        return "not audited"
+    if audit["status"] == "passed":
+        return "passed"
+    return f"failed ({', '.join(audit['failed_checks'])})"

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.data.preprocess import Normalisation
+from edge.errors import NotFound
 from edge.runtime.engine import Engine, InputError, make_engine
-from edge.runtime.manifest import load_manifest
+from edge.runtime.manifest import audit_status, load_manifest, predict_sha256
 
 __all__ = ["InputError", "Model", "softmax"]
 
@@ -42,6 +43,51 @@ class Model:
         return list(self.manifest.get("classes", []))
 
     @property
+    def channels(self) -> list[str]:
+        """Input channel names, in the graph's channel order."""
+        return list(self.manifest["channels"])
+
+    @property
+    def ok_class(self) -> str:
+        """The class that means "no defect" (classifiers)."""
+        return self.manifest.get("ok_class", "ok")
+
+    @property
+    def pixel_pitch_mm(self) -> float | None:
+        """Millimetres per input pixel when the training data said so (sentences give sizes in mm)."""
+        return self.manifest.get("pixel_pitch_mm")
+
+    @property
+    def units(self) -> str | None:
+        """Units of a regression model's output map."""
+        return self.manifest.get("output", {}).get("units")
+
+    @property
+    def input_spec(self) -> dict:
+        """The manifest's input section: size, normalisation, and for photographs integer_scaling and
+        the training scale (what framing a frame of another size needs)."""
+        return self.manifest["input"]
+
+    @property
+    def graphs(self) -> list[str]:
+        return list(self.manifest["graphs"])
+
+    @property
+    def sha256(self) -> str:
+        """The predict graph's sha256: the identity inspections and audits are tied to."""
+        return predict_sha256(self.manifest)
+
+    @property
+    def audit_status(self) -> str:
+        """passed | failed (checks) | not audited, from the gate's record in the manifest."""
+        return audit_status(self.manifest)
+
+    @property
+    def gradcam_alignment(self) -> dict | None:
+        """The Grad-CAM layer's stride and receptive-field centre, measured at export."""
+        return self.manifest.get("gradcam_alignment")
+
+    @property
     def cam_method(self) -> str:
         """The Grad-CAM-family map this classifier is explained with: chosen at training time as the one
         that localised best on the validation split (manifest `explain.cam_method`), else Grad-CAM."""
@@ -50,7 +96,7 @@ class Model:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         h, w = self.manifest["input"]["size"]
-        return len(self.manifest["channels"]), h, w
+        return len(self.channels), h, w
 
     @property
     def name(self) -> str:
@@ -70,7 +116,7 @@ class Model:
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run one graph (predict, gradcam, input_gradient) on already normalised inputs."""
         if graph not in self.manifest["graphs"]:
-            raise KeyError(f"model {self.dir} has no {graph!r} graph (has {', '.join(self.manifest['graphs'])})")
+            raise NotFound(f"model {self.dir} has no {graph!r} graph (has {', '.join(self.graphs)})")
         return self.engine.run(graph, feeds)
 
     def check_input(self, x: np.ndarray, name: str = "input") -> np.ndarray:
@@ -79,7 +125,7 @@ class Model:
         expected = self.input_shape
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise InputError(f"{name}: shape {tuple(x.shape)}, expected (N, {expected[0]}, {expected[1]}, "
-                             f"{expected[2]}) with channels {', '.join(self.manifest['channels'])}")
+                             f"{expected[2]}) with channels {', '.join(self.channels)}")
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise InputError(f"{name}: dtype {x.dtype}, expected a numeric array")
         x = x.astype(np.float32, copy=False)

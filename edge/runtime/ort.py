@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import Unavailable
 from edge.runtime.engine import Engine, InputSpec
 
 _PROVIDERS = {
@@ -26,7 +27,7 @@ class OrtEngine(Engine):
         self.backend = backend
         wanted = _PROVIDERS[backend][0]
         if wanted not in ort.get_available_providers():
-            raise RuntimeError(f"backend {backend!r} needs {wanted}, which this onnxruntime lacks (has "
+            raise Unavailable(f"backend {backend!r} needs {wanted}, which this onnxruntime lacks (has "
                                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
                                f"(pip install -e '.[gpu]') on a machine with CUDA")
         providers: list = list(_PROVIDERS[backend])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import ExportError, InvalidInput, Unavailable
 from edge.runtime.engine import Engine, InputSpec
 
 MAX_BATCH = 64   # the optimisation profile's upper bound; IG chunks its path to fit (internal_batch_size)
@@ -28,7 +29,7 @@ class TensorRTEngine(Engine):
             import pycuda.driver as cuda
             import tensorrt as trt
         except ImportError as e:
-            raise RuntimeError(f"backend 'tensorrt' needs tensorrt and pycuda ({e}); "
+            raise Unavailable(f"backend 'tensorrt' needs tensorrt and pycuda ({e}); "
                                "install them with pip install -e '.[gpu]' on a machine with CUDA") from e
         super().__init__(graph_files)
         self._trt, self._cuda = trt, cuda
@@ -40,7 +41,7 @@ class TensorRTEngine(Engine):
         for graph, path in self.graph_files.items():
             engine = trt.Runtime(self._logger).deserialize_cuda_engine(self._plan(path, graph))
             if engine is None:
-                raise RuntimeError(f"TensorRT could not deserialize the engine built from {path}")
+                raise Unavailable(f"TensorRT could not deserialize the engine built from {path}")
             self._engines[graph] = engine
             self._contexts[graph] = engine.create_execution_context()
             names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -63,7 +64,7 @@ class TensorRTEngine(Engine):
         parser = trt.OnnxParser(network, self._logger)
         if not parser.parse(data):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise RuntimeError(f"TensorRT's ONNX parser refused {onnx_path}: {errors}")
+            raise ExportError(f"TensorRT's ONNX parser refused {onnx_path}: {errors}")
         config = builder.create_builder_config()
         profile = builder.create_optimization_profile()
         for i in range(network.num_inputs):
@@ -73,7 +74,7 @@ class TensorRTEngine(Engine):
         config.add_optimization_profile(profile)
         plan = builder.build_serialized_network(network, config)
         if plan is None:
-            raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
+            raise Unavailable(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
         plan = bytes(plan)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -91,14 +92,14 @@ class TensorRTEngine(Engine):
         ctx = self._contexts[graph]
         batch = next(iter(feeds.values())).shape[0]
         if batch > self.max_batch:
-            raise ValueError(f"batch {batch} exceeds the engine's profile maximum {self.max_batch}; "
+            raise InvalidInput(f"batch {batch} exceeds the engine's profile maximum {self.max_batch}; "
                              "split it (IG: internal_batch_size)")
         keep = []
         for name, value in feeds.items():
             dev = value if isinstance(value, gpuarray.GPUArray) else gpuarray.to_gpu_async(value, stream=self.stream)
             keep.append(dev)
             if not ctx.set_input_shape(name, tuple(dev.shape)):
-                raise ValueError(f"graph {graph!r}: TensorRT refused shape {tuple(dev.shape)} for {name!r}")
+                raise InvalidInput(f"graph {graph!r}: TensorRT refused shape {tuple(dev.shape)} for {name!r}")
             ctx.set_tensor_address(name, int(dev.gpudata))
         outputs = {}
         for name in self._outputs[graph]:

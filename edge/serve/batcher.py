@@ -12,14 +12,16 @@ from collections import defaultdict
 from concurrent.futures import Executor
 from typing import Callable
 
-from edge.serve.domain import Inspection, Job
+from edge.errors import DeadlineExceeded, Saturated, Unavailable
+from edge.record import Inspection
+from edge.serve.domain import Job
 
 
-class QueueFull(RuntimeError):
-    pass
+class QueueFull(Saturated):
+    """The queue is full: the node is saturated."""
 
 
-class ShuttingDown(RuntimeError):
+class ShuttingDown(Unavailable):
     """The node is stopping: the caller should retry on another node or after the restart."""
 
 
@@ -73,7 +75,7 @@ class MicroBatcher:
                 if fut.cancelled():           # the caller gave up (deadline, disconnect)
                     continue
                 if job.remaining_ms() <= 0:
-                    fut.set_exception(TimeoutError(f"cycle budget of {job.budget_ms:.0f} ms spent while queued"))
+                    fut.set_exception(DeadlineExceeded(f"cycle budget of {job.budget_ms:.0f} ms spent while queued"))
                     continue
                 groups[job.model].append((job, fut))
             for items in groups.values():

@@ -14,9 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from edge.errors import InvalidInput
 from edge.toml_file import read_toml
 
 ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STORE = Path("edge-xai-inspections.sqlite")
+LEGACY_STORE = Path("edge-xai-audit.sqlite")    # the default before the record was named apart from the audit
 
 
 @dataclass
@@ -36,7 +39,7 @@ class ServeConfig:
     default_model: str | None = None          # None: "defect" if present, else the first classifier
     grpc: str = "0.0.0.0:50051"               # stations are on the line network; use TLS there
     hmi: str | None = "127.0.0.1:8080"        # localhost by default: operators' screens proxy to it; None = off
-    store: Path = Path("edge-xai-audit.sqlite")
+    store: Path = DEFAULT_STORE               # the inspection record (SQLite)
     cycle_budget_ms: float = 100.0            # default line cycle when a request gives none
     batch_wait_ms: float = 2.0                # how long a micro-batch waits for company (bounded latency cost)
     max_batch: int = 8                        # frames per graph call
@@ -63,20 +66,22 @@ class ServeConfig:
             known = {f.name: f for f in fields(cls)}
             for key, value in {**data.get("serve", {})}.items():
                 if key not in known or key == "tls":
-                    raise ValueError(f"config {path}: unknown setting [serve] {key!r} "
+                    raise InvalidInput(f"config {path}: unknown setting [serve] {key!r} "
                                      f"(known: {', '.join(k for k in known if k != 'tls')})")
                 setattr(cfg, key, Path(value) if key in ("models_dir", "store") else value)
             tls = data.get("tls", {})
             for key, value in tls.items():
                 if key not in ("cert", "key", "client_ca"):
-                    raise ValueError(f"config {path}: unknown setting [tls] {key!r} (known: cert, key, client_ca)")
+                    raise InvalidInput(f"config {path}: unknown setting [tls] {key!r} (known: cert, key, client_ca)")
                 setattr(cfg.tls, key, (path.parent / value) if not Path(value).is_absolute() else Path(value))
             unknown = set(data) - {"serve", "tls"}
             if unknown:
-                raise ValueError(f"config {path}: unknown section(s) {sorted(unknown)} (known: serve, tls)")
+                raise InvalidInput(f"config {path}: unknown section(s) {sorted(unknown)} (known: serve, tls)")
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, value)
         if cfg.tls.enabled and cfg.tls.key is None:
-            raise ValueError("[tls] cert is set but key is not")
+            raise InvalidInput("[tls] cert is set but key is not")
+        if cfg.store == DEFAULT_STORE and not DEFAULT_STORE.exists() and LEGACY_STORE.is_file():
+            cfg.store = LEGACY_STORE      # a node upgraded in place keeps writing to its existing record
         return cfg

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from edge.data.arrays import NO_RESIZE, SCALAR_PLANES
+from edge.errors import InvalidInput
 from edge.v1 import inspection_pb2 as pb
 
 DTYPES = {pb.UINT8: np.dtype("<u1"), pb.UINT16: np.dtype("<u2"), pb.FLOAT16: np.dtype("<f2"),
@@ -28,7 +29,7 @@ MAX_PIXELS = 16 * 1024 * 1024  # 16 MPixel per channel: line cameras' 2-5 MPixel
 PREVIEW_MAX_PX = 1024
 
 
-class FieldError(ValueError):
+class FieldError(InvalidInput):
     """A request field that cannot be used; `field` is its path in the message."""
 
     def __init__(self, field: str, message: str):
@@ -152,7 +153,7 @@ def encode_frame(planes: dict[str, np.ndarray], dtype: str = "float32", pixel_pi
             ext = {"png": ".png", "tiff": ".tiff"}[encoding]
             ok, data = cv2.imencode(ext, a)
             if not ok:
-                raise ValueError(f"channel {name!r}: OpenCV cannot encode {a.dtype} as {encoding}")
+                raise InvalidInput(f"channel {name!r}: OpenCV cannot encode {a.dtype} as {encoding}")
             frame.channels.add(name=name, image=pb.EncodedImage(
                 encoding=pb.PNG if encoding == "png" else pb.TIFF, data=data.tobytes()))
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import contextmanager
 
-from edge.serve.domain import Inspection
+from edge.record import Inspection
 
 
 class Hub:
@@ -30,7 +30,3 @@ class Hub:
             if q.full():
                 q.get_nowait()
             q.put_nowait((inspection, update))
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)

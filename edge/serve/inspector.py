@@ -17,22 +17,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.explain.cam import DISPLAY_NAMES
-from edge.explain.frame import explain_frames
-from edge.explain.gradcam import GradCAMExplainer
-from edge.explain.ig import IGExplainer
+from edge.errors import NotFound, Refused
+from edge.explain import (DISPLAY_NAMES, GradCAMExplainer, IGExplainer, PatchGrid, PatchShapExplainer, explain_frames,
+                          explain_in_words)
 from edge.explain.overlay import heatmap8
-from edge.explain.patches import PatchGrid
-from edge.explain.sentence import explain_in_words
-from edge.explain.shap import PatchShapExplainer
-from edge.runtime.manifest import ManifestError, predict_sha256
+from edge.record import Attribution, Inspection
+from edge.runtime.manifest import ManifestError
 from edge.runtime.model import Model
-from edge.serve.domain import Attribution, Inspection, Job
+from edge.serve.domain import Job
 
 log = logging.getLogger("edge.serve")
 
 
-class UnknownName(LookupError):
+class UnknownName(NotFound):
     """An unknown model or class; the message names it and lists what exists."""
 
 
@@ -43,12 +40,35 @@ def png(image8: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+OPTIONAL_KINDS = ("ig", "shap")    # explanations that may be deferred; prediction, Grad-CAM, sentence never are
+
+
+def plan(requested: tuple[str, ...], remaining_ms: float, costs: dict[str, list[float | None]]) -> tuple[list[str], list[str]]:
+    """Which optional explanations fit the cycle budget left: (inline, deferred).
+
+    costs: per kind, the measured cost (ms) of each model it would run (None: not measured yet, so it is
+    deferred rather than risk the budget). Kinds are taken in OPTIONAL_KINDS order, each inline only if
+    it fits what the ones before it left; a kind with no model to run is neither.
+    """
+    inline, deferred = [], []
+    left = remaining_ms
+    for kind in OPTIONAL_KINDS:
+        per_model = costs.get(kind, [])
+        if kind not in requested or not per_model:
+            continue
+        cost = sum(float("inf") if c is None else c for c in per_model)
+        if cost <= left:
+            inline.append(kind)
+            left -= cost
+        else:
+            deferred.append(kind)
+    return inline, deferred
+
+
 class Inspector:
     def __init__(self, models_dir: Path, threads: int | None = None, backend: str = "ort-cpu",
                  default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512,
                  allow_unaudited: bool = False):
-        from edge.audit.gate import audit_status
-
         self.models: dict[str, Model] = {}
         for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
             if (d / "manifest.json").is_file():
@@ -56,7 +76,7 @@ class Inspector:
                     self.models[d.name] = Model.load(d, backend=backend, threads=threads, name=d.name)
                 except ManifestError as e:
                     raise ManifestError(f"cannot serve {d}: {e}") from e
-        self.audit = {n: audit_status(m.manifest) for n, m in self.models.items()}
+        self.audit = {n: m.audit_status for n, m in self.models.items()}
         unaudited = {n: st for n, st in self.audit.items() if st != "passed"}
         how = "run edge-xai audit, then edge-xai gate --record MODEL_DIR; or start with --allow-unaudited"
         # Models without a passing audit are left out, not the whole node: the line keeps its audited
@@ -64,7 +84,7 @@ class Inspector:
         self.withheld: dict[str, Model] = {}       # loaded, listed with served = false, never run
         if unaudited and not allow_unaudited:
             if not any(m.classes for n, m in self.models.items() if n not in unaudited):
-                raise PermissionError("refusing to serve models without a passing audit: "
+                raise Refused("refusing to serve models without a passing audit: "
                                       + "; ".join(f"{n}: {st}" for n, st in unaudited.items())
                                       + f", and no audited classifier is left to serve ({how})")
             for n, st in unaudited.items():
@@ -75,7 +95,7 @@ class Inspector:
                 log.warning("serving %s without a passing audit (%s)", n, st)
         classifiers = [n for n, m in self.models.items() if m.classes]
         if not classifiers:
-            raise FileNotFoundError(f"{models_dir}: no classifier model folder (with manifest.json) to serve")
+            raise NotFound(f"{models_dir}: no classifier model folder (with manifest.json) to serve")
         self.default_model = default_model or ("defect" if "defect" in classifiers else classifiers[0])
         if self.default_model not in classifiers:
             raise UnknownName(f"default model {self.default_model!r} is not a classifier here "
@@ -103,10 +123,6 @@ class Inspector:
     def regression_models(self) -> dict[str, Model]:
         return {n: m for n, m in self.models.items() if not m.classes}
 
-    def sha256(self, name: str) -> str:
-        m = self.models.get(name) or self.withheld[name]
-        return predict_sha256(m.manifest)
-
     # -- costs -------------------------------------------------------------------------------------
     def _record(self, kind: str, model: str, ms: float) -> None:
         with self._cost_lock:
@@ -132,37 +148,23 @@ class Inspector:
                 self._record("shap", name, per * self.shap[name].budget * 1.2)
 
     def plan(self, job: Job) -> tuple[list[str], list[str]]:
-        """(inline, deferred) among the job's optional explanations, by cost against the budget left
-        after the inline prediction and Grad-CAM (their cost is counted as already spent)."""
-        inline, deferred = [], []
-        left = job.remaining_ms() - self.cost_ms.get(("gradcam", job.model), 5.0)
-        for kind in ("ig", "shap"):
-            if kind not in job.explanations:
-                continue
-            models = list(job.regression_inputs) if kind == "ig" else [job.model]
-            cost = sum(self.cost_ms.get((kind, m), float("inf")) for m in models)
-            if models and cost <= left:
-                inline.append(kind)
-                left -= cost
-            elif models:
-                deferred.append(kind)
-        return inline, deferred
+        """(inline, deferred) among the job's optional explanations. Called once its prediction and
+        Grad-CAM have returned, so the job's remaining budget already has their time taken off."""
+        models = {"ig": list(job.regression_inputs), "shap": [job.model]}
+        with self._cost_lock:
+            costs = {kind: [self.cost_ms.get((kind, m)) for m in names] for kind, names in models.items()}
+        return plan(job.explanations, job.remaining_ms(), costs)
 
     # -- the work ----------------------------------------------------------------------------------
     def inspect_batch(self, jobs: list[Job]) -> list[Inspection]:
         """Prediction + Grad-CAM + sentence for jobs of one classifier: every frame's inputs (one, or its
-        tiles) in one graph call; maps come back in each frame's own pixels."""
+        tiles) in one graph call through the model's Grad-CAM explainer; maps come back in each frame's
+        own pixels."""
         model = self.classifier(jobs[0].model)
         t0 = time.perf_counter()
-        targets = []
-        for j in jobs:
-            if j.target_class and j.target_class not in model.classes:
-                raise UnknownName(f"target_class {j.target_class!r}: model {model.name} has "
-                                  f"{', '.join(model.classes)}")
-            targets.append(model.classes.index(j.target_class) if j.target_class else None)
+        targets = [self.target_index(model, j.target_class) for j in jobs]
         results = explain_frames(self.gradcam[model.name], [j.view for j in jobs], targets)
         t1 = time.perf_counter()
-        self._record("gradcam", model.name, (t1 - t0) * 1e3)
         graph_ms = results[0].explanation.timings_ms.get("graph", 0.0) + \
             results[0].explanation.timings_ms.get("preprocess", 0.0)
         grid = self.grids[model.name]
@@ -170,31 +172,40 @@ class Inspector:
         for j, r in zip(jobs, results):
             ts = time.perf_counter()
             e = r.explanation
-            label, confidence = e.prediction.label, e.prediction.confidence
             sentence = ""
             if "sentence" in j.explanations:
-                sentence, _ = explain_in_words(label, confidence, grid.pool(e.heatmap, "mean"), grid.boxes,
-                                               self.row_channels(model, j, r.tile),
-                                               j.pixel_pitch_mm or model.manifest.get("pixel_pitch_mm"),
-                                               model.manifest.get("ok_class", "ok"), DISPLAY_NAMES[e.method],
-                                               frame=r.view.locator(r.tile or 0))
+                sentence = self.sentence(model, j, r.tile, e.prediction.label, e.prediction.confidence,
+                                         grid.pool(e.heatmap, "mean"), grid.boxes, DISPLAY_NAMES[e.method])
             out.append(Inspection(
                 inspection_id=j.inspection_id, station_id=j.station_id, part_id=j.part_id, model=model.name,
-                model_sha256=self.sha256(model.name), label=label, confidence=float(confidence),
+                model_sha256=model.sha256, label=e.prediction.label, confidence=float(e.prediction.confidence),
                 probabilities=dict(e.prediction.probabilities), heatmap=r.heatmap,
                 heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, heatmap_method=e.method,
-                sentence=sentence,
-                requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
+                sentence=sentence, requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
                 tile_box=r.tile_box,
                 timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),
                             "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
         return out
 
     @staticmethod
-    def row_channels(model: Model, job: Job, tile: int | None) -> dict[str, np.ndarray]:
-        """The classifier input the decision came from, by channel name (model pixels)."""
-        x = job.view.x[tile or 0]
-        return {n: x[c] for c, n in enumerate(model.manifest["channels"])}
+    def target_index(model: Model, target_class: str | None) -> int | None:
+        if not target_class:
+            return None
+        if target_class not in model.classes:
+            raise UnknownName(f"target_class {target_class!r}: model {model.name} has {', '.join(model.classes)}")
+        return model.classes.index(target_class)
+
+    @staticmethod
+    def sentence(model: Model, job: Job, row: int | None, label: str, confidence: float, values: np.ndarray,
+                 boxes: np.ndarray, method_name: str) -> str:
+        """The sentence for one decision from per-patch evidence (Grad-CAM pooled, or SHAP values), with
+        descriptors measured on the classifier input it came from and places said in frame pixels."""
+        x = job.view.x[row or 0]
+        channels = {n: x[c] for c, n in enumerate(model.channels)}
+        text, _ = explain_in_words(label, confidence, values, boxes, channels,
+                                   job.pixel_pitch_mm or model.pixel_pitch_mm, model.ok_class, method_name,
+                                   frame=job.view.locator(row or 0))
+        return text
 
     def explain_extra(self, job: Job, inspection: Inspection, kinds: list[str]) -> tuple[list[Attribution], str | None]:
         """IG maps of the regression models and/or patch SHAP (with its SHAP-based sentence)."""
@@ -204,22 +215,22 @@ class Inspector:
                 t = time.perf_counter()
                 [e] = self.ig[name].explain(x[None])
                 self._record("ig", name, (time.perf_counter() - t) * 1e3)
-                attributions.append(Attribution(name, self.sha256(name), "ig", e.target, png(heatmap8(e.heatmap)),
-                                                e.attribution, e.extras["completeness_delta"],
-                                                e.extras["relative_completeness_delta"], e.extras["n_steps"]))
+                attributions.append(Attribution(
+                    model=name, model_sha256=self.models[name].sha256, method="ig", target=e.target,
+                    heat_png=png(heatmap8(e.heatmap)), attribution=e.attribution,
+                    completeness_delta=e.details.completeness_delta,
+                    relative_completeness_delta=e.details.relative_completeness_delta, n_steps=e.details.n_steps))
         if "shap" in kinds:
             model = self.classifier(job.model)
             t = time.perf_counter()
             row = inspection.tile or 0
             [e] = self.shap[model.name].explain(job.view.x[row][None], model.classes.index(inspection.label))
             self._record("shap", model.name, (time.perf_counter() - t) * 1e3)
-            sentence, _ = explain_in_words(inspection.label, inspection.confidence, e.extras["patch_values"],
-                                           e.extras["patch_boxes"], self.row_channels(model, job, row),
-                                           job.pixel_pitch_mm or model.manifest.get("pixel_pitch_mm"),
-                                           model.manifest.get("ok_class", "ok"), "SHAP log-odds",
-                                           frame=job.view.locator(row))
-            attribution = job.view.to_frame(row, e.attribution)
-            attributions.append(Attribution(model.name, self.sha256(model.name), "shap", e.target,
-                                            png(heatmap8(job.view.to_frame(row, e.heatmap))), attribution,
-                                            e.extras["efficiency_gap"], 0.0, e.extras["evaluations"], sentence))
+            sentence = self.sentence(model, job, row, inspection.label, inspection.confidence, e.details.patch_values,
+                                     e.details.patch_boxes, "SHAP log-odds")
+            attributions.append(Attribution(
+                model=model.name, model_sha256=model.sha256, method="shap", target=e.target,
+                heat_png=png(heatmap8(job.view.to_frame(row, e.heatmap))),
+                attribution=job.view.to_frame(row, e.attribution), completeness_delta=e.details.efficiency_gap,
+                relative_completeness_delta=0.0, n_steps=e.details.evaluations, sentence=sentence))
         return attributions, sentence

@@ -1,4 +1,4 @@
-"""One edge node: the inspector, the audit store, the watch hub and the micro-batcher, wired together.
+"""One edge node: the inspector, the inspection store, the watch hub and the micro-batcher, wired together.
 Plain async domain functions: the gRPC servicer and the HMI both call these.
 """
 from __future__ import annotations
@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from edge.record import Inspection, InspectionStore
 from edge.serve.batcher import MicroBatcher, ShuttingDown
 from edge.serve.config import ServeConfig
-from edge.serve.domain import Inspection, Job
+from edge.serve.domain import Job
 from edge.serve.hub import Hub
 from edge.serve.inspector import Inspector
-from edge.serve.store import AuditStore
 
 log = logging.getLogger("edge.serve")
 
@@ -27,7 +27,7 @@ class Node:
         self.inspector = Inspector(config.models_dir, threads=config.threads, backend=config.backend,
                                    default_model=config.default_model, ig_steps=config.ig_steps,
                                    shap_budget=config.shap_budget, allow_unaudited=config.allow_unaudited)
-        self.store = AuditStore(config.store, config.frame_retention, config.preview_retention)
+        self.store = InspectionStore(config.store, config.frame_retention, config.preview_retention)
         self.hub = Hub()
         # One thread runs the models (ONNX Runtime parallelises inside each call); one writes the store;
         # one computes deferred explanations, so they never hold up inline work in the model thread.
@@ -96,7 +96,7 @@ class Node:
             attributions, sentence = await loop.run_in_executor(
                 self.background_pool, self.inspector.explain_extra, job, ins, kinds)
             await loop.run_in_executor(self.store_pool, self.store.put_deferred, ins.inspection_id,
-                                       attributions, [], sentence)
+                                       attributions, sentence)
         except Exception:  # noqa: BLE001 - a failed background explanation must not take the node down
             log.exception("deferred %s for inspection %s failed", kinds, ins.inspection_id)
             return

@@ -1,16 +1,16 @@
 """The gRPC servicer: proto <-> domain, nothing else. One function maps exceptions to status codes."""
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
-import numpy as np
 
+from edge.errors import DeadlineExceeded, EdgeError, InvalidInput, NotFound, Refused, Saturated, Unavailable
+from edge.explain import frame_view
 from edge.explain.overlay import to_gray8
-from edge.serve.batcher import QueueFull, ShuttingDown
-from edge.serve.domain import DEFAULT_EXPLANATIONS, Inspection, Job
-from edge.explain.frame import frame_view
+from edge.record import Inspection
+from edge.serve.batcher import ShuttingDown
+from edge.serve.domain import DEFAULT_EXPLANATIONS, Job
 from edge.serve.frames import FieldError, decode_frame, decode_planes, preview_plane
 from edge.serve.inspector import UnknownName, png
 from edge.serve.node import Node
@@ -24,20 +24,24 @@ KIND_ENUMS = {v: k for k, v in KIND_NAMES.items()}
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The one place where domain errors become gRPC status codes."""
-    if isinstance(exc, FieldError):
+    """The one place where errors become gRPC status codes. Only the project's errors (edge.errors)
+    carry a message meant for the client; anything else is a bug: INTERNAL, logged with its traceback
+    by the caller, and its text is not sent (it may describe internals, not the request)."""
+    if isinstance(exc, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, (UnknownName, KeyError)):
-        return grpc.StatusCode.NOT_FOUND, str(exc).strip("'\"")
-    if isinstance(exc, ShuttingDown):
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, Unavailable):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
-    if isinstance(exc, QueueFull):
+    if isinstance(exc, Saturated):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+    if isinstance(exc, DeadlineExceeded):
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "cycle budget spent"
-    if isinstance(exc, ValueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+    if isinstance(exc, Refused):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc)
+    if isinstance(exc, EdgeError):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__} (logged on the server)"
 
 
 def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | None) -> Job:
@@ -53,11 +57,11 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
     budget = float(request.cycle_budget_ms) if request.cycle_budget_ms else node.config.cycle_budget_ms
     if time_remaining_s is not None:
         if time_remaining_s <= 0:
-            raise TimeoutError("the request's deadline had passed on arrival")
+            raise DeadlineExceeded("the request's deadline had passed on arrival")
         budget = min(budget, time_remaining_s * 1e3) if request.cycle_budget_ms else time_remaining_s * 1e3
-    planes = decode_planes(request.frame, model.manifest["channels"],
-                           integer_scaling=bool(model.manifest["input"].get("integer_scaling")))
-    view = frame_view(planes, model.manifest)
+    planes = decode_planes(request.frame, model.channels,
+                           integer_scaling=bool(model.input_spec.get("integer_scaling")))
+    view = frame_view(planes, model)
     regression = {}
     if "ig" in kinds:
         wanted = list(request.regression_models) or list(inspector.regression_models())
@@ -67,16 +71,18 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
                 raise UnknownName(f"regression_models: {name!r} is not served here{inspector.refusal(name)} "
                                   f"({', '.join(inspector.regression_models()) or 'none'})")
             try:
-                regression[name] = decode_frame(request.frame, m.manifest["channels"], m.input_shape[1:])
+                regression[name] = decode_frame(request.frame, m.channels, m.input_shape[1:])
             except FieldError:
                 if request.regression_models:      # asked for by name: say why it cannot be done
                     raise
                 # implicit "all": a model whose channels this frame lacks is skipped
     pitch = request.frame.pixel_pitch_mm if request.frame.pixel_pitch_mm > 0 else None
-    previews = {n: png(to_gray8(preview_plane(planes[i]))) for i, n in enumerate(model.manifest["channels"])}
-    return Job(request.station_id or "unnamed", request.part_id, model.name, view, kinds, budget,
-               request.target_class or None, regression, pitch, previews, request.store_frame,
-               request.frame.SerializeToString() if request.store_frame else None)
+    previews = {n: png(to_gray8(preview_plane(planes[i]))) for i, n in enumerate(model.channels)}
+    return Job(station_id=request.station_id or "unnamed", part_id=request.part_id, model=model.name, view=view,
+               explanations=kinds, budget_ms=budget, target_class=request.target_class or None,
+               regression_inputs=regression, pixel_pitch_mm=pitch, frame_previews=previews,
+               store_frame=request.store_frame,
+               raw_frame=request.frame.SerializeToString() if request.store_frame else None)
 
 
 def to_proto(ins: Inspection) -> pb.InspectResponse:
@@ -181,8 +187,6 @@ class InspectionServicer(pb_grpc.InspectionServicer):
                 raise FieldError("correct_class", "is required when the operator disagrees")
             t = await self.node.verdict(request.inspection_id, request.agree, request.correct_class,
                                         request.operator, request.condition)
-        except KeyError:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"inspection_id {request.inspection_id!r}: no such inspection")
         except Exception as e:  # noqa: BLE001
             await self._abort(context, e)
         return pb.VerdictAck(inspection_id=request.inspection_id, recorded_unix_ms=t)
@@ -191,9 +195,9 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         inspector = self.node.inspector
         m = inspector.models.get(name) or inspector.withheld[name]
         c, h, w = m.input_shape
-        return pb.ModelInfo(name=name, task=m.task, sha256=inspector.sha256(name),
-                            channels=m.manifest["channels"], classes=m.classes, height=h, width=w,
-                            graphs=list(m.manifest["graphs"]), audit_status=inspector.audit[name],
+        return pb.ModelInfo(name=name, task=m.task, sha256=m.sha256,
+                            channels=m.channels, classes=m.classes, height=h, width=w,
+                            graphs=m.graphs, audit_status=m.audit_status,
                             served=name in inspector.models)
 
     async def ListModels(self, request, context):

@@ -20,6 +20,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from edge.errors import InvalidInput
+
 DEFECT_CLASSES = ("crack", "pit", "contamination", "delamination", "scratch")
 OK_CLASS = "ok"
 CLASSES = (OK_CLASS,) + DEFECT_CLASSES
@@ -144,5 +146,5 @@ def defect_effect(name: str, size: int, pitch_mm: float, rng: np.random.Generato
     if name == OK_CLASS:
         return DefectEffect.none(size)
     if name not in GENERATORS:
-        raise ValueError(f"unknown defect class {name!r}; expected one of {', '.join(CLASSES)}")
+        raise InvalidInput(f"unknown defect class {name!r}; expected one of {', '.join(CLASSES)}")
     return GENERATORS[name](size, pitch_mm, rng)

@@ -11,6 +11,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from edge.errors import InvalidInput
+
 GEOMETRIES = ("flat", "v_groove", "cavity", "cylinder", "step", "combined")
 
 # Softening of geometric edges in pixels: wider than the 1 px of a cut edge, so that slopes stay
@@ -79,7 +81,7 @@ GENERATORS: dict[str, Callable[[int, float, np.random.Generator], np.ndarray]] =
 def height_map(geometry: str, size: int, pitch_mm: float, rng: np.random.Generator) -> np.ndarray:
     """Softened height map (mm) of shape (size, size) for a named geometry."""
     if geometry not in GENERATORS:
-        raise ValueError(f"unknown geometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}")
+        raise InvalidInput(f"unknown geometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}")
     h = GENERATORS[geometry](size, pitch_mm, rng)
     return cv2.GaussianBlur(h, (0, 0), EDGE_SOFTENING_PX)
 

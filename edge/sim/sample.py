@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from edge.errors import OutputExists
 from edge.sim import defects, geometry, optics, thermal
 
 CHANNELS = ("thermal", "phase", "intensity")
@@ -106,7 +107,7 @@ def write_dataset(out: Path, n: int, seed: int, cfg: SimConfig = SimConfig(),
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose a new --out folder")
+        raise OutputExists(f"{out} exists and is not empty; choose a new --out folder")
     for cls in cfg.classes:
         (out / cls).mkdir(parents=True, exist_ok=True)
     for i in tqdm(indices if indices is not None else range(n), total=n, desc="simulate",

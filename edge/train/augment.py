@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from edge.errors import InvalidInput
 
 PARTS = ("flips", "rot90", "scale", "photometric", "noise", "none")
 
@@ -41,15 +42,15 @@ class Augmentation:
         parts = [p.strip() for p in spec.split(",") if p.strip()]
         unknown = [p for p in parts if p not in PARTS]
         if unknown:
-            raise ValueError(f"--augment: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+            raise InvalidInput(f"--augment: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
         if "none" in parts:
             if len(parts) > 1:
-                raise ValueError("--augment: 'none' cannot be combined with other parts")
+                raise InvalidInput("--augment: 'none' cannot be combined with other parts")
             return cls(flips=())
         if "rot90" in parts and not square:
-            raise ValueError("--augment rot90: the inputs are not square (images of several aspect ratios)")
+            raise InvalidInput("--augment rot90: the inputs are not square (images of several aspect ratios)")
         if not photographs and ({"photometric", "noise"} & set(parts)):
-            raise ValueError("--augment photometric/noise: only for 8/16-bit photographs; this data is in "
+            raise InvalidInput("--augment photometric/noise: only for 8/16-bit photographs; this data is in "
                              "physical units (simulator .npz)")
         return cls(flips=(2, 3) if "flips" in parts else (), rotate90="rot90" in parts,
                    scale=(0.85, 1.25) if "scale" in parts else (1.0, 1.0), photometric="photometric" in parts,

@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edge.data.preprocess import Normalisation
+from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics
 from edge.train.augment import Augmentation
 from edge.train.models import FusionClassifier
@@ -216,7 +217,7 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
     counts = np.bincount(data.y[data.train], minlength=len(data.classes))
     if (counts == 0).any():
         missing = [c for c, n in zip(data.classes, counts) if n == 0]
-        raise ValueError(f"no training samples of class {', '.join(missing)} after the validation split")
+        raise InvalidInput(f"no training samples of class {', '.join(missing)} after the validation split")
     weights = torch.from_numpy((counts.astype(np.float64) ** -recipe.balance_power)[data.y[data.train]])
     steps = max(1, len(data.train) // recipe.batch_size)      # drop the ragged last batch: BN likes full ones
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)

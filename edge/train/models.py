@@ -13,6 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edge.errors import InvalidInput
+from edge.export.model_dir import WEIGHTS
+
 
 class ConvBNReLU(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1, groups: int = 1):
@@ -45,7 +48,7 @@ class FusionClassifier(nn.Module):
                  mask_head: bool = False):
         super().__init__()
         if pool not in POOLS:
-            raise ValueError(f"pool {pool!r}; expected one of {', '.join(POOLS)}")
+            raise InvalidInput(f"pool {pool!r}; expected one of {', '.join(POOLS)}")
         stem = 8 * in_channels
         w = width
         self.pool = pool
@@ -157,3 +160,28 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             module[0] = fuse_conv_bn_eval(conv, bn)
             module[1] = nn.Identity()
     return model
+
+
+def build_model(meta: dict) -> nn.Module:
+    """A model from the constructor arguments stored in weights.pt."""
+    kind = meta["architecture"]
+    if kind == "FusionClassifier":
+        return FusionClassifier(**meta["kwargs"])
+    if kind == "ResidualUNet":
+        return ResidualUNet(**meta["kwargs"])
+    raise InvalidInput(f"unknown architecture {kind!r}")
+
+
+def load_weights(model_dir) -> nn.Module:
+    """A model folder's weights.pt as the exported architecture, batch norm folded (what the graphs hold)."""
+    from pathlib import Path
+
+    from edge.errors import MissingFile
+
+    path = Path(model_dir) / WEIGHTS
+    if not path.is_file():
+        raise MissingFile(f"{path}: no weights to export")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(ckpt["meta"])
+    model.load_state_dict(ckpt["state_dict"])
+    return fold_batchnorm(model)

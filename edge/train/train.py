@@ -22,12 +22,12 @@ import torch.nn as nn
 
 from edge.data.arrays import Arrays, load_arrays, resolve_channels, survey
 from edge.data.preprocess import Normalisation
-from edge.export.graphs import OPSET, check_parity, export_graphs
-from edge.runtime.manifest import load_manifest, write_manifest
+from edge.errors import InvalidInput, OutputExists
+from edge.export.graphs import OPSET
+from edge.export.model_dir import export_model_dir
+from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
 from edge.train.augment import Augmentation
-from edge.train.models import FusionClassifier, ResidualUNet, fold_batchnorm
-
-WEIGHTS = "weights.pt"
+from edge.train.models import WEIGHTS, ResidualUNet, build_model, fold_batchnorm
 
 
 @dataclass(frozen=True)
@@ -105,16 +105,6 @@ def _random_crop(xb: torch.Tensor, yb: torch.Tensor, crop: int, gen: torch.Gener
     return xb[:, :, i:i + crop, j:j + crop], yb[:, :, i:i + crop, j:j + crop]
 
 
-def build_model(meta: dict) -> nn.Module:
-    """A model from the constructor arguments stored in weights.pt."""
-    kind = meta["architecture"]
-    if kind == "FusionClassifier":
-        return FusionClassifier(**meta["kwargs"])
-    if kind == "ResidualUNet":
-        return ResidualUNet(**meta["kwargs"])
-    raise ValueError(f"unknown architecture {kind!r}")
-
-
 def _predict_batches(model: nn.Module, x: np.ndarray, batch: int = 64) -> np.ndarray:
     model.eval()
     outs = []
@@ -140,16 +130,16 @@ def _manifest_base(out: Path, cfg: TrainConfig, data: Path, arrays: Arrays, n_tr
 def _check_out(out: Path) -> Path:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose a new --out folder")
+        raise OutputExists(f"{out} exists and is not empty; choose a new --out folder")
     return out
 
 
 def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dict:
     """Train, export and write the model folder. Returns a summary (validation metrics, timings)."""
     if cfg.task not in TASKS:
-        raise ValueError(f"unknown task {cfg.task!r}; expected one of {', '.join(TASKS)}")
+        raise InvalidInput(f"unknown task {cfg.task!r}; expected one of {', '.join(TASKS)}")
     if cfg.epochs is not None and cfg.epochs < 1:
-        raise ValueError("--epochs must be at least 1")
+        raise InvalidInput("--epochs must be at least 1")
     out = _check_out(out)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -162,14 +152,14 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
 def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -> dict:
     from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, fit_classifier,
                                        predict, score_predictions, step_seconds)
-    from edge.train.recipe import (choose_epochs, choose_prior_correction, choose_size, fit_size_to_budget,
-                                   choose_pool, lowest_size)
+    from edge.train.recipe import (choose_epochs, choose_pool, choose_prior_correction, choose_size, fit_size_to_budget,
+                                   lowest_size)
 
     t_start = time.perf_counter()
     found = survey(data, cfg.limit, cfg.seed, progress)
     classes = _class_order(found.labels, cfg.ok_class)
     if len(classes) < 2:
-        raise ValueError(f"{data}: need at least two class folders to train a classifier, found {classes}")
+        raise InvalidInput(f"{data}: need at least two class folders to train a classifier, found {classes}")
     mode = cfg.normalisation
     if mode == "auto":
         mode = "per_image" if found.photographs else "centred"
@@ -205,7 +195,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     arrays = load_arrays(data, size, cfg.channels, limit=cfg.limit, seed=cfg.seed, progress=progress)
     tr, va = _split(arrays.labels, cfg.val_fraction, cfg.seed)
     if len(tr) == 0:
-        raise ValueError(f"{data}: no training samples left after the validation split")
+        raise InvalidInput(f"{data}: no training samples left after the validation split")
     y = np.array([classes.index(lbl) for lbl in arrays.labels])
     norm = Normalisation.fit(arrays.x[tr], mode) if mode in ("dataset", "centred") else Normalisation(mode)
     ok_index = classes.index(cfg.ok_class) if cfg.ok_class in classes else -1
@@ -267,8 +257,8 @@ def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[
     validation samples with masks or boxes: the audit's pointing game per class (`audit.localisation`,
     which keeps the correctly classified defects)."""
     from edge.audit.localisation import cell_tolerance, localisation
+    from edge.explain import GradCAMExplainer
     from edge.explain.cam import METHODS
-    from edge.explain.gradcam import GradCAMExplainer
     from edge.runtime.model import Model
     from edge.train.recipe import choose_cam_method
 
@@ -286,6 +276,13 @@ def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[
     return choose_cam_method(pointing)
 
 
+def _reload(meta: dict, state: dict) -> nn.Module:
+    """The saved weights in a fresh instance of the exported architecture (what weights.pt reloads to)."""
+    model = build_model(meta)
+    model.load_state_dict(state)
+    return model
+
+
 def _save_and_export(out: Path, model: nn.Module, kwargs: dict, manifest: dict, history: list, validation: dict,
                      example: np.ndarray, t_start: float) -> dict:
     out.mkdir(parents=True, exist_ok=True)
@@ -296,8 +293,8 @@ def _save_and_export(out: Path, model: nn.Module, kwargs: dict, manifest: dict, 
     torch.save({"state_dict": state, "meta": meta}, out / WEIGHTS)
     manifest["training"].update(history=history, seconds=round(time.perf_counter() - t_start, 1))
     manifest["validation"] = validation
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))  # provisional; export finalises
-    exported = export_model_dir(out, example=example)
+    save_manifest(out, manifest)  # provisional; export adds the graphs and the files' hashes
+    exported = export_model_dir(out, fold_batchnorm(_reload(meta, state)), example=example)
     return {"model": str(out), "validation": manifest["validation"], "parity": exported["parity"],
             "seconds": round(time.perf_counter() - t_start, 1)}
 
@@ -314,7 +311,7 @@ def _train_regression(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     arrays: Arrays = load_arrays(data, size, channels, targets, limit=cfg.limit, seed=cfg.seed, progress=progress)
     tr, va = _split(arrays.labels, cfg.val_fraction, cfg.seed)
     if len(tr) == 0:
-        raise ValueError(f"{data}: no training samples left after the validation split")
+        raise InvalidInput(f"{data}: no training samples left after the validation split")
     gen = torch.Generator().manual_seed(cfg.seed)
     manifest = _manifest_base(out, cfg, data, arrays, len(tr), len(va))
     manifest["training"]["epochs"] = epochs
@@ -376,41 +373,3 @@ def _validate(model, task, xv, arrays, va, spec) -> dict:
         metrics["val_fringe_order_accuracy"] = float(
             (fringe_order(out[:, 0], wrapped) == fringe_order(truth, wrapped)).mean())
     return metrics
-
-
-def export_model_dir(model_dir: Path, example: np.ndarray | None = None) -> dict:
-    """(Re-)export a model folder's graphs from weights.pt, check parity with autograd, write the manifest."""
-    model_dir = Path(model_dir)
-    ckpt_path = model_dir / WEIGHTS
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path}: no weights to export")
-    manifest = json.loads((model_dir / "manifest.json").read_text())
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    model = build_model(ckpt["meta"])
-    model.load_state_dict(ckpt["state_dict"])
-    model = fold_batchnorm(model)
-    task = manifest["task"]
-    c = len(manifest["channels"])
-    size = manifest["input"]["size"][0]
-    graph_norm = manifest.get("in_graph_normalisation")
-
-    def sample_input(b: int, gen: torch.Generator) -> torch.Tensor:
-        z = torch.randn(b, c, size, size, generator=gen)
-        if graph_norm:  # physical units around the training distribution
-            z = z * torch.tensor(graph_norm["std"]).view(1, -1, 1, 1) + torch.tensor(graph_norm["mean"]).view(1, -1, 1, 1)
-        return z
-
-    ex = torch.from_numpy(example) if example is not None else sample_input(2, torch.Generator().manual_seed(0))
-    graphs = export_graphs(model, task, ex, model_dir)
-    parity = check_parity(model, task, model_dir, graphs, sample_input)
-    if "gradcam" in graphs:
-        from edge.export.graphs import gradcam_alignment
-
-        manifest["gradcam_alignment"] = gradcam_alignment(model, c, size)
-    manifest.update(graphs=graphs, operators=sorted({o for g in graphs.values() for o in g["operators"]}),
-                    parity={"relative_l2": {k: v["relative_l2"] for k, v in parity.items()},
-                            "relative_max": {k: v["relative_max"] for k, v in parity.items()},
-                            "kink_nudges": {k: v["kink_nudges"] for k, v in parity.items()},
-                            "batches": [1, 8], "reference": "torch.autograd, float64"},
-                    extra_files=[WEIGHTS])
-    return write_manifest(model_dir, manifest)

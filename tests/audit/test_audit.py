@@ -2,8 +2,8 @@
 import json
 
 import pytest
+from helpers import MODELS
 
-from conftest import MODELS
 from edge.audit.gate import evaluate_gate, load_policy
 from edge.cli import main
 
@@ -121,8 +121,7 @@ def test_gate_policy_and_exit_codes(tmp_path, capsys):
 def test_gate_records_the_outcome_and_the_server_withholds_unaudited_models(tmp_path, capsys):
     import shutil
 
-    from edge.audit.gate import audit_status
-    from edge.runtime.manifest import load_manifest
+    from edge.runtime.manifest import audit_status, load_manifest
     from edge.serve.inspector import Inspector
 
     models = tmp_path / "models"
@@ -162,14 +161,15 @@ def test_operator_agreement_per_condition_with_wilson_intervals(tmp_path):
     import numpy as np
 
     from edge.audit.agreement import operator_agreement
-    from edge.serve.domain import Inspection
-    from edge.serve.store import AuditStore
+    from edge.record import Inspection, InspectionStore
 
-    store = AuditStore(tmp_path / "a.sqlite")
+    store = InspectionStore(tmp_path / "a.sqlite")
     png = __import__("cv2").imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()
     for i in range(10):
-        store.put_inspection(Inspection(f"{i:04d}", "s", "p", "defect", "x", "crack", 0.9, {}, np.zeros((4, 4)), png,
-                                        "class crack", "", ("gradcam",), i))
+        store.put_inspection(Inspection(inspection_id=f"{i:04d}", station_id="s", part_id="p", model="defect",
+                                        model_sha256="x", label="crack", confidence=0.9, probabilities={},
+                                        heatmap=np.zeros((4, 4)), heatmap_png=png, heatmap_target="class crack",
+                                        sentence="", requested=("gradcam",), received_ms=i))
         cond = "map only" if i < 4 else "map + sentence"
         store.put_verdict(f"{i:04d}", agree=(i % 4 != 0), correct_class="" if i % 4 else "ok", condition=cond)
     store.put_verdict("0001", agree=True, condition="")           # outside the study: map + sentence
@@ -178,7 +178,7 @@ def test_operator_agreement_per_condition_with_wilson_intervals(tmp_path):
     assert r["map + sentence"]["n"] == 7 and abs(r["map + sentence"]["agreement"] - 5 / 7) < 1e-9
     lo, hi = r["map only"]["ci95"]
     assert 0 < lo < 0.75 < hi < 1
-    with pytest.raises(FileNotFoundError, match="no such audit store"):
+    with pytest.raises(FileNotFoundError, match="no such inspection store"):
         operator_agreement(tmp_path / "none.sqlite")
 
 
@@ -204,17 +204,20 @@ def test_the_sanity_check_compares_maps_of_the_models_own_cam_method(test_set, m
 
     from edge.audit import quality
     from edge.data.arrays import load_arrays
-    from edge.explain.gradcam import GradCAMExplainer
+    from edge.explain import GradCAMExplainer
     from edge.runtime.model import Model
 
     model = Model.load(MODELS / "defect")
     model.manifest = {**model.manifest, "explain": {"cam_method": "hirescam"}}
-    arrays = load_arrays(test_set, model.input_shape[1], model.manifest["channels"], limit=6, progress=False)
+    arrays = load_arrays(test_set, model.input_shape[1], model.channels, limit=6, progress=False)
     classes = np.array([model.classes.index(lab) for lab in arrays.labels])
     heat = np.stack([e.heatmap for e in GradCAMExplainer(model).explain(arrays.x, classes)])
-    used = []
-    real_cam_raw = quality.cam_raw
-    monkeypatch.setattr(quality, "cam_raw", lambda a, g, method="gradcam": used.append(method) or real_cam_raw(a, g, method))
+    import edge.explain.gradcam
+
+    used = []      # the randomised copy goes through the same explainer, hence the same CAM step
+    real_cam_raw = edge.explain.gradcam.cam_raw
+    monkeypatch.setattr(edge.explain.gradcam, "cam_raw",
+                        lambda a, g, method="gradcam": used.append(method) or real_cam_raw(a, g, method))
     s = quality.sanity(model, arrays.x, heat, classes)
     assert used == ["hirescam"] and s["method"] == "hirescam" and -1 <= s["rank_correlation_trained_vs_random"] <= 1
 

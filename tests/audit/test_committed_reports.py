@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import MODELS
 
-from conftest import MODELS
-from edge.audit.gate import audit_status, evaluate_gate, load_policy
-from edge.runtime.manifest import load_manifest
+from edge.audit.gate import evaluate_gate, load_policy
+from edge.runtime.manifest import audit_status, load_manifest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -61,7 +61,7 @@ def test_gpu_backends_equal_ort_cpu_on_the_shipped_defect_model(backend):
 
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             pytest.skip("onnxruntime-gpu not installed")
-    from conftest import MODELS
+    from helpers import MODELS
     from edge.runtime.model import Model
 
     cpu, gpu = Model.load(MODELS / "defect"), Model.load(MODELS / "defect", backend=backend)

@@ -1,19 +1,15 @@
 """Our explainers on the shipped ONNX graphs (no torch at inference) against the reference libraries
 on the same weights: pytorch-grad-cam, Captum, shap."""
-import json
 
 import numpy as np
 import pytest
 import torch
+from helpers import MODELS
+from helpers.reference_libs import pytorch_grad_cam, shipped_torch_model
 
-from edge.explain.base import make_explainer
-from edge.explain.gradcam import GradCAMExplainer
-from edge.explain.ig import IGExplainer
-from edge.explain.shap import PatchShapExplainer
+from edge.explain import GradCAMExplainer, IGExplainer, PatchShapExplainer, make_explainer
 from edge.runtime.model import Model
 from edge.sim.sample import simulate_sample
-from conftest import MODELS
-from reference_libs import pytorch_grad_cam, shipped_torch_model
 
 captum_attr = pytest.importorskip("captum.attr")
 
@@ -65,7 +61,6 @@ def test_gradcam_plusplus_weights_equal_pytorch_grad_cams_formula():
     from pytorch_grad_cam import GradCAMPlusPlus
 
     from edge.explain.cam import cam_weights
-
     rng = np.random.default_rng(0)
     acts = np.abs(rng.normal(size=(2, 5, 6, 6)))
     grads = rng.choice([-1.0, 1.0], size=(2, 5, 6, 6)) * rng.uniform(0.5, 2.0, size=(2, 5, 6, 6))
@@ -81,7 +76,7 @@ def test_gradcam_equals_captum_layergradcam(defect):
     xn = torch.from_numpy(model.normalisation.apply(x))
     raw = lgc.attribute(xn, target=model.classes.index("pit"), relu_attributions=True).detach()
     scale = float(raw.abs().max())
-    np.testing.assert_allclose(np.stack([e.extras["raw"] for e in ours]), raw[:, 0].numpy(), atol=1e-4 * scale)
+    np.testing.assert_allclose(np.stack([e.details.raw for e in ours]), raw[:, 0].numpy(), atol=1e-4 * scale)
     up = captum_attr.LayerAttribution.interpolate(raw, (128, 128), interpolate_mode="bilinear")[:, 0].numpy()
     np.testing.assert_allclose(np.stack([e.attribution for e in ours]), up, atol=1e-4 * scale)
 
@@ -114,16 +109,15 @@ def test_ig_equals_captum_for_the_classifier(defect):
         xn, baselines=torch.zeros_like(xn), target=model.classes.index("crack"), n_steps=50,
         method="gausslegendre", internal_batch_size=50, return_convergence_delta=True)
     theirs = theirs.detach().numpy()
-    got = np.stack([o.extras["per_channel"] for o in ours])
+    got = np.stack([o.details.per_channel for o in ours])
     np.testing.assert_allclose(got, theirs, atol=1e-4 * np.abs(theirs).max())
-    np.testing.assert_allclose([o.extras["completeness_delta"] for o in ours], delta.abs().detach().numpy(),
-                               atol=1e-4 * max(abs(o.extras["score"]) for o in ours))
+    np.testing.assert_allclose([o.details.completeness_delta for o in ours], delta.abs().detach().numpy(),
+                               atol=1e-4 * max(abs(o.details.score) for o in ours))
 
 
 @pytest.mark.parametrize("target", ["pixel:60,70", "roi:30:60,40:90"])
 def test_ig_equals_captum_for_regression_targets(thermal, target):
-    from edge.explain.targets import parse_target
-
+    from edge.explain import parse_target
     model, net = thermal
     x = frames(model, 1)
     ours = IGExplainer(model, n_steps=32, quadrature="riemann_middle").explain(x, target)[0]
@@ -139,7 +133,7 @@ def test_ig_equals_captum_for_regression_targets(thermal, target):
     theirs = captum_attr.IntegratedGradients(score).attribute(xt, baselines=baseline, n_steps=32,
                                                               method="riemann_middle", internal_batch_size=32)
     theirs = theirs.detach().numpy()[0]
-    got = ours.extras["per_channel"]
+    got = ours.details.per_channel
     # The U-Net takes absolute temperatures (~360 K) and subtracts their mean inside, so float32 costs
     # 1e-4 to 1e-3 relative in the ROI's gradient far from the ROI. Measured against Captum in float64
     # (the exact answer): first shipped model ours 0.99e-4, Captum float32 2.1e-4; the 6000-sample
@@ -152,7 +146,7 @@ def test_ig_equals_captum_for_regression_targets(thermal, target):
     rel = lambda a: np.linalg.norm(a - exact) / np.linalg.norm(exact)  # noqa: E731
     assert rel(got) < 1e-3 and rel(theirs) < 1e-3
     np.testing.assert_allclose(got, theirs, atol=1e-3 * np.abs(theirs).max())
-    assert ours.extras["score"] == pytest.approx(float(score(xt).detach()), rel=1e-5)
+    assert ours.details.score == pytest.approx(float(score(xt).detach()), rel=1e-5)
 
 
 def test_adaptive_ig_stops_per_sample_at_the_tolerance_or_says_it_did_not(defect):
@@ -162,22 +156,22 @@ def test_adaptive_ig_stops_per_sample_at_the_tolerance_or_says_it_did_not(defect
     adaptive = IGExplainer(model, tolerance=0.01).explain(x)
     steps = []
     for f, a in zip(fixed, adaptive):
-        assert f.extras["converged"] is None
-        if a.extras["converged"]:
-            assert a.extras["relative_completeness_delta"] <= 0.01
+        assert f.details.converged is None
+        if a.details.converged:
+            assert a.details.relative_completeness_delta <= 0.01
         else:
-            assert a.extras["n_steps"] == 256 and a.extras["relative_completeness_delta"] > 0.01
-        steps.append(a.extras["n_steps"])
+            assert a.details.n_steps == 256 and a.details.relative_completeness_delta > 0.01
+        steps.append(a.details.n_steps)
     # samples leave the batch when they converge: they do not all run to the slowest one's M
-    assert min(steps) < max(steps) and sum(a.extras["converged"] for a in adaptive) >= 4
+    assert min(steps) < max(steps) and sum(a.details.converged for a in adaptive) >= 4
     starved = IGExplainer(model, tolerance=1e-9, budget_ms=1.0).explain(x[:1])[0]
-    assert starved.extras["converged"] is False and starved.extras["n_steps"] == 4
+    assert starved.details.converged is False and starved.details.n_steps == 4
 
 
 def test_ig_quadrature_error_shrinks_with_steps(defect):
     model, _ = defect
     x = frames(model, 3)
-    d = {m: np.mean([e.extras["relative_completeness_delta"] for e in IGExplainer(model, n_steps=m).explain(x)])
+    d = {m: np.mean([e.details.relative_completeness_delta for e in IGExplainer(model, n_steps=m).explain(x)])
          for m in (4, 64)}
     assert d[64] < d[4]
 
@@ -188,9 +182,9 @@ def test_shap_on_the_model_is_efficient_deterministic_and_localised(defect):
     a = PatchShapExplainer(model, budget=512, seed=3).explain(x)
     b = PatchShapExplainer(model, budget=512, seed=3).explain(x)
     for ea, eb, i in zip(a, b, (1, 2)):
-        np.testing.assert_array_equal(ea.extras["patch_values"], eb.extras["patch_values"])
-        assert ea.extras["efficiency_gap"] < 1e-6 * max(1.0, abs(ea.extras["value"]))
-        assert ea.attribution.sum() == pytest.approx(ea.extras["value"] - ea.extras["baseline_value"], rel=1e-3)
+        np.testing.assert_array_equal(ea.details.patch_values, eb.details.patch_values)
+        assert ea.details.efficiency_gap < 1e-6 * max(1.0, abs(ea.details.value))
+        assert ea.attribution.sum() == pytest.approx(ea.details.value - ea.details.baseline_value, rel=1e-3)
         mask = simulate_sample(i, 1000)["mask"] > 0
         # the positive SHAP mass is concentrated on the defect: far above its share of the area
         pos = np.maximum(ea.attribution, 0)
@@ -210,7 +204,7 @@ def test_shaps_top_patch_lands_on_the_defect_at_the_audits_budget(defect):
                             else s[c] for c in model.manifest["channels"]]) for s in samples]).astype(np.float32)
     hits = 0
     for e, s in zip(PatchShapExplainer(model, budget=256, seed=0).explain(x), samples):
-        t, l, b, r = e.extras["patch_boxes"][int(np.argmax(e.extras["patch_values"]))]
+        t, l, b, r = e.details.patch_boxes[int(np.argmax(e.details.patch_values))]
         hits += bool(grow(s["mask"] > 0, 4)[t:b, l:r].any())
     assert hits >= 15
 
@@ -235,8 +229,8 @@ def test_shap_exact_and_shap_library_on_a_small_patch_game(defect):
         return out[:, c] - rest
 
     theirs = shap.KernelExplainer(f, np.zeros((1, 9))).shap_values(np.ones((1, 9)), nsamples=2048, silent=True)[0]
-    truth = exact.extras["patch_values"]
+    truth = exact.details.patch_values
     spread = np.abs(truth).max()
-    np.testing.assert_allclose(ours.extras["patch_values"], truth, atol=0.05 * spread)
+    np.testing.assert_allclose(ours.details.patch_values, truth, atol=0.05 * spread)
     np.testing.assert_allclose(theirs, truth, atol=0.05 * spread)
-    assert exact.extras["evaluations"] == 2 ** 9
+    assert exact.details.evaluations == 2 ** 9

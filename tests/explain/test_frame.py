@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.explain.frame import explain_frames, frame_view
-from edge.explain.gradcam import GradCAMExplainer
+from edge.explain import GradCAMExplainer, explain_frames, frame_view
 from edge.runtime.model import Model
 
 pytestmark = pytest.mark.slow
@@ -54,7 +53,7 @@ def _planes(img):
 def test_a_wide_frame_is_letterboxed_and_its_map_lands_on_the_spot(spot_model):
     rng = np.random.default_rng(1)
     frame = spot_image(rng, 40, 64, centre=(20, 48))      # not the training shape: 40x64, spot on the right
-    [r] = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(frame), spot_model.manifest)])
+    [r] = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(frame), spot_model)])
     assert r.tiles == 1 and r.heatmap.shape == (40, 64) and r.explanation.prediction.label == "spot"
     row, col = np.unravel_index(np.argmax(r.heatmap), r.heatmap.shape)
     cell = 8 / r.view.scale                  # a 1/8-resolution map points to within one cell: 10.7 frame px
@@ -64,12 +63,12 @@ def test_a_wide_frame_is_letterboxed_and_its_map_lands_on_the_spot(spot_model):
 def test_a_large_frame_is_tiled_the_worst_tile_decides_and_the_map_is_stitched(spot_model):
     rng = np.random.default_rng(2)
     clean = spot_image(rng, 160, 240)
-    view = frame_view(_planes(clean), spot_model.manifest)
+    view = frame_view(_planes(clean), spot_model)
     assert view.tiling is not None and len(view.x) > 12                # 160x240 against 48 px training images
     [ok] = explain_frames(GradCAMExplainer(spot_model), [view])
     assert ok.explanation.prediction.label == "ok" and ok.heatmap.shape == (160, 240)
     frame = spot_image(rng, 160, 240, centre=(121, 187))
-    [r] = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(frame), spot_model.manifest)])
+    [r] = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(frame), spot_model)])
     assert r.explanation.prediction.label == "spot" and r.heatmap.shape == (160, 240)
     x0, y0, x1, y1 = r.tile_box
     assert x0 <= 187 < x1 and y0 <= 121 < y1                          # the deciding tile holds the spot

@@ -2,7 +2,6 @@
 import collections
 
 import numpy as np
-import pytest
 
 from edge.explain.patch_stats import region_stats
 from edge.explain.sentence import describe, explain_in_words, top_patches, where

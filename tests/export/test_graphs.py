@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from edge.export.graphs import ALLOWED_OPS, check_parity, export_graphs, reference_outputs
-from conftest import randomise_batchnorm
+from helpers import randomise_batchnorm
 from edge.train.models import ResidualUNet, fold_batchnorm
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 
 from edge.serve.station import make_requests
 from edge.v1 import inspection_pb2_grpc as pb_grpc
-from serve.harness import make_config, running_server
+from helpers.server import make_config, running_server
 
 pytestmark = pytest.mark.slow
 

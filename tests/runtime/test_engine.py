@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from edge.errors import NotFound
 from edge.runtime.engine import InputError, InputSpec, check_feeds, make_engine
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ def test_float64_is_narrowed_not_refused():
 
 
 def test_unknown_graph_and_backend(engine, tiny_classifier):
-    with pytest.raises(KeyError, match="no 'shap' graph"):
+    with pytest.raises(NotFound, match="no 'shap' graph"):
         engine.run("shap", {})
     with pytest.raises(ValueError, match="unknown backend 'onnx'"):
         make_engine("onnx", {})

@@ -1,6 +1,5 @@
 """Manifests refuse tampered model folders; the runtime path never imports torch."""
 import json
-import shutil
 import subprocess
 import sys
 

@@ -1,10 +1,10 @@
-"""Configuration files and the audit store on their own."""
+"""Configuration files and the inspection store on their own."""
 import numpy as np
 import pytest
 
+from edge.errors import NotFound
+from edge.record import Attribution, Inspection, InspectionStore
 from edge.serve.config import ServeConfig
-from edge.serve.domain import Attribution, Inspection
-from edge.serve.store import AuditStore
 
 
 def test_config_file_overrides_and_names_unknown_settings(tmp_path):
@@ -29,24 +29,28 @@ def _inspection(i: int) -> Inspection:
     import cv2
 
     png = cv2.imencode(".png", (heat * 255).astype(np.uint8))[1].tobytes()
-    return Inspection(f"{i:08d}", "s1", f"p{i}", "defect", "ab" * 32, "crack", 0.9, {"ok": 0.1, "crack": 0.9}, heat,
-                      png, "class crack", "sentence", ("gradcam", "ig"), 1000 + i, {"graph": 2.0}, deferred=["ig"])
+    return Inspection(inspection_id=f"{i:08d}", station_id="s1", part_id=f"p{i}", model="defect",
+                      model_sha256="ab" * 32, label="crack", confidence=0.9, probabilities={"ok": 0.1, "crack": 0.9},
+                      heatmap=heat, heatmap_png=png, heatmap_target="class crack", sentence="sentence",
+                      requested=("gradcam", "ig"), received_ms=1000 + i, timings_ms={"graph": 2.0}, deferred=["ig"])
 
 
 def test_round_trip_deferred_verdicts_and_retention(tmp_path):
-    store = AuditStore(tmp_path / "a.sqlite", frame_retention=2, preview_retention=2)
+    store = InspectionStore(tmp_path / "a.sqlite", frame_retention=2, preview_retention=2)
     for i in range(4):
         store.put_inspection(_inspection(i), {"thermal": b"png"}, frame=b"raw" * 10)
     got = store.get("00000003")
     assert got.label == "crack" and got.deferred == ["ig"] and got.heatmap.shape == (8, 8)
     assert abs(got.heatmap.max() - 1) < 1e-6
-    a = Attribution("thermal", "cd" * 32, "ig", "output mean", b"png", np.ones((8, 8), np.float32), 0.01, 0.001, 16)
-    store.put_deferred("00000003", [a], [], "better sentence")
+    a = Attribution(model="thermal", model_sha256="cd" * 32, method="ig", target="output mean", heat_png=b"png",
+                    attribution=np.ones((8, 8), np.float32), completeness_delta=0.01,
+                    relative_completeness_delta=0.001, n_steps=16)
+    store.put_deferred("00000003", [a], "better sentence")
     got = store.get("00000003")
     assert got.complete and got.sentence == "better sentence" and got.attributions[0].n_steps == 16
     store.put_verdict("00000003", False, "scratch", "anna")
     assert store.get("00000003").verdict == "disagree: scratch"
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound, match="inspection_id 'nope'"):
         store.put_verdict("nope", True)
     assert store.count("frames") == 2 and store.count("previews") == 2      # oldest deleted
     assert store.preview("00000000", "thermal") is None and store.preview("00000003", "thermal") == b"png"

@@ -4,7 +4,7 @@ import json
 import shutil
 from types import SimpleNamespace
 
-from conftest import MODELS
+from helpers import MODELS
 from edge.serve.inspector import Inspector
 from edge.serve.servicer import build_job
 from edge.serve.station import make_requests

@@ -12,11 +12,11 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers.server import make_config, running_server
 
+from edge.record import InspectionStore
 from edge.serve.station import make_requests
-from edge.serve.store import AuditStore
 from edge.v1 import inspection_pb2_grpc as pb_grpc
-from serve.harness import make_config, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def free_port() -> int:
 
 def start_serve(tmp_path, *extra):
     port = free_port()
-    store = tmp_path / "audit.sqlite"
+    store = tmp_path / "inspections.sqlite"
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--grpc", f"127.0.0.1:{port}", "--hmi", "off",
                              "--store", str(store), "--threads", "1", "--allow-unaudited", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -93,7 +93,7 @@ def test_kill_9_under_load_loses_no_acknowledged_inspection(tmp_path):
     proc.wait(10)
     seen = list(acked)                   # everything acknowledged before the kill
     finish()
-    store = AuditStore(store_path)
+    store = InspectionStore(store_path)
     assert store.integrity_check() == "ok"
     missing = [i for i in seen if store.get_row(i) is None]
     assert not missing, f"{len(missing)} acknowledged inspections lost"
@@ -108,7 +108,7 @@ def test_sigterm_drains_in_flight_work_and_exits_cleanly(tmp_path):
     assert proc.returncode == 0, out
     # requests after the signal are refused (UNAVAILABLE), never half-done
     assert set(errors) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
-    store = AuditStore(store_path)
+    store = InspectionStore(store_path)
     assert all(store.get_row(i) is not None for i in acked)
     assert store.integrity_check() == "ok"
 

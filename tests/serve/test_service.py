@@ -10,12 +10,12 @@ import httpx
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers.server import make_config, running_server
 
 from edge.serve.frames import encode_frame
 from edge.serve.station import make_requests
 from edge.v1 import inspection_pb2 as pb
 from edge.v1 import inspection_pb2_grpc as pb_grpc
-from serve.harness import make_config, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def test_inspect_answers_with_class_heatmap_sentence_and_timings(stub, requests,
     assert r.sentence.startswith("Defect classified as CRACK") and r.complete and not r.deferred
     stages = {t.stage for t in r.timings}
     assert {"graph", "cam", "sentence", "store", "total"} <= stages
-    assert r.model == "defect" and r.model_sha256 == server.node.inspector.sha256("defect")
+    assert r.model == "defect" and r.model_sha256 == server.node.inspector.models["defect"].sha256
     assert r.station_id == "test-station" and r.part_id == requests[1].part_id
     stored = server.node.store.get(r.inspection_id)
     assert stored.label == "crack" and stored.sentence == r.sentence   # in the store before the answer
@@ -260,6 +260,24 @@ def test_hmi_api(server, stub, requests):
         assert event["station"] == "test-station" and "event: inspection" in lines
 
 
+def test_hmi_lists_inspections_of_a_model_no_longer_served(server, stub, requests):
+    """The record outlives model changes: a row made by a model this node does not serve still lists."""
+    import dataclasses
+
+    r = stub.Inspect(requests[1], timeout=10)
+    kept = server.node.store.get(r.inspection_id)
+    retired = dataclasses.replace(kept, inspection_id=kept.inspection_id + "-old", model="retired-v1")
+    server.node.store.put_inspection(retired)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.hmi_port}", timeout=10) as http:
+        listed = http.get("/api/inspections", params={"limit": 50})
+        assert listed.status_code == 200
+        row = next(x for x in listed.json() if x["id"] == retired.inspection_id)
+        assert row["model"] == "retired-v1" and row["audit_status"] == "not served by this node"
+        assert row["classes"] == list(kept.probabilities) and row["channels"] == []
+        assert any(x["id"] == r.inspection_id for x in listed.json())       # the others list as before
+        assert http.get(f"/api/inspections/{retired.inspection_id}").status_code == 200
+
+
 def test_a_full_queue_answers_resource_exhausted(tmp_path, requests):
     with running_server(make_config(tmp_path, hmi=None, queue_size=1, max_batch=1, batch_wait_ms=0)) as s:
         with grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as ch:
@@ -294,9 +312,9 @@ def test_a_4_mpixel_16_bit_three_channel_frame_fits_the_message_limit(stub, requ
 def test_models_whose_audit_failed_are_listed_but_withheld(tmp_path, requests):
     """The shipped thermal model fails its recorded audit (docs/audits/thermal): a node started without
     --allow-unaudited serves the classifier and phase unwrapping, and withholds thermal, saying why."""
-    from edge.audit.gate import audit_status
-    from edge.runtime.manifest import load_manifest
-    from conftest import MODELS
+    from helpers import MODELS
+
+    from edge.runtime.manifest import audit_status, load_manifest
 
     status = audit_status(load_manifest(MODELS / "thermal"))
     assert status.startswith("failed")

@@ -3,13 +3,13 @@ every one that was not is refused as ShuttingDown (UNAVAILABLE on the wire), and
 import asyncio
 
 import pytest
+from helpers.server import make_config
 
+from edge.record import InspectionStore
 from edge.serve.batcher import ShuttingDown
 from edge.serve.node import Node
 from edge.serve.servicer import build_job
 from edge.serve.station import make_requests
-from edge.serve.store import AuditStore
-from serve.harness import make_config
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_stop_under_load_answers_or_refuses_every_inspection(tmp_path):
 
     answered, refused = asyncio.run(scenario())
     assert len(refused) == 4                  # every station was told, none hung
-    store = AuditStore(cfg.store)
+    store = InspectionStore(cfg.store)
     assert all(store.get_row(i) is not None for i in answered)
     assert store.integrity_check() == "ok"
 

@@ -1,5 +1,4 @@
-"""A real server (gRPC + HMI on free ports, a temporary store) running in a background thread.
-(A helper module, not a conftest: a second conftest.py would shadow tests/conftest.py's imports.)"""
+"""A real node (gRPC + HMI on free ports, a temporary store) running in a background thread."""
 from __future__ import annotations
 
 import asyncio
@@ -7,14 +6,14 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from edge.app import EdgeApp
 from edge.serve.config import ServeConfig
-from edge.serve.server import Server
 
 
 @contextmanager
 def running_server(config: ServeConfig):
     loop = asyncio.new_event_loop()
-    server = Server(config)
+    server = EdgeApp(config)
     started = threading.Event()
     failure: list[BaseException] = []
 
@@ -43,5 +42,5 @@ def running_server(config: ServeConfig):
 
 
 def make_config(tmp: Path, **kw) -> ServeConfig:
-    return ServeConfig(**{"grpc": "127.0.0.1:0", "hmi": "127.0.0.1:0", "store": tmp / "audit.sqlite", "threads": 2,
+    return ServeConfig(**{"grpc": "127.0.0.1:0", "hmi": "127.0.0.1:0", "store": tmp / "inspections.sqlite", "threads": 2,
                           "ig_steps": 8, "shap_budget": 64, "allow_unaudited": True, **kw})

@@ -35,7 +35,7 @@ def shipped_torch_model(model_dir: Path):
     """The shipped model rebuilt in torch from its weights.pt (eval mode, batch-norm not folded)."""
     import torch
 
-    from edge.train.train import WEIGHTS, build_model
+    from edge.train.models import WEIGHTS, build_model
 
     ckpt = torch.load(Path(model_dir) / WEIGHTS, map_location="cpu", weights_only=True)
     model = build_model(ckpt["meta"])

@@ -1,4 +1,6 @@
-"""The audit store: every inspection, deferred explanation and operator verdict in SQLite.
+"""The inspection record: every inspection, deferred explanation and operator verdict in SQLite.
+
+(Named apart from `edge.audit`, the pre-deployment audit toolkit, which reads its verdicts.)
 
 WAL journal (readers never block the writer) with synchronous=FULL, so a row is on disk when its
 transaction commits: the servicer writes an inspection *before* it answers, and a crash after an
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.serve.domain import Attribution, Inspection, now_ms
+from edge.errors import NotFound, Unavailable
+from edge.record.inspection import Attribution, Inspection, now_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inspections (
@@ -46,11 +49,11 @@ INSPECTION_COLUMNS = ("id", "station_id", "part_id", "received_ms", "stored_ms",
                       "requested", "deferred", "tiles", "tile_box", "heatmap_method")
 
 
-class StoreError(RuntimeError):
-    pass
+class StoreError(Unavailable):
+    """The store cannot be opened or written (path, permissions, disk)."""
 
 
-class AuditStore:
+class InspectionStore:
     def __init__(self, path: Path | str, frame_retention: int = 1000, preview_retention: int = 10000):
         self.path = str(path)
         if self.path != ":memory:":
@@ -74,7 +77,7 @@ class AuditStore:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as e:
-                raise StoreError(f"audit store {self.path}: {e}") from e
+                raise StoreError(f"inspection store {self.path}: {e}") from e
             self._local.conn = conn
         return conn
 
@@ -121,11 +124,11 @@ class AuditStore:
                  a.attribution.astype("<f2").tobytes(), h, w, a.completeness_delta, a.relative_completeness_delta,
                  a.n_steps, a.sentence, now_ms()))
 
-    def put_deferred(self, inspection_id: str, attributions: list[Attribution], deferred_left: list[str],
-                     sentence: str | None = None) -> None:
-        """Explanations that finished after the answer, and what is still outstanding."""
+    def put_deferred(self, inspection_id: str, attributions: list[Attribution], sentence: str | None = None) -> None:
+        """The deferred explanations, finished after the answer: the inspection is complete from then on
+        (one background pass computes all of an inspection's deferred kinds)."""
         stmts = [self._attribution_stmt(inspection_id, a) for a in attributions]
-        stmts.append(("UPDATE inspections SET deferred = ? WHERE id = ?", (json.dumps(deferred_left), inspection_id)))
+        stmts.append(("UPDATE inspections SET deferred = '[]' WHERE id = ?", (inspection_id,)))
         if sentence:
             stmts.append(("UPDATE inspections SET sentence = ? WHERE id = ?", (sentence, inspection_id)))
         self._write(stmts)
@@ -133,7 +136,7 @@ class AuditStore:
     def put_verdict(self, inspection_id: str, agree: bool, correct_class: str = "", operator: str = "",
                     condition: str = "") -> int:
         if self.get_row(inspection_id) is None:
-            raise KeyError(f"no inspection {inspection_id!r}")
+            raise NotFound(f"inspection_id {inspection_id!r}: no such inspection")
         t = now_ms()
         self._write([("INSERT INTO verdicts (inspection_id, agree, correct_class, operator, condition, created_ms)"
                       " VALUES (?,?,?,?,?,?)", (inspection_id, int(agree), correct_class, operator, condition, t))])
@@ -154,20 +157,25 @@ class AuditStore:
         import cv2
 
         heat = cv2.imdecode(np.frombuffer(row["heatmap_png"], np.uint8), cv2.IMREAD_GRAYSCALE)
-        ins = Inspection(row["id"], row["station_id"], row["part_id"], row["model"], row["model_sha256"],
-                         row["label"], row["confidence"], json.loads(row["probabilities"]),
-                         heat.astype(np.float32) / 255, row["heatmap_png"], row["heatmap_target"], row["sentence"],
-                         tuple(json.loads(row["requested"])), row["received_ms"], json.loads(row["timings"]),
-                         deferred=json.loads(row["deferred"]), tiles=row.get("tiles") or 1,
+        ins = Inspection(inspection_id=row["id"], station_id=row["station_id"], part_id=row["part_id"],
+                         model=row["model"], model_sha256=row["model_sha256"], label=row["label"],
+                         confidence=row["confidence"], probabilities=json.loads(row["probabilities"]),
+                         heatmap=heat.astype(np.float32) / 255, heatmap_png=row["heatmap_png"],
+                         heatmap_target=row["heatmap_target"], sentence=row["sentence"],
+                         requested=tuple(json.loads(row["requested"])), received_ms=row["received_ms"],
+                         timings_ms=json.loads(row["timings"]), deferred=json.loads(row["deferred"]),
+                         tiles=row.get("tiles") or 1,
                          tile_box=tuple(json.loads(row["tile_box"])) if row.get("tile_box") else None,
                          heatmap_method=row.get("heatmap_method") or "gradcam")
         conn = self._connect()
         conn.row_factory = sqlite3.Row
         for e in conn.execute("SELECT * FROM explanations WHERE inspection_id = ? ORDER BY id", (row["id"],)):
             a = np.frombuffer(e["float16"], "<f2").reshape(e["height"], e["width"]).astype(np.float32)
-            ins.attributions.append(Attribution(e["model"], e["model_sha256"], e["method"], e["target"], e["png"], a,
-                                                e["completeness_delta"], e["relative_completeness_delta"],
-                                                e["n_steps"], e["sentence"]))
+            ins.attributions.append(Attribution(
+                model=e["model"], model_sha256=e["model_sha256"], method=e["method"], target=e["target"],
+                heat_png=e["png"], attribution=a, completeness_delta=e["completeness_delta"],
+                relative_completeness_delta=e["relative_completeness_delta"], n_steps=e["n_steps"],
+                sentence=e["sentence"]))
         v = conn.execute("SELECT agree, correct_class FROM verdicts WHERE inspection_id = ? ORDER BY id DESC LIMIT 1",
                          (row["id"],)).fetchone()
         if v is not None:

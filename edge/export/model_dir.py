@@ -1,0 +1,51 @@
+"""Export of a model folder: its graphs from a trained PyTorch module, parity with autograd, the manifest.
+
+    export_model_dir(Path("models/defect"), load_weights("models/defect"))    # what `edge-xai export` does
+
+The module comes from the caller (training, or `edge.train.models.load_weights`), so export knows
+graphs and manifests, not architectures.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edge.export.graphs import check_parity, export_graphs, gradcam_alignment
+from edge.runtime.manifest import MANIFEST, write_manifest
+
+WEIGHTS = "weights.pt"     # kept beside the graphs and hashed with them (reference tests, re-export)
+
+
+def export_model_dir(model_dir: Path, model: nn.Module, example: np.ndarray | None = None) -> dict:
+    """(Re-)export a model folder's graphs from `model` (batch norm folded), check parity with autograd,
+    write the manifest. The folder's manifest.json (final or provisional) supplies the task, channels and
+    input size."""
+    model_dir = Path(model_dir)
+    manifest = json.loads((model_dir / MANIFEST).read_text())
+    task = manifest["task"]
+    c = len(manifest["channels"])
+    size = manifest["input"]["size"][0]
+    graph_norm = manifest.get("in_graph_normalisation")
+
+    def sample_input(b: int, gen: torch.Generator) -> torch.Tensor:
+        z = torch.randn(b, c, size, size, generator=gen)
+        if graph_norm:  # physical units around the training distribution
+            z = z * torch.tensor(graph_norm["std"]).view(1, -1, 1, 1) + torch.tensor(graph_norm["mean"]).view(1, -1, 1, 1)
+        return z
+
+    ex = torch.from_numpy(example) if example is not None else sample_input(2, torch.Generator().manual_seed(0))
+    graphs = export_graphs(model, task, ex, model_dir)
+    parity = check_parity(model, task, model_dir, graphs, sample_input)
+    if "gradcam" in graphs:
+        manifest["gradcam_alignment"] = gradcam_alignment(model, c, size)
+    manifest.update(graphs=graphs, operators=sorted({o for g in graphs.values() for o in g["operators"]}),
+                    parity={"relative_l2": {k: v["relative_l2"] for k, v in parity.items()},
+                            "relative_max": {k: v["relative_max"] for k, v in parity.items()},
+                            "kink_nudges": {k: v["kink_nudges"] for k, v in parity.items()},
+                            "batches": [1, 8], "reference": "torch.autograd, float64"},
+                    extra_files=[WEIGHTS])
+    return write_manifest(model_dir, manifest)

@@ -1,0 +1,68 @@
+"""What an inspection is, as the plant keeps it: independent of gRPC, of the HMI and of the models.
+
+The record (`InspectionStore`) holds these; the service makes them, the HMI shows them, the audit's
+operator agreement reads their verdicts. Built with keywords only: a positional 0.0 that silently
+means "relative completeness delta" is exactly the slip this prevents.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def new_inspection_id() -> str:
+    # Time-ordered (sortable in the store and the HMI) and unique across restarts.
+    return f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(kw_only=True)
+class Attribution:
+    """An IG or SHAP map (deferred or inline)."""
+    model: str
+    model_sha256: str
+    method: str                      # ig | shap
+    target: str                      # what was explained, in words
+    heat_png: bytes
+    attribution: np.ndarray          # (H, W) float32, signed
+    completeness_delta: float        # IG: |sum of attributions - (F(x) - F(baseline))|; SHAP: efficiency gap
+    relative_completeness_delta: float   # IG: the delta over |F(x) - F(baseline)|; SHAP: 0 (no such measure)
+    n_steps: int                     # IG: interpolation points; SHAP: model evaluations
+    sentence: str | None = None
+
+
+@dataclass(kw_only=True)
+class Inspection:
+    """One part's inspection: the decision, its Grad-CAM map and sentence, later explanations, the verdict."""
+    inspection_id: str
+    station_id: str
+    part_id: str
+    model: str
+    model_sha256: str
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    heatmap: np.ndarray              # (H, W) in [0, 1], the frame's own pixels
+    heatmap_png: bytes
+    heatmap_target: str
+    sentence: str
+    requested: tuple[str, ...]
+    received_ms: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    attributions: list[Attribution] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    verdict: str = ""
+    heatmap_method: str = "gradcam"  # gradcam | gradcam++ | hirescam: the model's own CAM (Model.cam_method)
+    tiles: int = 1                   # a frame much larger than the training images is inspected in tiles
+    tile_box: tuple[int, int, int, int] | None = None   # the deciding tile, (x0, y0, x1, y1) frame pixels
+    tile: int | None = None          # its row among the job's inputs (in memory only, for deferred SHAP)
+
+    @property
+    def complete(self) -> bool:
+        return not self.deferred
