@@ -234,3 +234,14 @@ def test_shap_exact_and_shap_library_on_a_small_patch_game(defect):
     np.testing.assert_allclose(ours.details.patch_values, truth, atol=0.05 * spread)
     np.testing.assert_allclose(theirs, truth, atol=0.05 * spread)
     assert exact.details.evaluations == 2 ** 9
+
+
+def test_the_package_factory_knows_every_cam_method():
+    import edge.explain
+    from edge.explain.cam import METHODS
+
+    assert edge.explain.CAM_METHODS == METHODS
+    from edge.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="unknown method 'lime'"):
+        edge.explain.make_explainer("lime", None)
