@@ -6,6 +6,8 @@ same input, this machine.
 Rows (JSON `results.<name>.median_ms`):
   predict              our predict graph: normalise, run, softmax
   gradcam              our Grad-CAM explainer, predicted class: one gradcam-graph call + map
+  predict_then_gradcam a predict-graph call, then Grad-CAM, back to back: two sessions' thread pools in turn
+                       (minus predict + gradcam = what one pool's after-work spinning costs the other)
   pytorch_grad_cam     pytorch-grad-cam GradCAM on the torch model (same weights)
   captum_layergradcam  Captum LayerGradCam + bilinear upsampling + min-max
   ig                   our IG, M = 50 Gauss-Legendre, one batched input-gradient call
@@ -32,10 +34,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))      # reference_libs: pytorch-grad-cam without torchvision
+sys.path.insert(0, str(ROOT / "tests"))      # helpers.reference_libs: pytorch-grad-cam without torchvision
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-ROWS = ("predict", "gradcam", "pytorch_grad_cam", "captum_layergradcam", "ig", "captum_ig", "ig_adaptive",
+ROWS = ("predict", "gradcam", "predict_then_gradcam", "pytorch_grad_cam", "captum_layergradcam", "ig", "captum_ig", "ig_adaptive",
         "shap", "shap_lib", "shap_lib_onnx")
 
 
@@ -46,7 +48,7 @@ def build_row(name: str, args: argparse.Namespace):
     from edge.runtime.model import Model, softmax
     from edge.sim.sample import simulate_sample
 
-    model = Model.load(args.model, threads=args.threads)
+    model = Model.load(args.model, threads=args.threads, spin=args.spin)
     model.warm_up()
     s = simulate_sample(1, 1000)                     # a crack frame
     # A model trained on photographs reads other channels (`gray`, `c0..`): the frame's intensity stands
@@ -65,6 +67,10 @@ def build_row(name: str, args: argparse.Namespace):
         from edge.explain import GradCAMExplainer
         e = GradCAMExplainer(model)
         return lambda: e.explain(x), {}
+    if name == "predict_then_gradcam":
+        from edge.explain import GradCAMExplainer
+        e = GradCAMExplainer(model)
+        return lambda: (model.run("predict", {"input": model.normalisation.apply(x)}), e.explain(x)), {}
     if name in ("ig", "ig_adaptive"):
         from edge.explain import IGExplainer
         kw = dict(n_steps=args.steps) if name == "ig" else dict(tolerance=0.01)
@@ -78,13 +84,13 @@ def build_row(name: str, args: argparse.Namespace):
         return lambda: e.explain(x, c), {"patches": e.grid.n, "budget": args.shap_budget}
 
     import torch
-    from reference_libs import shipped_torch_model
+    from helpers.reference_libs import shipped_torch_model
 
     torch.set_num_threads(args.threads)
     net = shipped_torch_model(args.model)
     xt = lambda: torch.from_numpy(model.normalisation.apply(x))  # noqa: E731  (the same input as ours)
     if name == "pytorch_grad_cam":
-        from reference_libs import pytorch_grad_cam
+        from helpers.reference_libs import pytorch_grad_cam
 
         pgc = pytorch_grad_cam()
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -165,6 +171,8 @@ def main() -> None:
     p.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of the rows")
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)   # internal: one row, in this process
     p.add_argument("--out", type=Path, default=None, help="write JSON results here")
+    p.add_argument("--spin", action="store_true",
+                   help="let ONNX Runtime's thread pools busy-wait between calls (its own default; ours is off)")
     args = p.parse_args()
     if args.row:
         print(json.dumps(run_row(args.row, args)))

@@ -40,13 +40,13 @@ def pct(lat: list[float]) -> dict:
             "p99_ms": float(np.percentile(a, 99))}
 
 
-async def in_process(count: int, threads: int, store: Path) -> dict:
+async def in_process(count: int, threads: int, store: Path, spin: bool = False) -> dict:
     from edge.serve.config import ServeConfig
     from edge.serve.node import Node
     from edge.serve.servicer import build_job
     from edge.serve.station import make_requests
 
-    node = Node(ServeConfig(store=store, threads=threads, hmi=None, allow_unaudited=True))
+    node = Node(ServeConfig(store=store, threads=threads, hmi=None, allow_unaudited=True, ort_spin=spin))
     await node.start()
     reqs = make_requests(12, 700, "bench")
     lat = []
@@ -80,6 +80,8 @@ def main() -> None:
     p.add_argument("--count", type=int, default=100, help="requests per row and per station (default 100)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads in the server (default 2)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--spin", action="store_true",
+                   help="let ONNX Runtime's thread pools busy-wait between calls ([serve] ort_spin; default off)")
     args = p.parse_args()
 
     import grpc
@@ -89,11 +91,13 @@ def main() -> None:
     from edge.serve.station import run_stations
 
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-bench-"))
-    results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite"))}
+    results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite", args.spin))}
+    (tmp / "node.toml").write_text(f"[serve]\nort_spin = {'true' if args.spin else 'false'}\n")
     port = free_port()
     target = f"127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--grpc", target, "--hmi", "off", "--store",
-                             str(tmp / "served.sqlite"), "--threads", str(args.threads), "--allow-unaudited"],
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--config", str(tmp / "node.toml"), "--grpc",
+                             target, "--hmi", "off", "--store", str(tmp / "served.sqlite"), "--threads",
+                             str(args.threads), "--allow-unaudited"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with grpc.insecure_channel(target) as ch:
@@ -124,6 +128,7 @@ def main() -> None:
     checks = {"grpc overhead p50 <= 1 ms": (overhead, overhead <= 1.0),
               "4 stations x 10 Hz p99 <= 100 ms, 0 errors": (s4["p99_ms"], s4["p99_ms"] <= 100 and s4["errors"] == 0)}
     out = {"benchmark": "service", "machine": machine(args.threads), "frame": "128x128x3 float16 + height plane",
+           "ort_spin": args.spin,
            "results": results, "grpc_overhead_p50_ms": overhead,
            "targets_met": {k: v[1] for k, v in checks.items()}}
     print(f"{'row':<16}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  other")

@@ -15,9 +15,7 @@ import logging
 import signal
 
 from edge.hmi.server import HmiServer
-from edge.serve.config import ServeConfig
-from edge.serve.node import Node
-from edge.serve.server import Server
+from edge.serve import Node, ServeConfig, Server
 
 log = logging.getLogger("edge.serve")
 

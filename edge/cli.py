@@ -73,6 +73,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from edge.evaluate import calibrate
+
+    c = calibrate(Path(args.model), Path(args.data), progress=not (args.quiet or args.json), limit=args.limit)
+    if args.json:
+        print(json.dumps(c))
+    else:
+        print(f"temperature {c['temperature']:.3f} fitted on {c['n']} samples: expected calibration error "
+              f"{c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}; "
+              f"recorded in {Path(args.model) / 'manifest.json'}")
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -179,7 +192,7 @@ def format_record(r: dict) -> str:
 
 
 def _serve_config(args: argparse.Namespace):
-    from edge.serve.config import ServeConfig
+    from edge.serve import ServeConfig
 
     hmi = None if getattr(args, "hmi", None) == "off" else getattr(args, "hmi", None)
     cfg = ServeConfig.load(Path(args.config) if getattr(args, "config", None) else None, grpc=args.grpc,
@@ -216,7 +229,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_station(args: argparse.Namespace) -> int:
     import asyncio
 
-    from edge.serve.station import run_stations
+    from edge.serve import run_stations
     from edge.v1 import inspection_pb2 as pb
 
     if args.rate <= 0 or args.count < 1 or args.stations < 1:
@@ -262,8 +275,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from edge.app import EdgeApp
-    from edge.serve.config import ServeConfig
-    from edge.serve.station import run_stations
+    from edge.serve import ServeConfig
+    from edge.serve import run_stations
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="edge-xai-demo-")) / "inspections.sqlite"
@@ -296,7 +309,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from edge.audit.run import audit
+    from edge.audit import audit
 
     metrics = audit(Path(args.model), Path(args.data), Path(args.out), limit=args.limit,
                     store=Path(args.store) if args.store else None, shap_samples=args.shap_samples,
@@ -310,7 +323,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
-    from edge.audit.gate import evaluate_gate, load_policy
+    from edge.audit import evaluate_gate, load_policy
 
     path = Path(args.metrics)
     if path.is_dir():
@@ -327,7 +340,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         print(f"{'PASS' if c.passed else 'FAIL'}  {c.name}: {c.detail}")
     print(f"gate {'passed' if not failed else 'FAILED'}: {len(checks) - len(failed)} of {len(checks)} checks pass")
     if args.record:
-        from edge.audit.gate import record_audit
+        from edge.audit import record_audit
 
         record_audit(Path(args.record), metrics, checks, path, args.policy)
         print(f"recorded the audit status in {Path(args.record) / 'manifest.json'}")
@@ -421,6 +434,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record these metrics (and the data recipe) in the model's manifest")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
+
+    c = sub.add_parser("calibrate", help="fit a classifier's confidence calibration on held-out data",
+                       description="Fit temperature scaling (one scalar dividing the logits, chosen to minimise "
+                                   "the negative log-likelihood) on labelled data the model was not trained on, and "
+                                   "record it in the manifest: every answer's confidence is then calibrated. "
+                                   "Decisions do not change. Training already fits it on its validation split; "
+                                   "use this for models trained before, or to refit on data from the line. Do not "
+                                   "calibrate on the set you evaluate on.")
+    c.add_argument("--model", required=True, help="classifier model folder")
+    c.add_argument("--data", required=True, help="held-out labelled data set (same format as for training)")
+    c.add_argument("--limit", type=int, default=None, help="use at most this many samples")
+    c.add_argument("--json", action="store_true", help="print the manifest's calibration entry as JSON")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cmd_calibrate)
 
     x = sub.add_parser("explain", help="explain one input: prediction, heatmap, sentence, timings",
                        description="Run a model on one file and explain its output with Grad-CAM, "

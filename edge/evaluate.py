@@ -46,6 +46,10 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
             raise InvalidInput(f"{data}: classes {unknown} are not among the model's {classes}")
         y = np.array([classes.index(lbl) for lbl in arrays.labels])
         result.update(classification_metrics(y, out.argmax(1), classes))
+        from edge.runtime.calibration import calibration_report
+
+        cal = calibration_report(out, y, model.temperature)
+        result["calibration"] = {k: v for k, v in cal.items() if not k.startswith("reliability")}
         return result
     truth = arrays.targets[target]
     pred = out[:, 0]
@@ -91,6 +95,11 @@ def format_report(metrics: dict) -> str:
         cm = metrics["confusion"]
         lines.append("confusion (rows true, columns predicted): " + " ".join(c[:5] for c in cm["classes"]))
         lines += ["  " + " ".join(f"{n:5d}" for n in row) for row in cm["matrix"]]
+        cal = metrics.get("calibration")
+        if cal:
+            lines.append(f"calibration: temperature {cal['temperature']:.3f}; expected calibration error "
+                         f"{cal['ece_before']:.4f} raw -> {cal['ece_after']:.4f} calibrated "
+                         f"(NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, {cal['bins']} bins)")
         return "\n".join(lines)
     for k, v in metrics.items():
         if isinstance(v, float):
@@ -98,3 +107,26 @@ def format_report(metrics: dict) -> str:
     for g, v in metrics.get("per_geometry", {}).items():
         lines.append(f"  {g:<12} " + " ".join(f"{k} {x:.4f}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items()))
     return "\n".join(lines)
+
+
+def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | None = None,
+              batch_size: int = 64) -> dict:
+    """Fit the classifier's confidence calibration on held-out labelled data (not the data it will be
+    evaluated on) and record it in the manifest; decisions, graphs and the audit's sha256 are unchanged."""
+    from edge.runtime.calibration import fit_calibration
+    from edge.runtime.manifest import save_manifest
+
+    model = Model.load(model_dir)
+    if not model.classes:
+        raise InvalidInput(f"{model_dir}: a {model.task} model has no class confidences to calibrate")
+    arrays = load_arrays(data, model.input_shape[1], model.channels, (), limit=limit, progress=progress)
+    unknown = sorted(set(arrays.labels) - set(model.classes))
+    if unknown:
+        raise InvalidInput(f"{data}: classes {unknown} are not among the model's {model.classes}")
+    y = np.array([model.classes.index(lbl) for lbl in arrays.labels])
+    entry = fit_calibration(model.predict(arrays.x, batch_size=batch_size), y, str(data))
+    if entry["method"] == "none":
+        raise InvalidInput(f"{data}: {entry['reason']}")
+    manifest = dict(model.manifest, calibration=entry)
+    save_manifest(model_dir, manifest)
+    return entry

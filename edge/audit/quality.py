@@ -75,7 +75,8 @@ def randomised_copy(model: Model, folder: Path, seed: int = 0) -> Model:
             init.CopyFrom(numpy_helper.from_array((rng.standard_normal(w.shape) * w.std()).astype(np.float32), init.name))
     onnx.save(graph, str(Path(folder) / "random.onnx"))
     manifest = dict(model.manifest, graphs={"gradcam": {**spec, "file": "random.onnx"}})
-    return Model(folder, manifest, backend=model.backend, threads=model.threads, name=f"{model.name} (randomised)")
+    return Model(folder, manifest, backend=model.backend, threads=model.threads, name=f"{model.name} (randomised)",
+                 spin=model.spin)
 
 
 def sanity(model: Model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarray, seed: int = 0) -> dict:

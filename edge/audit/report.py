@@ -30,6 +30,18 @@ pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
 <table><tr><th>true \\ predicted</th>{% for c in m.classification.confusion.classes %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for row in m.classification.confusion.matrix %}<tr><td>{{ m.classification.confusion.classes[loop.index0] }}</td>
 {% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% if m.calibration %}{% set c = m.calibration %}<h2>Confidence calibration</h2>
+<p>Top-label expected calibration error over {{ c.bins }} equal-width confidence bins (the gap between how sure the
+answers say they are and how often they are right, weighted by the share of answers in each bin), and the negative
+log-likelihood of the true class, with the raw softmax and with the model's temperature
+{{ "%.3f"|format(c.temperature) }}{% if c.fitted.fitted_on %} (fitted on {{ c.fitted.fitted_on }}, {{ c.fitted.n }}
+samples){% endif %}.</p>
+<table><tr><th></th><th>ECE</th><th>NLL</th></tr>
+<tr><td>raw softmax</td><td>{{ "%.4f"|format(c.ece_before) }}</td><td>{{ "%.4f"|format(c.nll_before) }}</td></tr>
+<tr><td>calibrated</td><td>{{ "%.4f"|format(c.ece_after) }}</td><td>{{ "%.4f"|format(c.nll_after) }}</td></tr></table>
+{% if figures.reliability %}<figure><img src="data:image/png;base64,{{ figures.reliability }}" width="420">
+<figcaption>Reliability diagram: accuracy per confidence bin (raw: pale, calibrated: strong; dot area ~ count).
+On the diagonal, "90 %" means right 9 times in 10.</figcaption></figure>{% endif %}{% endif %}
 {% if m.localisation %}<h2>Localisation ({{ cam_name }} vs defect masks and boxes)</h2><p>{{ m.protocols.localisation }}</p>
 <table><tr><th>class</th><th>n</th><th>ground truth</th><th>IoU (pixel)</th><th>IoU std</th><th>tolerant IoU (gate)</th><th>tolerant std</th>
 <th>IoU, grown mask</th><th>relevance mass</th>
@@ -121,6 +133,35 @@ def curve_plot(curves: dict[str, list[float]], width: int = 520, height: int = 3
     return img
 
 
+def reliability_plot(before: dict, after: dict, size: int = 420) -> np.ndarray:
+    """Accuracy against mean confidence per bin, raw (pale) and calibrated (strong), as a BGR image."""
+    img = np.full((size, size, 3), 255, np.uint8)
+    m = 50
+    span = size - 2 * m
+
+    def xy(fx: float, fy: float) -> tuple[int, int]:
+        return int(round(m + fx * span)), int(round(size - m - fy * span))
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for t in np.linspace(0, 1, 6):
+        cv2.line(img, xy(t, 0), xy(t, 1), (230, 230, 230), 1)
+        cv2.line(img, xy(0, t), xy(1, t), (230, 230, 230), 1)
+        cv2.putText(img, f"{t:.1f}", (xy(t, 0)[0] - 10, size - m + 16), font, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{t:.1f}", (m - 30, xy(0, t)[1] + 4), font, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.rectangle(img, xy(0, 1), xy(1, 0), (90, 90, 90), 1)
+    cv2.line(img, xy(0, 0), xy(1, 1), (160, 160, 160), 1, cv2.LINE_AA)
+    cv2.putText(img, "confidence", (size // 2 - 40, size - 12), font, 0.42, (30, 30, 30), 1, cv2.LINE_AA)
+    cv2.putText(img, "accuracy", (8, m - 16), font, 0.42, (30, 30, 30), 1, cv2.LINE_AA)
+    n = max(1, sum(before.get("count", [])))
+    for r, colour in ((before, (235, 190, 150)), (after, (200, 90, 20))):
+        pts = [xy(c, a) for c, a in zip(r.get("confidence", []), r.get("accuracy", []))]
+        if len(pts) > 1:
+            cv2.polylines(img, [np.array(pts, np.int32)], False, colour, 2, cv2.LINE_AA)
+        for p, k in zip(pts, r.get("count", [])):
+            cv2.circle(img, p, max(2, int(round(14 * np.sqrt(k / n)))), colour, -1, cv2.LINE_AA)
+    return img
+
+
 def _heat(img: np.ndarray) -> np.ndarray:
     peak = float(img.max())
     return cv2.applyColorMap(heatmap8(img / peak if peak > 0 else img), cv2.COLORMAP_INFERNO)
@@ -166,6 +207,9 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
                                                     f"({channel}; white: mask)"})
     if metrics.get("physics") and "physics_importance" in arrays.targets:
         figures["physics"] = _physics_figures(model, arrays, metrics["physics"])
+    cal = metrics.get("calibration")
+    if cal:
+        figures["reliability"] = _png(reliability_plot(cal["reliability_before"], cal["reliability_after"]))
     curves = metrics.get("quality", {}).get("faithfulness", {}).get("curves")
     if curves:
         figures["faithfulness"] = _png(curve_plot(curves))

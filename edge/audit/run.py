@@ -23,6 +23,7 @@ from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer
 from edge.runtime.manifest import predict_sha256
+from edge.runtime.calibration import calibration_report
 from edge.runtime.model import Model
 
 
@@ -101,6 +102,12 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
             predicted += [e.prediction.label for e in es]
     pred_index = np.array([model.classes.index(p) for p in predicted])
     metrics["classification"] = classification_metrics(true_index, pred_index, model.classes)
+    with _stage(metrics, "calibration"):
+        metrics["calibration"] = {**calibration_report(model.predict(arrays.x), true_index, model.temperature),
+                                  "fitted": model.manifest.get("calibration", {"method": "none"})}
+    if metrics["calibration"]["fitted"].get("method") != "temperature":
+        metrics["notes"].append("calibration: the model has no fitted temperature, its confidences are the raw "
+                                "softmax (edge-xai calibrate fits one on held-out data)")
     tolerance = localisation.cell_tolerance(model.manifest)
     if arrays.has_mask.any():
         with _stage(metrics, "localisation"):

@@ -12,7 +12,7 @@ stays light for the CLI's --help.
 """
 from __future__ import annotations
 
-import importlib
+from edge._lazy import lazy_exports
 
 CAM_METHODS = ("gradcam", "gradcam++", "hirescam")     # = edge.explain.cam.METHODS (a test keeps them equal)
 METHODS = (*CAM_METHODS, "ig", "shap")
@@ -28,13 +28,7 @@ _PUBLIC = {
 __all__ = ["CAM_METHODS", "METHODS", "make_explainer", *_PUBLIC]
 
 
-def __getattr__(name: str):
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edge.explain' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"edge.explain.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _PUBLIC, globals())
 
 
 def make_explainer(method: str, model, **options):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.errors import InvalidInput
-from edge.runtime.model import Model, softmax
+from edge.runtime.model import Model
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Explanation:
 
 def predictions(model: Model, logits_or_output: np.ndarray) -> list[Prediction]:
     if model.classes:
-        p = softmax(logits_or_output.astype(np.float64))
+        p = model.probabilities(logits_or_output)
         return [Prediction(model.classes[int(r.argmax())], float(r.max()),
                            {c: float(v) for c, v in zip(model.classes, r)}) for r in p]
     units = model.units

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from edge.errors import NotFound
 from edge.record import Inspection
-from edge.serve.node import Node
+from edge.serve import Node
 
 STATIC = Path(__file__).parent / "static"
 

@@ -5,7 +5,7 @@ import asyncio
 import socket
 
 from edge.errors import Unavailable
-from edge.serve.node import Node
+from edge.serve import Node
 
 
 class HmiServer:

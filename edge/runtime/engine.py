@@ -100,13 +100,14 @@ class Engine(ABC):
 
 
 def make_engine(backend: str, graph_files: dict[str, Path], threads: int | None = None,
-                cache_dir: Path | None = None) -> Engine:
+                cache_dir: Path | None = None, spin: bool = False) -> Engine:
     """An engine for `backend` (one of BACKENDS). GPU backends import their libraries only here, so the
-    CPU install never needs them; a missing library fails with the package to install."""
+    CPU install never needs them; a missing library fails with the package to install. `spin`: ONNX
+    Runtime's thread pools busy-wait between calls (see OrtEngine)."""
     if backend in ("ort-cpu", "ort-cuda", "ort-tensorrt"):
         from edge.runtime.ort import OrtEngine
 
-        return OrtEngine(graph_files, backend, threads=threads, cache_dir=cache_dir)
+        return OrtEngine(graph_files, backend, threads=threads, cache_dir=cache_dir, spin=spin)
     if backend == "tensorrt":
         from edge.runtime.tensorrt import TensorRTEngine
 

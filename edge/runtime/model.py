@@ -19,7 +19,7 @@ __all__ = ["InputError", "Model", "softmax"]
 
 class Model:
     def __init__(self, model_dir: Path, manifest: dict, backend: str = "ort-cpu", threads: int | None = None,
-                 name: str | None = None):
+                 name: str | None = None, spin: bool = False):
         """name: what the model is called where it is served (the server passes its folder's name, so a
         model copied to models/<name> answers to <name>); default the manifest's name, else the folder's."""
         self.dir = Path(model_dir)
@@ -27,6 +27,7 @@ class Model:
         self.manifest = manifest
         self.backend = backend
         self.threads = threads
+        self.spin = spin      # ONNX Runtime thread pools busy-wait between calls (off: see OrtEngine)
         self.normalisation = Normalisation(**manifest["input"]["normalisation"])
         self._engine: Engine | None = None
 
@@ -88,6 +89,19 @@ class Model:
         return self.manifest.get("gradcam_alignment")
 
     @property
+    def temperature(self) -> float:
+        """The classifier's calibration temperature (manifest `calibration`, fitted on held-out data);
+        1.0 for a model without one: its confidences are the raw softmax."""
+        return float(self.manifest.get("calibration", {}).get("temperature", 1.0))
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities from logits (N, K): softmax(logits / T). Same argmax as the raw
+        softmax; every answer's confidence comes from here."""
+        from edge.runtime.calibration import softmax_t
+
+        return softmax_t(logits, self.temperature)
+
+    @property
     def cam_method(self) -> str:
         """The Grad-CAM-family map this classifier is explained with: chosen at training time as the one
         that localised best on the validation split (manifest `explain.cam_method`), else Grad-CAM."""
@@ -107,7 +121,8 @@ class Model:
         """All graphs of the model on the chosen backend, created on first use."""
         if self._engine is None:
             files = {g: self.dir / spec["file"] for g, spec in self.manifest["graphs"].items()}
-            self._engine = make_engine(self.backend, files, threads=self.threads, cache_dir=self.dir / ".engines")
+            self._engine = make_engine(self.backend, files, threads=self.threads, cache_dir=self.dir / ".engines",
+                                       spin=self.spin)
         return self._engine
 
     def warm_up(self) -> None:

@@ -20,7 +20,11 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(i
 
 class OrtEngine(Engine):
     def __init__(self, graph_files: dict[str, Path], backend: str = "ort-cpu", threads: int | None = None,
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, spin: bool = False):
+        """spin: let ONNX Runtime's worker threads busy-wait after a call (its own default). Off here: each
+        graph has its own session and thread pool, and a pool still spinning after one call took the
+        cores from the next session's call (Grad-CAM right after a prediction 1.09 ms instead of 0.58 on
+        2 cores). See benchmarks/attribution.py --spin for the measurement on a machine."""
         import onnxruntime as ort
 
         super().__init__(graph_files)
@@ -39,6 +43,8 @@ class OrtEngine(Engine):
         self._sessions = {}
         for graph, path in self.graph_files.items():
             opts = ort.SessionOptions()
+            for pool in ("intra_op", "inter_op"):
+                opts.add_session_config_entry(f"session.{pool}.allow_spinning", "1" if spin else "0")
             if threads:
                 opts.intra_op_num_threads = threads
                 # With few cores, a second pool spinning for inter-op work only steals time.

@@ -52,6 +52,7 @@ class ServeConfig:
     shap_budget: int = 512                    # model evaluations per SHAP explanation
     threads: int | None = None                # ONNX Runtime intra-op threads; None = all cores
     backend: str = "ort-cpu"
+    ort_spin: bool = False                    # ONNX Runtime pools busy-wait between calls (off: less interference)
     reflection: bool = True                   # gRPC server reflection, for grpcurl and friends
     grace_s: float = 10.0                     # SIGTERM: time for in-flight work before stopping
     allow_unaudited: bool = False             # serve models whose recorded audit did not pass (edge-xai gate --record)

@@ -68,12 +68,12 @@ def plan(requested: tuple[str, ...], remaining_ms: float, costs: dict[str, list[
 class Inspector:
     def __init__(self, models_dir: Path, threads: int | None = None, backend: str = "ort-cpu",
                  default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512,
-                 allow_unaudited: bool = False):
+                 allow_unaudited: bool = False, spin: bool = False):
         self.models: dict[str, Model] = {}
         for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
             if (d / "manifest.json").is_file():
                 try:
-                    self.models[d.name] = Model.load(d, backend=backend, threads=threads, name=d.name)
+                    self.models[d.name] = Model.load(d, backend=backend, threads=threads, name=d.name, spin=spin)
                 except ManifestError as e:
                     raise ManifestError(f"cannot serve {d}: {e}") from e
         self.audit = {n: m.audit_status for n, m in self.models.items()}

@@ -25,6 +25,7 @@ from edge.data.preprocess import Normalisation
 from edge.errors import InvalidInput, OutputExists
 from edge.export.graphs import OPSET
 from edge.export.model_dir import export_model_dir
+from edge.runtime.calibration import fit_calibration
 from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
 from edge.train.augment import Augmentation
 from edge.train.models import WEIGHTS, ResidualUNet, build_model, fold_batchnorm
@@ -248,6 +249,12 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         print(f"heatmaps: {method} ({why})", flush=True)
     final = load_manifest(out)
     final["explain"] = {"cam_method": method, "reason": why}
+    # Confidence calibration on the validation split, from the exported model's logits (prior correction in).
+    val_logits = predict(model, arrays.x[va], norm) if len(va) else np.zeros((0, len(classes)))
+    c = final["calibration"] = fit_calibration(val_logits, y[va], "validation split")
+    if progress:
+        how = f"validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}" if "ece_after" in c else c["reason"]
+        print(f"confidence calibration: temperature {c['temperature']:.3f} ({how})", flush=True)
     write_manifest(out, final)
     return result
 

@@ -37,7 +37,11 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     assert {"load", "grad-cam", "patch SHAP", "report"} <= set(m["timings_s"])
     assert q["stability"]["cosine_mean"] > 0.9 and q["sanity"]["rank_correlation_trained_vs_random"] < 0.5
     assert "misclassified" in m["failures"]
+    c = m["calibration"]
+    assert 0 <= c["ece_after"] <= 1 and c["temperature"] == pytest.approx(m["calibration"]["fitted"].get("temperature", 1))
+    assert sum(c["reliability_after"]["count"]) == m["data"]["samples"]
     html = (out / "report.html").read_text()
+    assert "Confidence calibration" in html and "Reliability diagram" in html
     assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
     assert "Mean deletion and insertion curves over 4 samples" in html and "tolerant IoU (gate)" in html
 

@@ -33,6 +33,9 @@ def test_train_export_evaluate(sim_dataset, tmp_path, capsys, task):
     if task == "defect":
         assert set(metrics["per_class"]) == {"ok", "crack", "pit", "contamination", "delamination", "scratch"}
         assert np.array(metrics["confusion"]["matrix"]).sum() == 60
+        c = metrics["calibration"]         # too few validation samples here: raw softmax, said so
+        assert manifest["calibration"]["method"] == "none" and c["temperature"] == 1.0
+        assert c["ece_before"] == c["ece_after"] and 0 <= c["ece_before"] <= 1
     elif task == "thermal":
         assert metrics["mae"] > 0 and metrics["baseline_mae"] > 0
     else:
@@ -57,6 +60,10 @@ def test_classifier_learns_something_on_the_simulator(tmp_path):
     data = write_dataset(tmp_path / "d", 240, seed=11, cfg=SimConfig(size=32), progress=False)
     s = _train(data, tmp_path / "m", "defect", epochs=20, width=8, val_fraction=0.25)
     assert s["validation"]["val_accuracy"] > 0.4  # chance is 1/6
+    # the confidence calibration is fitted on the 60 validation samples and recorded
+    c = json.loads((tmp_path / "m" / "manifest.json").read_text())["calibration"]
+    assert c["method"] == "temperature" and c["n"] == 60 and c["fitted_on"] == "validation split"
+    assert c["nll_after"] <= c["nll_before"] + 1e-9 and 0.05 <= c["temperature"] <= 20
 
 
 def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):

@@ -1,0 +1,73 @@
+"""Temperature scaling and calibration error on synthetic data: no model needed."""
+import numpy as np
+import pytest
+
+from edge.errors import InvalidInput
+from edge.runtime.calibration import (expected_calibration_error, fit_calibration, fit_temperature, nll, reliability,
+                                      softmax_t)
+
+
+def synthetic(n=4000, k=5, true_t=3.0, seed=0):
+    """Labels drawn from softmax(z / true_t): the logits z are over-confident by exactly true_t."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 4, (n, k))
+    p = softmax_t(z, true_t)
+    y = np.array([rng.choice(k, p=row) for row in p])
+    return z, y
+
+
+def test_fit_recovers_the_temperature_that_generated_the_labels():
+    z, y = synthetic()
+    assert fit_temperature(z, y) == pytest.approx(3.0, rel=0.1)
+
+
+def test_calibration_lowers_ece_and_nll_and_keeps_every_decision():
+    z, y = synthetic(seed=1)
+    t = fit_temperature(z, y)
+    raw, cal = softmax_t(z, 1.0), softmax_t(z, t)
+    assert expected_calibration_error(raw, y) > 0.1 > 0.03 > expected_calibration_error(cal, y)
+    assert nll(z, y, t) < nll(z, y, 1.0)
+    assert (raw.argmax(1) == cal.argmax(1)).all()
+
+
+def test_reliability_bins_add_up_and_match_a_hand_computed_ece():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55]])
+    labels = np.array([0, 1, 1, 0])
+    r = reliability(probs, labels, bins=2)       # bins [0, .5], (.5, 1]: all four are in the upper one
+    assert r["count"] == [4] and r["n"] == 4
+    conf = np.mean([0.9, 0.8, 0.7, 0.55])
+    assert r["ece"] == pytest.approx(abs(0.5 - conf))
+    r10 = reliability(probs, labels, bins=10)    # each in its own bin (right-closed: 0.9 is in (0.8, 0.9])
+    assert r10["count"] == [1, 1, 1, 1] and r10["bin_upper"] == pytest.approx([0.6, 0.7, 0.8, 0.9])
+    assert r10["ece"] == pytest.approx((abs(1 - 0.9) + abs(0 - 0.8) + abs(1 - 0.7) + abs(0 - 0.55)) / 4)
+
+
+def test_too_few_samples_give_no_temperature_and_say_why():
+    z, y = synthetic(n=10)
+    c = fit_calibration(z, y, "validation split")
+    assert c["method"] == "none" and c["temperature"] == 1.0 and "at least 30" in c["reason"]
+    with pytest.raises(InvalidInput, match="labelled samples"):
+        fit_temperature(np.zeros((0, 3)), np.zeros(0))
+
+
+def test_fit_calibration_records_what_it_did():
+    z, y = synthetic(n=600, seed=2)
+    c = fit_calibration(z, y, "validation split")
+    assert c["method"] == "temperature" and c["n"] == 600 and c["ece_after"] < c["ece_before"]
+
+
+def test_a_model_answers_with_its_temperature(tmp_path):
+    from edge.explain.base import predictions
+    from edge.runtime.model import Model
+
+    from helpers import MODELS
+
+    model = Model.load(MODELS / "defect")
+    logits = np.array([[4.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
+    model.manifest = {**model.manifest, "calibration": {"method": "temperature", "temperature": 2.0}}
+    [p] = predictions(model, logits)
+    assert p.confidence == pytest.approx(softmax_t(logits, 2.0).max())
+    model.manifest = {k: v for k, v in model.manifest.items() if k != "calibration"}
+    [raw] = predictions(model, logits)
+    assert raw.confidence == pytest.approx(softmax_t(logits, 1.0).max()) and raw.confidence > p.confidence
+    assert raw.label == p.label
