@@ -86,6 +86,24 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    from edge.serve.dataset import dataset_from_store
+
+    r = dataset_from_store(Path(args.from_store), Path(args.out), Path(args.review) if args.review else None,
+                           progress=not (args.quiet or args.json))
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    print(f"wrote {r['written']} of {r['inspections_with_verdicts']} verdicted inspections to {r['out']} "
+          f"({', '.join(f'{c} {n}' for c, n in r['classes'].items()) or 'no classes'}); "
+          f"{r['disagreements']} disagreements" + (f" also in {r['review']}" if r["review"] else ""))
+    left = {k: v for k, v in r["left_out"].items() if v}
+    if left:
+        print("left out: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items())
+              + (f" ({r['note']})" if "note" in r else ""))
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -448,6 +466,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the manifest's calibration entry as JSON")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_calibrate)
+
+    ds = sub.add_parser("dataset", help="operators' verdicts back into training: stored frames as a data set",
+                        description="Write the frames of every inspection with an operator verdict from an "
+                                    "inspection store as a data set (OUT/<class>/<inspection id>.png|.npz), "
+                                    "labelled with the operator's class where they disagreed, and the "
+                                    "disagreements again as a review set. edge-xai train accepts OUT like any "
+                                    "other folder. Frames are stored only when the node runs with store_frames "
+                                    "= true and the station sets store_frame; inspections without one are "
+                                    "counted and left out.")
+    ds.add_argument("--from-store", required=True, metavar="STORE", help="the node's inspection store (SQLite)")
+    ds.add_argument("--out", required=True, help="new folder for the data set")
+    ds.add_argument("--review", default=None, help="new folder for the disagreements (default: OUT-review)")
+    ds.add_argument("--json", action="store_true", help="print what was written as one JSON object")
+    ds.add_argument("--quiet", action="store_true")
+    ds.set_defaults(func=_cmd_dataset)
 
     x = sub.add_parser("explain", help="explain one input: prediction, heatmap, sentence, timings",
                        description="Run a model on one file and explain its output with Grad-CAM, "

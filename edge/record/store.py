@@ -197,6 +197,21 @@ class InspectionStore:
                                       (inspection_id, channel)).fetchone()
         return None if row is None else row[0]
 
+    def verdicted(self) -> list[dict]:
+        """Each inspection with a verdict, once, with its latest verdict: inspection_id, model, label (the
+        model's class), agree, correct_class, operator, condition, created_ms; oldest inspection first."""
+        conn = self._connect()
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(
+            "SELECT i.id AS inspection_id, i.model, i.label, v.agree, v.correct_class, v.operator, v.condition, "
+            "v.created_ms FROM verdicts v JOIN inspections i ON i.id = v.inspection_id "
+            "WHERE v.id IN (SELECT MAX(id) FROM verdicts GROUP BY inspection_id) ORDER BY i.id")]
+
+    def frame(self, inspection_id: str) -> bytes | None:
+        """The raw frame (a serialised edge.v1.Frame) kept for an inspection, if it was stored and retained."""
+        row = self._connect().execute("SELECT data FROM frames WHERE inspection_id = ?", (inspection_id,)).fetchone()
+        return None if row is None else row[0]
+
     def verdicts(self) -> list[dict]:
         conn = self._connect()
         conn.row_factory = sqlite3.Row

@@ -37,7 +37,7 @@ class FieldError(InvalidInput):
         self.field = field
 
 
-def _decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
+def decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
     """One channel as stored (uint8 / uint16 / float16 / float32), (H, W)."""
     kind = ch.WhichOneof("payload")
     if kind is None:
@@ -102,7 +102,7 @@ def decode_planes(frame: pb.Frame, channels: list[str], integer_scaling: bool = 
             raise FieldError(f"{where}.name", "is empty")
         if ch.name in planes:
             raise FieldError(f"{where}.name", f"channel {ch.name!r} appears twice")
-        planes[ch.name] = _decode_channel(ch, where, max_pixels)
+        planes[ch.name] = decode_channel(ch, where, max_pixels)
     shapes = {n: p.shape for n, p in planes.items()}
     if len(set(shapes.values())) > 1:
         raise FieldError("frame.channels", f"channels differ in size: {shapes}")

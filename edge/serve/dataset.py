@@ -1,0 +1,105 @@
+"""Operators' verdicts back into training: the inspection store's frames as a data set.
+
+    edge-xai dataset --from-store inspections.sqlite --out data/line-2026-11
+
+Every inspection with a verdict and a stored frame becomes one sample in the data set format
+(`OUT/<class>/<inspection id>.png|.npz`), labelled with the model's class where the operator agreed and
+with the operator's class where they did not. The disagreements are also written as a separate review
+set (`OUT-review/` by default) for a second look before they go into training. Each set's
+`dataset.json` records where it came from and what was left out.
+
+Frames are in the store only when the node runs with `store_frames = true` and the station asks for it
+(`store_frame` in the request), and only the newest `frame_retention` of them: inspections whose frame
+is not there are counted and reported, never guessed.
+
+Files: a frame of one 8/16-bit `gray` channel (or c0..c2) is written as a PNG, as photographs are read;
+any other frame as .npz with `channel_names` and each channel's array as sent (the loader scales 8/16-bit
+arrays to [0, 1] as it does image files), plus `pixel_pitch_mm` when the frame gave it.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from edge.errors import InvalidInput, MissingFile, OutputExists
+from edge.record import InspectionStore
+from edge.serve.frames import MAX_PIXELS, decode_channel
+from edge.v1 import inspection_pb2 as pb
+
+SAFE_CLASS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")     # a folder name on every file system
+
+
+def write_frame(frame: pb.Frame, stem: Path) -> Path:
+    """One stored frame as a data set file at `stem` + .png or .npz; returns the path written."""
+    names = [ch.name for ch in frame.channels]
+    arrays = [decode_channel(ch, f"frame.channels[{i}]", MAX_PIXELS) for i, ch in enumerate(frame.channels)]
+    integer = all(a.dtype in (np.uint8, np.uint16) for a in arrays) and len({a.dtype for a in arrays}) == 1
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if integer and names in (["gray"], ["c0", "c1", "c2"]):
+        path = stem.with_suffix(".png")
+        img = arrays[0] if len(arrays) == 1 else np.stack(arrays[::-1], axis=-1)     # OpenCV writes BGR
+        if not cv2.imwrite(str(path), img):
+            raise OSError(f"{path}: could not write the image")
+        return path
+    path = stem.with_suffix(".npz")
+    extra = {"pixel_pitch_mm": np.float64(frame.pixel_pitch_mm)} if frame.pixel_pitch_mm > 0 else {}
+    np.savez_compressed(path, channel_names=np.array(names), **dict(zip(names, arrays)), **extra)
+    return path
+
+
+def dataset_from_store(store_path: Path, out: Path, review: Path | None = None, progress: bool = True) -> dict:
+    """Write the verdicted frames of an inspection store as a data set (and the disagreements as a review
+    set); returns what was written and what was left out, as also kept in each set's dataset.json."""
+    store_path, out = Path(store_path), Path(out)
+    review = Path(review) if review is not None else out.with_name(out.name + "-review")
+    if not store_path.is_file():
+        raise MissingFile(f"--from-store {store_path}: no such inspection store")
+    for folder, option in ((out, "--out"), (review, "--review")):
+        if folder.exists() and any(folder.iterdir()):
+            raise OutputExists(f"{option} {folder} exists and is not empty; choose a new folder")
+    if out.resolve() == review.resolve():
+        raise InvalidInput("--out and --review must be different folders")
+    store = InspectionStore(store_path)
+    rows = store.verdicted()
+    counts: dict[str, int] = {}
+    left_out = {"no_frame": [], "unusable_class": [], "unreadable_frame": []}
+    disagreements = []
+    for r in tqdm(rows, desc="frames", unit="frame", disable=not progress):
+        label = r["label"] if r["agree"] else r["correct_class"]
+        if not label or not SAFE_CLASS.match(label):
+            left_out["unusable_class"].append(r["inspection_id"])
+            continue
+        raw = store.frame(r["inspection_id"])
+        if raw is None:
+            left_out["no_frame"].append(r["inspection_id"])
+            continue
+        try:
+            frame = pb.Frame.FromString(raw)
+            path = write_frame(frame, out / label / r["inspection_id"])
+        except (InvalidInput, ValueError) as e:   # a malformed stored frame (DecodeError is a ValueError)
+            left_out["unreadable_frame"].append(f"{r['inspection_id']}: {e}")
+            continue
+        counts[label] = counts.get(label, 0) + 1
+        if not r["agree"]:
+            write_frame(frame, review / label / r["inspection_id"])
+            disagreements.append({"inspection_id": r["inspection_id"], "file": f"{label}/{path.name}",
+                                  "model": r["model"], "model_class": r["label"], "operator_class": label,
+                                  "operator": r["operator"], "condition": r["condition"],
+                                  "verdict_ms": r["created_ms"]})
+    summary = {"source": str(store_path), "inspections_with_verdicts": len(rows), "written": sum(counts.values()),
+               "classes": dict(sorted(counts.items())), "disagreements": len(disagreements),
+               "left_out": {k: len(v) for k, v in left_out.items()}}
+    if left_out["no_frame"]:
+        summary["note"] = ("inspections without a stored frame were left out: frames are kept only when the node "
+                           "runs with store_frames = true and the station sets store_frame, up to frame_retention")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dataset.json").write_text(json.dumps({**summary, "left_out_ids": left_out}, indent=2) + "\n")
+    if disagreements:
+        (review / "dataset.json").write_text(json.dumps({"source": str(store_path), "kind": "operator disagreements",
+                                                         "samples": disagreements}, indent=2) + "\n")
+    return {**summary, "out": str(out), "review": str(review) if disagreements else None}
