@@ -331,7 +331,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     metrics = audit(Path(args.model), Path(args.data), Path(args.out), limit=args.limit,
                     store=Path(args.store) if args.store else None, shap_samples=args.shap_samples,
-                    progress=not (args.quiet or args.json), seed=args.seed)
+                    progress=not (args.quiet or args.json), seed=args.seed, ood=Path(args.ood) if args.ood else None)
     if args.json:
         print(json.dumps(metrics, default=float))
     else:
@@ -578,6 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--shap-samples", type=int, default=60,
                    help="samples for faithfulness, stability, sanity and the SHAP checks (default 60: ~10 per class)")
     a.add_argument("--store", default=None, help="inspection store with operator verdicts (operator agreement)")
+    a.add_argument("--ood", default=None, metavar="DATA",
+                   help="classifier: frames unlike the training data (another set-up, sensor artifacts): the share "
+                        "the review flag sends to a person is reported")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--json", action="store_true", help="also print metrics.json")
     a.add_argument("--quiet", action="store_true")

@@ -110,9 +110,11 @@ def format_report(metrics: dict) -> str:
 
 
 def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | None = None,
-              batch_size: int = 64) -> dict:
-    """Fit the classifier's confidence calibration on held-out labelled data (not the data it will be
-    evaluated on) and record it in the manifest; decisions, graphs and the audit's sha256 are unchanged."""
+              batch_size: int = 64, review_budget: float = 0.10, seed: int = 0) -> dict:
+    """Fit the classifier's confidence calibration and its review flag on held-out labelled data (not the data
+    it will be evaluated on) and record them in the model folder; decisions, graphs and the audit's sha256
+    are unchanged. The review flag's embedding model is fitted on one half of the data (seeded), its
+    thresholds on the other, after the temperature is in place."""
     from edge.runtime.calibration import fit_calibration
     from edge.runtime.manifest import save_manifest
 
@@ -129,4 +131,12 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
         raise InvalidInput(f"{data}: {entry['reason']}")
     manifest = dict(model.manifest, calibration=entry)
     save_manifest(model_dir, manifest)
+    from edge.explain import review
+
+    model = Model.load(model_dir)                  # with its temperature: the flag sees calibrated answers
+    order = np.random.default_rng(seed).permutation(len(y))
+    half, rest = order[: len(y) // 2], order[len(y) // 2:]
+    policy, scores = review.fit_for_model(model, arrays.x[half], y[half], arrays.x[rest], review_budget)
+    entry["review"] = review.save(model_dir, policy, scores, f"{data} (embeddings: {len(half)} samples, "
+                                                            f"thresholds: {len(rest)})")
     return entry

@@ -42,6 +42,27 @@ samples){% endif %}.</p>
 {% if figures.reliability %}<figure><img src="data:image/png;base64,{{ figures.reliability }}" width="420">
 <figcaption>Reliability diagram: accuracy per confidence bin (raw: pale, calibrated: strong; dot area ~ count).
 On the diagonal, "90 %" means right 9 times in 10.</figcaption></figure>{% endif %}{% endif %}
+{% if m.review %}{% set r = m.review %}<h2>Review flag</h2>
+<p>Parts the flag sends to a person (budget {{ "%.0f"|format(100 * r.policy.budget) }} % of parts, thresholds fitted on
+{{ r.policy.fitted_on }}): below {{ "%.3f"|format(r.policy.min_confidence) }} calibrated confidence; a defect whose
+Grad-CAM map puts under {{ "%.3f"|format(r.policy.min_concentration or 0) }} of its mass in its hottest 5 % of pixels;
+an embedding farther than {{ "%.1f"|format(r.policy.max_distance) }} (Mahalanobis) from every class of the training data.</p>
+<table><tr><th>flagged</th><th>misclassifications caught</th><th>correct answers flagged</th><th>error rate flagged</th>
+<th>error rate not flagged</th><th>reasons</th></tr>
+<tr><td>{{ "%.1f"|format(100 * r.flagged_share) }} % of {{ r.n }}</td>
+<td>{% if r.misclassifications_caught is none %}– (no misclassification){% else %}{{ "%.1f"|format(100 * r.misclassifications_caught) }} % of {{ r.misclassified }}{% endif %}</td>
+<td>{{ "–" if r.correct_flagged is none else "%.1f"|format(100 * r.correct_flagged) ~ " %" }}</td>
+<td>{{ "–" if r.error_rate_flagged is none else "%.1f"|format(100 * r.error_rate_flagged) ~ " %" }}</td>
+<td>{{ "–" if r.error_rate_not_flagged is none else "%.2f"|format(100 * r.error_rate_not_flagged) ~ " %" }}</td>
+<td>{% for k, v in r.reasons.items() %}{{ k }}: {{ v }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr></table>
+{% if r.out_of_distribution %}<p>Frames unlike the training data ({{ r.out_of_distribution.data }}, {{ r.out_of_distribution.n }}):
+{{ "%.1f"|format(100 * r.out_of_distribution.flagged) }} % flagged, {{ "%.1f"|format(100 * r.out_of_distribution.flagged_as_unlike) }} %
+as unlike the training data.</p>{% endif %}
+<p>Risk-coverage of the confidence ranking (answer only the most confident share; risk = their error rate):
+{% for c in r.risk_coverage.coverage %}{% if loop.index % 5 == 0 %}coverage {{ "%.0f"|format(100 * c) }} %: risk
+{{ "%.2f"|format(100 * r.risk_coverage.risk[loop.index0]) }} %{% if not loop.last %}; {% endif %}{% endif %}{% endfor %}.
+The flag's own point: coverage {{ "%.1f"|format(100 * r.risk_coverage.flag_coverage) }} %, risk
+{{ "–" if r.risk_coverage.flag_risk is none else "%.2f"|format(100 * r.risk_coverage.flag_risk) ~ " %" }}.</p>{% endif %}
 {% if m.localisation %}<h2>Localisation ({{ cam_name }} vs defect masks and boxes)</h2><p>{{ m.protocols.localisation }}</p>
 <table><tr><th>class</th><th>n</th><th>ground truth</th><th>IoU (pixel)</th><th>IoU std</th><th>tolerant IoU (gate)</th><th>tolerant std</th>
 <th>IoU, grown mask</th><th>relevance mass</th>

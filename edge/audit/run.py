@@ -21,7 +21,7 @@ from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics
-from edge.explain import DISPLAY_NAMES, GradCAMExplainer
+from edge.explain import DISPLAY_NAMES, GradCAMExplainer, review
 from edge.runtime.manifest import predict_sha256
 from edge.runtime.calibration import calibration_report
 from edge.runtime.model import Model
@@ -38,7 +38,9 @@ def _stage(metrics: dict, name: str):
 
 
 def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, store: Path | None = None,
-          shap_samples: int = 60, progress: bool = True, seed: int = 0) -> dict:
+          shap_samples: int = 60, progress: bool = True, seed: int = 0, ood: Path | None = None) -> dict:
+    """ood: frames unlike the training data (another set-up, artifacts); the audit reports the share the
+    review flag sends to a person."""
     t0 = time.perf_counter()
     model = Model.load(model_dir)
     out = Path(out)
@@ -56,7 +58,11 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
                              progress=progress)
     metrics["data"]["samples"] = len(arrays.x)
     if model.classes:
-        _classifier(model, arrays, metrics, shap_samples, progress, seed)
+        ood_arrays = None
+        if ood is not None:
+            with _stage(metrics, "load out-of-distribution"):
+                ood_arrays = load_arrays(Path(ood), h, model.channels, limit=limit, seed=seed, progress=progress)
+        _classifier(model, arrays, metrics, shap_samples, progress, seed, ood_arrays, ood)
     elif model.task == "thermal":
         if "physics_importance" in arrays.targets:
             with tqdm(total=len(arrays.x), desc="physics (IG)", disable=not progress) as bar, \
@@ -85,7 +91,8 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
     return metrics
 
 
-def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress: bool, seed: int) -> None:
+def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress: bool, seed: int,
+                ood=None, ood_dir: Path | None = None) -> None:
     ok = model.ok_class
     unknown = sorted(set(arrays.labels) - set(model.classes))
     if unknown:
@@ -105,6 +112,21 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
     with _stage(metrics, "calibration"):
         metrics["calibration"] = {**calibration_report(model.predict(arrays.x), true_index, model.temperature),
                                   "fitted": model.manifest.get("calibration", {"method": "none"})}
+    policy = review.policy_for(model)
+    if policy is None:
+        metrics["notes"].append("review flag: the model has none (edge-xai calibrate fits one on held-out data)")
+    else:
+        with _stage(metrics, "review flag"):
+            flags, a = review.flags_for(model, arrays.x, policy)
+            metrics["review"] = {**review.review_metrics(flags, a["predicted"] == true_index, a["confidence"]),
+                                 "policy": model.manifest["review"]}
+            if ood is not None:
+                ood_flags, _ = review.flags_for(model, ood.x, policy)
+                metrics["review"]["out_of_distribution"] = {
+                    "data": str(ood_dir), "n": len(ood_flags),
+                    "flagged": float(np.mean([bool(r) for r in ood_flags])) if ood_flags else None,
+                    "flagged_as_unlike": float(np.mean(["unlike the training data" in r for r in ood_flags]))
+                    if ood_flags else None}
     if metrics["calibration"]["fitted"].get("method") != "temperature":
         metrics["notes"].append("calibration: the model has no fitted temperature, its confidences are the raw "
                                 "softmax (edge-xai calibrate fits one on held-out data)")

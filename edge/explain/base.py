@@ -42,6 +42,8 @@ class CamDetails:
     raw: np.ndarray                     # (h, w) ReLU'd map at the target layer's resolution
     class_index: int                    # the class explained
     shift_cells: float                  # receptive-field alignment applied when upsampling (map cells)
+    embedding: np.ndarray | None = None  # (K,) target-layer activations averaged over space: what the
+    #                                      review flag compares with the training data (no extra graph call)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"raw": self.raw}

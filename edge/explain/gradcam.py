@@ -71,7 +71,9 @@ class GradCAMExplainer(Explainer):
             raw = cam_raw(acts, grads, self.method)
             up = upsample_bilinear(raw, xn.shape[2:], self.shift)
             heat = normalise_minmax(up)
+            embedding = acts.mean(axis=(2, 3))
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
-                            CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift),
+                            CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
+                                       embedding=embedding[i]),
                             timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]

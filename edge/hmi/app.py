@@ -50,7 +50,7 @@ def summary(ins: Inspection, node: Node) -> dict:
             "audit_status": model.audit_status if model else "not served by this node",
             "attributions": [{"model": a.model, "method": a.method, "target": a.target,
                               "completeness_delta": a.completeness_delta} for a in ins.attributions],
-            "heatmap_size": list(ins.heatmap.shape), "tiles": ins.tiles,
+            "heatmap_size": list(ins.heatmap.shape), "tiles": ins.tiles, "review": ins.review,
             "tile_box": list(ins.tile_box) if ins.tile_box else None}
 
 

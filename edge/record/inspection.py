@@ -62,6 +62,11 @@ class Inspection:
     tiles: int = 1                   # a frame much larger than the training images is inspected in tiles
     tile_box: tuple[int, int, int, int] | None = None   # the deciding tile, (x0, y0, x1, y1) frame pixels
     tile: int | None = None          # its row among the job's inputs (in memory only, for deferred SHAP)
+    review: list[str] | None = None  # why a person should look ([] = no need); None: the model has no review flag
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.review)
 
     @property
     def complete(self) -> bool:

@@ -43,10 +43,10 @@ CREATE TABLE IF NOT EXISTS previews (inspection_id TEXT, channel TEXT, png BLOB,
 """
 # Columns added after the first release: a store written by an older node gains them on open.
 ADDED_COLUMNS = {"inspections": (("tiles", "INTEGER DEFAULT 1"), ("tile_box", "TEXT"),
-                                 ("heatmap_method", "TEXT DEFAULT 'gradcam'"))}
+                                 ("heatmap_method", "TEXT DEFAULT 'gradcam'"), ("review", "TEXT"))}
 INSPECTION_COLUMNS = ("id", "station_id", "part_id", "received_ms", "stored_ms", "model", "model_sha256", "label",
                       "confidence", "probabilities", "heatmap_target", "heatmap_png", "sentence", "timings",
-                      "requested", "deferred", "tiles", "tile_box", "heatmap_method")
+                      "requested", "deferred", "tiles", "tile_box", "heatmap_method", "review")
 
 
 class StoreError(Unavailable):
@@ -101,7 +101,7 @@ class InspectionStore:
                    ins.model_sha256, ins.label, ins.confidence, json.dumps(ins.probabilities), ins.heatmap_target,
                    ins.heatmap_png, ins.sentence, json.dumps(ins.timings_ms), json.dumps(list(ins.requested)),
                    json.dumps(ins.deferred), ins.tiles, json.dumps(ins.tile_box) if ins.tile_box else None,
-                   ins.heatmap_method))]
+                   ins.heatmap_method, None if ins.review is None else json.dumps(ins.review)))]
         stmts += [self._attribution_stmt(ins.inspection_id, a) for a in ins.attributions]
         for channel, png in (previews or {}).items():
             stmts.append(("INSERT INTO previews VALUES (?,?,?)", (ins.inspection_id, channel, png)))
@@ -166,7 +166,8 @@ class InspectionStore:
                          timings_ms=json.loads(row["timings"]), deferred=json.loads(row["deferred"]),
                          tiles=row.get("tiles") or 1,
                          tile_box=tuple(json.loads(row["tile_box"])) if row.get("tile_box") else None,
-                         heatmap_method=row.get("heatmap_method") or "gradcam")
+                         heatmap_method=row.get("heatmap_method") or "gradcam",
+                         review=json.loads(row["review"]) if row.get("review") else None)
         conn = self._connect()
         conn.row_factory = sqlite3.Row
         for e in conn.execute("SELECT * FROM explanations WHERE inspection_id = ? ORDER BY id", (row["id"],)):

@@ -48,6 +48,7 @@ class ServeConfig:
     store_frames: bool = False                # keep raw frames when a request asks for it...
     frame_retention: int = 1000               # ...up to this many, oldest deleted first
     preview_retention: int = 10000            # 8-bit channel previews the HMI shows
+    review_budget: float = 0.10               # share of parts the review flag may send to a person
     ig_steps: int = 32                        # Gauss-Legendre points for the regression models' IG
     shap_budget: int = 512                    # model evaluations per SHAP explanation
     threads: int | None = None                # ONNX Runtime intra-op threads; None = all cores
@@ -81,6 +82,8 @@ class ServeConfig:
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, value)
+        if not 0 < cfg.review_budget < 1:
+            raise InvalidInput(f"[serve] review_budget {cfg.review_budget}: a share of parts between 0 and 1 (0.10 = 10 %)")
         if cfg.tls.enabled and cfg.tls.key is None:
             raise InvalidInput("[tls] cert is set but key is not")
         if cfg.store == DEFAULT_STORE and not DEFAULT_STORE.exists() and LEGACY_STORE.is_file():

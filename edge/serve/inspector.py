@@ -20,6 +20,7 @@ import numpy as np
 from edge.errors import NotFound, Refused
 from edge.explain import (DISPLAY_NAMES, GradCAMExplainer, IGExplainer, PatchGrid, PatchShapExplainer, explain_frames,
                           explain_in_words)
+from edge.explain import review
 from edge.explain.overlay import heatmap8
 from edge.record import Attribution, Inspection
 from edge.runtime.manifest import ManifestError
@@ -68,7 +69,7 @@ def plan(requested: tuple[str, ...], remaining_ms: float, costs: dict[str, list[
 class Inspector:
     def __init__(self, models_dir: Path, threads: int | None = None, backend: str = "ort-cpu",
                  default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512,
-                 allow_unaudited: bool = False, spin: bool = False):
+                 allow_unaudited: bool = False, spin: bool = False, review_budget: float | None = None):
         self.models: dict[str, Model] = {}
         for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
             if (d / "manifest.json").is_file():
@@ -104,6 +105,8 @@ class Inspector:
         self.shap = {n: PatchShapExplainer(m, budget=shap_budget) for n, m in self.models.items() if m.classes}
         self.grids = {n: PatchGrid(*m.input_shape[1:]) for n, m in self.models.items() if m.classes}
         self.gradcam = {n: GradCAMExplainer(m) for n, m in self.models.items() if m.classes}
+        # The review flag of each classifier that has one, thresholds for this node's budget.
+        self.review = {n: review.policy_for(m, review_budget) for n, m in self.models.items() if m.classes}
         self.cost_ms: dict[tuple[str, str], float] = {}
         self._cost_lock = threading.Lock()
 
@@ -176,13 +179,17 @@ class Inspector:
             if "sentence" in j.explanations:
                 sentence = self.sentence(model, j, r.tile, e.prediction.label, e.prediction.confidence,
                                          grid.pool(e.heatmap, "mean"), grid.boxes, DISPLAY_NAMES[e.method])
+            policy = self.review[model.name]
+            reasons = None if policy is None else policy.reasons(
+                e.prediction.confidence, review.concentration(e.heatmap),
+                float(policy.embeddings.distance(e.details.embedding)[0]), e.prediction.label != model.ok_class)
             out.append(Inspection(
                 inspection_id=j.inspection_id, station_id=j.station_id, part_id=j.part_id, model=model.name,
                 model_sha256=model.sha256, label=e.prediction.label, confidence=float(e.prediction.confidence),
                 probabilities=dict(e.prediction.probabilities), heatmap=r.heatmap,
                 heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, heatmap_method=e.method,
                 sentence=sentence, requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
-                tile_box=r.tile_box,
+                tile_box=r.tile_box, review=reasons,
                 timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),
                             "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
         return out

@@ -27,7 +27,7 @@ class Node:
         self.inspector = Inspector(config.models_dir, threads=config.threads, backend=config.backend,
                                    default_model=config.default_model, ig_steps=config.ig_steps,
                                    shap_budget=config.shap_budget, allow_unaudited=config.allow_unaudited,
-                                   spin=config.ort_spin)
+                                   spin=config.ort_spin, review_budget=config.review_budget)
         self.store = InspectionStore(config.store, config.frame_retention, config.preview_retention)
         self.hub = Hub()
         # One thread runs the models (ONNX Runtime parallelises inside each call); one writes the store;

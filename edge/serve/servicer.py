@@ -98,6 +98,8 @@ def to_proto(ins: Inspection) -> pb.InspectResponse:
         r.deciding_tile.CopyFrom(pb.Region(x0=ins.tile_box[0], y0=ins.tile_box[1], x1=ins.tile_box[2],
                                            y1=ins.tile_box[3]))
     r.probabilities.update(ins.probabilities)
+    if ins.review is not None:
+        r.review.CopyFrom(pb.Review(flagged=bool(ins.review), reasons=ins.review))
     if "raw_heatmap" in ins.requested:
         r.heatmap.float16 = ins.heatmap.astype("<f2").tobytes()
     for a in ins.attributions:

@@ -25,6 +25,7 @@ from edge.data.preprocess import Normalisation
 from edge.errors import InvalidInput, OutputExists
 from edge.export.graphs import OPSET
 from edge.export.model_dir import export_model_dir
+from edge.runtime.calibration import MIN_SAMPLES as MIN_CALIBRATION_SAMPLES
 from edge.runtime.calibration import fit_calibration
 from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
 from edge.train.augment import Augmentation
@@ -256,7 +257,29 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         how = f"validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}" if "ece_after" in c else c["reason"]
         print(f"confidence calibration: temperature {c['temperature']:.3f} ({how})", flush=True)
     write_manifest(out, final)
+    if len(va) >= MIN_CALIBRATION_SAMPLES:
+        _fit_review(out, arrays, y, tr, va, cfg.seed, progress)
     return result
+
+
+def _fit_review(out: Path, arrays: Arrays, y: np.ndarray, tr: np.ndarray, va: np.ndarray, seed: int,
+                progress: bool, max_fit: int = 2000) -> None:
+    """The review flag from the exported model (calibration in place): its embedding model on training
+    samples (at most `max_fit`, seeded), its thresholds on the validation split, for a 10 % budget (a node
+    re-derives them for its own [serve] review_budget)."""
+    from edge.explain import review
+    from edge.runtime.model import Model
+
+    fit = np.sort(np.random.default_rng(seed).permutation(tr)[:max_fit])
+    model = Model.load(out)
+    policy, scores = review.fit_for_model(model, arrays.x[fit], y[fit], arrays.x[va])
+    entry = review.save(out, policy, scores, f"training data ({len(fit)} samples, embeddings) and the validation "
+                                             f"split ({len(va)} samples, thresholds)")
+    if progress:
+        print(f"review flag: below {entry['min_confidence']:.3f} confidence, embedding distance above "
+              f"{entry['max_distance']:.1f}" + (f", defect maps concentrating under {entry['min_concentration']:.3f}"
+                                                 if entry["min_concentration"] is not None else "")
+              + f" ({100 * entry['budget']:.0f} % of the validation parts)", flush=True)
 
 
 def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[str], ok_class: str) -> tuple[str, str]:

@@ -153,7 +153,7 @@ class AttributionMap(_message.Message):
     def __init__(self, model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., method: _Optional[str] = ..., target: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., png: _Optional[bytes] = ..., float16: _Optional[bytes] = ..., completeness_delta: _Optional[float] = ..., relative_completeness_delta: _Optional[float] = ..., n_steps: _Optional[int] = ...) -> None: ...
 
 class InspectResponse(_message.Message):
-    __slots__ = ("inspection_id", "station_id", "part_id", "model", "model_sha256", "label", "confidence", "probabilities", "heatmap", "sentence", "attributions", "timings", "deferred", "received_unix_ms", "complete", "verdict", "error", "tiles", "deciding_tile")
+    __slots__ = ("inspection_id", "station_id", "part_id", "model", "model_sha256", "label", "confidence", "probabilities", "heatmap", "sentence", "attributions", "timings", "deferred", "received_unix_ms", "complete", "verdict", "error", "tiles", "deciding_tile", "review")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +180,7 @@ class InspectResponse(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TILES_FIELD_NUMBER: _ClassVar[int]
     DECIDING_TILE_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
     inspection_id: str
     station_id: str
     part_id: str
@@ -199,7 +200,16 @@ class InspectResponse(_message.Message):
     error: RequestError
     tiles: int
     deciding_tile: Region
-    def __init__(self, inspection_id: _Optional[str] = ..., station_id: _Optional[str] = ..., part_id: _Optional[str] = ..., model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., sentence: _Optional[str] = ..., attributions: _Optional[_Iterable[_Union[AttributionMap, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[Timing, _Mapping]]] = ..., deferred: _Optional[_Iterable[_Union[ExplanationKind, str]]] = ..., received_unix_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., verdict: _Optional[str] = ..., error: _Optional[_Union[RequestError, _Mapping]] = ..., tiles: _Optional[int] = ..., deciding_tile: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
+    review: Review
+    def __init__(self, inspection_id: _Optional[str] = ..., station_id: _Optional[str] = ..., part_id: _Optional[str] = ..., model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., sentence: _Optional[str] = ..., attributions: _Optional[_Iterable[_Union[AttributionMap, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[Timing, _Mapping]]] = ..., deferred: _Optional[_Iterable[_Union[ExplanationKind, str]]] = ..., received_unix_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., verdict: _Optional[str] = ..., error: _Optional[_Union[RequestError, _Mapping]] = ..., tiles: _Optional[int] = ..., deciding_tile: _Optional[_Union[Region, _Mapping]] = ..., review: _Optional[_Union[Review, _Mapping]] = ...) -> None: ...
+
+class Review(_message.Message):
+    __slots__ = ("flagged", "reasons")
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    flagged: bool
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, flagged: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Region(_message.Message):
     __slots__ = ("x0", "y0", "x1", "y1")

@@ -40,8 +40,11 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     c = m["calibration"]
     assert 0 <= c["ece_after"] <= 1 and c["temperature"] == pytest.approx(m["calibration"]["fitted"].get("temperature", 1))
     assert sum(c["reliability_after"]["count"]) == m["data"]["samples"]
+    r = m["review"]        # the shipped model's review flag, measured on the audit's data
+    assert 0 <= r["flagged_share"] <= 1 and r["n"] == m["data"]["samples"] and r["policy"]["budget"] == 0.1
+    assert len(r["risk_coverage"]["coverage"]) == len(r["risk_coverage"]["risk"]) == 20
     html = (out / "report.html").read_text()
-    assert "Confidence calibration" in html and "Reliability diagram" in html
+    assert "Confidence calibration" in html and "Reliability diagram" in html and "Review flag" in html
     assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
     assert "Mean deletion and insertion curves over 4 samples" in html and "tolerant IoU (gate)" in html
 

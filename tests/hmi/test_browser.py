@@ -128,3 +128,35 @@ def test_the_overlay_says_it_is_loading_until_its_images_arrive(tmp_path):
         page.locator("#channel").select_option("phase")                      # this one fails to load
         expect(canvas).to_have_attribute("data-state", "error", timeout=15000)
         browser.close()
+
+
+def test_the_review_queue_shows_flagged_parts_and_why(tmp_path):
+    """A flagged inspection (here written straight into the node's store, so the test does not depend on
+    which frames the shipped model finds hard) is marked in the feed, kept by the review-queue filter,
+    and its reasons are shown."""
+    import dataclasses
+
+    from playwright.sync_api import expect, sync_playwright
+
+    requests = make_requests(3, seed=1000, station="line-3")
+    with running_server(make_config(tmp_path)) as server, sync_playwright() as p:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+            stub = pb_grpc.InspectionStub(ch)
+            answers = [stub.Inspect(r, timeout=10) for r in requests[:2]]
+        stored = server.node.store.get(answers[0].inspection_id)
+        flagged = dataclasses.replace(stored, inspection_id=stored.inspection_id + "-f",
+                                      review=["low confidence", "unlike the training data"])
+        server.node.store.put_inspection(flagged)
+        calm = [a.inspection_id for a in answers if not a.review.flagged]
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"http://127.0.0.1:{server.hmi_port}/")
+        row = page.locator(f'#feed li[data-id="{flagged.inspection_id}"]')
+        expect(row.locator(".flag")).to_have_text("⚑ review", timeout=15000)
+        page.locator("#queue").check()
+        expect(row).to_be_visible()
+        for i in calm:
+            expect(page.locator(f'#feed li[data-id="{i}"]')).to_be_hidden()
+        row.click()
+        expect(page.locator("#review")).to_have_text("⚑ for review: low confidence, unlike the training data")
+        browser.close()

@@ -59,3 +59,13 @@ def test_round_trip_deferred_verdicts_and_retention(tmp_path):
         store.put_inspection(_inspection(3))                  # ids are unique
     assert store.integrity_check() == "ok"
     store.close()
+
+
+def test_the_review_flag_and_its_reasons_are_kept(tmp_path):
+    store = InspectionStore(tmp_path / "a.sqlite")
+    flagged, unjudged = _inspection(1), _inspection(2)
+    flagged.review = ["low confidence", "unlike the training data"]
+    store.put_inspection(flagged)
+    store.put_inspection(unjudged)
+    assert store.get("00000001").review == ["low confidence", "unlike the training data"] and store.get("00000001").flagged
+    assert store.get("00000002").review is None and not store.get("00000002").flagged   # a model without a flag

@@ -50,6 +50,20 @@ def test_inspect_answers_with_class_heatmap_sentence_and_timings(stub, requests,
     assert r.station_id == "test-station" and r.part_id == requests[1].part_id
     stored = server.node.store.get(r.inspection_id)
     assert stored.label == "crack" and stored.sentence == r.sentence   # in the store before the answer
+    # the shipped classifier has a review flag: every answer says whether a person should look, and why
+    from edge.explain.review import REASONS
+
+    assert r.HasField("review") and r.review.flagged == bool(r.review.reasons) and set(r.review.reasons) <= set(REASONS)
+    assert stored.review == list(r.review.reasons)
+
+
+def test_the_review_flag_follows_the_nodes_budget(server, requests):
+    from edge.explain import review
+
+    model = server.node.inspector.models["defect"]
+    tight, loose = review.policy_for(model, 0.03), review.policy_for(model, 0.25)
+    assert tight.min_confidence <= loose.min_confidence
+    assert server.node.inspector.review["defect"].budget == pytest.approx(0.10)    # [serve] review_budget
 
 
 def test_raw_heatmap_and_explicit_target(stub, requests):

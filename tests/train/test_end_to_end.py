@@ -64,6 +64,10 @@ def test_classifier_learns_something_on_the_simulator(tmp_path):
     c = json.loads((tmp_path / "m" / "manifest.json").read_text())["calibration"]
     assert c["method"] == "temperature" and c["n"] == 60 and c["fitted_on"] == "validation split"
     assert c["nll_after"] <= c["nll_before"] + 1e-9 and 0.05 <= c["temperature"] <= 20
+    # and the review flag: embeddings from the training samples, thresholds from the validation split
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["review"]["budget"] == 0.1 and "review.npz" in manifest["files"]
+    assert 0 < manifest["review"]["min_confidence"] <= 1 and manifest["review"]["max_distance"] > 0
 
 
 def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):

@@ -1,0 +1,233 @@
+"""The review flag: which parts a person should look at, and why.
+
+A part is flagged when at least one of three signals, each available inline at no extra graph call, says
+the answer should not be trusted on its own:
+
+- "low confidence": the calibrated confidence is below a threshold;
+- "diffuse evidence": a defect was reported but the Grad-CAM map does not concentrate anywhere (the share
+  of its mass in its hottest 5 % of pixels is low). Defect-free answers are not judged on this: their map
+  has nothing to point at;
+- "unlike the training data": the frame's embedding (target-layer activations averaged over space) is far
+  from every class of the training data: the smallest Mahalanobis distance to the class means under one
+  shared, shrunk covariance (Lee et al., NeurIPS 2018), which catches frames the model has not learnt to
+  read (another camera set-up, a surface it never saw) even when it answers confidently.
+
+Thresholds come from held-out data for a review budget (default 10 % of parts): the distance and the
+concentration thresholds each flag a small fixed share of held-out parts (2 %), the confidence threshold
+takes what is left of the budget. Calibration alone barely changes how answers rank, so what the flag
+catches is measured by the audit, not assumed.
+
+Pure NumPy: tested without a model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+REASONS = ("low confidence", "diffuse evidence", "unlike the training data")
+TOP_SHARE = 0.05          # the "hottest pixels" of the concentration measure
+SIGNAL_SHARE = 0.02       # held-out parts each of the distance and concentration thresholds may flag
+SHRINKAGE = 0.1           # covariance shrinkage towards its mean variance: a few hundred samples, K ~ 64-256
+
+
+def concentration(heatmap: np.ndarray, top: float = TOP_SHARE) -> float:
+    """Share of a non-negative map's mass in its hottest `top` share of pixels: `top` for a flat map, 1 for
+    a single spot; 0 for an empty map (nothing stands out)."""
+    h = np.maximum(np.asarray(heatmap, np.float64).ravel(), 0)
+    total = h.sum()
+    if total <= 0:
+        return 0.0
+    k = max(1, int(round(top * h.size)))
+    return float(np.partition(h, h.size - k)[-k:].sum() / total)
+
+
+@dataclass
+class EmbeddingModel:
+    """Class means and the inverse of one shared covariance of training embeddings."""
+    means: np.ndarray        # (classes, K)
+    precision: np.ndarray    # (K, K)
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, labels: np.ndarray, n_classes: int, shrinkage: float = SHRINKAGE):
+        e = np.asarray(embeddings, np.float64)
+        labels = np.asarray(labels, np.int64)
+        present = [c for c in range(n_classes) if (labels == c).any()]
+        if not present or len(e) < 2:
+            raise ValueError("the embedding model needs samples of at least one class")
+        means = np.stack([e[labels == c].mean(axis=0) if (labels == c).any() else np.full(e.shape[1], np.nan)
+                          for c in range(n_classes)])
+        centred = e - means[labels]
+        cov = centred.T @ centred / max(len(e) - len(present), 1)
+        cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
+        return cls(means, np.linalg.pinv(cov, hermitian=True))
+
+    def distance(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N,) smallest Mahalanobis distance to a class mean (classes without samples are skipped)."""
+        e = np.atleast_2d(np.asarray(embeddings, np.float64))
+        d = e[:, None, :] - self.means[None]                                # (N, classes, K)
+        m = np.einsum("nck,kl,ncl->nc", d, self.precision, d)
+        m = np.where(np.isnan(m), np.inf, m)
+        return np.sqrt(np.maximum(m.min(axis=1), 0))
+
+
+@dataclass
+class ReviewPolicy:
+    budget: float                        # share of parts the thresholds were chosen to flag (held-out data)
+    min_confidence: float
+    min_concentration: float | None      # None: no defect answer on the held-out data to set it
+    max_distance: float
+    embeddings: EmbeddingModel
+
+    def reasons(self, confidence: float, heat_concentration: float, distance: float, defect: bool) -> list[str]:
+        out = []
+        if confidence < self.min_confidence:
+            out.append(REASONS[0])
+        if defect and self.min_concentration is not None and heat_concentration < self.min_concentration:
+            out.append(REASONS[1])
+        if distance > self.max_distance:
+            out.append(REASONS[2])
+        return out
+
+    def to_manifest(self) -> dict:
+        return {"budget": self.budget, "min_confidence": self.min_confidence,
+                "min_concentration": self.min_concentration, "max_distance": self.max_distance,
+                "signal_share": SIGNAL_SHARE, "top_share": TOP_SHARE, "shrinkage": SHRINKAGE}
+
+
+def flagged(confidence, conc, distance, defect, policy: ReviewPolicy) -> np.ndarray:
+    """(N,) bool: flagged under `policy` (vectorised `policy.reasons`)."""
+    return _other_flags(conc, distance, defect, policy) | (np.asarray(confidence, np.float64) < policy.min_confidence)
+
+
+def _other_flags(conc, distance, defect, policy: ReviewPolicy) -> np.ndarray:
+    out = np.asarray(distance, np.float64) > policy.max_distance
+    if policy.min_concentration is not None:
+        out |= np.asarray(defect, bool) & (np.asarray(conc, np.float64) < policy.min_concentration)
+    return out
+
+
+def fit_policy(confidence: np.ndarray, conc: np.ndarray, distance: np.ndarray, defect: np.ndarray,
+               embeddings: EmbeddingModel, budget: float = 0.10) -> ReviewPolicy:
+    """Thresholds on held-out answers: distance and concentration each at their SIGNAL_SHARE tail, then the
+    highest confidence threshold that keeps the flagged share within `budget`."""
+    confidence, conc, distance = (np.asarray(a, np.float64) for a in (confidence, conc, distance))
+    defect = np.asarray(defect, bool)
+    if not 0 < budget < 1:
+        raise ValueError(f"review budget {budget}: expected a share between 0 and 1")
+    max_distance = float(np.quantile(distance, 1 - SIGNAL_SHARE))
+    min_conc = float(np.quantile(conc[defect], SIGNAL_SHARE)) if defect.sum() >= 10 else None
+    policy = ReviewPolicy(budget, 0.0, min_conc, max_distance, embeddings)
+    other = _other_flags(conc, distance, defect, policy)
+    rest = np.sort(confidence[~other])
+    allowed = int(np.floor(budget * len(confidence) + 1e-9)) - int(other.sum())   # confidence flags that fit
+    if allowed > 0 and len(rest):
+        # flag the `allowed` least confident (ties at the threshold stay unflagged: conf < t is flagged)
+        policy.min_confidence = float(rest[min(allowed, len(rest) - 1)]) if allowed < len(rest) else 1.0 + 1e-9
+    return policy
+
+
+REVIEW_FILE = "review.npz"      # in the model folder, hashed with the graphs
+
+
+def answers(model, x: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
+    """What the review flag looks at, for raw inputs x (N, C, H, W), as the server computes it: calibrated
+    confidence, Grad-CAM concentration, embedding, whether a defect was reported, the predicted class."""
+    from edge.explain.gradcam import GradCAMExplainer
+
+    g = GradCAMExplainer(model)
+    rows = []
+    for s in range(0, len(x), batch):
+        rows += g.explain(x[s:s + batch])
+    return {"confidence": np.array([e.prediction.confidence for e in rows]),
+            "concentration": np.array([concentration(e.heatmap) for e in rows]),
+            "embedding": np.stack([e.details.embedding for e in rows]) if rows else np.zeros((0, 0)),
+            "defect": np.array([e.prediction.label != model.ok_class for e in rows]),
+            "predicted": np.array([e.details.class_index for e in rows], np.int64)}
+
+
+def fit_for_model(model, x_fit: np.ndarray, y_fit: np.ndarray, x_held: np.ndarray, budget: float = 0.10
+                  ) -> tuple[ReviewPolicy, dict[str, np.ndarray]]:
+    """The embedding model from (x_fit, y_fit) (the training data, or half of a held-out set) and the
+    thresholds from the answers on x_held; returns the policy and the held-out scores it was fitted on
+    (kept, so a node can re-derive thresholds for its own budget)."""
+    fit = answers(model, x_fit)
+    emb = EmbeddingModel.fit(fit["embedding"], y_fit, len(model.classes))
+    held = answers(model, x_held)
+    scores = {"confidence": held["confidence"], "concentration": held["concentration"],
+              "distance": emb.distance(held["embedding"]), "defect": held["defect"]}
+    return fit_policy(scores["confidence"], scores["concentration"], scores["distance"], scores["defect"], emb,
+                      budget), scores
+
+
+def save(model_dir, policy: ReviewPolicy, scores: dict[str, np.ndarray], fitted_on: str) -> dict:
+    """review.npz (embedding model + held-out scores) and the manifest's `review` entry, files re-hashed."""
+    from pathlib import Path
+
+    from edge.runtime.manifest import load_manifest, write_manifest
+
+    model_dir = Path(model_dir)
+    np.savez_compressed(model_dir / REVIEW_FILE, means=policy.embeddings.means, precision=policy.embeddings.precision,
+                        **{f"held_{k}": v for k, v in scores.items()})
+    manifest = load_manifest(model_dir, verify=False)
+    manifest["review"] = {**policy.to_manifest(), "fitted_on": fitted_on, "n_held_out": int(len(scores["confidence"])),
+                          "file": REVIEW_FILE}
+    manifest["extra_files"] = sorted(set(manifest.get("extra_files", [])) | {REVIEW_FILE})
+    return write_manifest(model_dir, manifest)["review"]
+
+
+def policy_for(model, budget: float | None = None) -> ReviewPolicy | None:
+    """The review policy fitted for a classifier (manifest `review` + review.npz), or None if it has none."""
+    entry = model.manifest.get("review")
+    return load(model.dir, entry, budget) if entry else None
+
+
+def load(model_dir, entry: dict, budget: float | None = None) -> ReviewPolicy:
+    """The policy stored with a model; with `budget`, thresholds re-derived from the stored held-out scores
+    for that budget (a node's [serve] review_budget)."""
+    from pathlib import Path
+
+    with np.load(Path(model_dir) / entry["file"]) as z:
+        emb = EmbeddingModel(z["means"], z["precision"])
+        held = {k[5:]: z[k] for k in z.files if k.startswith("held_")}
+    if budget is None or budget == entry["budget"]:
+        return ReviewPolicy(entry["budget"], entry["min_confidence"], entry["min_concentration"],
+                            entry["max_distance"], emb)
+    return fit_policy(held["confidence"], held["concentration"], held["distance"], held["defect"], emb, budget)
+
+
+def review_metrics(flags: list[list[str]], correct: np.ndarray, confidence: np.ndarray, points: int = 20) -> dict:
+    """What the flag does on labelled data: the share flagged, the error rate of flagged and unflagged
+    parts, the share of misclassifications caught and of correct answers flagged, counts per reason, and the
+    risk-coverage curve of the confidence ranking (accept the most confident share c, risk = their error
+    rate) with the flag's own operating point on it."""
+    correct = np.asarray(correct, bool)
+    flagged_ = np.array([bool(r) for r in flags])
+    n, wrong = len(correct), ~correct
+
+    def rate(mask):
+        return float(wrong[mask].mean()) if mask.any() else None
+    order = np.argsort(-np.asarray(confidence, np.float64), kind="stable")
+    cum_err = np.cumsum(wrong[order])
+    coverage = np.linspace(1 / points, 1, points)
+    k = np.maximum(1, np.round(coverage * n).astype(int))
+    reasons: dict[str, int] = {}
+    for r in flags:
+        for x in r:
+            reasons[x] = reasons.get(x, 0) + 1
+    return {"n": int(n), "flagged_share": float(flagged_.mean()) if n else 0.0,
+            "error_rate_flagged": rate(flagged_), "error_rate_not_flagged": rate(~flagged_),
+            "misclassified": int(wrong.sum()),
+            "misclassifications_caught": float(flagged_[wrong].mean()) if wrong.any() else None,
+            "correct_flagged": float(flagged_[correct].mean()) if correct.any() else None,
+            "reasons": reasons,
+            "risk_coverage": {"coverage": coverage.tolist(), "risk": (cum_err[k - 1] / k).tolist(),
+                              "flag_coverage": float(1 - flagged_.mean()) if n else 0.0,
+                              "flag_risk": rate(~flagged_)}}
+
+
+def flags_for(model, x: np.ndarray, policy: ReviewPolicy) -> tuple[list[list[str]], dict[str, np.ndarray]]:
+    """The flag's reasons for each raw input, and the answers they came from."""
+    a = answers(model, x)
+    dist = policy.embeddings.distance(a["embedding"]) if len(x) else np.zeros(0)
+    return [policy.reasons(c, k, d, f) for c, k, d, f in zip(a["confidence"], a["concentration"], dist, a["defect"])], a

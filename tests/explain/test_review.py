@@ -1,0 +1,44 @@
+"""The review flag's maths on synthetic data: concentration, embedding distance, thresholds for a budget."""
+import numpy as np
+import pytest
+
+from edge.explain.review import EmbeddingModel, concentration, fit_policy, flagged
+
+
+def test_concentration_tells_a_spot_from_a_spread():
+    flat = np.ones((40, 40))
+    spot = np.zeros((40, 40))
+    spot[10:12, 10:12] = 1
+    assert concentration(flat) == pytest.approx(0.05, abs=0.01)
+    assert concentration(spot) == pytest.approx(1.0)
+    assert concentration(np.zeros((8, 8))) == 0.0
+
+
+def test_distance_is_small_near_a_class_and_large_away_from_all():
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0] * 8, [5.0] * 8])
+    labels = rng.integers(0, 2, 400)
+    e = means[labels] + rng.normal(0, 1, (400, 8))
+    model = EmbeddingModel.fit(e, labels, n_classes=3)          # class 2 has no samples: skipped
+    near = model.distance(means + rng.normal(0, 1, (2, 8)))
+    far = model.distance(np.full((1, 8), 20.0))
+    assert near.max() < 6 < far[0]
+
+
+def test_thresholds_keep_the_budget_and_flag_the_least_confident():
+    rng = np.random.default_rng(1)
+    n = 1000
+    conf = rng.uniform(0.5, 1, n)
+    conc = rng.uniform(0.2, 1, n)
+    dist = rng.uniform(0, 5, n)
+    defect = rng.random(n) < 0.5
+    model = EmbeddingModel(np.zeros((1, 2)), np.eye(2))
+    policy = fit_policy(conf, conc, dist, defect, model, budget=0.10)
+    f = flagged(conf, conc, dist, defect, policy)
+    assert 0.08 <= f.mean() <= 0.10
+    assert (dist > policy.max_distance).mean() == pytest.approx(0.02, abs=0.002)
+    assert f[conf < np.quantile(conf, 0.05)].all()             # the least confident are all flagged
+    reasons = policy.reasons(0.4, 0.9, 0.0, defect=True)
+    assert reasons == ["low confidence"]
+    assert policy.reasons(0.99, 0.0, 99.0, defect=True) == ["diffuse evidence", "unlike the training data"]
+    assert policy.reasons(0.99, 0.0, 0.0, defect=False) == []   # a defect-free map has nothing to point at
