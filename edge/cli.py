@@ -531,8 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--config", default=None, help="TOML file with [serve] and [tls] sections (see edge/serve/config.py)")
     v.add_argument("--grpc", default=None, help="HOST:PORT for gRPC (default 0.0.0.0:50051)")
     v.add_argument("--hmi", default=None, help="HOST:PORT for the HMI (default 127.0.0.1:8080), or off")
-    v.add_argument("--store", default=None, help="SQLite inspection store (default edge-xai-inspections.sqlite; an existing edge-xai-audit.sqlite, the old default, is kept on)")
-    v.add_argument("--models", default=None, help="model folders to serve (default: the bundled models/)")
+    v.add_argument("--store", default=None, help="SQLite inspection store (default ~/.local/share/edge-xai/inspections.sqlite, or $XDG_DATA_HOME/edge-xai/; an edge-xai-audit.sqlite in the working directory, the old default, is kept on)")
+    v.add_argument("--models", default=None,
+                   help="folder of model folders to serve (default: $EDGE_XAI_MODELS, else the bundled models)")
     v.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     v.add_argument("--allow-unaudited", action="store_true",
                    help="also serve models without a passing audit (edge-xai audit + gate --record); "

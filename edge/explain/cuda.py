@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.resources import bundled
 from edge.errors import InvalidInput, Unavailable
 from edge.explain.cam import METHODS
 
-KERNELS = Path(__file__).resolve().parents[2] / "kernels"
+KERNELS = bundled("kernels")
 BLOCK = 256
 
 

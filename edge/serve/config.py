@@ -15,11 +15,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from edge.errors import InvalidInput
+from edge.resources import data_dir, models_dir
 from edge.toml_file import read_toml
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STORE = Path("edge-xai-inspections.sqlite")
-LEGACY_STORE = Path("edge-xai-audit.sqlite")    # the default before the record was named apart from the audit
+LEGACY_STORE = Path("edge-xai-audit.sqlite")    # the default before: in the working directory
+
+
+def default_store() -> Path:
+    """$XDG_DATA_HOME/edge-xai/inspections.sqlite, unless the working directory holds the store an older
+    node created there by default: that one is kept on (nothing lost on upgrade)."""
+    return LEGACY_STORE if LEGACY_STORE.is_file() else data_dir() / "inspections.sqlite"
 
 
 @dataclass
@@ -35,11 +40,11 @@ class TLSConfig:
 
 @dataclass
 class ServeConfig:
-    models_dir: Path = ROOT / "models"
+    models_dir: Path = field(default_factory=models_dir)   # $EDGE_XAI_MODELS, else the bundled models
     default_model: str | None = None          # None: "defect" if present, else the first classifier
     grpc: str = "0.0.0.0:50051"               # stations are on the line network; use TLS there
     hmi: str | None = "127.0.0.1:8080"        # localhost by default: operators' screens proxy to it; None = off
-    store: Path = DEFAULT_STORE               # the inspection record (SQLite)
+    store: Path = field(default_factory=default_store)   # the inspection record (SQLite)
     cycle_budget_ms: float = 100.0            # default line cycle when a request gives none
     batch_wait_ms: float = 2.0                # how long a micro-batch waits for company (bounded latency cost)
     max_batch: int = 8                        # frames per graph call
@@ -86,6 +91,4 @@ class ServeConfig:
             raise InvalidInput(f"[serve] review_budget {cfg.review_budget}: a share of parts between 0 and 1 (0.10 = 10 %)")
         if cfg.tls.enabled and cfg.tls.key is None:
             raise InvalidInput("[tls] cert is set but key is not")
-        if cfg.store == DEFAULT_STORE and not DEFAULT_STORE.exists() and LEGACY_STORE.is_file():
-            cfg.store = LEGACY_STORE      # a node upgraded in place keeps writing to its existing record
         return cfg

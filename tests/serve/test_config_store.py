@@ -69,3 +69,15 @@ def test_the_review_flag_and_its_reasons_are_kept(tmp_path):
     store.put_inspection(unjudged)
     assert store.get("00000001").review == ["low confidence", "unlike the training data"] and store.get("00000001").flagged
     assert store.get("00000002").review is None and not store.get("00000002").flagged   # a model without a flag
+
+
+def test_default_locations_follow_the_environment_not_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("EDGE_XAI_MODELS", str(tmp_path / "models"))
+    c = ServeConfig()
+    assert c.store == tmp_path / "data" / "edge-xai" / "inspections.sqlite" and c.models_dir == tmp_path / "models"
+    (tmp_path / "edge-xai-audit.sqlite").write_bytes(b"")      # an older node's store here: kept on
+    assert ServeConfig().store.name == "edge-xai-audit.sqlite"
+    monkeypatch.delenv("EDGE_XAI_MODELS")
+    assert (ServeConfig().models_dir / "defect" / "manifest.json").is_file()     # the bundled models
