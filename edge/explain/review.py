@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.errors import InvalidInput
+
 REASONS = ("low confidence", "diffuse evidence", "unlike the training data")
 TOP_SHARE = 0.05          # the "hottest pixels" of the concentration measure
 SIGNAL_SHARE = 0.02       # held-out parts each of the distance and concentration thresholds may flag
@@ -54,7 +56,7 @@ class EmbeddingModel:
         labels = np.asarray(labels, np.int64)
         present = [c for c in range(n_classes) if (labels == c).any()]
         if not present or len(e) < 2:
-            raise ValueError("the embedding model needs samples of at least one class")
+            raise InvalidInput("the review flag's embedding model needs labelled samples of at least one class")
         means = np.stack([e[labels == c].mean(axis=0) if (labels == c).any() else np.full(e.shape[1], np.nan)
                           for c in range(n_classes)])
         centred = e - means[labels]
@@ -114,7 +116,7 @@ def fit_policy(confidence: np.ndarray, conc: np.ndarray, distance: np.ndarray, d
     confidence, conc, distance = (np.asarray(a, np.float64) for a in (confidence, conc, distance))
     defect = np.asarray(defect, bool)
     if not 0 < budget < 1:
-        raise ValueError(f"review budget {budget}: expected a share between 0 and 1")
+        raise InvalidInput(f"review budget {budget}: expected a share of parts between 0 and 1")
     max_distance = float(np.quantile(distance, 1 - SIGNAL_SHARE))
     min_conc = float(np.quantile(conc[defect], SIGNAL_SHARE)) if defect.sum() >= 10 else None
     policy = ReviewPolicy(budget, 0.0, min_conc, max_distance, embeddings)
