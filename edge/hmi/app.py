@@ -8,6 +8,7 @@
     GET  /api/stream                         server-sent events: new and updated inspections
     GET  /api/stats                          throughput, p50/p99 latency vs the cycle time, class rates
     GET  /api/models                         what the node serves
+    GET  /metrics                            Prometheus metrics (edge/serve/metrics.py)
     POST /api/verdicts                       {inspection_id, agree, correct_class?, operator?, condition?}
 """
 from __future__ import annotations
@@ -91,6 +92,13 @@ def create_app(node: Node) -> FastAPI:
             raise HTTPException(404, f"no preview of channel {channel!r} for {inspection_id!r} (retention may have "
                                      "removed it)")
         return Response(data, media_type="image/png")
+
+    @app.get("/metrics")
+    async def metrics():
+        """Prometheus exposition (edge/serve/metrics.py)."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/stats")
     async def stats():

@@ -17,6 +17,7 @@ from edge.serve.config import ServeConfig
 from edge.serve.domain import Job
 from edge.serve.hub import Hub
 from edge.serve.inspector import Inspector
+from edge.serve.metrics import NodeMetrics
 
 log = logging.getLogger("edge.serve")
 
@@ -38,6 +39,10 @@ class Node:
         self.batcher = MicroBatcher(self.inspector.inspect_batch, self.model_pool, config.max_batch,
                                     config.batch_wait_ms, config.queue_size)
         self.background: set[asyncio.Task] = set()
+        self.metrics = NodeMetrics(config.cycle_budget_ms)
+        self.metrics.watch(self.batcher.queue.qsize, lambda: len(self.background))
+        for name, m in [*self.inspector.models.items(), *self.inspector.withheld.items()]:
+            self.metrics.model(name, m.task, self.inspector.audit[name], name in self.inspector.models)
         self.recent = deque(maxlen=2000)      # (monotonic s, total ms, label) for the HMI's statistics
         self.ready = False
         # Inspections between arrival and their answer (queue, batch, inline explanations, store write):
@@ -84,6 +89,7 @@ class Node:
         ins.timings_ms["store"] = (time.perf_counter() - t) * 1e3
         ins.timings_ms["total"] = (time.perf_counter() - job.arrived) * 1e3
         self.recent.append((time.monotonic(), ins.timings_ms["total"], ins.label))
+        self.metrics.inspection(ins.model, ins.label, ins.station_id, ins.timings_ms, ins.review, deferred)
         self.hub.publish(ins)
         if deferred:
             task = loop.create_task(self._deferred(job, ins, deferred))

@@ -127,10 +127,22 @@ class InspectionServicer(pb_grpc.InspectionServicer):
                                 "watch grpc.health.v1 for SERVING")
         return self.node
 
-    async def _abort(self, context, exc: BaseException):
+    def _count(self, exc: BaseException) -> tuple[grpc.StatusCode, str]:
+        """The status for an error, logged if it is a bug and counted in the node's metrics."""
         code, message = status_for(exc)
         if code == grpc.StatusCode.INTERNAL:
             log.exception("internal error", exc_info=exc)
+        if self.node is not None:
+            self.node.metrics.errors.labels(code=code.name).inc()
+        return code, message
+
+    async def _abort(self, context, exc: BaseException):
+        code, message = self._count(exc)
+        await context.abort(code, message)
+
+    async def _fail(self, context, code: grpc.StatusCode, message: str):
+        if self.node is not None:
+            self.node.metrics.errors.labels(code=code.name).inc()
         await context.abort(code, message)
 
     async def _inspect(self, request: pb.InspectRequest, context) -> pb.InspectResponse:
@@ -155,9 +167,7 @@ class InspectionServicer(pb_grpc.InspectionServicer):
             except ShuttingDown as e:
                 await self._abort(context, e)
             except Exception as e:  # noqa: BLE001 - reported in the stream, the stream goes on
-                code, message = status_for(e)
-                if code == grpc.StatusCode.INTERNAL:
-                    log.exception("internal error", exc_info=e)
+                code, message = self._count(e)
                 yield pb.InspectResponse(station_id=request.station_id, part_id=request.part_id,
                                          error=pb.RequestError(code=code.name, message=message))
 
@@ -165,7 +175,8 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         await self._ready(context)
         ins = await self.node.get(request.inspection_id)
         if ins is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"inspection_id {request.inspection_id!r}: no such inspection")
+            await self._fail(context, grpc.StatusCode.NOT_FOUND,
+                             f"inspection_id {request.inspection_id!r}: no such inspection")
         return to_proto(ins)
 
     async def WatchInspections(self, request, context):
@@ -211,6 +222,6 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         await self._ready(context)
         inspector = self.node.inspector
         if request.name not in inspector.models and request.name not in inspector.withheld:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"name {request.name!r}: no such model "
+            await self._fail(context, grpc.StatusCode.NOT_FOUND, f"name {request.name!r}: no such model "
                                 f"({', '.join([*inspector.models, *inspector.withheld])})")
         return self._info(request.name)

@@ -351,3 +351,42 @@ def test_models_whose_audit_failed_are_listed_but_withheld(tmp_path, requests):
         assert r.label == "crack" and "thermal" not in {a.model for a in r.attributions}
         models = httpx.get(f"http://127.0.0.1:{s.hmi_port}/api/models", timeout=10).json()
         assert {m["name"]: m["served"] for m in models} == {"defect": True, "phase": True, "thermal": False}
+
+
+def test_prometheus_metrics_are_scraped_and_parse(server, stub, requests):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stub.Inspect(requests[2], timeout=10)
+    bad = pb.InspectRequest()
+    bad.CopyFrom(requests[2])
+    bad.model = "resnet"
+    with pytest.raises(grpc.RpcError):
+        stub.Inspect(bad, timeout=10)
+    text = httpx.get(f"http://127.0.0.1:{server.hmi_port}/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {f: [(s.name, s.labels, s.value) for s in fam.samples] for f, fam in families.items()}
+    assert any(n == "edgexai_inspections_total" and lab["model"] == "defect" and lab["station"] == "test-station"
+               and v >= 1 for n, lab, v in samples["edgexai_inspections"])
+    buckets = {lab["le"] for n, lab, _ in samples["edgexai_inspection_duration_seconds"] if n.endswith("_bucket")}
+    assert "0.1" in buckets                                        # a bucket at the 100 ms cycle budget
+    assert any(lab["code"] == "NOT_FOUND" and v >= 1 for n, lab, v in samples["edgexai_errors"] if n.endswith("_total"))
+    info = {lab["model"]: lab for _, lab, _ in samples["edgexai_model_info"]}
+    assert info["defect"]["served"] == "true" and info["defect"]["audit_status"] == "passed"
+    assert {"edgexai_queue_depth", "edgexai_deferred_backlog", "edgexai_store_write_duration_seconds",
+            "edgexai_stage_duration_seconds", "edgexai_cycle_budget_seconds"} <= set(families)
+    stages = {lab["stage"] for _, lab, _ in samples["edgexai_stage_duration_seconds"]}
+    assert {"graph", "cam", "sentence", "queue_and_batch"} <= stages
+
+
+def test_the_grafana_dashboard_reads_metrics_the_node_exports(server):
+    import re
+
+    from helpers import ROOT
+
+    text = httpx.get(f"http://127.0.0.1:{server.hmi_port}/metrics", timeout=10).text
+    exported = set(re.findall(r"^# TYPE (edgexai_\w+)", text, re.M))
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "edge-xai-node.json").read_text())
+    used = {m for p in dashboard["panels"] for t in p["targets"] for m in re.findall(r"edgexai_\w+", t["expr"])}
+    # a histogram's series are its family name + _bucket/_count/_sum; counters are exported with _total
+    families = {re.sub(r"_(bucket|count|sum)$", "", u) for u in used}
+    assert used and families <= exported, families - exported
