@@ -61,6 +61,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_triton(args: argparse.Namespace) -> int:
+    from edge.export.triton import export_triton
+
+    written = export_triton(Path(args.model), Path(args.out), name=args.name, max_batch=args.max_batch,
+                            queue_delay_us=args.queue_delay_us, queue_timeout_us=args.queue_timeout_us,
+                            max_queue=args.max_queue, instances=args.instances, gpu=args.gpu, tensorrt=args.tensorrt)
+    for p in written:
+        print(f"wrote {p} and {p.parent / '1' / 'model.onnx'}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from edge.evaluate import evaluate, format_report
 
@@ -438,6 +449,29 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="re-export a model folder's ONNX graphs from its weights.pt")
     x.add_argument("--model", required=True)
     x.set_defaults(func=_cmd_export)
+
+    tr = sub.add_parser("export-triton", help="a Triton Inference Server model repository from a model folder",
+                        description="One Triton model per exported graph (predict, gradcam, input_gradient) with a "
+                                    "config.pbtxt for the ONNX Runtime backend: dynamic batch dimension, dynamic "
+                                    "batching with a bounded queue delay and a bounded queue that rejects on "
+                                    "timeout, instance groups, zero-input warm-up, names/dtypes/shapes from the "
+                                    "graphs, and the predict graph's and the manifest's sha256 as parameters. "
+                                    "Serve it with Triton's container: docker run -p 8001:8001 -v $PWD/REPO:/models "
+                                    "nvcr.io/nvidia/tritonserver:<version>-py3 tritonserver --model-repository=/models")
+    tr.add_argument("--model", required=True, help="model folder")
+    tr.add_argument("--out", required=True, help="model repository folder (created; existing models are not overwritten)")
+    tr.add_argument("--name", default=None, help="Triton model name prefix (default: the model folder's name)")
+    tr.add_argument("--max-batch", type=int, default=8, help="max_batch_size (default 8)")
+    tr.add_argument("--queue-delay-us", type=int, default=2000,
+                    help="dynamic batching: longest wait for company, microseconds (default 2000)")
+    tr.add_argument("--queue-timeout-us", type=int, default=100_000,
+                    help="a request queued longer is rejected, microseconds (default 100000: a 100 ms cycle)")
+    tr.add_argument("--max-queue", type=int, default=64, help="requests that may wait (default 64)")
+    tr.add_argument("--instances", type=int, default=1, help="model instances (default 1)")
+    tr.add_argument("--gpu", action="store_true", help="instances on the GPU (KIND_GPU; default KIND_CPU)")
+    tr.add_argument("--tensorrt", action="store_true",
+                    help="with --gpu: ONNX Runtime's TensorRT accelerator (JetPack 6 / x86 Triton images)")
+    tr.set_defaults(func=_cmd_export_triton)
 
     e = sub.add_parser("evaluate", help="evaluate a model folder on a dataset with ONNX Runtime",
                        description="Runs the shipped predict graph (no PyTorch) and reports accuracy "

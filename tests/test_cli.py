@@ -7,7 +7,7 @@ from helpers import MODELS
 
 from edge.cli import main
 
-COMMANDS = ["simulate", "train", "export", "evaluate", "calibrate", "dataset", "explain", "serve", "station", "demo", "audit", "gate"]
+COMMANDS = ["simulate", "train", "export", "evaluate", "calibrate", "dataset", "export-triton", "explain", "serve", "station", "demo", "audit", "gate"]
 
 
 def _run(*args):

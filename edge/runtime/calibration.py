@@ -38,18 +38,30 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T minimising the NLL of `labels` (bounded 1-D search on log T; the NLL is convex in 1/T)."""
-    from scipy.optimize import minimize_scalar
-
+    """The T minimising the NLL of `labels`: golden-section search on log T within T_RANGE (the NLL is
+    convex in 1/T, hence unimodal in log T). NumPy only: the runtime install has no SciPy."""
     logits = np.asarray(logits, np.float64)
     labels = np.asarray(labels, np.int64)
     if logits.ndim != 2 or len(logits) != len(labels) or len(labels) == 0:
         raise InvalidInput(f"calibration needs labelled samples: logits {logits.shape} and labels {labels.shape} "
                            "(expected (N, K) and (N,), N > 0)")
+    def f(s: float) -> float:
+        return nll(logits, labels, float(np.exp(s)))
+
     lo, hi = np.log(T_RANGE[0]), np.log(T_RANGE[1])
-    r = minimize_scalar(lambda s: nll(logits, labels, np.exp(s)), bounds=(lo, hi), method="bounded",
-                        options={"xatol": 1e-4})
-    return float(np.exp(r.x))
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = f(a), f(b)
+    while hi - lo > 1e-5:
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = f(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = f(b)
+    return float(np.exp((lo + hi) / 2))
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> dict:
