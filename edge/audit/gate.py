@@ -69,8 +69,8 @@ def load_policy(path: Path | None) -> dict:
 def _measure(row: dict, key: str, section: str, name: str) -> float:
     if key not in row:
         raise InvalidInput(f"metrics.json has no {section} {key!r} for {name} (it has {', '.join(sorted(row))}); "
-                         f"re-run `edge-xai audit` with this version, or name one of those with "
-                         f"[{section}] metric in --policy")
+                           f"re-run `edge-xai audit` with this version, or name one of those with "
+                           f"[{section}] metric in --policy")
     return row[key]
 
 

@@ -41,7 +41,7 @@ def make_baseline(x: np.ndarray, kind: str | np.ndarray, task: str,
                                 for ch in img]) for img in x]).astype(np.float32)
     else:
         raise InvalidInput(f"baseline {kind!r}: expected one of {', '.join(KINDS)} (default for {task}: "
-                         f"{DEFAULTS.get(task, 'black')}) or an array")
+                           f"{DEFAULTS.get(task, 'black')}) or an array")
     for c in constant_channels:
         b[:, c] = x[:, c]
     return b

@@ -47,7 +47,7 @@ class GradCAMExplainer(Explainer):
             raise InvalidInput(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
         if "gradcam" not in model.graphs:
             raise InvalidInput(f"model {model.dir} has no gradcam graph: class activation maps need a "
-                             f"classifier (this is a {model.task} model; use ig or shap)")
+                               f"classifier (this is a {model.task} model; use ig or shap)")
         super().__init__(model)
         self.method = method
         self.shift = map_shift(model, align)

@@ -69,7 +69,7 @@ def parse_target(text: str | None, classes: list[str], output_shape: tuple[int, 
         if text.isdigit() and int(text) < len(classes):
             return "class", int(text)
         raise InvalidInput(f"target {text!r}: not a class of this model ({', '.join(classes)}) or an index "
-                         f"0..{len(classes) - 1}")
+                           f"0..{len(classes) - 1}")
     if text is None or text == "mean":
         return "weights", roi_target(output_shape, np.ones(output_shape[2:], bool))
     m = re.fullmatch(r"pixel:(\d+),(\d+)", text)
@@ -80,4 +80,4 @@ def parse_target(text: str | None, classes: list[str], output_shape: tuple[int, 
         top, bottom, left, right = map(int, m.groups())
         return "weights", roi_target(output_shape, box_mask(output_shape[2:], top, left, bottom, right))
     raise InvalidInput(f"target {text!r}: a regression model takes 'mean', 'pixel:ROW,COL' or "
-                     "'roi:TOP:BOTTOM,LEFT:RIGHT'")
+                       "'roi:TOP:BOTTOM,LEFT:RIGHT'")

@@ -32,8 +32,8 @@ class OrtEngine(Engine):
         wanted = _PROVIDERS[backend][0]
         if wanted not in ort.get_available_providers():
             raise Unavailable(f"backend {backend!r} needs {wanted}, which this onnxruntime lacks (has "
-                               f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
-                               f"(pip install -e '.[gpu]') on a machine with CUDA")
+                              f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
+                              f"(pip install -e '.[gpu]') on a machine with CUDA")
         providers: list = list(_PROVIDERS[backend])
         if backend == "ort-tensorrt" and cache_dir is not None:
             # Building TensorRT engines takes tens of seconds; cache them next to the model.

@@ -30,7 +30,7 @@ class TensorRTEngine(Engine):
             import tensorrt as trt
         except ImportError as e:
             raise Unavailable(f"backend 'tensorrt' needs tensorrt and pycuda ({e}); "
-                               "install them with pip install -e '.[gpu]' on a machine with CUDA") from e
+                              "install them with pip install -e '.[gpu]' on a machine with CUDA") from e
         super().__init__(graph_files)
         self._trt, self._cuda = trt, cuda
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -93,7 +93,7 @@ class TensorRTEngine(Engine):
         batch = next(iter(feeds.values())).shape[0]
         if batch > self.max_batch:
             raise InvalidInput(f"batch {batch} exceeds the engine's profile maximum {self.max_batch}; "
-                             "split it (IG: internal_batch_size)")
+                               "split it (IG: internal_batch_size)")
         keep = []
         for name, value in feeds.items():
             dev = value if isinstance(value, gpuarray.GPUArray) else gpuarray.to_gpu_async(value, stream=self.stream)

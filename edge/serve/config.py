@@ -74,7 +74,7 @@ class ServeConfig:
             for key, value in {**data.get("serve", {})}.items():
                 if key not in known or key == "tls":
                     raise InvalidInput(f"config {path}: unknown setting [serve] {key!r} "
-                                     f"(known: {', '.join(k for k in known if k != 'tls')})")
+                                       f"(known: {', '.join(k for k in known if k != 'tls')})")
                 setattr(cfg, key, Path(value) if key in ("models_dir", "store") else value)
             tls = data.get("tls", {})
             for key, value in tls.items():

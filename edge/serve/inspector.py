@@ -86,8 +86,8 @@ class Inspector:
         if unaudited and not allow_unaudited:
             if not any(m.classes for n, m in self.models.items() if n not in unaudited):
                 raise Refused("refusing to serve models without a passing audit: "
-                                      + "; ".join(f"{n}: {st}" for n, st in unaudited.items())
-                                      + f", and no audited classifier is left to serve ({how})")
+                              + "; ".join(f"{n}: {st}" for n, st in unaudited.items())
+                              + f", and no audited classifier is left to serve ({how})")
             for n, st in unaudited.items():
                 self.withheld[n] = self.models.pop(n)
                 log.warning("not serving %s: %s (%s)", n, st, how)

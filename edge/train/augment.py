@@ -51,7 +51,7 @@ class Augmentation:
             raise InvalidInput("--augment rot90: the inputs are not square (images of several aspect ratios)")
         if not photographs and ({"photometric", "noise"} & set(parts)):
             raise InvalidInput("--augment photometric/noise: only for 8/16-bit photographs; this data is in "
-                             "physical units (simulator .npz)")
+                               "physical units (simulator .npz)")
         return cls(flips=(2, 3) if "flips" in parts else (), rotate90="rot90" in parts,
                    scale=(0.85, 1.25) if "scale" in parts else (1.0, 1.0), photometric="photometric" in parts,
                    noise=0.05 if "noise" in parts else 0.0)
