@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
 from edge.errors import InvalidInput, MissingFile, OutputExists
@@ -81,7 +82,7 @@ def dataset_from_store(store_path: Path, out: Path, review: Path | None = None, 
         try:
             frame = pb.Frame.FromString(raw)
             path = write_frame(frame, out / label / r["inspection_id"])
-        except (InvalidInput, ValueError) as e:   # a malformed stored frame (DecodeError is a ValueError)
+        except (DecodeError, InvalidInput) as e:   # a stored frame that is not a readable edge.v1.Frame
             left_out["unreadable_frame"].append(f"{r['inspection_id']}: {e}")
             continue
         counts[label] = counts.get(label, 0) + 1

@@ -74,3 +74,13 @@ def test_cli_reports_what_was_written_and_left_out(store, tmp_path, capsys):
     assert main(["dataset", "--from-store", str(path), "--out", str(tmp_path / "d"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "wrote 2 of 3 verdicted inspections" in out and "1 no frame" in out and "store_frames" in out
+
+
+def test_an_unreadable_stored_frame_is_left_out_and_listed(tmp_path):
+    s = InspectionStore(tmp_path / "s.sqlite")
+    s.put_inspection(_inspection(0, "crack"), frame=b"\xff\x00 not a protobuf")
+    s.put_verdict("0000", True)
+    s.close()
+    r = dataset_from_store(tmp_path / "s.sqlite", tmp_path / "out", progress=False)
+    assert r["written"] == 0 and r["left_out"]["unreadable_frame"] == 1
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["left_out_ids"]["unreadable_frame"][0].startswith("0000")
