@@ -9,6 +9,8 @@ Rows:
                   at a time; gRPC overhead = grpc_single p50 - in_process p50 (128x128x3 float16 frame)
   stations_KxR    K simulated stations at R Hz each (prediction + Grad-CAM + sentence inline)
   saturation      8 stations sending as fast as answers come back: throughput
+  opcua_delay     with --opcua: the served node also publishes over OPC UA; 4 stations x 10 Hz, the delay
+                  from each gRPC answer to the client's ResultReady event (target p99 <= 20 ms, issue #13)
 Targets (issue #4): gRPC overhead <= 1 ms p50; 4 stations x 10 Hz with p99 <= 100 ms and no errors.
 """
 from __future__ import annotations
@@ -75,11 +77,53 @@ async def grpc_single(target: str, count: int) -> dict:
     return pct(lat)
 
 
+async def opcua_delay(target: str, url: str, count: int, stations: int = 4, rate_hz: float = 10.0) -> dict:
+    """gRPC answer -> OPC UA ResultReady notification, measured in one process (one clock)."""
+    from asyncua import Client
+
+    from edge.line.opcua import NAMESPACE
+    from edge.serve.station import channel, make_requests
+    from edge.v1 import inspection_pb2_grpc as pb_grpc
+
+    events: dict[str, float] = {}
+
+    class Handler:
+        def event_notification(self, event):
+            events[event.ResultId] = time.perf_counter()
+
+    answered: dict[str, float] = {}
+    async with Client(url) as client:
+        idx = await client.get_namespace_index(NAMESPACE)
+        root = await client.nodes.objects.get_child([f"{idx}:EdgeXai"])
+        etype = await client.nodes.base_event_type.get_child([f"{idx}:ResultReadyEventType"])
+        sub = await client.create_subscription(5, Handler())
+        await sub.subscribe_events(root, etype)
+        async with channel(target) as ch:
+            stub = pb_grpc.InspectionStub(ch)
+
+            async def station(k: int):
+                for r in make_requests(count, seed=900 + k, station=f"opcua-{k}"):
+                    t = time.perf_counter()
+                    a = await stub.Inspect(r, timeout=10)
+                    answered[a.inspection_id] = time.perf_counter()
+                    await asyncio.sleep(max(0.0, 1 / rate_hz - (time.perf_counter() - t)))
+            await asyncio.gather(*(station(k) for k in range(stations)))
+        for _ in range(300):
+            if len(events) >= len(answered):
+                break
+            await asyncio.sleep(0.01)
+    delays = [(events[i] - t) * 1e3 for i, t in answered.items() if i in events]
+    return {**pct(delays), "missing": len(answered) - len(delays)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=100, help="requests per row and per station (default 100)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads in the server (default 2)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--opcua", action="store_true",
+                   help="the served node also publishes results over OPC UA (lab endpoint on loopback); adds the "
+                        "opcua_delay row")
     p.add_argument("--spin", action="store_true",
                    help="let ONNX Runtime's thread pools busy-wait between calls ([serve] ort_spin; default off)")
     args = p.parse_args()
@@ -92,7 +136,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-bench-"))
     results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite", args.spin))}
-    (tmp / "node.toml").write_text(f"[serve]\nort_spin = {'true' if args.spin else 'false'}\n")
+    opcua_url = f"opc.tcp://127.0.0.1:{free_port()}/edge-xai/"
+    (tmp / "node.toml").write_text(f"[serve]\nort_spin = {'true' if args.spin else 'false'}\n" + (
+        f'[opcua]\nendpoint = "{opcua_url}"\nanonymous = true\nallow_unencrypted = true\n' if args.opcua else ""))
     port = free_port()
     target = f"127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--config", str(tmp / "node.toml"), "--grpc",
@@ -117,6 +163,8 @@ def main() -> None:
             r = asyncio.run(run_stations(target, rate, args.count, k)).to_dict()
             results[f"stations_{k}x{rate}"] = {kk: r[kk] for kk in ("sent", "ok", "errors", "rate_hz", "p50_ms",
                                                                      "p95_ms", "p99_ms")}
+        if args.opcua:
+            results["opcua_delay"] = asyncio.run(opcua_delay(target, opcua_url, max(1, args.count // 4)))
         r = asyncio.run(run_stations(target, 1000, args.count, 8)).to_dict()
         results["saturation"] = {"stations": 8, "ok": r["ok"], "errors": r["errors"], "throughput_hz": r["rate_hz"],
                                  "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
@@ -126,6 +174,9 @@ def main() -> None:
     overhead = results["grpc_single"]["p50_ms"] - results["in_process"]["p50_ms"]
     s4 = results["stations_4x10"]
     checks = {"grpc overhead p50 <= 1 ms": (overhead, overhead <= 1.0),
+              **({"OPC UA notification p99 <= 20 ms after the gRPC answer":
+                  (results["opcua_delay"]["p99_ms"], results["opcua_delay"]["p99_ms"] <= 20
+                   and results["opcua_delay"]["missing"] == 0)} if args.opcua else {}),
               "4 stations x 10 Hz p99 <= 100 ms, 0 errors": (s4["p99_ms"], s4["p99_ms"] <= 100 and s4["errors"] == 0)}
     out = {"benchmark": "service", "machine": machine(args.threads), "frame": "128x128x3 float16 + height plane",
            "ort_spin": args.spin,

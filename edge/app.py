@@ -25,6 +25,7 @@ class EdgeApp:
         self.config = config
         self.grpc = Server(config)
         self.hmi: HmiServer | None = None
+        self.opcua = None
         self.stopping = asyncio.Event()
 
     @property
@@ -48,6 +49,15 @@ class EdgeApp:
             except BaseException:
                 await self.grpc.stop()      # no half-started node left listening
                 raise
+        if self.config.opcua.endpoint:
+            from edge.line.opcua import OpcUaResults
+
+            self.opcua = OpcUaResults(self.grpc.node, self.config.opcua)
+            try:
+                await self.opcua.start()
+            except BaseException:
+                await self.stop()
+                raise
         await self.grpc.set_serving()
         log.info("serving gRPC on port %s%s", self.grpc_port, f", HMI on port {self.hmi_port}" if self.hmi_port else "")
 
@@ -55,6 +65,8 @@ class EdgeApp:
         if self.hmi is not None:
             self.hmi.stop_accepting()
         await self.grpc.stop()
+        if self.opcua is not None:          # after the drain: the last answers are announced too
+            await self.opcua.stop()
         if self.hmi is not None:
             await self.hmi.wait_stopped(self.config.grace_s)
 

@@ -39,6 +39,18 @@ class TLSConfig:
 
 
 @dataclass
+class OpcUaConfig:
+    """[opcua]: results for the PLC and the MES (edge/line/opcua.py)."""
+    endpoint: str | None = None            # e.g. "opc.tcp://0.0.0.0:4840/edge-xai/"; None = no OPC UA server
+    anonymous: bool = False                # allow anonymous sessions (off: the PLC authenticates)
+    certificate: Path | None = None        # the node's certificate (DER or PEM) for Sign&Encrypt
+    private_key: Path | None = None
+    allow_unencrypted: bool = False        # also offer SecurityPolicy None (a lab, never a line)
+    reject_classes: list[str] = field(default_factory=list)   # empty: every class but the defect-free one
+    users: dict[str, str] = field(default_factory=dict)        # name -> "sha256:<hex>" (edge.line.opcua.password_hash)
+
+
+@dataclass
 class ServeConfig:
     models_dir: Path = field(default_factory=models_dir)   # $EDGE_XAI_MODELS, else the bundled models
     default_model: str | None = None          # None: "defect" if present, else the first classifier
@@ -63,6 +75,7 @@ class ServeConfig:
     grace_s: float = 10.0                     # SIGTERM: time for in-flight work before stopping
     allow_unaudited: bool = False             # serve models whose recorded audit did not pass (edge-xai gate --record)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides) -> "ServeConfig":
@@ -72,18 +85,26 @@ class ServeConfig:
             data = read_toml(path, "config")
             known = {f.name: f for f in fields(cls)}
             for key, value in {**data.get("serve", {})}.items():
-                if key not in known or key == "tls":
+                if key not in known or key in ("tls", "opcua"):
                     raise InvalidInput(f"config {path}: unknown setting [serve] {key!r} "
-                                       f"(known: {', '.join(k for k in known if k != 'tls')})")
+                                       f"(known: {', '.join(k for k in known if k not in ('tls', 'opcua'))})")
                 setattr(cfg, key, Path(value) if key in ("models_dir", "store") else value)
             tls = data.get("tls", {})
             for key, value in tls.items():
                 if key not in ("cert", "key", "client_ca"):
                     raise InvalidInput(f"config {path}: unknown setting [tls] {key!r} (known: cert, key, client_ca)")
                 setattr(cfg.tls, key, (path.parent / value) if not Path(value).is_absolute() else Path(value))
-            unknown = set(data) - {"serve", "tls"}
+            opcua_known = {f.name for f in fields(OpcUaConfig)}
+            for key, value in data.get("opcua", {}).items():
+                if key not in opcua_known:
+                    raise InvalidInput(f"config {path}: unknown setting [opcua] {key!r} "
+                                       f"(known: {', '.join(sorted(opcua_known))})")
+                if key in ("certificate", "private_key"):
+                    value = (path.parent / value) if not Path(value).is_absolute() else Path(value)
+                setattr(cfg.opcua, key, value)
+            unknown = set(data) - {"serve", "tls", "opcua"}
             if unknown:
-                raise InvalidInput(f"config {path}: unknown section(s) {sorted(unknown)} (known: serve, tls)")
+                raise InvalidInput(f"config {path}: unknown section(s) {sorted(unknown)} (known: serve, tls, opcua)")
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, value)
