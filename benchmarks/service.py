@@ -81,7 +81,7 @@ async def opcua_delay(target: str, url: str, count: int, stations: int = 4, rate
     """gRPC answer -> OPC UA ResultReady notification, measured in one process (one clock)."""
     from asyncua import Client
 
-    from edge.line.opcua import NAMESPACE
+    from edge.line.opcua import subscribe_results
     from edge.serve.station import channel, make_requests
     from edge.v1 import inspection_pb2_grpc as pb_grpc
 
@@ -93,11 +93,7 @@ async def opcua_delay(target: str, url: str, count: int, stations: int = 4, rate
 
     answered: dict[str, float] = {}
     async with Client(url) as client:
-        idx = await client.get_namespace_index(NAMESPACE)
-        root = await client.nodes.objects.get_child([f"{idx}:EdgeXai"])
-        etype = await client.nodes.base_event_type.get_child([f"{idx}:ResultReadyEventType"])
-        sub = await client.create_subscription(5, Handler())
-        await sub.subscribe_events(root, etype)
+        idx, root = await subscribe_results(client, Handler())
         async with channel(target) as ch:
             stub = pb_grpc.InspectionStub(ch)
 

@@ -182,3 +182,14 @@ class OpcUaResults:
                 pass
         if self.server is not None:
             await self.server.stop()
+
+
+async def subscribe_results(client, handler, period_ms: float = 5) -> tuple[int, object]:
+    """Subscribe an asyncua client's `handler` (its `event_notification`) to ResultReady events; returns the
+    namespace index and the EdgeXai node (for GetResult and the stations' LastResult)."""
+    idx = await client.get_namespace_index(NAMESPACE)
+    root = await client.nodes.objects.get_child([f"{idx}:EdgeXai"])
+    etype = await client.nodes.base_event_type.get_child([f"{idx}:ResultReadyEventType"])
+    subscription = await client.create_subscription(period_ms, handler)
+    await subscription.subscribe_events(root, etype)
+    return idx, root

@@ -11,6 +11,7 @@ import numpy as np
 
 from edge.data.preprocess import Normalisation
 from edge.errors import NotFound
+from edge.runtime.calibration import softmax_t
 from edge.runtime.engine import Engine, InputError, make_engine
 from edge.runtime.manifest import audit_status, load_manifest, predict_sha256
 
@@ -97,8 +98,6 @@ class Model:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities from logits (N, K): softmax(logits / T). Same argmax as the raw
         softmax; every answer's confidence comes from here."""
-        from edge.runtime.calibration import softmax_t
-
         return softmax_t(logits, self.temperature)
 
     @property

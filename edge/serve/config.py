@@ -27,6 +27,11 @@ def default_store() -> Path:
     return LEGACY_STORE if LEGACY_STORE.is_file() else data_dir() / "inspections.sqlite"
 
 
+def _beside(config_path: Path, value: str) -> Path:
+    """A file named in the config: relative paths are relative to the config file, not the working directory."""
+    return Path(value) if Path(value).is_absolute() else config_path.parent / value
+
+
 @dataclass
 class TLSConfig:
     cert: Path | None = None          # server certificate chain (PEM)
@@ -93,14 +98,14 @@ class ServeConfig:
             for key, value in tls.items():
                 if key not in ("cert", "key", "client_ca"):
                     raise InvalidInput(f"config {path}: unknown setting [tls] {key!r} (known: cert, key, client_ca)")
-                setattr(cfg.tls, key, (path.parent / value) if not Path(value).is_absolute() else Path(value))
+                setattr(cfg.tls, key, _beside(path, value))
             opcua_known = {f.name for f in fields(OpcUaConfig)}
             for key, value in data.get("opcua", {}).items():
                 if key not in opcua_known:
                     raise InvalidInput(f"config {path}: unknown setting [opcua] {key!r} "
                                        f"(known: {', '.join(sorted(opcua_known))})")
                 if key in ("certificate", "private_key"):
-                    value = (path.parent / value) if not Path(value).is_absolute() else Path(value)
+                    value = _beside(path, value)
                 setattr(cfg.opcua, key, value)
             unknown = set(data) - {"serve", "tls", "opcua"}
             if unknown:

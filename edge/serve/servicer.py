@@ -132,17 +132,19 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         code, message = status_for(exc)
         if code == grpc.StatusCode.INTERNAL:
             log.exception("internal error", exc_info=exc)
+        self._tally(code)
+        return code, message
+
+    def _tally(self, code: grpc.StatusCode) -> None:
         if self.node is not None:
             self.node.metrics.errors.labels(code=code.name).inc()
-        return code, message
 
     async def _abort(self, context, exc: BaseException):
         code, message = self._count(exc)
         await context.abort(code, message)
 
     async def _fail(self, context, code: grpc.StatusCode, message: str):
-        if self.node is not None:
-            self.node.metrics.errors.labels(code=code.name).inc()
+        self._tally(code)
         await context.abort(code, message)
 
     async def _inspect(self, request: pb.InspectRequest, context) -> pb.InspectResponse:

@@ -26,7 +26,7 @@ def free_port() -> int:
 async def scenario(grpc_port: int, url: str, per_station: int = 5, stations: int = 4):
     from asyncua import Client
 
-    from edge.line.opcua import NAMESPACE
+    from edge.line.opcua import subscribe_results
 
     received: dict[str, tuple[float, object]] = {}
     order: list[str] = []
@@ -37,11 +37,7 @@ async def scenario(grpc_port: int, url: str, per_station: int = 5, stations: int
             order.append(event.ResultId)
 
     async with Client(url) as client:
-        idx = await client.get_namespace_index(NAMESPACE)
-        root = await client.nodes.objects.get_child([f"{idx}:EdgeXai"])
-        etype = await client.nodes.base_event_type.get_child([f"{idx}:ResultReadyEventType"])
-        sub = await client.create_subscription(5, Handler())
-        await sub.subscribe_events(root, etype)
+        idx, root = await subscribe_results(client, Handler())
         answers = []
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as ch:
             stub = pb_grpc.InspectionStub(ch)
