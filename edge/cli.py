@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from pathlib import Path
 
-from edge.errors import EdgeError, InvalidInput
+from edge.errors import EdgeError, InvalidInput, MissingFile
 
 # A problem with what the user asked for on the command line: printed as one line, exit status 2.
 UserError = InvalidInput
@@ -94,6 +95,32 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"temperature {c['temperature']:.3f} fitted on {c['n']} samples: expected calibration error "
               f"{c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}; "
               f"recorded in {Path(args.model) / 'manifest.json'}")
+    return 0
+
+
+def _cmd_forward(args: argparse.Namespace) -> int:
+    import time
+
+    from edge.record import InspectionStore
+    from edge.record.forward import forward_all
+    from edge.record.plant import PlantDatabase, redact
+
+    if not Path(args.store).is_file():
+        raise MissingFile(f"--store {args.store}: no such inspection store")
+    store = InspectionStore(Path(args.store), outbox=True)
+    queued = store.enqueue_all() if args.all else 0
+    plant = PlantDatabase(args.database)
+    t = time.perf_counter()
+    try:
+        n = forward_all(store, plant, args.node, args.batch, progress=not (args.quiet or args.json))
+    finally:
+        plant.close()
+    seconds = time.perf_counter() - t
+    r = {"forwarded_rows": n, "queued_by_all": queued, "seconds": round(seconds, 3), "node": args.node,
+         "rows_per_s": round(n / seconds, 1) if seconds > 0 and n else None}
+    print(json.dumps(r) if args.json else
+          f"forwarded {n} outbox rows from {args.store} to {redact(args.database)} as node {args.node!r} "
+          f"in {seconds:.1f} s" + (f" ({queued} queued by --all)" if args.all else ""))
     return 0
 
 
@@ -340,8 +367,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_audit(args: argparse.Namespace) -> int:
     from edge.audit import audit
 
+    from edge.record.plant import is_database_url
+
+    store = args.store if is_database_url(args.store) else (Path(args.store) if args.store else None)
     metrics = audit(Path(args.model), Path(args.data), Path(args.out), limit=args.limit,
-                    store=Path(args.store) if args.store else None, shap_samples=args.shap_samples,
+                    store=store, shap_samples=args.shap_samples,
                     progress=not (args.quiet or args.json), seed=args.seed, ood=Path(args.ood) if args.ood else None)
     if args.json:
         print(json.dumps(metrics, default=float))
@@ -501,6 +531,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_calibrate)
 
+    fw = sub.add_parser("forward", help="send an inspection store's records to the plant database (PostgreSQL)",
+                        description="Forward what a node's outbox holds to the plant database now, until it is "
+                                    "empty (a running node with [plant] database does this by itself). --all "
+                                    "first queues every stored inspection and verdict: a backfill of a store "
+                                    "written before [plant] was configured. Idempotent: records the plant "
+                                    "database already holds are not doubled. The password comes from "
+                                    "~/.pgpass or PGPASSWORD.")
+    fw.add_argument("--store", required=True, help="the node's inspection store (SQLite)")
+    fw.add_argument("--database", required=True, metavar="URL", help="postgresql://user@host:port/dbname")
+    fw.add_argument("--node", default=socket.gethostname(),
+                    help="this node's name in the plant record (default: the host name, as [plant] node)")
+    fw.add_argument("--all", action="store_true", help="queue every stored inspection and verdict first")
+    fw.add_argument("--batch", type=int, default=200, help="rows per plant transaction (default 200)")
+    fw.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    fw.add_argument("--quiet", action="store_true")
+    fw.set_defaults(func=_cmd_forward)
+
     ds = sub.add_parser("dataset", help="operators' verdicts back into training: stored frames as a data set",
                         description="Write the frames of every inspection with an operator verdict from an "
                                     "inspection store as a data set (OUT/<class>/<inspection id>.png|.npz), "
@@ -612,7 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--limit", type=int, default=None, help="audit a seeded random subset of this size")
     a.add_argument("--shap-samples", type=int, default=60,
                    help="samples for faithfulness, stability, sanity and the SHAP checks (default 60: ~10 per class)")
-    a.add_argument("--store", default=None, help="inspection store with operator verdicts (operator agreement)")
+    a.add_argument("--store", default=None,
+                   help="operator verdicts for the operator agreement: a node's inspection store (SQLite file), or the "
+                        "plant database's postgresql:// URL for every line's verdicts")
     a.add_argument("--ood", default=None, metavar="DATA",
                    help="classifier: frames unlike the training data (another set-up, sensor artifacts): the share "
                         "the review flag sends to a person is reported")

@@ -37,7 +37,7 @@ def _stage(metrics: dict, name: str):
         metrics.setdefault("timings_s", {})[name] = time.perf_counter() - t
 
 
-def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, store: Path | None = None,
+def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, store: Path | str | None = None,
           shap_samples: int = 60, progress: bool = True, seed: int = 0, ood: Path | None = None) -> dict:
     """ood: frames unlike the training data (another set-up, artifacts); the audit reports the share the
     review flag sends to a person."""

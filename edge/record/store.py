@@ -9,6 +9,10 @@ server funnels writes through one worker thread.
 
 Raw frames are optional and capped (`frame_retention`): the oldest are deleted as new ones arrive.
 Channel previews (8-bit PNGs the HMI shows) are capped the same way (`preview_retention`).
+
+With `outbox=True` (a node with a plant database, `edge.record.forward`) every write also appends a row
+to the `outbox` table *in the same transaction*: what the plant must receive is durable exactly when the
+inspection is, and the forwarder deletes outbox rows only after the plant database committed them.
 """
 from __future__ import annotations
 
@@ -40,7 +44,10 @@ CREATE TABLE IF NOT EXISTS verdicts (
 CREATE INDEX IF NOT EXISTS verdicts_inspection ON verdicts (inspection_id);
 CREATE TABLE IF NOT EXISTS frames (inspection_id TEXT PRIMARY KEY, data BLOB, created_ms INTEGER);
 CREATE TABLE IF NOT EXISTS previews (inspection_id TEXT, channel TEXT, png BLOB, PRIMARY KEY (inspection_id, channel));
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, key TEXT NOT NULL,
+    created_ms INTEGER);
 """
+OUTBOX_KINDS = ("inspection", "verdict")   # an inspection event re-sends the row and all its explanations
 # Columns added after the first release: a store written by an older node gains them on open.
 ADDED_COLUMNS = {"inspections": (("tiles", "INTEGER DEFAULT 1"), ("tile_box", "TEXT"),
                                  ("heatmap_method", "TEXT DEFAULT 'gradcam'"), ("review", "TEXT"))}
@@ -54,8 +61,10 @@ class StoreError(Unavailable):
 
 
 class InspectionStore:
-    def __init__(self, path: Path | str, frame_retention: int = 1000, preview_retention: int = 10000):
+    def __init__(self, path: Path | str, frame_retention: int = 1000, preview_retention: int = 10000,
+                 outbox: bool = False):
         self.path = str(path)
+        self.outbox = outbox
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.frame_retention, self.preview_retention = frame_retention, preview_retention
@@ -103,6 +112,7 @@ class InspectionStore:
                    json.dumps(ins.deferred), ins.tiles, json.dumps(ins.tile_box) if ins.tile_box else None,
                    ins.heatmap_method, None if ins.review is None else json.dumps(ins.review)))]
         stmts += [self._attribution_stmt(ins.inspection_id, a) for a in ins.attributions]
+        stmts += self._outbox_stmt("inspection", ins.inspection_id)
         for channel, png in (previews or {}).items():
             stmts.append(("INSERT INTO previews VALUES (?,?,?)", (ins.inspection_id, channel, png)))
         if previews:
@@ -131,7 +141,18 @@ class InspectionStore:
         stmts.append(("UPDATE inspections SET deferred = '[]' WHERE id = ?", (inspection_id,)))
         if sentence:
             stmts.append(("UPDATE inspections SET sentence = ? WHERE id = ?", (sentence, inspection_id)))
+        stmts += self._outbox_stmt("inspection", inspection_id)
         self._write(stmts)
+
+    def _outbox_stmt(self, kind: str, key: str | None) -> list[tuple[str, tuple]]:
+        """The outbox row of a write, for its transaction (none without a plant database). key None: the
+        row just inserted (a verdict's own id)."""
+        if not self.outbox:
+            return []
+        if key is None:
+            return [("INSERT INTO outbox (kind, key, created_ms) VALUES (?, CAST(last_insert_rowid() AS TEXT), ?)",
+                     (kind, now_ms()))]
+        return [("INSERT INTO outbox (kind, key, created_ms) VALUES (?, ?, ?)", (kind, key, now_ms()))]
 
     def put_verdict(self, inspection_id: str, agree: bool, correct_class: str = "", operator: str = "",
                     condition: str = "") -> int:
@@ -139,8 +160,54 @@ class InspectionStore:
             raise NotFound(f"inspection_id {inspection_id!r}: no such inspection")
         t = now_ms()
         self._write([("INSERT INTO verdicts (inspection_id, agree, correct_class, operator, condition, created_ms)"
-                      " VALUES (?,?,?,?,?,?)", (inspection_id, int(agree), correct_class, operator, condition, t))])
+                      " VALUES (?,?,?,?,?,?)", (inspection_id, int(agree), correct_class, operator, condition, t)),
+                     *self._outbox_stmt("verdict", None)])
         return t
+
+    # -- the outbox (store-and-forward to the plant database) -------------------------------------
+    def pending(self, limit: int = 200) -> list[tuple[int, str, str]]:
+        """The oldest `limit` outbox rows: (seq, kind, key)."""
+        return [tuple(r) for r in self._connect().execute(
+            "SELECT seq, kind, key FROM outbox ORDER BY seq LIMIT ?", (limit,))]
+
+    def acknowledge(self, up_to_seq: int) -> None:
+        """The plant database committed every outbox row up to `up_to_seq`: forget them."""
+        self._write([("DELETE FROM outbox WHERE seq <= ?", (up_to_seq,))])
+
+    def backlog(self) -> int:
+        return self._connect().execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def enqueue_all(self) -> int:
+        """Queue every stored inspection and verdict for forwarding (a backfill: a store written before the
+        plant database was configured). Returns the number of rows queued."""
+        conn = self._connect()
+        before = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
+        t = now_ms()
+        self._write([("INSERT INTO outbox (kind, key, created_ms) SELECT 'inspection', id, ? FROM inspections "
+                      "ORDER BY received_ms, id", (t,)),
+                     ("INSERT INTO outbox (kind, key, created_ms) SELECT 'verdict', CAST(id AS TEXT), ? FROM verdicts "
+                      "ORDER BY id", (t,))])
+        return conn.execute("SELECT COUNT(*) FROM outbox WHERE seq > ?", (before,)).fetchone()[0]
+
+    def plant_rows(self, inspection_ids: list[str], verdict_ids: list[int]) -> dict[str, list[dict]]:
+        """What the plant database receives for these outbox keys: the inspection rows (a verdict's
+        inspection included, so the plant never holds a verdict without its inspection), all their
+        explanations, and the verdicts. Frames and previews stay on the node."""
+        conn = self._connect()
+        conn.row_factory = sqlite3.Row
+
+        def select(sql: str, keys: list) -> list[dict]:
+            out = []
+            for i in range(0, len(keys), 500):          # SQLite's bound-parameter limit
+                chunk = keys[i:i + 500]
+                out += [dict(r) for r in conn.execute(sql.format(", ".join("?" * len(chunk))), chunk)]
+            return out
+
+        verdicts = select("SELECT * FROM verdicts WHERE id IN ({}) ORDER BY id", [int(v) for v in verdict_ids])
+        ids = list(dict.fromkeys([*inspection_ids, *(v["inspection_id"] for v in verdicts)]))
+        inspections = select(f"SELECT {', '.join(INSPECTION_COLUMNS)} FROM inspections WHERE id IN ({{}})", ids)
+        explanations = select("SELECT * FROM explanations WHERE inspection_id IN ({}) ORDER BY id", ids)
+        return {"inspections": inspections, "explanations": explanations, "verdicts": verdicts}
 
     # -- reading -----------------------------------------------------------------------------------
     def get_row(self, inspection_id: str) -> dict | None:
@@ -219,7 +286,7 @@ class InspectionStore:
         return [dict(r) for r in conn.execute("SELECT * FROM verdicts ORDER BY id")]
 
     def count(self, table: str = "inspections") -> int:
-        if table not in ("inspections", "explanations", "verdicts", "frames", "previews"):
+        if table not in ("inspections", "explanations", "verdicts", "frames", "previews", "outbox"):
             raise ValueError(f"unknown table {table!r}")
         return self._connect().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 

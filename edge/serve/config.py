@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from edge.errors import InvalidInput
 from edge.resources import data_dir, models_dir
 from edge.toml_file import read_toml
 
+SECTIONS = ("tls", "opcua", "plant")           # config sections besides [serve]
 LEGACY_STORE = Path("edge-xai-audit.sqlite")    # the default before: in the working directory
 
 
@@ -56,6 +58,16 @@ class OpcUaConfig:
 
 
 @dataclass
+class PlantConfig:
+    """[plant]: forward every inspection, deferred explanation and verdict to a plant-wide PostgreSQL
+    (edge/record/forward.py). The password goes in ~/.pgpass or PGPASSWORD, not here."""
+    database: str | None = None            # "postgresql://user@host:5432/dbname"; None = no forwarding
+    node: str = field(default_factory=socket.gethostname)   # this node's name in the plant record
+    batch: int = 200                       # outbox rows per plant transaction
+    drain_s: float = 5.0                   # at shutdown, time to empty the outbox (the rest goes at the next start)
+
+
+@dataclass
 class ServeConfig:
     models_dir: Path = field(default_factory=models_dir)   # $EDGE_XAI_MODELS, else the bundled models
     default_model: str | None = None          # None: "defect" if present, else the first classifier
@@ -81,6 +93,7 @@ class ServeConfig:
     allow_unaudited: bool = False             # serve models whose recorded audit did not pass (edge-xai gate --record)
     tls: TLSConfig = field(default_factory=TLSConfig)
     opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
+    plant: PlantConfig = field(default_factory=PlantConfig)
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides) -> "ServeConfig":
@@ -90,9 +103,9 @@ class ServeConfig:
             data = read_toml(path, "config")
             known = {f.name: f for f in fields(cls)}
             for key, value in {**data.get("serve", {})}.items():
-                if key not in known or key in ("tls", "opcua"):
+                if key not in known or key in SECTIONS:
                     raise InvalidInput(f"config {path}: unknown setting [serve] {key!r} "
-                                       f"(known: {', '.join(k for k in known if k not in ('tls', 'opcua'))})")
+                                       f"(known: {', '.join(k for k in known if k not in SECTIONS)})")
                 setattr(cfg, key, Path(value) if key in ("models_dir", "store") else value)
             tls = data.get("tls", {})
             for key, value in tls.items():
@@ -107,14 +120,28 @@ class ServeConfig:
                 if key in ("certificate", "private_key"):
                     value = _beside(path, value)
                 setattr(cfg.opcua, key, value)
-            unknown = set(data) - {"serve", "tls", "opcua"}
+            plant_known = {f.name for f in fields(PlantConfig)}
+            for key, value in data.get("plant", {}).items():
+                if key not in plant_known:
+                    raise InvalidInput(f"config {path}: unknown setting [plant] {key!r} "
+                                       f"(known: {', '.join(sorted(plant_known))})")
+                setattr(cfg.plant, key, value)
+            unknown = set(data) - {"serve", *SECTIONS}
             if unknown:
-                raise InvalidInput(f"config {path}: unknown section(s) {sorted(unknown)} (known: serve, tls, opcua)")
+                raise InvalidInput(f"config {path}: unknown section(s) {sorted(unknown)} "
+                                   f"(known: serve, {', '.join(SECTIONS)})")
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, value)
         if not 0 < cfg.review_budget < 1:
             raise InvalidInput(f"[serve] review_budget {cfg.review_budget}: a share of parts between 0 and 1 (0.10 = 10 %)")
+        if cfg.plant.database is not None:
+            from edge.record.plant import is_database_url, redact
+
+            if not is_database_url(cfg.plant.database):
+                raise InvalidInput(f"[plant] database {redact(str(cfg.plant.database))!r}: expected a postgresql:// URL")
+            if not cfg.plant.node or cfg.plant.batch < 1:
+                raise InvalidInput("[plant] node must be a non-empty name and batch at least 1")
         if cfg.tls.enabled and cfg.tls.key is None:
             raise InvalidInput("[tls] cert is set but key is not")
         return cfg

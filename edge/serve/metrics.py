@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -18,6 +20,22 @@ STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1
 def latency_buckets(cycle_budget_s: float) -> tuple[float, ...]:
     """End-to-end latency buckets, with one exactly at the cycle budget."""
     return tuple(sorted({0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, round(cycle_budget_s, 6)}))
+
+
+class _PlantCollector(Collector):
+    """Read from the forwarder when scraped: its counts live in the forwarder thread, not in metric objects."""
+
+    def __init__(self, forwarder):
+        self.forwarder = forwarder
+
+    def collect(self):
+        status = self.forwarder.status
+        yield GaugeMetricFamily("edgexai_plant_backlog", "Outbox rows not yet in the plant database",
+                                value=self.forwarder.backlog())
+        yield CounterMetricFamily("edgexai_plant_forwarded", "Outbox rows the plant database committed",
+                                  value=status.forwarded)
+        yield CounterMetricFamily("edgexai_plant_failures", "Failed forwarding attempts (database down or refusing)",
+                                  value=status.failures)
 
 
 class NodeMetrics:
@@ -52,6 +70,10 @@ class NodeMetrics:
         """Gauges read when scraped, from the node's own state."""
         self.queue_depth.set_function(queue_depth)
         self.deferred_backlog.set_function(deferred_backlog)
+
+    def plant(self, forwarder) -> None:
+        """Store-and-forward to the plant database (edge.record.forward.Forwarder): backlog, rows sent, failures."""
+        self.registry.register(_PlantCollector(forwarder))
 
     def model(self, name: str, task: str, audit_status: str, served: bool) -> None:
         self.models.labels(model=name, task=task, audit_status=audit_status, served=str(served).lower()).set(1)

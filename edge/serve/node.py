@@ -29,7 +29,15 @@ class Node:
                                    default_model=config.default_model, ig_steps=config.ig_steps,
                                    shap_budget=config.shap_budget, allow_unaudited=config.allow_unaudited,
                                    spin=config.ort_spin, review_budget=config.review_budget)
-        self.store = InspectionStore(config.store, config.frame_retention, config.preview_retention)
+        self.store = InspectionStore(config.store, config.frame_retention, config.preview_retention,
+                                     outbox=config.plant.database is not None)
+        self.forwarder = None
+        if config.plant.database:
+            from edge.record.forward import Forwarder
+            from edge.record.plant import PlantDatabase
+
+            self.forwarder = Forwarder(self.store, PlantDatabase(config.plant.database), config.plant.node,
+                                       batch=config.plant.batch)
         self.hub = Hub()
         # One thread runs the models (ONNX Runtime parallelises inside each call); one writes the store;
         # one computes deferred explanations, so they never hold up inline work in the model thread.
@@ -41,6 +49,8 @@ class Node:
         self.background: set[asyncio.Task] = set()
         self.metrics = NodeMetrics(config.cycle_budget_ms)
         self.metrics.watch(self.batcher.queue.qsize, lambda: len(self.background))
+        if self.forwarder is not None:
+            self.metrics.plant(self.forwarder)
         for name, m in [*self.inspector.models.items(), *self.inspector.withheld.items()]:
             self.metrics.model(name, m.task, self.inspector.audit[name], name in self.inspector.models)
         self.recent = deque(maxlen=2000)      # (monotonic s, total ms, label) for the HMI's statistics
@@ -53,6 +63,8 @@ class Node:
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.model_pool, self.inspector.warm_up)
+        if self.forwarder is not None:          # also sends what an earlier run left in the outbox
+            self.forwarder.start()
         self.batcher.start()
         self.ready = True
 
@@ -90,6 +102,7 @@ class Node:
         ins.timings_ms["total"] = (time.perf_counter() - job.arrived) * 1e3
         self.recent.append((time.monotonic(), ins.timings_ms["total"], ins.label))
         self.metrics.inspection(ins.model, ins.label, ins.station_id, ins.timings_ms, ins.review, deferred)
+        self._stored()
         self.hub.publish(ins)
         if deferred:
             task = loop.create_task(self._deferred(job, ins, deferred))
@@ -104,6 +117,7 @@ class Node:
                 self.background_pool, self.inspector.explain_extra, job, ins, kinds)
             await loop.run_in_executor(self.store_pool, self.store.put_deferred, ins.inspection_id,
                                        attributions, sentence)
+            self._stored()
         except Exception:  # noqa: BLE001 - a failed background explanation must not take the node down
             log.exception("deferred %s for inspection %s failed", kinds, ins.inspection_id)
             return
@@ -117,10 +131,15 @@ class Node:
         loop = asyncio.get_running_loop()
         t = await loop.run_in_executor(self.store_pool, self.store.put_verdict, inspection_id, agree,
                                        correct_class, operator, condition)
+        self._stored()
         ins = await loop.run_in_executor(self.store_pool, self.store.get, inspection_id)
         if ins is not None:
             self.hub.publish(ins, update=True)
         return t
+
+    def _stored(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.notify()
 
     async def get(self, inspection_id: str) -> Inspection | None:
         return await asyncio.get_running_loop().run_in_executor(self.store_pool, self.store.get, inspection_id)
@@ -150,6 +169,8 @@ class Node:
             await asyncio.wait(list(self.background), timeout=grace_s)
         await self.batcher.stop()
         loop = asyncio.get_running_loop()
+        if self.forwarder is not None:
+            await loop.run_in_executor(None, self.forwarder.stop, self.config.plant.drain_s)
         await loop.run_in_executor(self.store_pool, self.store.close)
         for pool in (self.model_pool, self.store_pool, self.background_pool):
             pool.shutdown(wait=False, cancel_futures=True)

@@ -1,10 +1,10 @@
 """Configuration files and the inspection store on their own."""
-import numpy as np
 import pytest
 
 from edge.errors import NotFound
-from edge.record import Attribution, Inspection, InspectionStore
+from edge.record import InspectionStore
 from edge.serve.config import ServeConfig
+from helpers.records import make_attribution, make_inspection
 
 
 def test_config_file_overrides_and_names_unknown_settings(tmp_path):
@@ -24,27 +24,14 @@ def test_config_file_overrides_and_names_unknown_settings(tmp_path):
         ServeConfig.load(tmp_path / "missing.toml")
 
 
-def _inspection(i: int) -> Inspection:
-    heat = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
-    import cv2
-
-    png = cv2.imencode(".png", (heat * 255).astype(np.uint8))[1].tobytes()
-    return Inspection(inspection_id=f"{i:08d}", station_id="s1", part_id=f"p{i}", model="defect",
-                      model_sha256="ab" * 32, label="crack", confidence=0.9, probabilities={"ok": 0.1, "crack": 0.9},
-                      heatmap=heat, heatmap_png=png, heatmap_target="class crack", sentence="sentence",
-                      requested=("gradcam", "ig"), received_ms=1000 + i, timings_ms={"graph": 2.0}, deferred=["ig"])
-
-
 def test_round_trip_deferred_verdicts_and_retention(tmp_path):
     store = InspectionStore(tmp_path / "a.sqlite", frame_retention=2, preview_retention=2)
     for i in range(4):
-        store.put_inspection(_inspection(i), {"thermal": b"png"}, frame=b"raw" * 10)
+        store.put_inspection(make_inspection(i), {"thermal": b"png"}, frame=b"raw" * 10)
     got = store.get("00000003")
     assert got.label == "crack" and got.deferred == ["ig"] and got.heatmap.shape == (8, 8)
     assert abs(got.heatmap.max() - 1) < 1e-6
-    a = Attribution(model="thermal", model_sha256="cd" * 32, method="ig", target="output mean", heat_png=b"png",
-                    attribution=np.ones((8, 8), np.float32), completeness_delta=0.01,
-                    relative_completeness_delta=0.001, n_steps=16)
+    a = make_attribution(16)
     store.put_deferred("00000003", [a], "better sentence")
     got = store.get("00000003")
     assert got.complete and got.sentence == "better sentence" and got.attributions[0].n_steps == 16
@@ -56,14 +43,14 @@ def test_round_trip_deferred_verdicts_and_retention(tmp_path):
     assert store.preview("00000000", "thermal") is None and store.preview("00000003", "thermal") == b"png"
     assert [r.inspection_id for r in store.recent(2)] == ["00000003", "00000002"]
     with pytest.raises(Exception):
-        store.put_inspection(_inspection(3))                  # ids are unique
+        store.put_inspection(make_inspection(3))                  # ids are unique
     assert store.integrity_check() == "ok"
     store.close()
 
 
 def test_the_review_flag_and_its_reasons_are_kept(tmp_path):
     store = InspectionStore(tmp_path / "a.sqlite")
-    flagged, unjudged = _inspection(1), _inspection(2)
+    flagged, unjudged = make_inspection(1), make_inspection(2)
     flagged.review = ["low confidence", "unlike the training data"]
     store.put_inspection(flagged)
     store.put_inspection(unjudged)
