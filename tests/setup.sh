@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Everything the tests need, on a fresh machine: the package with its dev extra, pytorch-grad-cam
 # without its torchvision requirement (which would pull a multi-GB CUDA torch; see tests/helpers/reference_libs.py),
-# and Debian's chromium for the HMI browser test (Playwright drives it; no browser download).
+# Debian's chromium for the HMI browser test (Playwright drives it; no browser download), and Debian's
+# PostgreSQL server for the plant-record tests (tests/helpers/postgres.py starts a throwaway one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pip install -q -e '.[dev]'
 pip install -q --no-deps grad-cam==1.5.7
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+apt_install() {
+  $sudo apt-get install -y -q "$@" >/dev/null || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$@" >/dev/null; }
+}
 if ! command -v chromium >/dev/null 2>&1; then
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-  $sudo apt-get install -y -q chromium >/dev/null || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
+  apt_install chromium
+fi
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  apt_install postgresql
 fi
