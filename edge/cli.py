@@ -247,13 +247,23 @@ def format_record(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _backend(value: str) -> str:
+    from edge.runtime.engine import BACKENDS
+
+    if value in BACKENDS or (value.startswith("triton://") and len(value) > len("triton://")):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: expected one of {', '.join(BACKENDS)} or triton://HOST:PORT")
+
+
 def _serve_config(args: argparse.Namespace):
     from edge.serve import ServeConfig
 
     hmi = None if getattr(args, "hmi", None) == "off" else getattr(args, "hmi", None)
     cfg = ServeConfig.load(Path(args.config) if getattr(args, "config", None) else None, grpc=args.grpc,
                            store=Path(args.store) if args.store else None,
-                           models_dir=Path(args.models) if args.models else None, threads=args.threads)
+                           models_dir=Path(args.models) if args.models else None, threads=args.threads,
+                           backend=getattr(args, "backend", None),
+                           deferred_backend=getattr(args, "deferred_backend", None))
     if getattr(args, "allow_unaudited", False):
         cfg.allow_unaudited = True
     if getattr(args, "hmi", None) == "off":
@@ -581,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--opacity", type=float, default=0.45, help="heatmap opacity in the overlay (default 0.45)")
     x.add_argument("--npy", default=None, help="write the raw maps to this .npz file")
     x.add_argument("--json", action="store_true", help="print one JSON object")
-    x.add_argument("--backend", default="ort-cpu", choices=["ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt"])
+    x.add_argument("--backend", default="ort-cpu", type=_backend,
+                   help="ort-cpu (default), ort-cuda, ort-tensorrt, tensorrt, or triton://HOST:PORT")
     x.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     g = x.add_argument_group("integrated gradients")
     g.add_argument("--steps", type=int, default=50, help="interpolation points M (default 50)")
@@ -616,6 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--models", default=None,
                    help="folder of model folders to serve (default: $EDGE_XAI_MODELS, else the bundled models)")
     v.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    v.add_argument("--backend", default=None, type=_backend,
+                   help="where every graph runs: ort-cpu (default), ort-cuda, ort-tensorrt, tensorrt, or "
+                        "triton://HOST:PORT (a Triton Inference Server holding edge-xai export-triton's models)")
+    v.add_argument("--deferred-backend", default=None, type=_backend, metavar="BACKEND",
+                   help="run only IG and SHAP there (e.g. triton://gpu-server:8001, a shared GPU server), while "
+                        "the inline prediction and Grad-CAM stay on --backend")
     v.add_argument("--allow-unaudited", action="store_true",
                    help="also serve models without a passing audit (edge-xai audit + gate --record); "
                         "by default they are withheld, and the node refuses to start if no audited "

@@ -15,6 +15,13 @@ apt_install() {
 if ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium
 fi
+# A real Triton Inference Server for the `triton` engine's tests: PyPI's nvidia-pytriton bundles tritonserver.
+# Its own virtual environment: it pins numpy < 2 and tritonclient[grpc]'s protobuf, which conflict with ours.
+if [ ! -x .venv-triton/bin/python ] && [ "$(uname -m)" = x86_64 ]; then
+  python -m venv .venv-triton
+  .venv-triton/bin/pip install -q 'nvidia-pytriton==0.7.0' onnxruntime \
+    || echo "tests/setup.sh: nvidia-pytriton did not install; the Triton engine tests will skip" >&2
+fi
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt_install postgresql
 fi

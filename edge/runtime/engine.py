@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import InvalidInput, NotFound
+from edge.errors import InvalidInput, NotFound, Unavailable
 
 BACKENDS = ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
 
@@ -100,10 +100,20 @@ class Engine(ABC):
 
 
 def make_engine(backend: str, graph_files: dict[str, Path], threads: int | None = None,
-                cache_dir: Path | None = None, spin: bool = False) -> Engine:
-    """An engine for `backend` (one of BACKENDS). GPU backends import their libraries only here, so the
-    CPU install never needs them; a missing library fails with the package to install. `spin`: ONNX
-    Runtime's thread pools busy-wait between calls (see OrtEngine)."""
+                cache_dir: Path | None = None, spin: bool = False, model_name: str | None = None,
+                expected_sha256: str | None = None) -> Engine:
+    """An engine for `backend` (one of BACKENDS, or triton://HOST:PORT). GPU backends import their libraries
+    only here, so the CPU install never needs them; a missing library fails with the package to install.
+    `spin`: ONNX Runtime's thread pools busy-wait between calls (see OrtEngine). `model_name` and
+    `expected_sha256`: which Triton models serve these graphs, and the identity they must have."""
+    if backend.startswith("triton://"):
+        try:
+            from edge.runtime.triton import TritonEngine
+        except ImportError as e:
+            raise Unavailable(f"backend {backend!r} needs tritonclient: pip install 'edge-xai[triton]'") from e
+        if not model_name:
+            raise InvalidInput(f"backend {backend!r}: the Triton model name is missing")
+        return TritonEngine(graph_files, backend, model_name, expected_sha256=expected_sha256)
     if backend in ("ort-cpu", "ort-cuda", "ort-tensorrt"):
         from edge.runtime.ort import OrtEngine
 
@@ -112,4 +122,4 @@ def make_engine(backend: str, graph_files: dict[str, Path], threads: int | None 
         from edge.runtime.tensorrt import TensorRTEngine
 
         return TensorRTEngine(graph_files, cache_dir=cache_dir)
-    raise InvalidInput(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    raise InvalidInput(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} or triton://HOST:PORT")

@@ -120,8 +120,11 @@ class Model:
         """All graphs of the model on the chosen backend, created on first use."""
         if self._engine is None:
             files = {g: self.dir / spec["file"] for g, spec in self.manifest["graphs"].items()}
+            # a remote server must serve this very model: its predict graph's identity is checked there
+            remote = self.backend.startswith("triton://") and "predict" in self.manifest["graphs"]
             self._engine = make_engine(self.backend, files, threads=self.threads, cache_dir=self.dir / ".engines",
-                                       spin=self.spin)
+                                       spin=self.spin, model_name=self.name,
+                                       expected_sha256=predict_sha256(self.manifest) if remote else None)
         return self._engine
 
     def warm_up(self) -> None:

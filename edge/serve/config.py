@@ -86,7 +86,8 @@ class ServeConfig:
     ig_steps: int = 32                        # Gauss-Legendre points for the regression models' IG
     shap_budget: int = 512                    # model evaluations per SHAP explanation
     threads: int | None = None                # ONNX Runtime intra-op threads; None = all cores
-    backend: str = "ort-cpu"
+    backend: str = "ort-cpu"                  # or triton://HOST:PORT (every graph on a Triton server)
+    deferred_backend: str | None = None       # IG and SHAP only, e.g. triton://gpu-server:8001; None = backend
     ort_spin: bool = False                    # ONNX Runtime pools busy-wait between calls (off: less interference)
     reflection: bool = True                   # gRPC server reflection, for grpcurl and friends
     grace_s: float = 10.0                     # SIGTERM: time for in-flight work before stopping

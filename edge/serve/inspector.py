@@ -69,7 +69,10 @@ def plan(requested: tuple[str, ...], remaining_ms: float, costs: dict[str, list[
 class Inspector:
     def __init__(self, models_dir: Path, threads: int | None = None, backend: str = "ort-cpu",
                  default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512,
-                 allow_unaudited: bool = False, spin: bool = False, review_budget: float | None = None):
+                 allow_unaudited: bool = False, spin: bool = False, review_budget: float | None = None,
+                 deferred_backend: str | None = None):
+        """deferred_backend: IG and SHAP run there (e.g. a shared Triton server) while the inline prediction
+        and Grad-CAM stay on `backend`."""
         self.models: dict[str, Model] = {}
         for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
             if (d / "manifest.json").is_file():
@@ -101,8 +104,12 @@ class Inspector:
         if self.default_model not in classifiers:
             raise UnknownName(f"default model {self.default_model!r} is not a classifier here "
                               f"({', '.join(classifiers)})")
-        self.ig = {n: IGExplainer(m, n_steps=ig_steps) for n, m in self.models.items() if not m.classes}
-        self.shap = {n: PatchShapExplainer(m, budget=shap_budget) for n, m in self.models.items() if m.classes}
+        explained = self.models
+        if deferred_backend and deferred_backend != backend:
+            explained = {n: Model.load(m.dir, backend=deferred_backend, threads=threads, name=n, spin=spin)
+                         for n, m in self.models.items()}
+        self.ig = {n: IGExplainer(m, n_steps=ig_steps) for n, m in explained.items() if not m.classes}
+        self.shap = {n: PatchShapExplainer(m, budget=shap_budget) for n, m in explained.items() if m.classes}
         self.grids = {n: PatchGrid(*m.input_shape[1:]) for n, m in self.models.items() if m.classes}
         self.gradcam = {n: GradCAMExplainer(m) for n, m in self.models.items() if m.classes}
         # The review flag of each classifier that has one, thresholds for this node's budget.
@@ -136,6 +143,9 @@ class Inspector:
         """Create every session, run each graph once, and measure what IG and SHAP cost here."""
         for name, m in self.models.items():
             m.warm_up()
+            for explainer in (self.ig.get(name), self.shap.get(name)):
+                if explainer is not None and explainer.model is not m:
+                    explainer.model.warm_up()          # a deferred backend's engine: connect, check, warm
             x = np.zeros((1, *m.input_shape), np.float32)
             if not m.classes:
                 t = time.perf_counter()
@@ -144,9 +154,10 @@ class Inspector:
             else:
                 # SHAP's cost is its evaluations: time one predict batch and scale.
                 batch = np.zeros((64, *m.input_shape), np.float32)
-                m.run("predict", {"input": batch})
+                shap_model = self.shap[name].model           # the deferred backend's, where one is set
+                shap_model.run("predict", {"input": batch})
                 t = time.perf_counter()
-                m.run("predict", {"input": batch})
+                shap_model.run("predict", {"input": batch})
                 per = (time.perf_counter() - t) * 1e3 / 64
                 self._record("shap", name, per * self.shap[name].budget * 1.2)
 

@@ -28,7 +28,8 @@ class Node:
         self.inspector = Inspector(config.models_dir, threads=config.threads, backend=config.backend,
                                    default_model=config.default_model, ig_steps=config.ig_steps,
                                    shap_budget=config.shap_budget, allow_unaudited=config.allow_unaudited,
-                                   spin=config.ort_spin, review_budget=config.review_budget)
+                                   spin=config.ort_spin, review_budget=config.review_budget,
+                                   deferred_backend=config.deferred_backend)
         self.store = InspectionStore(config.store, config.frame_retention, config.preview_retention,
                                      outbox=config.plant.database is not None)
         self.forwarder = None

@@ -1,0 +1,85 @@
+"""The `triton` engine against a real Triton Inference Server (nvidia-pytriton's tritonserver, the graphs run
+by ONNX Runtime inside its Python backend): the same numbers as the local engine for every graph, batches
+above the server's max_batch_size split, inputs checked against the server's metadata, errors that name
+the model and the server, and a node that sends only its deferred explanations there."""
+import asyncio
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from edge.errors import NotFound, Unavailable
+from edge.explain import GradCAMExplainer, IGExplainer
+from edge.runtime.model import Model
+from edge.serve.station import make_requests
+from edge.v1 import inspection_pb2 as pb
+from edge.v1 import inspection_pb2_grpc as pb_grpc
+from helpers.server import make_config, running_server
+from helpers.triton import TritonServer
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def triton():
+    with TritonServer(MODELS / "defect", max_batch=4) as server:
+        yield server
+
+
+def test_every_graph_gives_the_local_numbers_through_triton(triton):
+    local = Model.load(MODELS / "defect", threads=2)
+    remote = Model.load(MODELS / "defect", backend=triton.backend, name="defect")
+    x = np.random.default_rng(0).standard_normal((10, *local.input_shape)).astype(np.float32)   # 10 > max batch 4
+    np.testing.assert_allclose(remote.predict(x), local.predict(x), rtol=1e-5, atol=1e-5)
+    for a, b in zip(GradCAMExplainer(remote).explain(x[:5]), GradCAMExplainer(local).explain(x[:5])):
+        assert a.prediction.label == b.prediction.label
+        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
+    [ig_remote] = IGExplainer(remote, n_steps=8).explain(x[:1])
+    [ig_local] = IGExplainer(local, n_steps=8).explain(x[:1])
+    np.testing.assert_allclose(ig_remote.attribution, ig_local.attribution, rtol=1e-4, atol=1e-6)
+    assert triton.inference_count("defect_gradcam") >= 1 and triton.inference_count("defect_predict") >= 3
+
+
+def test_a_missing_or_different_model_and_a_dead_server_are_named(triton, tmp_path):
+    with pytest.raises(NotFound, match=r"no ready model 'thermal_predict'.*export-triton"):
+        Model.load(MODELS / "thermal", backend=triton.backend, name="thermal").warm_up()
+    # the thermal graphs served under the defect model's names: refused at start, both sides named
+    with pytest.raises(ValueError, match=r"model 'defect_predict' is not this model's predict graph: .*outputs"):
+        Model.load(MODELS / "thermal", backend=triton.backend, name="defect").warm_up()
+    with pytest.raises(Unavailable, match=r"Triton at 127\.0\.0\.1:1: .*defect_predict"):
+        Model.load(MODELS / "defect", backend="triton://127.0.0.1:1", name="defect").warm_up()
+
+
+def test_a_node_sends_only_its_deferred_explanations_to_triton(triton, tmp_path):
+    # SHAP (deferred here: 512 evaluations do not fit a 60 ms cycle) runs on Triton, the answer stays local
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "defect").symlink_to(MODELS / "defect")
+    cfg = make_config(tmp_path, hmi=None, models_dir=models, deferred_backend=triton.backend, shap_budget=512)
+
+    async def run(port: int):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.InspectionStub(ch)
+            [r] = make_requests(1, seed=3, station="cell-0")
+            r.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.SHAP]
+            r.regression_models[:] = []
+            r.cycle_budget_ms = 60
+            a = await stub.Inspect(r, timeout=30)
+            for _ in range(300):
+                got = await stub.GetInspection(pb.GetInspectionRequest(inspection_id=a.inspection_id), timeout=10)
+                if not got.deferred:
+                    return a, got
+                await asyncio.sleep(0.05)
+            raise AssertionError("the deferred SHAP never arrived")
+
+    with running_server(cfg) as server:
+        # counted after the node's start, which warms every graph on both backends
+        before = {g: triton.inference_count(f"defect_{g}") for g in ("predict", "gradcam")}
+        answer, complete = asyncio.run(run(server.grpc_port))
+    assert list(answer.deferred) == [pb.SHAP]
+    assert any(att.method == "shap" for att in complete.attributions)
+    after = {g: triton.inference_count(f"defect_{g}") for g in ("predict", "gradcam")}
+    assert after["predict"] > before["predict"]             # SHAP's evaluations went to Triton...
+    assert after["gradcam"] == before["gradcam"]            # ...the inline Grad-CAM did not
