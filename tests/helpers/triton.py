@@ -79,6 +79,12 @@ class TritonServer:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
+    def kill(self) -> None:
+        """SIGKILL to the server's process group (tritonserver and its backend stubs): a crash."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             try:

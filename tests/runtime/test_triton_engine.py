@@ -19,7 +19,15 @@ from helpers.server import make_config, running_server
 from helpers.triton import TritonServer
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.triton]
+
+
+def defect_only(tmp_path: Path) -> Path:
+    """A models folder with the classifier alone (the test server serves only its graphs)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "defect").symlink_to(MODELS / "defect")
+    return models
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +40,10 @@ def test_every_graph_gives_the_local_numbers_through_triton(triton):
     local = Model.load(MODELS / "defect", threads=2)
     remote = Model.load(MODELS / "defect", backend=triton.backend, name="defect")
     x = np.random.default_rng(0).standard_normal((10, *local.input_shape)).astype(np.float32)   # 10 > max batch 4
-    np.testing.assert_allclose(remote.predict(x), local.predict(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(remote.predict(x), local.predict(x), rtol=1e-6, atol=1e-6)
     for a, b in zip(GradCAMExplainer(remote).explain(x[:5]), GradCAMExplainer(local).explain(x[:5])):
         assert a.prediction.label == b.prediction.label
-        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
+        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-6)
     [ig_remote] = IGExplainer(remote, n_steps=8).explain(x[:1])
     [ig_local] = IGExplainer(local, n_steps=8).explain(x[:1])
     np.testing.assert_allclose(ig_remote.attribution, ig_local.attribution, rtol=1e-4, atol=1e-6)
@@ -54,10 +62,8 @@ def test_a_missing_or_different_model_and_a_dead_server_are_named(triton, tmp_pa
 
 def test_a_node_sends_only_its_deferred_explanations_to_triton(triton, tmp_path):
     # SHAP (deferred here: 512 evaluations do not fit a 60 ms cycle) runs on Triton, the answer stays local
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "defect").symlink_to(MODELS / "defect")
-    cfg = make_config(tmp_path, hmi=None, models_dir=models, deferred_backend=triton.backend, shap_budget=512)
+    cfg = make_config(tmp_path, hmi=None, models_dir=defect_only(tmp_path), deferred_backend=triton.backend,
+                      shap_budget=512)
 
     async def run(port: int):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -83,3 +89,37 @@ def test_a_node_sends_only_its_deferred_explanations_to_triton(triton, tmp_path)
     after = {g: triton.inference_count(f"defect_{g}") for g in ("predict", "gradcam")}
     assert after["predict"] > before["predict"]             # SHAP's evaluations went to Triton...
     assert after["gradcam"] == before["gradcam"]            # ...the inline Grad-CAM did not
+
+
+def test_four_stations_at_10_hz_with_every_graph_on_triton(triton, tmp_path):
+    from edge.serve.station import run_stations
+
+    cfg = make_config(tmp_path, hmi=None, models_dir=defect_only(tmp_path), backend=triton.backend)
+    with running_server(cfg) as server:
+        report = asyncio.run(run_stations(f"127.0.0.1:{server.grpc_port}", 10.0, 15, stations=4))
+        stored = server.node.store.count()
+    assert report.errors == 0 and report.ok == 60 and stored == 60
+    print(f"4 x 10 Hz through Triton: p50 {np.percentile(report.latencies_ms, 50):.1f} ms, "
+          f"p99 {np.percentile(report.latencies_ms, 99):.1f} ms")
+
+
+def test_killing_triton_mid_run_gives_clear_errors_and_loses_no_acknowledged_inspection(tmp_path):
+    from edge.serve.station import run_stations
+
+    with TritonServer(MODELS / "defect") as triton:
+        cfg = make_config(tmp_path, hmi=None, models_dir=defect_only(tmp_path), backend=triton.backend)
+        with running_server(cfg) as server:
+            async def run():
+                async def kill_later():
+                    await asyncio.sleep(1.0)
+                    await asyncio.to_thread(triton.kill)
+                killer = asyncio.create_task(kill_later())
+                report = await run_stations(f"127.0.0.1:{server.grpc_port}", 10.0, 25, stations=4)
+                await killer
+                return report
+            report = asyncio.run(run())
+            stored = server.node.store.count()
+    assert report.ok > 0 and report.errors > 0 and report.ok + report.errors == report.sent == 100
+    assert all(k.startswith("UNAVAILABLE: ") and "Triton at 127.0.0.1" in k for k in report.error_messages), \
+        report.error_messages
+    assert stored == report.ok                     # every acknowledged inspection is in the store, no other
