@@ -11,6 +11,9 @@ Rows:
   saturation      8 stations sending as fast as answers come back: throughput
   opcua_delay     with --opcua: the served node also publishes over OPC UA; 4 stations x 10 Hz, the delay
                   from each gRPC answer to the client's ResultReady event (target p99 <= 20 ms, issue #13)
+  two_nodes       with --triton: the served node runs every graph on a real Triton (nvidia-pytriton's
+                  tritonserver, tests/helpers/triton.py; the classifier only), and a second node shares that
+                  Triton: 8 stations each, as fast as answers come back; throughput of both together
 Targets (issue #4): gRPC overhead <= 1 ms p50; 4 stations x 10 Hz with p99 <= 100 ms and no errors.
 """
 from __future__ import annotations
@@ -120,6 +123,9 @@ def main() -> None:
     p.add_argument("--opcua", action="store_true",
                    help="the served node also publishes results over OPC UA (lab endpoint on loopback); adds the "
                         "opcua_delay row")
+    p.add_argument("--triton", action="store_true",
+                   help="the served node runs its graphs on a real Triton server started here (--backend triton://); "
+                        "adds the two_nodes row")
     p.add_argument("--spin", action="store_true",
                    help="let ONNX Runtime's thread pools busy-wait between calls ([serve] ort_spin; default off)")
     args = p.parse_args()
@@ -133,27 +139,40 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-bench-"))
     results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite", args.spin))}
     opcua_url = f"opc.tcp://127.0.0.1:{free_port()}/edge-xai/"
+    triton, extra = None, []
+    if args.triton:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from helpers.triton import TritonServer
+
+        triton = TritonServer(ROOT / "models" / "defect", max_batch=8)
+        (tmp / "models").mkdir()
+        (tmp / "models" / "defect").symlink_to(ROOT / "models" / "defect")
+        extra = ["--models", str(tmp / "models"), "--backend", triton.backend]
     (tmp / "node.toml").write_text(f"[serve]\nort_spin = {'true' if args.spin else 'false'}\n" + (
         f'[opcua]\nendpoint = "{opcua_url}"\nanonymous = true\nallow_unencrypted = true\n' if args.opcua else ""))
-    port = free_port()
-    target = f"127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--config", str(tmp / "node.toml"), "--grpc",
-                             target, "--hmi", "off", "--store", str(tmp / "served.sqlite"), "--threads",
-                             str(args.threads), "--allow-unaudited"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+
+    def start_node(name: str) -> tuple[subprocess.Popen, str]:
+        target = f"127.0.0.1:{free_port()}"
+        proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--config", str(tmp / "node.toml"),
+                                 "--grpc", target, "--hmi", "off", "--store", str(tmp / f"{name}.sqlite"), "--threads",
+                                 str(args.threads), "--allow-unaudited", *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with grpc.insecure_channel(target) as ch:
             health = health_pb2_grpc.HealthStub(ch)
             for _ in range(600):
                 try:
                     if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
                             health_pb2.HealthCheckResponse.SERVING:
-                        break
+                        return proc, target
                 except grpc.RpcError:
                     pass
                 time.sleep(0.2)
-            else:
-                raise SystemExit("the server did not become SERVING within 2 minutes")
+        proc.terminate()
+        raise SystemExit(f"node {name} did not become SERVING within 2 minutes")
+
+    proc, target = start_node("served")
+    procs = [proc]
+    try:
         results["grpc_single"] = asyncio.run(grpc_single(target, args.count))
         for k, rate in ((1, 10), (4, 10)):
             r = asyncio.run(run_stations(target, rate, args.count, k)).to_dict()
@@ -164,9 +183,25 @@ def main() -> None:
         r = asyncio.run(run_stations(target, 1000, args.count, 8)).to_dict()
         results["saturation"] = {"stations": 8, "ok": r["ok"], "errors": r["errors"], "throughput_hz": r["rate_hz"],
                                  "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+        if triton is not None:
+            second, target2 = start_node("second")
+            procs.append(second)
+
+            async def both():
+                return await asyncio.gather(*(run_stations(t, 1000, args.count, 8) for t in (target, target2)))
+            t0 = time.perf_counter()
+            r1, r2 = (x.to_dict() for x in asyncio.run(both()))
+            wall = time.perf_counter() - t0
+            lat = sorted([r1["p50_ms"], r2["p50_ms"]])
+            results["two_nodes"] = {"stations": 16, "ok": r1["ok"] + r2["ok"], "errors": r1["errors"] + r2["errors"],
+                                    "throughput_hz": (r1["ok"] + r2["ok"]) / wall, "p50_ms": lat[-1],
+                                    "p99_ms": max(r1["p99_ms"], r2["p99_ms"])}
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        if triton is not None:
+            triton.stop()
     overhead = results["grpc_single"]["p50_ms"] - results["in_process"]["p50_ms"]
     s4 = results["stations_4x10"]
     checks = {"grpc overhead p50 <= 1 ms": (overhead, overhead <= 1.0),
@@ -175,7 +210,7 @@ def main() -> None:
                    and results["opcua_delay"]["missing"] == 0)} if args.opcua else {}),
               "4 stations x 10 Hz p99 <= 100 ms, 0 errors": (s4["p99_ms"], s4["p99_ms"] <= 100 and s4["errors"] == 0)}
     out = {"benchmark": "service", "machine": machine(args.threads), "frame": "128x128x3 float16 + height plane",
-           "ort_spin": args.spin,
+           "ort_spin": args.spin, "backend": triton.backend.split(":")[0] if triton else "ort-cpu",
            "results": results, "grpc_overhead_p50_ms": overhead,
            "targets_met": {k: v[1] for k, v in checks.items()}}
     print(f"{'row':<16}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  other")

@@ -118,8 +118,9 @@ def test_gradcam_layer_keeps_an_eighth_of_the_resolution_and_head_has_a_hidden_l
 
 
 def test_gradcam_from_the_onnx_graph_points_at_the_defect():
-    """Pointing game on fresh frames: the hottest Grad-CAM pixel for the true class lies within 8 px
-    (one cell of the 1/8-resolution layer) of the defect. Run with no torch at all."""
+    """Pointing game on fresh frames: the hottest pixel of the model's CAM (the method chosen at training,
+    what the explainer and the server draw) for the true class lies within 8 px (one cell of the
+    1/8-resolution layer) of the defect. Run with no torch at all."""
     import cv2
 
     from edge.explain.cam import cam_raw, upsample_and_normalise
@@ -134,7 +135,7 @@ def test_gradcam_from_the_onnx_graph_points_at_the_defect():
         x = model.normalisation.apply(np.stack([s[c] for c in model.manifest["channels"]])[None])
         target = np.eye(len(model.classes), dtype=np.float32)[[model.classes.index(str(s["label"]))]]
         _, acts, grads = model.run("gradcam", {"input": x, "target": target})
-        heat = upsample_and_normalise(cam_raw(acts, grads), (128, 128))[0]
+        heat = upsample_and_normalise(cam_raw(acts, grads, model.cam_method), (128, 128))[0]
         near = cv2.dilate(s["mask"], np.ones((17, 17), np.uint8)).astype(bool)
         hits.append(near[np.unravel_index(heat.argmax(), heat.shape)])
     assert np.mean(hits) >= POINTING_GAME_BAR, np.mean(hits)
