@@ -95,8 +95,10 @@ def build_row(name: str, args: argparse.Namespace):
         pgc = pytorch_grad_cam()
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        cam = pgc.GradCAM(model=net, target_layers=[net.features])
-        return lambda: cam(xt(), targets=[ClassifierOutputTarget(c)]), {}
+        # the same member of the family as ours (the model's cam_method): HiResCAM is not Grad-CAM's cost
+        cls = {"gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "hirescam": pgc.HiResCAM}[model.cam_method]
+        cam = cls(model=net, target_layers=[net.features])
+        return lambda: cam(xt(), targets=[ClassifierOutputTarget(c)]), {"method": model.cam_method}
     if name == "captum_layergradcam":
         from captum.attr import LayerAttribution, LayerGradCam
 
