@@ -22,6 +22,12 @@ if [ ! -x .venv-triton/bin/python ] && [ "$(uname -m)" = x86_64 ]; then
   .venv-triton/bin/pip install -q 'nvidia-pytriton==0.7.0' onnxruntime \
     || echo "tests/setup.sh: nvidia-pytriton did not install; the Triton engine tests will skip" >&2
 fi
+# A second, independent OPC UA client for the results test (tests/line/opcua_client.js): node-opcua.
+if command -v npm >/dev/null 2>&1 && [ ! -d .node-opcua/node_modules/node-opcua-client ]; then
+  mkdir -p .node-opcua
+  (cd .node-opcua && npm install --silent --no-audit --no-fund node-opcua-client@2.186.4 >/dev/null) \
+    || echo "tests/setup.sh: node-opcua-client did not install; its OPC UA test will skip" >&2
+fi
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt_install postgresql
 fi

@@ -125,3 +125,71 @@ def test_sign_and_encrypt_with_users_and_no_anonymous_access(tmp_path):
             asyncio.run(connect())
         with pytest.raises(UaError, match="No matching endpoints"):    # unencrypted: not offered
             asyncio.run(connect("plc", "s3cret", secure=False))
+
+
+def node_opcua() -> tuple[str, str]:
+    """(node binary, NODE_PATH) for the JavaScript client, or skip: tests/setup.sh installs node-opcua-client
+    into .node-opcua/ where npm is available."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    node = shutil.which("node")
+    modules = Path(os.environ.get("EDGE_XAI_NODE_OPCUA", Path(__file__).resolve().parents[2] / ".node-opcua")) \
+        / "node_modules"
+    if node is None or not (modules / "node-opcua-client").is_dir():
+        pytest.skip("node-opcua-client not installed (tests/setup.sh puts it in .node-opcua/ when npm exists)")
+    return node, str(modules)
+
+
+def test_a_second_independent_client_node_opcua_receives_every_result(tmp_path):
+    """node-opcua (JavaScript, no code shared with asyncua) subscribes to the same events: every inspection
+    of a 4-station run arrives once, in each station's order, with the reject bit of its class."""
+    import os
+    import subprocess
+    import threading
+    from pathlib import Path
+
+    node, modules = node_opcua()
+    port = free_port()
+    url = f"opc.tcp://127.0.0.1:{port}/edge-xai/"
+    cfg = make_config(tmp_path, hmi=None, opcua=OpcUaConfig(endpoint=url, anonymous=True, allow_unencrypted=True))
+    script = Path(__file__).resolve().parent / "opcua_client.js"
+    with running_server(cfg) as server:
+        proc = subprocess.Popen([node, str(script), url, "20", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "NODE_PATH": modules})
+        lines: list[str] = []
+        subscribed = threading.Event()
+
+        def read():
+            for line in proc.stdout:
+                lines.append(line.strip())
+                if line.strip() == "SUBSCRIBED":
+                    subscribed.set()
+            subscribed.set()
+        threading.Thread(target=read, daemon=True).start()
+        assert subscribed.wait(60) and proc.poll() is None, proc.stderr.read()
+
+        async def stations():
+            answers = []
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+                stub = pb_grpc.InspectionStub(ch)
+
+                async def station(k: int):
+                    for r in make_requests(5, seed=800 + k, station=f"cell-{k}"):
+                        a = await stub.Inspect(r, timeout=30)
+                        answers.append((f"cell-{k}", a.inspection_id, a.label))
+                await asyncio.gather(*(station(k) for k in range(4)))
+            return answers
+        answers = asyncio.run(stations())
+        assert proc.wait(60) == 0, proc.stderr.read()
+    events = [json.loads(x) for x in lines if x.startswith("{")]
+    assert len(events) == 20 and {e["ResultId"] for e in events} == {a[1] for a in answers}      # all, once
+    for st in {a[0] for a in answers}:
+        sent = [a[1] for a in answers if a[0] == st]
+        assert [e["ResultId"] for e in events if e["ResultId"] in sent] == sent
+    label = {a[1]: (a[0], a[2]) for a in answers}
+    for e in events:
+        st, cls = label[e["ResultId"]]
+        assert e["StationId"] == st and e["Class"] == cls and e["Reject"] == (cls != "ok")
+        assert (e["Evaluation"] == "NotOK") == e["Reject"]
