@@ -42,8 +42,9 @@ class CamDetails:
     raw: np.ndarray                     # (h, w) ReLU'd map at the target layer's resolution
     class_index: int                    # the class explained
     shift_cells: float                  # receptive-field alignment applied when upsampling (map cells)
-    embedding: np.ndarray | None = None  # (K,) target-layer activations averaged over space: what the
-    #                                      review flag compares with the training data (no extra graph call)
+    embedding: np.ndarray | None = None  # (2K,) target-layer activations averaged over space, then their
+    #                                      maximum over space: what the review flag compares with the
+    #                                      training data (no extra graph call)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"raw": self.raw}

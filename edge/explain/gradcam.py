@@ -71,7 +71,8 @@ class GradCAMExplainer(Explainer):
             raw = cam_raw(acts, grads, self.method)
             up = upsample_bilinear(raw, xn.shape[2:], self.shift)
             heat = normalise_minmax(up)
-            embedding = acts.mean(axis=(2, 3))
+            # the review flag's embedding: spatial mean, then spatial max (local anomalies; see review.py)
+            embedding = np.concatenate([acts.mean(axis=(2, 3)), acts.max(axis=(2, 3))], axis=1)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
                                        embedding=embedding[i]),

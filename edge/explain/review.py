@@ -7,10 +7,15 @@ the answer should not be trusted on its own:
 - "diffuse evidence": a defect was reported but the Grad-CAM map does not concentrate anywhere (the share
   of its mass in its hottest 5 % of pixels is low). Defect-free answers are not judged on this: their map
   has nothing to point at;
-- "unlike the training data": the frame's embedding (target-layer activations averaged over space) is far
-  from every class of the training data: the smallest Mahalanobis distance to the class means under one
-  shared, shrunk covariance (Lee et al., NeurIPS 2018), which catches frames the model has not learnt to
-  read (another camera set-up, a surface it never saw) even when it answers confidently.
+- "unlike the training data": the frame's embedding (target-layer activations averaged over space, and
+  their maximum over space) is far from every class of the training data: the smallest Mahalanobis
+  distance to the class means under one shared, shrunk covariance (Lee et al., NeurIPS 2018), which
+  catches frames the model has not learnt to read (another camera set-up, a surface it never saw) even
+  when it answers confidently. The maximum is there for local anomalies: a 5 px sensor mark moves a
+  spatial mean by almost nothing. Measured on the shipped classifier (embeddings of half of simulated
+  seed 3000, threshold at 2 % of the other half): frames with the class-coding mark flagged by distance
+  8 % with the mean alone, 83 % with mean and max; another coating 76 % and 62 %; held-out frames 2.2 %
+  and 1.5 %. A flag fitted before (mean only) keeps working: it reads the mean part.
 
 Thresholds come from held-out data for a review budget (default 10 % of parts): the distance and the
 concentration thresholds each flag a small fixed share of held-out parts (2 %), the confidence threshold
@@ -65,8 +70,10 @@ class EmbeddingModel:
         return cls(means, np.linalg.pinv(cov, hermitian=True))
 
     def distance(self, embeddings: np.ndarray) -> np.ndarray:
-        """(N,) smallest Mahalanobis distance to a class mean (classes without samples are skipped)."""
-        e = np.atleast_2d(np.asarray(embeddings, np.float64))
+        """(N,) smallest Mahalanobis distance to a class mean (classes without samples are skipped). An
+        embedding longer than the model's is cut to its length: a model fitted on the spatial mean alone
+        (before the maximum was added after it) reads the mean part."""
+        e = np.atleast_2d(np.asarray(embeddings, np.float64))[:, :self.means.shape[1]]
         d = e[:, None, :] - self.means[None]                                # (N, classes, K)
         m = np.einsum("nck,kl,ncl->nc", d, self.precision, d)
         m = np.where(np.isnan(m), np.inf, m)

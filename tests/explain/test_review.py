@@ -25,6 +25,27 @@ def test_distance_is_small_near_a_class_and_large_away_from_all():
     assert near.max() < 6 < far[0]
 
 
+def test_a_local_anomaly_moves_the_max_part_and_an_older_mean_only_model_still_reads():
+    """Embeddings are (spatial mean, spatial max) of the target layer: a hot spot of a few cells on an
+    otherwise normal frame barely moves the mean, and the max part makes it far. A model fitted on means
+    alone (before the max was added) reads the mean part of a longer embedding."""
+    rng = np.random.default_rng(2)
+    acts = rng.gamma(2.0, 1.0, (300, 16, 12, 12))              # (N, K, h, w) activation-like maps
+    labels = np.zeros(300, int)
+
+    def embed(a):
+        return np.concatenate([a.mean(axis=(2, 3)), a.max(axis=(2, 3))], axis=1)
+    marked = acts[:50].copy()
+    marked[:, 3, 0, 0] += 40.0                                  # one cell of one channel: a 5 px mark
+    both = EmbeddingModel.fit(embed(acts[50:]), labels[50:], 1)
+    mean_only = EmbeddingModel.fit(acts[50:].mean(axis=(2, 3)), labels[50:], 1)
+    normal_both, marked_both = both.distance(embed(acts[:50])), both.distance(embed(marked))
+    normal_mean, marked_mean = mean_only.distance(embed(acts[:50])), mean_only.distance(embed(marked))
+    assert np.median(marked_both) > 3 * np.median(normal_both)
+    assert np.median(marked_mean) < 1.5 * np.median(normal_mean)     # the mean alone hardly sees it
+    np.testing.assert_allclose(normal_mean, mean_only.distance(acts[:50].mean(axis=(2, 3))))
+
+
 def test_thresholds_keep_the_budget_and_flag_the_least_confident():
     rng = np.random.default_rng(1)
     n = 1000
