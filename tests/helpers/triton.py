@@ -39,7 +39,8 @@ def _free_ports(n: int) -> list[int]:
 
 
 class TritonServer:
-    def __init__(self, model_dir: Path, name: str | None = None, max_batch: int = 8, timeout_s: float = 120):
+    def __init__(self, model_dir: Path, name: str | None = None, max_batch: int = 8, timeout_s: float = 120,
+                 threads: int = 1):
         python = triton_python()
         if python is None:
             pytest.skip("no interpreter with nvidia-pytriton (tests/setup.sh creates .venv-triton; or set "
@@ -49,7 +50,7 @@ class TritonServer:
         self.backend = f"triton://127.0.0.1:{self.grpc_port}"
         args = [python, str(ROOT / "tests" / "helpers" / "triton_serve.py"), "--model", str(model_dir),
                 "--grpc-port", str(self.grpc_port), "--http-port", str(http), "--metrics-port", str(metrics),
-                "--max-batch", str(max_batch)]
+                "--max-batch", str(max_batch), "--threads", str(threads)]
         if name:
             args += ["--name", name]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
