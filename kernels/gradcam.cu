@@ -8,7 +8,10 @@
 // method: 0 = Grad-CAM (alpha_k = mean g), 1 = Grad-CAM++, 2 = HiResCAM (elementwise g * A).
 // shift: sampling shift in map cells (0 = half-pixel centres; see alignment_shift in cam.py).
 
-#include <cfloat>
+// No <cfloat>: NVRTC (CuPy's RawModule, edge/explain/cuda_cupy.py) has no host headers.
+#ifndef FLT_MAX
+#define FLT_MAX 3.402823466e+38f
+#endif
 
 extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N, K, h, w)
                                          const float* __restrict__ grads,  // (N, K, h, w)

@@ -6,16 +6,42 @@ logits, the target layer's activations A and dscore/dA; the rest is `cam.py` (or
 
 Maps are placed by the layer's measured receptive-field alignment (manifest `gradcam_alignment`);
 `align=False` gives the half-pixel placement of pytorch-grad-cam and Captum, for comparisons.
+
+On an engine that keeps its outputs on the GPU (TensorRT: `run_device`), the activations and gradients
+stay there: `kernels/gradcam.cu` (through `edge.explain.cuda`) turns them into the layer map and the
+frame-size heatmap on the device, and only the logits, the small layer map, the heatmap and (for the
+review flag's embedding, until a kernel reduces it there) the activations come back. Elsewhere the NumPy
+twins in `cam.py` do the same maths on the host; they are the oracle of the GPU tests.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from edge.errors import InvalidInput
+from edge.errors import InvalidInput, Unavailable
 from edge.explain.base import CamDetails, Explainer, Explanation, Timer, class_indices, predictions
 from edge.explain.cam import METHODS, alignment_shift, cam_raw, normalise_minmax, upsample_bilinear
 from edge.explain.targets import class_target
+from edge.runtime.engine import check_feeds
 from edge.runtime.model import Model
+
+log = logging.getLogger("edge.explain")
+
+
+def device_kernels(engine):
+    """The CUDA kernels for an engine whose outputs can stay on the device (it has `run_device`, returning
+    pycuda GPUArrays, and a `stream`), else None: the host path. A GPU engine without a kernel launcher
+    installed falls back to the host path, with a warning."""
+    if not callable(getattr(engine, "run_device", None)):
+        return None
+    try:
+        from edge.explain.cuda import CudaKernels
+
+        return CudaKernels(stream=getattr(engine, "stream", None))
+    except Unavailable as e:
+        log.warning("Grad-CAM on the host: %s", e)
+        return None
 
 
 def map_shift(model: Model, align: bool = True) -> float:
@@ -51,6 +77,15 @@ class GradCAMExplainer(Explainer):
         super().__init__(model)
         self.method = method
         self.shift = map_shift(model, align)
+        self._kernels = None                 # decided on the first call (the engine is created lazily)
+
+    def _device(self, batch: int):
+        """The kernels when this model's engine keeps outputs on the GPU and the batch fits one engine call."""
+        if self._kernels is None:
+            self._kernels = device_kernels(self.model.engine) or False
+        if not self._kernels or batch > getattr(self.model.engine, "max_batch", batch):
+            return None
+        return self._kernels
 
     def explain(self, x: np.ndarray, target=None) -> list[Explanation]:
         """target: None (each sample's predicted class), a class name or index for all, or one index per
@@ -64,13 +99,27 @@ class GradCAMExplainer(Explainer):
             onehot = np.zeros((len(xn), k), np.float32)
             rows = np.flatnonzero(wanted >= 0)
             onehot[rows] = class_target(k, wanted[rows])
-            logits, acts, grads = self.model.run("gradcam", {"input": xn, "target": onehot})
+            kernels = self._device(len(xn))
+            if kernels is None:
+                logits, acts, grads = self.model.run("gradcam", {"input": xn, "target": onehot})
+            else:
+                engine = self.model.engine
+                feeds = check_feeds("gradcam", engine.input_specs("gradcam"), {"input": xn, "target": onehot})
+                outs = engine.run_device("gradcam", feeds)
+                logits = outs["logits"].get()
         preds = predictions(self.model, logits)
         explained = np.where(wanted >= 0, wanted, logits.argmax(axis=1))
         with timer.stage("cam"):
-            raw = cam_raw(acts, grads, self.method)
-            up = upsample_bilinear(raw, xn.shape[2:], self.shift)
-            heat = normalise_minmax(up)
+            if kernels is None:
+                raw = cam_raw(acts, grads, self.method)
+                up = upsample_bilinear(raw, xn.shape[2:], self.shift)
+                heat = normalise_minmax(up)
+            else:
+                raw_d, heat_d = kernels.gradcam(outs["activations"], outs["activation_grad"], xn.shape[2:],
+                                                self.method, self.shift)
+                raw, heat = raw_d.get(), heat_d.get()
+                up = upsample_bilinear(raw, xn.shape[2:], self.shift)    # unnormalised, from the small map
+                acts = outs["activations"].get()
             # the review flag's embedding: spatial mean, then spatial max (local anomalies; see review.py)
             embedding = np.concatenate([acts.mean(axis=(2, 3)), acts.max(axis=(2, 3))], axis=1)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],

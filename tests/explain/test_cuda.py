@@ -10,41 +10,60 @@ from edge.explain.quadrature import quadrature_rule
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture(scope="module")
-def kernels():
-    pytest.importorskip("pycuda", reason="pycuda not installed (pip install -e '.[gpu]')")
-    from edge.explain.cuda import CudaKernels
+@pytest.fixture(scope="module", params=["pycuda", "cupy"])
+def kernels(request):
+    """Both launchers of the same kernels (edge/explain/cuda.py, edge/explain/cuda_cupy.py), each where installed."""
+    if request.param == "pycuda":
+        pytest.importorskip("pycuda", reason="pycuda not installed (pip install -e '.[gpu]')")
+        from edge.explain.cuda import CudaKernels
 
-    return CudaKernels()
+        return CudaKernels()
+    pytest.importorskip("cupy", reason="cupy not installed")
+    from edge.explain.cuda_cupy import CupyKernels
+
+    return CupyKernels()
 
 
-@pytest.mark.parametrize("shift", [0.0, -0.4375])
-@pytest.mark.parametrize("method", METHODS)
-def test_gradcam_kernel_equals_twin(kernels, method, shift):
+def to_device(kernels, a: np.ndarray):
+    """A host array on the device, as the launcher's own array type (pycuda GPUArray or cupy ndarray)."""
+    if type(kernels).__name__ == "CupyKernels":
+        import cupy
+
+        return cupy.asarray(a)
     from pycuda import gpuarray
 
+    return gpuarray.to_gpu(a)
+
+
+# The shipped layer (96 x 16 x 16 at 128 px) at batch 1, 5 and 64; odd map and frame sizes; a 1/4-resolution layer.
+SHAPES = [((5, 96, 16, 16), (128, 128)), ((1, 96, 16, 16), (128, 128)), ((64, 96, 16, 16), (128, 128)),
+          ((3, 40, 13, 9), (100, 75)), ((2, 64, 32, 32), (128, 128))]
+
+
+@pytest.mark.parametrize("shape,size", SHAPES)
+@pytest.mark.parametrize("shift", [0.0, -0.4375])
+@pytest.mark.parametrize("method", METHODS)
+def test_gradcam_kernel_equals_twin(kernels, method, shift, shape, size):
     rng = np.random.default_rng(0)
-    acts = np.maximum(rng.normal(size=(5, 96, 16, 16)), 0).astype(np.float32)
-    grads = (rng.normal(size=(5, 96, 16, 16)) * 1e-3).astype(np.float32)
-    raw, heat = kernels.gradcam(gpuarray.to_gpu(acts), gpuarray.to_gpu(grads), (128, 128), method, shift)
+    acts = np.maximum(rng.normal(size=shape), 0).astype(np.float32)
+    grads = (rng.normal(size=shape) * 1e-3).astype(np.float32)
+    raw, heat = kernels.gradcam(to_device(kernels, acts), to_device(kernels, grads), size, method, shift)
     kernels.check()
     want_raw = cam_raw(acts, grads, method)
     np.testing.assert_allclose(raw.get(), want_raw, atol=1e-5 * np.abs(want_raw).max())
-    np.testing.assert_allclose(heat.get(), upsample_and_normalise(want_raw, (128, 128), shift), atol=1e-5)
+    np.testing.assert_allclose(heat.get(), upsample_and_normalise(want_raw, size, shift), atol=1e-5)
 
 
 def test_ig_kernels_equal_twins(kernels):
-    from pycuda import gpuarray
-
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3, 3, 64, 64)).astype(np.float32)
     base = rng.normal(size=(3, 3, 64, 64)).astype(np.float32)
     alphas, weights = quadrature_rule("gausslegendre", 16)
-    xg, bg = gpuarray.to_gpu(x), gpuarray.to_gpu(base)
+    xg, bg = to_device(kernels, x), to_device(kernels, base)
     points = kernels.ig_interpolate(xg, bg, alphas)
     np.testing.assert_allclose(points.get(), interpolation_batch(x, base, alphas), atol=1e-5)
     grads = rng.normal(size=points.shape).astype(np.float32)
-    att, totals = kernels.ig_reduce(gpuarray.to_gpu(grads), weights, xg, bg)
+    att, totals = kernels.ig_reduce(to_device(kernels, grads), weights, xg, bg)
     kernels.check()
     want, want_totals = reduce_path(grads, weights, x, base)
     np.testing.assert_allclose(att.get(), want, atol=1e-5 * np.abs(want).max())

@@ -250,3 +250,45 @@ def test_the_package_factory_knows_every_cam_method():
 
     with pytest.raises(InvalidInput, match="unknown method 'lime'"):
         edge.explain.make_explainer("lime", None)
+
+
+def test_an_engine_with_device_outputs_gets_its_map_from_the_kernels(defect, monkeypatch):
+    """The wiring of the GPU path, on the CPU: an engine that keeps its outputs on the device (`run_device`)
+    has its Grad-CAM computed by the kernel launcher on those outputs, not by a host `run`; the launcher
+    here is the NumPy twin behind the same interface (the GPU tests compare the real kernels with it), so
+    the answers must equal the host path's."""
+    from edge.explain import gradcam as gradcam_module
+    from edge.explain.cam import cam_raw, upsample_and_normalise
+
+    model, _ = defect
+    x = frames(model)
+    host = GradCAMExplainer(model).explain(x)
+
+    class OnDevice(np.ndarray):                 # a "device array": readable only through .get()
+        def get(self):
+            return np.asarray(self).copy()
+
+    engine = model.engine
+    calls = {"device": 0, "kernel": 0}
+
+    def run_device(graph, feeds):
+        calls["device"] += 1
+        outs = engine._run(graph, feeds)
+        return {n: o.view(OnDevice) for n, o in zip(("logits", "activations", "activation_grad"), outs)}
+
+    class TwinKernels:
+        def gradcam(self, acts, grads, size, method, shift):
+            calls["kernel"] += 1
+            raw = cam_raw(acts.get(), grads.get(), method)
+            return raw.view(OnDevice), upsample_and_normalise(raw, size, shift).view(OnDevice)
+
+    monkeypatch.setattr(engine, "run_device", run_device, raising=False)
+    monkeypatch.setattr(engine, "max_batch", 64, raising=False)
+    monkeypatch.setattr(gradcam_module, "device_kernels", lambda e: TwinKernels() if e is engine else None)
+    device = GradCAMExplainer(model).explain(x)
+    assert calls == {"device": 1, "kernel": 1}
+    for a, b in zip(device, host):
+        assert a.prediction.label == b.prediction.label
+        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-6)
+        np.testing.assert_allclose(a.attribution, b.attribution, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(a.details.embedding, b.details.embedding, rtol=1e-6)

@@ -1,0 +1,322 @@
+"""The target-device run (issue #10) as one prepared script: the CUDA kernels against their NumPy twins and
+PyTorch on the GPU, under compute-sanitizer, and their latency; the reference libraries on the same GPU.
+
+    bash benchmarks/device.sh                      # on the GPU machine: writes $OUT/device-<gpu>.json + device.log
+    python benchmarks/device.py --dry-run --out /tmp/dev    # here, on the CPU: everything that needs no GPU
+
+Every step is recorded in the JSON with its status (ok / failed / skipped, and why) and its own seconds, so
+one failing step never costs the others; the whole run is sized for well under 8 minutes. Steps:
+  environment      GPU, driver, Python, torch (CUDA?), CuPy, pycuda, onnxruntime providers, compute-sanitizer
+  carried          the wheels the run brings in .whl/ (pytorch-grad-cam, captum, ttach) and whether they import
+  kernel_tests     tests/explain/test_cuda.py's kernel tests (every launcher installed: pycuda, CuPy), shipped
+                   and awkward shapes, three CAM methods, both alignments, IG interpolation and reduction
+  memcheck         the same kernel tests (shipped shapes) under `compute-sanitizer --tool memcheck`
+  latency          per launcher, batch 1 and 8, median and p99 over --runs after warm-up: the fused Grad-CAM
+                   kernel (96x16x16 -> 128x128) against its NumPy twin and the same maths in PyTorch on the
+                   GPU, and against copying activations + gradients to the host; IG interpolation + reduction
+                   (M = 50, 3x128x128) likewise
+  reference_libs   pytorch-grad-cam (the model's CAM method) and Captum LayerGradCam / IntegratedGradients
+                   (M = 50) on PyTorch CUDA with the shipped classifier's weights, batch 1
+In --dry-run the GPU steps are skipped (named) and the CPU parts (NumPy twins, PyTorch on the CPU) run, so
+the script, its imports and its carried files are checked before device time is spent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+CARRIED = ("grad_cam", "captum", "ttach")      # wheel name prefixes expected in .whl/ for the GPU run
+
+
+class Run:
+    def __init__(self, out: Path, dry_run: bool):
+        self.out, self.dry_run = out, dry_run
+        self.result: dict = {"dry_run": dry_run, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             "steps": {}}
+        self.log = open(out / "device.log", "a", buffering=1)
+
+    def say(self, msg: str) -> None:
+        print(msg, flush=True)
+        self.log.write(msg + "\n")
+
+    def step(self, name: str, fn, needs_gpu: bool = False) -> None:
+        t = time.perf_counter()
+        if needs_gpu and self.dry_run:
+            self.result["steps"][name] = {"status": "skipped", "why": "dry run: needs the GPU"}
+            self.say(f"[{name}] skipped (dry run)")
+            return
+        self.say(f"[{name}] ...")
+        try:
+            value = fn()
+            entry = {"status": "ok", **(value or {})}
+        except Skip as e:
+            entry = {"status": "skipped", "why": str(e)}
+        except Exception as e:  # noqa: BLE001 - one failing step must not cost the others
+            entry = {"status": "failed", "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}
+        entry["seconds"] = round(time.perf_counter() - t, 2)
+        self.result["steps"][name] = entry
+        self.say(f"[{name}] {entry['status']} in {entry['seconds']} s"
+                 + (f": {entry.get('why') or entry.get('error')}" if entry["status"] != "ok" else ""))
+
+
+class Skip(Exception):
+    pass
+
+
+def stats(samples_s: list[float]) -> dict:
+    a = np.array(samples_s) * 1e3
+    return {"median_ms": round(float(np.median(a)), 4), "p99_ms": round(float(np.percentile(a, 99)), 4),
+            "runs": len(a)}
+
+
+def timed(fn, runs: int, warmup: int = 20, sync=None) -> dict:
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        out.append(time.perf_counter() - t)
+    return stats(out)
+
+
+def gpu_name() -> str | None:
+    if not shutil.which("nvidia-smi"):
+        return None
+    r = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                       capture_output=True, text=True, timeout=20)
+    return r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else None
+
+
+def environment() -> dict:
+    env = {"python": platform.python_version(), "machine": platform.machine(), "gpu": gpu_name(),
+           "compute_sanitizer": shutil.which("compute-sanitizer"), "nvcc": shutil.which("nvcc")}
+    for mod in ("torch", "cupy", "pycuda", "onnxruntime", "tensorrt"):
+        try:
+            m = __import__(mod)
+            env[mod] = getattr(m, "__version__", "?")
+        except Exception as e:  # noqa: BLE001 - recorded, not fatal
+            env[mod] = f"absent ({type(e).__name__})"
+    try:
+        import torch
+
+        env["torch_cuda"] = bool(torch.cuda.is_available())
+        if env["torch_cuda"]:
+            env["torch_device"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        env["torch_cuda"] = False
+    try:
+        import onnxruntime as ort
+
+        env["onnxruntime_providers"] = ort.get_available_providers()
+    except ImportError:
+        pass
+    return env
+
+
+def carried() -> dict:
+    wheels = sorted(p.name for p in (ROOT / ".whl").glob("*") if p.is_file()) if (ROOT / ".whl").is_dir() else []
+    missing = [c for c in CARRIED if not any(w.lower().startswith(c) for w in wheels)]
+    imports = {}
+    for mod in ("pytorch_grad_cam", "captum"):
+        try:
+            __import__(mod)
+            imports[mod] = "ok"
+        except Exception as e:  # noqa: BLE001
+            imports[mod] = f"{type(e).__name__}: {e}"
+    return {"wheels": wheels, "missing": missing, "imports": imports,
+            "fetch": "benchmarks/device_fetch.sh puts them in .whl/ (run here; .whl is carried)"}
+
+
+def launchers() -> dict:
+    found = {}
+    try:
+        from edge.explain.cuda import CudaKernels
+
+        found["pycuda"] = CudaKernels()
+    except Exception as e:  # noqa: BLE001
+        found["pycuda_error"] = f"{type(e).__name__}: {e}"
+    try:
+        from edge.explain.cuda_cupy import CupyKernels
+
+        found["cupy"] = CupyKernels()
+    except Exception as e:  # noqa: BLE001
+        found["cupy_error"] = f"{type(e).__name__}: {e}"
+    return found
+
+
+def pytest_step(args: list[str], sanitizer: bool = False) -> dict:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    if sanitizer:
+        if not shutil.which("compute-sanitizer"):
+            raise Skip("compute-sanitizer not on PATH")
+        cmd = ["compute-sanitizer", "--tool", "memcheck", "--error-exitcode", "99", *cmd]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    tail = (r.stdout + r.stderr)[-3000:]
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error)", tail)}
+    if r.returncode not in (0, 5) or counts.get("failed") or counts.get("error"):
+        raise RuntimeError(f"exit {r.returncode}, {counts}: {tail[-1500:]}")
+    return {"exit": r.returncode, "counts": counts, "tail": tail[-800:]}
+
+
+def latency(runs: int, gpu: bool) -> dict:
+    from edge.explain.cam import cam_raw, upsample_and_normalise
+    from edge.explain.ig_math import interpolation_batch, reduce_path
+    from edge.explain.quadrature import quadrature_rule
+
+    rng = np.random.default_rng(0)
+    out: dict = {"gradcam": {}, "ig": {}}
+    shift = -0.4375                                       # the shipped alignment at 1/8 resolution
+    alphas, weights = quadrature_rule("gausslegendre", 50)
+    for batch in (1, 8):
+        acts = np.maximum(rng.normal(size=(batch, 96, 16, 16)), 0).astype(np.float32)
+        grads = (rng.normal(size=acts.shape) * 1e-3).astype(np.float32)
+        row = out["gradcam"][f"b{batch}"] = {}
+        for method in ("gradcam", "hirescam"):
+            row[f"numpy_{method}"] = timed(lambda: upsample_and_normalise(cam_raw(acts, grads, method), (128, 128),
+                                                                          shift), max(runs // 4, 20))
+        x = rng.normal(size=(batch, 3, 128, 128)).astype(np.float32)
+        base = np.zeros_like(x)
+        g = rng.normal(size=(50 * batch, 3, 128, 128)).astype(np.float32)
+        irow = out["ig"][f"b{batch}"] = {}
+        irow["numpy_interpolate"] = timed(lambda: interpolation_batch(x, base, alphas), max(runs // 10, 10), 3)
+        irow["numpy_reduce"] = timed(lambda: reduce_path(g, weights, x, base), max(runs // 10, 10), 3)
+        torch_maths(row, irow, acts, grads, x, base, g, alphas, weights, runs, "cpu")
+        if not gpu:
+            continue
+        torch_maths(row, irow, acts, grads, x, base, g, alphas, weights, runs, "cuda")
+        for name, k in launchers().items():
+            if name.endswith("_error"):
+                row[name] = k
+                continue
+            to_dev = (lambda a: __import__("cupy").asarray(a)) if name == "cupy" else \
+                (lambda a: __import__("pycuda.gpuarray", fromlist=["to_gpu"]).to_gpu(a))
+            da, dg = to_dev(acts), to_dev(grads)
+            for method in ("gradcam", "hirescam"):
+                row[f"{name}_kernel_{method}"] = timed(lambda: k.gradcam(da, dg, (128, 128), method, shift), runs,
+                                                       sync=k.check)
+            row[f"{name}_copy_to_host"] = timed(lambda: (da.get(), dg.get()), runs, sync=k.check)
+            dx, db, dgr = to_dev(x), to_dev(base), to_dev(g)
+            irow[f"{name}_kernel_interpolate"] = timed(lambda: k.ig_interpolate(dx, db, alphas), runs, sync=k.check)
+            irow[f"{name}_kernel_reduce"] = timed(lambda: k.ig_reduce(dgr, weights, dx, db), runs, sync=k.check)
+            irow[f"{name}_copy_gradients_to_host"] = timed(lambda: dgr.get(), max(runs // 4, 20), sync=k.check)
+    return out
+
+
+def torch_maths(row: dict, irow: dict, acts, grads, x, base, g, alphas, weights, runs: int, device: str) -> None:
+    """The same Grad-CAM / HiResCAM and IG maths in PyTorch on `device` (the obvious non-custom GPU path)."""
+    import torch
+    import torch.nn.functional as F
+
+    dev = torch.device(device)
+    ta, tg = torch.from_numpy(acts).to(dev), torch.from_numpy(grads).to(dev)
+    tx, tb, tgr = torch.from_numpy(x).to(dev), torch.from_numpy(base).to(dev), torch.from_numpy(g).to(dev)
+    al = torch.from_numpy(np.asarray(alphas, np.float32)).to(dev)
+    wt = torch.from_numpy(np.asarray(weights, np.float32)).to(dev)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+
+    def cam(method):
+        w = tg.mean(dim=(2, 3), keepdim=True) if method == "gradcam" else tg
+        m = torch.relu((w * ta).sum(1, keepdim=True))
+        up = F.interpolate(m, size=(128, 128), mode="bilinear", align_corners=False)
+        lo = up.amin(dim=(2, 3), keepdim=True)
+        return (up - lo) / (up.amax(dim=(2, 3), keepdim=True) - lo).clamp_min(1e-12)
+
+    n = runs if device == "cuda" else max(runs // 4, 20)
+    for method in ("gradcam", "hirescam"):
+        row[f"torch_{device}_{method}"] = timed(lambda: cam(method), n, sync=sync)
+    m = len(alphas)
+    irow[f"torch_{device}_interpolate"] = timed(
+        lambda: (tb[None] + al.view(-1, 1, 1, 1, 1) * (tx - tb)[None]).reshape(-1, *tx.shape[1:]),
+        n if device == "cuda" else max(runs // 10, 10), 3, sync)
+    irow[f"torch_{device}_reduce"] = timed(
+        lambda: (tgr.view(m, *tx.shape) * wt.view(-1, 1, 1, 1, 1)).sum(0) * (tx - tb),
+        n if device == "cuda" else max(runs // 10, 10), 3, sync)
+
+
+def reference_libs(runs: int) -> dict:
+    import torch
+
+    from edge.runtime.model import Model
+    from helpers.reference_libs import pytorch_grad_cam, shipped_torch_model
+
+    model = Model.load(ROOT / "models" / "defect")
+    net = shipped_torch_model(ROOT / "models" / "defect").cuda().eval()
+    x = torch.from_numpy(model.normalisation.apply(
+        np.random.default_rng(0).standard_normal((1, *model.input_shape)).astype(np.float32))).cuda()
+    out: dict = {}
+    with torch.no_grad():
+        out["torch_predict"] = timed(lambda: net(x), runs, sync=torch.cuda.synchronize)
+    pgc = pytorch_grad_cam()
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cls = {"gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "hirescam": pgc.HiResCAM}[model.cam_method]
+    cam = cls(model=net, target_layers=[net.features])
+    out[f"pytorch_grad_cam_{model.cam_method}"] = timed(lambda: cam(x, targets=[ClassifierOutputTarget(1)]),
+                                                        max(runs // 2, 20), 5, torch.cuda.synchronize)
+    from captum.attr import IntegratedGradients, LayerGradCam
+
+    lgc = LayerGradCam(net, net.features)
+    out["captum_layergradcam"] = timed(lambda: lgc.attribute(x, target=1, relu_attributions=True), runs, 10,
+                                       torch.cuda.synchronize)
+    ig = IntegratedGradients(net)
+    out["captum_ig_m50"] = timed(lambda: ig.attribute(x, baselines=torch.zeros_like(x), target=1, n_steps=50,
+                                                      method="gausslegendre", internal_batch_size=50),
+                                 max(runs // 4, 20), 5, torch.cuda.synchronize)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=os.environ.get("OUT", "device-out"), help="folder for the JSON and the log")
+    ap.add_argument("--dry-run", action="store_true", help="CPU only: every step that needs no GPU")
+    ap.add_argument("--runs", type=int, default=200, help="timed runs per GPU row (default 200)")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = Run(out, args.dry_run)
+    t0 = time.perf_counter()
+    run.step("environment", environment)
+    run.result["gpu"] = run.result["steps"]["environment"].get("gpu")
+    if not args.dry_run and not run.result["gpu"]:
+        run.say("no NVIDIA GPU found (nvidia-smi): use --dry-run on a CPU machine")
+    run.step("carried", carried)
+    kernel_tests = ["tests/explain/test_cuda.py", "-k", "kernel", "-m", "gpu"]
+    if args.dry_run:
+        run.step("kernel_tests_collect", lambda: pytest_step([*kernel_tests, "--collect-only"]))
+    run.step("kernel_tests", lambda: pytest_step(kernel_tests), needs_gpu=True)
+    run.step("memcheck", lambda: pytest_step(["tests/explain/test_cuda.py", "-k", "kernel and shape0 or ig_kernels",
+                                              "-m", "gpu"], sanitizer=True), needs_gpu=True)
+    run.step("latency", lambda: latency(args.runs, gpu=not args.dry_run))
+    run.step("reference_libs", lambda: reference_libs(args.runs), needs_gpu=True)
+    run.result["seconds"] = round(time.perf_counter() - t0, 1)
+    slug = re.sub(r"[^a-z0-9]+", "-", (run.result["gpu"] or "cpu-dry-run").split(",")[0].lower()).strip("-")
+    path = out / f"device-{slug}.json"
+    path.write_text(json.dumps(run.result, indent=2, default=str))
+    run.say(f"wrote {path} ({run.result['seconds']} s)")
+    failed = [k for k, v in run.result["steps"].items() if v["status"] == "failed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

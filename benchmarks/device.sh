@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole target-device run (issue #10) in one call of the device tool, sized for well under 8 minutes:
+#
+#   bash benchmarks/device_fetch.sh            # here, once: the reference libraries into .whl/
+#   device run:  bash benchmarks/device.sh     # carry [".whl"], timeout_s 540; results under $OUT
+#   bash benchmarks/device.sh --dry-run        # here, on the CPU: every step that needs no GPU
+#
+# Writes $OUT/device-<gpu>.json and $OUT/device.log (benchmarks/device.py says what each step measures).
+# The kernels are launched through CuPy there (the image has it; pycuda is source-only and would cost a
+# build): edge/explain/cuda_cupy.py, the same kernels and launch geometry as the pycuda launcher.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-device-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/* >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --target /tmp/edge-site .whl/* \
+    && export PYTHONPATH=/tmp/edge-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD:$PWD/tests${PYTHONPATH:+:$PYTHONPATH}
+python3 benchmarks/device.py --out "$OUT" "$@" 2>&1 | tee -a "$OUT/device-console.log"
+exit "${PIPESTATUS[0]}"

@@ -1,0 +1,30 @@
+"""The target-device run's script (benchmarks/device.py) dry-runs here: every step that needs no GPU runs,
+the GPU steps are skipped by name, the kernel tests it will run collect, and the JSON is written."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_device_run_dry_runs_on_the_cpu(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device.py"), "--dry-run", "--out", str(tmp_path),
+                        "--runs", "20"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    [path] = tmp_path.glob("device-*.json")
+    result = json.loads(path.read_text())
+    steps = result["steps"]
+    assert result["dry_run"] and (tmp_path / "device.log").is_file()
+    assert {k: steps[k]["status"] for k in ("kernel_tests", "memcheck", "reference_libs")} == \
+        {"kernel_tests": "skipped", "memcheck": "skipped", "reference_libs": "skipped"}
+    assert steps["environment"]["status"] == "ok" and steps["carried"]["status"] == "ok"
+    collected = steps["kernel_tests_collect"]
+    n = int(re.search(r"(\d+)/\d+ tests collected", collected["tail"]).group(1))
+    assert collected["status"] == "ok" and n >= 60            # both launchers x shapes x methods x shifts, and IG
+    latency = steps["latency"]
+    assert latency["status"] == "ok"
+    for batch in ("b1", "b8"):
+        assert {"numpy_gradcam", "numpy_hirescam", "torch_cpu_gradcam", "torch_cpu_hirescam"} <= set(latency["gradcam"][batch])
+        assert {"numpy_interpolate", "numpy_reduce", "torch_cpu_interpolate", "torch_cpu_reduce"} <= set(latency["ig"][batch])
