@@ -9,10 +9,12 @@ creates it); tests skip with the reason where neither exists.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,19 +58,31 @@ class TritonServer:
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         self.log: list[str] = []
-        ready = threading.Event()
 
         def read():
             for line in self.proc.stdout:
                 self.log.append(line)
-                if line.strip() == "READY":
-                    ready.set()
-            ready.set()
 
         threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(timeout_s) or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError("Triton did not start:\n" + "".join(self.log[-40:]))
+        # Ready when Triton itself says every model is: not by parsing the output, which tritonserver and
+        # the script share (a READY line came out interleaved with a log line once, and was missed).
+        import tritonclient.grpc as grpcclient
+
+        graphs = json.loads((Path(model_dir) / "manifest.json").read_text())["graphs"]
+        names = [f"{name or Path(model_dir).name}_{g}" for g in graphs]
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if client.is_server_ready() and all(client.is_model_ready(n) for n in names):
+                    break
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("Triton did not start:\n" + "".join(self.log[-40:]))
+            time.sleep(0.2)
+        client.close()
 
     def inference_count(self, model: str) -> float:
         """Successful inference requests of one model, from Triton's own Prometheus metrics."""
