@@ -17,23 +17,83 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.resources import bundled
 from edge.errors import InvalidInput, Unavailable
 from edge.explain.cam import METHODS
+from edge.resources import bundled
 
 KERNELS = bundled("kernels")
 BLOCK = 256
 
 
-class CudaKernels:
+class KernelLauncher:
+    """What every launcher of these kernels shares: argument checks, output allocation, launch geometry and
+    the kernels' argument lists, written once so that they cannot drift apart between launchers. A
+    launcher supplies the backend: `_empty(shape)` (a float32 device array), `_upload(host array)`,
+    `_arg(device array)` (what its kernel call takes for a pointer), `_launch(f, grid, args, shared)`,
+    `check()`, the compiled functions `f_gradcam`, `f_interp`, `f_reduce`, `f_rowsum` and `sm_count`."""
+
+    sm_count: int
+
+    def _grid(self, n: int) -> tuple[int, int, int]:
+        return (int(min(max((n + BLOCK - 1) // BLOCK, 1), 32 * self.sm_count)), 1, 1)
+
+    def gradcam(self, acts, grads, size: tuple[int, int], method: str = "gradcam", shift: float = 0.0):
+        """(N, K, h, w) float32 device arrays -> raw (N, h, w), heat (N, H, W) device arrays; `shift` as in
+        cam.upsample_bilinear."""
+        if method not in METHODS:
+            raise InvalidInput(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
+        if tuple(acts.shape) != tuple(grads.shape) or len(acts.shape) != 4:
+            raise ValueError(f"activations {acts.shape} and gradients {grads.shape} must be equal (N, K, h, w)")
+        n, k, h, w = (int(v) for v in acts.shape)
+        H, W = size
+        raw = self._empty((n, h, w))
+        heat = self._empty((n, H, W))
+        shared = (k + h * w + 2 * BLOCK) * 4
+        if shared > 48 * 1024:
+            raise InvalidInput(f"Grad-CAM layer of {k} channels at {h}x{w} needs {shared} B of shared memory (> 48 KiB)")
+        self._launch(self.f_gradcam, (n, 1, 1),
+                     (self._arg(acts), self._arg(grads), self._arg(raw), self._arg(heat), np.int32(k), np.int32(h),
+                      np.int32(w), np.int32(H), np.int32(W), np.int32(METHODS.index(method)), np.float32(shift)),
+                     shared)
+        return raw, heat
+
+    def ig_interpolate(self, x, baseline, alphas: np.ndarray):
+        """x, baseline (N, C, H, W) device arrays; alphas (M,) -> (M*N, C, H, W) point-major device array."""
+        a = self._upload(np.asarray(alphas, np.float32))
+        m, nd = len(alphas), int(np.prod(x.shape))
+        out = self._empty((m * int(x.shape[0]), *(int(v) for v in x.shape[1:])))
+        self._launch(self.f_interp, self._grid(m * nd),
+                     (self._arg(x), self._arg(baseline), self._arg(a), self._arg(out), np.int32(m), np.int64(nd)))
+        self._keep = a            # alive until the asynchronous launch has read it
+        return out
+
+    def ig_reduce(self, grads, weights: np.ndarray, x, baseline):
+        """Point-major gradients (M*N, C, H, W) -> attributions (N, C, H, W) and per-sample sums (N,)."""
+        wts = self._upload(np.asarray(weights, np.float32))
+        m, nd, n = len(weights), int(np.prod(x.shape)), int(x.shape[0])
+        attributions = self._empty(tuple(int(v) for v in x.shape))
+        totals = self._empty((n,))
+        self._launch(self.f_reduce, self._grid(nd), (self._arg(grads), self._arg(wts), self._arg(x),
+                                                     self._arg(baseline), self._arg(attributions), np.int32(m),
+                                                     np.int64(nd)))
+        self._launch(self.f_rowsum, (n, 1, 1), (self._arg(attributions), self._arg(totals), np.int64(nd // n)),
+                     BLOCK * 4)
+        self._keep = wts
+        return attributions, totals
+
+
+class CudaKernels(KernelLauncher):
+    """Through pycuda: GPUArrays in and out (what the TensorRT engine's `run_device` returns)."""
+
     def __init__(self, stream=None, kernel_dir: Path = KERNELS):
         try:
             import pycuda.autoprimaryctx  # noqa: F401  (share the primary context with TensorRT / ORT)
             import pycuda.driver as cuda
+            from pycuda import gpuarray
             from pycuda.compiler import SourceModule
         except ImportError as e:
             raise Unavailable(f"the CUDA kernels need pycuda ({e}); pip install -e '.[gpu]' on a CUDA machine") from e
-        self.cuda, self.stream = cuda, stream
+        self.cuda, self.gpuarray, self.stream = cuda, gpuarray, stream
         opts = ["-O3"]   # no --use_fast_math: the NumPy twins are the oracle, to 1e-5
         self._gradcam = SourceModule((kernel_dir / "gradcam.cu").read_text(), no_extern_c=True, options=opts)
         self._ig = SourceModule((kernel_dir / "ig.cu").read_text(), no_extern_c=True, options=opts)
@@ -47,53 +107,14 @@ class CudaKernels:
         """Surface asynchronous launch errors here rather than at some later, unrelated call."""
         (self.stream.synchronize() if self.stream is not None else self.cuda.Context.synchronize())
 
-    def _grid(self, n: int) -> tuple[int, int, int]:
-        return (int(min(max((n + BLOCK - 1) // BLOCK, 1), 32 * self.sm_count)), 1, 1)
+    def _empty(self, shape):
+        return self.gpuarray.empty(shape, np.float32)
 
-    def gradcam(self, acts, grads, size: tuple[int, int], method: str = "gradcam", shift: float = 0.0):
-        """(N, K, h, w) float32 GPUArrays -> raw (N, h, w), heat (N, H, W) GPUArrays; `shift` as in
-        cam.upsample_bilinear."""
-        from pycuda import gpuarray
+    def _upload(self, a: np.ndarray):
+        return self.gpuarray.to_gpu(a)
 
-        if method not in METHODS:
-            raise InvalidInput(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
-        if acts.shape != grads.shape or len(acts.shape) != 4:
-            raise ValueError(f"activations {acts.shape} and gradients {grads.shape} must be equal (N, K, h, w)")
-        n, k, h, w = (int(v) for v in acts.shape)
-        H, W = size
-        raw = gpuarray.empty((n, h, w), np.float32)
-        heat = gpuarray.empty((n, H, W), np.float32)
-        shared = (k + h * w + 2 * BLOCK) * 4
-        if shared > 48 * 1024:
-            raise InvalidInput(f"Grad-CAM layer of {k} channels at {h}x{w} needs {shared} B of shared memory (> 48 KiB)")
-        self.f_gradcam(acts.gpudata, grads.gpudata, raw.gpudata, heat.gpudata, np.int32(k), np.int32(h),
-                       np.int32(w), np.int32(H), np.int32(W), np.int32(METHODS.index(method)), np.float32(shift),
-                       block=(BLOCK, 1, 1), grid=(n, 1, 1), shared=shared, stream=self.stream)
-        return raw, heat
+    def _arg(self, a):
+        return a.gpudata
 
-    def ig_interpolate(self, x, baseline, alphas: np.ndarray):
-        """x, baseline (N, C, H, W) GPUArrays; alphas (M,) -> (M*N, C, H, W) point-major GPUArray."""
-        from pycuda import gpuarray
-
-        a = gpuarray.to_gpu(np.asarray(alphas, np.float32))
-        m, nd = len(alphas), int(np.prod(x.shape))
-        out = gpuarray.empty((m * x.shape[0], *x.shape[1:]), np.float32)
-        self.f_interp(x.gpudata, baseline.gpudata, a.gpudata, out.gpudata, np.int32(m), np.int64(nd),
-                      block=(BLOCK, 1, 1), grid=self._grid(m * nd), stream=self.stream)
-        self._keep = a
-        return out
-
-    def ig_reduce(self, grads, weights: np.ndarray, x, baseline):
-        """Point-major gradients (M*N, C, H, W) -> attributions (N, C, H, W) and per-sample sums (N,)."""
-        from pycuda import gpuarray
-
-        wts = gpuarray.to_gpu(np.asarray(weights, np.float32))
-        m, nd, n = len(weights), int(np.prod(x.shape)), int(x.shape[0])
-        attributions = gpuarray.empty(x.shape, np.float32)
-        totals = gpuarray.empty((n,), np.float32)
-        self.f_reduce(grads.gpudata, wts.gpudata, x.gpudata, baseline.gpudata, attributions.gpudata,
-                      np.int32(m), np.int64(nd), block=(BLOCK, 1, 1), grid=self._grid(nd), stream=self.stream)
-        self.f_rowsum(attributions.gpudata, totals.gpudata, np.int64(nd // n), block=(BLOCK, 1, 1),
-                      grid=(n, 1, 1), shared=BLOCK * 4, stream=self.stream)
-        self._keep = wts
-        return attributions, totals
+    def _launch(self, f, grid, args, shared: int = 0) -> None:
+        f(*args, block=(BLOCK, 1, 1), grid=grid, shared=shared, stream=self.stream)
