@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -107,19 +106,22 @@ def _cmd_forward(args: argparse.Namespace) -> int:
 
     if not Path(args.store).is_file():
         raise MissingFile(f"--store {args.store}: no such inspection store")
+    from edge.serve.config import PlantConfig
+
+    node = args.node or PlantConfig().node
     store = InspectionStore(Path(args.store), outbox=True)
     queued = store.enqueue_all() if args.all else 0
     plant = PlantDatabase(args.database)
     t = time.perf_counter()
     try:
-        n = forward_all(store, plant, args.node, args.batch, progress=not (args.quiet or args.json))
+        n = forward_all(store, plant, node, args.batch, progress=not (args.quiet or args.json))
     finally:
         plant.close()
     seconds = time.perf_counter() - t
-    r = {"forwarded_rows": n, "queued_by_all": queued, "seconds": round(seconds, 3), "node": args.node,
+    r = {"forwarded_rows": n, "queued_by_all": queued, "seconds": round(seconds, 3), "node": node,
          "rows_per_s": round(n / seconds, 1) if seconds > 0 and n else None}
     print(json.dumps(r) if args.json else
-          f"forwarded {n} outbox rows from {args.store} to {redact(args.database)} as node {args.node!r} "
+          f"forwarded {n} outbox rows from {args.store} to {redact(args.database)} as node {node!r} "
           f"in {seconds:.1f} s" + (f" ({queued} queued by --all)" if args.all else ""))
     return 0
 
@@ -550,8 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "~/.pgpass or PGPASSWORD.")
     fw.add_argument("--store", required=True, help="the node's inspection store (SQLite)")
     fw.add_argument("--database", required=True, metavar="URL", help="postgresql://user@host:port/dbname")
-    fw.add_argument("--node", default=socket.gethostname(),
-                    help="this node's name in the plant record (default: the host name, as [plant] node)")
+    fw.add_argument("--node", default=None,
+                    help="this node's name in the plant record (default: [plant] node's default, the host name)")
     fw.add_argument("--all", action="store_true", help="queue every stored inspection and verdict first")
     fw.add_argument("--batch", type=int, default=200, help="rows per plant transaction (default 200)")
     fw.add_argument("--json", action="store_true", help="print the result as one JSON object")
