@@ -159,7 +159,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     options: dict = {}
     if args.method == "ig":
         options = dict(n_steps=args.steps, quadrature=args.quadrature, baseline=_baseline(args, x),
-                       tolerance=args.tolerance, budget_ms=args.budget_ms)
+                       tolerance=args.tolerance, budget_ms=args.budget_ms, quantity=args.quantity)
     elif args.method == "shap":
         options = dict(patch=args.patch, stride=args.stride, budget=args.shap_budget, estimator=args.estimator,
                        baseline=_baseline(args, x), seed=args.seed)
@@ -606,6 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--baseline", default=None,
                    help="black, blur, uniform, zero, flat, or a .npy (C,H,W) array in the graph's input "
                         "space (default: blur for defect, uniform for thermal, flat for phase)")
+    g.add_argument("--quantity", default=None, choices=["output", "correction"],
+                   help="regression models: explain the output itself, or the size of the correction the model "
+                        "makes to its input (|output - apparent|: where the part made a correction necessary). "
+                        "Default: the model's own (correction for thermal, output for phase)")
     from edge.explain.patches import DEFAULT_PATCH, DEFAULT_STRIDE  # numpy only
 
     g = x.add_argument_group("patch SHAP")

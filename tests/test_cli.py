@@ -81,7 +81,11 @@ def test_explain_regression_roi_and_text_output(frame_file, capsys):
                  "--target", "roi:40:60,40:60", "--tolerance", "0.05"]) == 0
     text = capsys.readouterr().out
     assert "prediction: output mean" in text and " K " in text and "completeness delta" in text
-    assert "explained: output roi:40:60,40:60 by ig" in text
+    # the thermal model's default: the size of its correction in the ROI (the physics audit's quantity)
+    assert "explained: |correction| roi:40:60,40:60 by ig" in text
+    assert main(["explain", "--model", str(MODELS / "thermal"), "--input", str(frame_file), "--method", "ig",
+                 "--target", "roi:40:60,40:60", "--steps", "8", "--quantity", "output"]) == 0
+    assert "explained: output roi:40:60,40:60 by ig" in capsys.readouterr().out
 
 
 def test_explain_shap_prints_efficiency(frame_file, capsys):

@@ -1,14 +1,20 @@
 """Do the regression models attend to physics? IG attributions against the simulator's ground truth.
 
-Thermal (protocol): for each frame, Integrated Gradients of the mean corrected temperature over the
-whole frame (Gauss-Legendre, 16 points, `uniform` baseline: each channel at its image mean, the pitch
-plane kept), |IG| summed over the thermal and height channels, against the simulator's
-physics-importance map |apparent - true| (K). Pearson r per frame, averaged per geometry: `r` pixel by
-pixel, and `r_physics_scale` (judged by the default gate) with |IG| first smoothed by a Gaussian of
-3 px, the scale over which the simulated physics itself reads the shape (view factors from a 3-px
-smoothed surface, slopes from neighbouring pixels): the error at a pixel is caused by the height
-around it, so a faithful attribution lies on that neighbourhood, not on the pixel. A flat part has
-no geometric structure, so its |r| should stay small.
+Thermal (protocol): for each frame, Integrated Gradients (Gauss-Legendre, 16 points, `uniform`
+baseline: each channel at its image mean, the pitch plane kept) of the size of the correction the
+model makes, the mean of |corrected - apparent temperature| over the frame (signs taken at the frame,
+see IGExplainer's quantity "correction"), |IG| summed over the thermal and height channels, against
+the simulator's physics-importance map |apparent - true| (K): the correction a perfect model would
+make. Pearson r per frame, averaged per geometry: `r` pixel by pixel, and `r_physics_scale` (judged by
+the default gate) with |IG| first smoothed by a Gaussian of 3 px, the scale over which the simulated
+physics itself reads the shape (view factors from a 3-px smoothed surface, slopes from neighbouring
+pixels): the error at a pixel is caused by the height around it, so a faithful attribution lies on
+that neighbourhood, not on the pixel. A flat part has no geometric structure, so its |r| should stay
+small. Why the correction's size: the corrected temperature is mostly the apparent one, and in a
+signed mean a frame's positive corrections (cavities look hotter) and negative ones (grazing slopes
+look colder) cancel; where the model had to correct, and by how much, is the physical question. The
+earlier protocol, IG of the mean corrected temperature, is reported beside it (`physics_output`, on
+300 evenly spaced frames).
 
 Phase (protocol): |IG| of the mean unwrapped phase against the wrapped-phase jump map (pixels within
 2 px of a 2 pi discontinuity): the concentration = share of |IG| on jumps over their share of the area
@@ -25,13 +31,16 @@ from edge.explain import IGExplainer
 THERMAL_PROTOCOL = "F" + __doc__.split("Thermal (protocol): f")[1].split("\n\nPhase")[0].replace("\n", " ")
 PHASE_PROTOCOL = __doc__.split("Phase (protocol): ")[1].strip().replace("\n", " ")
 PHYSICS_SCALE_PX = 3.0        # edge.sim.geometry.concavity smooths the surface with this sigma
+COMPARISON_FRAMES = 300       # frames the earlier thermal protocol is reported on, beside the judged one
 
 
 def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: list[str], batch: int = 8,
-                    progress=None) -> dict:
+                    progress=None, quantity: str = "correction") -> dict:
+    """Per geometry: mean r and r at the physics scale (with std, n, and the median frame as the example)
+    of |IG| of `quantity` (see the protocol above) against `importance`."""
     r_by_geo: dict[str, list[tuple[float, float]]] = {}
     for s in range(0, len(x), batch):
-        for k, a in enumerate(thermal_attribution(model, x[s:s + batch])):
+        for k, a in enumerate(thermal_attribution(model, x[s:s + batch], quantity)):
             i = s + k
             r = pearson(a, importance[i])
             r_scale = pearson(cv2.GaussianBlur(a, (0, 0), PHYSICS_SCALE_PX), importance[i])
@@ -51,9 +60,10 @@ def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: li
     return out
 
 
-def thermal_attribution(model, x: np.ndarray) -> np.ndarray:
-    """|IG| over the thermal and height channels, as the thermal protocol measures it: (N, H, W)."""
-    ig = IGExplainer(model, n_steps=16, baseline="uniform")
+def thermal_attribution(model, x: np.ndarray, quantity: str = "correction") -> np.ndarray:
+    """|IG| over the thermal and height channels, as the thermal protocol measures it: (N, H, W).
+    quantity "output" is the earlier protocol (IG of the mean corrected temperature)."""
+    ig = IGExplainer(model, n_steps=16, baseline="uniform", quantity=quantity)
     channels = [i for i, c in enumerate(model.channels) if c in ("thermal", "height")]
     return np.stack([np.abs(e.details.per_channel[channels]).sum(axis=0) for e in ig.explain(x)]).astype(np.float32)
 
@@ -66,7 +76,7 @@ def jump_map(wrapped: np.ndarray, px: int = 2) -> np.ndarray:
 
 
 def phase_physics(model, x: np.ndarray, batch: int = 8, progress=None) -> dict:
-    ig = IGExplainer(model, n_steps=16, baseline="flat")
+    ig = IGExplainer(model, n_steps=16, baseline="flat", quantity="output")
     ratios = []
     for s in range(0, len(x), batch):
         for k, e in enumerate(ig.explain(x[s:s + batch])):

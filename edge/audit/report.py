@@ -101,9 +101,12 @@ in random order (pale). A faithful map makes deletion fall and insertion rise so
 <tr><td>{{ k }}</td><td>{{ r.count }}</td><td style="text-align:left">{{ r.remedy }}</td></tr>{% endfor %}</table>
 {% for f in figures.failures %}<figure><img src="data:image/png;base64,{{ f.png }}" width="192"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
 {% if m.physics %}<h2>Physics (thermal)</h2><p>{{ m.protocols.physics }}</p><table><tr><th>geometry</th><th>r (pixel)</th><th>std</th>
-<th>r at physics scale (gate)</th><th>std</th><th>n</th></tr>
+<th>r at physics scale (gate)</th><th>std</th><th>n</th>{% if m.physics_output %}<th>earlier protocol (IG of the mean output): r</th>
+<th>r at physics scale</th>{% endif %}</tr>
 {% for g, r in m.physics.items() %}<tr><td>{{ g }}</td><td>{{ "%.3f"|format(r.r) }}</td><td>{{ "%.3f"|format(r.r_std) }}</td>
-<td>{{ "%.3f"|format(r.r_physics_scale) }}</td><td>{{ "%.3f"|format(r.r_physics_scale_std) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>
+<td>{{ "%.3f"|format(r.r_physics_scale) }}</td><td>{{ "%.3f"|format(r.r_physics_scale_std) }}</td><td>{{ r.n }}</td>
+{% if m.physics_output and m.physics_output[g] %}<td>{{ "%.3f"|format(m.physics_output[g].r) }}</td>
+<td>{{ "%.3f"|format(m.physics_output[g].r_physics_scale) }}</td>{% endif %}</tr>{% endfor %}</table>
 {% if figures.physics %}<p>One frame per geometry, the one with the geometry's median r:</p>{% endif %}
 {% for f in figures.physics %}<figure><img src="data:image/png;base64,{{ f.png }}" width="480"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
 {% if m.phase_physics %}<h2>Physics (phase unwrapping)</h2><p>{{ m.protocols.phase_physics }}</p><pre>{{ m.phase_physics | tojson(indent=2) }}</pre>{% endif %}
@@ -202,7 +205,7 @@ def _physics_figures(model, arrays, physics_metrics: dict) -> list[dict]:
         gray = cv2.cvtColor(cv2.normalize(t, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8), cv2.COLOR_GRAY2BGR)
         panels = [gray, _heat(arrays.targets["physics_importance"][i]), _heat(a)]
         strip = np.concatenate([cv2.resize(p, (160, 160), interpolation=cv2.INTER_AREA) for p in panels], axis=1)
-        out.append({"png": _png(strip), "caption": f"{geo} (#{i}): thermal | physics importance |apparent - true| | "
+        out.append({"png": _png(strip), "caption": f"{geo} (#{i}): thermal | physics importance |apparent - true| | |IG of the correction| "
                                                    f"|IG| at {PHYSICS_SCALE_PX:.0f} px"})
     return out
 

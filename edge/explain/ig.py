@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from edge.data.arrays import SCALAR_PLANES
+from edge.errors import InvalidInput
 from edge.explain.base import Explainer, Explanation, IGDetails, Timer, class_indices, predictions
 from edge.explain.baselines import DEFAULTS, make_baseline
 from edge.explain.ig_math import completeness_delta, interpolation_batch, reduce_path
@@ -119,18 +120,32 @@ def adaptive_integrated_gradients(grad_fn: GradFn, x: np.ndarray, baseline: np.n
     return results
 
 
+QUANTITIES = ("output", "correction")
+
+
 class IGExplainer(Explainer):
     """IG through the model's `input_gradient` graph, in the graph's input space.
 
     Targets: a class (classifier; default the predicted one) or an output weighting (regression;
     default the mean over the whole output, or "pixel:R,C" / "roi:T:B,L:R" / an (N, 1, H, W) array).
     The per-pixel map sums the attribution over channels; per-channel maps are in `details.per_channel`.
+
+    quantity (regression models whose output is an input channel plus a learnt correction, manifest
+    `output.residual_channel`; default the model's `explained_quantity`):
+    - "output": the weighted output itself, e.g. the mean corrected temperature;
+    - "correction": the size of the correction the model makes, sum(weights * |output - input[c]|),
+      with the signs taken at x (so the explained score is linear in the output along the path and
+      completeness holds exactly). Why: the corrected temperature is mostly the apparent one, and a
+      frame's positive corrections (cavities look hotter) and negative ones (grazing slopes look colder)
+      cancel in a signed mean; what an engineer asks is where the part made a correction necessary.
+      Exact from the same graph: d(output - input[c])/d input = input_grad minus the weights on channel
+      c, so no second graph is exported.
     """
     method = "ig"
 
     def __init__(self, model: Model, n_steps: int = 50, quadrature: str = "gausslegendre",
                  baseline: str | np.ndarray | None = None, internal_batch_size: int | None = None,
-                 tolerance: float | None = None, budget_ms: float | None = None):
+                 tolerance: float | None = None, budget_ms: float | None = None, quantity: str | None = None):
         super().__init__(model)
         quadrature_rule(quadrature, n_steps)   # fail now on a bad rule, not after the first call
         self.n_steps, self.quadrature = n_steps, quadrature
@@ -138,9 +153,22 @@ class IGExplainer(Explainer):
         self.internal_batch_size = internal_batch_size
         self.tolerance, self.budget_ms = tolerance, budget_ms
         self.constant_channels = tuple(i for i, c in enumerate(model.channels) if c in SCALAR_PLANES)
+        self.quantity = quantity or model.explained_quantity
+        if self.quantity not in QUANTITIES:
+            raise InvalidInput(f"quantity {self.quantity!r}: expected one of {', '.join(QUANTITIES)}")
+        if self.quantity == "correction" and model.residual_channel is None:
+            raise InvalidInput(f"quantity 'correction': model {model.dir} does not say which input channel its "
+                               "output corrects (manifest output.residual_channel); explain its output instead")
 
     def _grad_fn(self, inputs: np.ndarray, target: np.ndarray):
-        return tuple(self.model.run("input_gradient", {"input": inputs, "target": target}))
+        out, grad = self.model.run("input_gradient", {"input": inputs, "target": target})
+        if self.quantity == "correction":
+            # the correction is output - input[c]: its gradient is the output's minus the weights on c
+            c = self.model.residual_channel
+            out = out - inputs[:, c:c + 1]
+            grad = grad.copy()
+            grad[:, c] -= target[:, 0]
+        return out, grad
 
     def _targets(self, outputs: np.ndarray, target) -> tuple[np.ndarray, list[str]]:
         """Target weights from the outputs at x (the predicted class needs them) and the target spec."""
@@ -153,7 +181,11 @@ class IGExplainer(Explainer):
             words = target or "mean"
         else:
             weights = np.broadcast_to(np.asarray(target, np.float32), shape).copy()
-            words = "weighted output"
+            words = "weighted"
+        if self.quantity == "correction":
+            # outputs are the corrections here (see _grad_fn): weigh each pixel by its sign at x
+            weights = (weights * np.sign(outputs)).astype(np.float32)
+            return weights, [f"|correction| {words}"] * len(outputs)
         return weights, [f"output {words}"] * len(outputs)
 
     def explain(self, x: np.ndarray, target=None) -> list[Explanation]:
@@ -184,6 +216,9 @@ class IGExplainer(Explainer):
                 per = [IGResult(r.attributions[i:i + 1], r.delta[i:i + 1], r.relative_delta[i:i + 1],
                                 r.score[i:i + 1], r.baseline_score[i:i + 1], r.n_steps, r.method, r.n_steps)
                        for i in range(n)]
+        if self.quantity == "correction":        # the answer is the model's output, not its correction
+            c = self.model.residual_channel
+            outputs = outputs + xn[:, c:c + 1]
         preds = predictions(self.model, outputs)
         out = []
         for i, (p, r) in enumerate(zip(preds, per)):

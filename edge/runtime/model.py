@@ -65,6 +65,19 @@ class Model:
         return self.manifest.get("output", {}).get("units")
 
     @property
+    def residual_channel(self) -> int | None:
+        """For a regression model whose output is an input channel plus a learnt correction (output =
+        input[c] + correction, manifest `output.residual_channel`): that channel c; else None."""
+        c = self.manifest.get("output", {}).get("residual_channel")
+        return None if c is None else int(c)
+
+    @property
+    def explained_quantity(self) -> str:
+        """What Integrated Gradients explains by default for this model (manifest `explain.quantity`):
+        "output", or "correction" (the size of output - input[residual_channel]; see IGExplainer)."""
+        return self.manifest.get("explain", {}).get("quantity", "output")
+
+    @property
     def input_spec(self) -> dict:
         """The manifest's input section: size, normalisation, and for photographs integer_scaling and
         the training scale (what framing a frame of another size needs)."""

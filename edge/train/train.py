@@ -42,6 +42,7 @@ class TaskSpec:
     units: str = ""
     crop: int | None = None           # train on random crops (the net is fully convolutional)
     flips: tuple[int, ...] = (2, 3)   # spatial axes that may be flipped without changing the physics
+    explain_quantity: str = "output"  # what IG explains by default (IGExplainer's `quantity`)
 
 
 TASKS = {
@@ -50,7 +51,7 @@ TASKS = {
     # cost a quarter of full frames. The pixel pitch is an input: without it the same height map could
     # be a gentle or a steep surface (the first model, trained without it, stalled at 0.17 K MAE).
     "thermal": TaskSpec(("thermal", "height", "pixel_pitch_mm"), "true_temperature", epochs=56,
-                        output_scale=2.0, units="K", crop=64),
+                        output_scale=2.0, units="K", crop=64, explain_quantity="correction"),
     # Phase is proportional to the x slope: a horizontal flip would negate it, so only vertical flips.
     # Large crops (96 of 128 px): counting fringes needs context from a flat reference region.
     "phase": TaskSpec(("phase",), "unwrapped_phase", epochs=15, output_scale=2 * math.pi, units="rad",
@@ -353,8 +354,11 @@ def _train_regression(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     model = ResidualUNet(**kwargs)
     yt = torch.from_numpy(arrays.targets[spec.target][:, None])
     loss_fn = nn.SmoothL1Loss(beta=0.1 * spec.output_scale)
-    manifest.update(output={"name": "output", "kind": "dense", "units": spec.units, "field": spec.target},
+    manifest.update(output={"name": "output", "kind": "dense", "units": spec.units, "field": spec.target,
+                            "residual_channel": spec.residual_channel},
                     in_graph_normalisation=fit.to_dict())
+    if spec.explain_quantity != "output":
+        manifest["explain"] = {"quantity": spec.explain_quantity}
     manifest["input"] = {"size": [size, size], "layout": "NCHW", "dtype": "float32",
                          "normalisation": norm.to_dict()}
 

@@ -59,6 +59,10 @@ def test_thermal_audit_reports_physics_per_geometry(test_set, tmp_path):
     html = (out / "report.html").read_text()
     assert html.count("physics importance |apparent - true|") == len(m["physics"])     # one example per geometry
     assert "For each frame, Integrated Gradients" in html
+    # judged: the size of the correction; the earlier protocol (the mean output) beside it, same frames here
+    assert set(m["physics_output"]) == set(m["physics"])
+    assert sum(r["n"] for r in m["physics_output"].values()) == sum(r["n"] for r in m["physics"].values())
+    assert m["physics_output"] != m["physics"] and "earlier protocol (IG of the mean output)" in html
 
 
 def test_data_the_model_cannot_read_fails_naming_the_channel(tmp_path):

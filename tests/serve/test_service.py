@@ -221,7 +221,7 @@ def test_stream_verdicts_and_models(stub, requests, server):
         assert e.value.code() == code
     models = {m.name: m for m in stub.ListModels(pb.ListModelsRequest()).models}
     assert set(models) == {"defect", "thermal", "phase"} and models["defect"].classes[0] == "ok"
-    assert models["defect"].audit_status == "passed" and models["thermal"].audit_status.startswith("failed")
+    assert models["defect"].audit_status == "passed" and models["thermal"].audit_status == "passed"
     assert all(m.served for m in models.values())                 # this node runs with --allow-unaudited
     assert stub.GetModelInfo(pb.GetModelInfoRequest(name="thermal")).channels == ["thermal", "height", "pixel_pitch_mm"]
     with pytest.raises(grpc.RpcError) as e:
@@ -327,15 +327,26 @@ def test_a_4_mpixel_16_bit_three_channel_frame_fits_the_message_limit(stub, requ
 
 
 def test_models_whose_audit_failed_are_listed_but_withheld(tmp_path, requests):
-    """The shipped thermal model fails its recorded audit (docs/audits/thermal): a node started without
-    --allow-unaudited serves the classifier and phase unwrapping, and withholds thermal, saying why."""
+    """A model whose recorded audit failed (here the shipped thermal model with the outcome its audit had
+    before the correction protocol, docs/audits/thermal: cylinders and combined geometries below the
+    bar): a node started without --allow-unaudited serves the classifier and phase unwrapping, and
+    withholds thermal, saying why."""
+    import json
+    import shutil
+
     from helpers import MODELS
 
     from edge.runtime.manifest import audit_status, load_manifest
 
-    status = audit_status(load_manifest(MODELS / "thermal"))
+    models = tmp_path / "models"
+    shutil.copytree(MODELS, models, ignore=shutil.ignore_patterns(".engines"))
+    manifest = json.loads((models / "thermal" / "manifest.json").read_text())
+    manifest["audit"].update(status="failed", failed_checks=["physics combined", "physics cylinder"])
+    (models / "thermal" / "manifest.json").write_text(json.dumps(manifest))
+    status = audit_status(load_manifest(models / "thermal"))
     assert status.startswith("failed")
-    with running_server(make_config(tmp_path, allow_unaudited=False)) as s, \
+    assert audit_status(load_manifest(MODELS / "thermal")) == "passed"      # the shipped one is served
+    with running_server(make_config(tmp_path, allow_unaudited=False, models_dir=models)) as s, \
             grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as ch:
         stub = pb_grpc.InspectionStub(ch)
         listed = {m.name: m for m in stub.ListModels(pb.ListModelsRequest(), timeout=10).models}
