@@ -98,7 +98,8 @@ class GradCAMExplainer(Explainer):
             # Zero rows: the graph picks the predicted class itself, so any mix of targets is one call.
             onehot = np.zeros((len(xn), k), np.float32)
             rows = np.flatnonzero(wanted >= 0)
-            onehot[rows] = class_target(k, wanted[rows])
+            if len(rows):
+                onehot[rows] = class_target(k, wanted[rows])
             kernels = self._device(len(xn))
             if kernels is None:
                 logits, acts, grads = self.model.run("gradcam", {"input": xn, "target": onehot})
@@ -121,7 +122,8 @@ class GradCAMExplainer(Explainer):
                 up = upsample_bilinear(raw, xn.shape[2:], self.shift)    # unnormalised, from the small map
                 acts = outs["activations"].get()
             # the review flag's embedding: spatial mean, then spatial max (local anomalies; see review.py)
-            embedding = np.concatenate([acts.mean(axis=(2, 3)), acts.max(axis=(2, 3))], axis=1)
+            flat = acts.reshape(*acts.shape[:2], -1)      # one spatial axis: faster reductions than (2, 3)
+            embedding = np.concatenate([flat.mean(axis=2), flat.max(axis=2)], axis=1)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
                                        embedding=embedding[i]),
