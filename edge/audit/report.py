@@ -90,8 +90,13 @@ The flag's own point: coverage {{ "%.1f"|format(100 * r.risk_coverage.flag_cover
 <td>must be clearly below 1 (gate)</td><td>{{ q.sanity.n }}</td></tr>{% endif %}
 <tr><td>sanity: cosine trained vs randomised weights</td><td>{{ "%.3f"|format(q.sanity.cosine_trained_vs_random) }}</td>
 <td>reported only: broad maps have a large cosine even when unrelated</td><td>{{ q.sanity.n }}</td></tr></table>
-<table><tr><th>class</th><th>primary descriptor</th><th>share</th><th>n</th></tr>{% for c, r in q.shap.consistency.items() %}
-<tr><td>{{ c }}</td><td style="text-align:left">{{ r.primary_descriptor }}</td><td>{{ "%.2f"|format(r.share) }}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>
+{% for title, cons in [("the sentence served with every answer (" ~ q.sentences.evidence ~ ")", q.sentences.consistency if q.sentences else {}), ("the deferred SHAP sentence", q.shap.consistency)] %}{% if cons %}
+<p>Descriptor consistency, {{ title }}: per class, over its correctly classified samples, the most common primary
+descriptor and its share{% if cons.values()|selectattr("right_share", "defined")|list %}, and the share whose primary descriptor is the
+class's physical signature (simulated data){% endif %}.</p>
+<table><tr><th>class</th><th>primary descriptor</th><th>share</th><th>right descriptor</th><th>n</th></tr>{% for c, r in cons.items() %}
+<tr><td>{{ c }}</td><td style="text-align:left">{{ r.primary_descriptor }}</td><td>{{ "%.2f"|format(r.share) }}</td>
+<td>{% if r.right_share is defined %}{{ "%.2f"|format(r.right_share) }} ({{ r.expected }}){% else %}—{% endif %}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>{% endif %}{% endfor %}
 {% if figures.faithfulness %}<figure><img src="data:image/png;base64,{{ figures.faithfulness }}" width="520">
 <figcaption>Mean deletion and insertion curves over {{ q.faithfulness.n }} samples: pixels in {{ cam_name }} order (strong) and
 in random order (pale). A faithful map makes deletion fall and insertion rise sooner than random.</figcaption></figure>{% endif %}

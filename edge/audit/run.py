@@ -21,10 +21,11 @@ from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics
-from edge.explain import DISPLAY_NAMES, GradCAMExplainer, review
+from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review
 from edge.runtime.calibration import calibration_report
 from edge.runtime.manifest import predict_sha256
 from edge.runtime.model import Model
+from edge.sim.defects import DESCRIPTOR_KEYWORDS
 
 
 @contextmanager
@@ -62,7 +63,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
         if ood is not None:
             with _stage(metrics, "load out-of-distribution"):
                 ood_arrays = load_arrays(Path(ood), h, model.channels, limit=limit, seed=seed, progress=progress)
-        _classifier(model, arrays, metrics, shap_samples, progress, seed, ood_arrays, ood)
+        _classifier(model, arrays, metrics, shap_samples, progress, seed, ood_arrays, ood, simulated)
     elif model.task == "thermal":
         if "physics_importance" in arrays.targets:
             geometries = np.array([m.get("geometry", "?") for m in arrays.meta])
@@ -103,7 +104,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
 
 
 def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress: bool, seed: int,
-                ood=None, ood_dir: Path | None = None) -> None:
+                ood=None, ood_dir: Path | None = None, simulated: bool = False) -> None:
     ok = model.ok_class
     unknown = sorted(set(arrays.labels) - set(model.classes))
     if unknown:
@@ -112,12 +113,22 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
     heat = np.zeros((len(arrays.x), *arrays.x.shape[2:]), np.float32)
     predicted: list[str] = []
     true_index = np.array([model.classes.index(lab) for lab in arrays.labels])
+    pitch = [m.get("pixel_pitch_mm") for m in arrays.meta]
+    descriptors: dict[str, list[str]] = {}      # the served sentence's primary descriptor, right answers
     with _stage(metrics, "grad-cam"):
         for s in tqdm(range(0, len(arrays.x), 64), desc="grad-cam", disable=not progress):
             # maps of the true class (what localisation asks); predictions come with them
             es = g.explain(arrays.x[s:s + 64], true_index[s:s + 64])
             heat[s:s + len(es)] = [e.heatmap for e in es]
             predicted += [e.prediction.label for e in es]
+            for k, e in enumerate(es):
+                i = s + k
+                if e.prediction.label == arrays.labels[i] != ok:
+                    # on a right answer the true class's map is the served one: its sentence is the served
+                    # sentence
+                    add_sentences(model, arrays.x[i:i + 1], [e], pitch[i])
+                    if e.evidence:
+                        descriptors.setdefault(arrays.labels[i], []).append(e.evidence[0]["descriptor"])
     pred_index = np.array([model.classes.index(p) for p in predicted])
     metrics["classification"] = classification_metrics(true_index, pred_index, model.classes)
     with _stage(metrics, "calibration"):
@@ -161,11 +172,14 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
         q = {"faithfulness": quality.faithfulness(model, arrays.x[sub], heat[sub], true_index[sub]),
              "stability": quality.stability(model, arrays.x[sub]),
              "sanity": quality.sanity(model, arrays.x[sub], heat[sub], true_index[sub])}
+    # simulated classes have a known physical signature: the share of sentences that name it is measurable
+    expected = DESCRIPTOR_KEYWORDS if simulated else None
+    q["sentences"] = {"consistency": quality.descriptor_consistency(descriptors, expected),
+                      "evidence": f"{DISPLAY_NAMES[g.method]} pooled on the patch grid"}
     with tqdm(total=len(sub), desc="patch SHAP", disable=not progress) as bar, _stage(metrics, "patch SHAP"):
-        pitch = [m.get("pixel_pitch_mm") for m in arrays.meta]
         q["shap"] = quality.shap_quality(model, arrays.x[sub], arrays.masks[sub], arrays.has_mask[sub],
                                          [arrays.labels[i] for i in sub], [predicted[i] for i in sub],
-                                         [pitch[i] for i in sub], progress=bar.update)
+                                         [pitch[i] for i in sub], progress=bar.update, expected=expected)
     metrics["quality"] = q
     edges = [None] * len(arrays.x)
     if "edge_map" in arrays.targets:

@@ -25,6 +25,10 @@ from edge.errors import InvalidInput
 DEFECT_CLASSES = ("crack", "pit", "contamination", "delamination", "scratch")
 OK_CLASS = "ok"
 CLASSES = (OK_CLASS,) + DEFECT_CLASSES
+# What each simulated defect physically is, in the words of the sentence descriptors (edge.explain.sentence,
+# decided from region statistics, never from the label): the audit's "right descriptor" share per class.
+DESCRIPTOR_KEYWORDS = {"crack": "crack-like", "pit": "hot spot", "contamination": "contamination-like",
+                       "delamination": "delamination", "scratch": "scratch-like"}
 
 
 @dataclass

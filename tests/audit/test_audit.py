@@ -47,6 +47,13 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     assert "Confidence calibration" in html and "Reliability diagram" in html and "Review flag" in html
     assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
     assert "Mean deletion and insertion curves over 4 samples" in html and "tolerant IoU (gate)" in html
+    # the served sentence's descriptors, every right answer: simulated classes are judged by their signature
+    cons = q["sentences"]["consistency"]
+    assert set(cons) <= {"crack", "pit", "scratch", "contamination", "delamination"} and cons
+    assert all(0 <= r["right_share"] <= r["share"] + 1e-12 for r in cons.values())   # share: the most common
+    assert cons["crack"]["expected"] == "crack-like" and cons["crack"]["right_share"] >= 0.5
+    assert sum(r["n"] for r in cons.values()) >= 0.5 * m["data"]["samples"]
+    assert "the sentence served with every answer" in html and "(crack-like)" in html
 
 
 def test_thermal_audit_reports_physics_per_geometry(test_set, tmp_path):
