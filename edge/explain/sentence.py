@@ -73,8 +73,9 @@ def describe(s: RegionStats) -> str:
     if (s.circularity >= SPOT_MIN_CIRCULARITY and s.blob_area_px <= SPOT_MAX_AREA_PX
             and s.thermal_peak_k is not None and s.thermal_peak_k >= SPOT_MIN_PEAK_K):
         return "localised thermal hot spot"
-    if c.get("intensity", 0.0) >= STAIN_MIN_INTENSITY and (
-            ("phase" in c and c["phase"] < SHAPELESS_MAX_PHASE)
+    # "without a change of surface shape" is only said where a phase channel measures the shape
+    if "phase" in c and c.get("intensity", 0.0) >= STAIN_MIN_INTENSITY and (
+            c["phase"] < SHAPELESS_MAX_PHASE
             or (s.coherence < STAIN_MAX_COHERENCE and s.blob_area_px >= BROAD_MIN_AREA_PX)):
         return "emissivity and reflectance change without a change of surface shape (contamination-like)"
     if (thermal is None or thermal < BROAD_MAX_GRADIENT) and s.edge_density < BROAD_MAX_EDGE_DENSITY and (
