@@ -197,7 +197,8 @@ def _heat(img: np.ndarray) -> np.ndarray:
 
 
 def _physics_figures(model, arrays, physics_metrics: dict) -> list[dict]:
-    """Per geometry, its median-r frame: thermal image | physics importance | |IG| at the physics scale."""
+    """Per geometry, its median-r frame: thermal image | physics importance | |IG of the correction| at the
+    physics scale."""
     from edge.audit.physics import PHYSICS_SCALE_PX, thermal_attribution
 
     out = []
@@ -210,8 +211,8 @@ def _physics_figures(model, arrays, physics_metrics: dict) -> list[dict]:
         gray = cv2.cvtColor(cv2.normalize(t, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8), cv2.COLOR_GRAY2BGR)
         panels = [gray, _heat(arrays.targets["physics_importance"][i]), _heat(a)]
         strip = np.concatenate([cv2.resize(p, (160, 160), interpolation=cv2.INTER_AREA) for p in panels], axis=1)
-        out.append({"png": _png(strip), "caption": f"{geo} (#{i}): thermal | physics importance |apparent - true| | |IG of the correction| "
-                                                   f"|IG| at {PHYSICS_SCALE_PX:.0f} px"})
+        out.append({"png": _png(strip), "caption": f"{geo} (#{i}): thermal | physics importance |apparent - true| | "
+                                                   f"|IG of the correction| at {PHYSICS_SCALE_PX:.0f} px"})
     return out
 
 
