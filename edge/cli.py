@@ -166,6 +166,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     channel = args.channel or model.channels[0]
     if channel not in model.channels:
         raise UserError(f"--channel {channel!r}: the model's channels are {', '.join(model.channels)}")
+    if args.guided:
+        if not (model.classes and args.method in ("gradcam", "gradcam++", "hirescam")):
+            raise UserError("--guided refines class activation maps: it needs a classifier and a CAM method")
+        options = dict(guided=True)
     explainer = make_explainer(args.method, model, **options)
     target = args.target
     if not model.classes:
@@ -585,6 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--method", default=None, choices=["gradcam", "gradcam++", "hirescam", "ig", "shap"],
                    help="default: the classifier's own CAM (chosen at training as the best localising on the "
                         "validation split; gradcam if it had no masks or boxes), ig for regression models")
+    x.add_argument("--guided", action="store_true",
+                   help="classifiers: sharpen the CAM to input pixels with guided backpropagation from the "
+                        "model's guided_gradient graph (Guided Grad-CAM; thin defects get thin maps; costs a "
+                        "full backward pass, about 2-3x a prediction)")
     x.add_argument("--target", default=None,
                    help="classifier: a class name or index (default: the predicted class); regression: "
                         "mean (default), pixel:ROW,COL or roi:TOP:BOTTOM,LEFT:RIGHT")

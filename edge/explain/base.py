@@ -45,6 +45,7 @@ class CamDetails:
     embedding: np.ndarray | None = None  # (2K,) target-layer activations averaged over space, then their
     #                                      maximum over space: what the review flag compares with the
     #                                      training data (no extra graph call)
+    guided: bool = False                # refined to input pixels by guided backpropagation (cam.guided_refine)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"raw": self.raw}

@@ -115,5 +115,35 @@ def normalise_minmax(maps: np.ndarray) -> np.ndarray:
     return out
 
 
+GUIDED_SIGMA_PX = 1.0     # smoothing of the guided gradient's magnitude, input pixels
+GUIDED_POWER = 0.5        # how strongly the pixel evidence reshapes the map (1: plain Guided Grad-CAM)
+
+
+def guided_refine(cam_up: np.ndarray, guided_grad: np.ndarray, sigma_px: float = GUIDED_SIGMA_PX,
+                  power: float = GUIDED_POWER) -> np.ndarray:
+    """Guided Grad-CAM made to draw regions: (N, H, W) upsampled class map times the guided gradient's
+    magnitude (summed over input channels, Gaussian-smoothed by `sigma_px`, scaled to [0, 1] per image)
+    to the power `power`.
+
+    Why: the class map is 1/8 of the input resolution and cannot draw a 1-2 px crack; guided
+    backpropagation marks the input pixels the class evidence came through, but on its own it follows
+    every edge. The product keeps what both agree on. Plain Guided Grad-CAM (power 1, no smoothing)
+    binarised at half its maximum keeps only the few strongest pixels of a defect and shrinks broad ones
+    to their edges; the smoothing by one pixel joins a crack's pixels into a line, and the square root lets
+    the class map keep the extent of broad defects. Chosen on the simulator's seed-3000 frames over
+    power {0.25, 0.5, 1} x sigma {1, 2} px: the best lowest-class pixel IoU (0.19 scratch; crack 0.36,
+    pit 0.55, delamination 0.48, contamination 0.37, against 0.09-0.67 for the class map alone).
+    """
+    cam_up = np.asarray(cam_up, np.float32)
+    mag = np.abs(np.asarray(guided_grad, np.float32)).sum(axis=1)
+    out = np.empty_like(cam_up)
+    for i, m in enumerate(mag):
+        if sigma_px > 0:
+            m = cv2.GaussianBlur(m, (0, 0), sigma_px)
+        peak = float(m.max())
+        out[i] = cam_up[i] * (m / peak) ** power if peak > 0 else 0.0
+    return out
+
+
 def upsample_and_normalise(raw: np.ndarray, size: tuple[int, int], shift: float = 0.0) -> np.ndarray:
     return normalise_minmax(upsample_bilinear(raw, size, shift))

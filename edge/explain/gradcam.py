@@ -7,6 +7,11 @@ logits, the target layer's activations A and dscore/dA; the rest is `cam.py` (or
 Maps are placed by the layer's measured receptive-field alignment (manifest `gradcam_alignment`);
 `align=False` gives the half-pixel placement of pytorch-grad-cam and Captum, for comparisons.
 
+`guided=True` sharpens the map to input pixels with the exported `guided_gradient` graph (guided
+backpropagation; see `cam.guided_refine`): thin defects get a thin map. It costs a full backward pass
+(about 2-3x a bare prediction in all), so it is an option for audits and deferred explanations, not the
+inline default.
+
 On an engine that keeps its outputs on the GPU (TensorRT: `run_device`), the activations and gradients
 stay there: `kernels/gradcam.cu` (through `edge.explain.cuda`) turns them into the layer map and the
 frame-size heatmap on the device, and only the logits, the small layer map, the heatmap and (for the
@@ -21,7 +26,7 @@ import numpy as np
 
 from edge.errors import InvalidInput, Unavailable
 from edge.explain.base import CamDetails, Explainer, Explanation, Timer, class_indices, predictions
-from edge.explain.cam import METHODS, alignment_shift, cam_raw, normalise_minmax, upsample_bilinear
+from edge.explain.cam import METHODS, alignment_shift, cam_raw, guided_refine, normalise_minmax, upsample_bilinear
 from edge.explain.targets import class_target
 from edge.runtime.engine import check_feeds
 from edge.runtime.model import Model
@@ -66,16 +71,21 @@ def per_sample_targets(model: Model, target, n: int) -> np.ndarray:
 
 
 class GradCAMExplainer(Explainer):
-    def __init__(self, model: Model, method: str | None = None, align: bool = True):
-        """method: gradcam, gradcam++ or hirescam; None: the model's own (`Model.cam_method`)."""
+    def __init__(self, model: Model, method: str | None = None, align: bool = True, guided: bool = False):
+        """method: gradcam, gradcam++ or hirescam; None: the model's own (`Model.cam_method`). guided: refine
+        the map with guided backpropagation (needs the model's guided_gradient graph)."""
         method = method or model.cam_method
         if method not in METHODS:
             raise InvalidInput(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")
         if "gradcam" not in model.graphs:
             raise InvalidInput(f"model {model.dir} has no gradcam graph: class activation maps need a "
                                f"classifier (this is a {model.task} model; use ig or shap)")
+        if guided and "guided_gradient" not in model.graphs:
+            raise InvalidInput(f"model {model.dir} has no guided_gradient graph (exported before it existed); "
+                               f"re-export it with `edge-xai export --model {model.dir}`")
         super().__init__(model)
         self.method = method
+        self.guided = guided
         self.shift = map_shift(model, align)
         self._kernels = None                 # decided on the first call (the engine is created lazily)
 
@@ -124,8 +134,13 @@ class GradCAMExplainer(Explainer):
             # the review flag's embedding: spatial mean, then spatial max (local anomalies; see review.py)
             flat = acts.reshape(*acts.shape[:2], -1)      # one spatial axis: faster reductions than (2, 3)
             embedding = np.concatenate([flat.mean(axis=2), flat.max(axis=2)], axis=1)
+        if self.guided:
+            with timer.stage("guided"):
+                _, guided_grad = self.model.run("guided_gradient", {"input": xn, "target": class_target(k, explained)})
+                up = guided_refine(up, guided_grad)
+                heat = normalise_minmax(up)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
-                                       embedding=embedding[i]),
+                                       embedding=embedding[i], guided=self.guided),
                             timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]

@@ -2,7 +2,7 @@
 The service does not use it: its answers and the inspection store carry `edge.record.Inspection`."""
 from __future__ import annotations
 
-from edge.explain.base import Explanation, IGDetails, ShapDetails
+from edge.explain.base import CamDetails, Explanation, IGDetails, ShapDetails
 
 
 def explanation_record(e: Explanation, model) -> dict:
@@ -14,6 +14,8 @@ def explanation_record(e: Explanation, model) -> dict:
         r["completeness_delta"] = {"absolute": d.completeness_delta, "relative": d.relative_completeness_delta}
         r.update({k: getattr(d, k) for k in ("n_steps", "quadrature", "gradient_evaluations", "converged", "baseline",
                                              "score", "baseline_score")})
+    if isinstance(d, CamDetails) and d.guided:
+        r["guided"] = True          # the map is refined to input pixels by guided backpropagation
     if isinstance(d, ShapDetails):
         r.update({k: getattr(d, k) for k in ("efficiency_gap", "evaluations", "estimator", "budget", "seed", "baseline",
                                              "value", "baseline_value")})

@@ -199,6 +199,8 @@ def add_sentences(model, x: np.ndarray, explanations: list, pixel_pitch_mm: floa
                 values, name = grid.pool(e.attribution, "sum"), "IG logit"
             else:
                 values, name = grid.pool(e.heatmap, "mean"), DISPLAY_NAMES[e.method]
+                if getattr(e.details, "guided", False):
+                    name = f"guided {name}"          # the numbers quoted are the refined map's
             boxes = grid.boxes
         channels = {n: raw[k] for k, n in enumerate(names)}
         e.sentence, evidence = explain_in_words(e.prediction.label, e.prediction.confidence, values, boxes,

@@ -47,5 +47,6 @@ def export_model_dir(model_dir: Path, model: nn.Module, example: np.ndarray | No
                             "relative_max": {k: v["relative_max"] for k, v in parity.items()},
                             "kink_nudges": {k: v["kink_nudges"] for k, v in parity.items()},
                             "batches": [1, 8], "reference": "torch.autograd, float64"},
-                    extra_files=[WEIGHTS])
+                    # files training added beside the weights (review.npz) stay hashed after a re-export
+                    extra_files=sorted(set(manifest.get("extra_files", [])) | {WEIGHTS}))
     return write_manifest(model_dir, manifest)

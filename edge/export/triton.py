@@ -5,6 +5,7 @@
     triton-repo/defect_predict/config.pbtxt    + 1/model.onnx
     triton-repo/defect_gradcam/...             (logits, activations, activation_grad: Grad-CAM on Triton)
     triton-repo/defect_input_gradient/...      (IG's gradients)
+    triton-repo/defect_guided_gradient/...     (guided maps, classifiers)
 
 Each config is built as Triton's own `ModelConfig` message (tritonclient's model_config_pb2) and written
 with protobuf's text format, so it parses as Triton parses it. What it says, and why:

@@ -4,7 +4,7 @@
     logits, = engine.run("predict", {"input": x})
 
 The Triton models are the ones `edge-xai export-triton` writes: `<model>_<graph>` (defect_predict,
-defect_gradcam, defect_input_gradient). The local model folder stays the source of the manifest (classes,
+defect_gradcam, defect_input_gradient, defect_guided_gradient). The local model folder stays the source of the manifest (classes,
 normalisation, calibration); only the graph calls travel. At start every graph's model must be ready on
 the server and its metadata must declare the inputs and outputs the local graph has (names, types,
 shapes, a free batch dimension): a server serving another export fails here with both sides named, not

@@ -1,6 +1,8 @@
 """Our explainers on the shipped ONNX graphs (no torch at inference) against the reference libraries
 on the same weights: pytorch-grad-cam, Captum, shap."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,35 @@ def test_gradcam_default_target_is_the_predicted_class_in_one_call(defect):
         assert d.target == e.target
         np.testing.assert_allclose(d.heatmap, e.heatmap, atol=1e-5)
     assert set(default[0].timings_ms) == {"preprocess", "graph", "cam"}
+
+
+def test_guided_gradcam_refines_the_served_map_with_the_guided_graph(defect, tmp_path):
+    """--guided: the same prediction and class, the class map refined by the guided_gradient graph of the
+    explained class (cam.guided_refine); a model exported before that graph existed is refused by name."""
+    import shutil
+
+    from edge.explain.cam import guided_refine
+    from edge.explain.targets import class_target
+
+    model, _ = defect
+    x = frames(model)
+    plain = GradCAMExplainer(model).explain(x)
+    guided = GradCAMExplainer(model, guided=True).explain(x)
+    _, gg = model.run("guided_gradient", {"input": model.normalisation.apply(x),
+                                          "target": class_target(len(model.classes), [e.details.class_index for e in plain])})
+    want = guided_refine(np.stack([e.attribution for e in plain]), gg)
+    for p, g, w in zip(plain, guided, want):
+        assert g.prediction == p.prediction and g.details.class_index == p.details.class_index and g.details.guided
+        np.testing.assert_allclose(g.attribution, w, rtol=1e-4, atol=1e-6)
+        assert g.heatmap.max() == pytest.approx(1.0) and (g.heatmap > 0.5).sum() < (p.heatmap > 0.5).sum()
+    assert "guided" in guided[0].timings_ms
+    old = tmp_path / "old"
+    shutil.copytree(model.dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["graphs"]["guided_gradient"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="no guided_gradient graph.*edge-xai export"):
+        GradCAMExplainer(Model.load(old, verify=False), guided=True)
 
 
 def test_gradcam_refuses_regression_models(thermal):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from edge.explain.cam import cam_raw, normalise_minmax, upsample_and_normalise
+from edge.explain.cam import cam_raw, guided_refine, normalise_minmax, upsample_and_normalise
 from edge.explain.ig import integrated_gradients
 from edge.explain.ig_math import interpolation_batch, reduce_path
 
@@ -106,3 +106,27 @@ def test_aligned_upsampling_moves_the_map_by_the_receptive_field_offset():
     assert np.unravel_index(half_pixel.argmax(), (128, 128)) in [(67, 67), (67, 68), (68, 67), (68, 68)]
     assert np.unravel_index(aligned.argmax(), (128, 128)) == (64, 64)
     assert alignment_shift(8, 3.5) == 0.0  # a layer centred like half-pixel sampling needs no shift
+
+
+def test_guided_refinement_draws_a_thin_defect_thin_and_keeps_the_class_map_extent():
+    """A coarse class map over a 24x24 block; guided gradients only on a 1-px line inside it: half the
+    refined map's maximum selects the line (and its one-pixel smoothing), not the block. With no guided
+    gradient there is no map, and power 0 gives the class map back."""
+    from edge.audit.metrics import binarise, iou
+
+    cam = np.zeros((1, 64, 64), np.float32)
+    cam[0, 20:44, 20:44] = 1.0
+    g = np.zeros((1, 2, 64, 64), np.float32)
+    g[0, 0, 32, 22:42] = -3.0             # signs do not matter: magnitude, summed over channels
+    g[0, 1, 32, 22:42] = 1.0
+    line = np.zeros((64, 64), bool)
+    line[32, 22:42] = True
+    refined = guided_refine(cam, g)
+    region = binarise(refined[0])
+    assert region[32, 25:40].all() and not region[20:28].any() and not region[37:44].any()
+    assert iou(region, line) > 0.3 > iou(binarise(cam[0]), line)
+    outside = np.zeros_like(g)
+    outside[0, 0, 5, 5] = 1.0             # evidence only where the class map is zero
+    assert not guided_refine(cam, outside).any()
+    assert not guided_refine(cam, np.zeros_like(g)).any()
+    np.testing.assert_allclose(guided_refine(cam, g, power=0.0), cam)

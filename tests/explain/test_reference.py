@@ -37,6 +37,25 @@ def test_gradcam_equals_captum_layergradcam_with_upsampling(sessions):
     np.testing.assert_allclose(upsample_bilinear(ours, (32, 32)), up[:, 0].detach().numpy(), atol=1e-4 * scale)
 
 
+def test_guided_gradient_equals_captum_guided_backprop_and_guided_gradcam(sessions):
+    """The exported guided_gradient graph is Captum's GuidedBackprop; times the class map upsampled nearest,
+    it is Captum's GuidedGradCam (our guided_refine then smooths and softens that product)."""
+    model, sess = sessions
+    x = _x(2, seed=2)
+    classes = np.array([2, 5])
+    target = np.eye(6, dtype=np.float32)[classes]
+    _, guided = sess["guided_gradient"].run(None, {"input": x, "target": target})
+    theirs = captum_attr.GuidedBackprop(model).attribute(torch.from_numpy(x), target=torch.from_numpy(classes))
+    theirs = theirs.detach().numpy()
+    np.testing.assert_allclose(guided, theirs, atol=1e-5 * np.abs(theirs).max())
+    _, acts, grads = sess["gradcam"].run(None, {"input": x, "target": target})
+    cam = cam_raw(acts, grads, "gradcam")
+    nearest = np.repeat(np.repeat(cam, 32 // cam.shape[1], axis=1), 32 // cam.shape[2], axis=2)
+    ggc = captum_attr.GuidedGradCam(model, model.features).attribute(torch.from_numpy(x), target=torch.from_numpy(classes))
+    ggc = ggc.detach().numpy()
+    np.testing.assert_allclose(nearest[:, None] * guided, ggc, atol=1e-4 * np.abs(ggc).max())
+
+
 @pytest.mark.parametrize("method, captum_method", [
     ("gausslegendre", "gausslegendre"), ("riemann_middle", "riemann_middle"),
     ("riemann_left", "riemann_left"), ("riemann_right", "riemann_right"),

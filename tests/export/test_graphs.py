@@ -28,7 +28,7 @@ def regressor(tmp_path_factory):
 
 def test_classifier_graphs_match_autograd_at_batch_1_and_8(classifier):
     model, _, d, graphs = classifier
-    assert set(graphs) == {"predict", "gradcam", "input_gradient"}
+    assert set(graphs) == {"predict", "gradcam", "input_gradient", "guided_gradient"}
     errors = check_parity(model, "defect", d, graphs, lambda b, g: torch.randn(b, 3, 32, 32, generator=g))
     assert all(e["relative_l2"] < 1e-4 for e in errors.values()), errors
 
@@ -46,6 +46,22 @@ def test_pooling_for_small_defects_exports_and_matches_autograd(pool, tmp_path):
     assert all(e["relative_l2"] < 1e-4 for e in errors.values()), errors
     ops = {o for g in graphs.values() for o in g["operators"]}
     assert ops <= ALLOWED_OPS and (("Sigmoid" in ops) == (pool == "attention"))
+
+
+def test_guided_gradient_is_the_input_gradient_with_negative_relu_gradients_dropped(classifier):
+    """Guided backpropagation: zero wherever the plain gradient path is closed, and different from the plain
+    input gradient (which lets negative gradients through); both from the same weights and target."""
+    model, _, d, _ = classifier
+    x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    target = np.eye(6, dtype=np.float32)[[1, 4]]
+    _, plain = ort.InferenceSession(str(d / "input_gradient.onnx")).run(None, {"input": x, "target": target})
+    logits, guided = ort.InferenceSession(str(d / "guided_gradient.onnx")).run(None, {"input": x, "target": target})
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, model(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
+    assert guided.shape == plain.shape
+    assert np.linalg.norm(guided - plain) > 0.05 * np.linalg.norm(plain)
+    ref = reference_outputs(model, "defect", "guided_gradient", torch.from_numpy(x), torch.from_numpy(target))[1]
+    np.testing.assert_allclose(guided, ref, atol=1e-5 * np.abs(ref).max())
 
 
 def test_regression_graphs_match_autograd(regressor):

@@ -19,7 +19,8 @@ def parse(path) -> "mc.ModelConfig":
 
 def test_one_triton_model_per_graph_with_batching_warmup_and_identity(tmp_path):
     written = export_triton(MODELS / "defect", tmp_path / "repo")
-    assert sorted(p.parent.name for p in written) == ["defect_gradcam", "defect_input_gradient", "defect_predict"]
+    assert sorted(p.parent.name for p in written) == ["defect_gradcam", "defect_guided_gradient", "defect_input_gradient",
+                                                      "defect_predict"]
     manifest = json.loads((MODELS / "defect" / "manifest.json").read_text())
     cfg = parse(tmp_path / "repo" / "defect_gradcam" / "config.pbtxt")
     assert cfg.backend == "onnxruntime" and cfg.max_batch_size == 8
