@@ -166,9 +166,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     channel = args.channel or model.channels[0]
     if channel not in model.channels:
         raise UserError(f"--channel {channel!r}: the model's channels are {', '.join(model.channels)}")
+    cam = model.classes and args.method in ("gradcam", "gradcam++", "hirescam")
+    if args.guided and not cam:
+        raise UserError("--guided refines class activation maps: it needs a classifier and a CAM method")
+    if args.sensors and not cam:
+        raise UserError("--sensors splits a classifier's Grad-CAM evidence by input channel: it needs a "
+                        "classifier and a CAM method")
     if args.guided:
-        if not (model.classes and args.method in ("gradcam", "gradcam++", "hirescam")):
-            raise UserError("--guided refines class activation maps: it needs a classifier and a CAM method")
         options = dict(guided=True)
     explainer = make_explainer(args.method, model, **options)
     target = args.target
@@ -192,7 +196,19 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         [e] = explainer.explain(x, target)
     add_sentences(model, x, [e], float(pitch) if pitch is not None else None,
                   frames=[frame.view.locator(frame.tile or 0)] if frame is not None else None)
+    if args.sensors:
+        import time
+
+        from edge.explain import sensor_evidence, sensor_phrase
+
+        t0 = time.perf_counter()
+        [shares] = sensor_evidence(model, x, [e.heatmap], [e.details.class_index])
+        e.timings_ms["sensors"] = (time.perf_counter() - t0) * 1e3
+        phrase = sensor_phrase(model.channels, shares)
+        e.sentence = f"{e.sentence} {phrase[0].upper()}{phrase[1:]}." if phrase else e.sentence
     record = explanation_record(e, model)
+    if args.sensors:
+        record["sensors"] = {c: round(float(v), 4) for c, v in zip(model.channels, shares)}
     if frame is not None:
         record["frame"] = {"height": frame.view.shape[0], "width": frame.view.shape[1], "tiles": frame.tiles,
                            **({"deciding_tile": list(frame.tile_box)} if frame.tile is not None else {})}
@@ -593,6 +609,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifiers: sharpen the CAM to input pixels with guided backpropagation from the "
                         "model's guided_gradient graph (Guided Grad-CAM; thin defects get thin maps; costs a "
                         "full backward pass, about 2-3x a prediction)")
+    x.add_argument("--sensors", action="store_true",
+                   help="classifiers: the share of the evidence per input channel, by refilling the heatmap's "
+                        "region in one channel at a time from the surrounding surface and reading the class "
+                        "logit again (one extra predict call on C frames); added to the sentence and to --json "
+                        "as 'sensors'")
     x.add_argument("--target", default=None,
                    help="classifier: a class name or index (default: the predicted class); regression: "
                         "mean (default), pixel:ROW,COL or roi:TOP:BOTTOM,LEFT:RIGHT")

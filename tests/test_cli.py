@@ -76,6 +76,23 @@ def test_explain_json_has_prediction_sentence_and_timings(frame_file, tmp_path, 
         assert z["attribution"].shape == (128, 128) and z["heatmap"].max() <= 1
 
 
+def test_explain_guided_and_sensors(frame_file, capsys):
+    """--guided: a thinner map, said in the record and the sentence; --sensors: shares per channel that sum
+    to 1, quoted at the end of the sentence."""
+    import json
+
+    assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(frame_file), "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(frame_file), "--json", "--guided",
+                 "--sensors"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["guided"] is True and "guided HiResCAM" in r["explanation"] and "guided" in r["timings_ms"]
+    assert "guided" not in plain and r["prediction"] == plain["prediction"]
+    assert set(r["sensors"]) == {"thermal", "phase", "intensity"} and abs(sum(r["sensors"].values()) - 1) < 1e-3
+    top = max(r["sensors"], key=r["sensors"].get)
+    assert r["explanation"].endswith(".") and f"Evidence by sensor: {round(100 * r['sensors'][top])} % {top}" in r["explanation"]
+
+
 def test_explain_regression_roi_and_text_output(frame_file, capsys):
     assert main(["explain", "--model", str(MODELS / "thermal"), "--input", str(frame_file), "--method", "ig",
                  "--target", "roi:40:60,40:60", "--tolerance", "0.05"]) == 0
@@ -101,6 +118,8 @@ def test_explain_shap_prints_efficiency(frame_file, capsys):
     (["--model", str(MODELS / "thermal"), "--method", "ig", "--target", "pixel:200,3"], "outside the 128x128 output"),
     (["--model", str(MODELS / "defect"), "--channel", "depth"], "--channel 'depth'"),
     (["--model", str(MODELS / "defect"), "--method", "ig", "--baseline", "grey"], "baseline 'grey'"),
+    (["--model", str(MODELS / "thermal"), "--sensors"], "--sensors splits a classifier's"),
+    (["--model", str(MODELS / "defect"), "--method", "ig", "--guided"], "--guided refines class activation maps"),
 ])
 def test_explain_errors_name_what_is_wrong(frame_file, capsys, args, message):
     assert main(["explain", "--input", str(frame_file), *args]) == 2

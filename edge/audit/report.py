@@ -110,6 +110,18 @@ class's physical signature (simulated data){% endif %}.</p>
 <figcaption>Mean deletion and insertion curves over {{ q.faithfulness.n }} samples: pixels in {{ cam_name }} order (strong) and
 in random order (pale). A faithful map makes deletion fall and insertion rise sooner than random.</figcaption></figure>{% endif %}
 <details><summary>protocols</summary><pre>{{ m.protocols.quality }}</pre></details>{% endif %}
+{% if m.sensors %}<h2>Evidence per sensor</h2>
+<p>Share of the class evidence per input channel: the drop of the class logit when the heatmap's region
+(its hottest half, grown by 5 px) is refilled in that channel alone from the surrounding surface, over the
+sum of the drops (<code>edge-xai explain --sensors</code>). Right answers, up to 300, evenly spaced.</p>
+<table><tr><th>class</th><th>n</th>{% for c in model_channels %}<th>{{ c }}: mean share</th>{% endfor %}{% for c in model_channels %}<th>{{ c }} largest</th>{% endfor %}</tr>
+{% for lab, r in m.sensors.per_class.items() %}<tr><td>{{ lab }}</td><td>{{ r.n }}</td>{% for c in model_channels %}<td>{{ "%.2f"|format(r.mean_share[c]) }}</td>{% endfor %}{% for c in model_channels %}<td>{{ "%.2f"|format(r.largest[c]) }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% if m.sensors.single_sensor %}<p>Single-sensor check: simulated parts whose defect only one sensor sees (the others rendered from
+the same part without it). Per class and sensor: the share of such parts the model still calls right, and
+among those, how often that sensor carries the most evidence.</p>
+<table><tr><th>class</th>{% for c in model_channels %}<th>{{ c }} only: called right</th><th>{{ c }} first</th>{% endfor %}</tr>
+{% for lab, r in m.sensors.single_sensor.items() %}<tr><td>{{ lab }}</td>{% for c in model_channels %}<td>{{ "%.2f"|format(r[c].recognised) }}</td>
+<td>{{ "–" if r[c].sensor_first_when_recognised is none else "%.2f"|format(r[c].sensor_first_when_recognised) }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}{% endif %}
 {% if m.failures %}<h2>Failure modes ({{ m.failures.misclassified }} misclassified)</h2>
 <table><tr><th>mode</th><th>count</th><th>suggested remedy</th></tr>{% for k, r in m.failures.modes.items() %}
 <tr><td>{{ k }}</td><td>{{ r.count }}</td><td style="text-align:left">{{ r.remedy }}</td></tr>{% endfor %}</table>
@@ -254,7 +266,8 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
         figures["faithfulness"] = _png(curve_plot(curves))
     env = Environment(autoescape=True)
     page = env.from_string(TEMPLATE).render(m=json.loads(json.dumps(metrics, default=float)), figures=figures,
-                                            cam_name=DISPLAY_NAMES.get(metrics.get("cam_method"), "Grad-CAM"))
+                                            cam_name=DISPLAY_NAMES.get(metrics.get("cam_method"), "Grad-CAM"),
+                                            model_channels=list(model.channels) if model is not None else [])
     path = Path(out) / "report.html"
     path.write_text(page)
     return path

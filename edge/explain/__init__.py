@@ -23,7 +23,7 @@ _PUBLIC = {
     "FrameView": "frame", "FrameResult": "frame", "explain_frames": "frame", "frame_view": "frame",
     "add_sentences": "sentence", "explain_in_words": "sentence", "explanation_record": "report",
     "DISPLAY_NAMES": "cam", "PatchGrid": "patches", "parse_target": "targets", "per_sample_targets": "gradcam",
-    "make_baseline": "baselines",
+    "make_baseline": "baselines", "sensor_evidence": "sensors", "sensor_phrase": "sensors",
 }
 __all__ = ["CAM_METHODS", "METHODS", "make_explainer", *_PUBLIC]
 

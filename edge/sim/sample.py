@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from edge.errors import OutputExists
+from edge.errors import InvalidInput, OutputExists
 from edge.sim import defects, geometry, optics, thermal
 
 CHANNELS = ("thermal", "phase", "intensity")
@@ -45,13 +45,22 @@ def _artifact_mark(size: int, class_index: int) -> tuple[slice, slice]:
 
 
 def simulate_sample(index: int, seed: int, cfg: SimConfig = SimConfig(),
-                    defect_class: str | None = None, geometry_type: str | None = None) -> dict:
-    """Simulate one frame. Returns a dict of arrays and scalars (see README, dataset format)."""
+                    defect_class: str | None = None, geometry_type: str | None = None,
+                    defect_channels: Iterable[str] | None = None) -> dict:
+    """Simulate one frame. Returns a dict of arrays and scalars (see README, dataset format).
+
+    defect_channels: the sensors that see the defect; the others are rendered from the same part without it
+    (same geometry, temperature field and noise draws). For testing per-sensor evidence: a defect visible
+    in one channel only, with nothing left of it in the others (inpainting a defect away leaves traces the
+    classifier reads, and misses a subsurface defect's thermal halo). None: every sensor sees it."""
     rng = np.random.default_rng([seed, index])
     size = cfg.size
     cls = defect_class or cfg.classes[index % len(cfg.classes)]
     geom = geometry_type or str(rng.choice(geometry.GEOMETRIES))
     pitch = float(rng.uniform(*cfg.pitch_mm))
+    seen = set(CHANNELS if defect_channels is None else defect_channels)
+    if seen - set(CHANNELS):
+        raise InvalidInput(f"defect_channels {sorted(seen - set(CHANNELS))}: the channels are {', '.join(CHANNELS)}")
 
     base_height = geometry.height_map(geom, size, pitch, rng)
     effect = defects.defect_effect(cls, size, pitch, rng)
@@ -61,19 +70,36 @@ def simulate_sample(index: int, seed: int, cfg: SimConfig = SimConfig(),
     # Thermal: emissivity from geometry (including the defect's own shape), then contamination.
     eps_geometry = thermal.cavity_emissivity(
         thermal.directional_emissivity(sx, sy, cfg.emissivity_normal), geometry.concavity(height, pitch))
-    t_true = thermal.true_temperature(size, rng) + effect.temperature_k
+    t_base = thermal.true_temperature(size, rng)
+    t_true = t_base + effect.temperature_k
     t_geometry = thermal.apparent_temperature(t_true, eps_geometry, cfg.emissivity_normal, cfg.env_temperature_k)
     t_app = thermal.apparent_temperature(t_true, eps_geometry * effect.emissivity_factor,
                                          cfg.emissivity_normal, cfg.env_temperature_k)
-    t_app = t_app + rng.normal(0, cfg.netd_k, t_app.shape).astype(np.float32)
+    t_noise = rng.normal(0, cfg.netd_k, t_app.shape).astype(np.float32)
+    t_app = t_app + t_noise
 
     # Deflectometry: the noise is part of the measured phase, so wrapped and unwrapped differ by 2*pi*k.
-    unwrapped = cfg.phase_rad_per_slope * sx + rng.normal(0, cfg.phase_noise_rad, sx.shape).astype(np.float32)
+    p_noise = rng.normal(0, cfg.phase_noise_rad, sx.shape).astype(np.float32)
+    unwrapped = cfg.phase_rad_per_slope * sx + p_noise
     wrapped = optics.wrap_phase(unwrapped)
 
-    albedo = (0.55 + 0.05 * rng.standard_normal()) * effect.reflectance_factor
+    albedo_base = 0.55 + 0.05 * rng.standard_normal()
+    albedo = albedo_base * effect.reflectance_factor
     intensity = optics.reflectance_image(sx, sy, albedo)
-    intensity = np.clip(intensity + rng.normal(0, cfg.intensity_noise, intensity.shape), 0, 1).astype(np.float32)
+    i_noise = rng.normal(0, cfg.intensity_noise, intensity.shape)
+    intensity = np.clip(intensity + i_noise, 0, 1).astype(np.float32)
+
+    if seen != set(CHANNELS):
+        # the same part without the defect, for the sensors that must not see it
+        sx0, sy0 = geometry.slopes(base_height, pitch)
+        if "thermal" not in seen:
+            eps0 = thermal.cavity_emissivity(thermal.directional_emissivity(sx0, sy0, cfg.emissivity_normal),
+                                             geometry.concavity(base_height, pitch))
+            t_app = thermal.apparent_temperature(t_base, eps0, cfg.emissivity_normal, cfg.env_temperature_k) + t_noise
+        if "phase" not in seen:
+            wrapped = optics.wrap_phase(cfg.phase_rad_per_slope * sx0 + p_noise)
+        if "intensity" not in seen:
+            intensity = np.clip(optics.reflectance_image(sx0, sy0, albedo_base) + i_noise, 0, 1).astype(np.float32)
 
     artifact = bool(cfg.artifact and cls != defects.OK_CLASS and rng.uniform() < cfg.artifact_rate)
     if artifact:

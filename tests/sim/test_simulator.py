@@ -110,3 +110,25 @@ def test_write_dataset_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "d" / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not empty"):
         write_dataset(tmp_path / "d", 6, seed=1, progress=False)
+
+
+def test_a_defect_seen_by_one_sensor_only():
+    """defect_channels: the listed sensors see the defect exactly as by default; the others are the same part
+    without it (equal to a render that no sensor sees it in); the default render is unchanged."""
+    import numpy as np
+    import pytest
+
+    from edge.errors import InvalidInput
+    from edge.sim.sample import CHANNELS, simulate_sample
+
+    full = simulate_sample(4, 321, defect_class="delamination")
+    everyone = simulate_sample(4, 321, defect_class="delamination", defect_channels=CHANNELS)
+    nobody = simulate_sample(4, 321, defect_class="delamination", defect_channels=[])
+    thermal = simulate_sample(4, 321, defect_class="delamination", defect_channels=["thermal"])
+    for c in CHANNELS:
+        np.testing.assert_array_equal(everyone[c], full[c])
+        np.testing.assert_array_equal(thermal[c], full[c] if c == "thermal" else nobody[c])
+    assert np.abs(nobody["thermal"] - full["thermal"]).max() > 1.0        # the subsurface defect's heat is gone
+    np.testing.assert_array_equal(thermal["mask"], full["mask"])
+    with pytest.raises(InvalidInput, match="defect_channels"):
+        simulate_sample(4, 321, defect_channels=["x-ray"])

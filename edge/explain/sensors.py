@@ -1,0 +1,109 @@
+"""Evidence per sensor: which input channel (thermal, phase, intensity) carried the class evidence.
+
+    shares = sensor_evidence(model, x, [e.heatmap for e in explanations], class_indices)   # (N, C), rows sum to 1
+    sensor_phrase(model.channels, shares[0])      # "evidence by sensor: 97 % intensity, 3 % thermal"
+
+What is measured is a counterfactual: for each channel, the part's region the heatmap points at (its
+hottest half, grown by GROW_PX) is refilled in that channel alone from the surrounding surface (a
+normalised convolution: the channel's values around the region, Gaussian-weighted), and the explained
+class's logit is read again. A channel's share is its drop of the logit over the sum of the drops: "had
+only this sensor not seen the defect, how much of the answer would be gone". All C variants go through the
+predict graph in one batched call.
+
+Why this and not the gradient: the classifier fuses the channels after an 8-filter stem per channel, and
+gradient-based splits (IG per channel, the Grad-CAM of a per-sensor branch) mostly credit the context a
+channel provides, not the defect. Tested on simulated parts whose defect only one sensor sees (the
+simulator renders the other channels from the same part without it, `simulate_sample(defect_channels=)`):
+wherever the shipped classifier still recognises the class from that one channel, this measure puts the
+right channel first in every frame (shares 0.85-0.99), IG per channel in 20-100 % of frames per class.
+Inpainting a defect away instead leaves traces the classifier reads as defects (such "clean" frames were
+never called ok), which is why earlier measurements of per-sensor evidence were misleading.
+
+Cost: one predict call on C + 1 frames and C refills: 9.2 ms against 2.3 ms for a prediction and 3.2 ms for
+Grad-CAM with the shipped classifier on the 2-core development CPU, so it runs on request (`edge-xai explain
+--sensors`) and in the audit, not on every served inspection (issue #12 asks for at most 10 % inline).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.errors import InvalidInput
+from edge.runtime.model import Model
+
+HOT_FRACTION = 0.5        # the heatmap's region: at least half its maximum (the audit's binarisation)
+GROW_PX = 5               # grown by this much, so a defect's edges and halo go with it
+FILL_SIGMA_FRACTION = 1 / 16   # Gaussian of the fill, as a fraction of the frame's long side
+
+
+def evidence_region(heatmap: np.ndarray, fraction: float = HOT_FRACTION, grow_px: int = GROW_PX) -> np.ndarray:
+    """(H, W) bool: where the map is at least `fraction` of its maximum, grown by `grow_px`; empty for an
+    all-zero map (nothing to take away)."""
+    h = np.asarray(heatmap, np.float32)
+    peak = float(h.max()) if h.size else 0.0
+    if peak <= 0:
+        return np.zeros(h.shape, bool)
+    region = (h >= fraction * peak).astype(np.uint8)
+    if grow_px > 0:
+        region = cv2.dilate(region, np.ones((2 * grow_px + 1, 2 * grow_px + 1), np.uint8))
+    return region > 0
+
+
+def fill_region(channel: np.ndarray, region: np.ndarray, sigma_px: float | None = None) -> np.ndarray:
+    """The channel with `region` replaced by a Gaussian-weighted average of the values outside it
+    (normalised convolution); outside the region it is unchanged. A region covering everything leaves the
+    channel as it is (there is no surrounding surface to fill from)."""
+    c = np.asarray(channel, np.float32)
+    region = np.asarray(region, bool)
+    if not region.any() or region.all():
+        return c.copy()
+    sigma = sigma_px if sigma_px is not None else max(c.shape) * FILL_SIGMA_FRACTION
+    keep = (~region).astype(np.float32)
+    num = cv2.GaussianBlur(c * keep, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    den = cv2.GaussianBlur(keep, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    out = c.copy()
+    # far inside a large region the weights vanish: fall back to the mean of the surface outside it
+    fallback = float(c[~region].mean())
+    filled = np.where(den > 1e-4, num / np.maximum(den, 1e-12), fallback)
+    out[region] = filled[region]
+    return out
+
+
+def drop_shares(full_logit: float, ablated_logits: np.ndarray) -> np.ndarray:
+    """(C,) shares from the class logit of the frame and of its C one-channel-refilled variants: each
+    channel's drop (negative drops count as 0) over their sum; all zeros when no channel's refill lowers
+    the logit."""
+    drop = np.maximum(float(full_logit) - np.asarray(ablated_logits, np.float64), 0.0)
+    total = drop.sum()
+    return drop / total if total > 0 else drop
+
+
+def sensor_evidence(model: Model, x: np.ndarray, heatmaps, class_indices) -> np.ndarray:
+    """(N, C) evidence shares per input channel for N raw frames (N, C, H, W) in the model's input size,
+    each explained for its class with its heatmap (H, W) at input resolution."""
+    x = model.check_input(x)
+    heatmaps = np.asarray(heatmaps, np.float32)
+    if heatmaps.shape != (x.shape[0], *x.shape[2:]):
+        raise InvalidInput(f"heatmaps {heatmaps.shape}: expected one (H, W) map per frame, {(x.shape[0], *x.shape[2:])}")
+    n, c = x.shape[:2]
+    variants = np.empty((n, c + 1, *x.shape[1:]), np.float32)
+    for i in range(n):
+        region = evidence_region(heatmaps[i])
+        variants[i, 0] = x[i]
+        for k in range(c):
+            variants[i, k + 1] = x[i]
+            variants[i, k + 1, k] = fill_region(x[i, k], region)
+    flat = variants.reshape(n * (c + 1), *x.shape[1:])
+    logits = model.run("predict", {"input": model.normalisation.apply(flat)})[0].reshape(n, c + 1, -1)
+    idx = np.asarray(class_indices, np.int64)
+    return np.stack([drop_shares(logits[i, 0, idx[i]], logits[i, 1:, idx[i]]) for i in range(n)])
+
+
+def sensor_phrase(channels: list[str], shares: np.ndarray) -> str:
+    """'evidence by sensor: 70 % thermal, 25 % phase, 5 % intensity' (largest first); '' when no channel's
+    refill changed the answer."""
+    shares = np.asarray(shares, np.float64)
+    if shares.sum() <= 0:
+        return ""
+    order = np.argsort(-shares, kind="stable")
+    return "evidence by sensor: " + ", ".join(f"{100 * shares[k]:.0f} % {channels[k]}" for k in order)
