@@ -140,7 +140,8 @@ def _sensor_shares(model: Model, arrays, heat: np.ndarray, true_index: np.ndarra
         rows = shares[[arrays.labels[i] == lab for i in pick]]
         out["per_class"][lab] = {"n": len(rows),
                                  "mean_share": {c: float(rows[:, k].mean()) for k, c in enumerate(model.channels)},
-                                 "largest": {c: float(np.mean(rows.argmax(1) == k)) for k, c in enumerate(model.channels)}}
+                                 "largest": {c: float(np.mean((rows.argmax(1) == k) & (rows.sum(1) > 0)))
+                                             for k, c in enumerate(model.channels)}}
     if simulate_single:
         single: dict = {}
         g = GradCAMExplainer(model)

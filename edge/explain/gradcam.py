@@ -9,8 +9,8 @@ Maps are placed by the layer's measured receptive-field alignment (manifest `gra
 
 `guided=True` sharpens the map to input pixels with the exported `guided_gradient` graph (guided
 backpropagation; see `cam.guided_refine`): thin defects get a thin map. It costs a full backward pass
-(about 2-3x a bare prediction in all), so it is an option for audits and deferred explanations, not the
-inline default.
+(3.8x a bare prediction in all, benchmarks/attribution.py), so it is an option for audits and
+`edge-xai explain --guided`, not the inline default (the service does not offer it yet).
 
 On an engine that keeps its outputs on the GPU (TensorRT: `run_device`), the activations and gradients
 stay there: `kernels/gradcam.cu` (through `edge.explain.cuda`) turns them into the layer map and the
