@@ -148,7 +148,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edge.data.arrays import load_input
-    from edge.explain import add_sentences, explanation_record, make_explainer, parse_target
+    from edge.explain import CAM_METHODS, add_sentences, explanation_record, make_explainer, parse_target
     from edge.runtime.model import Model
 
     model = Model.load(Path(args.model), backend=args.backend, threads=args.threads)
@@ -166,14 +166,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     channel = args.channel or model.channels[0]
     if channel not in model.channels:
         raise UserError(f"--channel {channel!r}: the model's channels are {', '.join(model.channels)}")
-    cam = model.classes and args.method in ("gradcam", "gradcam++", "hirescam")
+    cam = bool(model.classes) and args.method in CAM_METHODS
     if args.guided and not cam:
         raise UserError("--guided refines class activation maps: it needs a classifier and a CAM method")
     if args.sensors and not cam:
         raise UserError("--sensors splits a classifier's Grad-CAM evidence by input channel: it needs a "
                         "classifier and a CAM method")
     if args.guided:
-        options = dict(guided=True)
+        options = {"guided": True}
     explainer = make_explainer(args.method, model, **options)
     target = args.target
     if not model.classes:
@@ -183,7 +183,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     # The picture under the overlay: the file at its own size for Grad-CAM maps (letterboxed or tiled,
     # as the server does), the model's input for IG and SHAP.
     under, heat, frame = x[0], None, None
-    if model.classes and args.method in ("gradcam", "gradcam++", "hirescam"):
+    if cam:
         from edge.data.arrays import frame_planes
         from edge.explain import explain_frames, frame_view
         planes = frame_planes(sample, model.channels)

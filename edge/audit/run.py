@@ -22,6 +22,7 @@ from edge.data.arrays import load_arrays
 from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
+from edge.explain.sensors import leading_channel
 from edge.runtime.calibration import calibration_report
 from edge.runtime.manifest import predict_sha256
 from edge.runtime.model import Model
@@ -138,10 +139,10 @@ def _sensor_shares(model: Model, arrays, heat: np.ndarray, true_index: np.ndarra
                  "per_class": {}}
     for lab in sorted({arrays.labels[i] for i in pick}):
         rows = shares[[arrays.labels[i] == lab for i in pick]]
+        lead = leading_channel(rows)
         out["per_class"][lab] = {"n": len(rows),
                                  "mean_share": {c: float(rows[:, k].mean()) for k, c in enumerate(model.channels)},
-                                 "largest": {c: float(np.mean((rows.argmax(1) == k) & (rows.sum(1) > 0)))
-                                             for k, c in enumerate(model.channels)}}
+                                 "largest": {c: float(np.mean(lead == k)) for k, c in enumerate(model.channels)}}
     if simulate_single:
         single: dict = {}
         g = GradCAMExplainer(model)
@@ -154,13 +155,12 @@ def _sensor_shares(model: Model, arrays, heat: np.ndarray, true_index: np.ndarra
                     simulate_sample(j, SINGLE_SENSOR_SEED + seed, defect_class=lab, defect_channels=[ch])
                     for j in range(SINGLE_SENSOR_FRAMES))]).astype(np.float32)
                 es = g.explain(x, np.full(len(x), k))
-                called = [e.prediction.label == lab for e in es]
-                sh = sensor_evidence(model, x, [e.heatmap for e in es], [k] * len(x))
-                first = [bool(s.argmax() == c and s.sum() > 0) for s, ok in zip(sh, called) if ok]
-                single.setdefault(lab, {})[ch] = {"frames": len(x), "recognised": float(np.mean(called)),
-                                                  "sensor_first_when_recognised": float(np.mean(first)) if first else None,
-                                                  "mean_share_when_recognised": float(np.mean([s[c] for s, ok in zip(sh, called) if ok]))
-                                                  if first else None}
+                called = np.array([e.prediction.label == lab for e in es])
+                sh = sensor_evidence(model, x, [e.heatmap for e in es], [k] * len(x))[called]
+                single.setdefault(lab, {})[ch] = {
+                    "frames": len(x), "recognised": float(called.mean()),
+                    "sensor_first_when_recognised": float(np.mean(leading_channel(sh) == c)) if len(sh) else None,
+                    "mean_share_when_recognised": float(sh[:, c].mean()) if len(sh) else None}
         out["single_sensor"] = single
     return out
 

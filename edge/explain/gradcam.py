@@ -124,7 +124,7 @@ class GradCAMExplainer(Explainer):
             if kernels is None:
                 raw = cam_raw(acts, grads, self.method)
                 up = upsample_bilinear(raw, xn.shape[2:], self.shift)
-                heat = normalise_minmax(up)
+                heat = None if self.guided else normalise_minmax(up)    # guided: normalised once refined
             else:
                 raw_d, heat_d = kernels.gradcam(outs["activations"], outs["activation_grad"], xn.shape[2:],
                                                 self.method, self.shift)

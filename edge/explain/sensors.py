@@ -99,6 +99,13 @@ def sensor_evidence(model: Model, x: np.ndarray, heatmaps, class_indices) -> np.
     return np.stack([drop_shares(logits[i, 0, idx[i]], logits[i, 1:, idx[i]]) for i in range(n)])
 
 
+def leading_channel(shares: np.ndarray) -> np.ndarray:
+    """(N,) index of the channel with the largest share per row of (N, C) shares; -1 where no channel's
+    refill changed the answer (all shares zero)."""
+    shares = np.atleast_2d(np.asarray(shares, np.float64))
+    return np.where(shares.sum(axis=1) > 0, shares.argmax(axis=1), -1)
+
+
 def sensor_phrase(channels: list[str], shares: np.ndarray) -> str:
     """'evidence by sensor: 70 % thermal, 25 % phase, 5 % intensity' (largest first); '' when no channel's
     refill changed the answer."""

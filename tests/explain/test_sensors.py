@@ -5,7 +5,7 @@ import pytest
 from helpers import MODELS
 
 from edge.explain import GradCAMExplainer, sensor_evidence, sensor_phrase
-from edge.explain.sensors import drop_shares, evidence_region, fill_region
+from edge.explain.sensors import drop_shares, evidence_region, fill_region, leading_channel
 from edge.runtime.model import Model
 from edge.sim.sample import simulate_sample
 
@@ -39,6 +39,7 @@ def test_drop_shares_and_phrase():
     assert sensor_phrase(["thermal", "phase", "intensity"], [0.25, 0.05, 0.70]) == \
         "evidence by sensor: 70 % intensity, 25 % thermal, 5 % phase"
     assert sensor_phrase(["a", "b"], [0.0, 0.0]) == ""
+    np.testing.assert_array_equal(leading_channel([[0.2, 0.8], [0.0, 0.0], [1.0, 0.0]]), [1, -1, 0])
 
 
 @pytest.fixture(scope="module")
