@@ -5,6 +5,8 @@
 Rows:
   in_process      build the job from the request message and run Node.inspect in this process:
                   decode + prediction + Grad-CAM + sentence + inspection-store write, no network
+  in_process_sensors   the same with the evidence per sensor asked for (SENSORS, inline): its cost on the
+                  served path is in_process_sensors p50 - in_process p50
   grpc_single     the same request through `edge-xai serve` (a separate process) over loopback, one
                   at a time; gRPC overhead = grpc_single p50 - in_process p50 (128x128x3 float16 frame)
   stations_KxR    K simulated stations at R Hz each (prediction + Grad-CAM + sentence inline)
@@ -45,7 +47,7 @@ def pct(lat: list[float]) -> dict:
             "p99_ms": float(np.percentile(a, 99))}
 
 
-async def in_process(count: int, threads: int, store: Path, spin: bool = False) -> dict:
+async def in_process(count: int, threads: int, store: Path, spin: bool = False, explanations: tuple = ()) -> dict:
     from edge.serve.config import ServeConfig
     from edge.serve.node import Node
     from edge.serve.servicer import build_job
@@ -53,7 +55,7 @@ async def in_process(count: int, threads: int, store: Path, spin: bool = False) 
 
     node = Node(ServeConfig(store=store, threads=threads, hmi=None, allow_unaudited=True, ort_spin=spin))
     await node.start()
-    reqs = make_requests(12, 700, "bench")
+    reqs = make_requests(12, 700, "bench", explanations=explanations)
     lat = []
     for i in range(count + 5):
         t = time.perf_counter()
@@ -137,7 +139,11 @@ def main() -> None:
     from edge.serve.station import run_stations
 
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-bench-"))
-    results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite", args.spin))}
+    from edge.v1 import inspection_pb2 as pb
+
+    results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite", args.spin)),
+               "in_process_sensors": asyncio.run(in_process(args.count, args.threads, tmp / "sensors.sqlite", args.spin,
+                                                            (pb.GRADCAM, pb.SENTENCE, pb.SENSORS)))}
     opcua_url = f"opc.tcp://127.0.0.1:{free_port()}/edge-xai/"
     triton, extra = None, []
     if args.triton:
@@ -206,19 +212,21 @@ def main() -> None:
             triton.stop()
     overhead = results["grpc_single"]["p50_ms"] - results["in_process"]["p50_ms"]
     s4 = results["stations_4x10"]
+    sensors_extra = results["in_process_sensors"]["p50_ms"] / results["in_process"]["p50_ms"] - 1
     checks = {"grpc overhead p50 <= 1 ms": (overhead, overhead <= 1.0),
+              "evidence per sensor inline: extra p50 <= 10 % (issue #12)": (sensors_extra, sensors_extra <= 0.10),
               **({"OPC UA notification p99 <= 20 ms after the gRPC answer":
                   (results["opcua_delay"]["p99_ms"], results["opcua_delay"]["p99_ms"] <= 20
                    and results["opcua_delay"]["missing"] == 0)} if args.opcua else {}),
               "4 stations x 10 Hz p99 <= 100 ms, 0 errors": (s4["p99_ms"], s4["p99_ms"] <= 100 and s4["errors"] == 0)}
     out = {"benchmark": "service", "machine": machine(args.threads), "frame": "128x128x3 float16 + height plane",
            "ort_spin": args.spin, "backend": triton.backend.split(":")[0] if triton else "ort-cpu",
-           "results": results, "grpc_overhead_p50_ms": overhead,
+           "results": results, "grpc_overhead_p50_ms": overhead, "sensors_extra_p50": sensors_extra,
            "targets_met": {k: v[1] for k, v in checks.items()}}
-    print(f"{'row':<16}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  other")
+    print(f"{'row':<20}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  other")
     for name, r in results.items():
         other = {k: v for k, v in r.items() if k not in ("p50_ms", "p95_ms", "p99_ms")}
-        print(f"{name:<16}{r['p50_ms']:>9.2f}{r.get('p95_ms', float('nan')):>9.2f}{r['p99_ms']:>9.2f}  {other}")
+        print(f"{name:<20}{r['p50_ms']:>9.2f}{r.get('p95_ms', float('nan')):>9.2f}{r['p99_ms']:>9.2f}  {other}")
     print_targets(checks)
     m = out["machine"]
     print(f"machine: {m['cpu']} ({m['cpu_count']} cores), server threads {args.threads}")

@@ -199,13 +199,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if args.sensors:
         import time
 
-        from edge.explain import sensor_evidence, sensor_phrase
+        from edge.explain import sensor_evidence, with_sensor_phrase
 
         t0 = time.perf_counter()
         [shares] = sensor_evidence(model, x, [e.heatmap], [e.details.class_index])
         e.timings_ms["sensors"] = (time.perf_counter() - t0) * 1e3
-        phrase = sensor_phrase(model.channels, shares)
-        e.sentence = f"{e.sentence} {phrase[0].upper()}{phrase[1:]}." if phrase else e.sentence
+        e.sentence = with_sensor_phrase(e.sentence or "", model.channels, shares)
     record = explanation_record(e, model)
     if args.sensors:
         record["sensors"] = {c: round(float(v), 4) for c, v in zip(model.channels, shares)}
@@ -322,7 +321,7 @@ def _cmd_station(args: argparse.Namespace) -> int:
 
     if args.rate <= 0 or args.count < 1 or args.stations < 1:
         raise UserError("--rate must be > 0, --count and --stations at least 1")
-    kinds = {"ig": pb.IG, "shap": pb.SHAP, "sentence": pb.SENTENCE, "gradcam": pb.GRADCAM}
+    kinds = {"ig": pb.IG, "shap": pb.SHAP, "sentence": pb.SENTENCE, "gradcam": pb.GRADCAM, "sensors": pb.SENSORS}
     asked = [k.strip() for k in args.explain.split(",") if k.strip()]
     unknown = [k for k in asked if k not in kinds]
     if unknown:
@@ -365,6 +364,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from edge.app import EdgeApp
     from edge.serve import ServeConfig
     from edge.serve import run_stations
+    from edge.v1 import inspection_pb2 as pb
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="edge-xai-demo-")) / "inspections.sqlite"
@@ -382,8 +382,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         await server.start()
         print(f"edge-xai demo: HMI at http://{cfg.hmi.rsplit(':', 1)[0]}:{server.hmi_port}/  "
               f"(gRPC on 127.0.0.1:{server.grpc_port}, inspection store {store}); Ctrl-C stops", flush=True)
+        # the demo asks for the evidence per sensor too, so the HMI shows its bars (about 9 ms a frame)
+        kinds = (pb.GRADCAM, pb.SENTENCE, pb.SENSORS)
         station = loop.create_task(run_stations(f"127.0.0.1:{server.grpc_port}", args.rate, args.count, 1,
-                                                stop=server.stopping))
+                                                explanations=kinds, stop=server.stopping))
         done, _ = await asyncio.wait([station, loop.create_task(server.stopping.wait())],
                                      return_when=asyncio.FIRST_COMPLETED)
         server.stopping.set()
@@ -666,8 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where every graph runs: ort-cpu (default), ort-cuda, ort-tensorrt, tensorrt, or "
                         "triton://HOST:PORT (a Triton Inference Server holding edge-xai export-triton's models)")
     v.add_argument("--deferred-backend", default=None, type=_backend, metavar="BACKEND",
-                   help="run only IG and SHAP there (e.g. triton://gpu-server:8001, a shared GPU server), while "
-                        "the inline prediction and Grad-CAM stay on --backend")
+                   help="run only the optional explanations (evidence per sensor, IG, SHAP) there (e.g. "
+                        "triton://gpu-server:8001, a shared GPU server), while the inline prediction and "
+                        "Grad-CAM stay on --backend")
     v.add_argument("--allow-unaudited", action="store_true",
                    help="also serve models without a passing audit (edge-xai audit + gate --record); "
                         "by default they are withheld, and the node refuses to start if no audited "
@@ -681,7 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--rate", type=float, default=10.0, help="frames per second per station (default 10)")
     st.add_argument("--count", type=int, default=100, help="frames per station (default 100)")
     st.add_argument("--stations", type=int, default=1, help="concurrent stations (default 1)")
-    st.add_argument("--explain", default="", help="extra explanations to ask for: ig,shap")
+    st.add_argument("--explain", default="", help="explanations to ask for, comma-separated: gradcam, sentence, "
+                    "sensors (evidence per input channel), ig, shap (default: gradcam,sentence)")
     st.add_argument("--seed", type=int, default=500)
     st.add_argument("--timeout", type=float, default=5.0, help="per-request deadline in seconds (default 5)")
     st.add_argument("--tls-ca", default=None, help="CA certificate (PEM) to verify the server: enables TLS")

@@ -24,6 +24,7 @@ _PUBLIC = {
     "add_sentences": "sentence", "explain_in_words": "sentence", "explanation_record": "report",
     "DISPLAY_NAMES": "cam", "PatchGrid": "patches", "parse_target": "targets", "per_sample_targets": "gradcam",
     "make_baseline": "baselines", "sensor_evidence": "sensors", "sensor_phrase": "sensors",
+    "with_sensor_phrase": "sensors",
 }
 __all__ = ["CAM_METHODS", "METHODS", "make_explainer", *_PUBLIC]
 

@@ -21,7 +21,8 @@ never called ok), which is why earlier measurements of per-sensor evidence were 
 
 Cost: one predict call on C + 1 frames and C refills: 9.2 ms against 2.3 ms for a prediction and 3.2 ms for
 Grad-CAM with the shipped classifier on the 2-core development CPU, so it runs on request (`edge-xai explain
---sensors`) and in the audit, not on every served inspection (issue #12 asks for at most 10 % inline).
+--sensors`, the service's SENSORS explanation kind) and in the audit, not on every served inspection (issue
+#12 asks for at most 10 % inline).
 """
 from __future__ import annotations
 
@@ -114,3 +115,13 @@ def sensor_phrase(channels: list[str], shares: np.ndarray) -> str:
         return ""
     order = np.argsort(-shares, kind="stable")
     return "evidence by sensor: " + ", ".join(f"{100 * shares[k]:.0f} % {channels[k]}" for k in order)
+
+
+def with_sensor_phrase(sentence: str, channels: list[str], shares: np.ndarray) -> str:
+    """The sentence followed by 'Evidence by sensor: ...' (the sentence as it is when no channel's refill
+    changed the answer). The CLI's --sensors and the service both say it this way."""
+    phrase = sensor_phrase(channels, shares)
+    if not phrase:
+        return sentence
+    phrase = f"{phrase[0].upper()}{phrase[1:]}."
+    return f"{sentence} {phrase}" if sentence else phrase

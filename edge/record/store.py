@@ -50,10 +50,11 @@ CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind T
 OUTBOX_KINDS = ("inspection", "verdict")   # an inspection event re-sends the row and all its explanations
 # Columns added after the first release: a store written by an older node gains them on open.
 ADDED_COLUMNS = {"inspections": (("tiles", "INTEGER DEFAULT 1"), ("tile_box", "TEXT"),
-                                 ("heatmap_method", "TEXT DEFAULT 'gradcam'"), ("review", "TEXT"))}
+                                 ("heatmap_method", "TEXT DEFAULT 'gradcam'"), ("review", "TEXT"),
+                                 ("sensors", "TEXT"))}
 INSPECTION_COLUMNS = ("id", "station_id", "part_id", "received_ms", "stored_ms", "model", "model_sha256", "label",
                       "confidence", "probabilities", "heatmap_target", "heatmap_png", "sentence", "timings",
-                      "requested", "deferred", "tiles", "tile_box", "heatmap_method", "review")
+                      "requested", "deferred", "tiles", "tile_box", "heatmap_method", "review", "sensors")
 
 
 class StoreError(Unavailable):
@@ -110,7 +111,8 @@ class InspectionStore:
                    ins.model_sha256, ins.label, ins.confidence, json.dumps(ins.probabilities), ins.heatmap_target,
                    ins.heatmap_png, ins.sentence, json.dumps(ins.timings_ms), json.dumps(list(ins.requested)),
                    json.dumps(ins.deferred), ins.tiles, json.dumps(ins.tile_box) if ins.tile_box else None,
-                   ins.heatmap_method, None if ins.review is None else json.dumps(ins.review)))]
+                   ins.heatmap_method, None if ins.review is None else json.dumps(ins.review),
+                   None if ins.sensors is None else json.dumps(ins.sensors)))]
         stmts += [self._attribution_stmt(ins.inspection_id, a) for a in ins.attributions]
         stmts += self._outbox_stmt("inspection", ins.inspection_id)
         for channel, png in (previews or {}).items():
@@ -134,13 +136,16 @@ class InspectionStore:
                  a.attribution.astype("<f2").tobytes(), h, w, a.completeness_delta, a.relative_completeness_delta,
                  a.n_steps, a.sentence, now_ms()))
 
-    def put_deferred(self, inspection_id: str, attributions: list[Attribution], sentence: str | None = None) -> None:
+    def put_deferred(self, inspection_id: str, attributions: list[Attribution], sentence: str | None = None,
+                     sensors: dict[str, float] | None = None) -> None:
         """The deferred explanations, finished after the answer: the inspection is complete from then on
         (one background pass computes all of an inspection's deferred kinds)."""
         stmts = [self._attribution_stmt(inspection_id, a) for a in attributions]
         stmts.append(("UPDATE inspections SET deferred = '[]' WHERE id = ?", (inspection_id,)))
         if sentence:
             stmts.append(("UPDATE inspections SET sentence = ? WHERE id = ?", (sentence, inspection_id)))
+        if sensors is not None:
+            stmts.append(("UPDATE inspections SET sensors = ? WHERE id = ?", (json.dumps(sensors), inspection_id)))
         stmts += self._outbox_stmt("inspection", inspection_id)
         self._write(stmts)
 
@@ -234,7 +239,8 @@ class InspectionStore:
                          tiles=row.get("tiles") or 1,
                          tile_box=tuple(json.loads(row["tile_box"])) if row.get("tile_box") else None,
                          heatmap_method=row.get("heatmap_method") or "gradcam",
-                         review=json.loads(row["review"]) if row.get("review") else None)
+                         review=json.loads(row["review"]) if row.get("review") else None,
+                         sensors=json.loads(row["sensors"]) if row.get("sensors") else None)
         conn = self._connect()
         conn.row_factory = sqlite3.Row
         for e in conn.execute("SELECT * FROM explanations WHERE inspection_id = ? ORDER BY id", (row["id"],)):

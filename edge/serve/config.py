@@ -87,7 +87,7 @@ class ServeConfig:
     shap_budget: int = 512                    # model evaluations per SHAP explanation
     threads: int | None = None                # ONNX Runtime intra-op threads; None = all cores
     backend: str = "ort-cpu"                  # or triton://HOST:PORT (every graph on a Triton server)
-    deferred_backend: str | None = None       # IG and SHAP only, e.g. triton://gpu-server:8001; None = backend
+    deferred_backend: str | None = None       # optional kinds only (sensors, IG, SHAP), e.g. triton://gpu:8001; None = backend
     ort_spin: bool = False                    # ONNX Runtime pools busy-wait between calls (off: less interference)
     reflection: bool = True                   # gRPC server reflection, for grpcurl and friends
     grace_s: float = 10.0                     # SIGTERM: time for in-flight work before stopping

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,7 @@ import numpy as np
 
 from edge.errors import NotFound, Refused
 from edge.explain import (DISPLAY_NAMES, GradCAMExplainer, IGExplainer, PatchGrid, PatchShapExplainer, explain_frames,
-                          explain_in_words)
+                          explain_in_words, sensor_evidence, with_sensor_phrase)
 from edge.explain import review
 from edge.explain.overlay import heatmap8
 from edge.record import Attribution, Inspection
@@ -41,7 +42,17 @@ def png(image8: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-OPTIONAL_KINDS = ("ig", "shap")    # explanations that may be deferred; prediction, Grad-CAM, sentence never are
+# Explanations that may be deferred (prediction, Grad-CAM and its sentence never are), cheapest first: the
+# planner fits them into the cycle budget in this order.
+OPTIONAL_KINDS = ("sensors", "ig", "shap")
+
+
+@dataclass
+class Extra:
+    """What explain_extra adds to an inspection."""
+    attributions: list[Attribution] = field(default_factory=list)
+    sentence: str | None = None                 # replaces the inspection's sentence when set
+    sensors: dict[str, float] | None = None     # evidence share per input channel
 
 
 def plan(requested: tuple[str, ...], remaining_ms: float, costs: dict[str, list[float | None]]) -> tuple[list[str], list[str]]:
@@ -71,8 +82,8 @@ class Inspector:
                  default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512,
                  allow_unaudited: bool = False, spin: bool = False, review_budget: float | None = None,
                  deferred_backend: str | None = None):
-        """deferred_backend: IG and SHAP run there (e.g. a shared Triton server) while the inline prediction
-        and Grad-CAM stay on `backend`."""
+        """deferred_backend: evidence per sensor, IG and SHAP run there (e.g. a shared Triton server) while
+        the inline prediction and Grad-CAM stay on `backend`."""
         self.models: dict[str, Model] = {}
         for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
             if (d / "manifest.json").is_file():
@@ -108,6 +119,7 @@ class Inspector:
         if deferred_backend and deferred_backend != backend:
             explained = {n: Model.load(m.dir, backend=deferred_backend, threads=threads, name=n, spin=spin)
                          for n, m in self.models.items()}
+        self.explained = explained          # where the optional kinds (evidence per sensor, IG, SHAP) run
         self.ig = {n: IGExplainer(m, n_steps=ig_steps) for n, m in explained.items() if not m.classes}
         self.shap = {n: PatchShapExplainer(m, budget=shap_budget) for n, m in explained.items() if m.classes}
         self.grids = {n: PatchGrid(*m.input_shape[1:]) for n, m in self.models.items() if m.classes}
@@ -160,14 +172,28 @@ class Inspector:
                 shap_model.run("predict", {"input": batch})
                 per = (time.perf_counter() - t) * 1e3 / 64
                 self._record("shap", name, per * self.shap[name].budget * 1.2)
+                if self.explains_sensors(m):
+                    # a centred blob, so the refills (not only the predict call) are in the measured cost
+                    h, w = m.input_shape[1:]
+                    yy, xx = np.mgrid[:h, :w]
+                    blob = np.exp(-((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / (2 * (min(h, w) / 8) ** 2))
+                    t = time.perf_counter()
+                    sensor_evidence(shap_model, x, blob[None], [0])
+                    self._record("sensors", name, (time.perf_counter() - t) * 1e3)
 
     def plan(self, job: Job) -> tuple[list[str], list[str]]:
         """(inline, deferred) among the job's optional explanations. Called once its prediction and
         Grad-CAM have returned, so the job's remaining budget already has their time taken off."""
-        models = {"ig": list(job.regression_inputs), "shap": [job.model]}
+        models = {"ig": list(job.regression_inputs), "shap": [job.model],
+                  "sensors": [job.model] if self.explains_sensors(self.models[job.model]) else []}
         with self._cost_lock:
             costs = {kind: [self.cost_ms.get((kind, m)) for m in names] for kind, names in models.items()}
         return plan(job.explanations, job.remaining_ms(), costs)
+
+    @staticmethod
+    def explains_sensors(model: Model) -> bool:
+        """Evidence per sensor needs two channels or more (one channel carries all of it)."""
+        return bool(model.classes) and len(model.channels) > 1
 
     # -- the work ----------------------------------------------------------------------------------
     def inspect_batch(self, jobs: list[Job]) -> list[Inspection]:
@@ -200,7 +226,7 @@ class Inspector:
                 probabilities=dict(e.prediction.probabilities), heatmap=r.heatmap,
                 heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, heatmap_method=e.method,
                 sentence=sentence, requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
-                tile_box=r.tile_box, review=reasons,
+                tile_box=r.tile_box, review=reasons, tile_heatmap=e.heatmap,
                 timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),
                             "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
         return out
@@ -225,30 +251,46 @@ class Inspector:
                                    frame=job.view.locator(row or 0))
         return text
 
-    def explain_extra(self, job: Job, inspection: Inspection, kinds: list[str]) -> tuple[list[Attribution], str | None]:
-        """IG maps of the regression models and/or patch SHAP (with its SHAP-based sentence)."""
-        attributions, sentence = [], None
+    def explain_extra(self, job: Job, inspection: Inspection, kinds: list[str]) -> Extra:
+        """Evidence per sensor, IG maps of the regression models and/or patch SHAP (with its SHAP-based
+        sentence). The sentence, when asked for, ends with the evidence per sensor once it is known."""
+        extra = Extra()
+        model = self.classifier(job.model)
+        row = inspection.tile or 0
+        # the class the map explains (the target class when one was asked for, else the decision); a
+        # defect-free answer has no defect evidence to split between sensors, so nothing is said for it
+        explained_class = job.target_class or inspection.label
+        if "sensors" in kinds and self.explains_sensors(model) and inspection.tile_heatmap is not None \
+                and explained_class != model.ok_class:
+            t = time.perf_counter()
+            k = model.classes.index(explained_class)
+            [shares] = sensor_evidence(self.explained[model.name], job.view.x[row][None],
+                                       inspection.tile_heatmap[None], [k])
+            self._record("sensors", model.name, (time.perf_counter() - t) * 1e3)
+            extra.sensors = {c: float(v) for c, v in zip(model.channels, shares)}
         if "ig" in kinds:
             for name, x in job.regression_inputs.items():
                 t = time.perf_counter()
                 [e] = self.ig[name].explain(x[None])
                 self._record("ig", name, (time.perf_counter() - t) * 1e3)
-                attributions.append(Attribution(
+                extra.attributions.append(Attribution(
                     model=name, model_sha256=self.models[name].sha256, method="ig", target=e.target,
                     heat_png=png(heatmap8(e.heatmap)), attribution=e.attribution,
                     completeness_delta=e.details.completeness_delta,
                     relative_completeness_delta=e.details.relative_completeness_delta, n_steps=e.details.n_steps))
         if "shap" in kinds:
-            model = self.classifier(job.model)
             t = time.perf_counter()
-            row = inspection.tile or 0
             [e] = self.shap[model.name].explain(job.view.x[row][None], model.classes.index(inspection.label))
             self._record("shap", model.name, (time.perf_counter() - t) * 1e3)
-            sentence = self.sentence(model, job, row, inspection.label, inspection.confidence, e.details.patch_values,
-                                     e.details.patch_boxes, "SHAP log-odds")
-            attributions.append(Attribution(
+            extra.sentence = self.sentence(model, job, row, inspection.label, inspection.confidence,
+                                           e.details.patch_values, e.details.patch_boxes, "SHAP log-odds")
+            extra.attributions.append(Attribution(
                 model=model.name, model_sha256=model.sha256, method="shap", target=e.target,
                 heat_png=png(heatmap8(job.view.to_frame(row, e.heatmap))),
                 attribution=job.view.to_frame(row, e.attribution), completeness_delta=e.details.efficiency_gap,
-                relative_completeness_delta=0.0, n_steps=e.details.evaluations, sentence=sentence))
-        return attributions, sentence
+                relative_completeness_delta=0.0, n_steps=e.details.evaluations, sentence=extra.sentence))
+        shares = extra.sensors if extra.sensors is not None else inspection.sensors
+        if "sentence" in job.explanations and shares is not None and (extra.sensors is not None or extra.sentence):
+            extra.sentence = with_sensor_phrase(extra.sentence or inspection.sentence, model.channels,
+                                                np.array([shares[c] for c in model.channels]))
+        return extra

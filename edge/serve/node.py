@@ -16,10 +16,17 @@ from edge.serve.batcher import MicroBatcher, ShuttingDown
 from edge.serve.config import ServeConfig
 from edge.serve.domain import Job
 from edge.serve.hub import Hub
-from edge.serve.inspector import Inspector
+from edge.serve.inspector import Extra, Inspector
 from edge.serve.metrics import NodeMetrics
 
 log = logging.getLogger("edge.serve")
+
+
+def apply_extra(ins: Inspection, extra: Extra) -> None:
+    ins.attributions += extra.attributions
+    ins.sentence = extra.sentence or ins.sentence
+    if extra.sensors is not None:
+        ins.sensors = extra.sensors
 
 
 class Node:
@@ -88,10 +95,8 @@ class Node:
         inline, deferred = self.inspector.plan(job)
         if inline:
             t = time.perf_counter()
-            attributions, sentence = await loop.run_in_executor(
-                self.model_pool, self.inspector.explain_extra, job, ins, inline)
-            ins.attributions += attributions
-            ins.sentence = sentence or ins.sentence
+            extra = await loop.run_in_executor(self.model_pool, self.inspector.explain_extra, job, ins, inline)
+            apply_extra(ins, extra)
             ins.timings_ms["inline_explanations"] = (time.perf_counter() - t) * 1e3
         ins.deferred = deferred
         ins.timings_ms["queue_and_batch"] = (time.perf_counter() - t_queue) * 1e3 - sum(
@@ -114,16 +119,14 @@ class Node:
     async def _deferred(self, job: Job, ins: Inspection, kinds: list[str]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            attributions, sentence = await loop.run_in_executor(
-                self.background_pool, self.inspector.explain_extra, job, ins, kinds)
+            extra = await loop.run_in_executor(self.background_pool, self.inspector.explain_extra, job, ins, kinds)
             await loop.run_in_executor(self.store_pool, self.store.put_deferred, ins.inspection_id,
-                                       attributions, sentence)
+                                       extra.attributions, extra.sentence, extra.sensors)
             self._stored()
         except Exception:  # noqa: BLE001 - a failed background explanation must not take the node down
             log.exception("deferred %s for inspection %s failed", kinds, ins.inspection_id)
             return
-        ins.attributions += attributions
-        ins.sentence = sentence or ins.sentence
+        apply_extra(ins, extra)
         ins.deferred = []
         self.hub.publish(ins, update=True)
 

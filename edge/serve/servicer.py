@@ -19,7 +19,7 @@ from edge.v1 import inspection_pb2_grpc as pb_grpc
 
 log = logging.getLogger("edge.serve")
 KIND_NAMES = {pb.GRADCAM: "gradcam", pb.SENTENCE: "sentence", pb.IG: "ig", pb.SHAP: "shap",
-              pb.RAW_HEATMAP: "raw_heatmap"}
+              pb.RAW_HEATMAP: "raw_heatmap", pb.SENSORS: "sensors"}
 KIND_ENUMS = {v: k for k, v in KIND_NAMES.items()}
 
 
@@ -100,6 +100,8 @@ def to_proto(ins: Inspection) -> pb.InspectResponse:
     r.probabilities.update(ins.probabilities)
     if ins.review is not None:
         r.review.CopyFrom(pb.Review(flagged=bool(ins.review), reasons=ins.review))
+    for channel, share in (ins.sensors or {}).items():
+        r.sensors.add(channel=channel, share=share)
     if "raw_heatmap" in ins.requested:
         r.heatmap.float16 = ins.heatmap.astype("<f2").tobytes()
     for a in ins.attributions:

@@ -29,6 +29,7 @@ class ExplanationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IG: _ClassVar[ExplanationKind]
     SHAP: _ClassVar[ExplanationKind]
     RAW_HEATMAP: _ClassVar[ExplanationKind]
+    SENSORS: _ClassVar[ExplanationKind]
 DTYPE_UNSPECIFIED: DType
 UINT8: DType
 UINT16: DType
@@ -43,6 +44,7 @@ SENTENCE: ExplanationKind
 IG: ExplanationKind
 SHAP: ExplanationKind
 RAW_HEATMAP: ExplanationKind
+SENSORS: ExplanationKind
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -153,7 +155,7 @@ class AttributionMap(_message.Message):
     def __init__(self, model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., method: _Optional[str] = ..., target: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., png: _Optional[bytes] = ..., float16: _Optional[bytes] = ..., completeness_delta: _Optional[float] = ..., relative_completeness_delta: _Optional[float] = ..., n_steps: _Optional[int] = ...) -> None: ...
 
 class InspectResponse(_message.Message):
-    __slots__ = ("inspection_id", "station_id", "part_id", "model", "model_sha256", "label", "confidence", "probabilities", "heatmap", "sentence", "attributions", "timings", "deferred", "received_unix_ms", "complete", "verdict", "error", "tiles", "deciding_tile", "review")
+    __slots__ = ("inspection_id", "station_id", "part_id", "model", "model_sha256", "label", "confidence", "probabilities", "heatmap", "sentence", "attributions", "timings", "deferred", "received_unix_ms", "complete", "verdict", "error", "tiles", "deciding_tile", "review", "sensors")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +183,7 @@ class InspectResponse(_message.Message):
     TILES_FIELD_NUMBER: _ClassVar[int]
     DECIDING_TILE_FIELD_NUMBER: _ClassVar[int]
     REVIEW_FIELD_NUMBER: _ClassVar[int]
+    SENSORS_FIELD_NUMBER: _ClassVar[int]
     inspection_id: str
     station_id: str
     part_id: str
@@ -201,7 +204,16 @@ class InspectResponse(_message.Message):
     tiles: int
     deciding_tile: Region
     review: Review
-    def __init__(self, inspection_id: _Optional[str] = ..., station_id: _Optional[str] = ..., part_id: _Optional[str] = ..., model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., sentence: _Optional[str] = ..., attributions: _Optional[_Iterable[_Union[AttributionMap, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[Timing, _Mapping]]] = ..., deferred: _Optional[_Iterable[_Union[ExplanationKind, str]]] = ..., received_unix_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., verdict: _Optional[str] = ..., error: _Optional[_Union[RequestError, _Mapping]] = ..., tiles: _Optional[int] = ..., deciding_tile: _Optional[_Union[Region, _Mapping]] = ..., review: _Optional[_Union[Review, _Mapping]] = ...) -> None: ...
+    sensors: _containers.RepeatedCompositeFieldContainer[SensorShare]
+    def __init__(self, inspection_id: _Optional[str] = ..., station_id: _Optional[str] = ..., part_id: _Optional[str] = ..., model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., sentence: _Optional[str] = ..., attributions: _Optional[_Iterable[_Union[AttributionMap, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[Timing, _Mapping]]] = ..., deferred: _Optional[_Iterable[_Union[ExplanationKind, str]]] = ..., received_unix_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., verdict: _Optional[str] = ..., error: _Optional[_Union[RequestError, _Mapping]] = ..., tiles: _Optional[int] = ..., deciding_tile: _Optional[_Union[Region, _Mapping]] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., sensors: _Optional[_Iterable[_Union[SensorShare, _Mapping]]] = ...) -> None: ...
+
+class SensorShare(_message.Message):
+    __slots__ = ("channel", "share")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    share: float
+    def __init__(self, channel: _Optional[str] = ..., share: _Optional[float] = ...) -> None: ...
 
 class Review(_message.Message):
     __slots__ = ("flagged", "reasons")

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from edge.serve.station import make_requests
+from edge.v1 import inspection_pb2 as pb
 from edge.v1 import inspection_pb2_grpc as pb_grpc
 from helpers.server import make_config, running_server
 
@@ -30,6 +31,8 @@ def test_operator_sees_the_inspection_and_records_a_verdict(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     requests = make_requests(6, seed=1000, station="line-3")
+    requests[1].explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.SENSORS]      # the crack: evidence per sensor too
+    requests[1].cycle_budget_ms = 5000
     with running_server(make_config(tmp_path)) as server, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -45,6 +48,12 @@ def test_operator_sees_the_inspection_and_records_a_verdict(tmp_path):
         crack.click()
         expect(page.locator("#sentence")).to_have_text(answers[1].sentence)
         expect(page.locator("#timings")).to_contain_text("graph")
+        # evidence by sensor: one bar per channel, largest first, as the answer gave them
+        shares = sorted(((x.share, x.channel) for x in answers[1].sensors), reverse=True)
+        bars = page.locator("#sensors .row")
+        expect(bars).to_have_count(3)
+        expect(bars.first).to_have_attribute("data-channel", shares[0][1])
+        expect(bars.first).to_contain_text(f"{100 * shares[0][0]:.0f} %")
         page.locator("#channel").select_option("intensity")
         page.locator("#opacity").fill("70")
         # the overlay is drawn once both images have arrived: wait for that state, never for time

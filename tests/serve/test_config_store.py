@@ -58,6 +58,25 @@ def test_the_review_flag_and_its_reasons_are_kept(tmp_path):
     assert store.get("00000002").review is None and not store.get("00000002").flagged   # a model without a flag
 
 
+def test_evidence_per_sensor_is_kept_inline_or_deferred_and_an_older_store_gains_it(tmp_path):
+    import sqlite3
+
+    # a store written by a node from before evidence per sensor: no `sensors` column
+    path = tmp_path / "old.sqlite"
+    InspectionStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE inspections DROP COLUMN sensors")
+    store = InspectionStore(path)
+    inline, later = make_inspection(1), make_inspection(2)
+    inline.sensors = {"thermal": 0.7, "phase": 0.25, "intensity": 0.05}
+    store.put_inspection(inline)
+    store.put_inspection(later)
+    assert store.get("00000001").sensors == inline.sensors and store.get("00000002").sensors is None
+    store.put_deferred("00000002", [], "sentence. Evidence by sensor: 100 % phase.", {"thermal": 0.0, "phase": 1.0})
+    got = store.get("00000002")
+    assert got.sensors == {"thermal": 0.0, "phase": 1.0} and got.complete and got.sentence.endswith("100 % phase.")
+
+
 def test_default_locations_follow_the_environment_not_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))

@@ -138,7 +138,7 @@ def measured_costs(inspector, **cost_ms):
 def test_ig_and_shap_beyond_the_budget_are_deferred_and_arrive_later(stub, requests, server):
     req = pb.InspectRequest()
     req.CopyFrom(requests[4])                            # a pit
-    req.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.IG, pb.SHAP]
+    req.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.IG, pb.SHAP, pb.SENSORS]
     req.cycle_budget_ms = 5000
     updates, errors, done = [], [], threading.Event()
     watch = stub.WatchInspections(pb.WatchRequest(include_updates=True), timeout=120)
@@ -159,11 +159,12 @@ def test_ig_and_shap_beyond_the_budget_are_deferred_and_arrive_later(stub, reque
             done.set()
 
     inspector = server.node.inspector
-    with measured_costs(inspector, ig__thermal=6000.0, ig__phase=6000.0, shap__defect=6000.0):
+    with measured_costs(inspector, ig__thermal=6000.0, ig__phase=6000.0, shap__defect=6000.0,
+                        sensors__defect=6000.0):
         r = stub.Inspect(req, timeout=30)
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    assert not r.complete and set(r.deferred) == {pb.IG, pb.SHAP}
+    assert not r.complete and set(r.deferred) == {pb.IG, pb.SHAP, pb.SENSORS} and not r.sensors
     assert done.wait(120), "the deferred explanations never arrived on the watch"
     watch.cancel()
     reader.join(10)
@@ -176,8 +177,41 @@ def test_ig_and_shap_beyond_the_budget_are_deferred_and_arrive_later(stub, reque
         m = np.frombuffer(a.float16, "<f2").reshape(a.height, a.width)
         assert np.isfinite(m).all() and np.abs(m).max() > 0
     assert "SHAP log-odds" in got.sentence               # the SHAP sentence replaced the Grad-CAM one
+    assert [s.channel for s in got.sensors] == ["thermal", "phase", "intensity"]
+    assert sum(s.share for s in got.sensors) == pytest.approx(1, abs=1e-5)
+    assert got.sentence.endswith(".") and "Evidence by sensor: " in got.sentence    # ... and says it too
+    assert server.node.store.get(r.inspection_id).sensors == {s.channel: pytest.approx(s.share) for s in got.sensors}
     ours = [u for u in updates if u.inspection_id == r.inspection_id]
     assert ours[0].deferred and ours[-1].complete        # first the answer, then the update
+
+
+def test_evidence_per_sensor_inline_names_the_sensor_that_sees_the_defect(stub, requests, server):
+    """A crack the simulator renders in the intensity channel only: that channel carries the evidence."""
+    from edge.sim.sample import simulate_sample
+
+    s = simulate_sample(0, 9000, defect_class="crack", defect_channels=["intensity"])
+    req = pb.InspectRequest(station_id="s", part_id="one-sensor",
+                            frame=encode_frame({c: s[c] for c in ("thermal", "phase", "intensity")}),
+                            explanations=[pb.GRADCAM, pb.SENTENCE, pb.SENSORS], cycle_budget_ms=5000)
+    r = stub.Inspect(req, timeout=20)
+    assert r.label == "crack" and r.complete and not r.deferred
+    shares = {x.channel: x.share for x in r.sensors}
+    assert set(shares) == {"thermal", "phase", "intensity"} and sum(shares.values()) == pytest.approx(1, abs=1e-5)
+    assert max(shares, key=shares.get) == "intensity" and shares["intensity"] > 0.5
+    said = r.sentence.split(" Evidence by sensor: ")
+    assert said[0].startswith("Defect classified as CRACK") and said[1].startswith(
+        f"{100 * shares['intensity']:.0f} % intensity, ")
+    assert server.node.store.get(r.inspection_id).sensors == {k: pytest.approx(v) for k, v in shares.items()}
+    # not asked for: nothing computed, nothing said
+    plain = stub.Inspect(requests[1], timeout=10)
+    assert not plain.sensors and "by sensor" not in plain.sentence
+    # a defect-free answer has no defect evidence to split between sensors
+    ok = pb.InspectRequest()
+    ok.CopyFrom(requests[0])
+    ok.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.SENSORS]
+    ok.cycle_budget_ms = 5000
+    r = stub.Inspect(ok, timeout=20)
+    assert r.label == "ok" and r.complete and not r.sensors and "by sensor" not in r.sentence
 
 
 def test_ig_inline_when_the_budget_allows(stub, requests):
