@@ -3,7 +3,8 @@
 - faithfulness: deletion and insertion curves of the true-class probability, pixels in Grad-CAM order
   (most important first) replaced by the blur baseline / restored into it, 20 steps; AUC of each
   (deletion low and insertion high is faithful), against the same curves in a random pixel order;
-  the mean curves are plotted in the report;
+  the mean curves are plotted in the report; judged on defect-class samples where the model has a
+  defect-free class (its maps have nothing to point at);
 - top SHAP patch in defect: share of defective samples whose most positive SHAP patch overlaps the
   mask (grown by 4 px);
 - completeness: share of f(x) - f(baseline) (log-odds) carried by the top-5 SHAP patches;

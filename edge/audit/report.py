@@ -107,7 +107,7 @@ class's physical signature (simulated data){% endif %}.</p>
 <tr><td>{{ c }}</td><td style="text-align:left">{{ r.primary_descriptor }}</td><td>{{ "%.2f"|format(r.share) }}</td>
 <td>{% if r.right_share is defined %}{{ "%.2f"|format(r.right_share) }} ({{ r.expected }}){% else %}—{% endif %}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>{% endif %}{% endfor %}
 {% if figures.faithfulness %}<figure><img src="data:image/png;base64,{{ figures.faithfulness }}" width="520">
-<figcaption>Mean deletion and insertion curves over {{ q.faithfulness.n }} samples: pixels in {{ cam_name }} order (strong) and
+<figcaption>Mean deletion and insertion curves over {{ q.faithfulness.n }} samples{% if q.faithfulness.judged_on %} ({{ q.faithfulness.judged_on }}){% endif %}: pixels in {{ cam_name }} order (strong) and
 in random order (pale). A faithful map makes deletion fall and insertion rise sooner than random.</figcaption></figure>{% endif %}
 <details><summary>protocols</summary><pre>{{ m.protocols.quality }}</pre></details>{% endif %}
 {% if m.sensors %}<h2>Evidence per sensor</h2>

@@ -31,6 +31,7 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
         assert r["iou_mean"] <= r["iou_tolerant_mean"] <= 1 and r["tolerance_px"] == 8
     q = m["quality"]
     assert q["faithfulness"]["deletion_auc"] < q["faithfulness"]["deletion_random_auc"]
+    assert q["faithfulness"]["judged_on"] == "defect classes"
     curves = q["faithfulness"]["curves"]
     assert {len(v) for v in curves.values()} == {q["faithfulness"]["steps"] + 1}
     assert curves["deletion"][0] == pytest.approx(curves["deletion_random"][0])   # both start from the frame

@@ -93,3 +93,14 @@ def test_rank_correlation_is_zero_for_unrelated_broad_maps_where_the_cosine_is_n
     assert cosine_similarity(a, b) > 0.7 and abs(rank_correlation(a, b)) < 0.05
     assert rank_correlation(a, a ** 3) == pytest.approx(1.0)                   # any monotone map of the same order
     assert rank_correlation(a, -a) == pytest.approx(-1.0)
+
+
+def test_faithfulness_is_judged_on_defect_classes_where_there_are_enough():
+    from edge.audit.run import _faithfulness_samples
+
+    labels = np.array([0] * 70 + [1] * 20 + [2] * 10)                 # 0: the defect-free class
+    pick = _faithfulness_samples(labels, 0, 60, np.random.default_rng(0))
+    assert len(pick) == 30 and (labels[pick] != 0).all() and (np.diff(pick) > 0).all()
+    few = np.array([0] * 95 + [1] * 5)
+    assert len(_faithfulness_samples(few, 0, 60, np.random.default_rng(0))) == 60        # too few defects: all
+    assert len(_faithfulness_samples(labels, None, 60, np.random.default_rng(0))) == 60  # no defect-free class
