@@ -16,6 +16,11 @@ the answer should not be trusted on its own:
   seed 3000, threshold at 2 % of the other half): frames with the class-coding mark flagged by distance
   8 % with the mean alone, 83 % with mean and max; another coating 76 % and 62 %; held-out frames 2.2 %
   and 1.5 %. A flag fitted before (mean only) keeps working: it reads the mean part.
+  Tried and not adopted (2026-11-28): the same reason also from the frame's own statistics before the
+  model (per channel: mean, spread, texture, extremes; standardised, one shrunk Gaussian, its own 2 %,
+  or 1 % each with the embedding's): another coating 82 % -> 86 % flagged, the mark and a coarser pitch
+  unchanged, and 0.4-0.8 points more correct answers flagged on three held-out seeds (10.6 % on seed
+  1000): past the 10 % the flag is meant to stay within, for a gain that still leaves coating short.
 
 Thresholds come from held-out data for a review budget (default 10 % of parts): the distance and the
 concentration thresholds each flag a small fixed share of held-out parts (2 %), the confidence threshold
