@@ -46,6 +46,7 @@ class CamDetails:
     #                                      maximum over space: what the review flag compares with the
     #                                      training data (no extra graph call)
     guided: bool = False                # refined to input pixels by guided backpropagation (cam.guided_refine)
+    logits: np.ndarray | None = None    # (K,) the graph's raw logits (before calibration) for this sample
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"raw": self.raw}

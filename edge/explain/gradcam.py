@@ -141,6 +141,6 @@ class GradCAMExplainer(Explainer):
                 heat = normalise_minmax(up)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
-                                       embedding=embedding[i], guided=self.guided),
+                                       embedding=embedding[i], guided=self.guided, logits=logits[i]),
                             timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]

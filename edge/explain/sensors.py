@@ -19,8 +19,9 @@ right channel first in every frame (shares 0.85-0.99), IG per channel in 20-100 
 Inpainting a defect away instead leaves traces the classifier reads as defects (such "clean" frames were
 never called ok), which is why earlier measurements of per-sensor evidence were misleading.
 
-Cost: one predict call on C + 1 frames and C refills: 9.2 ms against 2.3 ms for a prediction and 3.2 ms for
-Grad-CAM with the shipped classifier on the 2-core development CPU, so it runs on request (`edge-xai explain
+Cost: one predict call on C + 1 frames (C where the frame's logits are known, as in the service) and C
+refills: 9.2 ms against 2.3 ms for a prediction and 3.2 ms for Grad-CAM with the shipped classifier on the
+2-core development CPU, so it runs on request (`edge-xai explain
 --sensors`, the service's SENSORS explanation kind) and in the audit, not on every served inspection (issue
 #12 asks for at most 10 % inline).
 """
@@ -54,19 +55,25 @@ def fill_region(channel: np.ndarray, region: np.ndarray, sigma_px: float | None 
     """The channel with `region` replaced by a Gaussian-weighted average of the values outside it
     (normalised convolution); outside the region it is unchanged. A region covering everything leaves the
     channel as it is (there is no surrounding surface to fill from)."""
-    c = np.asarray(channel, np.float32)
+    return fill_channels(np.asarray(channel, np.float32)[None], region, sigma_px)[0]
+
+
+def fill_channels(channels: np.ndarray, region: np.ndarray, sigma_px: float | None = None) -> np.ndarray:
+    """fill_region for each of (C, H, W) channels, the region's weights blurred once for all of them."""
+    c = np.asarray(channels, np.float32)
     region = np.asarray(region, bool)
     if not region.any() or region.all():
         return c.copy()
-    sigma = sigma_px if sigma_px is not None else max(c.shape) * FILL_SIGMA_FRACTION
+    sigma = sigma_px if sigma_px is not None else max(c.shape[1:]) * FILL_SIGMA_FRACTION
     keep = (~region).astype(np.float32)
-    num = cv2.GaussianBlur(c * keep, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     den = cv2.GaussianBlur(keep, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    inside = den[region]
     out = c.copy()
-    # far inside a large region the weights vanish: fall back to the mean of the surface outside it
-    fallback = float(c[~region].mean())
-    filled = np.where(den > 1e-4, num / np.maximum(den, 1e-12), fallback)
-    out[region] = filled[region]
+    for k in range(len(c)):
+        num = cv2.GaussianBlur(c[k] * keep, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+        # far inside a large region the weights vanish: fall back to the mean of the surface outside it
+        fallback = float(c[k][~region].mean())
+        out[k][region] = np.where(inside > 1e-4, num[region] / np.maximum(inside, 1e-12), fallback)
     return out
 
 
@@ -79,25 +86,30 @@ def drop_shares(full_logit: float, ablated_logits: np.ndarray) -> np.ndarray:
     return drop / total if total > 0 else drop
 
 
-def sensor_evidence(model: Model, x: np.ndarray, heatmaps, class_indices) -> np.ndarray:
+def sensor_evidence(model: Model, x: np.ndarray, heatmaps, class_indices, logits=None) -> np.ndarray:
     """(N, C) evidence shares per input channel for N raw frames (N, C, H, W) in the model's input size,
-    each explained for its class with its heatmap (H, W) at input resolution."""
+    each explained for its class with its heatmap (H, W) at input resolution. logits: the frames' own
+    (N, K) logits where a graph call already gave them (the Grad-CAM graph's): then only the C refilled
+    variants go through the predict graph."""
     x = model.check_input(x)
     heatmaps = np.asarray(heatmaps, np.float32)
     if heatmaps.shape != (x.shape[0], *x.shape[2:]):
         raise InvalidInput(f"heatmaps {heatmaps.shape}: expected one (H, W) map per frame, {(x.shape[0], *x.shape[2:])}")
     n, c = x.shape[:2]
-    variants = np.empty((n, c + 1, *x.shape[1:]), np.float32)
+    own = 0 if logits is not None else 1           # row 0 of each frame: the frame itself, unless known
+    variants = np.empty((n, c + own, *x.shape[1:]), np.float32)
     for i in range(n):
-        region = evidence_region(heatmaps[i])
-        variants[i, 0] = x[i]
+        filled = fill_channels(x[i], evidence_region(heatmaps[i]))
+        if own:
+            variants[i, 0] = x[i]
         for k in range(c):
-            variants[i, k + 1] = x[i]
-            variants[i, k + 1, k] = fill_region(x[i, k], region)
-    flat = variants.reshape(n * (c + 1), *x.shape[1:])
-    logits = model.run("predict", {"input": model.normalisation.apply(flat)})[0].reshape(n, c + 1, -1)
+            variants[i, own + k] = x[i]
+            variants[i, own + k, k] = filled[k]
+    flat = variants.reshape(n * (c + own), *x.shape[1:])
+    out = model.run("predict", {"input": model.normalisation.apply(flat)})[0].reshape(n, c + own, -1)
     idx = np.asarray(class_indices, np.int64)
-    return np.stack([drop_shares(logits[i, 0, idx[i]], logits[i, 1:, idx[i]]) for i in range(n)])
+    full = out[np.arange(n), 0, idx] if own else np.asarray(logits, np.float64)[np.arange(n), idx]
+    return np.stack([drop_shares(full[i], out[i, own:, idx[i]]) for i in range(n)])
 
 
 def leading_channel(shares: np.ndarray) -> np.ndarray:

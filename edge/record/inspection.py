@@ -64,8 +64,8 @@ class Inspection:
     tile: int | None = None          # its row among the job's inputs (in memory only, for deferred SHAP)
     review: list[str] | None = None  # why a person should look ([] = no need); None: the model has no review flag
     sensors: dict[str, float] | None = None   # share of the evidence per input channel (asked for: SENSORS)
-    tile_heatmap: np.ndarray | None = None    # the deciding input's map at model resolution (in memory only,
-    #                                           for deferred evidence per sensor)
+    tile_heatmap: np.ndarray | None = None    # the deciding input's map at model resolution and its raw
+    tile_logits: np.ndarray | None = None     # logits (in memory only, for evidence per sensor)
 
     @property
     def flagged(self) -> bool:

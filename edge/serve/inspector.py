@@ -226,7 +226,7 @@ class Inspector:
                 probabilities=dict(e.prediction.probabilities), heatmap=r.heatmap,
                 heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, heatmap_method=e.method,
                 sentence=sentence, requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
-                tile_box=r.tile_box, review=reasons, tile_heatmap=e.heatmap,
+                tile_box=r.tile_box, review=reasons, tile_heatmap=e.heatmap, tile_logits=e.details.logits,
                 timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),
                             "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
         return out
@@ -264,8 +264,10 @@ class Inspector:
                 and explained_class != model.ok_class:
             t = time.perf_counter()
             k = model.classes.index(explained_class)
+            # the Grad-CAM call's logits stand for the unchanged frame's: one predict row fewer
+            logits = None if inspection.tile_logits is None else inspection.tile_logits[None]
             [shares] = sensor_evidence(self.explained[model.name], job.view.x[row][None],
-                                       inspection.tile_heatmap[None], [k])
+                                       inspection.tile_heatmap[None], [k], logits)
             self._record("sensors", model.name, (time.perf_counter() - t) * 1e3)
             extra.sensors = {c: float(v) for c, v in zip(model.channels, shares)}
         if "ig" in kinds:
