@@ -52,6 +52,17 @@ FLAT_MAX_CONTRAST = 3.0      # every channel within 3x its robust spread: nothin
 #                              10th percentile is 5 for delaminations, 16-60 for the others)
 
 NO_STRUCTURE = "no distinct structure (the surface looks like the rest of the part)"
+SCRATCH = "linear scratch-like structure"
+HOT_SPOT = "localised thermal hot spot"
+# Small structures are judged in a tighter window first: in the 24 px window a thin scratch or a 3 px pit
+# shares its statistics with whatever geometry lies around it (a cavity's edge, a step), and was named
+# after that instead. Where the tight window reads a scratch or a hot spot that is what is said; anything
+# else is judged in the 24 px window the other rules were set on. Measured on the served sentence's
+# windows, right answers (rules chosen on seed 3000, checked on seeds 1000 and 5000, 1200 frames each):
+# right descriptor for scratches 0.75 -> 0.84 and 0.74 -> 0.82, pits 0.71 -> 0.75 and 0.70 -> 0.74,
+# cracks and stains unchanged, delaminations 0.65 -> 0.64 and 0.62 -> 0.60.
+FINE_WINDOW_PX = 16
+FINE_DESCRIPTORS = (SCRATCH, HOT_SPOT)
 
 
 def describe(s: RegionStats) -> str:
@@ -69,10 +80,10 @@ def describe(s: RegionStats) -> str:
             return "straight geometric edge (slope change without a reflectance mark)"
         if thermal is not None and thermal >= CRACK_MIN_GRADIENT:
             return "sharp linear discontinuity with a thermal step (crack-like)"
-        return "linear scratch-like structure"
+        return SCRATCH
     if (s.circularity >= SPOT_MIN_CIRCULARITY and s.blob_area_px <= SPOT_MAX_AREA_PX
             and s.thermal_peak_k is not None and s.thermal_peak_k >= SPOT_MIN_PEAK_K):
-        return "localised thermal hot spot"
+        return HOT_SPOT
     # "without a change of surface shape" is only said where a phase channel measures the shape
     if "phase" in c and c.get("intensity", 0.0) >= STAIN_MIN_INTENSITY and (
             c["phase"] < SHAPELESS_MAX_PHASE
@@ -145,7 +156,9 @@ def explain_in_words(label: str, confidence: float, patch_values: np.ndarray, bo
     items = []
     for j in picks:
         box = tuple(int(v) for v in boxes[j])
-        stats = region_stats(context, box, model_pitch)
+        stats = region_stats(context, box, model_pitch, FINE_WINDOW_PX)
+        if describe(stats) not in FINE_DESCRIPTORS:
+            stats = region_stats(context, box, model_pitch)
         centre = ((box[0] + box[2] - 1) / 2, (box[1] + box[3] - 1) / 2)
         location = where(centre, size, pixel_pitch_mm) if frame is None else \
             where(frame.to_frame(*centre), frame.size, pixel_pitch_mm)
