@@ -169,3 +169,35 @@ def test_the_review_queue_shows_flagged_parts_and_why(tmp_path):
         row.click()
         expect(page.locator("#review")).to_have_text("⚑ for review: low confidence, unlike the training data")
         browser.close()
+
+
+def test_deferred_evidence_per_sensor_reaches_the_page(tmp_path):
+    """SENSORS that does not fit the cycle budget is deferred; its bars and the sentence's clause arrive
+    through the live feed without a reload (the page shows "computing…" until then, usually too briefly
+    to catch here)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    req = make_requests(2, seed=1000, station="line-5")[1]               # a crack
+    req.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.SENSORS]
+    req.cycle_budget_ms = 5000
+    with running_server(make_config(tmp_path)) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"http://127.0.0.1:{server.hmi_port}/")
+        expect(page.locator("#conn")).to_have_text("live", timeout=15000)
+        inspector = server.node.inspector
+        measured = inspector.cost_ms[("sensors", "defect")]
+        inspector.cost_ms[("sensors", "defect")] = 1e6                 # a slower machine: it cannot fit
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+                answer = pb_grpc.InspectionStub(ch).Inspect(req, timeout=10)
+        finally:
+            inspector.cost_ms[("sensors", "defect")] = measured
+        assert list(answer.deferred) == [pb.SENSORS] and not answer.sensors
+        page.locator(f'#feed li[data-id="{answer.inspection_id}"]').click()
+        # the first render may already have the update; either way the bars must come
+        expect(page.locator("#sensors .row")).to_have_count(3, timeout=15000)
+        stored = server.node.store.get(answer.inspection_id)
+        assert stored.complete and set(stored.sensors) == {"thermal", "phase", "intensity"}
+        expect(page.locator("#sentence")).to_contain_text("Evidence by sensor: ")
+        browser.close()
