@@ -90,6 +90,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     c = calibrate(Path(args.model), Path(args.data), progress=not (args.quiet or args.json), limit=args.limit)
     if args.json:
         print(json.dumps(c))
+    elif c["method"] == "none":
+        print(f"no calibration applied ({c['reason']}; {c['n']} samples); review flag fitted; recorded in "
+              f"{Path(args.model) / 'manifest.json'}")
     else:
         print(f"temperature {c['temperature']:.3f} fitted on {c['n']} samples: expected calibration error "
               f"{c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}; "

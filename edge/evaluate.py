@@ -127,7 +127,7 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
         raise InvalidInput(f"{data}: classes {unknown} are not among the model's {model.classes}")
     y = np.array([model.classes.index(lbl) for lbl in arrays.labels])
     entry = fit_calibration(model.predict(arrays.x, batch_size=batch_size), y, str(data))
-    if entry["method"] == "none":
+    if "fitted_temperature" not in entry and entry["method"] == "none":       # too few samples to fit
         raise InvalidInput(f"{data}: {entry['reason']}")
     manifest = dict(model.manifest, calibration=entry)
     save_manifest(model_dir, manifest)

@@ -56,6 +56,14 @@ def test_fit_calibration_records_what_it_did():
     assert c["method"] == "temperature" and c["n"] == 600 and c["ece_after"] < c["ece_before"]
 
 
+def test_a_temperature_that_barely_lowers_the_nll_is_not_applied():
+    z, y = synthetic(n=600, true_t=1.0, seed=3)         # already calibrated: T near 1 fits noise
+    c = fit_calibration(z, y, "validation split")
+    assert c["method"] == "none" and c["temperature"] == 1.0
+    assert c["fitted_temperature"] == pytest.approx(1.0, abs=0.1) and "raw confidences are kept" in c["reason"]
+    assert (c["nll_before"] - c["nll_after"]) / c["nll_before"] < 0.01
+
+
 def test_a_model_answers_with_its_temperature(tmp_path):
     from edge.explain.base import predictions
     from edge.runtime.model import Model
