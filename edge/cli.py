@@ -385,7 +385,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         await server.start()
         print(f"edge-xai demo: HMI at http://{cfg.hmi.rsplit(':', 1)[0]}:{server.hmi_port}/  "
               f"(gRPC on 127.0.0.1:{server.grpc_port}, inspection store {store}); Ctrl-C stops", flush=True)
-        # the demo asks for the evidence per sensor too, so the HMI shows its bars (about 9 ms a frame)
+        # the demo asks for the evidence per sensor too, so the HMI shows its bars (about 7 ms a frame)
         kinds = (pb.GRADCAM, pb.SENTENCE, pb.SENSORS)
         station = loop.create_task(run_stations(f"127.0.0.1:{server.grpc_port}", args.rate, args.count, 1,
                                                 explanations=kinds, stop=server.stopping))

@@ -166,17 +166,18 @@ def _sensor_shares(model: Model, arrays, heat: np.ndarray, true_index: np.ndarra
 
 
 def _faithfulness_samples(true_index: np.ndarray, ok_index: int | None, n: int, rng: np.random.Generator,
-                          minimum: int = 10) -> np.ndarray:
-    """The samples deletion and insertion judge: up to n of the defect classes. A defect-free part's map has
-    nothing to point at (localisation and the review flag's concentration leave those out too), and where
-    most parts are defect-free their curves decided the check. Measured on a simulated set with 70 %
-    defect-free parts (docs/real/tiny-defects-sim, 40 test frames each): for defect-free frames, sharp
-    pixels pasted into the blurred frame read as defects, the more so where the map is hot (insertion AUC
-    0.43 in map order, 0.66 in random order: "unfaithful"); for defect frames the same maps are faithful
-    (deletion 0.16 vs 0.61, insertion 0.75 vs 0.62). All classes when fewer than `minimum` defects exist."""
-    pool = np.arange(len(true_index))
-    if ok_index is not None and (true_index != ok_index).sum() >= minimum:
-        pool = pool[true_index != ok_index]
+                          minimum: int = 10) -> np.ndarray | None:
+    """The samples deletion and insertion judge: up to n of the defect classes, or None (judge the audit's
+    common subset of all classes) where the model has no defect-free class or fewer than `minimum` defects.
+    A defect-free part's map has nothing to point at (localisation and the review flag's concentration leave
+    those out too), and where most parts are defect-free their curves decided the check. Measured on a
+    simulated set with 70 % defect-free parts (docs/real/tiny-defects-sim, 40 test frames each): for
+    defect-free frames, sharp pixels pasted into the blurred frame read as defects, the more so where the
+    map is hot (insertion AUC 0.43 in map order, 0.66 in random order: "unfaithful"); for defect frames the
+    same maps are faithful (deletion 0.16 vs 0.61, insertion 0.75 vs 0.62)."""
+    if ok_index is None or (true_index != ok_index).sum() < minimum:
+        return None
+    pool = np.flatnonzero(true_index != ok_index)
     return np.sort(rng.permutation(pool)[:min(n, len(pool))])
 
 
@@ -251,10 +252,11 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
     sub = np.sort(rng.permutation(len(arrays.x))[:min(shap_samples, len(arrays.x))])
     faithful = _faithfulness_samples(true_index, model.classes.index(ok) if ok in model.classes else None,
                                      shap_samples, rng)
+    judged_on = "defect classes" if faithful is not None else "all classes"
+    faithful = sub if faithful is None else faithful
     with _stage(metrics, "faithfulness, stability, sanity"):
         q = {"faithfulness": quality.faithfulness(model, arrays.x[faithful], heat[faithful], true_index[faithful])
-             | {"judged_on": "all classes" if ok is None or (true_index[faithful] == model.classes.index(ok)).any()
-                else "defect classes"},
+             | {"judged_on": judged_on},
              "stability": quality.stability(model, arrays.x[sub]),
              "sanity": quality.sanity(model, arrays.x[sub], heat[sub], true_index[sub])}
     # simulated classes have a known physical signature: the share of sentences that name it is measurable

@@ -20,10 +20,11 @@ Inpainting a defect away instead leaves traces the classifier reads as defects (
 never called ok), which is why earlier measurements of per-sensor evidence were misleading.
 
 Cost: one predict call on C + 1 frames (C where the frame's logits are known, as in the service) and C
-refills: 9.2 ms against 2.3 ms for a prediction and 3.2 ms for Grad-CAM with the shipped classifier on the
-2-core development CPU, so it runs on request (`edge-xai explain
---sensors`, the service's SENSORS explanation kind) and in the audit, not on every served inspection (issue
-#12 asks for at most 10 % inline).
+refills, the region's weights blurred once: 6-8 ms with the shipped classifier on the 2-core development
+CPU, against 2.3 ms for a prediction and 3.2 ms for Grad-CAM; in the service +7.4 ms on a 14.3 ms
+inspection (benchmarks/service.py). So it runs on request (`edge-xai explain --sensors`, the service's
+SENSORS explanation kind) and in the audit, not on every served inspection (issue #12 asks for at most
+10 % inline).
 """
 from __future__ import annotations
 

@@ -173,12 +173,13 @@ class Inspector:
                 per = (time.perf_counter() - t) * 1e3 / 64
                 self._record("shap", name, per * self.shap[name].budget * 1.2)
                 if self.explains_sensors(m):
-                    # a centred blob, so the refills (not only the predict call) are in the measured cost
+                    # a centred blob, so the refills (not only the predict call) are in the measured cost;
+                    # logits given, as the served call has them from Grad-CAM
                     h, w = m.input_shape[1:]
                     yy, xx = np.mgrid[:h, :w]
                     blob = np.exp(-((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / (2 * (min(h, w) / 8) ** 2))
                     t = time.perf_counter()
-                    sensor_evidence(shap_model, x, blob[None], [0])
+                    sensor_evidence(shap_model, x, blob[None], [0], np.zeros((1, len(m.classes)), np.float32))
                     self._record("sensors", name, (time.perf_counter() - t) * 1e3)
 
     def plan(self, job: Job) -> tuple[list[str], list[str]]:
