@@ -250,8 +250,7 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
                             "quality": quality.__doc__}
     rng = np.random.default_rng(seed)
     sub = np.sort(rng.permutation(len(arrays.x))[:min(shap_samples, len(arrays.x))])
-    faithful = _faithfulness_samples(true_index, model.classes.index(ok) if ok in model.classes else None,
-                                     shap_samples, rng)
+    faithful = _faithfulness_samples(true_index, model.ok_index, shap_samples, rng)
     judged_on = "defect classes" if faithful is not None else "all classes"
     faithful = sub if faithful is None else faithful
     with _stage(metrics, "faithfulness, stability, sanity"):

@@ -116,8 +116,7 @@ def explain_frames(explainer: GradCAMExplainer, views: list[FrameView], targets:
     rows = np.concatenate([v.x for v in views])
     wanted = np.concatenate([np.full(n, -1 if t is None else t, np.int64) for n, t in zip(counts, targets)])
     es = explainer.explain(rows, wanted)
-    ok = model.ok_class
-    ok_index = model.classes.index(ok) if ok in model.classes else None
+    ok_index = model.ok_index
     decided, redo = [], []
     for v, t, s0, n in zip(views, targets, starts, counts):
         tile = 0

@@ -55,6 +55,11 @@ class Model:
         return self.manifest.get("ok_class", "ok")
 
     @property
+    def ok_index(self) -> int | None:
+        """The defect-free class's index, or None for a classifier without one (NEU-DET has none)."""
+        return self.classes.index(self.ok_class) if self.ok_class in self.classes else None
+
+    @property
     def pixel_pitch_mm(self) -> float | None:
         """Millimetres per input pixel when the training data said so (sentences give sizes in mm)."""
         return self.manifest.get("pixel_pitch_mm")

@@ -255,9 +255,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     val_logits = predict(model, arrays.x[va], norm) if len(va) else np.zeros((0, len(classes)))
     c = final["calibration"] = fit_calibration(val_logits, y[va], "validation split")
     if progress:
-        how = f"validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}" if "ece_after" in c else c["reason"]
-        if c["method"] == "none" and "fitted_temperature" in c:
-            how = c["reason"]
+        how = c["reason"] if c["method"] == "none" else f"validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}"
         print(f"confidence calibration: temperature {c['temperature']:.3f} ({how})", flush=True)
     write_manifest(out, final)
     if len(va) >= MIN_CALIBRATION_SAMPLES:
