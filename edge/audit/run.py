@@ -156,7 +156,9 @@ def _sensor_shares(model: Model, arrays, heat: np.ndarray, true_index: np.ndarra
                     for j in range(SINGLE_SENSOR_FRAMES))]).astype(np.float32)
                 es = g.explain(x, np.full(len(x), k))
                 called = np.array([e.prediction.label == lab for e in es])
-                sh = sensor_evidence(model, x, [e.heatmap for e in es], [k] * len(x))[called]
+                # the Grad-CAM call's logits stand for the unchanged frames: C predict rows each, not C + 1
+                sh = sensor_evidence(model, x, [e.heatmap for e in es], [k] * len(x),
+                                     logits=np.stack([e.details.logits for e in es]))[called]
                 single.setdefault(lab, {})[ch] = {
                     "frames": len(x), "recognised": float(called.mean()),
                     "sensor_first_when_recognised": float(np.mean(leading_channel(sh) == c)) if len(sh) else None,
