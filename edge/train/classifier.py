@@ -143,6 +143,31 @@ def score_predictions(classes: list[str]):
     return score
 
 
+WEAK_RECALL = 0.5          # a class the model misses more often than it finds
+ROUGH_SUPPORT = 10         # fewer validation images of a class than this: its recall is a rough estimate
+
+
+def validation_summary(metrics: dict) -> list[str]:
+    """What a finished training run says about its model in words, from `classification_metrics` on the
+    validation split: accuracy and every class's recall with its count, then one caution naming each class
+    the model misses more often than it finds (the JSON alone left a user to spot "val_min_recall 0.125"
+    and guess which class it was). Nothing about deployment is decided here: the gate does that."""
+    per = metrics["per_class"]
+    n = sum(v["support"] for v in per.values())
+    lines = [f"validation ({n} images): accuracy {100 * metrics['accuracy']:.1f} %; recall "
+             + ", ".join(f"{c} {v['recall']:.2f} ({v['support']})" for c, v in per.items() if v["recall"] is not None)]
+    weak = [(c, v) for c, v in per.items() if v["recall"] is not None and v["recall"] < WEAK_RECALL]
+    if weak:
+        which = " and ".join(f"{c} ({100 * v['recall']:.0f} % of {v['support']}"
+                             + (", too few to say more than roughly" if v["support"] < ROUGH_SUPPORT else "") + ")"
+                             for c, v in weak)
+        lines.append(f"caution: the model finds under half of the validation split's {which}. More examples of "
+                     f"{'these classes' if len(weak) > 1 else 'that class'}, masks or boxes showing where the "
+                     f"defects are, or longer training (--time-budget, --epochs) may help; check the model on "
+                     f"held-out data (edge-xai evaluate, audit, gate) before it inspects parts")
+    return lines
+
+
 def selection_score(metrics: dict) -> float:
     """Validation score for keeping a checkpoint: the mean of accuracy and balanced accuracy, so a
     defect-free majority cannot win by being predicted everywhere."""

@@ -154,7 +154,7 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
 
 def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -> dict:
     from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, fit_classifier,
-                                       predict, score_predictions, step_seconds)
+                                       predict, score_predictions, step_seconds, validation_summary)
     from edge.train.recipe import (choose_epochs, choose_pool, choose_prior_correction, choose_size, fit_size_to_budget,
                                    lowest_size)
 
@@ -243,7 +243,12 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
 
         m = classification_metrics(y[va], predict(model, arrays.x[va], norm).argmax(1), classes)
         validation.update(val_accuracy=m["accuracy"],
-                          val_min_recall=min(v["recall"] for v in m["per_class"].values() if v["recall"] is not None))
+                          val_min_recall=min(v["recall"] for v in m["per_class"].values() if v["recall"] is not None),
+                          val_recall={c: v["recall"] for c, v in m["per_class"].items()},
+                          val_support={c: v["support"] for c, v in m["per_class"].items()})
+        if progress:
+            for line in validation_summary(m):
+                print(line, flush=True)
     example = norm.apply(arrays.x[tr[:8]])
     result = _save_and_export(out, model, kwargs, manifest, log.history, validation, example, t_start)
     method, why = _choose_cam_method(out, arrays, va, classes, cfg.ok_class)

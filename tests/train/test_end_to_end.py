@@ -32,6 +32,9 @@ def test_train_export_evaluate(sim_dataset, tmp_path, capsys, task):
     assert metrics["task"] == task and metrics["samples"] == 60
     if task == "defect":
         assert set(metrics["per_class"]) == {"ok", "crack", "pit", "contamination", "delamination", "scratch"}
+        # the run's summary names every class's validation recall and count (the log says it in words)
+        val = summary["validation"]
+        assert set(val["val_recall"]) == set(manifest["classes"]) == set(val["val_support"])
         assert np.array(metrics["confusion"]["matrix"]).sum() == 60
         c = metrics["calibration"]         # too few validation samples here: raw softmax, said so
         assert manifest["calibration"]["method"] == "none" and c["temperature"] == 1.0

@@ -96,3 +96,22 @@ def test_attention_pooling_only_where_masks_or_boxes_can_guide_it():
     assert choose_pool(True)[0] == "attention"
     pool, why = choose_pool(False)
     assert pool == "meanmax" and "no masks or boxes" in why
+
+
+def test_the_run_says_which_classes_its_model_misses_on_validation():
+    import numpy as np
+
+    from edge.evaluate import classification_metrics
+    from edge.train.classifier import validation_summary
+
+    classes = ["ok", "crack", "pit"]
+    y = np.array([0] * 40 + [1] * 20 + [2] * 6)
+    good = validation_summary(classification_metrics(y, y, classes))
+    assert good == ["validation (66 images): accuracy 100.0 %; recall ok 1.00 (40), crack 1.00 (20), pit 1.00 (6)"]
+    pred = y.copy()
+    pred[40:52] = 0                                  # 12 of 20 cracks missed, 5 of 6 pits
+    pred[60:65] = 0
+    head, caution = validation_summary(classification_metrics(y, pred, classes))
+    assert "crack 0.40 (20)" in head and "pit 0.17 (6)" in head
+    assert "crack (40 % of 20)" in caution and "pit (17 % of 6, too few to say more than roughly)" in caution
+    assert "ok" not in caution.split("More examples")[0] and "edge-xai evaluate" in caution
