@@ -149,13 +149,19 @@ ROUGH_SUPPORT = 10         # fewer validation images of a class than this: its r
 
 def validation_summary(metrics: dict) -> list[str]:
     """What a finished training run says about its model in words, from `classification_metrics` on the
-    validation split: accuracy and every class's recall with its count, then one caution naming each class
-    the model misses more often than it finds (the JSON alone left a user to spot "val_min_recall 0.125"
+    validation split: accuracy and every class's recall with its count, then a caution naming any class the
+    split holds no image of, and one naming each class the model misses more often than it finds (the JSON alone left a user to spot "val_min_recall 0.125"
     and guess which class it was). Nothing about deployment is decided here: the gate does that."""
     per = metrics["per_class"]
     n = sum(v["support"] for v in per.values())
     lines = [f"validation ({n} images): accuracy {100 * metrics['accuracy']:.1f} %; recall "
-             + ", ".join(f"{c} {v['recall']:.2f} ({v['support']})" for c, v in per.items() if v["recall"] is not None)]
+             + ", ".join(f"{c} {v['recall']:.2f} ({v['support']})" if v["recall"] is not None else f"{c} - (0)"
+                         for c, v in per.items())]
+    unseen = [c for c, v in per.items() if v["recall"] is None]
+    if unseen:
+        lines.append(f"caution: the validation split holds no image of {' or '.join(unseen)} (too few images of "
+                     f"{'these classes' if len(unseen) > 1 else 'that class'}): nothing here says how well the model "
+                     f"finds {'them' if len(unseen) > 1 else 'it'}; check it on held-out data before it inspects parts")
     weak = [(c, v) for c, v in per.items() if v["recall"] is not None and v["recall"] < WEAK_RECALL]
     if weak:
         which = " and ".join(f"{c} ({100 * v['recall']:.0f} % of {v['support']}"

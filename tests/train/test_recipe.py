@@ -115,3 +115,7 @@ def test_the_run_says_which_classes_its_model_misses_on_validation():
     assert "crack 0.40 (20)" in head and "pit 0.17 (6)" in head
     assert "crack (40 % of 20)" in caution and "pit (17 % of 6, too few to say more than roughly)" in caution
     assert "ok" not in caution.split("More examples")[0] and "edge-xai evaluate" in caution
+    # a class too small to reach the validation split is said to be unjudged, not left out
+    y2, p2 = np.array([0] * 5 + [2] * 2), np.array([0] * 5 + [2] * 2)
+    head, unseen = validation_summary(classification_metrics(y2, p2, classes))
+    assert "crack - (0)" in head and "holds no image of crack" in unseen
