@@ -150,8 +150,9 @@ ROUGH_SUPPORT = 10         # fewer validation images of a class than this: its r
 def validation_summary(metrics: dict) -> list[str]:
     """What a finished training run says about its model in words, from `classification_metrics` on the
     validation split: accuracy and every class's recall with its count, then a caution naming any class the
-    split holds no image of, and one naming each class the model misses more often than it finds (the JSON alone left a user to spot "val_min_recall 0.125"
-    and guess which class it was). Nothing about deployment is decided here: the gate does that."""
+    split holds no image of, and one naming each class the model misses more often than it finds (the
+    JSON alone left a user to spot "val_min_recall 0.125" and guess which class it was). Nothing about
+    deployment is decided here: the gate does that."""
     per = metrics["per_class"]
     n = sum(v["support"] for v in per.values())
     lines = [f"validation ({n} images): accuracy {100 * metrics['accuracy']:.1f} %; recall "
