@@ -108,7 +108,8 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray, fitted_on: str) -> d
     labels = np.asarray(labels, np.int64)
     if len(labels) < MIN_SAMPLES:
         return {"method": "none", "temperature": 1.0, "fitted_on": fitted_on, "n": int(len(labels)),
-                "reason": f"{len(labels)} held-out samples; at least {MIN_SAMPLES} are needed to fit a temperature"}
+                "reason": f"{len(labels)} held-out sample{'' if len(labels) == 1 else 's'}; at least {MIN_SAMPLES} "
+                          "are needed to fit a temperature"}
     t = fit_temperature(logits, labels)
     r = calibration_report(logits, labels, t)
     measured = {k: r[k] for k in ("ece_before", "ece_after", "nll_before", "nll_after", "bins")}
