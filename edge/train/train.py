@@ -237,11 +237,13 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
                          "integer_scaling": found.photographs}
     kwargs = {"in_channels": arrays.x.shape[1], "num_classes": len(classes), "width": recipe.width,
               "pool": recipe.pool, "depth": recipe.depth}
+    # The exported model's validation logits (prior correction in): its validation summary and its calibration.
+    val_logits = predict(model, arrays.x[va], norm) if len(va) else np.zeros((0, len(classes)))
     validation = dict(log.history[log.best_epoch - 1])
-    if len(va):           # what the exported model (prior correction included) scores on the validation split
+    if len(va):           # what the exported model scores on the validation split
         from edge.evaluate import classification_metrics
 
-        m = classification_metrics(y[va], predict(model, arrays.x[va], norm).argmax(1), classes)
+        m = classification_metrics(y[va], val_logits.argmax(1), classes)
         validation.update(val_accuracy=m["accuracy"],
                           val_min_recall=min(v["recall"] for v in m["per_class"].values() if v["recall"] is not None),
                           val_recall={c: v["recall"] for c, v in m["per_class"].items()},
@@ -256,8 +258,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         print(f"heatmaps: {method} ({why})", flush=True)
     final = load_manifest(out)
     final["explain"] = {"cam_method": method, "reason": why}
-    # Confidence calibration on the validation split, from the exported model's logits (prior correction in).
-    val_logits = predict(model, arrays.x[va], norm) if len(va) else np.zeros((0, len(classes)))
+    # Confidence calibration on the validation split, from the exported model's logits (above).
     c = final["calibration"] = fit_calibration(val_logits, y[va], "validation split")
     if progress:
         how = c["reason"] if c["method"] == "none" else f"validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}"
