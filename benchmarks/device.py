@@ -17,6 +17,9 @@ one failing step never costs the others; the whole run is sized for well under 8
                    (M = 50, 3x128x128) likewise
   reference_libs   pytorch-grad-cam (the model's CAM method) and Captum LayerGradCam / IntegratedGradients
                    (M = 50) on PyTorch CUDA with the shipped classifier's weights, batch 1
+  pycuda           pycuda built from its sdist in the background meanwhile (build_pycuda.py; build time
+                   reported apart): the kernel tests through the pycuda launcher, the served Grad-CAM path
+                   on device outputs, and the pycuda launcher's latency
 In --dry-run the GPU steps are skipped (named) and the CPU parts (NumPy twins, PyTorch on the CPU) run, so
 the script, its imports and its carried files are checked before device time is spent.
 """
@@ -39,7 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-CARRIED = ("grad_cam", "captum", "ttach")      # wheel name prefixes expected in .whl/ for the GPU run
+# Wheel name prefixes expected in .whl/ for the GPU run: the reference libraries and pycuda's dependencies.
+CARRIED = ("grad_cam", "captum", "ttach", "pytools", "platformdirs", "mako", "siphash24")
 
 
 class Run:
@@ -135,8 +139,10 @@ def environment() -> dict:
 def carried() -> dict:
     wheels = sorted(p.name for p in (ROOT / ".whl").glob("*") if p.is_file()) if (ROOT / ".whl").is_dir() else []
     missing = [c for c in CARRIED if not any(w.lower().startswith(c) for w in wheels)]
+    if not any((ROOT / ".pycuda").glob("pycuda-*.tar.gz")):
+        missing.append(".pycuda/pycuda-*.tar.gz")
     imports = {}
-    for mod in ("pytorch_grad_cam", "captum"):
+    for mod in ("pytorch_grad_cam", "captum", "pytools", "mako"):
         try:
             __import__(mod)
             imports[mod] = "ok"
@@ -179,7 +185,8 @@ def pytest_step(args: list[str], sanitizer: bool = False) -> dict:
     return {"exit": r.returncode, "counts": counts, "tail": tail[-800:]}
 
 
-def latency(runs: int, gpu: bool) -> dict:
+def latency(runs: int, gpu: bool, only: str | None = None) -> dict:
+    """only: time just this launcher's kernels and copies (the pycuda step, once its build is done)."""
     from edge.explain.cam import cam_raw, upsample_and_normalise
     from edge.explain.ig_math import interpolation_batch, reduce_path
     from edge.explain.quadrature import quadrature_rule
@@ -192,20 +199,24 @@ def latency(runs: int, gpu: bool) -> dict:
         acts = np.maximum(rng.normal(size=(batch, 96, 16, 16)), 0).astype(np.float32)
         grads = (rng.normal(size=acts.shape) * 1e-3).astype(np.float32)
         row = out["gradcam"][f"b{batch}"] = {}
-        for method in ("gradcam", "hirescam"):
-            row[f"numpy_{method}"] = timed(lambda: upsample_and_normalise(cam_raw(acts, grads, method), (128, 128),
-                                                                          shift), max(runs // 4, 20))
         x = rng.normal(size=(batch, 3, 128, 128)).astype(np.float32)
         base = np.zeros_like(x)
         g = rng.normal(size=(50 * batch, 3, 128, 128)).astype(np.float32)
         irow = out["ig"][f"b{batch}"] = {}
-        irow["numpy_interpolate"] = timed(lambda: interpolation_batch(x, base, alphas), max(runs // 10, 10), 3)
-        irow["numpy_reduce"] = timed(lambda: reduce_path(g, weights, x, base), max(runs // 10, 10), 3)
-        torch_maths(row, irow, acts, grads, x, base, g, alphas, weights, runs, "cpu")
+        if only is None:
+            for method in ("gradcam", "hirescam"):
+                row[f"numpy_{method}"] = timed(lambda: upsample_and_normalise(cam_raw(acts, grads, method),
+                                                                              (128, 128), shift), max(runs // 4, 20))
+            irow["numpy_interpolate"] = timed(lambda: interpolation_batch(x, base, alphas), max(runs // 10, 10), 3)
+            irow["numpy_reduce"] = timed(lambda: reduce_path(g, weights, x, base), max(runs // 10, 10), 3)
+            torch_maths(row, irow, acts, grads, x, base, g, alphas, weights, runs, "cpu")
         if not gpu:
             continue
-        torch_maths(row, irow, acts, grads, x, base, g, alphas, weights, runs, "cuda")
+        if only is None:
+            torch_maths(row, irow, acts, grads, x, base, g, alphas, weights, runs, "cuda")
         for name, k in launchers().items():
+            if only is not None and not name.startswith(only):
+                continue
             if name.endswith("_error"):
                 row[name] = k
                 continue
@@ -286,11 +297,37 @@ def reference_libs(runs: int) -> dict:
     return out
 
 
+def pycuda_step(runs: int, wait_s: float) -> dict:
+    """pycuda, built from its sdist in the background since the run began (benchmarks/build_pycuda.py): wait
+    for the build, then the kernel tests through the pycuda launcher, the served Grad-CAM path on device
+    outputs (tests/explain/test_cuda.py), and the pycuda launcher's latency. The build time is reported,
+    never part of a measurement."""
+    if not any((ROOT / ".pycuda").glob("pycuda-*.tar.gz")):
+        raise Skip("no pycuda sdist carried in .pycuda/ (benchmarks/device_fetch.sh)")
+    status = Path(os.environ.get("PYCUDA_BUILD", "/tmp/pycuda-build")) / "status.json"
+    t = time.perf_counter()
+    while not status.exists():
+        if time.perf_counter() - t > wait_s:
+            raise RuntimeError(f"the pycuda build had not finished after {wait_s:.0f} s more (see pycuda-build.log)")
+        time.sleep(2)
+    built = json.loads(status.read_text())
+    if not built.get("ok"):
+        raise RuntimeError(f"the pycuda build failed: {built.get('error')} (see pycuda-build.log)")
+    sys.path.insert(0, built["src"])
+    os.environ["PYTHONPATH"] = os.pathsep.join([built["src"], os.environ.get("PYTHONPATH", "")])
+    result = {"build_seconds": built["seconds"], "waited_s": round(time.perf_counter() - t, 1)}
+    result["tests"] = pytest_step(["tests/explain/test_cuda.py", "-m", "gpu", "-k", "pycuda"])
+    result["latency"] = latency(runs, gpu=True, only="pycuda")
+    return result
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "device-out"), help="folder for the JSON and the log")
     ap.add_argument("--dry-run", action="store_true", help="CPU only: every step that needs no GPU")
     ap.add_argument("--runs", type=int, default=200, help="timed runs per GPU row (default 200)")
+    ap.add_argument("--pycuda-wait", type=float, default=180,
+                    help="seconds the pycuda step waits for the background build after the other steps (default 180)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -309,6 +346,7 @@ def main(argv=None) -> int:
                                               "-m", "gpu"], sanitizer=True), needs_gpu=True)
     run.step("latency", lambda: latency(args.runs, gpu=not args.dry_run))
     run.step("reference_libs", lambda: reference_libs(args.runs), needs_gpu=True)
+    run.step("pycuda", lambda: pycuda_step(args.runs, args.pycuda_wait), needs_gpu=True)
     run.result["seconds"] = round(time.perf_counter() - t0, 1)
     slug = re.sub(r"[^a-z0-9]+", "-", (run.result["gpu"] or "cpu-dry-run").split(",")[0].lower()).strip("-")
     path = out / f"device-{slug}.json"

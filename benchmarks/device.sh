@@ -2,7 +2,7 @@
 # The whole target-device run (issue #10) in one call of the device tool, sized for well under 8 minutes:
 #
 #   bash benchmarks/device_fetch.sh            # here, once: the reference libraries into .whl/
-#   device run:  bash benchmarks/device.sh     # carry [".whl"], timeout_s 540; results under $OUT
+#   device run:  bash benchmarks/device.sh     # carry [".whl", ".pycuda"], timeout_s 420; results under $OUT
 #   bash benchmarks/device.sh --dry-run        # here, on the CPU: every step that needs no GPU
 #
 # Writes $OUT/device-<gpu>.json and $OUT/device.log (benchmarks/device.py says what each step measures).
@@ -13,6 +13,11 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-device-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+# pycuda has no wheels: build it from the carried sdist in the background, overlapping the CuPy steps;
+# device.py's last step waits for it (and reports the build time apart from every measurement).
+if ls .pycuda/pycuda-*.tar.gz >/dev/null 2>&1; then
+  python3 benchmarks/build_pycuda.py .pycuda/pycuda-*.tar.gz /tmp/pycuda-build > "$OUT/pycuda-build.log" 2>&1 &
+fi
 if ls .whl/* >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --target /tmp/edge-site .whl/* \
     && export PYTHONPATH=/tmp/edge-site${PYTHONPATH:+:$PYTHONPATH}

@@ -92,3 +92,41 @@ def test_gpu_backends_equal_ort_cpu_on_the_shipped_defect_model(backend):
         for a, b in zip(cpu.run(graph, feeds), gpu.run(graph, feeds)):
             # TF32 is allowed on Ampere+ by default in cuDNN / TensorRT: relative L2 1e-3, not 1e-6.
             assert np.linalg.norm(a - b) / np.linalg.norm(a) < 1e-3, graph
+
+
+def test_the_explainer_maps_engine_device_outputs_through_the_pycuda_kernels(monkeypatch):
+    """The served Grad-CAM path on a real GPU: an engine whose outputs stay on the device as pycuda GPUArrays
+    (TensorRT's `run_device`; here ONNX Runtime's outputs uploaded, since the GPU machine has no TensorRT)
+    gets its map from the real kernels that `device_kernels` picks, and its answers equal the host path's."""
+    pytest.importorskip("pycuda", reason="pycuda not installed (pip install -e '.[gpu]')")
+    from pycuda import gpuarray
+
+    from edge.explain import gradcam as gradcam_module
+    from edge.explain.gradcam import GradCAMExplainer
+    from edge.runtime.model import Model
+    from helpers import MODELS
+
+    model = Model.load(MODELS / "defect")
+    x = (20 + 2 * np.random.default_rng(3).normal(size=(5, *model.input_shape))).astype(np.float32)
+    host = GradCAMExplainer(model).explain(x)
+    engine, launched = model.engine, []
+
+    def run_device(graph, feeds):
+        outs = engine._run(graph, feeds)
+        return {n: gpuarray.to_gpu(np.ascontiguousarray(o))
+                for n, o in zip(("logits", "activations", "activation_grad"), outs)}
+
+    def spy(e):
+        launched.append(real(e))
+        return launched[-1]
+
+    real = gradcam_module.device_kernels
+    monkeypatch.setattr(engine, "run_device", run_device, raising=False)
+    monkeypatch.setattr(engine, "max_batch", 64, raising=False)
+    monkeypatch.setattr(gradcam_module, "device_kernels", spy)
+    device = GradCAMExplainer(model).explain(x)
+    assert [type(k).__name__ for k in launched] == ["CudaKernels"]
+    for a, b in zip(device, host):
+        assert a.prediction.label == b.prediction.label
+        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
+        np.testing.assert_allclose(a.details.raw, b.details.raw, atol=1e-5 * np.abs(b.details.raw).max())
