@@ -14,7 +14,8 @@ one failing step never costs the others; the whole run is sized for well under 8
   latency          per launcher, batch 1 and 8, median and p99 over --runs after warm-up: the fused Grad-CAM
                    kernel (96x16x16 -> 128x128) against its NumPy twin and the same maths in PyTorch on the
                    GPU, and against copying activations + gradients to the host; IG interpolation + reduction
-                   (M = 50, 3x128x128) likewise
+                   (M = 50, 3x128x128) likewise. Wall-clock rows include the launch from Python and the
+                   synchronisation; the `_device` rows (CuPy) are CUDA-event times of the same calls
   reference_libs   pytorch-grad-cam (the model's CAM method) and Captum LayerGradCam / IntegratedGradients
                    (M = 50) on PyTorch CUDA with the shipped classifier's weights, batch 1
   pycuda           pycuda built from its sdist in the background meanwhile (build_pycuda.py; build time
@@ -100,6 +101,15 @@ def timed(fn, runs: int, warmup: int = 20, sync=None) -> dict:
             sync()
         out.append(time.perf_counter() - t)
     return stats(out)
+
+
+def device_timed(fn, runs: int, warmup: int = 20) -> dict:
+    """The device's own time for fn (CUDA events around it, cupyx.profiler.benchmark): the kernel or copy
+    without the Python launch overhead that the wall-clock rows include."""
+    from cupyx.profiler import benchmark
+
+    r = benchmark(fn, n_repeat=runs, n_warmup=warmup)
+    return {**stats(list(r.gpu_times[0])), "clock": "CUDA events"}
 
 
 def gpu_name() -> str | None:
@@ -223,14 +233,17 @@ def latency(runs: int, gpu: bool, only: str | None = None) -> dict:
             to_dev = (lambda a: __import__("cupy").asarray(a)) if name == "cupy" else \
                 (lambda a: __import__("pycuda.gpuarray", fromlist=["to_gpu"]).to_gpu(a))
             da, dg = to_dev(acts), to_dev(grads)
-            for method in ("gradcam", "hirescam"):
-                row[f"{name}_kernel_{method}"] = timed(lambda: k.gradcam(da, dg, (128, 128), method, shift), runs,
-                                                       sync=k.check)
-            row[f"{name}_copy_to_host"] = timed(lambda: (da.get(), dg.get()), runs, sync=k.check)
             dx, db, dgr = to_dev(x), to_dev(base), to_dev(g)
-            irow[f"{name}_kernel_interpolate"] = timed(lambda: k.ig_interpolate(dx, db, alphas), runs, sync=k.check)
-            irow[f"{name}_kernel_reduce"] = timed(lambda: k.ig_reduce(dgr, weights, dx, db), runs, sync=k.check)
-            irow[f"{name}_copy_gradients_to_host"] = timed(lambda: dgr.get(), max(runs // 4, 20), sync=k.check)
+            cases = [(row, f"kernel_{m}", (lambda m=m: k.gradcam(da, dg, (128, 128), m, shift)), runs)
+                     for m in ("gradcam", "gradcam++", "hirescam")]
+            cases += [(row, "copy_to_host", lambda: (da.get(), dg.get()), runs),
+                      (irow, "kernel_interpolate", lambda: k.ig_interpolate(dx, db, alphas), runs),
+                      (irow, "kernel_reduce", lambda: k.ig_reduce(dgr, weights, dx, db), runs),
+                      (irow, "copy_gradients_to_host", lambda: dgr.get(), max(runs // 4, 20))]
+            for where, what, fn, n in cases:
+                where[f"{name}_{what}"] = timed(fn, n, sync=k.check)     # wall clock: launch + device + sync
+                if name == "cupy":
+                    where[f"{name}_{what}_device"] = device_timed(fn, n)
     return out
 
 

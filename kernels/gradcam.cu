@@ -3,7 +3,8 @@
 //
 // One block per image: a Grad-CAM layer is small (K <= a few hundred channels, h*w <= 64*64), so a
 // block holds the channel weights and the raw map in shared memory and no intermediate goes back to
-// global memory. Launch: grid = N, block = 256, shared = (K + h*w + 2*blockDim) * sizeof(float).
+// global memory. Launch: grid = N, block = 256 (a power of two, a multiple of the warp), shared =
+// (K + h*w + 2*blockDim) * sizeof(float).
 //
 // method: 0 = Grad-CAM (alpha_k = mean g), 1 = Grad-CAM++, 2 = HiResCAM (elementwise g * A).
 // shift: sampling shift in map cells (0 = half-pixel centres; see alignment_shift in cam.py).
@@ -12,6 +13,12 @@
 #ifndef FLT_MAX
 #define FLT_MAX 3.402823466e+38f
 #endif
+
+// The sum over a warp's 32 lanes, in every lane (butterfly).
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
 
 extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N, K, h, w)
                                          const float* __restrict__ grads,  // (N, K, h, w)
@@ -29,19 +36,24 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
   const float* a = acts + (size_t)n * K * hw;
   const float* g = grads + (size_t)n * K * hw;
 
-  // 1. channel weights (not needed for HiResCAM)
+  // 1. channel weights (not needed for HiResCAM): one warp per channel, its lanes reading consecutive
+  // pixels (coalesced), then a shuffle reduction. One thread per channel walking its plane serially
+  // made every load of a warp touch 32 cache lines: at batch 1 that phase cost more than copying the
+  // tensors to the host (H200, benchmarks/measured/device-nvidia-h200.json).
   if (method != 2) {
-    for (int k = threadIdx.x; k < K; k += blockDim.x) {
+    const int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
+    for (int k = threadIdx.x >> 5; k < K; k += nwarps) {
       const float* gk = g + (size_t)k * hw;
-      const float* ak = a + (size_t)k * hw;
       float acc = 0.f;
       if (method == 0) {
-        for (int p = 0; p < hw; ++p) acc += gk[p];
-        acc /= (float)hw;
+        for (int p = lane; p < hw; p += 32) acc += gk[p];
+        acc = warp_sum(acc) / (float)hw;
       } else {
-        float sum_a = 0.f;
-        for (int p = 0; p < hw; ++p) sum_a += ak[p];
-        for (int p = 0; p < hw; ++p) {
+        const float* ak = a + (size_t)k * hw;
+        float part = 0.f;
+        for (int p = lane; p < hw; p += 32) part += ak[p];
+        const float sum_a = warp_sum(part);
+        for (int p = lane; p < hw; p += 32) {
           const float gv = gk[p];
           if (gv == 0.f) continue;
           const float g2 = gv * gv;
@@ -49,8 +61,9 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
           if (denom == 0.f) denom = 1e-7f;
           acc += fmaxf(gv, 0.f) * (g2 / denom);
         }
+        acc = warp_sum(acc);
       }
-      weights[k] = acc;
+      if (lane == 0) weights[k] = acc;
     }
   }
   __syncthreads();
