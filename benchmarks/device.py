@@ -21,6 +21,8 @@ one failing step never costs the others; the whole run is sized for well under 8
   pycuda           pycuda built from its sdist in the background meanwhile (build_pycuda.py; build time
                    reported apart): the kernel tests through the pycuda launcher, the served Grad-CAM path
                    on device outputs, and the pycuda launcher's latency
+  ort_cuda         with onnxruntime-gpu carried (in parts: device_fetch.sh --ort): the served Grad-CAM and IG
+                   (M = 50) on ONNX Runtime's CUDA provider through the kernels, against a prediction
 In --dry-run the GPU steps are skipped (named) and the CPU parts (NumPy twins, PyTorch on the CPU) run, so
 the script, its imports and its carried files are checked before device time is spent.
 """
@@ -329,9 +331,43 @@ def pycuda_step(runs: int, wait_s: float) -> dict:
     sys.path.insert(0, built["src"])
     os.environ["PYTHONPATH"] = os.pathsep.join([built["src"], os.environ.get("PYTHONPATH", "")])
     result = {"build_seconds": built["seconds"], "waited_s": round(time.perf_counter() - t, 1)}
-    result["tests"] = pytest_step(["tests/explain/test_cuda.py", "-m", "gpu", "-k", "pycuda"])
+    result["tests"] = pytest_step(["tests/explain/test_cuda.py", "-m", "gpu"])
     result["latency"] = latency(runs, gpu=True, only="pycuda")
     return result
+
+
+def ort_cuda(runs: int) -> dict:
+    """The served explanations on ONNX Runtime's CUDA provider (onnxruntime-gpu carried in parts), the
+    shipped defect model, batch 1 and 8, median and p99 wall clock from raw frames to answers on the host:
+    a prediction (Model.predict), Grad-CAM (GradCAMExplainer: the gradcam graph with its outputs left on
+    the device, the kernel, the map back) and IG with M = 50 in one batched call (IGExplainer: points made,
+    differentiated and reduced on the device). Needs pycuda (the pycuda step builds it)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise Skip(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (onnxruntime-gpu not carried)")
+    from edge.explain.gradcam import GradCAMExplainer
+    from edge.explain.ig import IGExplainer
+    from edge.runtime.model import Model
+
+    model = Model.load(ROOT / "models" / "defect", backend="ort-cuda")
+    out: dict = {"onnxruntime": ort.__version__, "providers": model.engine._sessions["predict"].get_providers()}
+    cam, ig = GradCAMExplainer(model), IGExplainer(model, n_steps=50)
+    rng = np.random.default_rng(0)
+    for batch in (1, 8):
+        x = (20 + 2 * rng.normal(size=(batch, *model.input_shape))).astype(np.float32)
+        row = out[f"b{batch}"] = {}
+        row["predict"] = timed(lambda: model.predict(x), runs)
+        row["gradcam"] = timed(lambda: cam.explain(x), runs)
+        row["gradcam_on_device"] = bool(cam._kernels)
+        stages = [cam.explain(x)[0].timings_ms for _ in range(50)]
+        row["gradcam_stages_median_ms"] = {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
+        row["ratio_gradcam_to_predict"] = round(row["gradcam"]["median_ms"] / row["predict"]["median_ms"], 3)
+        row["ig_m50"] = timed(lambda: ig.explain(x), max(runs // 4, 20), 5)
+        row["ig_on_device"] = bool(ig._kernels) and 50 * batch <= getattr(model.engine, "max_batch", 50 * batch)
+        stages = [ig.explain(x)[0].timings_ms for _ in range(20)]
+        row["ig_stages_median_ms"] = {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
+    return out
 
 
 def main(argv=None) -> int:
@@ -360,6 +396,7 @@ def main(argv=None) -> int:
     run.step("latency", lambda: latency(args.runs, gpu=not args.dry_run))
     run.step("reference_libs", lambda: reference_libs(args.runs), needs_gpu=True)
     run.step("pycuda", lambda: pycuda_step(args.runs, args.pycuda_wait), needs_gpu=True)
+    run.step("ort_cuda", lambda: ort_cuda(args.runs), needs_gpu=True)
     run.result["seconds"] = round(time.perf_counter() - t0, 1)
     slug = re.sub(r"[^a-z0-9]+", "-", (run.result["gpu"] or "cpu-dry-run").split(",")[0].lower()).strip("-")
     path = out / f"device-{slug}.json"

@@ -13,6 +13,7 @@ we synchronise-check after launches in `check`). The NumPy twins with the same s
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,20 @@ from edge.resources import bundled
 
 KERNELS = bundled("kernels")
 BLOCK = 256
+log = logging.getLogger("edge.explain")
+
+
+def device_kernels(engine):
+    """The CUDA kernels for an engine whose outputs can stay on the device (it has `run_device`, returning
+    pycuda GPUArrays, and maybe a `stream`: TensorRT, ONNX Runtime with a GPU provider), else None: the host
+    path. A GPU engine without a kernel launcher installed falls back to the host path, with a warning."""
+    if not callable(getattr(engine, "run_device", None)):
+        return None
+    try:
+        return CudaKernels(stream=getattr(engine, "stream", None))
+    except Unavailable as e:
+        log.warning("explanations on the host: %s", e)
+        return None
 
 
 class KernelLauncher:
@@ -56,6 +71,10 @@ class KernelLauncher:
                       np.int32(w), np.int32(H), np.int32(W), np.int32(METHODS.index(method)), np.float32(shift)),
                      shared)
         return raw, heat
+
+    def upload(self, a: np.ndarray):
+        """A host array on the device, float32 and contiguous, as this launcher's array type."""
+        return self._upload(np.ascontiguousarray(a, np.float32))
 
     def ig_interpolate(self, x, baseline, alphas: np.ndarray):
         """x, baseline (N, C, H, W) device arrays; alphas (M,) -> (M*N, C, H, W) point-major device array."""
@@ -114,7 +133,8 @@ class CudaKernels(KernelLauncher):
         return self.gpuarray.to_gpu(a)
 
     def _arg(self, a):
-        return a.gpudata
+        # a pointer as a number: GPUArrays over another library's buffer (ONNX Runtime's outputs) hold an int
+        return np.uintp(int(a.gpudata))
 
     def _launch(self, f, grid, args, shared: int = 0) -> None:
         f(*args, block=(BLOCK, 1, 1), grid=grid, shared=shared, stream=self.stream)

@@ -20,33 +20,15 @@ twins in `cam.py` do the same maths on the host; they are the oracle of the GPU 
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
-from edge.errors import InvalidInput, Unavailable
+from edge.errors import InvalidInput
 from edge.explain.base import CamDetails, Explainer, Explanation, Timer, class_indices, predictions
 from edge.explain.cam import METHODS, alignment_shift, cam_raw, guided_refine, normalise_minmax, upsample_bilinear
+from edge.explain.cuda import device_kernels
 from edge.explain.targets import class_target
 from edge.runtime.engine import check_feeds
 from edge.runtime.model import Model
-
-log = logging.getLogger("edge.explain")
-
-
-def device_kernels(engine):
-    """The CUDA kernels for an engine whose outputs can stay on the device (it has `run_device`, returning
-    pycuda GPUArrays, and a `stream`), else None: the host path. A GPU engine without a kernel launcher
-    installed falls back to the host path, with a warning."""
-    if not callable(getattr(engine, "run_device", None)):
-        return None
-    try:
-        from edge.explain.cuda import CudaKernels
-
-        return CudaKernels(stream=getattr(engine, "stream", None))
-    except Unavailable as e:
-        log.warning("Grad-CAM on the host: %s", e)
-        return None
 
 
 def map_shift(model: Model, align: bool = True) -> float:

@@ -18,6 +18,7 @@ from edge.data.arrays import SCALAR_PLANES
 from edge.errors import InvalidInput
 from edge.explain.base import Explainer, Explanation, IGDetails, Timer, class_indices, predictions
 from edge.explain.baselines import DEFAULTS, make_baseline
+from edge.explain.cuda import device_kernels
 from edge.explain.ig_math import completeness_delta, interpolation_batch, reduce_path
 from edge.explain.quadrature import quadrature_rule
 from edge.explain.targets import class_target, parse_target
@@ -152,6 +153,7 @@ class IGExplainer(Explainer):
         self.baseline = DEFAULTS.get(model.task, "black") if baseline is None else baseline
         self.internal_batch_size = internal_batch_size
         self.tolerance, self.budget_ms = tolerance, budget_ms
+        self._kernels = None          # the CUDA kernels, once looked up (False: the host path)
         self.constant_channels = tuple(i for i, c in enumerate(model.channels) if c in SCALAR_PLANES)
         self.quantity = quantity or model.explained_quantity
         if self.quantity not in QUANTITIES:
@@ -169,6 +171,37 @@ class IGExplainer(Explainer):
             grad = grad.copy()
             grad[:, c] -= target[:, 0]
         return out, grad
+
+    def _device_ig(self, xn: np.ndarray, base: np.ndarray, weights: np.ndarray,
+                   endpoints: tuple[np.ndarray, np.ndarray]) -> IGResult | None:
+        """The batched path on the GPU: the interpolation points made, differentiated and reduced in the
+        engine's device memory (kernels/ig.cu, the input_gradient graph through `run_device`), so the
+        M x N x C x H x W points and their gradients never cross to the host. None where it does not apply:
+        a host engine or no kernel launcher, the correction quantity (its gradient is adjusted on the host),
+        or more points than one engine call takes (internal_batch_size, the engine's max_batch)."""
+        n_points = self.n_steps * len(xn)
+        engine = self.model.engine
+        if (self.quantity == "correction" or (self.internal_batch_size or n_points) < n_points
+                or n_points > getattr(engine, "max_batch", n_points)):
+            return None
+        if self._kernels is None:
+            self._kernels = device_kernels(engine) or False
+        if not self._kernels:
+            return None
+        k = self._kernels
+        alphas, w = quadrature_rule(self.quadrature, self.n_steps)
+        dx, db = k.upload(xn), k.upload(base)
+        points = k.ig_interpolate(dx, db, alphas)
+        targets = np.broadcast_to(weights[None], (self.n_steps, *weights.shape)).reshape(-1, *weights.shape[1:])
+        k.check()          # the points are complete before the engine reads them (ONNX Runtime: its own stream)
+        grads = engine.run_device("input_gradient", {"input": points,
+                                                     "target": np.ascontiguousarray(targets, np.float32)})
+        attributions, totals = k.ig_reduce(grads["input_grad"], w, dx, db)
+        k.check()
+        f_x, f_b = endpoints
+        delta, rel = completeness_delta(totals.get(), f_x, f_b)
+        return IGResult(attributions.get(), delta, rel, f_x, f_b, self.n_steps, self.quadrature,
+                        gradient_evaluations=n_points)
 
     def _targets(self, outputs: np.ndarray, target) -> tuple[np.ndarray, list[str]]:
         """Target weights from the outputs at x (the predicted class needs them) and the target spec."""
@@ -211,8 +244,9 @@ class IGExplainer(Explainer):
                                                     method=self.quadrature, internal_batch_size=self.internal_batch_size,
                                                     endpoints=endpoints)
             else:
-                r = integrated_gradients(self._grad_fn, xn, base, weights, self.n_steps, self.quadrature,
-                                         self.internal_batch_size, endpoints)
+                r = self._device_ig(xn, base, weights, endpoints) or integrated_gradients(
+                    self._grad_fn, xn, base, weights, self.n_steps, self.quadrature, self.internal_batch_size,
+                    endpoints)
                 per = [IGResult(r.attributions[i:i + 1], r.delta[i:i + 1], r.relative_delta[i:i + 1],
                                 r.score[i:i + 1], r.baseline_score[i:i + 1], r.n_steps, r.method, r.n_steps)
                        for i in range(n)]

@@ -115,9 +115,10 @@ def make_engine(backend: str, graph_files: dict[str, Path], threads: int | None 
             raise InvalidInput(f"backend {backend!r}: the Triton model name is missing")
         return TritonEngine(graph_files, backend, model_name, expected_sha256=expected_sha256)
     if backend in ("ort-cpu", "ort-cuda", "ort-tensorrt"):
-        from edge.runtime.ort import OrtEngine
+        from edge.runtime.ort import OrtEngine, OrtGpuEngine
 
-        return OrtEngine(graph_files, backend, threads=threads, cache_dir=cache_dir, spin=spin)
+        cls = OrtEngine if backend == "ort-cpu" else OrtGpuEngine
+        return cls(graph_files, backend, threads=threads, cache_dir=cache_dir, spin=spin)
     if backend == "tensorrt":
         from edge.runtime.tensorrt import TensorRTEngine
 

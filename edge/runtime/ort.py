@@ -1,5 +1,11 @@
 """ONNX Runtime backend: CPU (the default, what CI runs), or the CUDA / TensorRT execution providers
-when onnxruntime-gpu is installed."""
+when onnxruntime-gpu is installed.
+
+With a GPU provider the engine also has `run_device` (as the native TensorRT engine does): inputs bound
+from the host or from device arrays, outputs left on the GPU by ONNX Runtime's I/O binding and handed
+out as pycuda GPUArrays over ONNX Runtime's own buffers, so the Grad-CAM and IG kernels
+(`edge.explain.cuda`) read them in place: no copy of activations, gradients or interpolation batches to
+the host and back."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -63,3 +69,34 @@ class OrtEngine(Engine):
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._sessions[graph].run(None, feeds)
+
+
+class OrtGpuEngine(OrtEngine):
+    """ONNX Runtime with the CUDA or TensorRT execution provider: `run` as on the CPU, and `run_device`."""
+
+    def run_device(self, graph: str, feeds: dict) -> dict:
+        """Run with inputs given as host arrays or device arrays (anything with `gpudata`, `shape`, `dtype`:
+        pycuda GPUArrays); returns {output name: pycuda GPUArray} over ONNX Runtime's output buffers, complete
+        when this returns (bound outputs are synchronised). Device inputs must be complete when called."""
+        from pycuda import gpuarray
+
+        binding = self._sessions[graph].io_binding()
+        for name, value in feeds.items():
+            if hasattr(value, "gpudata"):
+                # written by our kernels on another stream: the caller synchronises before this call
+                binding.bind_input(name, "cuda", 0, np.dtype(value.dtype).type, list(value.shape),
+                                   int(value.gpudata))
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self._outputs[graph]:
+            binding.bind_output(name, "cuda", 0)
+        binding.synchronize_inputs()
+        self._sessions[graph].run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        outputs = {}
+        for name, value in zip(self._outputs[graph], binding.get_outputs()):
+            # base= keeps ONNX Runtime's buffer (the OrtValue) alive as long as the array
+            outputs[name] = gpuarray.GPUArray(tuple(value.shape()), _DTYPES[value.data_type()],
+                                              gpudata=value.data_ptr(), base=value)
+        self._keep_alive = (binding, feeds)     # bound device inputs outlive the run
+        return outputs

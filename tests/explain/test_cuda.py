@@ -130,3 +130,33 @@ def test_the_explainer_maps_engine_device_outputs_through_the_pycuda_kernels(mon
         assert a.prediction.label == b.prediction.label
         np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
         np.testing.assert_allclose(a.details.raw, b.details.raw, atol=1e-5 * np.abs(b.details.raw).max())
+
+
+def test_ort_cuda_explanations_run_through_the_kernels_and_equal_the_cpu(monkeypatch):
+    """ONNX Runtime's CUDA provider keeps the gradient graphs' outputs on the device (I/O binding,
+    `OrtGpuEngine.run_device`): Grad-CAM and IG (M = 50, one batched call) run through the pycuda kernels on
+    those buffers and equal ONNX Runtime on the CPU (TF32 convolutions: relative L2 1e-3)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu not installed")
+    pytest.importorskip("pycuda", reason="pycuda not installed (pip install -e '.[gpu]')")
+    from edge.explain import gradcam as gradcam_module
+    from edge.explain import ig as ig_module
+    from edge.explain.gradcam import GradCAMExplainer
+    from edge.explain.ig import IGExplainer
+    from edge.runtime.model import Model
+    from helpers import MODELS
+
+    cpu, gpu = Model.load(MODELS / "defect"), Model.load(MODELS / "defect", backend="ort-cuda")
+    launched = []
+    for module in (gradcam_module, ig_module):
+        real = module.device_kernels
+        monkeypatch.setattr(module, "device_kernels", lambda e, real=real: launched.append(real(e)) or launched[-1])
+    x = (20 + 2 * np.random.default_rng(4).normal(size=(4, *cpu.input_shape))).astype(np.float32)
+    for want, got in zip(GradCAMExplainer(cpu).explain(x), GradCAMExplainer(gpu).explain(x)):
+        assert np.linalg.norm(got.attribution - want.attribution) / np.linalg.norm(want.attribution) < 1e-3
+    for want, got in zip(IGExplainer(cpu, n_steps=50).explain(x[:1]), IGExplainer(gpu, n_steps=50).explain(x[:1])):
+        assert np.linalg.norm(got.attribution - want.attribution) / np.linalg.norm(want.attribution) < 1e-3
+        assert got.details.relative_completeness_delta <= want.details.relative_completeness_delta + 0.02
+    assert [type(k).__name__ for k in launched] == ["CudaKernels", "CudaKernels"]

@@ -10,6 +10,8 @@ from helpers import MODELS
 from helpers.reference_libs import pytorch_grad_cam, shipped_torch_model
 
 from edge.explain import GradCAMExplainer, IGExplainer, PatchShapExplainer, make_explainer
+from edge.explain.cam import cam_raw, upsample_and_normalise
+from edge.explain.ig_math import interpolation_batch, reduce_path
 from edge.runtime.model import Model
 from edge.sim.sample import simulate_sample
 
@@ -333,39 +335,90 @@ def test_the_package_factory_knows_every_cam_method():
         edge.explain.make_explainer("lime", None)
 
 
+class OnDevice(np.ndarray):
+    """A stand-in "device array" on the CPU: readable only through .get(), as pycuda's GPUArrays are."""
+
+    def get(self):
+        return np.asarray(self).copy()
+
+
+class TwinKernels:
+    """The kernel launcher's interface over the NumPy twins (the GPU tests compare the real kernels with them)."""
+
+    def __init__(self, calls: dict):
+        self.calls = calls
+
+    def upload(self, a):
+        return np.ascontiguousarray(a, np.float32).view(OnDevice)
+
+    def check(self):
+        pass
+
+    def gradcam(self, acts, grads, size, method, shift):
+        self.calls["kernel"] += 1
+        raw = cam_raw(acts.get(), grads.get(), method)
+        return raw.view(OnDevice), upsample_and_normalise(raw, size, shift).view(OnDevice)
+
+    def ig_interpolate(self, x, base, alphas):
+        self.calls["kernel"] += 1
+        return interpolation_batch(x.get(), base.get(), alphas).view(OnDevice)
+
+    def ig_reduce(self, grads, weights, x, base):
+        self.calls["kernel"] += 1
+        att, total = reduce_path(grads.get(), weights, x.get(), base.get())
+        return att.astype(np.float32).view(OnDevice), np.asarray(total, np.float32).view(OnDevice)
+
+
+def on_device(engine, monkeypatch, calls: dict) -> None:
+    """Give a CPU engine a `run_device` whose outputs are "device arrays", as a GPU engine's are."""
+    def run_device(graph, feeds):
+        calls["device"] += 1
+        assert all(type(v) is OnDevice for k, v in feeds.items() if k == "input" and graph == "input_gradient"), \
+            "the interpolation points must come from the device, not from the host"
+        outs = engine._run(graph, {k: np.asarray(v) for k, v in feeds.items()})
+        return {n: o.view(OnDevice) for n, o in zip(engine.output_names(graph), outs)}
+
+    monkeypatch.setattr(engine, "run_device", run_device, raising=False)
+    monkeypatch.setattr(engine, "max_batch", 64, raising=False)
+
+
+def test_an_engine_with_device_outputs_gets_its_ig_from_the_kernels(defect, monkeypatch):
+    """The GPU path of IG, on the CPU: with an engine that keeps outputs on the device, the interpolation,
+    the gradient call and the reduction all run on device arrays (one engine call, two kernel launches),
+    and the attributions equal the host path's."""
+    from edge.explain import ig as ig_module
+
+    model, _ = defect
+    x = frames(model, n=1)
+    host = IGExplainer(model, n_steps=16).explain(x)
+    calls = {"device": 0, "kernel": 0}
+    on_device(model.engine, monkeypatch, calls)
+    monkeypatch.setattr(ig_module, "device_kernels", lambda e: TwinKernels(calls) if e is model.engine else None)
+    device = IGExplainer(model, n_steps=16).explain(x)
+    assert calls == {"device": 1, "kernel": 2}
+    for a, b in zip(device, host):
+        assert a.prediction.label == b.prediction.label
+        np.testing.assert_allclose(a.attribution, b.attribution, rtol=1e-5, atol=1e-6 * np.abs(b.attribution).max())
+        assert a.details.completeness_delta == pytest.approx(b.details.completeness_delta, abs=1e-5)
+    # more points than one engine call takes: the host path, without the kernels
+    calls.update(device=0, kernel=0)
+    IGExplainer(model, n_steps=16).explain(frames(model, n=5))
+    assert calls == {"device": 0, "kernel": 0}
+
+
 def test_an_engine_with_device_outputs_gets_its_map_from_the_kernels(defect, monkeypatch):
     """The wiring of the GPU path, on the CPU: an engine that keeps its outputs on the device (`run_device`)
     has its Grad-CAM computed by the kernel launcher on those outputs, not by a host `run`; the launcher
-    here is the NumPy twin behind the same interface (the GPU tests compare the real kernels with it), so
-    the answers must equal the host path's."""
+    here is the NumPy twin behind the same interface, so the answers must equal the host path's."""
     from edge.explain import gradcam as gradcam_module
-    from edge.explain.cam import cam_raw, upsample_and_normalise
 
     model, _ = defect
     x = frames(model)
     host = GradCAMExplainer(model).explain(x)
-
-    class OnDevice(np.ndarray):                 # a "device array": readable only through .get()
-        def get(self):
-            return np.asarray(self).copy()
-
     engine = model.engine
     calls = {"device": 0, "kernel": 0}
-
-    def run_device(graph, feeds):
-        calls["device"] += 1
-        outs = engine._run(graph, feeds)
-        return {n: o.view(OnDevice) for n, o in zip(("logits", "activations", "activation_grad"), outs)}
-
-    class TwinKernels:
-        def gradcam(self, acts, grads, size, method, shift):
-            calls["kernel"] += 1
-            raw = cam_raw(acts.get(), grads.get(), method)
-            return raw.view(OnDevice), upsample_and_normalise(raw, size, shift).view(OnDevice)
-
-    monkeypatch.setattr(engine, "run_device", run_device, raising=False)
-    monkeypatch.setattr(engine, "max_batch", 64, raising=False)
-    monkeypatch.setattr(gradcam_module, "device_kernels", lambda e: TwinKernels() if e is engine else None)
+    on_device(engine, monkeypatch, calls)
+    monkeypatch.setattr(gradcam_module, "device_kernels", lambda e: TwinKernels(calls) if e is engine else None)
     device = GradCAMExplainer(model).explain(x)
     assert calls == {"device": 1, "kernel": 1}
     for a, b in zip(device, host):
