@@ -370,6 +370,62 @@ def ort_cuda(runs: int) -> dict:
     return out
 
 
+def ort_cuda_options(runs: int) -> dict:
+    """ONNX Runtime CUDA provider options for the gradient graphs, each measured: cuDNN's algorithm search
+    (EXHAUSTIVE, ONNX Runtime's default; HEURISTIC; DEFAULT) and TF32 on or off. Per option: each graph's
+    outputs against the CPU (relative L2), the graphs' latency at a fixed batch, and IG's call pattern
+    (2 then 50 samples, alternating shapes, as IGExplainer calls the input_gradient graph); for the first
+    option also where each node ran (ONNX Runtime's profile)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise Skip("onnxruntime-gpu not carried")
+    from edge.runtime.model import Model
+
+    model = Model.load(ROOT / "models" / "defect")
+    files = {g: model.dir / f"{g}.onnx" for g in ("predict", "gradcam", "input_gradient")}
+    rng = np.random.default_rng(0)
+    x8 = model.normalisation.apply((20 + 2 * rng.normal(size=(8, *model.input_shape))).astype(np.float32))
+    t8 = np.eye(6, dtype=np.float32)[np.arange(8) % 6]
+    feeds = {"predict": {"input": x8}, "gradcam": {"input": x8, "target": t8},
+             "input_gradient": {"input": x8, "target": t8}}
+    cpu = {g: ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, feeds[g])
+           for g, f in files.items()}
+    out: dict = {}
+    for i, (search, tf32) in enumerate([(s, t) for s in ("EXHAUSTIVE", "HEURISTIC", "DEFAULT") for t in (1, 0)]):
+        opts = {"cudnn_conv_algo_search": search, "use_tf32": str(tf32)}
+        row = out[f"{search.lower()}_tf32_{tf32}"] = {}
+        so = ort.SessionOptions()
+        if i == 0:
+            so.enable_profiling = True
+            so.profile_file_prefix = "/tmp/ort-profile"
+        sess = {g: ort.InferenceSession(str(f), so, providers=[("CUDAExecutionProvider", opts), "CPUExecutionProvider"])
+                for g, f in files.items()}
+        row["relative_l2_vs_cpu"] = {
+            f"{g}.{o.name}": float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30))
+            for g in files for o, a, b in zip(sess[g].get_outputs(), cpu[g], sess[g].run(None, feeds[g]))}
+        if i == 0:
+            placed: dict = {}
+            for g, s_ in sess.items():
+                prof = json.loads(Path(s_.end_profiling()).read_text())
+                for ev in prof:
+                    a = ev.get("args", {})
+                    if ev.get("cat") == "Node" and "provider" in a:
+                        placed.setdefault(g, {}).setdefault(a["provider"], set()).add(a.get("op_name", "?"))
+            row["node_providers"] = {g: {p: sorted(v) for p, v in d.items()} for g, d in placed.items()}
+        x1, t1 = x8[:1], t8[:1]
+        x2, t2 = x8[:2], t8[:2]
+        x50, t50 = np.repeat(x1, 50, 0), np.repeat(t1, 50, 0)
+        row["predict_b1"] = timed(lambda: sess["predict"].run(None, {"input": x1}), runs)
+        row["gradcam_b1"] = timed(lambda: sess["gradcam"].run(None, {"input": x1, "target": t1}), runs)
+        row["input_gradient_b50"] = timed(lambda: sess["input_gradient"].run(None, {"input": x50, "target": t50}),
+                                          max(runs // 4, 20))
+        row["input_gradient_b2_then_b50"] = timed(
+            lambda: (sess["input_gradient"].run(None, {"input": x2, "target": t2}),
+                     sess["input_gradient"].run(None, {"input": x50, "target": t50})), max(runs // 10, 10), 3)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "device-out"), help="folder for the JSON and the log")
@@ -396,6 +452,7 @@ def main(argv=None) -> int:
     run.step("latency", lambda: latency(args.runs, gpu=not args.dry_run))
     run.step("reference_libs", lambda: reference_libs(args.runs), needs_gpu=True)
     run.step("pycuda", lambda: pycuda_step(args.runs, args.pycuda_wait), needs_gpu=True)
+    run.step("ort_cuda_options", lambda: ort_cuda_options(args.runs), needs_gpu=True)
     run.step("ort_cuda", lambda: ort_cuda(args.runs), needs_gpu=True)
     run.result["seconds"] = round(time.perf_counter() - t0, 1)
     slug = re.sub(r"[^a-z0-9]+", "-", (run.result["gpu"] or "cpu-dry-run").split(",")[0].lower()).strip("-")

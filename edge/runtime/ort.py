@@ -20,6 +20,11 @@ _PROVIDERS = {
     "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+# cuDNN's convolution algorithm search on the CUDA provider. ONNX Runtime's default, EXHAUSTIVE, benchmarks
+# every algorithm whenever a convolution's input shape changes; IG alternates two shapes (2N endpoints, then
+# M*N points) and paid the search on every call: 130 ms per call on an H200 (benchmarks/measured/
+# device-nvidia-h200.json, ort_cuda_options).
+_CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
            "tensor(uint8)": np.uint8, "tensor(int32)": np.int32}
 
@@ -40,7 +45,8 @@ class OrtEngine(Engine):
             raise Unavailable(f"backend {backend!r} needs {wanted}, which this onnxruntime lacks (has "
                               f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
                               f"(pip install -e '.[gpu]') on a machine with CUDA")
-        providers: list = list(_PROVIDERS[backend])
+        providers: list = [("CUDAExecutionProvider", _CUDA_OPTIONS) if p == "CUDAExecutionProvider" else p
+                           for p in _PROVIDERS[backend]]
         if backend == "ort-tensorrt" and cache_dir is not None:
             # Building TensorRT engines takes tens of seconds; cache them next to the model.
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
