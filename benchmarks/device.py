@@ -50,8 +50,8 @@ CARRIED = ("grad_cam", "captum", "ttach", "pytools", "platformdirs", "mako", "si
 
 
 class Run:
-    def __init__(self, out: Path, dry_run: bool):
-        self.out, self.dry_run = out, dry_run
+    def __init__(self, out: Path, dry_run: bool, skip: tuple[str, ...] = ()):
+        self.out, self.dry_run, self.skip = out, dry_run, skip
         self.result: dict = {"dry_run": dry_run, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              "steps": {}}
         self.log = open(out / "device.log", "a", buffering=1)
@@ -62,6 +62,10 @@ class Run:
 
     def step(self, name: str, fn, needs_gpu: bool = False) -> None:
         t = time.perf_counter()
+        if name in self.skip:
+            self.result["steps"][name] = {"status": "skipped", "why": "--skip"}
+            self.say(f"[{name}] skipped (--skip)")
+            return
         if needs_gpu and self.dry_run:
             self.result["steps"][name] = {"status": "skipped", "why": "dry run: needs the GPU"}
             self.say(f"[{name}] skipped (dry run)")
@@ -431,12 +435,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT", "device-out"), help="folder for the JSON and the log")
     ap.add_argument("--dry-run", action="store_true", help="CPU only: every step that needs no GPU")
     ap.add_argument("--runs", type=int, default=200, help="timed runs per GPU row (default 200)")
+    ap.add_argument("--skip", nargs="*", default=[], metavar="STEP",
+                    help="steps not to run this time (e.g. ort_cuda_options, once measured)")
     ap.add_argument("--pycuda-wait", type=float, default=180,
                     help="seconds the pycuda step waits for the background build after the other steps (default 180)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run = Run(out, args.dry_run)
+    run = Run(out, args.dry_run, tuple(args.skip))
     t0 = time.perf_counter()
     run.step("environment", environment)
     run.result["gpu"] = run.result["steps"]["environment"].get("gpu")

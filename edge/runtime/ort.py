@@ -8,6 +8,7 @@ out as pycuda GPUArrays over ONNX Runtime's own buffers, so the Grad-CAM and IG 
 the host and back."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,12 @@ _PROVIDERS = {
     "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-# cuDNN's convolution algorithm search on the CUDA provider. ONNX Runtime's default, EXHAUSTIVE, benchmarks
-# every algorithm whenever a convolution's input shape changes; IG alternates two shapes (2N endpoints, then
-# M*N points) and paid the search on every call: 130 ms per call on an H200 (benchmarks/measured/
-# device-nvidia-h200.json, ort_cuda_options).
-_CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
+# The CUDA provider's options, measured on an H200 (benchmarks/measured/device-nvidia-h200.json,
+# ort_cuda_options). TF32 off: with it the gradient graphs' input gradients were 1.5e-2 off the CPU's
+# (relative L2; 1.7e-6 without), which an explanation cannot afford; the prediction cost did not change
+# measurably. cuDNN's exhaustive algorithm search (ONNX Runtime's default) gave the fastest steady state;
+# its cost on a shape change is what OrtGpuEngine's session per batch size avoids.
+_CUDA_OPTIONS = {"cudnn_conv_algo_search": "EXHAUSTIVE", "use_tf32": "0"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
            "tensor(uint8)": np.uint8, "tensor(int32)": np.int32}
 
@@ -52,16 +54,15 @@ class OrtEngine(Engine):
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
             providers[0] = ("TensorrtExecutionProvider", {"trt_engine_cache_enable": True,
                                                           "trt_engine_cache_path": str(cache_dir)})
-        self._sessions = {}
-        for graph, path in self.graph_files.items():
-            opts = ort.SessionOptions()
-            for pool in ("intra_op", "inter_op"):
-                opts.add_session_config_entry(f"session.{pool}.allow_spinning", "1" if spin else "0")
-            if threads:
-                opts.intra_op_num_threads = threads
-                # With few cores, a second pool spinning for inter-op work only steals time.
-                opts.inter_op_num_threads = 1
-            self._sessions[graph] = ort.InferenceSession(str(path), opts, providers=providers)
+        opts = ort.SessionOptions()
+        for pool in ("intra_op", "inter_op"):
+            opts.add_session_config_entry(f"session.{pool}.allow_spinning", "1" if spin else "0")
+        if threads:
+            opts.intra_op_num_threads = threads
+            # With few cores, a second pool spinning for inter-op work only steals time.
+            opts.inter_op_num_threads = 1
+        self._new_session = lambda graph: ort.InferenceSession(str(self.graph_files[graph]), opts, providers=providers)
+        self._sessions = {graph: self._new_session(graph) for graph in self.graph_files}
         self._specs = {g: [InputSpec(i.name, np.dtype(_DTYPES[i.type]),
                                      tuple(d if isinstance(d, int) else None for d in i.shape))
                            for i in s.get_inputs()] for g, s in self._sessions.items()}
@@ -78,7 +79,32 @@ class OrtEngine(Engine):
 
 
 class OrtGpuEngine(OrtEngine):
-    """ONNX Runtime with the CUDA or TensorRT execution provider: `run` as on the CPU, and `run_device`."""
+    """ONNX Runtime with the CUDA or TensorRT execution provider: `run` as on the CPU, and `run_device`.
+
+    One session per batch size (the SESSIONS_PER_GRAPH most recent ones per graph): the CUDA provider keeps
+    the cuDNN plans of a convolution's last input shape only, so a session that sees two shapes in turn
+    re-plans on every call. IG does exactly that (its 2N endpoints, then its M*N points): 25 to 276 ms per
+    call on an H200 depending on the search mode, against 3.2 ms for the 50 points at a fixed shape.
+    """
+
+    SESSIONS_PER_GRAPH = 4
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._by_batch: dict[str, OrderedDict] = {g: OrderedDict() for g in self._sessions}
+
+    def _session(self, graph: str, batch: int):
+        pool = self._by_batch[graph]
+        if batch not in pool:
+            # the session made at load serves the first batch size; later sizes get their own
+            pool[batch] = self._sessions[graph] if not pool else self._new_session(graph)
+            if len(pool) > self.SESSIONS_PER_GRAPH:
+                pool.popitem(last=False)
+        pool.move_to_end(batch)
+        return pool[batch]
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._session(graph, len(next(iter(feeds.values())))).run(None, feeds)
 
     def run_device(self, graph: str, feeds: dict) -> dict:
         """Run with inputs given as host arrays or device arrays (anything with `gpudata`, `shape`, `dtype`:
@@ -86,7 +112,8 @@ class OrtGpuEngine(OrtEngine):
         when this returns (bound outputs are synchronised). Device inputs must be complete when called."""
         from pycuda import gpuarray
 
-        binding = self._sessions[graph].io_binding()
+        session = self._session(graph, int(next(iter(feeds.values())).shape[0]))
+        binding = session.io_binding()
         for name, value in feeds.items():
             if hasattr(value, "gpudata"):
                 # written by our kernels on another stream: the caller synchronises before this call
@@ -97,7 +124,7 @@ class OrtGpuEngine(OrtEngine):
         for name in self._outputs[graph]:
             binding.bind_output(name, "cuda", 0)
         binding.synchronize_inputs()
-        self._sessions[graph].run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         outputs = {}
         for name, value in zip(self._outputs[graph], binding.get_outputs()):

@@ -65,3 +65,20 @@ def test_gpu_backend_without_gpu_says_what_to_install(tiny_classifier):
     _, _, d, graphs = tiny_classifier
     with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
         make_engine("ort-cuda", {"predict": d / graphs["predict"]["file"]})
+
+
+def test_the_gpu_engine_keeps_a_session_per_batch_size(tiny_classifier):
+    """OrtGpuEngine's session per batch size (the CUDA provider re-plans its convolutions whenever a session's
+    input shape changes), exercised on the CPU provider: each batch size gets its own session, the most
+    recent SESSIONS_PER_GRAPH are kept, and the answers do not depend on which session gave them."""
+    from edge.runtime.ort import OrtGpuEngine
+
+    _, _, d, graphs = tiny_classifier
+    e = OrtGpuEngine({k: d / v["file"] for k, v in graphs.items()}, "ort-cpu", threads=1)
+    x = np.random.default_rng(1).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    want = e.run("predict", {"input": x})[0]
+    by_size = {n: e._session("predict", n) for n in (1, 2, 1)}
+    assert by_size[1] is not by_size[2] and e._session("predict", 5) is e._sessions["predict"]
+    for n in (1, 2, 3, 4, 2):
+        np.testing.assert_allclose(e.run("predict", {"input": x[:n]})[0], want[:n], rtol=1e-5, atol=1e-6)
+    assert list(e._by_batch["predict"]) == [1, 3, 4, 2]          # 5, the oldest, made room for 4
