@@ -163,4 +163,5 @@ def test_ort_cuda_explanations_run_through_the_kernels_and_equal_the_cpu(monkeyp
     for want, got in zip(IGExplainer(cpu, n_steps=50).explain(x[:1]), IGExplainer(gpu, n_steps=50).explain(x[:1])):
         assert rel(got, want) < 1e-3, f"IG: relative L2 {rel(got, want):.2e}"
         assert got.details.relative_completeness_delta <= want.details.relative_completeness_delta + 0.02
-    assert [type(k).__name__ for k in launched] == ["CudaKernels", "CudaKernels"]
+    # the CPU model's lookups answer None (no run_device); the GPU model's, one launcher per explainer
+    assert [type(k).__name__ for k in launched if k is not None] == ["CudaKernels", "CudaKernels"]
