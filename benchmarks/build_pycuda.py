@@ -30,7 +30,7 @@ def cuda_root() -> Path:
     # A wrapper script (as on the dev machine) execs the real nvcc: ask nvcc itself where it lives.
     probe = Path("/tmp/nvcc-probe.cu")
     probe.write_text("")
-    out = subprocess.run([nvcc, "--dryrun", "-c", str(probe)], capture_output=True, text=True).stderr
+    out = subprocess.run([nvcc, "--dryrun", "-c", str(probe)], capture_output=True, text=True, check=False).stderr
     for line in out.splitlines():
         if "TOP=" in line:
             return Path(os.path.realpath(line.split("TOP=", 1)[1].strip()))
@@ -44,7 +44,7 @@ def libcuda_dir(root: Path) -> Path:
     for d in (*given, root / "lib64" / "stubs", root / "lib" / "stubs", root / "targets/x86_64-linux/lib/stubs"):
         if (d / "libcuda.so").exists():
             return d
-    found = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    found = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=False).stdout
     libs = [Path(line.rsplit("=>", 1)[1].strip()) for line in found.splitlines()
             if "libcuda.so.1 " in line and "x86-64" in line]
     for d in (*os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep), "/usr/local/nvidia/lib64",

@@ -360,18 +360,25 @@ def ort_cuda(runs: int) -> dict:
     rng = np.random.default_rng(0)
     for batch in (1, 8):
         x = (20 + 2 * rng.normal(size=(batch, *model.input_shape))).astype(np.float32)
-        row = out[f"b{batch}"] = {}
-        row["predict"] = timed(lambda: model.predict(x), runs)
-        row["gradcam"] = timed(lambda: cam.explain(x), runs)
-        row["gradcam_on_device"] = bool(cam._kernels)
-        stages = [cam.explain(x)[0].timings_ms for _ in range(50)]
-        row["gradcam_stages_median_ms"] = {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
-        row["ratio_gradcam_to_predict"] = round(row["gradcam"]["median_ms"] / row["predict"]["median_ms"], 3)
-        row["ig_m50"] = timed(lambda: ig.explain(x), max(runs // 4, 20), 5)
-        row["ig_on_device"] = bool(ig._kernels) and 50 * batch <= getattr(model.engine, "max_batch", 50 * batch)
-        stages = [ig.explain(x)[0].timings_ms for _ in range(20)]
-        row["ig_stages_median_ms"] = {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
+        out[f"b{batch}"] = served_rows(model, cam, ig, x, runs)
     return out
+
+
+def served_rows(model, cam, ig, x: np.ndarray, runs: int) -> dict:
+    """ort_cuda's rows for one batch x."""
+    batch = len(x)
+    row: dict = {}
+    row["predict"] = timed(lambda: model.predict(x), runs)
+    row["gradcam"] = timed(lambda: cam.explain(x), runs)
+    row["gradcam_on_device"] = bool(cam._kernels)
+    stages = [cam.explain(x)[0].timings_ms for _ in range(50)]
+    row["gradcam_stages_median_ms"] = {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
+    row["ratio_gradcam_to_predict"] = round(row["gradcam"]["median_ms"] / row["predict"]["median_ms"], 3)
+    row["ig_m50"] = timed(lambda: ig.explain(x), max(runs // 4, 20), 5)
+    row["ig_on_device"] = bool(ig._kernels) and 50 * batch <= getattr(model.engine, "max_batch", 50 * batch)
+    stages = [ig.explain(x)[0].timings_ms for _ in range(20)]
+    row["ig_stages_median_ms"] = {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
+    return row
 
 
 def ort_cuda_options(runs: int) -> dict:
@@ -417,17 +424,23 @@ def ort_cuda_options(runs: int) -> dict:
                     if ev.get("cat") == "Node" and "provider" in a:
                         placed.setdefault(g, {}).setdefault(a["provider"], set()).add(a.get("op_name", "?"))
             row["node_providers"] = {g: {p: sorted(v) for p, v in d.items()} for g, d in placed.items()}
-        x1, t1 = x8[:1], t8[:1]
-        x2, t2 = x8[:2], t8[:2]
-        x50, t50 = np.repeat(x1, 50, 0), np.repeat(t1, 50, 0)
-        row["predict_b1"] = timed(lambda: sess["predict"].run(None, {"input": x1}), runs)
-        row["gradcam_b1"] = timed(lambda: sess["gradcam"].run(None, {"input": x1, "target": t1}), runs)
-        row["input_gradient_b50"] = timed(lambda: sess["input_gradient"].run(None, {"input": x50, "target": t50}),
-                                          max(runs // 4, 20))
-        row["input_gradient_b2_then_b50"] = timed(
-            lambda: (sess["input_gradient"].run(None, {"input": x2, "target": t2}),
-                     sess["input_gradient"].run(None, {"input": x50, "target": t50})), max(runs // 10, 10), 3)
+        row.update(session_rows(sess, x8, t8, runs))
     return out
+
+
+def session_rows(sess: dict, x8: np.ndarray, t8: np.ndarray, runs: int) -> dict:
+    """ort_cuda_options' latency rows for one set of sessions: fixed shapes, and IG's alternating ones."""
+    x1, t1 = x8[:1], t8[:1]
+    x2, t2 = x8[:2], t8[:2]
+    x50, t50 = np.repeat(x1, 50, 0), np.repeat(t1, 50, 0)
+    grad = sess["input_gradient"]
+    return {
+        "predict_b1": timed(lambda: sess["predict"].run(None, {"input": x1}), runs),
+        "gradcam_b1": timed(lambda: sess["gradcam"].run(None, {"input": x1, "target": t1}), runs),
+        "input_gradient_b50": timed(lambda: grad.run(None, {"input": x50, "target": t50}), max(runs // 4, 20)),
+        "input_gradient_b2_then_b50": timed(lambda: (grad.run(None, {"input": x2, "target": t2}),
+                                                     grad.run(None, {"input": x50, "target": t50})),
+                                            max(runs // 10, 10), 3)}
 
 
 def main(argv=None) -> int:
