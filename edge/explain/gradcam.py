@@ -12,11 +12,12 @@ backpropagation; see `cam.guided_refine`): thin defects get a thin map. It costs
 (3.8x a bare prediction in all, benchmarks/attribution.py), so it is an option for audits and
 `edge-xai explain --guided`, not the inline default (the service does not offer it yet).
 
-On an engine that keeps its outputs on the GPU (TensorRT: `run_device`), the activations and gradients
-stay there: `kernels/gradcam.cu` (through `edge.explain.cuda`) turns them into the layer map and the
-frame-size heatmap on the device, and only the logits, the small layer map, the heatmap and (for the
-review flag's embedding, until a kernel reduces it there) the activations come back. Elsewhere the NumPy
-twins in `cam.py` do the same maths on the host; they are the oracle of the GPU tests.
+On an engine that keeps its outputs on the GPU (`run_device`: TensorRT, ONNX Runtime with a GPU
+provider), the activations and gradients stay there: `kernels/gradcam.cu` (through `edge.explain.cuda`)
+turns them into the layer map and the frame-size heatmap on the device, and only the logits, the small
+layer map, the heatmap and (for the review flag's embedding, until a kernel reduces it there) the
+activations come back. Elsewhere the NumPy twins in `cam.py` do the same maths on the host; they are the
+oracle of the GPU tests.
 """
 from __future__ import annotations
 

@@ -5,6 +5,10 @@ exported `input_gradient` graph.
     result = integrated_gradients(grad_fn, x, baseline, target, n_steps=50, method="gausslegendre")
     result = adaptive_integrated_gradients(grad_fn, x, baseline, target, tolerance=0.01, budget_ms=200)
     [e] = IGExplainer(Model.load("models/thermal")).explain(x, target=roi_weights)
+
+On an engine that keeps its outputs on the GPU (`run_device`), IGExplainer makes the points, runs the
+gradient graph and reduces along the path on the device (`kernels/ig.cu`, `IGExplainer._device_ig`);
+`integrated_gradients` below is the host path and the oracle.
 """
 from __future__ import annotations
 
