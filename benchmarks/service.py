@@ -15,7 +15,9 @@ Rows:
                   from each gRPC answer to the client's ResultReady event (target p99 <= 20 ms, issue #13)
   two_nodes       with --triton: the served node runs every graph on a real Triton (nvidia-pytriton's
                   tritonserver, tests/helpers/triton.py; the classifier only), and a second node shares that
-                  Triton: 8 stations each, as fast as answers come back; throughput of both together
+                  Triton: 8 stations each, as fast as answers come back; throughput of both together.
+                  The in-process rows then run on that Triton too, so the gRPC overhead is the node's own
+                  (before 2026-11-28 they ran locally, and the "overhead" held Triton's per-call cost)
 Targets (issue #4): gRPC overhead <= 1 ms p50; 4 stations x 10 Hz with p99 <= 100 ms and no errors.
 """
 from __future__ import annotations
@@ -47,13 +49,16 @@ def pct(lat: list[float]) -> dict:
             "p99_ms": float(np.percentile(a, 99))}
 
 
-async def in_process(count: int, threads: int, store: Path, spin: bool = False, explanations: tuple = ()) -> dict:
+async def in_process(count: int, threads: int, store: Path, spin: bool = False, explanations: tuple = (),
+                     backend: str = "ort-cpu", models: Path | None = None) -> dict:
     from edge.serve.config import ServeConfig
     from edge.serve.node import Node
     from edge.serve.servicer import build_job
     from edge.serve.station import make_requests
 
-    node = Node(ServeConfig(store=store, threads=threads, hmi=None, allow_unaudited=True, ort_spin=spin))
+    where = {"models_dir": models} if models is not None else {}
+    node = Node(ServeConfig(store=store, threads=threads, hmi=None, allow_unaudited=True, ort_spin=spin,
+                            backend=backend, **where))
     await node.start()
     reqs = make_requests(12, 700, "bench", explanations=explanations)
     lat = []
@@ -141,11 +146,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-bench-"))
     from edge.v1 import inspection_pb2 as pb
 
-    results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite", args.spin)),
-               "in_process_sensors": asyncio.run(in_process(args.count, args.threads, tmp / "sensors.sqlite", args.spin,
-                                                            (pb.GRADCAM, pb.SENTENCE, pb.SENSORS)))}
     opcua_url = f"opc.tcp://127.0.0.1:{free_port()}/edge-xai/"
-    triton, extra = None, []
+    triton, extra, engine = None, [], {}
     if args.triton:
         sys.path.insert(0, str(ROOT / "tests"))
         from helpers.triton import TritonServer
@@ -156,6 +158,12 @@ def main() -> None:
         (tmp / "models").mkdir()
         (tmp / "models" / "defect").symlink_to(ROOT / "models" / "defect")
         extra = ["--models", str(tmp / "models"), "--backend", triton.backend]
+        # the in-process rows run on the same Triton: grpc_single - in_process is then the node's gRPC alone
+        engine = {"backend": triton.backend, "models": tmp / "models"}
+    results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite", args.spin,
+                                                    **engine)),
+               "in_process_sensors": asyncio.run(in_process(args.count, args.threads, tmp / "sensors.sqlite", args.spin,
+                                                            (pb.GRADCAM, pb.SENTENCE, pb.SENSORS), **engine))}
     (tmp / "node.toml").write_text(f"[serve]\nort_spin = {'true' if args.spin else 'false'}\n" + (
         f'[opcua]\nendpoint = "{opcua_url}"\nanonymous = true\nallow_unencrypted = true\n' if args.opcua else ""))
 
