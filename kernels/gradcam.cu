@@ -38,8 +38,8 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
 
   // 1. channel weights (not needed for HiResCAM): one warp per channel, its lanes reading consecutive
   // pixels (coalesced), then a shuffle reduction. One thread per channel walking its plane serially
-  // made every load of a warp touch 32 cache lines: at batch 1 that phase cost more than copying the
-  // tensors to the host (H200, benchmarks/measured/device-nvidia-h200.json).
+  // made every load of a warp touch 32 cache lines; the kernel then took longer at batch 1 than copying
+  // its inputs to the host (H200: 0.072 vs 0.063 ms; 0.053 ms since, benchmarks/measured/device-*.json).
   if (method != 2) {
     const int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
     for (int k = threadIdx.x >> 5; k < K; k += nwarps) {

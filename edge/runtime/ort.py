@@ -128,8 +128,9 @@ class OrtGpuEngine(OrtEngine):
         binding.synchronize_outputs()
         outputs = {}
         for name, value in zip(self._outputs[graph], binding.get_outputs()):
-            # base= keeps ONNX Runtime's buffer (the OrtValue) alive as long as the array
+            # base= keeps ONNX Runtime's buffer (the OrtValue) alive as long as the array, and the session
+            # whose allocator owns it (a session evicted from the pool must not free it first)
             outputs[name] = gpuarray.GPUArray(tuple(value.shape()), _DTYPES[value.data_type()],
-                                              gpudata=value.data_ptr(), base=value)
-        self._keep_alive = (binding, feeds)     # bound device inputs outlive the run
+                                              gpudata=value.data_ptr(), base=(value, session))
+        self._keep_alive = (session, binding, feeds)     # bound device inputs outlive the run
         return outputs
