@@ -165,7 +165,8 @@ def carried() -> dict:
         except Exception as e:  # noqa: BLE001
             imports[mod] = f"{type(e).__name__}: {e}"
     return {"wheels": wheels, "missing": missing, "imports": imports,
-            "fetch": "benchmarks/device_fetch.sh puts them in .whl/ (run here; .whl is carried)"}
+            "fetch": "benchmarks/device_fetch.sh [--ort] puts them in .whl/ and .pycuda/ (and onnxruntime-gpu in "
+                     ".ortp1..N) here; the device calls carry them (benchmarks/device.sh says how)"}
 
 
 def launchers() -> dict:

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The whole target-device run (issue #10) in one call of the device tool, sized for well under 8 minutes:
 #
-#   bash benchmarks/device_fetch.sh            # here, once: the reference libraries into .whl/
-#   device run:  bash benchmarks/device.sh     # carry [".whl", ".pycuda"], timeout_s 420; results under $OUT
+#   bash benchmarks/device_fetch.sh --ort      # here, once: .whl/ (reference libraries, pycuda's deps),
+#                                              # .pycuda/ (its sdist), .ortp1..5 (onnxruntime-gpu in parts)
+#   device runs, back to back (a warm machine keeps the parts; 30 s idle gives it back):
+#     bash benchmarks/device_ort_parts.sh      # carry [".ortp1"], then [".ortp2"], ... [".ortp4"]
+#     bash benchmarks/device.sh                # carry [".ortp5", ".whl", ".pycuda"], timeout_s 300
 #   bash benchmarks/device.sh --dry-run        # here, on the CPU: every step that needs no GPU
-#   with onnxruntime-gpu: `device_fetch.sh --ort` here, then device runs of device_ort_parts.sh carrying
-#   .ortp1, .ortp2, ... back to back (a warm machine keeps them), the last with this script
+# Without --ort (and the parts) the ONNX Runtime CUDA steps are skipped, named; the rest runs.
 #
 # Writes $OUT/device-<gpu>.json and $OUT/device.log (benchmarks/device.py says what each step measures).
-# The kernels are launched through CuPy there (the image has it; pycuda is source-only and would cost a
-# build): edge/explain/cuda_cupy.py, the same kernels and launch geometry as the pycuda launcher.
+# The kernels are launched through CuPy first (the image has it) and through pycuda once it is built
+# here in the background (edge/explain/cuda_cupy.py, edge/explain/cuda.py: the same kernels and geometry).
+# Measured on an H200 (2026-11-28): about 60 s for this script, 5 s per part call, 40 s for a start.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-device-out}
