@@ -366,20 +366,25 @@ def ort_cuda(runs: int) -> dict:
     return out
 
 
+def stage_medians(explainer, x: np.ndarray, runs: int) -> dict:
+    """Median ms per stage of the explainer's own timer (Explanation.timings_ms) over `runs` calls."""
+    stages = [explainer.explain(x)[0].timings_ms for _ in range(runs)]
+    return {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
+
+
 def served_rows(model, cam, ig, x: np.ndarray, runs: int) -> dict:
     """ort_cuda's rows for one batch x."""
+    from edge.explain.sensors import sensor_evidence
+
     batch = len(x)
     row: dict = {}
     row["predict"] = timed(lambda: model.predict(x), runs)
     row["gradcam"] = timed(lambda: cam.explain(x), runs)
     row["gradcam_on_device"] = bool(cam._kernels)
-    stages = [cam.explain(x)[0].timings_ms for _ in range(50)]
-    row["gradcam_stages_median_ms"] = {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
+    row["gradcam_stages_median_ms"] = stage_medians(cam, x, 50)
     row["ratio_gradcam_to_predict"] = round(row["gradcam"]["median_ms"] / row["predict"]["median_ms"], 3)
     # the evidence per sensor as the service adds it to a Grad-CAM answer (issue #12 asks <= 10 % extra):
     # C refilled frames through the predict graph, the Grad-CAM call's logits reused
-    from edge.explain.sensors import sensor_evidence
-
     answers = cam.explain(x)
     heat = np.stack([a.heatmap for a in answers])
     classes = [a.details.class_index for a in answers]
@@ -389,8 +394,7 @@ def served_rows(model, cam, ig, x: np.ndarray, runs: int) -> dict:
                                             / row["gradcam"]["median_ms"], 3)
     row["ig_m50"] = timed(lambda: ig.explain(x), max(runs // 4, 20), 5)
     row["ig_on_device"] = bool(ig._kernels) and 50 * batch <= getattr(model.engine, "max_batch", 50 * batch)
-    stages = [ig.explain(x)[0].timings_ms for _ in range(20)]
-    row["ig_stages_median_ms"] = {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
+    row["ig_stages_median_ms"] = stage_medians(ig, x, 20)
     return row
 
 
