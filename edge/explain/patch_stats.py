@@ -15,7 +15,16 @@ so smooth geometry and the part's overall temperature do not count as structure:
 - `uniformity`: 1 / (1 + window detail std / image detail std): 0.5 is "as textured as the image";
 - `thermal_gradient_k_per_mm`: 95th percentile of the thermal channel's gradient in the window, K/mm
   (needs a channel named `thermal` and the pixel pitch);
-- `thermal_peak_k`: the thermal detail at its extreme in the window, signed (K): hot > 0.
+- `thermal_peak_k`: the thermal detail at its extreme in the window, signed (K): hot > 0;
+- `marks`: per channel, what that channel alone shows at the evidence (`ChannelMark`): its bright and dark
+  detail (window peaks and the strongest within `core_px` of the window's centre), the blob each of those
+  central extremes belongs to (area, circularity) and the channel's own orientation coherence.
+
+Why per channel: the dominant channel's blob and coherence describe whatever is strongest in the window,
+and on a part with geometry that is often the part's own edge beside the defect (a cavity's rim in
+thermal and phase next to a pit or a stain). Each channel's mark *at the evidence* keeps the defect's own
+signature: a stain's broad reflectance mark, a pit's small round hot blob, a delamination's broad warm
+area, even where an edge is the strongest thing in the window.
 """
 from __future__ import annotations
 
@@ -25,6 +34,27 @@ import cv2
 import numpy as np
 
 DETAIL_SIGMA_PX = 4.0
+
+
+CORE_PX = 4    # a mark is looked for within this many pixels of the window's centre (half an evidence patch)
+
+
+@dataclass
+class ChannelMark:
+    """One channel in a window, in multiples of the channel's image-wide robust spread (`contrast` units).
+    bright / dark: the window's strongest positive / negative detail; *_core: the strongest within the
+    core; *_area, *_circularity: the blob of detail at least half that core extreme, connected to it
+    (0 and 0.0 where the core has no detail of that sign); coherence as RegionStats.coherence, for this
+    channel."""
+    bright: float
+    dark: float
+    coherence: float
+    bright_core: float
+    bright_area: int
+    bright_circularity: float
+    dark_core: float
+    dark_area: int
+    dark_circularity: float
 
 
 @dataclass
@@ -38,6 +68,8 @@ class RegionStats:
     dominant_channel: str = ""
     thermal_gradient_k_per_mm: float | None = None
     thermal_peak_k: float | None = None
+    marks: dict[str, ChannelMark] = field(default_factory=dict)
+    thermal_spread_k: float | None = None   # the thermal channel's robust spread (K): turns marks into kelvin
 
 
 def detail(channel: np.ndarray) -> np.ndarray:
@@ -53,8 +85,10 @@ def _robust_spread(a: np.ndarray) -> float:
     return float(np.median(np.abs(a - np.median(a)))) * 1.4826 + 1e-12
 
 
-def _blob(strength: np.ndarray) -> tuple[float, int]:
-    peak = np.unravel_index(np.argmax(strength), strength.shape)
+def _blob(strength: np.ndarray, seed: tuple[int, int] | None = None) -> tuple[float, int]:
+    """(circularity, area) of the blob of `strength` >= half its value at `seed` (default: its maximum)
+    that holds the seed."""
+    peak = np.unravel_index(np.argmax(strength), strength.shape) if seed is None else seed
     binary = (strength >= 0.5 * strength[peak]).astype(np.uint8)
     _, labels = cv2.connectedComponents(binary, connectivity=8)
     blob = (labels == labels[peak]).astype(np.uint8)
@@ -74,11 +108,13 @@ class ImageContext:
         self.names = list(channels)
         self.shape = channels[self.names[0]].shape
         self.details, self.mag, self.mag_median, self.spread = {}, {}, {}, {}
+        self.tensor = {}         # per channel, the structure tensor's terms gx², gy², gx·gy (windows sum them)
         for n, c in channels.items():
             d = detail(c)
             gx, gy = _gradient(d)
             self.details[n] = d
-            self.mag[n] = np.hypot(gx, gy)
+            self.tensor[n] = (gx * gx, gy * gy, gx * gy)
+            self.mag[n] = np.sqrt(self.tensor[n][0] + self.tensor[n][1])
             self.mag_median[n] = float(np.median(self.mag[n][::2, ::2]))
             self.spread[n] = _robust_spread(d[::2, ::2])
         self.thermal_mag = None
@@ -87,10 +123,39 @@ class ImageContext:
             self.thermal_mag = np.hypot(tx, ty)
 
 
+def _coherence(jxx: float, jyy: float, jxy: float) -> float:
+    return float(np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy)) if jxx + jyy > 0 else 0.0
+
+
+def window_coherence(d: np.ndarray) -> float:
+    """Orientation coherence of a detail window on its own (gradients inside the window)."""
+    gx, gy = _gradient(d)
+    return _coherence(float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum()))
+
+
+def channel_mark(d: np.ndarray, spread: float, centre: tuple[int, int], core_px: int = CORE_PX,
+                 coherence: float | None = None) -> ChannelMark:
+    """The ChannelMark of one channel's detail window `d` whose evidence centre is `centre` (row, col);
+    `coherence` where the caller has it from the image's gradients (default: the window's own)."""
+    cy, cx = centre
+    t, l = max(cy - core_px, 0), max(cx - core_px, 0)
+    found = []
+    for sign in (1.0, -1.0):
+        s = np.maximum(sign * d, 0)
+        core = s[t:cy + core_px, l:cx + core_px]
+        k = np.unravel_index(np.argmax(core), core.shape)
+        seed = (int(k[0]) + t, int(k[1]) + l)
+        value = float(s[seed])
+        found += [value / spread, *(_blob(s, seed)[::-1] if value > 0 else (0, 0.0))]
+    coherence = window_coherence(d) if coherence is None else coherence
+    return ChannelMark(float(d.max()) / spread, float(-d.min()) / spread, coherence, *found)
+
+
 def region_stats(channels: "dict[str, np.ndarray] | ImageContext", box: tuple[int, int, int, int],
-                 pixel_pitch_mm: float | None, window_px: int = 24) -> RegionStats:
-    """Statistics of the window of side `window_px` centred on `box` (top, left, bottom, right).
-    `channels` may be an ImageContext, to share the image-wide work between regions of one frame."""
+                 pixel_pitch_mm: float | None, window_px: int = 24, core_px: int = CORE_PX) -> RegionStats:
+    """Statistics of the window of side `window_px` centred on `box` (top, left, bottom, right); channel
+    marks are sought within `core_px` of its centre. `channels` may be an ImageContext, to share the
+    image-wide work between regions of one frame."""
     ctx = channels if isinstance(channels, ImageContext) else ImageContext(channels)
     h, w = ctx.shape
     cy, cx = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
@@ -103,16 +168,26 @@ def region_stats(channels: "dict[str, np.ndarray] | ImageContext", box: tuple[in
         contrast[n] = float(np.abs(d[t:b, l:r]).max() / ctx.spread[n])
     dominant = max(contrast, key=contrast.get)
     dw = ctx.details[dominant][t:b, l:r]
-    gx, gy = _gradient(dw)
-    jxx, jyy, jxy = float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum())
-    root = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2)
-    coherence = float(root / (jxx + jyy)) if jxx + jyy > 0 else 0.0
     circularity, area = _blob(np.abs(dw))
     uniformity = float(1.0 / (1.0 + dw.std() / (ctx.details[dominant].std() + 1e-12)))
-    stats = RegionStats(float(edges.mean()), coherence, circularity, area, uniformity, contrast, dominant)
+    marks = {n: channel_mark(d[t:b, l:r], ctx.spread[n], (cy - t, cx - l), core_px,
+                             _coherence(*(float(j[t:b, l:r].sum()) for j in ctx.tensor[n])))
+             for n, d in ctx.details.items()}
+    stats = RegionStats(float(edges.mean()), marks[dominant].coherence, circularity, area, uniformity, contrast,
+                        dominant, marks=marks)
     if "thermal" in ctx.details:
+        stats.thermal_spread_k = ctx.spread["thermal"]
         td = ctx.details["thermal"][t:b, l:r]
         stats.thermal_peak_k = float(td.flat[np.argmax(np.abs(td))])
         if pixel_pitch_mm:
             stats.thermal_gradient_k_per_mm = float(np.percentile(ctx.thermal_mag[t:b, l:r], 95) / pixel_pitch_mm)
     return stats
+
+
+def plain(stats: RegionStats) -> dict:
+    """RegionStats as plain JSON-ready values (dataclasses.asdict deep-copies every float: 5x slower, and
+    the served sentence builds two of these per evidence item)."""
+    out = dict(vars(stats))
+    out["contrast"] = dict(stats.contrast)
+    out["marks"] = {n: dict(vars(m)) for n, m in stats.marks.items()}
+    return out
