@@ -55,9 +55,11 @@ an embedding farther than {{ "%.1f"|format(r.policy.max_distance) }} (Mahalanobi
 <td>{{ "–" if r.error_rate_flagged is none else "%.1f"|format(100 * r.error_rate_flagged) ~ " %" }}</td>
 <td>{{ "–" if r.error_rate_not_flagged is none else "%.2f"|format(100 * r.error_rate_not_flagged) ~ " %" }}</td>
 <td>{% for k, v in r.reasons.items() %}{{ k }}: {{ v }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr></table>
-{% if r.out_of_distribution %}<p>Frames unlike the training data ({{ r.out_of_distribution.data }}, {{ r.out_of_distribution.n }}):
-{{ "%.1f"|format(100 * r.out_of_distribution.flagged) }} % flagged, {{ "%.1f"|format(100 * r.out_of_distribution.flagged_as_unlike) }} %
-as unlike the training data.</p>{% endif %}
+{% if r.out_of_distribution %}{% set o = r.out_of_distribution %}<p>Frames unlike the training data ({{ o.data }},
+{{ o.n }} judged: {{ o.judged_on or "every frame" }}): {{ "%.1f"|format(100 * o.flagged) }} % flagged,
+{{ "%.1f"|format(100 * o.flagged_as_unlike) }} % as unlike the training data.{% if o.ordinary %} The set's
+{{ o.ordinary.n }} frames without it (ordinary parts): {{ "%.1f"|format(100 * o.ordinary.flagged) }} % flagged,
+{{ "%.1f"|format(100 * o.ordinary.flagged_as_unlike) }} % as unlike.{% endif %}</p>{% endif %}
 <p>Risk-coverage of the confidence ranking (answer only the most confident share; risk = their error rate):
 {% for c in r.risk_coverage.coverage %}{% if loop.index % 5 == 0 %}coverage {{ "%.0f"|format(100 * c) }} %: risk
 {{ "%.2f"|format(100 * r.risk_coverage.risk[loop.index0]) }} %{% if not loop.last %}; {% endif %}{% endif %}{% endfor %}.

@@ -224,11 +224,13 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
                                  "policy": model.manifest["review"]}
             if ood is not None:
                 ood_flags, _ = review.flags_for(model, ood.x, policy)
+                # A simulated set with the sensor mark records it per frame and plants it on defective parts
+                # only: judge on the frames that carry it. A set without marks (another coating, another
+                # camera) is unlike the training data as a whole.
+                marked = np.array([bool(m.get("artifact", False)) for m in ood.meta], bool)
+                unlike = marked if marked.any() else None
                 metrics["review"]["out_of_distribution"] = {
-                    "data": str(ood_dir), "n": len(ood_flags),
-                    "flagged": float(np.mean([bool(r) for r in ood_flags])) if ood_flags else None,
-                    "flagged_as_unlike": float(np.mean(["unlike the training data" in r for r in ood_flags]))
-                    if ood_flags else None}
+                    "data": str(ood_dir), **review.out_of_distribution_metrics(ood_flags, unlike)}
     if metrics["calibration"]["fitted"].get("method") != "temperature":
         metrics["notes"].append("calibration: the model has no fitted temperature, its confidences are the raw "
                                 "softmax (edge-xai calibrate fits one on held-out data)")

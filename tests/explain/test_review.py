@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from edge.explain.review import EmbeddingModel, concentration, fit_policy, flagged
+from edge.explain.review import EmbeddingModel, concentration, fit_policy, flagged, out_of_distribution_metrics
 
 
 def test_concentration_tells_a_spot_from_a_spread():
@@ -63,3 +63,15 @@ def test_thresholds_keep_the_budget_and_flag_the_least_confident():
     assert reasons == ["low confidence"]
     assert policy.reasons(0.99, 0.0, 99.0, defect=True) == ["diffuse evidence", "unlike the training data"]
     assert policy.reasons(0.99, 0.0, 0.0, defect=False) == []   # a defect-free map has nothing to point at
+
+
+def test_out_of_distribution_metrics_judge_the_unlike_frames_and_report_the_others():
+    flags = [["unlike the training data"], ["low confidence"], [], ["unlike the training data", "low confidence"]]
+    everything = out_of_distribution_metrics(flags)
+    assert everything["n"] == 4 and everything["flagged"] == 0.75 and everything["flagged_as_unlike"] == 0.5
+    assert everything["judged_on"] == "every frame" and "ordinary" not in everything
+    marked = out_of_distribution_metrics(flags, np.array([True, False, False, True]))
+    assert marked["n"] == 2 and marked["flagged"] == 1.0 and marked["flagged_as_unlike"] == 1.0
+    assert marked["ordinary"] == {"n": 2, "flagged": 0.5, "flagged_as_unlike": 0.0}
+    with pytest.raises(ValueError, match="unlike marks"):
+        out_of_distribution_metrics(flags, np.array([True]))
