@@ -56,6 +56,22 @@ class ChannelMark:
     dark_area: int
     dark_circularity: float
 
+    @property
+    def core(self) -> float:
+        """The stronger of the two central extremes."""
+        return max(self.bright_core, self.dark_core)
+
+    def central(self) -> tuple[bool, float, int, float]:
+        """(bright, core, area, circularity) of the stronger central extreme's blob."""
+        if self.bright_core >= self.dark_core:
+            return True, self.bright_core, self.bright_area, self.bright_circularity
+        return False, self.dark_core, self.dark_area, self.dark_circularity
+
+    def broad_peaks(self, min_area_px: int) -> list[float]:
+        """The window peaks (bright, dark) whose central blob covers at least `min_area_px`."""
+        return [peak for peak, area in ((self.bright, self.bright_area), (self.dark, self.dark_area))
+                if area >= min_area_px]
+
 
 @dataclass
 class RegionStats:
