@@ -105,3 +105,18 @@ def test_gray_images_get_sentences_without_thermal_claims():
     _, items = explain_in_words("pit", 0.8, np.array([1.0]), np.array([[28, 28, 36, 36]]), {"gray": spot}, None)
     assert items[0]["descriptor"] == "small round spot on the surface (pit-like)"
     assert "linear" in text
+
+
+def test_the_fast_median_and_percentile_are_numpys():
+    """patch_stats' one-partition median and percentile return exactly what NumPy's do (the descriptor
+    thresholds were set with NumPy's)."""
+    from edge.explain.patch_stats import _median, _percentile
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 64, 255, 256, 4096):
+        a = (rng.random(n) * 40).astype(np.float32)
+        assert _median(a) == float(np.median(a))
+        for q in (0, 50, 95, 100):
+            assert _percentile(a, q) == float(np.percentile(a, q))
+    img = rng.random((128, 128)).astype(np.float32)
+    assert _median(img[::2, ::2]) == float(np.median(img[::2, ::2]))
+    assert _percentile(img[40:56, 40:56], 95) == float(np.percentile(img[40:56, 40:56], 95))
