@@ -73,11 +73,14 @@ FINE_CORE_PX = 6
 
 
 def _reflectance(stats: RegionStats) -> str | None:
-    """The channel that shows surface marks: `intensity` where the model has one; a one-channel
-    photograph's only channel; None otherwise (no claim about marks)."""
+    """The channel that shows surface marks: `intensity` where the model has one; in a photograph (no
+    thermal or phase channel: grey, or colour with generic channel names) the channel with the strongest
+    mark at the evidence; None otherwise (no claim about marks)."""
     if "intensity" in stats.marks:
         return "intensity"
-    return next(iter(stats.marks)) if len(stats.marks) == 1 else None
+    if stats.marks and not {"thermal", "phase"} & set(stats.marks):
+        return max(stats.marks, key=lambda n: stats.marks[n].core)
+    return None
 
 
 def describe(fine: RegionStats, wide: RegionStats | None = None) -> str:

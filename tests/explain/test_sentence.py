@@ -104,6 +104,10 @@ def test_gray_images_get_sentences_without_thermal_claims():
     spot[31:34, 31:34] -= 12                               # a 3 px dark pit
     _, items = explain_in_words("pit", 0.8, np.array([1.0]), np.array([[28, 28, 36, 36]]), {"gray": spot}, None)
     assert items[0]["descriptor"] == "small round spot on the surface (pit-like)"
+    colour = {f"c{k}": rng.normal(size=(64, 64)).astype(np.float32) for k in range(3)}
+    colour["c1"][30, 10:50] += 12                          # the line in one colour channel only
+    _, items = explain_in_words("scratch", 0.8, np.array([1.0]), np.array([[26, 26, 34, 34]]), colour, None)
+    assert items[0]["descriptor"] == "linear scratch-like structure"
     assert "linear" in text
 
 
