@@ -147,6 +147,9 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+OVERLAY_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -154,6 +157,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from edge.explain import CAM_METHODS, add_sentences, explanation_record, make_explainer, parse_target
     from edge.runtime.model import Model
 
+    if args.out and Path(args.out).suffix.lower() not in OVERLAY_FORMATS:
+        # checked before the work: OpenCV raises its own error for an extension it has no writer for
+        raise UserError(f"--out {args.out}: the overlay is an image; give it one of the extensions "
+                        f"{', '.join(OVERLAY_FORMATS)}")
     model = Model.load(Path(args.model), backend=args.backend, threads=args.threads)
     if args.method is None:
         args.method = model.cam_method if model.classes else "ig"

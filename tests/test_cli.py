@@ -120,6 +120,7 @@ def test_explain_shap_prints_efficiency(frame_file, capsys):
     (["--model", str(MODELS / "defect"), "--method", "ig", "--baseline", "grey"], "baseline 'grey'"),
     (["--model", str(MODELS / "thermal"), "--sensors"], "--sensors splits a classifier's"),
     (["--model", str(MODELS / "defect"), "--method", "ig", "--guided"], "--guided refines class activation maps"),
+    (["--model", str(MODELS / "defect"), "--out", "overlay"], "--out overlay: the overlay is an image"),
 ])
 def test_explain_errors_name_what_is_wrong(frame_file, capsys, args, message):
     assert main(["explain", "--input", str(frame_file), *args]) == 2
