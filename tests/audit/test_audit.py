@@ -18,9 +18,15 @@ def test_set(tmp_path_factory):
 
 
 def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
+    from edge.sim.sample import SimConfig, write_dataset
+
+    # frames unlike the training data: the class-coding sensor mark, which the simulator plants on
+    # defective parts only (the set's defect-free frames are ordinary parts)
+    marked = write_dataset(tmp_path / "ood", 12, seed=4243, cfg=SimConfig(artifact=True, artifact_rate=1.0),
+                           progress=False)
     out = tmp_path / "report"
     assert main(["audit", "--model", str(MODELS / "defect"), "--data", str(test_set), "--out", str(out),
-                 "--shap-samples", "4", "--json"]) == 0
+                 "--shap-samples", "4", "--json", "--ood", str(marked)]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m == json.loads((out / "metrics.json").read_text())
     assert m["classification"]["accuracy"] > 0.8
@@ -44,8 +50,12 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     r = m["review"]        # the shipped model's review flag, measured on the audit's data
     assert 0 <= r["flagged_share"] <= 1 and r["n"] == m["data"]["samples"] and r["policy"]["budget"] == 0.1
     assert len(r["risk_coverage"]["coverage"]) == len(r["risk_coverage"]["risk"]) == 20
+    ood = r["out_of_distribution"]       # judged on the 10 marked frames, the 2 ordinary ones beside them
+    assert ood["n"] == 10 and ood["judged_on"] == "the frames that carry the recorded artifact"
+    assert ood["ordinary"]["n"] == 2 and ood["flagged_as_unlike"] >= 0.9
     html = (out / "report.html").read_text()
     assert "Confidence calibration" in html and "Reliability diagram" in html and "Review flag" in html
+    assert "10 judged: the frames that carry the recorded artifact" in html and "The set's\n2 frames without it" in html
     assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
     assert "Mean deletion and insertion curves over 4 samples" in html and "tolerant IoU (gate)" in html
     # the served sentence's descriptors, every right answer: simulated classes are judged by their signature
