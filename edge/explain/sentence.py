@@ -70,6 +70,13 @@ IRREGULAR = "local irregularity without a single clear signature"
 # (stains, delaminations) in the 24 px window, marks sought at the centre itself (4 px), which lies on them.
 FINE_WINDOW_PX = 16
 FINE_CORE_PX = 6
+# What is said of a region in a defect-free answer: the physical observation without the defect it
+# resembles ("Strongest support for OK: ... consistent with delamination" read as a contradiction; on
+# simulated defect-free parts a third of the regions the OK answer rests on have such a signature).
+OBSERVATION = {CRACK: "sharp linear discontinuity with a thermal step", SCRATCH: "linear structure",
+               STAIN: "emissivity and reflectance change without a change of surface shape",
+               DELAMINATION: "broad diffuse thermal anomaly", BROAD_MARK: "broad mark on the surface",
+               SPOT: "small round spot on the surface"}
 
 
 def _reflectance(stats: RegionStats) -> str | None:
@@ -206,6 +213,8 @@ def explain_in_words(label: str, confidence: float, patch_values: np.ndarray, bo
         location = where(centre, size, pixel_pitch_mm) if frame is None else \
             where(frame.to_frame(*centre), frame.size, pixel_pitch_mm)
         descriptor = describe(fine, stats)
+        if label == ok_class:
+            descriptor = OBSERVATION.get(descriptor, descriptor)
         items.append({"box": box, "value": float(patch_values[j]), "descriptor": descriptor,
                       "location": location, "stats": stats, "fine_stats": fine})
     conf = f"confidence {100 * confidence:.1f}%"

@@ -85,6 +85,11 @@ def test_sentences_for_a_defect_and_an_ok_part():
     ok_text, _ = explain_in_words("ok", 0.99, np.array([-0.1, -0.2]), boxes, channels, None)
     assert ok_text.startswith("Part classified as OK, no defect found (confidence 99.0%).")
     assert "No region stands out" in ok_text
+    # an OK answer resting on the crack's region says what is there, not the defect it resembles
+    ok_text, ok_items = explain_in_words("ok", 0.6, np.array([0.62, 0.1]), boxes, channels, float(s["pixel_pitch_mm"]))
+    assert ok_items[0]["descriptor"] == "sharp linear discontinuity with a thermal step"
+    assert "Strongest support for OK: sharp linear discontinuity with a thermal step in the" in ok_text
+    assert "-like" not in ok_text and "consistent with" not in ok_text
 
 
 def test_gray_images_get_sentences_without_thermal_claims():
