@@ -98,13 +98,13 @@ def describe(fine: RegionStats, wide: RegionStats | None = None) -> str:
     if wide.contrast and max(wide.contrast.values()) < FLAT_MAX_CONTRAST:
         return NO_STRUCTURE
     ref = _reflectance(fine)
+    mark = wide.marks.get(ref) if ref is not None else None      # the reflectance mark in the 24 px window
     if ref is not None:
         m = fine.marks[ref]
         bright, core, _, circ = m.central()
         # a line: a coherent mark, or an elongated blob that is not broad in the 24 px window (a stain's
         # ragged border is elongated in the tight one)
-        w = wide.marks[ref]
-        broad = (w.bright_area if bright else w.dark_area) >= BROAD_MIN_AREA_PX
+        broad = (mark.bright_area if bright else mark.dark_area) >= BROAD_MIN_AREA_PX
         if core >= MARK_MIN and (m.coherence >= LINE_COHERENCE or (circ < LINE_MAX_CIRCULARITY and not broad)):
             gradient = fine.thermal_gradient_k_per_mm
             if gradient is None or gradient < CRACK_MIN_GRADIENT:
@@ -112,7 +112,6 @@ def describe(fine: RegionStats, wide: RegionStats | None = None) -> str:
             if m.dark_core >= CRACK_MIN_DARK:
                 return CRACK
     phase = wide.marks.get("phase")
-    mark = wide.marks.get(ref) if ref is not None else None
     broad_peaks = mark.broad_peaks(BROAD_MIN_AREA_PX) if mark is not None else []
     # "without a change of shape" only where a phase channel measures the shape
     if phase is not None and any(p >= STAIN_MIN and phase.core < p for p in broad_peaks):
