@@ -103,8 +103,13 @@ class OrtGpuEngine(OrtEngine):
         pool.move_to_end(batch)
         return pool[batch]
 
+    @staticmethod
+    def _batch(feeds: dict) -> int:
+        """The batch size of a call's inputs (host arrays or device arrays alike)."""
+        return int(next(iter(feeds.values())).shape[0])
+
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._session(graph, len(next(iter(feeds.values())))).run(None, feeds)
+        return self._session(graph, self._batch(feeds)).run(None, feeds)
 
     def run_device(self, graph: str, feeds: dict) -> dict:
         """Run with inputs given as host arrays or device arrays (anything with `gpudata`, `shape`, `dtype`:
@@ -112,7 +117,7 @@ class OrtGpuEngine(OrtEngine):
         when this returns (bound outputs are synchronised). Device inputs must be complete when called."""
         from pycuda import gpuarray
 
-        session = self._session(graph, int(next(iter(feeds.values())).shape[0]))
+        session = self._session(graph, self._batch(feeds))
         binding = session.io_binding()
         for name, value in feeds.items():
             if hasattr(value, "gpudata"):
