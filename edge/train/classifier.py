@@ -50,6 +50,7 @@ class ClassifierRecipe:
     lr: float = 2e-3
     weight_decay: float = 5e-4
     batch_size: int = 32
+    backbone: str = "scratch"       # "scratch" (FusionClassifier) or "lite0" (pretrained, edge.train.pretrained)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,9 +107,21 @@ def mask_supervised(data: ClassifierData, recipe: ClassifierRecipe) -> bool:
     return recipe.mask_weight > 0 and bool(annotated_defects[data.train].any())
 
 
-def build(data: ClassifierData, recipe: ClassifierRecipe) -> FusionClassifier:
-    return FusionClassifier(in_channels=data.x.shape[1], num_classes=len(data.classes), width=recipe.width,
-                            pool=recipe.pool, depth=recipe.depth, mask_head=mask_supervised(data, recipe))
+def make_model(in_channels: int, num_classes: int, recipe: ClassifierRecipe, mask_head: bool,
+               pretrained: bool = True) -> nn.Module:
+    """The recipe's architecture; the pretrained backbone with its checkpoint loaded (unless `pretrained` is
+    False: timing runs) and its first layers frozen."""
+    if recipe.backbone == "lite0":
+        from edge.train.pretrained import LiteClassifier, load_pretrained
+
+        model = LiteClassifier(in_channels, num_classes, pool=recipe.pool, mask_head=mask_head)
+        return (load_pretrained(model) if pretrained else model).freeze()
+    return FusionClassifier(in_channels=in_channels, num_classes=num_classes, width=recipe.width,
+                            pool=recipe.pool, depth=recipe.depth, mask_head=mask_head)
+
+
+def build(data: ClassifierData, recipe: ClassifierRecipe) -> nn.Module:
+    return make_model(data.x.shape[1], len(data.classes), recipe, mask_supervised(data, recipe))
 
 
 def _mask_pos_weight(data: ClassifierData, cells: tuple[int, int]) -> float:
@@ -129,7 +142,7 @@ def predict(model: nn.Module, x: np.ndarray, norm: Normalisation, batch: int = 6
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def apply_prior_correction(model: FusionClassifier, counts: np.ndarray, power: float, tau: float) -> None:
+def apply_prior_correction(model: nn.Module, counts: np.ndarray, power: float, tau: float) -> None:
     """Fold logits + tau * power * log(count) into the last layer's bias: the exported graphs carry it, and
     Grad-CAM (a gradient of a logit) is unchanged."""
     if tau:
@@ -182,7 +195,7 @@ def selection_score(metrics: dict) -> float:
     return 0.5 * (metrics["accuracy"] + float(np.mean(recalls)))
 
 
-def _step(model: FusionClassifier, data: ClassifierData, recipe: ClassifierRecipe, augmentation: Augmentation,
+def _step(model: nn.Module, data: ClassifierData, recipe: ClassifierRecipe, augmentation: Augmentation,
           idx: torch.Tensor, gen: torch.Generator, ce: nn.Module, pos_weight: torch.Tensor | None,
           tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """One training loss: augmented batch, classification loss, and the mask loss where masks are known."""
@@ -212,9 +225,9 @@ def step_seconds(in_channels: int, n_classes: int, size: int, recipe: Classifier
     steady state (allocator and oneDNN primitive caches; on the simulator's 3-channel frames the first three
     batches took 3.6 s each, later ones under 1 s): timing them once cut an explicit --epochs 10 to 2."""
     gen = torch.Generator().manual_seed(12345)
-    model = FusionClassifier(in_channels, n_classes, width=recipe.width, pool=recipe.pool, depth=recipe.depth,
-                             mask_head=mask_loss).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
+    model = make_model(in_channels, n_classes, recipe, mask_loss, pretrained=False).to(memory_format=torch.channels_last)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
     n = recipe.batch_size
     x = torch.rand(n, in_channels, size, size, generator=gen)
     m = torch.zeros(n, 1, size, size)
@@ -238,7 +251,7 @@ def step_seconds(in_channels: int, n_classes: int, size: int, recipe: Classifier
 
 def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation: Augmentation, epochs: int,
                    gen: torch.Generator, progress: bool = True,
-                   epoch_seconds: Callable[[float], None] | None = None) -> tuple[FusionClassifier, FitLog]:
+                   epoch_seconds: Callable[[float], None] | None = None) -> tuple[nn.Module, FitLog]:
     """Train; returns the best validation checkpoint of the weight average (the last one without a
     validation split) and the per-epoch log."""
     from tqdm import tqdm
@@ -252,7 +265,8 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
         raise InvalidInput(f"no training samples of class {', '.join(missing)} after the validation split")
     weights = torch.from_numpy((counts.astype(np.float64) ** -recipe.balance_power)[data.y[data.train]])
     steps = max(1, len(data.train) // recipe.batch_size)      # drop the ragged last batch: BN likes full ones
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.lr,
+                            weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=epochs * steps, pct_start=0.15)
     ce = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     tensors = _tensors(data)

@@ -77,21 +77,26 @@ class FusionClassifier(nn.Module):
 
     def classify(self, activations: torch.Tensor) -> torch.Tensor:
         """Logits from the target layer's activations (the part Grad-CAM differentiates)."""
-        pooled = activations.mean(dim=(2, 3))
-        if self.pool == "meanmax":
-            pooled = torch.cat([pooled, activations.amax(dim=(2, 3))], dim=1)
-        elif self.pool == "attention":
-            # Features averaged where the mask head sees a defect (multiple-instance attention): a defect
-            # of a few cells decides as much as one filling the frame, and the class score's gradient
-            # sits on the defect, so the Grad-CAM family draws it there.
-            weight = torch.sigmoid(self.mask_head(activations))
-            attended = (activations * weight).sum(dim=(2, 3)) / (weight.sum(dim=(2, 3)) + 1e-3)
-            pooled = torch.cat([pooled, attended], dim=1)
-        return self.head(pooled)
+        return self.head(pool_features(activations, self.pool, self.mask_head))
 
     def segment(self, activations: torch.Tensor) -> torch.Tensor:
         """Defect-mask logits (N, 1, h, w) at the target layer's resolution (training only)."""
         return self.mask_head(activations)
+
+
+def pool_features(activations: torch.Tensor, pool: str, mask_head: nn.Module | None) -> torch.Tensor:
+    """The classifiers' global pooling of the Grad-CAM layer (see FusionClassifier's `pool`)."""
+    pooled = activations.mean(dim=(2, 3))
+    if pool == "meanmax":
+        pooled = torch.cat([pooled, activations.amax(dim=(2, 3))], dim=1)
+    elif pool == "attention":
+        # Features averaged where the mask head sees a defect (multiple-instance attention): a defect
+        # of a few cells decides as much as one filling the frame, and the class score's gradient
+        # sits on the defect, so the Grad-CAM family draws it there.
+        weight = torch.sigmoid(mask_head(activations))
+        attended = (activations * weight).sum(dim=(2, 3)) / (weight.sum(dim=(2, 3)) + 1e-3)
+        pooled = torch.cat([pooled, attended], dim=1)
+    return pooled
 
 
 class Up(nn.Module):
@@ -150,14 +155,15 @@ class ResidualUNet(nn.Module):
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold every Conv2d -> BatchNorm2d pair into the convolution (eval semantics), in place."""
+    """Fold every Conv2d -> BatchNorm2d pair of a Sequential (ConvBNReLU, the pretrained backbone's blocks)
+    into the convolution (eval semantics), in place."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     model.eval()
     for module in model.modules():
-        if isinstance(module, ConvBNReLU):
-            conv, bn = module[0], module[1]
-            module[0] = fuse_conv_bn_eval(conv, bn)
+        if (isinstance(module, nn.Sequential) and len(module) >= 2 and isinstance(module[0], nn.Conv2d)
+                and isinstance(module[1], nn.BatchNorm2d)):
+            module[0] = fuse_conv_bn_eval(module[0], module[1])
             module[1] = nn.Identity()
     return model
 
@@ -169,6 +175,10 @@ def build_model(meta: dict) -> nn.Module:
         return FusionClassifier(**meta["kwargs"])
     if kind == "ResidualUNet":
         return ResidualUNet(**meta["kwargs"])
+    if kind == "LiteClassifier":
+        from edge.train.pretrained import LiteClassifier
+
+        return LiteClassifier(**meta["kwargs"])
     raise InvalidInput(f"unknown architecture {kind!r}")
 
 

@@ -67,7 +67,7 @@ class TrainConfig:
     seed: int = 0
     channels: str | None = None
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float | None = None             # None: 2e-3 (from scratch, regression), 1e-3 (pretrained backbone)
     normalisation: str = "auto"
     balance: bool = True
     augment: str = "flips"              # comma-separated parts (augment.PARTS), or "none"
@@ -78,6 +78,7 @@ class TrainConfig:
     width: int | None = None
     time_budget_min: float | None = 12.0   # classifier: the training loop's share of a 15-minute run
     mask_weight: float = 1.0               # classifier: weight of the mask loss where masks/boxes exist (0: off)
+    backbone: str = "auto"                 # classifier: auto, scratch or lite0 (recipe.choose_backbone)
 
 
 def _split(labels: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +116,14 @@ def _predict_batches(model: nn.Module, x: np.ndarray, batch: int = 64) -> np.nda
         for i in range(0, len(x), batch):
             outs.append(model(torch.from_numpy(x[i:i + batch])).numpy())
     return np.concatenate(outs)
+
+
+def _weights_installed() -> bool:
+    import importlib.util
+
+    from edge.train.pretrained import WEIGHTS_PACKAGE
+
+    return importlib.util.find_spec(WEIGHTS_PACKAGE) is not None
 
 
 def _manifest_base(out: Path, cfg: TrainConfig, data: Path, arrays: Arrays, n_train: int, n_val: int) -> dict:
@@ -155,8 +164,9 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
 def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -> dict:
     from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, fit_classifier,
                                        predict, score_predictions, step_seconds, validation_summary)
-    from edge.train.recipe import (choose_epochs, choose_pool, choose_prior_correction, choose_size, fit_size_to_budget,
-                                   lowest_size)
+    from edge.train import recipe as rules
+    from edge.train.recipe import (choose_backbone, choose_epochs, choose_pool, choose_prior_correction, choose_size,
+                                   fit_size_to_budget, lowest_size)
 
     t_start = time.perf_counter()
     found = survey(data, cfg.limit, cfg.seed, progress)
@@ -168,7 +178,14 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         mode = "per_image" if found.photographs else "centred"
     mask_loss = cfg.mask_weight > 0 and bool(found.defect_widths_px)
     pool, pool_reason = choose_pool(mask_loss)
-    recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr, batch_size=cfg.batch_size, pool=pool,
+    backbone, backbone_reason = choose_backbone(cfg.backbone, found.photographs, mask_loss, _weights_installed())
+    pretrained = backbone == "lite0"
+    if pretrained:
+        from edge.train.pretrained import weights_file
+
+        weights_file()                      # a missing weights package is said now, not after the data loads
+    recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr or (rules.PRETRAINED_LR if pretrained else 2e-3),
+                              batch_size=cfg.batch_size, pool=pool, backbone=backbone,
                               balance_power=1.0 if cfg.balance else 0.0, mask_weight=cfg.mask_weight)
     square = all(h == w for h, w in found.shapes)
     augmentation = Augmentation.parse(cfg.augment, square=square, photographs=found.photographs)
@@ -190,9 +207,11 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         native_p10 = float(np.percentile(found.defect_widths_px, 10)) if found.defect_widths_px else None
         long_side = int(np.median([max(s) for s in found.shapes]))
         size, lowered = fit_size_to_budget(choice.size, lowest_size(long_side, native_p10, choice.size),
-                                           epoch_seconds, budget_s)
+                                           epoch_seconds, budget_s,
+                                           rules.PRETRAINED_MIN_FIT_EPOCHS if pretrained else rules.MIN_FIT_EPOCHS)
         size_reason = choice.reason + lowered
     if progress:
+        print(f"backbone: {backbone_reason}", flush=True)
         print(f"input size {size} px: {size_reason}", flush=True)
         print(f"pooling: {pool_reason}", flush=True)
     arrays = load_arrays(data, size, cfg.channels, limit=cfg.limit, seed=cfg.seed, progress=progress)
@@ -206,7 +225,9 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     mask_known = arrays.has_mask | (y == ok_index)
     cd = ClassifierData(arrays.x, y, arrays.masks, mask_known, tr, va, classes, norm)
     seconds_per_epoch = epoch_seconds(size) if budget_s else None
-    epochs, epochs_reason = choose_epochs(len(tr), cfg.epochs, seconds_per_epoch, budget_s)
+    epochs, epochs_reason = choose_epochs(len(tr), cfg.epochs, seconds_per_epoch, budget_s,
+                                          *((rules.PRETRAINED_SAMPLES_SEEN, rules.PRETRAINED_MIN_FIT_EPOCHS)
+                                            if pretrained else ()))
     if progress:
         print(f"training {epochs} epochs: {epochs_reason}", flush=True)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -224,7 +245,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
 
     manifest = _manifest_base(out, cfg, data, arrays, len(tr), len(va))
     manifest["training"].update(epochs=epochs, epochs_reason=epochs_reason, recipe=recipe.to_dict(),
-                                pool_reason=pool_reason,
+                                pool_reason=pool_reason, backbone_reason=backbone_reason,
                                 augmentation=augmentation.describe(), best_epoch=log.best_epoch,
                                 prior_correction={"tau": tau, "validation_scores": tau_scores,
                                                   "class_counts": counts.tolist()},
@@ -235,8 +256,9 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
                          "normalisation": norm.to_dict(), "fit": "letterbox", "size_reason": size_reason,
                          "source_size": list(choice.source_size),
                          "integer_scaling": found.photographs}
-    kwargs = {"in_channels": arrays.x.shape[1], "num_classes": len(classes), "width": recipe.width,
-              "pool": recipe.pool, "depth": recipe.depth}
+    kwargs = {"in_channels": arrays.x.shape[1], "num_classes": len(classes), "pool": recipe.pool}
+    if not pretrained:
+        kwargs.update(width=recipe.width, depth=recipe.depth)
     # The exported model's validation logits (prior correction in): its validation summary and its calibration.
     val_logits = predict(model, arrays.x[va], norm) if len(va) else np.zeros((0, len(classes)))
     validation = dict(log.history[log.best_epoch - 1])
@@ -371,8 +393,9 @@ def _train_regression(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     flips = Augmentation(flips=spec.flips if cfg.augment != "none" else ())
     xt = torch.from_numpy(x)
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * steps_per_epoch)
+    lr = cfg.lr or 2e-3
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     tr_t = torch.from_numpy(tr)
     history = []
     for epoch in range(epochs):

@@ -119,3 +119,27 @@ def test_the_run_says_which_classes_its_model_misses_on_validation():
     y2, p2 = np.array([0] * 5 + [2] * 2), np.array([0] * 5 + [2] * 2)
     head, unseen = validation_summary(classification_metrics(y2, p2, classes))
     assert "crack - (0)" in head and "holds no image of crack" in unseen
+
+
+def test_the_pretrained_backbone_is_chosen_for_photographs_nothing_else_localises():
+    from edge.errors import InvalidInput
+    from edge.train.recipe import choose_backbone
+
+    backbone, why = choose_backbone("auto", photographs=True, localised=False, available=True)
+    assert backbone == "lite0" and "without masks or boxes" in why
+    assert choose_backbone("auto", True, True, True)[0] == "scratch"        # masks/boxes teach the finer layer
+    assert choose_backbone("auto", False, False, True)[0] == "scratch"      # simulator frames
+    backbone, why = choose_backbone("auto", True, False, available=False)
+    assert backbone == "scratch" and "not installed" in why
+    assert choose_backbone("lite0", False, True, True) == ("lite0", "--backbone lite0")
+    assert choose_backbone("scratch", True, False, True) == ("scratch", "--backbone scratch")
+    with pytest.raises(InvalidInput, match="--backbone 'vgg'"):
+        choose_backbone("vgg", True, False, True)
+
+
+def test_fine_tuning_is_sized_in_fewer_samples_than_learning_from_scratch():
+    from edge.train.recipe import PRETRAINED_MIN_FIT_EPOCHS, PRETRAINED_SAMPLES_SEEN
+
+    e, why = choose_epochs(1773, None, None, None, PRETRAINED_SAMPLES_SEEN, PRETRAINED_MIN_FIT_EPOCHS)
+    assert e == 12 and f"about {PRETRAINED_SAMPLES_SEEN} samples" in why
+    assert choose_epochs(1773, None, None, None)[0] == 34
