@@ -41,6 +41,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UserError("--time-budget must be positive (minutes)")
     if args.mask_weight < 0:
         raise UserError("--mask-weight must be 0 or positive")
+    if args.lr is not None and args.lr <= 0:
+        raise UserError("--lr must be positive")
     cfg = TrainConfig(task=args.task, epochs=args.epochs, size=args.size, seed=args.seed,
                       channels=args.channels, batch_size=args.batch_size, lr=args.lr,
                       normalisation=args.norm, balance=not args.no_balance,

@@ -1,4 +1,5 @@
 """The command line as a user meets it: help, errors without tracebacks, the simulate command."""
+import contextlib
 import subprocess
 import sys
 
@@ -41,6 +42,16 @@ def test_simulate_refuses_a_used_folder_with_a_clear_message(tmp_path):
 def test_evaluate_names_a_missing_model_folder(tmp_path):
     r = _run("evaluate", "--model", str(tmp_path / "nope"), "--data", str(tmp_path))
     assert r.returncode == 2 and "no manifest" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "0"], "--lr must be positive"),
+    (["--backbone", "vgg"], "invalid choice: 'vgg'"),
+])
+def test_train_names_a_bad_option_before_any_work(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) if "choice" in message else contextlib.nullcontext():
+        assert main(["train", "--task", "defect", "--data", str(tmp_path), "--out", str(tmp_path / "m"), *args]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 
 @pytest.fixture(scope="module")

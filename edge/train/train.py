@@ -211,7 +211,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
                                            rules.PRETRAINED_MIN_FIT_EPOCHS if pretrained else rules.MIN_FIT_EPOCHS)
         size_reason = choice.reason + lowered
     if progress:
-        print(f"backbone: {backbone_reason}", flush=True)
+        print(f"network: {backbone_reason}", flush=True)
         print(f"input size {size} px: {size_reason}", flush=True)
         print(f"pooling: {pool_reason}", flush=True)
     arrays = load_arrays(data, size, cfg.channels, limit=cfg.limit, seed=cfg.seed, progress=progress)
