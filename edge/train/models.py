@@ -1,4 +1,5 @@
-"""The three architectures. Built for explanation and the edge:
+"""The three architectures (a fourth, the pretrained backbone for photographs, is in `pretrained.py` and
+keeps the same rules). Built for explanation and the edge:
 
 * only convolutions (some strided or dilated), ReLU, batch-norm (folded away at export), global average
   pooling, linear layers and 2x2 transposed-convolution upsampling — ops whose backward passes export
