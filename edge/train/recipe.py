@@ -35,6 +35,10 @@ MIN_FIT_EPOCHS = 30
 PRETRAINED_SAMPLES_SEEN = 20_000
 PRETRAINED_MIN_FIT_EPOCHS = 8
 PRETRAINED_LR = 1e-3            # fine-tuning: half the from-scratch peak rate
+# Largest input chosen automatically for the pretrained backbone: its training resolution. On elpv (2-core
+# EPYC, quiet) a 256 px epoch took 66-75 s against 45 s at 224 px, so 12 epochs and the deeper network's
+# export ran past 15 min, and 256 px for 14 epochs had scored no better (77.8 % against 78.6 % at 224 px).
+PRETRAINED_MAX_AUTO_SIZE = 224
 BACKBONES = ("auto", "scratch", "lite0")
 
 
@@ -100,6 +104,14 @@ def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s: float 
     return size, (f"; lowered to {size} px so that {min_epochs} epochs fit the {budget_s / 60:.0f} min time budget at "
                   f"this machine's measured speed (a converged model at a lower resolution beats an unconverged "
                   f"one at a higher; --size or --time-budget override)")
+
+
+def cap_for_pretrained(size: int, reason: str) -> tuple[int, str]:
+    """The automatic size for the pretrained backbone: at most PRETRAINED_MAX_AUTO_SIZE (see there)."""
+    if size <= PRETRAINED_MAX_AUTO_SIZE:
+        return size, reason
+    return PRETRAINED_MAX_AUTO_SIZE, (reason + f"; {PRETRAINED_MAX_AUTO_SIZE} px for the pretrained backbone (its "
+                                      f"training resolution; larger did not pay for its time on a CPU)")
 
 
 def lowest_size(long_side: int, defect_p10_px: float | None, needed: int) -> int:

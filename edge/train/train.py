@@ -206,10 +206,11 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     else:
         native_p10 = float(np.percentile(found.defect_widths_px, 10)) if found.defect_widths_px else None
         long_side = int(np.median([max(s) for s in found.shapes]))
-        size, lowered = fit_size_to_budget(choice.size, lowest_size(long_side, native_p10, choice.size),
+        needed, why = rules.cap_for_pretrained(choice.size, choice.reason) if pretrained else (choice.size, choice.reason)
+        size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed),
                                            epoch_seconds, budget_s,
                                            rules.PRETRAINED_MIN_FIT_EPOCHS if pretrained else rules.MIN_FIT_EPOCHS)
-        size_reason = choice.reason + lowered
+        size_reason = why + lowered
     if progress:
         print(f"network: {backbone_reason}", flush=True)
         print(f"input size {size} px: {size_reason}", flush=True)

@@ -143,3 +143,11 @@ def test_fine_tuning_is_sized_in_fewer_samples_than_learning_from_scratch():
     e, why = choose_epochs(1773, None, None, None, PRETRAINED_SAMPLES_SEEN, PRETRAINED_MIN_FIT_EPOCHS)
     assert e == 12 and f"about {PRETRAINED_SAMPLES_SEEN} samples" in why
     assert choose_epochs(1773, None, None, None)[0] == 34
+
+
+def test_the_pretrained_backbone_is_not_chosen_larger_than_it_was_trained():
+    from edge.train.recipe import cap_for_pretrained
+
+    assert cap_for_pretrained(160, "why") == (160, "why")
+    size, why = cap_for_pretrained(256, "the images' median long side is 300 px")
+    assert size == 224 and why.startswith("the images'") and "224 px for the pretrained backbone" in why
