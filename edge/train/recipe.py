@@ -193,8 +193,8 @@ def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gra
 def choose_backbone(requested: str, photographs: bool, localised: bool, available: bool) -> tuple[str, str]:
     """Train the classifier from scratch or fine-tune the ImageNet-pretrained EfficientNet-Lite0
     (`edge.train.pretrained`). auto: the pretrained backbone for photographs without masks or boxes, where
-    nothing else tells the network what a defect looks like (elpv, default options, test split: 78.6 % against
-    70.9 % from scratch, functional vs defective 87.6 % against 79.2 %); from scratch for simulator frames (thermal, phase and
+    nothing else tells the network what a defect looks like (elpv, default options, test split: 77.4 and 78.6 % in
+    two runs against 70.9 % from scratch, functional vs defective 86.1 and 87.6 % against 79.2 %); from scratch for simulator frames (thermal, phase and
     intensity channels no natural image resembles) and for annotated sets, where the mask loss teaches the
     1/8-resolution layer where defects are (NEU-DET 99.8 %, pointing game 0.88-1.0) and the backbone's
     1/16 layer would halve the map's resolution."""
