@@ -154,6 +154,13 @@ def build_row(name: str, args: argparse.Namespace):
     raise ValueError(f"unknown row {name!r}")
 
 
+def input_shape(model_dir: Path) -> str:
+    """CxHxW as build_row feeds it: the frame's channels resized to the model's input size."""
+    m = json.loads((Path(model_dir) / "manifest.json").read_text())
+    h, w = m["input"]["size"]
+    return f"{len(m['channels'])}x{h}x{w}"
+
+
 def run_row(name: str, args: argparse.Namespace) -> dict:
     import warnings
 
@@ -229,7 +236,7 @@ def main() -> None:
 
     result = {"benchmark": "attribution", "machine": machine(args.threads), "model": str(args.model),
               "rounds": args.rounds,
-              "input": "simulator frame seed 1000 index 1 (crack), 3x128x128", "ig_steps": args.steps,
+              "input": f"simulator frame seed 1000 index 1 (crack), {input_shape(args.model)}", "ig_steps": args.steps,
               "shap_budget": args.shap_budget, "results": results, "ratios": ratios, "targets_met": met,
               "versions": {"torch": torch.__version__, "captum": captum.__version__, "shap": shap.__version__,
                            "onnxruntime": onnxruntime.__version__}}
