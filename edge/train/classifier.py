@@ -51,6 +51,7 @@ class ClassifierRecipe:
     weight_decay: float = 5e-4
     batch_size: int = 32
     backbone: str = "scratch"       # "scratch" (FusionClassifier) or "lite0" (pretrained, edge.train.pretrained)
+    precision: str = "fp32"         # "bf16": the training forward under bfloat16 autocast (see choose_precision)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,6 +123,20 @@ def make_model(in_channels: int, num_classes: int, recipe: ClassifierRecipe, mas
 
 def build(data: ClassifierData, recipe: ClassifierRecipe, pretrained: bool = True) -> nn.Module:
     return make_model(data.x.shape[1], len(data.classes), recipe, mask_supervised(data, recipe), pretrained)
+
+
+def bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (x86 AVX512-BF16 or AMX); elsewhere (older AVX-512,
+    AVX2, ARM here) oneDNN emulates it, which is no faster than float32. Private torch.cpu probes: a torch
+    without them counts as no."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _autocast(recipe: ClassifierRecipe):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
 
 
 def _mask_pos_weight(data: ClassifierData, cells: tuple[int, int]) -> float:
@@ -201,14 +216,15 @@ def _step(model: nn.Module, data: ClassifierData, recipe: ClassifierRecipe, augm
     """One training loss: augmented batch, classification loss, and the mask loss where masks are known."""
     x_all, y_all, m_all, known_all = tensors
     xb, mb = augmentation(x_all[idx].clone(), m_all[idx].clone(), gen)
-    acts = model.features(_normalise(data.norm, xb).contiguous(memory_format=torch.channels_last))
-    loss = ce(model.classify(acts), y_all[idx])
-    if pos_weight is not None:                  # the mask loss is on (see mask_supervised)
-        known = known_all[idx]
-        if known.any():
-            target = F.adaptive_max_pool2d(mb[known], acts.shape[2:])
-            loss = loss + recipe.mask_weight * F.binary_cross_entropy_with_logits(
-                model.segment(acts[known]), target, pos_weight=pos_weight)
+    known = known_all[idx] if pos_weight is not None else None      # the mask loss is on (see mask_supervised)
+    with _autocast(recipe):           # the network in the recipe's precision; the losses below in float32
+        acts = model.features(_normalise(data.norm, xb).contiguous(memory_format=torch.channels_last))
+        logits = model.classify(acts)
+        seg = model.segment(acts[known]) if known is not None and known.any() else None
+    loss = ce(logits.float(), y_all[idx])
+    if seg is not None:
+        target = F.adaptive_max_pool2d(mb[known], acts.shape[2:])
+        loss = loss + recipe.mask_weight * F.binary_cross_entropy_with_logits(seg.float(), target, pos_weight=pos_weight)
     return loss
 
 
@@ -221,27 +237,27 @@ def step_seconds(in_channels: int, n_classes: int, size: int, recipe: Classifier
                  augmentation: Augmentation, mask_loss: bool, steps: int = 3, warmup: int = 3) -> float:
     """Seconds per training step (one batch) at input `size` on this machine: the median of `steps` timed
     steps after `warmup` untimed ones, on a throwaway model and random inputs of that size (the run's own
-    random stream is untouched). The first few steps of a fresh model run several times slower than the
-    steady state (allocator and oneDNN primitive caches; on the simulator's 3-channel frames the first three
-    batches took 3.6 s each, later ones under 1 s): timing them once cut an explicit --epochs 10 to 2."""
+    random stream is untouched), through the training loop's own `_step`. The first few steps of a fresh
+    model run several times slower than the steady state (allocator and oneDNN primitive caches; on the
+    simulator's 3-channel frames the first three batches took 3.6 s each, later ones under 1 s): timing
+    them once cut an explicit --epochs 10 to 2."""
     gen = torch.Generator().manual_seed(12345)
     model = make_model(in_channels, n_classes, recipe, mask_loss, pretrained=False).to(memory_format=torch.channels_last)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
     n = recipe.batch_size
     x = torch.rand(n, in_channels, size, size, generator=gen)
-    m = torch.zeros(n, 1, size, size)
     y = torch.randint(0, n_classes, (n,), generator=gen)
+    data = ClassifierData(x.numpy(), y.numpy(), np.zeros((n, size, size), bool), np.ones(n, bool),
+                          np.arange(n), np.arange(0), [str(k) for k in range(n_classes)], norm)
+    tensors = (x, y, torch.zeros(n, 1, size, size), torch.ones(n, dtype=torch.bool))
     ce = nn.CrossEntropyLoss()
+    pos_weight = torch.tensor(1.0) if mask_loss else None
+    idx = torch.arange(n)
     times = []
     for _ in range(warmup + steps):
         t = time.perf_counter()
-        xb, mb = augmentation(x.clone(), m.clone(), gen)
-        acts = model.features(_normalise(norm, xb).contiguous(memory_format=torch.channels_last))
-        loss = ce(model.classify(acts), y)
-        if mask_loss:
-            loss = loss + F.binary_cross_entropy_with_logits(model.segment(acts),
-                                                             F.adaptive_max_pool2d(mb, acts.shape[2:]))
+        loss = _step(model, data, recipe, augmentation, idx, gen, ce, pos_weight, tensors)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -79,6 +79,7 @@ class TrainConfig:
     time_budget_min: float | None = 12.0   # classifier: the training loop's share of a 15-minute run
     mask_weight: float = 1.0               # classifier: weight of the mask loss where masks/boxes exist (0: off)
     backbone: str = "auto"                 # classifier: auto, scratch or lite0 (recipe.choose_backbone)
+    precision: str = "auto"                # classifier: auto, bf16 or fp32 (recipe.choose_precision)
 
 
 def _split(labels: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -162,11 +163,11 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
 
 
 def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -> dict:
-    from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, fit_classifier,
-                                       predict, score_predictions, step_seconds, validation_summary)
+    from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, bf16_native,
+                                       fit_classifier, predict, score_predictions, step_seconds, validation_summary)
     from edge.train import recipe as rules
-    from edge.train.recipe import (choose_backbone, choose_epochs, choose_pool, choose_prior_correction, choose_size,
-                                   fit_size_to_budget, lowest_size)
+    from edge.train.recipe import (choose_backbone, choose_epochs, choose_pool, choose_precision,
+                                   choose_prior_correction, choose_size, fit_size_to_budget, lowest_size)
 
     t_start = time.perf_counter()
     found = survey(data, cfg.limit, cfg.seed, progress)
@@ -180,13 +181,15 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     pool, pool_reason = choose_pool(mask_loss)
     backbone, backbone_reason = choose_backbone(cfg.backbone, found.photographs, mask_loss, _weights_installed())
     pretrained = backbone == "lite0"
+    precision, precision_reason = choose_precision(cfg.precision, bf16_native(), pretrained)
     if pretrained:
         from edge.train.pretrained import weights_file
 
         weights_file()                      # a missing weights package is said now, not after the data loads
     recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr or (rules.PRETRAINED_LR if pretrained else 2e-3),
                               batch_size=cfg.batch_size, pool=pool, backbone=backbone,
-                              balance_power=1.0 if cfg.balance else 0.0, mask_weight=cfg.mask_weight)
+                              balance_power=1.0 if cfg.balance else 0.0, mask_weight=cfg.mask_weight,
+                              precision=precision)
     square = all(h == w for h, w in found.shapes)
     augmentation = Augmentation.parse(cfg.augment, square=square, photographs=found.photographs)
     budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else None
@@ -215,6 +218,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         print(f"network: {backbone_reason}", flush=True)
         print(f"input size {size} px: {size_reason}", flush=True)
         print(f"pooling: {pool_reason}", flush=True)
+        print(f"precision: {precision_reason}", flush=True)
     arrays = load_arrays(data, size, cfg.channels, limit=cfg.limit, seed=cfg.seed, progress=progress)
     tr, va = _split(arrays.labels, cfg.val_fraction, cfg.seed)
     if len(tr) == 0:
@@ -247,6 +251,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     manifest = _manifest_base(out, cfg, data, arrays, len(tr), len(va))
     manifest["training"].update(epochs=epochs, epochs_reason=epochs_reason, recipe=recipe.to_dict(),
                                 pool_reason=pool_reason, backbone_reason=backbone_reason,
+                                precision_reason=precision_reason,
                                 augmentation=augmentation.describe(), best_epoch=log.best_epoch,
                                 prior_correction={"tau": tau, "validation_scores": tau_scores,
                                                   "class_counts": counts.tolist()},

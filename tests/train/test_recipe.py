@@ -151,3 +151,47 @@ def test_the_pretrained_backbone_is_not_chosen_larger_than_it_was_trained():
     assert cap_for_pretrained(160, "why") == (160, "why")
     size, why = cap_for_pretrained(256, "the images' median long side is 300 px")
     assert size == 224 and why.startswith("the images'") and "224 px for the pretrained backbone" in why
+
+
+def test_bfloat16_is_chosen_only_where_the_cpu_computes_it():
+    from edge.errors import InvalidInput
+    from edge.train.recipe import choose_precision
+
+    precision, why = choose_precision("auto", native=True)
+    assert precision == "bf16" and "natively" in why
+    assert choose_precision("auto", native=False)[0] == "fp32"           # emulated bf16 is slower
+    precision, why = choose_precision("auto", native=True, pretrained=True)
+    assert precision == "fp32" and "pretrained backbone" in why         # not shown harmless for fine-tuning
+    assert choose_precision("bf16", native=True, pretrained=True)[0] == "bf16"
+    assert choose_precision("fp32", native=True) == ("fp32", "--precision fp32")
+    assert choose_precision("bf16", native=True) == ("bf16", "--precision bf16")
+    with pytest.raises(InvalidInput, match="no native bfloat16"):
+        choose_precision("bf16", native=False)
+    with pytest.raises(InvalidInput, match="--precision 'fp16'"):
+        choose_precision("fp16", native=True)
+
+
+@pytest.mark.skipif(not __import__("edge.train.classifier", fromlist=["bf16_native"]).bf16_native(),
+                    reason="needs a CPU with native bfloat16")
+def test_a_bfloat16_training_step_keeps_float32_weights_and_a_float32_loss():
+    import numpy as np
+
+    from edge.data.preprocess import Normalisation
+    from edge.train.augment import Augmentation
+    from edge.train.classifier import ClassifierData, ClassifierRecipe, _step, make_model
+
+    recipe = ClassifierRecipe(pool="attention", precision="bf16")
+    model = make_model(1, 3, recipe, mask_head=True).train()
+    n = 4
+    x = torch.rand(n, 1, 32, 32)
+    y = torch.tensor([0, 1, 2, 1])
+    data = ClassifierData(x.numpy(), y.numpy(), np.zeros((n, 32, 32), bool), np.ones(n, bool), np.arange(n),
+                          np.arange(0), ["ok", "a", "b"], Normalisation("per_image"))
+    tensors = (x, y, torch.zeros(n, 1, 32, 32), torch.ones(n, dtype=torch.bool))
+    loss = _step(model, data, recipe, Augmentation.parse("none", square=True, photographs=True), torch.arange(n),
+                 torch.Generator().manual_seed(0), torch.nn.CrossEntropyLoss(), torch.tensor(1.0), tensors)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
