@@ -89,7 +89,7 @@ def test_the_cpu_engine_keeps_numpys_blas_on_one_thread(engine):
     # upsampling before the next request: 5.4 -> 6.6 ms on the elpv model); the engine limits them.
     from threadpoolctl import threadpool_info
 
-    import edge.runtime.ort as ort
+    from edge.runtime import ort
 
     blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
     assert blas, "NumPy's BLAS is not visible to threadpoolctl"
