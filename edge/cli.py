@@ -512,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "otherwise (the choice and its reason are printed and kept in the manifest)")
     t.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="defect: arithmetic of the training forward pass. bf16: bfloat16 autocast (weights, "
-                        "optimiser and losses stay float32; about 1.5x faster per step); fp32: float32 "
+                        "optimiser and losses stay float32; about 1.5x faster per step for the from-scratch network); fp32: float32 "
                         "throughout. auto: bf16 for the from-scratch "
                         "network where the CPU has native bfloat16 (AVX512-BF16 or AMX), fp32 elsewhere and for "
                         "fine-tuning the pretrained backbone. Exported graphs are float32 "
