@@ -28,11 +28,13 @@ concentration thresholds each take a small share of it (2 %), the confidence thr
 threshold read from n held-out parts holds its share only on average, and training reads them from its
 validation split, often a hundred parts or so: fitted that way the flag took 11.6-16.8 % of the real sets'
 test images. So each threshold sits where it keeps its share of new parts within its target with probability
-BUDGET_CONFIDENCE (`threshold_rank`: a binomial bound on an order statistic); with fewer than 80 defect
-answers held out no 2 % concentration tail can be placed that way, and "diffuse evidence" is not used. A threshold at the j-th most extreme of n held-out scores flags j - 1 of them but about j / (n + 1) of
+BUDGET_CONFIDENCE (`threshold_rank`: a binomial bound on an order statistic). Where there are too few
+held-out parts for that (under 80 for a 2 % tail, e.g. 36 for the whole 10 % with three thresholds), each
+signal keeps one threshold at its most extreme held-out value, so every reason stays available and the
+budget is held less surely (the training run prints the held-out count beside the budget). A threshold at the j-th most extreme of n held-out scores flags j - 1 of them but about j / (n + 1) of
 new parts; plain quantiles ignored that rank too. Measured on the same models and test splits (the
 held-out scores kept in review.npz, refitted): NEU-DET 11.6 -> 8.1 % flagged (125 held out), elpv
-15.6 -> 11.5 % (197; errors caught 49 -> 40 of 148), the stand-in 16.8 -> 11.1 % (100; errors caught
+15.6 -> 11.6 % (197; errors caught 49 -> 38 of 148), the stand-in 16.8 -> 10.5 % (100; errors caught
 7 -> 6 of 7), the shipped simulator classifier 10.5 -> 9.1 % (600; all 8 errors caught, correct answers
 flagged 9.9 -> 8.5 %). Calibration alone barely changes
 how answers rank, so what the flag catches is measured by the audit, not assumed.
@@ -123,6 +125,7 @@ class ReviewPolicy:
     min_concentration: float | None      # None: no defect answer on the held-out data to set it
     max_distance: float
     embeddings: EmbeddingModel
+    budget_held: bool = True             # False: too few held-out parts to hold the budget with BUDGET_CONFIDENCE
 
     def reasons(self, confidence: float, heat_concentration: float, distance: float, defect: bool) -> list[str]:
         out = []
@@ -138,7 +141,7 @@ class ReviewPolicy:
         return {"budget": self.budget, "min_confidence": self.min_confidence,
                 "min_concentration": self.min_concentration, "max_distance": self.max_distance,
                 "signal_share": SIGNAL_SHARE, "top_share": TOP_SHARE, "shrinkage": SHRINKAGE,
-                "budget_confidence": BUDGET_CONFIDENCE}
+                "budget_confidence": BUDGET_CONFIDENCE, "budget_held": self.budget_held}
 
 
 def flagged(confidence, conc, distance, defect, policy: ReviewPolicy) -> np.ndarray:
@@ -164,20 +167,28 @@ def fit_policy(confidence: np.ndarray, conc: np.ndarray, distance: np.ndarray, d
     if not 0 < budget < 1:
         raise InvalidInput(f"review budget {budget}: expected a share of parts between 0 and 1")
     n = len(confidence)
-    j = threshold_rank(n, SIGNAL_SHARE)
-    max_distance = float(np.sort(distance)[::-1][j - 1]) if j else float("inf")     # flagged when above
-    thresholds = int(j > 0)
+    if n == 0:
+        raise InvalidInput("the review flag's thresholds need held-out answers; got none")
+    # Too few held-out parts to place a tail that tightly: each signal keeps one threshold at its most
+    # extreme held-out value (rank 1) rather than none, so every reason stays available.
+    ranks = [threshold_rank(n, SIGNAL_SHARE)]
+    j = max(ranks[0], 1)
+    max_distance = float(np.sort(distance)[::-1][j - 1])                            # flagged when above
+    thresholds = 1
     min_conc = None
-    jc = threshold_rank(int(defect.sum()), SIGNAL_SHARE)
-    if jc:
-        min_conc = float(np.sort(conc[defect])[jc - 1])                              # flagged when below
+    if defect.sum() >= 10:
+        ranks.append(threshold_rank(int(defect.sum()), SIGNAL_SHARE))
+        jc = max(ranks[-1], 1)
+        min_conc = float(np.sort(conc[defect])[jc - 1])                             # flagged when below
         thresholds += 1
     policy = ReviewPolicy(budget, 0.0, min_conc, max_distance, embeddings)
     other = _other_flags(conc, distance, defect, policy)
     rest = np.sort(confidence[~other])
     # the confidence threshold's rank among the rest: flagged parts plus one rank per threshold within budget
-    rank = threshold_rank(n, budget) - int(other.sum()) - thresholds
-    if rank >= 1 and len(rest):
+    ranks.append(threshold_rank(n, budget) - int(other.sum()) - thresholds)
+    rank = max(ranks[-1], 1)
+    policy.budget_held = min(ranks) >= 1
+    if len(rest):
         # flagged when below (ties at the threshold stay unflagged)
         policy.min_confidence = float(rest[rank - 1]) if rank <= len(rest) else 1.0 + 1e-9
     return policy
@@ -248,7 +259,7 @@ def load(model_dir, entry: dict, budget: float | None = None) -> ReviewPolicy:
         held = {k[5:]: z[k] for k in z.files if k.startswith("held_")}
     if budget is None or budget == entry["budget"]:
         return ReviewPolicy(entry["budget"], entry["min_confidence"], entry["min_concentration"],
-                            entry["max_distance"], emb)
+                            entry["max_distance"], emb, entry.get("budget_held", True))
     return fit_policy(held["confidence"], held["concentration"], held["distance"], held["defect"], emb, budget)
 
 

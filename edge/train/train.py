@@ -314,7 +314,11 @@ def _fit_review(out: Path, arrays: Arrays, y: np.ndarray, tr: np.ndarray, va: np
         print(f"review flag: below {entry['min_confidence']:.3f} confidence, embedding distance above "
               f"{entry['max_distance']:.1f}" + (f", defect maps concentrating under {entry['min_concentration']:.3f}"
                                                  if entry["min_concentration"] is not None else "")
-              + f" ({100 * entry['budget']:.0f} % of the validation parts)", flush=True)
+              + (f" (a {100 * entry['budget']:.0f} % budget, held with {100 * entry['budget_confidence']:.0f} % "
+                 f"probability at the validation split's {entry['n_held_out']} parts)" if entry["budget_held"] else
+                 f" (a {100 * entry['budget']:.0f} % budget; the validation split's {entry['n_held_out']} parts are too "
+                 f"few to hold it surely: refit the flag on more held-out data with `edge-xai calibrate --data DIR`)"),
+              flush=True)
 
 
 def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[str], ok_class: str) -> tuple[str, str]:
