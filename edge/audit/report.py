@@ -44,7 +44,9 @@ samples){% endif %}.</p>
 On the diagonal, "90 %" means right 9 times in 10.</figcaption></figure>{% endif %}{% endif %}
 {% if m.review %}{% set r = m.review %}<h2>Review flag</h2>
 <p>Parts the flag sends to a person (budget {{ "%.0f"|format(100 * r.policy.budget) }} % of parts, thresholds fitted on
-{{ r.policy.fitted_on }}): below {{ "%.3f"|format(r.policy.min_confidence) }} calibrated confidence; a defect whose
+{{ r.policy.fitted_on }}{% if r.policy.budget_held is defined and not r.policy.budget_held %}: too few held-out parts to
+hold the budget with {{ "%.0f"|format(100 * r.policy.budget_confidence) }} % probability, expect more flagged; refit the
+flag on more held-out data with <code>edge-xai calibrate --data DIR</code>{% endif %}): below {{ "%.3f"|format(r.policy.min_confidence) }} calibrated confidence; a defect whose
 Grad-CAM map puts under {{ "%.3f"|format(r.policy.min_concentration or 0) }} of its mass in its hottest 5 % of pixels;
 an embedding farther than {{ "%.1f"|format(r.policy.max_distance) }} (Mahalanobis) from every class of the training data.</p>
 <table><tr><th>flagged</th><th>misclassifications caught</th><th>correct answers flagged</th><th>error rate flagged</th>

@@ -71,6 +71,7 @@ def test_classifier_learns_something_on_the_simulator(tmp_path):
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["review"]["budget"] == 0.1 and "review.npz" in manifest["files"]
     assert 0 < manifest["review"]["min_confidence"] <= 1 and manifest["review"]["max_distance"] > 0
+    assert manifest["review"]["budget_held"] is False      # 60 validation samples: too few to hold 10 % surely
 
 
 def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):
