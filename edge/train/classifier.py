@@ -36,6 +36,7 @@ from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics
 from edge.train.augment import Augmentation
 from edge.train.models import FusionClassifier
+from edge.train.recipe import SCRATCH_LR
 
 
 @dataclass
@@ -47,7 +48,7 @@ class ClassifierRecipe:
     balance_power: float = 1.0      # class-balanced sampling: count^-power (0 = as the data comes)
     label_smoothing: float = 0.1
     ema_decay: float = 0.998
-    lr: float = 2e-3
+    lr: float = SCRATCH_LR
     weight_decay: float = 5e-4
     batch_size: int = 32
     backbone: str = "scratch"       # "scratch" (FusionClassifier) or "lite0" (pretrained, edge.train.pretrained)

@@ -120,6 +120,13 @@ class LiteClassifier(PooledClassifier):
         return self
 
 
+def weights_installed() -> bool:
+    """Whether the weights package is installed (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(WEIGHTS_PACKAGE) is not None
+
+
 def weights_file() -> Path:
     """The EfficientNet-Lite0 checkpoint the weights package installed, or a clear error saying how to get it."""
     try:

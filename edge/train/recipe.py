@@ -29,6 +29,7 @@ MIN_EPOCHS, MAX_EPOCHS = 12, 150
 # 30 epochs at 128 px beat 8 epochs at 256 px by 23 points of accuracy (an unconverged model at a high
 # resolution is worth less than a converged one at a lower).
 MIN_FIT_EPOCHS = 30
+SCRATCH_LR = 2e-3               # peak of the one-cycle schedule for networks trained from scratch
 # A pretrained backbone is fine-tuned, not learnt from scratch: on elpv (256 px, one-cycle schedule over 14
 # epochs, 24 000 samples) the kept checkpoint was the 8th epoch's, and those 14 epochs, with the export of
 # the deeper network, took 16.6 min; 20 000 samples (12 epochs there) keep the run within 15.
@@ -40,6 +41,20 @@ PRETRAINED_LR = 1e-3            # fine-tuning: half the from-scratch peak rate
 # export ran past 15 min, and 256 px for 14 epochs had scored no better (77.8 % against 78.6 % at 224 px).
 PRETRAINED_MAX_AUTO_SIZE = 224
 BACKBONES = ("auto", "scratch", "lite0")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a classifier network is trained, per backbone (what `choose_backbone` returns)."""
+    lr: float                # peak learning rate, unless --lr
+    samples_seen: int        # choose_epochs: about this many samples in all
+    min_epochs: int          # choose_epochs: at least this many epochs
+    min_fit_epochs: int      # fit_size_to_budget: this many epochs must fit the budget at the chosen size
+
+
+SCHEDULES = {"scratch": Schedule(SCRATCH_LR, TARGET_SAMPLES_SEEN, MIN_EPOCHS, MIN_FIT_EPOCHS),
+             "lite0": Schedule(PRETRAINED_LR, PRETRAINED_SAMPLES_SEEN, PRETRAINED_MIN_FIT_EPOCHS,
+                               PRETRAINED_MIN_FIT_EPOCHS)}
 
 
 @dataclass(frozen=True)

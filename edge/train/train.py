@@ -30,6 +30,7 @@ from edge.runtime.calibration import fit_calibration
 from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
 from edge.train.augment import Augmentation
 from edge.train.models import WEIGHTS, ResidualUNet, build_model, fold_batchnorm
+from edge.train.recipe import SCRATCH_LR
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,6 @@ def _predict_batches(model: nn.Module, x: np.ndarray, batch: int = 64) -> np.nda
     return np.concatenate(outs)
 
 
-def _weights_installed() -> bool:
-    import importlib.util
-
-    from edge.train.pretrained import WEIGHTS_PACKAGE
-
-    return importlib.util.find_spec(WEIGHTS_PACKAGE) is not None
-
-
 def _manifest_base(out: Path, cfg: TrainConfig, data: Path, arrays: Arrays, n_train: int, n_val: int) -> dict:
     pitches = [m["pixel_pitch_mm"] for m in arrays.meta if "pixel_pitch_mm" in m]
     recipe_path = Path(data) / "dataset.json"
@@ -166,6 +159,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, bf16_native,
                                        fit_classifier, predict, score_predictions, step_seconds, validation_summary)
     from edge.train import recipe as rules
+    from edge.train.pretrained import weights_file, weights_installed
     from edge.train.recipe import (choose_backbone, choose_epochs, choose_pool, choose_precision,
                                    choose_prior_correction, choose_size, fit_size_to_budget, lowest_size)
 
@@ -179,14 +173,13 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         mode = "per_image" if found.photographs else "centred"
     mask_loss = cfg.mask_weight > 0 and bool(found.defect_widths_px)
     pool, pool_reason = choose_pool(mask_loss)
-    backbone, backbone_reason = choose_backbone(cfg.backbone, found.photographs, mask_loss, _weights_installed())
+    backbone, backbone_reason = choose_backbone(cfg.backbone, found.photographs, mask_loss, weights_installed())
     pretrained = backbone == "lite0"
     precision, precision_reason = choose_precision(cfg.precision, bf16_native(), pretrained)
     if pretrained:
-        from edge.train.pretrained import weights_file
-
         weights_file()                      # a missing weights package is said now, not after the data loads
-    recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr or (rules.PRETRAINED_LR if pretrained else 2e-3),
+    schedule = rules.SCHEDULES[backbone]
+    recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr or schedule.lr,
                               batch_size=cfg.batch_size, pool=pool, backbone=backbone,
                               balance_power=1.0 if cfg.balance else 0.0, mask_weight=cfg.mask_weight,
                               precision=precision)
@@ -211,8 +204,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         long_side = int(np.median([max(s) for s in found.shapes]))
         needed, why = rules.cap_for_pretrained(choice.size, choice.reason) if pretrained else (choice.size, choice.reason)
         size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed),
-                                           epoch_seconds, budget_s,
-                                           rules.PRETRAINED_MIN_FIT_EPOCHS if pretrained else rules.MIN_FIT_EPOCHS)
+                                           epoch_seconds, budget_s, schedule.min_fit_epochs)
         size_reason = why + lowered
     if progress:
         print(f"network: {backbone_reason}", flush=True)
@@ -231,8 +223,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     cd = ClassifierData(arrays.x, y, arrays.masks, mask_known, tr, va, classes, norm)
     seconds_per_epoch = epoch_seconds(size) if budget_s else None
     epochs, epochs_reason = choose_epochs(len(tr), cfg.epochs, seconds_per_epoch, budget_s,
-                                          *((rules.PRETRAINED_SAMPLES_SEEN, rules.PRETRAINED_MIN_FIT_EPOCHS)
-                                            if pretrained else ()))
+                                          schedule.samples_seen, schedule.min_epochs)
     if progress:
         print(f"training {epochs} epochs: {epochs_reason}", flush=True)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -403,7 +394,7 @@ def _train_regression(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     flips = Augmentation(flips=spec.flips if cfg.augment != "none" else ())
     xt = torch.from_numpy(x)
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
-    lr = cfg.lr or 2e-3
+    lr = cfg.lr or SCRATCH_LR
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     tr_t = torch.from_numpy(tr)
