@@ -80,8 +80,8 @@ The flag's own point: coverage {{ "%.1f"|format(100 * r.risk_coverage.flag_cover
 {% for f in figures.localisation %}<figure><img src="data:image/png;base64,{{ f.png }}" width="192"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
 {% if m.localisation_guided %}<h3>Guided maps (option: <code>edge-xai explain --guided</code>)</h3>
 <p>The same protocol for {{ cam_name }} refined to input pixels by guided backpropagation from the exported
-guided_gradient graph: the class map times the smoothed guided-gradient magnitude to the power 0.5. Thin
-defects get thin maps; it costs a full backward pass, so the served default stays the map above, which the gate judges.</p>
+guided_gradient graph: the class map times |guided gradient × local contrast| (the pixel minus the surface
+around it), smoothed by 1 px, to the power 0.5. Thin defects get thin maps; it costs a full backward pass, so the served default stays the map above, which the gate judges.</p>
 <table><tr><th>class</th><th>n</th><th>IoU (pixel)</th><th>IoU, default map</th><th>tolerant IoU</th><th>relevance mass</th><th>pointing game</th></tr>
 {% for c, r in m.localisation_guided.items() %}<tr><td>{{ c }}</td><td>{{ r.n }}</td><td>{{ "%.3f"|format(r.iou_mean) }}</td>
 <td>{{ "%.3f"|format(m.localisation[c].iou_mean) if c in m.localisation else "–" }}</td>

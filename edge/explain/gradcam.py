@@ -120,7 +120,7 @@ class GradCAMExplainer(Explainer):
         if self.guided:
             with timer.stage("guided"):
                 _, guided_grad = self.model.run("guided_gradient", {"input": xn, "target": class_target(k, explained)})
-                up = guided_refine(up, guided_grad)
+                up = guided_refine(up, guided_grad, xn)
                 heat = normalise_minmax(up)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,

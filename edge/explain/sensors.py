@@ -32,11 +32,11 @@ import cv2
 import numpy as np
 
 from edge.errors import InvalidInput
+from edge.explain.cam import SURROUND_SIGMA_FRACTION
 from edge.runtime.model import Model
 
 HOT_FRACTION = 0.5        # the heatmap's region: at least half its maximum (the audit's binarisation)
 GROW_PX = 5               # grown by this much, so a defect's edges and halo go with it
-FILL_SIGMA_FRACTION = 1 / 16   # Gaussian of the fill, as a fraction of the frame's long side
 
 
 def evidence_region(heatmap: np.ndarray, fraction: float = HOT_FRACTION, grow_px: int = GROW_PX) -> np.ndarray:
@@ -65,7 +65,7 @@ def fill_channels(channels: np.ndarray, region: np.ndarray, sigma_px: float | No
     region = np.asarray(region, bool)
     if not region.any() or region.all():
         return c.copy()
-    sigma = sigma_px if sigma_px is not None else max(c.shape[1:]) * FILL_SIGMA_FRACTION
+    sigma = sigma_px if sigma_px is not None else max(c.shape[1:]) * SURROUND_SIGMA_FRACTION
     keep = (~region).astype(np.float32)
     den = cv2.GaussianBlur(keep, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     inside = den[region]

@@ -108,9 +108,10 @@ def test_guided_gradcam_refines_the_served_map_with_the_guided_graph(defect, tmp
     x = frames(model)
     plain = GradCAMExplainer(model).explain(x)
     guided = GradCAMExplainer(model, guided=True).explain(x)
-    _, gg = model.run("guided_gradient", {"input": model.normalisation.apply(x),
+    xn = model.normalisation.apply(x)
+    _, gg = model.run("guided_gradient", {"input": xn,
                                           "target": class_target(len(model.classes), [e.details.class_index for e in plain])})
-    want = guided_refine(np.stack([e.attribution for e in plain]), gg)
+    want = guided_refine(np.stack([e.attribution for e in plain]), gg, xn)
     for p, g, w in zip(plain, guided, want):
         assert g.prediction == p.prediction and g.details.class_index == p.details.class_index and g.details.guided
         np.testing.assert_allclose(g.attribution, w, rtol=1e-4, atol=1e-6)

@@ -109,24 +109,47 @@ def test_aligned_upsampling_moves_the_map_by_the_receptive_field_offset():
 
 
 def test_guided_refinement_draws_a_thin_defect_thin_and_keeps_the_class_map_extent():
-    """A coarse class map over a 24x24 block; guided gradients only on a 1-px line inside it: half the
-    refined map's maximum selects the line (and its one-pixel smoothing), not the block. With no guided
-    gradient there is no map, and power 0 gives the class map back."""
+    """A coarse class map over a 24x24 block; a 1-px line in one input channel inside it, and the guided
+    gradient spread 5 px wide around the line (as the filters that saw it spread it): weighed by the local
+    contrast, half the refined map's maximum selects the line (and its one-pixel smoothing), not the
+    gradient's band nor the block. The gradient's magnitude alone draws the band. With no guided gradient
+    there is no map, power 0 gives the class map back, and mismatched shapes are refused."""
     from edge.audit.metrics import binarise, iou
 
-    cam = np.zeros((1, 64, 64), np.float32)
+    cam = np.zeros((1, 128, 128), np.float32)
     cam[0, 20:44, 20:44] = 1.0
-    g = np.zeros((1, 2, 64, 64), np.float32)
-    g[0, 0, 32, 22:42] = -3.0             # signs do not matter: magnitude, summed over channels
-    g[0, 1, 32, 22:42] = 1.0
-    line = np.zeros((64, 64), bool)
+    x = np.zeros((1, 2, 128, 128), np.float32)
+    x[0, 0, 32, 22:42] = 5.0              # the defect, seen by channel 0; channel 1 is a smooth ramp
+    x[0, 1] = np.linspace(0, 1, 128)[None, :]
+    g = np.zeros((1, 2, 128, 128), np.float32)
+    g[0, 0, 28:37, 22:42] = -3.0          # signs do not matter: magnitude, summed over channels
+    g[0, 1, 28:37, 22:42] = 1.0
+    line = np.zeros((128, 128), bool)
     line[32, 22:42] = True
-    refined = guided_refine(cam, g)
-    region = binarise(refined[0])
-    assert region[32, 25:40].all() and not region[20:28].any() and not region[37:44].any()
+    region = binarise(guided_refine(cam, g, x)[0])
+    assert region[32, 25:40].all() and not region[20:31].any() and not region[34:44].any()
     assert iou(region, line) > 0.3 > iou(binarise(cam[0]), line)
+    band = binarise(np.abs(g).sum(axis=1)[0])
+    assert iou(band, line) < 0.15                 # the gradient alone: 9 px wide
     outside = np.zeros_like(g)
     outside[0, 0, 5, 5] = 1.0             # evidence only where the class map is zero
-    assert not guided_refine(cam, outside).any()
-    assert not guided_refine(cam, np.zeros_like(g)).any()
-    np.testing.assert_allclose(guided_refine(cam, g, power=0.0), cam)
+    assert not guided_refine(cam, outside, x).any()
+    assert not guided_refine(cam, np.zeros_like(g), x).any()
+    np.testing.assert_allclose(guided_refine(cam, g, x, power=0.0), cam)
+    with pytest.raises(ValueError, match="inputs"):
+        guided_refine(cam, g, x[:, :1])
+
+
+def test_local_contrast_is_what_a_pixel_shows_beyond_its_surroundings():
+    """A flat channel has none; a linear ramp almost none away from the borders (a Gaussian average of a
+    ramp is the ramp); a bright pixel keeps most of its height, its surroundings go slightly negative."""
+    from edge.explain.cam import local_contrast
+
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    x[0, 0] = 7.0
+    x[0, 1] = np.linspace(0, 1, 64)[None, :]
+    x[0, 2, 32, 32] = 1.0
+    c = local_contrast(x)
+    assert np.abs(c[0, 0]).max() < 1e-5
+    assert np.abs(c[0, 1, :, 16:48]).max() < 1e-3
+    assert c[0, 2, 32, 32] > 0.9 and c[0, 2, 32, 36] < 0

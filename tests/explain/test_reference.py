@@ -39,7 +39,8 @@ def test_gradcam_equals_captum_layergradcam_with_upsampling(sessions):
 
 def test_guided_gradient_equals_captum_guided_backprop_and_guided_gradcam(sessions):
     """The exported guided_gradient graph is Captum's GuidedBackprop; times the class map upsampled nearest,
-    it is Captum's GuidedGradCam (our guided_refine then smooths and softens that product)."""
+    it is Captum's GuidedGradCam (our guided_refine weighs the guided gradient by the local contrast, then
+    smooths and softens the product)."""
     model, sess = sessions
     x = _x(2, seed=2)
     classes = np.array([2, 5])
