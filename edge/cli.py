@@ -28,7 +28,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise UserError("--n must be at least 1")
-    cfg = SimConfig(size=args.size, artifact=args.artifact, artifact_rate=args.artifact_rate)
+    setup = {}
+    if args.emissivity is not None:
+        if not 0 < args.emissivity <= 1:
+            raise UserError(f"--emissivity {args.emissivity}: expected a value in (0, 1]")
+        setup["emissivity_normal"] = args.emissivity
+    if args.pitch_mm is not None:
+        try:
+            lo, hi = (float(v) for v in args.pitch_mm.split(","))
+        except ValueError:
+            raise UserError(f"--pitch-mm {args.pitch_mm!r}: expected LOW,HIGH in mm per pixel, e.g. 0.18,0.36") from None
+        setup["pitch_mm"] = (lo, hi)
+    if args.geometries is not None:
+        setup["geometries"] = tuple(g.strip() for g in args.geometries.split(",") if g.strip())
+    cfg = SimConfig(size=args.size, artifact=args.artifact, artifact_rate=args.artifact_rate, **setup)
     out = write_dataset(Path(args.out), args.n, args.seed, cfg, progress=not args.quiet)
     print(f"wrote {args.n} samples to {out}")
     return 0
@@ -475,6 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plant a spurious sensor mark whose position encodes the defect class (audit experiments)")
     s.add_argument("--artifact-rate", type=float, default=0.9,
                    help="fraction of defective samples carrying the mark (default 0.9)")
+    s.add_argument("--emissivity", type=float, default=None,
+                   help="the coating's normal emissivity (default 0.9, what the thermal camera is calibrated for); "
+                        "another value makes frames of another set-up, e.g. for `audit --ood`")
+    s.add_argument("--pitch-mm", default=None, metavar="LOW,HIGH",
+                   help="pixel pitch range in mm per pixel, drawn per sample (default 0.06,0.12)")
+    s.add_argument("--geometries", default=None, metavar="G1,G2",
+                   help="part shapes to draw from (default all: flat, v_groove, cavity, cylinder, step, combined)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_simulate)
 

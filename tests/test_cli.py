@@ -32,6 +32,37 @@ def test_simulate_writes_a_dataset(tmp_path, capsys):
     assert "wrote 6 samples" in capsys.readouterr().out
 
 
+def test_simulate_makes_frames_of_another_set_up(tmp_path):
+    """--emissivity, --pitch-mm, --geometries: another coating, pixel pitch and shape mix (frames for
+    `audit --ood`), kept in dataset.json; the frames differ from the default set-up's only where they should."""
+    import json
+
+    import numpy as np
+
+    args = ["--n", "6", "--seed", "2", "--size", "32", "--quiet"]
+    assert main(["simulate", "--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["simulate", "--out", str(tmp_path / "b"), *args, "--emissivity", "0.6", "--pitch-mm", "0.2,0.3",
+                 "--geometries", "cylinder, step"]) == 0
+    config = json.loads((tmp_path / "b" / "dataset.json").read_text())["config"]
+    assert config["emissivity_normal"] == 0.6 and config["pitch_mm"] == [0.2, 0.3]
+    assert config["geometries"] == ["cylinder", "step"]
+    for f in sorted((tmp_path / "b").glob("*/*.npz")):
+        b, a = np.load(f), np.load(tmp_path / "a" / f.parent.name / f.name)
+        assert str(b["geometry"]) in ("cylinder", "step") and 0.2 <= float(b["pixel_pitch_mm"]) <= 0.3
+        assert not np.allclose(a["thermal"], b["thermal"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--emissivity", "1.5"], "--emissivity 1.5: expected a value in (0, 1]"),
+    (["--pitch-mm", "0.2"], "--pitch-mm '0.2': expected LOW,HIGH"),
+    (["--pitch-mm", "0.3,0.2"], "pitch_mm (0.3, 0.2): expected 0 < low <= high"),
+    (["--geometries", "cylinder,cube"], "expected one or more of flat, v_groove"),
+])
+def test_simulate_names_a_bad_set_up_option(tmp_path, capsys, args, message):
+    assert main(["simulate", "--out", str(tmp_path / "d"), "--n", "3", "--quiet", *args]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
 def test_simulate_refuses_a_used_folder_with_a_clear_message(tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_text("x")

@@ -36,6 +36,21 @@ class SimConfig:
     artifact: bool = False
     artifact_rate: float = 0.9
     classes: tuple[str, ...] = field(default=defects.CLASSES)
+    # The part shapes drawn from (uniformly). A subset, with another coating or pixel pitch, makes frames of
+    # another set-up: what the review flag's "unlike the training data" is audited on (`edge-xai audit --ood`).
+    geometries: tuple[str, ...] = field(default=geometry.GEOMETRIES)
+
+    def __post_init__(self):
+        if not 0 < self.emissivity_normal <= 1:
+            raise InvalidInput(f"emissivity_normal {self.emissivity_normal}: expected a value in (0, 1]")
+        lo, hi = self.pitch_mm
+        if not 0 < lo <= hi:
+            raise InvalidInput(f"pitch_mm {self.pitch_mm}: expected 0 < low <= high (mm per pixel)")
+        if not self.geometries or set(self.geometries) - set(geometry.GEOMETRIES):
+            raise InvalidInput(f"geometries {', '.join(self.geometries) or '(none)'}: expected one or more of "
+                               f"{', '.join(geometry.GEOMETRIES)}")
+        if not 0 <= self.artifact_rate <= 1:
+            raise InvalidInput(f"artifact_rate {self.artifact_rate}: expected a fraction in [0, 1]")
 
 
 def _artifact_mark(size: int, class_index: int) -> tuple[slice, slice]:
@@ -56,7 +71,7 @@ def simulate_sample(index: int, seed: int, cfg: SimConfig = SimConfig(),
     rng = np.random.default_rng([seed, index])
     size = cfg.size
     cls = defect_class or cfg.classes[index % len(cfg.classes)]
-    geom = geometry_type or str(rng.choice(geometry.GEOMETRIES))
+    geom = geometry_type or str(rng.choice(cfg.geometries))
     pitch = float(rng.uniform(*cfg.pitch_mm))
     seen = set(CHANNELS if defect_channels is None else defect_channels)
     if seen - set(CHANNELS):
