@@ -20,8 +20,14 @@ Rows (JSON `results.<name>.median_ms`):
   shap_lib_onnx        the same with our ONNX forward: what is left is the library's own overhead
 Each row runs in its own process (torch's and ONNX Runtime's thread pools spin after work and slow
 each other down when they share one), with the same thread count. Shared cloud CPUs drift by 10-20 %
-over minutes, so the rows run round-robin in --rounds rounds and each row's median is taken over all
-its runs (--runs in total, after warm-up in every round).
+over minutes, so the rows run round-robin in --rounds rounds, a new process per row and round, and each
+row's median is taken over all its runs (--runs in total, after warm-up in every round).
+The targets are judged on each row's steady time: the fastest of its processes' medians. Why: on the
+2-core development VM a process runs at one of two speeds for its whole life (2026-11-29, the NEU-DET
+model's predict row in 8 processes: 0.56-0.60 ms in five, 0.89 in three; its gradcam row 0.71-0.77 and
+0.97-1.00), so a ratio of pooled medians depends on how many slow processes each row drew: gradcam /
+predict read 0.93-0.97 in three runs of 8 rounds that hour, 1.28 between the fast processes. As with
+timeit, the slower readings are interference, not the code. The pooled medians are printed and kept too.
 Targets (issue #3): Grad-CAM <= 1.2x predict-only and >= 2x faster than pytorch-grad-cam and Captum;
 IG >= 1.25x faster than Captum at equal steps; SHAP >= 2x faster than shap at equal budget.
 """
@@ -192,6 +198,7 @@ def main() -> None:
         print(json.dumps(run_row(args.row, args)))
         return
 
+    import numpy as np
     from _common import machine, print_targets, summary, write_json
     from tqdm import tqdm
 
@@ -201,6 +208,7 @@ def main() -> None:
         p.error(f"unknown rows {sorted(unknown)}; expected some of {', '.join(ROWS)}")
     passthrough = [a for a in sys.argv[1:] if not a.startswith("--out") and a != str(args.out)]
     samples: dict[str, list[float]] = {r: [] for r in rows}
+    process_medians: dict[str, list[float]] = {r: [] for r in rows}
     extras: dict[str, dict] = {}
     with tqdm(total=len(rows) * args.rounds, desc="benchmark", unit="row") as bar:
         for _ in range(args.rounds):
@@ -210,12 +218,15 @@ def main() -> None:
                 if r.returncode != 0:
                     raise SystemExit(f"row {name} failed:\n{r.stderr[-3000:]}")
                 out = json.loads(r.stdout.strip().splitlines()[-1])
-                samples[name] += out.pop("samples_ms")
+                runs_ms = out.pop("samples_ms")
+                samples[name] += runs_ms
+                process_medians[name].append(float(np.median(runs_ms)))
                 extras[name] = out
                 bar.update()
-    results = {name: {**summary(samples[name]), **extras[name]} for name in rows}
+    results = {name: {**summary(samples[name]), "steady_ms": min(process_medians[name]),
+                      "process_medians_ms": process_medians[name], **extras[name]} for name in rows}
 
-    med = {k: v["median_ms"] for k, v in results.items()}
+    med = {k: v["steady_ms"] for k, v in results.items()}      # the targets' basis: see the docstring
     checks = [("gradcam / predict", "gradcam", "predict", "<=", 1.2),
               ("pytorch_grad_cam / gradcam", "pytorch_grad_cam", "gradcam", ">=", 2),
               ("captum_layergradcam / gradcam", "captum_layergradcam", "gradcam", ">=", 2),
@@ -240,9 +251,10 @@ def main() -> None:
               "shap_budget": args.shap_budget, "results": results, "ratios": ratios, "targets_met": met,
               "versions": {"torch": torch.__version__, "captum": captum.__version__, "shap": shap.__version__,
                            "onnxruntime": onnxruntime.__version__}}
-    print(f"\n{'row':<22}{'median ms':>12}{'p10':>10}{'p90':>10}{'runs':>6}")
+    print(f"\n{'row':<22}{'steady ms':>10}{'median ms':>11}{'p10':>8}{'p90':>8}{'runs':>6}")
     for k, v in results.items():
-        print(f"{k:<22}{v['median_ms']:>12.2f}{v['p10_ms']:>10.2f}{v['p90_ms']:>10.2f}{v['runs']:>6}")
+        print(f"{k:<22}{v['steady_ms']:>10.2f}{v['median_ms']:>11.2f}{v['p10_ms']:>8.2f}{v['p90_ms']:>8.2f}{v['runs']:>6}")
+    print("(steady: the fastest process's median, what the ratios below compare; median/p10/p90: all runs)")
     print()
     print_targets({f"{label} (target {how} {bar})": (ratios[label], met[label])
                    for (label, _, _, how, bar) in checks if label in ratios})
