@@ -28,6 +28,7 @@ model's predict row in 8 processes: 0.56-0.60 ms in five, 0.89 in three; its gra
 0.97-1.00), so a ratio of pooled medians depends on how many slow processes each row drew: gradcam /
 predict read 0.93-0.97 in three runs of 8 rounds that hour, 1.28 between the fast processes. As with
 timeit, the slower readings are interference, not the code. The pooled medians are printed and kept too.
+The rows run in a new (seeded) order every round, so no row always follows the same one.
 Targets (issue #3): Grad-CAM <= 1.2x predict-only and >= 2x faster than pytorch-grad-cam and Captum;
 IG >= 1.25x faster than Captum at equal steps; SHAP >= 2x faster than shap at equal budget.
 """
@@ -211,8 +212,12 @@ def main() -> None:
     process_medians: dict[str, list[float]] = {r: [] for r in rows}
     extras: dict[str, dict] = {}
     with tqdm(total=len(rows) * args.rounds, desc="benchmark", unit="row") as bar:
+        order = np.random.default_rng(0)
         for _ in range(args.rounds):
-            for name in rows:
+            # A new order every round (reproducibly): a row that always followed a heavy one ran on a
+            # disturbed machine in every round (the predict row after shap_lib_onnx: 1.1-1.3 ms in all 8
+            # processes, 0.72 alone).
+            for name in map(str, order.permutation(rows)):
                 r = subprocess.run([sys.executable, __file__, *passthrough, "--row", name], capture_output=True,
                                    text=True)
                 if r.returncode != 0:
