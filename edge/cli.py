@@ -343,11 +343,10 @@ def _cmd_station(args: argparse.Namespace) -> int:
     import asyncio
 
     from edge.serve import run_stations
-    from edge.v1 import inspection_pb2 as pb
+    from edge.serve.servicer import KIND_ENUMS as kinds
 
     if args.rate <= 0 or args.count < 1 or args.stations < 1:
         raise UserError("--rate must be > 0, --count and --stations at least 1")
-    kinds = {"ig": pb.IG, "shap": pb.SHAP, "sentence": pb.SENTENCE, "gradcam": pb.GRADCAM, "sensors": pb.SENSORS}
     asked = [k.strip() for k in args.explain.split(",") if k.strip()]
     unknown = [k for k in asked if k not in kinds]
     if unknown:
@@ -408,8 +407,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         await server.start()
         print(f"edge-xai demo: HMI at http://{cfg.hmi.rsplit(':', 1)[0]}:{server.hmi_port}/  "
               f"(gRPC on 127.0.0.1:{server.grpc_port}, inspection store {store}); Ctrl-C stops", flush=True)
-        # the demo asks for the evidence per sensor too, so the HMI shows its bars (about 7 ms a frame)
-        kinds = (pb.GRADCAM, pb.SENTENCE, pb.SENSORS)
+        # the demo asks for the evidence per sensor and the guided map too, so the HMI shows the bars and
+        # the map selector (about 7 and 3 ms a frame)
+        kinds = (pb.GRADCAM, pb.SENTENCE, pb.SENSORS, pb.GUIDED)
         station = loop.create_task(run_stations(f"127.0.0.1:{server.grpc_port}", args.rate, args.count, 1,
                                                 explanations=kinds, stop=server.stopping))
         done, _ = await asyncio.wait([station, loop.create_task(server.stopping.wait())],
@@ -719,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where every graph runs: ort-cpu (default), ort-cuda, ort-tensorrt, tensorrt, or "
                         "triton://HOST:PORT (a Triton Inference Server holding edge-xai export-triton's models)")
     v.add_argument("--deferred-backend", default=None, type=_backend, metavar="BACKEND",
-                   help="run only the optional explanations (evidence per sensor, IG, SHAP) there (e.g. "
+                   help="run only the optional explanations (evidence per sensor, guided maps, IG, SHAP) there (e.g. "
                         "triton://gpu-server:8001, a shared GPU server), while the inline prediction and "
                         "Grad-CAM stay on --backend")
     v.add_argument("--allow-unaudited", action="store_true",
@@ -736,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--count", type=int, default=100, help="frames per station (default 100)")
     st.add_argument("--stations", type=int, default=1, help="concurrent stations (default 1)")
     st.add_argument("--explain", default="", help="explanations to ask for, comma-separated: gradcam, sentence, "
-                    "sensors (evidence per input channel), ig, shap (default: gradcam,sentence)")
+                    "sensors (evidence per input channel), guided (the map refined to input pixels: thin "
+                    "defects drawn thin), ig, shap, raw_heatmap (default: gradcam,sentence)")
     st.add_argument("--seed", type=int, default=500)
     st.add_argument("--timeout", type=float, default=5.0, help="per-request deadline in seconds (default 5)")
     st.add_argument("--tls-ca", default=None, help="CA certificate (PEM) to verify the server: enables TLS")

@@ -10,7 +10,7 @@ Maps are placed by the layer's measured receptive-field alignment (manifest `gra
 `guided=True` sharpens the map to input pixels with the exported `guided_gradient` graph (guided
 backpropagation; see `cam.guided_refine`): thin defects get a thin map. It costs a full backward pass
 (3.8x a bare prediction in all, benchmarks/attribution.py), so it is an option for audits and
-`edge-xai explain --guided`, not the inline default (the service does not offer it yet).
+`edge-xai explain --guided` and the service's GUIDED explanation kind, not the inline default.
 
 On an engine that keeps its outputs on the GPU (`run_device`: TensorRT, ONNX Runtime with a GPU
 provider), the activations and gradients stay there: `kernels/gradcam.cu` (through `edge.explain.cuda`)

@@ -86,6 +86,14 @@ def create_app(node: Node) -> FastAPI:
     async def heatmap(inspection_id: str):
         return Response((await one(inspection_id)).heatmap_png, media_type="image/png")
 
+    @app.get("/api/inspections/{inspection_id}/maps/{index}.png")
+    async def attribution_map(inspection_id: str, index: int):
+        """The inspection's index-th later map (guided, SHAP, IG: `attributions` in its summary), as PNG."""
+        ins = await one(inspection_id)
+        if not 0 <= index < len(ins.attributions):
+            raise HTTPException(404, f"inspection {inspection_id!r} has {len(ins.attributions)} later maps, no {index}")
+        return Response(ins.attributions[index].heat_png, media_type="image/png")
+
     @app.get("/api/inspections/{inspection_id}/channels/{channel}.png")
     async def channel(inspection_id: str, channel: str):
         data = await in_store(store.preview, inspection_id, channel)

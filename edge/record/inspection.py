@@ -24,16 +24,16 @@ def now_ms() -> int:
 
 @dataclass(kw_only=True)
 class Attribution:
-    """An IG or SHAP map (deferred or inline)."""
+    """An IG, SHAP or guided Grad-CAM map (deferred or inline)."""
     model: str
     model_sha256: str
-    method: str                      # ig | shap
+    method: str                      # ig | shap | guided <cam method>
     target: str                      # what was explained, in words
     heat_png: bytes
     attribution: np.ndarray          # (H, W) float32, signed
-    completeness_delta: float        # IG: |sum of attributions - (F(x) - F(baseline))|; SHAP: efficiency gap
-    relative_completeness_delta: float   # IG: the delta over |F(x) - F(baseline)|; SHAP: 0 (no such measure)
-    n_steps: int                     # IG: interpolation points; SHAP: model evaluations
+    completeness_delta: float        # IG: |sum of attributions - (F(x) - F(baseline))|; SHAP: efficiency gap; guided: 0
+    relative_completeness_delta: float   # IG: the delta over |F(x) - F(baseline)|; SHAP, guided: 0 (no such measure)
+    n_steps: int                     # IG: interpolation points; SHAP: model evaluations; guided: 0
     sentence: str | None = None
 
 

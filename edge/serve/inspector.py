@@ -2,9 +2,10 @@
 scheduler that decides which explanations come inline and which are deferred.
 
 Prediction and Grad-CAM (one `gradcam` graph call for the whole micro-batch) and the Grad-CAM-based
-sentence are always inline. IG (regression models) and patch SHAP come inline only when their
-measured cost fits the job's remaining cycle budget; otherwise they are deferred to a background
-worker and land later in the store and on the watch stream. Costs are measured at warm-up and kept
+sentence are always inline. The evidence per sensor, the guided map (thin defects drawn thin), IG
+(regression models) and patch SHAP come inline only when their measured cost fits the job's remaining
+cycle budget; otherwise they are deferred to a background worker and land later in the store and on
+the watch stream. Costs are measured at warm-up and kept
 as moving averages of what they really took.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ def png(image8: np.ndarray) -> bytes:
 
 # Explanations that may be deferred (prediction, Grad-CAM and its sentence never are), cheapest first: the
 # planner fits them into the cycle budget in this order.
-OPTIONAL_KINDS = ("sensors", "ig", "shap")
+OPTIONAL_KINDS = ("sensors", "guided", "ig", "shap")
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Inspector:
                  default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512,
                  allow_unaudited: bool = False, spin: bool = False, review_budget: float | None = None,
                  deferred_backend: str | None = None):
-        """deferred_backend: evidence per sensor, IG and SHAP run there (e.g. a shared Triton server) while
+        """deferred_backend: evidence per sensor, guided maps, IG and SHAP run there (e.g. a shared Triton server) while
         the inline prediction and Grad-CAM stay on `backend`."""
         self.models: dict[str, Model] = {}
         for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
@@ -122,6 +123,10 @@ class Inspector:
         self.explained = explained          # where the optional kinds (evidence per sensor, IG, SHAP) run
         self.ig = {n: IGExplainer(m, n_steps=ig_steps) for n, m in explained.items() if not m.classes}
         self.shap = {n: PatchShapExplainer(m, budget=shap_budget) for n, m in explained.items() if m.classes}
+        # the guided map re-runs the gradcam graph with the guided_gradient one: the same map as
+        # `edge-xai explain --guided`, one path (a model exported before that graph existed has none)
+        self.guided = {n: GradCAMExplainer(m, guided=True) for n, m in explained.items()
+                       if m.classes and "guided_gradient" in m.graphs}
         self.grids = {n: PatchGrid(*m.input_shape[1:]) for n, m in self.models.items() if m.classes}
         self.gradcam = {n: GradCAMExplainer(m) for n, m in self.models.items() if m.classes}
         # The review flag of each classifier that has one, thresholds for this node's budget.
@@ -172,6 +177,10 @@ class Inspector:
                 shap_model.run("predict", {"input": batch})
                 per = (time.perf_counter() - t) * 1e3 / 64
                 self._record("shap", name, per * self.shap[name].budget * 1.2)
+                if name in self.guided:
+                    t = time.perf_counter()
+                    self.guided[name].explain(x)
+                    self._record("guided", name, (time.perf_counter() - t) * 1e3)
                 if self.explains_sensors(m):
                     # a centred blob, so the refills (not only the predict call) are in the measured cost;
                     # logits given, as the served call has them from Grad-CAM
@@ -186,7 +195,8 @@ class Inspector:
         """(inline, deferred) among the job's optional explanations. Called once its prediction and
         Grad-CAM have returned, so the job's remaining budget already has their time taken off."""
         models = {"ig": list(job.regression_inputs), "shap": [job.model],
-                  "sensors": [job.model] if self.explains_sensors(self.models[job.model]) else []}
+                  "sensors": [job.model] if self.explains_sensors(self.models[job.model]) else [],
+                  "guided": [job.model] if job.model in self.guided else []}
         with self._cost_lock:
             costs = {kind: [self.cost_ms.get((kind, m)) for m in names] for kind, names in models.items()}
         return plan(job.explanations, job.remaining_ms(), costs)
@@ -253,8 +263,9 @@ class Inspector:
         return text
 
     def explain_extra(self, job: Job, inspection: Inspection, kinds: list[str]) -> Extra:
-        """Evidence per sensor, IG maps of the regression models and/or patch SHAP (with its SHAP-based
-        sentence). The sentence, when asked for, ends with the evidence per sensor once it is known."""
+        """Evidence per sensor, the guided map, IG maps of the regression models and/or patch SHAP (with its
+        SHAP-based sentence). The sentence, when asked for, ends with the evidence per sensor once it is
+        known."""
         extra = Extra()
         model = self.classifier(job.model)
         row = inspection.tile or 0
@@ -271,6 +282,16 @@ class Inspector:
                                        inspection.tile_heatmap[None], [k], logits)
             self._record("sensors", model.name, (time.perf_counter() - t) * 1e3)
             extra.sensors = {c: float(v) for c, v in zip(model.channels, shares)}
+        if "guided" in kinds and model.name in self.guided:
+            t = time.perf_counter()
+            # the class the served map explains; the deciding tile of a tiled frame, back in frame pixels
+            [e] = self.guided[model.name].explain(job.view.x[row][None], model.classes.index(explained_class))
+            self._record("guided", model.name, (time.perf_counter() - t) * 1e3)
+            extra.attributions.append(Attribution(
+                model=model.name, model_sha256=model.sha256, method=f"guided {e.method}", target=e.target,
+                heat_png=png(heatmap8(job.view.to_frame(row, e.heatmap))),
+                attribution=job.view.to_frame(row, e.attribution), completeness_delta=0.0,
+                relative_completeness_delta=0.0, n_steps=0))
         if "ig" in kinds:
             for name, x in job.regression_inputs.items():
                 t = time.perf_counter()

@@ -19,7 +19,7 @@ from edge.v1 import inspection_pb2_grpc as pb_grpc
 
 log = logging.getLogger("edge.serve")
 KIND_NAMES = {pb.GRADCAM: "gradcam", pb.SENTENCE: "sentence", pb.IG: "ig", pb.SHAP: "shap",
-              pb.RAW_HEATMAP: "raw_heatmap", pb.SENSORS: "sensors"}
+              pb.RAW_HEATMAP: "raw_heatmap", pb.SENSORS: "sensors", pb.GUIDED: "guided"}
 KIND_ENUMS = {v: k for k, v in KIND_NAMES.items()}
 
 

@@ -30,6 +30,7 @@ class ExplanationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SHAP: _ClassVar[ExplanationKind]
     RAW_HEATMAP: _ClassVar[ExplanationKind]
     SENSORS: _ClassVar[ExplanationKind]
+    GUIDED: _ClassVar[ExplanationKind]
 DTYPE_UNSPECIFIED: DType
 UINT8: DType
 UINT16: DType
@@ -45,6 +46,7 @@ IG: ExplanationKind
 SHAP: ExplanationKind
 RAW_HEATMAP: ExplanationKind
 SENSORS: ExplanationKind
+GUIDED: ExplanationKind
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")

@@ -31,7 +31,7 @@ def test_operator_sees_the_inspection_and_records_a_verdict(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     requests = make_requests(6, seed=1000, station="line-3")
-    requests[1].explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.SENSORS]      # the crack: evidence per sensor too
+    requests[1].explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.SENSORS, pb.GUIDED]   # the crack: sensors, guided map
     requests[1].cycle_budget_ms = 5000
     with running_server(make_config(tmp_path)) as server, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
@@ -63,12 +63,24 @@ def test_operator_sees_the_inspection_and_records_a_verdict(tmp_path):
         # the canvas holds the frame at its own resolution, not a blank
         drawn = page.evaluate(CANVAS_SUM)
         assert drawn[0] == 128 and drawn[1] > 0
+        # the guided map the answer carried, over the same channel: another overlay of the same frame
+        assert [a.method for a in answers[1].attributions] == ["guided hirescam"]
+        expect(page.locator("#map-choice")).to_be_visible()
+        page.locator("#map").select_option(label="guided hirescam")
+        expect(canvas).to_have_attribute("data-src", f"{answers[1].inspection_id}/intensity/map0")
+        expect(canvas).to_have_attribute("data-state", "drawn", timeout=15000)
+        guided = page.evaluate(CANVAS_SUM)
+        assert guided[0] == 128 and guided[1] > 0 and guided[1] != drawn[1]
         page.locator("#correct").select_option("scratch")
         page.locator("#disagree").click()
         expect(page.locator("#verdict-state")).to_have_text("recorded: disagree: scratch")
         expect(page.locator("#s-p99")).not_to_have_text("–", timeout=5000)
         shot = Path(os.environ.get("EDGE_XAI_SCREENSHOT", tmp_path / "hmi.png"))
         page.screenshot(path=str(shot))
+        # a part without later maps offers no choice
+        page.locator(f'#feed li[data-id="{answers[2].inspection_id}"]').click()
+        expect(page.locator("#map-choice")).to_be_hidden()
+        expect(canvas).to_have_attribute("data-src", f"{answers[2].inspection_id}/intensity")
         browser.close()
         assert shot.stat().st_size > 10_000
         verdict = server.node.store.verdicts()[-1]

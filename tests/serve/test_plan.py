@@ -15,6 +15,9 @@ def test_the_remaining_budget_is_not_charged_again_for_the_work_already_done():
 def test_kinds_share_the_budget_in_order():
     assert plan(("ig", "shap"), 100.0, {"ig": [70.0], "shap": [40.0]}) == (["ig"], ["shap"])
     assert plan(("ig", "shap"), 100.0, {"ig": [120.0], "shap": [40.0]}) == (["shap"], ["ig"])
+    # the cheap classifier extras first: evidence per sensor, then the guided map, then IG and SHAP
+    costs = {"sensors": [4.0], "guided": [5.0], "ig": [3.0], "shap": [1.0]}
+    assert plan(("shap", "ig", "guided", "sensors"), 10.0, costs) == (["sensors", "guided", "shap"], ["ig"])
 
 
 def test_an_unmeasured_cost_is_deferred_not_guessed():

@@ -138,7 +138,7 @@ def measured_costs(inspector, **cost_ms):
 def test_ig_and_shap_beyond_the_budget_are_deferred_and_arrive_later(stub, requests, server):
     req = pb.InspectRequest()
     req.CopyFrom(requests[4])                            # a pit
-    req.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.IG, pb.SHAP, pb.SENSORS]
+    req.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.IG, pb.SHAP, pb.SENSORS, pb.GUIDED]
     req.cycle_budget_ms = 5000
     updates, errors, done = [], [], threading.Event()
     watch = stub.WatchInspections(pb.WatchRequest(include_updates=True), timeout=120)
@@ -160,11 +160,11 @@ def test_ig_and_shap_beyond_the_budget_are_deferred_and_arrive_later(stub, reque
 
     inspector = server.node.inspector
     with measured_costs(inspector, ig__thermal=6000.0, ig__phase=6000.0, shap__defect=6000.0,
-                        sensors__defect=6000.0):
+                        sensors__defect=6000.0, guided__defect=6000.0):
         r = stub.Inspect(req, timeout=30)
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    assert not r.complete and set(r.deferred) == {pb.IG, pb.SHAP, pb.SENSORS} and not r.sensors
+    assert not r.complete and set(r.deferred) == {pb.IG, pb.SHAP, pb.SENSORS, pb.GUIDED} and not r.sensors
     assert done.wait(120), "the deferred explanations never arrived on the watch"
     watch.cancel()
     reader.join(10)
@@ -172,7 +172,7 @@ def test_ig_and_shap_beyond_the_budget_are_deferred_and_arrive_later(stub, reque
     got = stub.GetInspection(pb.GetInspectionRequest(inspection_id=r.inspection_id))
     assert got.complete and not got.deferred
     methods = sorted((a.method, a.model) for a in got.attributions)
-    assert methods == [("ig", "phase"), ("ig", "thermal"), ("shap", "defect")]
+    assert methods == [("guided hirescam", "defect"), ("ig", "phase"), ("ig", "thermal"), ("shap", "defect")]
     for a in got.attributions:
         m = np.frombuffer(a.float16, "<f2").reshape(a.height, a.width)
         assert np.isfinite(m).all() and np.abs(m).max() > 0
@@ -212,6 +212,39 @@ def test_evidence_per_sensor_inline_names_the_sensor_that_sees_the_defect(stub, 
     ok.cycle_budget_ms = 5000
     r = stub.Inspect(ok, timeout=20)
     assert r.label == "ok" and r.complete and not r.sensors and "by sensor" not in r.sentence
+
+
+def test_the_guided_map_inline_is_the_explainers_in_frame_pixels(stub, requests, server):
+    """GUIDED: an attribution map "guided <cam>" equal to `GradCAMExplainer(guided=True)` on the frame
+    (float16 on the wire), thinner than the served map, which stays the plain one (as does the review
+    flag); the store keeps it. A frame of another size gets it back in its own pixels."""
+    from edge.explain import GradCAMExplainer
+    from edge.serve.frames import decode_planes
+
+    model = server.node.inspector.models["defect"]
+    req = pb.InspectRequest()
+    req.CopyFrom(requests[1])                            # a crack
+    req.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.GUIDED]
+    req.cycle_budget_ms = 10000
+    r = stub.Inspect(req, timeout=20)
+    plain = stub.Inspect(requests[1], timeout=10)
+    assert r.complete and not r.deferred and [a.method for a in r.attributions] == ["guided hirescam"]
+    a = r.attributions[0]
+    got = np.frombuffer(a.float16, "<f2").reshape(a.height, a.width).astype(np.float32)
+    x = decode_planes(req.frame, model.channels)[None]
+    [want] = GradCAMExplainer(model, guided=True).explain(x)
+    np.testing.assert_allclose(got, want.attribution, rtol=2e-3, atol=1e-3 * float(np.abs(want.attribution).max()))
+    heat = cv2.imdecode(np.frombuffer(a.png, np.uint8), cv2.IMREAD_UNCHANGED)
+    served = cv2.imdecode(np.frombuffer(r.heatmap.png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert heat.shape == served.shape == (128, 128) and (heat > 127).sum() < (served > 127).sum()
+    assert r.heatmap.png == plain.heatmap.png and list(r.review.reasons) == list(plain.review.reasons)
+    assert [x.method for x in server.node.store.get(r.inspection_id).attributions] == ["guided hirescam"]
+    # a 192 x 160 frame: the map in its pixels
+    planes = {c: cv2.resize(x[0, k], (160, 192)) for k, c in enumerate(model.channels)}
+    big = pb.InspectRequest(station_id="s", part_id="bigger", frame=encode_frame(planes),
+                            explanations=[pb.GRADCAM, pb.GUIDED], cycle_budget_ms=10000)
+    r = stub.Inspect(big, timeout=20)
+    assert r.complete and (r.attributions[0].height, r.attributions[0].width) == (192, 160)
 
 
 def test_ig_inline_when_the_budget_allows(stub, requests):
