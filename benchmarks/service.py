@@ -8,7 +8,12 @@ Rows:
   in_process_sensors   the same with the evidence per sensor asked for (SENSORS, inline): its cost on the
                   served path is in_process_sensors p50 - in_process p50
   grpc_single     the same request through `edge-xai serve` (a separate process) over loopback, one
-                  at a time; gRPC overhead = grpc_single p50 - in_process p50 (128x128x3 float16 frame)
+                  at a time (128x128x3 float16 frame). gRPC overhead: per request, the round trip minus
+                  the server's own handling of it (the answer's `handler` timing: decode, inspect, answer
+                  built), p50 over the requests. Paired in one server process: the earlier measure, grpc_single
+                  p50 - in_process p50 (kept as grpc_overhead_unpaired_p50_ms), compared two processes, and
+                  on the 2-core VM a process runs at one of two speeds for its life (benchmarks/attribution.py):
+                  six runs of it read 0.66-2.03 ms
   stations_KxR    K simulated stations at R Hz each (prediction + Grad-CAM + sentence inline)
   saturation      8 stations sending as fast as answers come back: throughput
   opcua_delay     with --opcua: the served node also publishes over OPC UA; 4 stations x 10 Hz, the delay
@@ -76,15 +81,16 @@ async def grpc_single(target: str, count: int) -> dict:
     from edge.v1 import inspection_pb2_grpc as pb_grpc
 
     reqs = make_requests(12, 700, "bench")
-    lat = []
+    lat, overhead = [], []
     async with channel(target) as ch:
         stub = pb_grpc.InspectionStub(ch)
         for i in range(count + 5):
             t = time.perf_counter()
-            await stub.Inspect(reqs[i % 12], timeout=10)
+            r = await stub.Inspect(reqs[i % 12], timeout=10)
             if i >= 5:
                 lat.append((time.perf_counter() - t) * 1e3)
-    return pct(lat)
+                overhead.append(lat[-1] - next(x.ms for x in r.timings if x.stage == "handler"))
+    return {**pct(lat), "overhead": pct(overhead)}
 
 
 async def opcua_delay(target: str, url: str, count: int, stations: int = 4, rate_hz: float = 10.0) -> dict:
@@ -218,10 +224,11 @@ def main() -> None:
             proc.wait(30)
         if triton is not None:
             triton.stop()
-    overhead = results["grpc_single"]["p50_ms"] - results["in_process"]["p50_ms"]
+    overhead = results["grpc_single"]["overhead"]["p50_ms"]
+    unpaired = results["grpc_single"]["p50_ms"] - results["in_process"]["p50_ms"]
     s4 = results["stations_4x10"]
     sensors_extra = results["in_process_sensors"]["p50_ms"] / results["in_process"]["p50_ms"] - 1
-    checks = {"grpc overhead p50 <= 1 ms": (overhead, overhead <= 1.0),
+    checks = {"grpc overhead p50 <= 1 ms (round trip - server handling)": (overhead, overhead <= 1.0),
               "evidence per sensor inline: extra p50 <= 10 % (issue #12)": (sensors_extra, sensors_extra <= 0.10),
               **({"OPC UA notification p99 <= 20 ms after the gRPC answer":
                   (results["opcua_delay"]["p99_ms"], results["opcua_delay"]["p99_ms"] <= 20
@@ -229,12 +236,15 @@ def main() -> None:
               "4 stations x 10 Hz p99 <= 100 ms, 0 errors": (s4["p99_ms"], s4["p99_ms"] <= 100 and s4["errors"] == 0)}
     out = {"benchmark": "service", "machine": machine(args.threads), "frame": "128x128x3 float16 + height plane",
            "ort_spin": args.spin, "backend": triton.backend.split(":")[0] if triton else "ort-cpu",
-           "results": results, "grpc_overhead_p50_ms": overhead, "sensors_extra_p50": sensors_extra,
+           "results": results, "grpc_overhead_p50_ms": overhead, "grpc_overhead_unpaired_p50_ms": unpaired,
+           "sensors_extra_p50": sensors_extra,
            "targets_met": {k: v[1] for k, v in checks.items()}}
     print(f"{'row':<20}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  other")
     for name, r in results.items():
         other = {k: v for k, v in r.items() if k not in ("p50_ms", "p95_ms", "p99_ms")}
         print(f"{name:<20}{r['p50_ms']:>9.2f}{r.get('p95_ms', float('nan')):>9.2f}{r['p99_ms']:>9.2f}  {other}")
+    print(f"gRPC overhead p50: {overhead:.2f} ms paired (round trip - server handling), "
+          f"{unpaired:.2f} ms unpaired (grpc_single p50 - in_process p50)")
     print_targets(checks)
     m = out["machine"]
     print(f"machine: {m['cpu']} ({m['cpu_count']} cores), server threads {args.threads}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import grpc
 
@@ -149,11 +150,18 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         self._tally(code)
         await context.abort(code, message)
 
+    async def _answer(self, request: pb.InspectRequest, context) -> pb.InspectResponse:
+        """Decode, inspect, answer; the answer's `handler` timing is this whole call (the message already
+        parsed by gRPC, the answer built): a station's round trip minus it is what the transport costs."""
+        t = time.perf_counter()
+        r = to_proto(await self.node.inspect(build_job(request, self.node, context.time_remaining())))
+        r.timings.add(stage="handler", ms=(time.perf_counter() - t) * 1e3)
+        return r
+
     async def _inspect(self, request: pb.InspectRequest, context) -> pb.InspectResponse:
         await self._ready(context)
         try:
-            job = build_job(request, self.node, context.time_remaining())
-            return to_proto(await self.node.inspect(job))
+            return await self._answer(request, context)
         except Exception as e:  # noqa: BLE001 - translated to a status, the server keeps serving
             await self._abort(context, e)
 
@@ -166,8 +174,7 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         await self._ready(context)
         async for request in request_iterator:
             try:
-                job = build_job(request, self.node, context.time_remaining())
-                yield to_proto(await self.node.inspect(job))
+                yield await self._answer(request, context)
             except ShuttingDown as e:
                 await self._abort(context, e)
             except Exception as e:  # noqa: BLE001 - reported in the stream, the stream goes on

@@ -44,8 +44,9 @@ def test_inspect_answers_with_class_heatmap_sentence_and_timings(stub, requests,
     heat = cv2.imdecode(np.frombuffer(r.heatmap.png, np.uint8), cv2.IMREAD_UNCHANGED)
     assert heat.shape == (128, 128) and heat.max() == 255 and r.heatmap.target == "class crack"
     assert r.sentence.startswith("Defect classified as CRACK") and r.complete and not r.deferred
-    stages = {t.stage for t in r.timings}
-    assert {"graph", "cam", "sentence", "store", "total"} <= stages
+    stages = {t.stage: t.ms for t in r.timings}
+    assert {"graph", "cam", "sentence", "store", "total", "handler"} <= set(stages)
+    assert stages["handler"] >= stages["total"]        # the whole call: decode, inspect, the answer built
     assert r.model == "defect" and r.model_sha256 == server.node.inspector.models["defect"].sha256
     assert r.station_id == "test-station" and r.part_id == requests[1].part_id
     stored = server.node.store.get(r.inspection_id)
