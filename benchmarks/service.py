@@ -9,8 +9,8 @@ Rows:
                   served path is in_process_sensors p50 - in_process p50
   grpc_single     the same request through `edge-xai serve` (a separate process) over loopback, one
                   at a time (128x128x3 float16 frame). gRPC overhead: per request, the round trip minus
-                  the server's own handling of it (the answer's `handler` timing: decode, inspect, answer
-                  built), p50 over the requests. Paired in one server process: the earlier measure, grpc_single
+                  the server's own handling of it (the answer's `handler` timing: decode and inspection,
+                  what in_process times too), p50 over the requests. Paired in one server process: the earlier measure, grpc_single
                   p50 - in_process p50 (kept as grpc_overhead_unpaired_p50_ms), compared two processes, and
                   on the 2-core VM a process runs at one of two speeds for its life (benchmarks/attribution.py):
                   six runs of it read 0.66-2.03 ms
