@@ -3,6 +3,7 @@ by ONNX Runtime inside its Python backend): the same numbers as the local engine
 above the server's max_batch_size split, inputs checked against the server's metadata, errors that name
 the model and the server, and a node that sends only its deferred explanations there."""
 import asyncio
+import time
 from pathlib import Path
 
 import grpc
@@ -89,6 +90,25 @@ def test_a_node_sends_only_its_deferred_explanations_to_triton(triton, tmp_path)
     after = {g: triton.inference_count(f"defect_{g}") for g in ("predict", "gradcam")}
     assert after["predict"] > before["predict"]             # SHAP's evaluations went to Triton...
     assert after["gradcam"] == before["gradcam"]            # ...the inline Grad-CAM did not
+
+
+def test_the_guided_map_runs_on_the_deferred_backend(triton, tmp_path):
+    # GUIDED is an optional kind like SHAP: its graphs (gradcam + guided_gradient) run on Triton
+    cfg = make_config(tmp_path, hmi=None, models_dir=defect_only(tmp_path), deferred_backend=triton.backend)
+    [r] = make_requests(1, seed=4, station="cell-0")
+    r.explanations[:] = [pb.GRADCAM, pb.GUIDED]
+    r.cycle_budget_ms = 10000
+    with running_server(cfg) as server:
+        before = triton.inference_count("defect_guided_gradient")
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+            a = pb_grpc.InspectionStub(ch).Inspect(r, timeout=30)
+            for _ in range(300):
+                if not a.deferred:
+                    break
+                time.sleep(0.05)
+                a = pb_grpc.InspectionStub(ch).GetInspection(pb.GetInspectionRequest(inspection_id=a.inspection_id))
+    assert not a.deferred and [x.method for x in a.attributions] == ["guided hirescam"]
+    assert triton.inference_count("defect_guided_gradient") > before
 
 
 def test_four_stations_at_10_hz_with_every_graph_on_triton(triton, tmp_path):
