@@ -5,8 +5,7 @@ Prediction and Grad-CAM (one `gradcam` graph call for the whole micro-batch) and
 sentence are always inline. The evidence per sensor, the guided map (thin defects drawn thin), IG
 (regression models) and patch SHAP come inline only when their measured cost fits the job's remaining
 cycle budget; otherwise they are deferred to a background worker and land later in the store and on
-the watch stream. Costs are measured at warm-up and kept
-as moving averages of what they really took.
+the watch stream. Costs are measured at warm-up and kept as moving averages of what they really took.
 """
 from __future__ import annotations
 
@@ -83,8 +82,8 @@ class Inspector:
                  default_model: str | None = None, ig_steps: int = 32, shap_budget: int = 512,
                  allow_unaudited: bool = False, spin: bool = False, review_budget: float | None = None,
                  deferred_backend: str | None = None):
-        """deferred_backend: evidence per sensor, guided maps, IG and SHAP run there (e.g. a shared Triton server) while
-        the inline prediction and Grad-CAM stay on `backend`."""
+        """deferred_backend: evidence per sensor, guided maps, IG and SHAP run there (e.g. a shared Triton
+        server) while the inline prediction and Grad-CAM stay on `backend`."""
         self.models: dict[str, Model] = {}
         for d in sorted(Path(models_dir).iterdir()) if Path(models_dir).is_dir() else []:
             if (d / "manifest.json").is_file():
@@ -120,7 +119,7 @@ class Inspector:
         if deferred_backend and deferred_backend != backend:
             explained = {n: Model.load(m.dir, backend=deferred_backend, threads=threads, name=n, spin=spin)
                          for n, m in self.models.items()}
-        self.explained = explained          # where the optional kinds (evidence per sensor, IG, SHAP) run
+        self.explained = explained          # where the optional kinds (sensors, guided, IG, SHAP) run
         self.ig = {n: IGExplainer(m, n_steps=ig_steps) for n, m in explained.items() if not m.classes}
         self.shap = {n: PatchShapExplainer(m, budget=shap_budget) for n, m in explained.items() if m.classes}
         # the guided map re-runs the gradcam graph with the guided_gradient one: the same map as
