@@ -119,11 +119,30 @@ class GradCAMExplainer(Explainer):
             embedding = np.concatenate([flat.mean(axis=2), flat.max(axis=2)], axis=1)
         if self.guided:
             with timer.stage("guided"):
-                _, guided_grad = self.model.run("guided_gradient", {"input": xn, "target": class_target(k, explained)})
-                up = guided_refine(up, guided_grad, xn)
+                up = self._guided(xn, up, explained)
                 heat = normalise_minmax(up)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
                                        embedding=embedding[i], guided=self.guided, logits=logits[i]),
                             timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]
+
+    def _guided(self, xn: np.ndarray, cam_up: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        _, guided_grad = self.model.run("guided_gradient", {"input": xn, "target": class_target(len(self.model.classes),
+                                                                                               classes)})
+        return guided_refine(cam_up, guided_grad, xn)
+
+    def guide(self, x: np.ndarray, cam_up: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
+        """The guided maps of frames whose plain maps are known: raw x (N, C, H, W), their unnormalised class
+        maps at input resolution (an Explanation's `attribution`) and the classes they explain. One
+        guided_gradient call, no second gradcam call: what `explain` does after its own map when guided.
+        Returns (attribution, heatmap), each (N, H, W)."""
+        if "guided_gradient" not in self.model.graphs:
+            raise InvalidInput(f"model {self.model.dir} has no guided_gradient graph (exported before it existed); "
+                               f"re-export it with `edge-xai export --model {self.model.dir}`")
+        xn = self.model.normalisation.apply(self.model.check_input(x))
+        cam_up = np.asarray(cam_up, np.float32)
+        if cam_up.shape != (len(xn), *xn.shape[2:]):
+            raise InvalidInput(f"class maps {cam_up.shape}: expected one (H, W) map per frame, {(len(xn), *xn.shape[2:])}")
+        up = self._guided(xn, cam_up, np.asarray(classes, np.int64))
+        return up, normalise_minmax(up)

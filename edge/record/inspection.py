@@ -66,6 +66,7 @@ class Inspection:
     sensors: dict[str, float] | None = None   # share of the evidence per input channel (asked for: SENSORS)
     tile_heatmap: np.ndarray | None = None    # the deciding input's map at model resolution and its raw
     tile_logits: np.ndarray | None = None     # logits (in memory only, for evidence per sensor)
+    tile_map: np.ndarray | None = None        # and its unnormalised map (in memory only, for the guided map)
 
     @property
     def flagged(self) -> bool:

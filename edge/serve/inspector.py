@@ -122,9 +122,9 @@ class Inspector:
         self.explained = explained          # where the optional kinds (sensors, guided, IG, SHAP) run
         self.ig = {n: IGExplainer(m, n_steps=ig_steps) for n, m in explained.items() if not m.classes}
         self.shap = {n: PatchShapExplainer(m, budget=shap_budget) for n, m in explained.items() if m.classes}
-        # the guided map re-runs the gradcam graph with the guided_gradient one: the same map as
-        # `edge-xai explain --guided`, one path (a model exported before that graph existed has none)
-        self.guided = {n: GradCAMExplainer(m, guided=True) for n, m in explained.items()
+        # the guided map refines the inline map with the guided_gradient graph (GradCAMExplainer.guide: what
+        # `edge-xai explain --guided` does after its map; a model exported before that graph existed has none)
+        self.guided = {n: GradCAMExplainer(m) for n, m in explained.items()
                        if m.classes and "guided_gradient" in m.graphs}
         self.grids = {n: PatchGrid(*m.input_shape[1:]) for n, m in self.models.items() if m.classes}
         self.gradcam = {n: GradCAMExplainer(m) for n, m in self.models.items() if m.classes}
@@ -178,7 +178,7 @@ class Inspector:
                 self._record("shap", name, per * self.shap[name].budget * 1.2)
                 if name in self.guided:
                     t = time.perf_counter()
-                    self.guided[name].explain(x)
+                    self.guided[name].guide(x, np.ones((1, *m.input_shape[1:]), np.float32), [0])
                     self._record("guided", name, (time.perf_counter() - t) * 1e3)
                 if self.explains_sensors(m):
                     # a centred blob, so the refills (not only the predict call) are in the measured cost;
@@ -237,6 +237,7 @@ class Inspector:
                 heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, heatmap_method=e.method,
                 sentence=sentence, requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
                 tile_box=r.tile_box, review=reasons, tile_heatmap=e.heatmap, tile_logits=e.details.logits,
+                tile_map=e.attribution,
                 timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),
                             "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
         return out
@@ -281,15 +282,16 @@ class Inspector:
                                        inspection.tile_heatmap[None], [k], logits)
             self._record("sensors", model.name, (time.perf_counter() - t) * 1e3)
             extra.sensors = {c: float(v) for c, v in zip(model.channels, shares)}
-        if "guided" in kinds and model.name in self.guided:
+        if "guided" in kinds and model.name in self.guided and inspection.tile_map is not None:
             t = time.perf_counter()
-            # the class the served map explains; the deciding tile of a tiled frame, back in frame pixels
-            [e] = self.guided[model.name].explain(job.view.x[row][None], model.classes.index(explained_class))
+            # the served map of the deciding tile, refined for the class it explains; back in frame pixels
+            [up], [heat] = self.guided[model.name].guide(job.view.x[row][None], inspection.tile_map[None],
+                                                         [model.classes.index(explained_class)])
             self._record("guided", model.name, (time.perf_counter() - t) * 1e3)
             extra.attributions.append(Attribution(
-                model=model.name, model_sha256=model.sha256, method=f"guided {e.method}", target=e.target,
-                heat_png=png(heatmap8(job.view.to_frame(row, e.heatmap))),
-                attribution=job.view.to_frame(row, e.attribution), completeness_delta=0.0,
+                model=model.name, model_sha256=model.sha256, method=f"guided {inspection.heatmap_method}",
+                target=inspection.heatmap_target, heat_png=png(heatmap8(job.view.to_frame(row, heat))),
+                attribution=job.view.to_frame(row, up), completeness_delta=0.0,
                 relative_completeness_delta=0.0, n_steps=0))
         if "ig" in kinds:
             for name, x in job.regression_inputs.items():

@@ -117,6 +117,13 @@ def test_guided_gradcam_refines_the_served_map_with_the_guided_graph(defect, tmp
         np.testing.assert_allclose(g.attribution, w, rtol=1e-4, atol=1e-6)
         assert g.heatmap.max() == pytest.approx(1.0) and (g.heatmap > 0.5).sum() < (p.heatmap > 0.5).sum()
     assert "guided" in guided[0].timings_ms
+    # guide(): the same refinement of maps already made (the service's inline map), no second gradcam call
+    classes = [e.details.class_index for e in plain]
+    up, heat = GradCAMExplainer(model).guide(x, np.stack([e.attribution for e in plain]), classes)
+    np.testing.assert_array_equal(up, np.stack([g.attribution for g in guided]))
+    np.testing.assert_array_equal(heat, np.stack([g.heatmap for g in guided]))
+    with pytest.raises(ValueError, match="class maps"):
+        GradCAMExplainer(model).guide(x, np.stack([e.attribution for e in plain])[:, :8], classes)
     old = tmp_path / "old"
     shutil.copytree(model.dir, old)
     manifest = json.loads((old / "manifest.json").read_text())
@@ -124,6 +131,8 @@ def test_guided_gradcam_refines_the_served_map_with_the_guided_graph(defect, tmp
     (old / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="no guided_gradient graph.*edge-xai export"):
         GradCAMExplainer(Model.load(old, verify=False), guided=True)
+    with pytest.raises(ValueError, match="no guided_gradient graph.*edge-xai export"):
+        GradCAMExplainer(Model.load(old, verify=False)).guide(x, np.stack([e.attribution for e in plain]), classes)
 
 
 def test_gradcam_refuses_regression_models(thermal):
