@@ -53,6 +53,13 @@ def per_sample_targets(model: Model, target, n: int) -> np.ndarray:
     return class_indices(model, target, np.zeros(n, np.int64)).copy()
 
 
+def _require_guided_graph(model: Model) -> None:
+    """Guided maps need the model's guided_gradient graph; a model exported before it existed is refused by name."""
+    if "guided_gradient" not in model.graphs:
+        raise InvalidInput(f"model {model.dir} has no guided_gradient graph (exported before it existed); "
+                           f"re-export it with `edge-xai export --model {model.dir}`")
+
+
 class GradCAMExplainer(Explainer):
     def __init__(self, model: Model, method: str | None = None, align: bool = True, guided: bool = False):
         """method: gradcam, gradcam++ or hirescam; None: the model's own (`Model.cam_method`). guided: refine
@@ -63,9 +70,8 @@ class GradCAMExplainer(Explainer):
         if "gradcam" not in model.graphs:
             raise InvalidInput(f"model {model.dir} has no gradcam graph: class activation maps need a "
                                f"classifier (this is a {model.task} model; use ig or shap)")
-        if guided and "guided_gradient" not in model.graphs:
-            raise InvalidInput(f"model {model.dir} has no guided_gradient graph (exported before it existed); "
-                               f"re-export it with `edge-xai export --model {model.dir}`")
+        if guided:
+            _require_guided_graph(model)
         super().__init__(model)
         self.method = method
         self.guided = guided
@@ -119,7 +125,7 @@ class GradCAMExplainer(Explainer):
             embedding = np.concatenate([flat.mean(axis=2), flat.max(axis=2)], axis=1)
         if self.guided:
             with timer.stage("guided"):
-                up = self._guided(xn, up, explained)
+                up = self._guided_maps(xn, up, explained)
                 heat = normalise_minmax(up)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
@@ -127,7 +133,7 @@ class GradCAMExplainer(Explainer):
                             timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]
 
-    def _guided(self, xn: np.ndarray, cam_up: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    def _guided_maps(self, xn: np.ndarray, cam_up: np.ndarray, classes: np.ndarray) -> np.ndarray:
         _, guided_grad = self.model.run("guided_gradient", {"input": xn, "target": class_target(len(self.model.classes),
                                                                                                classes)})
         return guided_refine(cam_up, guided_grad, xn)
@@ -137,12 +143,10 @@ class GradCAMExplainer(Explainer):
         maps at input resolution (an Explanation's `attribution`) and the classes they explain. One
         guided_gradient call, no second gradcam call: what `explain` does after its own map when guided.
         Returns (attribution, heatmap), each (N, H, W)."""
-        if "guided_gradient" not in self.model.graphs:
-            raise InvalidInput(f"model {self.model.dir} has no guided_gradient graph (exported before it existed); "
-                               f"re-export it with `edge-xai export --model {self.model.dir}`")
+        _require_guided_graph(self.model)
         xn = self.model.normalisation.apply(self.model.check_input(x))
         cam_up = np.asarray(cam_up, np.float32)
         if cam_up.shape != (len(xn), *xn.shape[2:]):
             raise InvalidInput(f"class maps {cam_up.shape}: expected one (H, W) map per frame, {(len(xn), *xn.shape[2:])}")
-        up = self._guided(xn, cam_up, np.asarray(classes, np.int64))
+        up = self._guided_maps(xn, cam_up, np.asarray(classes, np.int64))
         return up, normalise_minmax(up)

@@ -64,9 +64,11 @@ class Inspection:
     tile: int | None = None          # its row among the job's inputs (in memory only, for deferred SHAP)
     review: list[str] | None = None  # why a person should look ([] = no need); None: the model has no review flag
     sensors: dict[str, float] | None = None   # share of the evidence per input channel (asked for: SENSORS)
-    tile_heatmap: np.ndarray | None = None    # the deciding input's map at model resolution and its raw
-    tile_logits: np.ndarray | None = None     # logits (in memory only, for evidence per sensor)
-    tile_map: np.ndarray | None = None        # and its unnormalised map (in memory only, for the guided map)
+    # the deciding input's map at model resolution, its logits (in memory only, for the evidence per sensor)
+    # and the map before normalisation (in memory only, for the guided map)
+    tile_heatmap: np.ndarray | None = None
+    tile_logits: np.ndarray | None = None
+    tile_map: np.ndarray | None = None
 
     @property
     def flagged(self) -> bool:
