@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +70,8 @@ class Inspection:
     tile_heatmap: np.ndarray | None = None
     tile_logits: np.ndarray | None = None
     tile_map: np.ndarray | None = None
+    # the evidence per sensor while it is being computed beside the sentence (in memory only)
+    sensors_pending: Future | None = None
 
     @property
     def flagged(self) -> bool:

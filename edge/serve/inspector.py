@@ -6,12 +6,15 @@ sentence are always inline. The evidence per sensor, the guided map (thin defect
 (regression models) and patch SHAP come inline only when their measured cost fits the job's remaining
 cycle budget; otherwise they are deferred to a background worker and land later in the store and on
 the watch stream. Costs are measured at warm-up and kept as moving averages of what they really took.
+Evidence per sensor that fits is started as soon as the map exists and runs on its own thread beside the
+sentence; the answer then waits only for what is left of it.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,6 +135,13 @@ class Inspector:
         self.review = {n: review.policy_for(m, review_budget) for n, m in self.models.items() if m.classes}
         self.cost_ms: dict[tuple[str, str], float] = {}
         self._cost_lock = threading.Lock()
+        # The evidence per sensor of an inline answer starts as soon as its map exists and runs here, beside
+        # the sentence (ONNX Runtime and OpenCV release the GIL): the answer waits only for what is left of it.
+        self.sensor_pool = ThreadPoolExecutor(1, thread_name_prefix="sensors")
+
+    def close(self) -> None:
+        """Stop the evidence-per-sensor worker (work not started yet is dropped)."""
+        self.sensor_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- lookup ------------------------------------------------------------------------------------
     def classifier(self, name: str) -> Model:
@@ -190,14 +200,18 @@ class Inspector:
                     sensor_evidence(shap_model, x, blob[None], [0], np.zeros((1, len(m.classes)), np.float32))
                     self._record("sensors", name, (time.perf_counter() - t) * 1e3)
 
-    def plan(self, job: Job) -> tuple[list[str], list[str]]:
+    def plan(self, job: Job, inspection: Inspection | None = None) -> tuple[list[str], list[str]]:
         """(inline, deferred) among the job's optional explanations. Called once its prediction and
-        Grad-CAM have returned, so the job's remaining budget already has their time taken off."""
+        Grad-CAM have returned, so the job's remaining budget already has their time taken off. Evidence per
+        sensor already started beside the sentence (`inspection.sensors_pending`) is inline: it was started
+        because it fitted, and what is left of it is a wait."""
         models = {"ig": list(job.regression_inputs), "shap": [job.model],
                   "sensors": [job.model] if self.explains_sensors(self.models[job.model]) else [],
                   "guided": [job.model] if job.model in self.guided else []}
         with self._cost_lock:
             costs = {kind: [self.cost_ms.get((kind, m)) for m in names] for kind, names in models.items()}
+        if inspection is not None and inspection.sensors_pending is not None:
+            costs["sensors"] = [0.0]
         return plan(job.explanations, job.remaining_ms(), costs)
 
     @staticmethod
@@ -222,6 +236,12 @@ class Inspector:
         for j, r in zip(jobs, results):
             ts = time.perf_counter()
             e = r.explanation
+            pending = None
+            explained_class = j.target_class or e.prediction.label
+            if "sensors" in j.explanations and self.explains_sensors(model) and explained_class != model.ok_class \
+                    and "sensors" in self.plan(j)[0]:
+                pending = self.sensor_pool.submit(self.sensor_shares, model, j.view.x[r.tile or 0], e.heatmap,
+                                                  model.classes.index(explained_class), e.details.logits)
             sentence = ""
             if "sentence" in j.explanations:
                 sentence = self.sentence(model, j, r.tile, e.prediction.label, e.prediction.confidence,
@@ -237,7 +257,7 @@ class Inspector:
                 heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, heatmap_method=e.method,
                 sentence=sentence, requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
                 tile_box=r.tile_box, review=reasons, tile_heatmap=e.heatmap, tile_logits=e.details.logits,
-                tile_map=e.attribution,
+                tile_map=e.attribution, sensors_pending=pending,
                 timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),
                             "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
         return out
@@ -262,6 +282,16 @@ class Inspector:
                                    frame=job.view.locator(row or 0))
         return text
 
+    def sensor_shares(self, model: Model, x: np.ndarray, heatmap: np.ndarray, class_index: int,
+                      logits: np.ndarray | None) -> dict[str, float]:
+        """Evidence per sensor of one input (C, H, W) explained for `class_index` by its map (H, W); logits:
+        the Grad-CAM call's, standing for the unchanged input (one predict row fewer)."""
+        t = time.perf_counter()
+        [shares] = sensor_evidence(self.explained[model.name], x[None], heatmap[None], [class_index],
+                                   None if logits is None else logits[None])
+        self._record("sensors", model.name, (time.perf_counter() - t) * 1e3)
+        return {c: float(v) for c, v in zip(model.channels, shares)}
+
     def explain_extra(self, job: Job, inspection: Inspection, kinds: list[str]) -> Extra:
         """Evidence per sensor, the guided map, IG maps of the regression models and/or patch SHAP (with its
         SHAP-based sentence). The sentence, when asked for, ends with the evidence per sensor once it is
@@ -272,16 +302,12 @@ class Inspector:
         # the class the map explains (the target class when one was asked for, else the decision); a
         # defect-free answer has no defect evidence to split between sensors, so nothing is said for it
         explained_class = job.target_class or inspection.label
-        if "sensors" in kinds and self.explains_sensors(model) and inspection.tile_heatmap is not None \
+        if "sensors" in kinds and inspection.sensors_pending is not None:
+            extra.sensors = inspection.sensors_pending.result()
+        elif "sensors" in kinds and self.explains_sensors(model) and inspection.tile_heatmap is not None \
                 and explained_class != model.ok_class:
-            t = time.perf_counter()
-            k = model.classes.index(explained_class)
-            # the Grad-CAM call's logits stand for the unchanged frame's: one predict row fewer
-            logits = None if inspection.tile_logits is None else inspection.tile_logits[None]
-            [shares] = sensor_evidence(self.explained[model.name], job.view.x[row][None],
-                                       inspection.tile_heatmap[None], [k], logits)
-            self._record("sensors", model.name, (time.perf_counter() - t) * 1e3)
-            extra.sensors = {c: float(v) for c, v in zip(model.channels, shares)}
+            extra.sensors = self.sensor_shares(model, job.view.x[row], inspection.tile_heatmap,
+                                               model.classes.index(explained_class), inspection.tile_logits)
         if "guided" in kinds and model.name in self.guided and inspection.tile_map is not None:
             t = time.perf_counter()
             # the served map of the deciding tile, refined for the class it explains; back in frame pixels

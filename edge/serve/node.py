@@ -92,7 +92,7 @@ class Node:
         loop = asyncio.get_running_loop()
         t_queue = time.perf_counter()
         ins = await self.batcher.submit(job)
-        inline, deferred = self.inspector.plan(job)
+        inline, deferred = self.inspector.plan(job, ins)
         if inline:
             t = time.perf_counter()
             extra = await loop.run_in_executor(self.model_pool, self.inspector.explain_extra, job, ins, inline)
@@ -178,3 +178,4 @@ class Node:
         await loop.run_in_executor(self.store_pool, self.store.close)
         for pool in (self.model_pool, self.store_pool, self.background_pool):
             pool.shutdown(wait=False, cancel_futures=True)
+        self.inspector.close()
