@@ -100,6 +100,11 @@ def format_report(metrics: dict) -> str:
             lines.append(f"calibration: temperature {cal['temperature']:.3f}; expected calibration error "
                          f"{cal['ece_before']:.4f} raw -> {cal['ece_after']:.4f} calibrated "
                          f"(NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, {cal['bins']} bins)")
+            floor = cal.get("ece_floor")
+            if floor:
+                lines.append(f"  a perfectly calibrated model with these confidences would read ECE {floor['mean']:.4f} "
+                             f"on {cal['n']} samples ({floor['p95']:.4f} at the 95th percentile): what sampling noise alone "
+                             "reads at this sample count")
         return "\n".join(lines)
     for k, v in metrics.items():
         if isinstance(v, float):

@@ -39,6 +39,10 @@ samples){% endif %}.</p>
 <table><tr><th></th><th>ECE</th><th>NLL</th></tr>
 <tr><td>raw softmax</td><td>{{ "%.4f"|format(c.ece_before) }}</td><td>{{ "%.4f"|format(c.nll_before) }}</td></tr>
 <tr><td>calibrated</td><td>{{ "%.4f"|format(c.ece_after) }}</td><td>{{ "%.4f"|format(c.nll_after) }}</td></tr></table>
+{% if c.ece_floor %}<p>Noise floor: a perfectly calibrated model with these confidences would read an ECE of
+{{ "%.4f"|format(c.ece_floor.mean) }} on these {{ c.n }} samples ({{ "%.4f"|format(c.ece_floor.p95) }} at the 95th
+percentile of {{ c.ece_floor.draws }} draws): each bin's accuracy is a proportion over its few samples, so the
+binned ECE cannot read lower than this here.</p>{% endif %}
 {% if figures.reliability %}<figure><img src="data:image/png;base64,{{ figures.reliability }}" width="420">
 <figcaption>Reliability diagram: accuracy per confidence bin (raw: pale, calibrated: strong; dot area ~ count).
 On the diagonal, "90 %" means right 9 times in 10.</figcaption></figure>{% endif %}{% endif %}

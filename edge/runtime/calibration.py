@@ -8,6 +8,7 @@ sure the answer says it is; T is stored in the manifest and applied to every ans
     T = fit_temperature(val_logits, val_labels)
     p = softmax_t(logits, T)
     expected_calibration_error(p, labels)          # 15 equal-width confidence bins, top-label
+    ece_noise_floor(p)                             # what a perfectly calibrated model would read here
 
 Pure NumPy/SciPy: tested without a model.
 """
@@ -94,6 +95,31 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return reliability(probs, labels, bins)["ece"]
 
 
+FLOOR_DRAWS = 200
+
+
+def ece_noise_floor(probs: np.ndarray, bins: int = DEFAULT_BINS, draws: int = FLOOR_DRAWS, seed: int = 0) -> dict:
+    """What the binned ECE reads for a *perfectly* calibrated model with these confidences and this many
+    samples: each answer drawn right with probability equal to its confidence, `draws` times; mean and
+    95th percentile. The binned ECE is biased upwards by sampling noise (each bin's accuracy is a
+    proportion over its few samples), so an ECE near this floor says "calibrated as far as this set can
+    tell", and a target well below it can hardly be shown on a set this small. Measured on elpv's 654 test
+    cells: floor 0.039 (p95 0.054) against the model's 0.058; a perfectly calibrated model with those
+    confidences reads <= 0.03 in 14 % of draws."""
+    conf = np.asarray(probs, np.float64).max(axis=1)
+    if len(conf) == 0:
+        return {"mean": 0.0, "p95": 0.0, "draws": 0}
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    conf_sum = np.bincount(idx, weights=conf, minlength=bins)
+    right = np.random.default_rng(seed).random((draws, len(conf))) < conf
+    # per draw and bin: |right answers - summed confidence| / N, summed over bins (= the ECE of that draw)
+    right_sum = np.stack([np.bincount(idx, weights=r, minlength=bins) for r in right])
+    ece = np.abs(right_sum - conf_sum).sum(axis=1) / len(conf)
+    return {"mean": float(ece.mean()), "p95": float(np.percentile(ece, 95)), "draws": int(draws)}
+
+
 MIN_SAMPLES = 30       # fewer held-out samples give a temperature that mostly fits noise
 # A temperature that lowers the held-out NLL by less than this (relative) is indistinguishable from none:
 # the raw softmax is kept. Measured on elpv (197 validation cells): T 1.031 lowered the validation NLL by
@@ -128,5 +154,6 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray, temperature: floa
     after = reliability(softmax_t(logits, temperature), labels, bins)
     return {"temperature": float(temperature), "bins": bins, "n": int(len(labels)),
             "ece_before": before["ece"], "ece_after": after["ece"],
+            "ece_floor": ece_noise_floor(softmax_t(logits, temperature), bins),
             "nll_before": nll(logits, labels, 1.0), "nll_after": nll(logits, labels, temperature),
             "reliability_before": before, "reliability_after": after}

@@ -55,6 +55,7 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     assert ood["ordinary"]["n"] == 2 and ood["flagged_as_unlike"] >= 0.9
     html = (out / "report.html").read_text()
     assert "Confidence calibration" in html and "Reliability diagram" in html and "Review flag" in html
+    assert "Noise floor" in html and 0 <= c["ece_floor"]["mean"] <= c["ece_floor"]["p95"] + 1e-12 <= 1
     assert "10 judged: the frames that carry the recorded artifact" in html and "The set's\n2 frames without it" in html
     assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
     assert "Mean deletion and insertion curves over 4 samples" in html and "tolerant IoU (gate)" in html

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from edge.errors import InvalidInput
-from edge.runtime.calibration import (expected_calibration_error, fit_calibration, fit_temperature, nll, reliability,
-                                      softmax_t)
+from edge.runtime.calibration import (calibration_report, ece_noise_floor, expected_calibration_error, fit_calibration,
+                                      fit_temperature, nll, reliability, softmax_t)
 
 
 def synthetic(n=4000, k=5, true_t=3.0, seed=0):
@@ -79,3 +79,20 @@ def test_a_model_answers_with_its_temperature(tmp_path):
     [raw] = predictions(model, logits)
     assert raw.confidence == pytest.approx(softmax_t(logits, 1.0).max()) and raw.confidence > p.confidence
     assert raw.label == p.label
+
+
+def test_the_noise_floor_is_what_a_perfectly_calibrated_model_reads_and_shrinks_with_the_sample():
+    """Labels drawn from the model's own probabilities: calibrated by construction, yet its binned ECE is
+    not 0 on a few hundred samples; the floor says how far from 0 (mean), and the ECE lands under its
+    95th percentile; ten times the samples, a floor about sqrt(10) lower."""
+    z, y = synthetic(n=600, true_t=1.0, seed=4)
+    p = softmax_t(z, 1.0)
+    floor = ece_noise_floor(p)
+    assert 0.01 < floor["mean"] < floor["p95"] < 0.1 and floor["draws"] == 200
+    assert expected_calibration_error(p, y) < floor["p95"]
+    big = ece_noise_floor(softmax_t(synthetic(n=6000, true_t=1.0, seed=5)[0], 1.0))
+    assert 2 < floor["mean"] / big["mean"] < 4.5
+    # certain answers leave no noise; the same call gives the same floor (seeded)
+    assert ece_noise_floor(np.eye(3)[[0, 1, 2, 0]])["mean"] == 0.0
+    assert ece_noise_floor(p) == floor
+    assert calibration_report(z, y, 1.0)["ece_floor"] == floor
