@@ -46,6 +46,7 @@ def export_model_dir(model_dir: Path, model: nn.Module, example: np.ndarray | No
                     parity={"relative_l2": {k: v["relative_l2"] for k, v in parity.items()},
                             "relative_max": {k: v["relative_max"] for k, v in parity.items()},
                             "kink_nudges": {k: v["kink_nudges"] for k, v in parity.items()},
+                            "kink_samples": {k: v["kink_samples"] for k, v in parity.items()},
                             "batches": [1, 8], "reference": "torch.autograd, float64"},
                     # files training added beside the weights (review.npz) stay hashed after a re-export
                     extra_files=sorted(set(manifest.get("extra_files", [])) | {WEIGHTS}))
