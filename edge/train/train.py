@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from edge.data.arrays import Arrays, load_arrays, resolve_channels, survey
 from edge.data.preprocess import Normalisation
-from edge.errors import InvalidInput, OutputExists
+from edge.errors import ExportError, InvalidInput, OutputExists
 from edge.export.graphs import OPSET
 from edge.export.model_dir import export_model_dir
 from edge.runtime.calibration import MIN_SAMPLES as MIN_CALIBRATION_SAMPLES
@@ -354,7 +354,14 @@ def _save_and_export(out: Path, model: nn.Module, kwargs: dict, manifest: dict, 
     manifest["training"].update(history=history, seconds=round(time.perf_counter() - t_start, 1))
     manifest["validation"] = validation
     save_manifest(out, manifest)  # provisional; export adds the graphs and the files' hashes
-    exported = export_model_dir(out, fold_batchnorm(_reload(meta, state)), example=example)
+    try:
+        exported = export_model_dir(out, fold_batchnorm(_reload(meta, state)), example=example)
+    except ExportError as e:
+        # the training is not lost: say where it is and how to finish the folder by hand
+        after = (f"; then `edge-xai calibrate --model {out} --data HELD_OUT_DIR` fits the confidence calibration "
+                 "and the review flag that training fits after the export") if manifest["task"] == "defect" else ""
+        raise ExportError(f"{e}. The trained weights are kept in {out / WEIGHTS}: `edge-xai export --model {out}` "
+                          f"exports the graphs again{after}") from e
     return {"model": str(out), "validation": manifest["validation"], "parity": exported["parity"],
             "seconds": round(time.perf_counter() - t_start, 1)}
 

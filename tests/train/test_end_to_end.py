@@ -103,3 +103,21 @@ def test_cli_train_reports_bad_data_without_traceback(tmp_path):
                         str(tmp_path / "d"), "--out", str(tmp_path / "m")], capture_output=True, text=True)
     assert r.returncode == 2
     assert "empty class folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_export_that_fails_after_training_keeps_the_weights_and_says_how_to_finish(sim_dataset, tmp_path,
+                                                                                      monkeypatch):
+    from edge.errors import ExportError
+    from edge.train import train as train_module
+
+    def refuse(*args, **kwargs):
+        raise ExportError("predict.onnx: differs from autograd")
+
+    monkeypatch.setattr(train_module, "export_model_dir", refuse)
+    out = tmp_path / "m"
+    with pytest.raises(ExportError) as e:
+        _train(sim_dataset, out, "defect", limit=24)
+    said = str(e.value)
+    assert said.startswith("predict.onnx: differs from autograd. The trained weights are kept in")
+    assert f"edge-xai export --model {out}" in said and f"edge-xai calibrate --model {out}" in said
+    assert (out / "weights.pt").is_file()
