@@ -654,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "all from the exported ONNX graphs (no PyTorch). Prints the prediction, "
                                    "the sentence (classifiers) and per-stage timings.")
     x.add_argument("--model", required=True, help="model folder (e.g. models/defect)")
-    x.add_argument("--input", required=True, help="one file in the dataset format (.npz, .npy, .png, .tif)")
+    x.add_argument("--input", required=True, help="one file in the dataset format (.npz, .npy, or an image: .png, .jpg, .jpeg, .tif, .tiff, .bmp)")
     x.add_argument("--method", default=None, choices=["gradcam", "gradcam++", "hirescam", "ig", "shap"],
                    help="default: the classifier's own CAM (chosen at training as the best localising on the "
                         "validation split; gradcam if it had no masks or boxes), ig for regression models")

@@ -23,7 +23,7 @@ import numpy as np
 from edge.data.annotations import Annotation, AnnotationError, Box, CocoIndex, rasterise, read_voc
 from edge.errors import InvalidInput
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")   # .bmp: many line cameras save it
 ARRAY_EXTENSIONS = (".npy", ".npz")
 EXTENSIONS = IMAGE_EXTENSIONS + ARRAY_EXTENSIONS
 MASK_SUFFIX = ".mask.png"
@@ -158,6 +158,8 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[str, ...], dict, dict]:
             # (three would triple the stem's work and give the model nothing new).
             img = img[:, :, :1]
         return _as_float(img, path), generic_channel_names(img.shape[2]), extras, meta
+    if ext not in ARRAY_EXTENSIONS:
+        raise DatasetError(f"{path}: unknown extension {path.suffix!r}; expected one of {', '.join(EXTENSIONS)}")
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for broken files

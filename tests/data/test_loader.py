@@ -57,7 +57,8 @@ def test_reads_simulator_npz_with_named_channels_and_ground_truth(sim_dataset):
 
 @pytest.mark.parametrize("setup, message", [
     (lambda r: (r / "ok" / "x.png").write_bytes(b"not a png"), "unreadable image"),
-    (lambda r: (r / "ok" / "x.bmp").write_bytes(b"BM"), "unknown extension"),
+    (lambda r: (r / "ok" / "x.gif").write_bytes(b"GIF89a"), "unknown extension"),
+    (lambda r: (r / "ok" / "x.bmp").write_bytes(b"BM"), "unreadable image"),
     (lambda r: (r / "empty").mkdir(), "empty class folder"),
     (lambda r: (r / "y.png").write_bytes(b""), "outside a class folder"),
     (lambda r: (r / "ok" / "z.npz").write_bytes(b"PK broken"), "unreadable array file"),
@@ -147,3 +148,15 @@ def test_a_mask_without_its_image_is_named(tmp_path):
     _png(root / "pit" / "b.mask.png", np.zeros((8, 8), np.uint8))
     with pytest.raises(loader.DatasetError, match=r"b\.mask\.png: mask without an image of stem 'b'"):
         loader.scan(root)
+
+
+def test_a_bmp_reads_like_a_png_and_a_single_file_of_unknown_type_is_named(tmp_path):
+    img = (np.arange(12 * 16, dtype=np.uint8).reshape(12, 16) % 200)
+    cv2.imwrite(str(tmp_path / "a.bmp"), img)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    bmp, names, _, _ = loader.read_image(tmp_path / "a.bmp")
+    np.testing.assert_array_equal(bmp, loader.read_image(tmp_path / "a.png")[0])
+    assert bmp.shape == (12, 16, 1) and names == ("gray",)
+    (tmp_path / "a.gif").write_bytes(b"GIF89a")
+    with pytest.raises(loader.DatasetError, match=r"a.gif: unknown extension '.gif'; expected one of .png"):
+        loader.read_image(tmp_path / "a.gif")
