@@ -345,7 +345,7 @@ def _cmd_station(args: argparse.Namespace) -> int:
     from edge.serve import run_stations
     from edge.serve.servicer import KIND_ENUMS as kinds
 
-    if args.rate <= 0 or args.count < 1 or args.stations < 1:
+    if args.rate <= 0 or (args.count is not None and args.count < 1) or args.stations < 1:
         raise UserError("--rate must be > 0, --count and --stations at least 1")
     asked = [k.strip() for k in args.explain.split(",") if k.strip()]
     unknown = [k for k in asked if k not in kinds]
@@ -360,8 +360,24 @@ def _cmd_station(args: argparse.Namespace) -> int:
         tls = {"ca": _read(args.tls_ca, "--tls-ca"),
                "cert": _read(args.tls_cert, "--tls-cert") if args.tls_cert else None,
                "key": _read(args.tls_key, "--tls-key") if args.tls_key else None}
-    report = asyncio.run(run_stations(args.target, args.rate, args.count, args.stations, args.seed, explain,
-                                      timeout_s=args.timeout, tls=tls))
+    frames, on_answer = None, None
+    if args.input:
+        from edge.serve.station import file_requests, input_files
+
+        root = Path(args.input)
+        frames = file_requests(input_files(root), "station-1", args.model or "", explain, root)
+        if not args.json:
+            def on_answer(req, r, error: str) -> None:
+                if r is None:
+                    print(f"{req.part_id}: error {error}", flush=True)
+                    return
+                flag = f"; review: {', '.join(r.review.reasons)}" if r.review.flagged else ""
+                print(f"{req.part_id}: {r.label} ({100 * r.confidence:.1f} %){flag}", flush=True)
+    elif args.model:
+        raise UserError("--model needs --input: simulated frames are for the simulator's models")
+    count = args.count or (len(frames) if frames else 100)
+    report = asyncio.run(run_stations(args.target, args.rate, count, args.stations, args.seed, explain,
+                                      timeout_s=args.timeout, tls=tls, frames=frames, on_answer=on_answer))
     r = report.to_dict()
     if args.json:
         print(json.dumps(r))
@@ -728,12 +744,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "classifier is left")
     v.set_defaults(func=_cmd_serve)
 
-    st = sub.add_parser("station", help="simulated camera station(s): send frames, report latency",
-                        description="Send simulator frames to a running service at a fixed rate per station and "
-                                    "print the achieved rate and latency percentiles; exits 1 on any error.")
+    st = sub.add_parser("station", help="camera station(s): send simulated frames or your image files, report "
+                                        "answers and latency",
+                        description="Send frames to a running service at a fixed rate per station and print the "
+                                    "achieved rate and latency percentiles; exits 1 on any error. Simulator "
+                                    "frames by default; --input sends your own files instead (a file or a "
+                                    "folder of images/arrays in the dataset format, read as training reads "
+                                    "them) and prints each file's answer.")
     st.add_argument("--target", required=True, help="HOST:PORT of the service")
+    st.add_argument("--input", default=None, help="a file or folder of images (.png, .jpg, .tif, .bmp) or arrays "
+                    "(.npz, .npy) to send instead of simulated frames; masks and annotation files are skipped")
+    st.add_argument("--model", default=None, help="with --input: the served classifier to ask (default: the "
+                    "server's default model)")
     st.add_argument("--rate", type=float, default=10.0, help="frames per second per station (default 10)")
-    st.add_argument("--count", type=int, default=100, help="frames per station (default 100)")
+    st.add_argument("--count", type=int, default=None, help="frames per station (default 100 simulated frames, or "
+                    "each --input file once; more cycle through them)")
     st.add_argument("--stations", type=int, default=1, help="concurrent stations (default 1)")
     st.add_argument("--explain", default="", help="explanations to ask for, comma-separated: gradcam, sentence, "
                     "sensors (evidence per input channel), guided (the map refined to input pixels: thin "

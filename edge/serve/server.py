@@ -69,8 +69,15 @@ class Server:
             raise Unavailable(f"cannot listen for gRPC on {self.config.grpc} (in use, or not an address)")
         await self._server.start()   # health answers NOT_SERVING while the models load and warm up
         loop = asyncio.get_running_loop()
-        self.node = await loop.run_in_executor(None, Node, self.config)
-        await self.node.start()
+        try:
+            self.node = await loop.run_in_executor(None, Node, self.config)
+            await self.node.start()
+        except BaseException:
+            # e.g. no audited model to serve: close the listening server here, in its loop, or gRPC's
+            # finaliser tries to later, after the loop is gone, and prints a traceback under the error
+            await self._server.stop(None)
+            self._server = None
+            raise
         self._servicer.node = self.node
 
     async def set_serving(self) -> None:

@@ -1,20 +1,27 @@
-"""A simulated camera station: simulator frames over gRPC at a fixed rate, latency percentiles out.
+"""A camera station: simulator frames, or the user's own image files, over gRPC at a fixed rate; latency
+percentiles out.
 
     edge-xai station --target 127.0.0.1:50051 --rate 10 --count 100 --stations 4 --json
+    edge-xai station --target 127.0.0.1:50051 --input photos/ --model line3     # one answer per file printed
 
-Frames are simulated before the clock starts (thermal, phase, intensity and height as float16 tensors,
-with the pixel pitch), so the station measures the service, not the simulator. Each station sends on
-its own schedule (frame i at start + i / rate) with one request in flight, like a camera on a line.
+Frames are made before the clock starts (simulated: thermal, phase, intensity and height as float16
+tensors with the pixel pitch; files: read as training reads them, `edge.data.loader.read_image`, and sent
+as float32 planes named as training named them), so the station measures the service, not the simulator
+or the disk. Each station sends on its own schedule (frame i at start + i / rate) with one request in
+flight, like a camera on a line.
 """
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import grpc
 import numpy as np
 
+from edge.errors import InvalidInput
 from edge.serve.frames import encode_frame
 from edge.sim.sample import simulate_sample
 from edge.v1 import inspection_pb2 as pb
@@ -31,6 +38,40 @@ def make_requests(n: int, seed: int, station: str, dtype: str = "float16",
         frame = encode_frame({c: s[c] for c in CHANNELS}, dtype, float(s["pixel_pitch_mm"]))
         out.append(pb.InspectRequest(station_id=station, part_id=f"{station}-{seed}-{i:05d}", frame=frame,
                                      explanations=list(explanations)))
+    return out
+
+
+def input_files(path: Path) -> list[Path]:
+    """A file, or every sample file under a folder (images and arrays in the dataset format, masks and
+    annotation files left out), sorted."""
+    from edge.data import loader
+
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InvalidInput(f"--input {path}: no such file or folder")
+    files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in loader.EXTENSIONS
+                   and not f.name.endswith(loader.MASK_SUFFIX))
+    if not files:
+        raise InvalidInput(f"--input {path}: no image or array files ({', '.join(loader.EXTENSIONS)}) under it")
+    return files
+
+
+def file_requests(files: list[Path], station: str, model: str = "", explanations: tuple[int, ...] = (),
+                  root: Path | None = None) -> list[pb.InspectRequest]:
+    """One request per file: its channels as float32 planes, named and scaled as training reads them (an
+    8-bit image as gray in [0, 1]); the part id is the file's path under `root` (else its name)."""
+    from edge.data import loader
+
+    out = []
+    for f in files:
+        img, names, _, meta = loader.read_image(f)
+        planes = {n: img[:, :, k] for k, n in enumerate(names)}
+        pitch = float(meta.get("pixel_pitch_mm", 0.0) or 0.0)
+        part = str(f.relative_to(root)) if root is not None and root.is_dir() else f.name
+        out.append(pb.InspectRequest(station_id=station, part_id=part, model=model,
+                                     frame=encode_frame(planes, "float32", pitch), explanations=list(explanations)))
     return out
 
 
@@ -63,11 +104,26 @@ def channel(target: str, ca: bytes | None = None, cert: bytes | None = None, key
 
 async def run_stations(target: str, rate_hz: float, count: int, stations: int = 1, seed: int = 500,
                        explanations: tuple[int, ...] = (), timeout_s: float = 5.0, progress: bool = False,
-                       stop: asyncio.Event | None = None, tls: dict | None = None) -> StationReport:
-    """Send `count` frames per station at `rate_hz` each (count 0 = until `stop` is set)."""
+                       stop: asyncio.Event | None = None, tls: dict | None = None,
+                       frames: list[pb.InspectRequest] | None = None,
+                       on_answer: Callable[[pb.InspectRequest, pb.InspectResponse | None, str], None] | None = None
+                       ) -> StationReport:
+    """Send `count` frames per station at `rate_hz` each (count 0 = until `stop` is set). frames: the
+    requests to send (each station cycles through them under its own station id) instead of simulated
+    ones. on_answer(request, response or None, error message): called for every answer."""
     per_station = count if count else 50
-    requests = [make_requests(per_station, seed + k, f"station-{k + 1}", explanations=explanations)
-                for k in range(stations)]
+    if frames:
+        requests = []
+        for k in range(stations):
+            mine = [pb.InspectRequest() for _ in frames]
+            for m, r in zip(mine, frames):
+                m.CopyFrom(r)
+                m.station_id = f"station-{k + 1}"
+            requests.append(mine)
+        per_station = len(frames)
+    else:
+        requests = [make_requests(per_station, seed + k, f"station-{k + 1}", explanations=explanations)
+                    for k in range(stations)]
     report = StationReport()
     async with channel(target, **(tls or {})) as ch:
         stub = pb_grpc.InspectionStub(ch)
@@ -94,10 +150,14 @@ async def run_stations(target: str, rate_hz: float, count: int, stations: int = 
                     report.latencies_ms.append((time.perf_counter() - t) * 1e3)
                     report.ok += 1
                     report.labels[r.label] = report.labels.get(r.label, 0) + 1
+                    if on_answer is not None:
+                        on_answer(req, r, "")
                 except grpc.aio.AioRpcError as e:
                     report.errors += 1
                     key = f"{e.code().name}: {e.details()}"
                     report.error_messages[key] = report.error_messages.get(key, 0) + 1
+                    if on_answer is not None:
+                        on_answer(req, None, key)
                 i += 1
 
         await asyncio.gather(*(one(k) for k in range(stations)))

@@ -472,3 +472,27 @@ def test_the_grafana_dashboard_reads_metrics_the_node_exports(server):
     # a histogram's series are its family name + _bucket/_count/_sum; counters are exported with _total
     families = {re.sub(r"_(bucket|count|sum)$", "", u) for u in used}
     assert used and families <= exported, families - exported
+
+
+def test_station_sends_the_users_files_and_prints_each_answer(server, tmp_path, capsys):
+    """`edge-xai station --input DIR`: every sample file under DIR once (masks skipped), read as training
+    reads it, one line per answer; a path that does not exist, or holds no sample, is named."""
+    import numpy as np
+    from edge.cli import main
+    from edge.sim.sample import SimConfig, write_dataset
+
+    data = write_dataset(tmp_path / "parts", 6, seed=1000, cfg=SimConfig(), progress=False)
+    files = sorted(data.rglob("*.npz"))
+    cv2.imwrite(str(files[0].with_name(files[0].stem + ".mask.png")), np.zeros((8, 8), np.uint8))   # not a part
+    assert main(["station", "--target", f"127.0.0.1:{server.grpc_port}", "--input", str(data), "--rate", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("sent 6, ok 6, errors 0")
+    answers = dict(line.split(": ", 1) for line in lines[:-1])
+    assert sorted(answers) == [str(f.relative_to(data)) for f in files]
+    right = sum(answers[str(f.relative_to(data))].startswith(f.parent.name + " (") for f in files)
+    assert right >= 5                                      # the class folder is the simulated label
+    assert main(["station", "--target", f"127.0.0.1:{server.grpc_port}", "--input", str(tmp_path / "none")]) == 2
+    assert "--input" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["station", "--target", f"127.0.0.1:{server.grpc_port}", "--input", str(tmp_path / "empty")]) == 2
+    assert "no image or array files" in capsys.readouterr().err
