@@ -571,7 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mask-weight", type=float, default=1.0,
                    help="defect: weight of the auxiliary mask loss where the data has masks or boxes (default "
                         "1.0; 0 trains without localisation supervision)")
-    t.add_argument("--ok-class", default="ok", help="the folder name meaning 'no defect' (default ok)")
+    t.add_argument("--ok-class", default=None, help="the class folder meaning 'no defect' (default: the one folder "
+                   "named like it: ok, good, normal, pass, no_defect, defect_free, clean, none, ...; without one, "
+                   "every class is a defect)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     t.add_argument("--limit", type=int, default=None, help="use at most this many samples")
     t.add_argument("--quiet", action="store_true")

@@ -205,6 +205,33 @@ def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gra
     return method, f"best pointing game on the validation split's masks/boxes ({table})"
 
 
+# Folder names that say "no defect" (compared lower-case, letters and digits only). A kept-out set is run
+# with default options, and its defect-free majority may be called anything a labelling tool suggests:
+# MVTec AD says "good", others "ok", "normal", "no_defect", "defect_free"... Not "nok" (not OK).
+OK_CLASS_NAMES = ("ok", "good", "normal", "pass", "passed", "nodefect", "nodefects", "defectfree", "nondefective",
+                  "nondefect", "notdefective", "clean", "none", "negative", "intact", "flawless", "undamaged")
+
+
+def choose_ok_class(classes: list[str], requested: str | None) -> tuple[str | None, str]:
+    """The defect-free class among the class folders: `requested` (--ok-class) when given, which must exist;
+    else the one folder named like "no defect" (OK_CLASS_NAMES); none when no folder is. Two such folders
+    are refused: which one means "no defect" is the user's call."""
+    if requested:
+        if requested not in classes:
+            raise InvalidInput(f"--ok-class {requested!r}: no class folder of that name (classes: {', '.join(classes)})")
+        return requested, "--ok-class"
+    def key(name: str) -> str:
+        return "".join(ch for ch in name.lower() if ch.isalnum())
+    named = [c for c in classes if key(c) in OK_CLASS_NAMES]
+    if len(named) > 1:
+        raise InvalidInput(f"class folders {', '.join(named)} all look like the defect-free class; say which with "
+                           "--ok-class NAME")
+    if named:
+        return named[0], "named so; --ok-class NAME overrides"
+    return None, ("none: no class folder is named like one (" + ", ".join(OK_CLASS_NAMES[:6]) + ", ...), so every "
+                  "class is taken for a defect; --ok-class NAME names the defect-free one")
+
+
 def choose_backbone(requested: str, photographs: bool, localised: bool, available: bool) -> tuple[str, str]:
     """Train the classifier from scratch or fine-tune the ImageNet-pretrained EfficientNet-Lite0
     (`edge.train.pretrained`). auto: the pretrained backbone for photographs without masks or boxes, where

@@ -72,7 +72,7 @@ class TrainConfig:
     normalisation: str = "auto"
     balance: bool = True
     augment: str = "flips"              # comma-separated parts (augment.PARTS), or "none"
-    ok_class: str = "ok"
+    ok_class: str | None = None        # the defect-free class folder; None: found by its name (recipe.choose_ok_class)
     threads: int | None = None
     limit: int | None = None
     val_fraction: float = 0.1
@@ -96,7 +96,7 @@ def _split(labels: list[str], fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(np.array(train, int)), np.sort(np.array(val, int))
 
 
-def _class_order(labels: list[str], ok_class: str) -> list[str]:
+def _class_order(labels: list[str], ok_class: str | None) -> list[str]:
     classes = sorted(set(labels))
     if ok_class in classes:  # 'no defect' first, a convention the HMI and audit rely on
         classes.remove(ok_class)
@@ -160,12 +160,13 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
                                        fit_classifier, predict, score_predictions, step_seconds, validation_summary)
     from edge.train import recipe as rules
     from edge.train.pretrained import weights_file, weights_installed
-    from edge.train.recipe import (choose_backbone, choose_epochs, choose_pool, choose_precision,
+    from edge.train.recipe import (choose_backbone, choose_epochs, choose_ok_class, choose_pool, choose_precision,
                                    choose_prior_correction, choose_size, fit_size_to_budget, lowest_size)
 
     t_start = time.perf_counter()
     found = survey(data, cfg.limit, cfg.seed, progress)
-    classes = _class_order(found.labels, cfg.ok_class)
+    ok_class, ok_reason = choose_ok_class(sorted(set(found.labels)), cfg.ok_class)
+    classes = _class_order(found.labels, ok_class)
     if len(classes) < 2:
         raise InvalidInput(f"{data}: need at least two class folders to train a classifier, found {classes}")
     mode = cfg.normalisation
@@ -207,6 +208,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
                                            epoch_seconds, budget_s, schedule.min_fit_epochs)
         size_reason = why + lowered
     if progress:
+        print(f"defect-free class: {f'{ok_class} ({ok_reason})' if ok_class else ok_reason}", flush=True)
         print(f"network: {backbone_reason}", flush=True)
         print(f"input size {size} px: {size_reason}", flush=True)
         print(f"pooling: {pool_reason}", flush=True)
@@ -217,7 +219,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         raise InvalidInput(f"{data}: no training samples left after the validation split")
     y = np.array([classes.index(lbl) for lbl in arrays.labels])
     norm = Normalisation.fit(arrays.x[tr], mode) if mode in ("dataset", "centred") else Normalisation(mode)
-    ok_index = classes.index(cfg.ok_class) if cfg.ok_class in classes else -1
+    ok_index = classes.index(ok_class) if ok_class else -1
     # An image of the defect-free class has an empty mask by definition: ground truth for the mask loss.
     mask_known = arrays.has_mask | (y == ok_index)
     cd = ClassifierData(arrays.x, y, arrays.masks, mask_known, tr, va, classes, norm)
@@ -242,12 +244,12 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     manifest = _manifest_base(out, cfg, data, arrays, len(tr), len(va))
     manifest["training"].update(epochs=epochs, epochs_reason=epochs_reason, recipe=recipe.to_dict(),
                                 pool_reason=pool_reason, backbone_reason=backbone_reason,
-                                precision_reason=precision_reason,
+                                precision_reason=precision_reason, ok_class_reason=ok_reason,
                                 augmentation=augmentation.describe(), best_epoch=log.best_epoch,
                                 prior_correction={"tau": tau, "validation_scores": tau_scores,
                                                   "class_counts": counts.tolist()},
                                 seconds_per_epoch=round(log.seconds_per_epoch, 2))
-    manifest.update(classes=classes, ok_class=cfg.ok_class if ok_index >= 0 else None,
+    manifest.update(classes=classes, ok_class=ok_class,
                     target_layer=model.target_layer, output={"name": "logits", "kind": "class_scores"})
     manifest["input"] = {"size": [size, size], "layout": "NCHW", "dtype": "float32",
                          "normalisation": norm.to_dict(), "fit": "letterbox", "size_reason": size_reason,
@@ -272,7 +274,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
                 print(line, flush=True)
     example = norm.apply(arrays.x[tr[:8]])
     result = _save_and_export(out, model, kwargs, manifest, log.history, validation, example, t_start)
-    method, why = _choose_cam_method(out, arrays, va, classes, cfg.ok_class)
+    method, why = _choose_cam_method(out, arrays, va, classes, ok_class)
     if progress:
         print(f"heatmaps: {method} ({why})", flush=True)
     final = load_manifest(out)
@@ -312,7 +314,8 @@ def _fit_review(out: Path, arrays: Arrays, y: np.ndarray, tr: np.ndarray, va: np
               flush=True)
 
 
-def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[str], ok_class: str) -> tuple[str, str]:
+def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[str], ok_class: str | None
+                       ) -> tuple[str, str]:
     """Which Grad-CAM-family map localises this model's decisions best, from the exported graphs, on the
     validation samples with masks or boxes: the audit's pointing game per class (`audit.localisation`,
     which keeps the correctly classified defects)."""

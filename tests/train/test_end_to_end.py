@@ -75,7 +75,8 @@ def test_classifier_learns_something_on_the_simulator(tmp_path):
 
 
 def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):
-    """Data unlike the simulator's: one channel, 8-bit, various sizes, two user-named classes."""
+    """Data unlike the simulator's: one channel, 8-bit, various sizes, two user-named classes (the defect-free
+    one called "good", as in MVTec AD: found by its name, no --ok-class needed)."""
     rng = np.random.default_rng(0)
     root = tmp_path / "user"
     for cls in ("good", "dent"):
@@ -89,9 +90,10 @@ def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):
                 cv2.circle(mask, (w // 2, h // 2), 5, 255, -1)
                 cv2.imwrite(str(root / cls / f"{i}.mask.png"), mask)
             cv2.imwrite(str(root / cls / f"{i}.png"), img)
-    s = _train(root, tmp_path / "m", "defect", ok_class="good", epochs=2)
+    s = _train(root, tmp_path / "m", "defect", epochs=2)
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["classes"] == ["good", "dent"] and manifest["ok_class"] == "good"
+    assert manifest["training"]["ok_class_reason"] == "named so; --ok-class NAME overrides"
     assert manifest["channels"] == ["gray"]
     assert manifest["input"]["normalisation"]["mode"] == "per_image"  # auto for image files
     assert s["parity"]["relative_l2"]["gradcam"] < 1e-4

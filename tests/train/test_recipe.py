@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from edge.train.augment import Augmentation, zoom_keeping_defect
+from edge.errors import InvalidInput
 from edge.train.recipe import MAX_AUTO_SIZE, choose_epochs, choose_size
 
 
@@ -195,3 +196,19 @@ def test_a_bfloat16_training_step_keeps_float32_weights_and_a_float32_loss():
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_the_defect_free_class_is_found_by_its_name_or_named_by_the_user():
+    from edge.train.recipe import choose_ok_class
+
+    assert choose_ok_class(["crack", "ok"], None)[0] == "ok"
+    assert choose_ok_class(["Good", "scratch"], None)[0] == "Good"             # MVTec AD's name, any case
+    assert choose_ok_class(["dent", "no_defect"], None)[0] == "no_defect"
+    assert choose_ok_class(["Defect-Free", "pit"], None)[0] == "Defect-Free"
+    name, why = choose_ok_class(["crazing", "nok", "scratches"], None)          # NOK is "not OK"
+    assert name is None and "every class is taken for a defect" in why
+    assert choose_ok_class(["a", "b"], "b") == ("b", "--ok-class")
+    with pytest.raises(InvalidInput, match=r"--ok-class 'good': no class folder of that name \(classes: a, b\)"):
+        choose_ok_class(["a", "b"], "good")
+    with pytest.raises(InvalidInput, match="class folders good, ok all look like the defect-free class"):
+        choose_ok_class(["good", "ok", "pit"], None)
