@@ -27,6 +27,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")   # .bmp: 
 ARRAY_EXTENSIONS = (".npy", ".npz")
 EXTENSIONS = IMAGE_EXTENSIONS + ARRAY_EXTENSIONS
 MASK_SUFFIX = ".mask.png"
+# How other tools name masks beside their images (MVTec AD "_mask", KolektorSDD "_label", "_gt"...): such a
+# file next to its image would otherwise be trained on as one more image of the class.
+FOREIGN_MASK_ENDINGS = ("_mask", "-mask", ".mask", "_label", "-label", "_gt", "-gt", "_seg", "_segmentation")
 VOC_SUFFIX = ".xml"
 # Files that may sit in a dataset without being samples.
 IGNORED_NAMES = {"dataset.json", "README.md", "README.txt", ".DS_Store", "Thumbs.db"}
@@ -96,6 +99,12 @@ def scan(root: Path) -> list[DatasetItem]:
                 raise DatasetError(f"{f}: unknown extension {f.suffix!r}; expected one of "
                                    f"{', '.join(EXTENSIONS)} (masks: <stem>{MASK_SUFFIX}, boxes: <stem>{VOC_SUFFIX})")
             stem = f.name[: -len(f.suffix)]
+            for ending in FOREIGN_MASK_ENDINGS:
+                image = stem[: -len(ending)] if stem.lower().endswith(ending) else None
+                if image and any((d / (image + e)).exists() for e in EXTENSIONS):
+                    raise DatasetError(f"{f}: looks like the mask of {image!r} named another tool's way; rename it "
+                                       f"{image}{MASK_SUFFIX} (edge-xai reads masks as <stem>{MASK_SUFFIX}), or move "
+                                       "it out of the data set if it is an image")
             mask, voc = d / (stem + MASK_SUFFIX), d / (stem + VOC_SUFFIX)
             try:
                 entry = coco.lookup(f, root) if coco else None

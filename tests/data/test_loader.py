@@ -62,6 +62,8 @@ def test_reads_simulator_npz_with_named_channels_and_ground_truth(sim_dataset):
     (lambda r: (r / "empty").mkdir(), "empty class folder"),
     (lambda r: (r / "y.png").write_bytes(b""), "outside a class folder"),
     (lambda r: (r / "ok" / "z.npz").write_bytes(b"PK broken"), "unreadable array file"),
+    (lambda r: _png(r / "ok" / "good_mask.png", np.zeros((8, 8), np.uint8)), "looks like the mask of 'good'"),
+    (lambda r: _png(r / "ok" / "good_label.png", np.zeros((8, 8), np.uint8)), "rename it good.mask.png"),
 ])
 def test_broken_inputs_name_the_file_and_the_problem(tmp_path, setup, message):
     root = tmp_path / "d"
@@ -160,3 +162,11 @@ def test_a_bmp_reads_like_a_png_and_a_single_file_of_unknown_type_is_named(tmp_p
     (tmp_path / "a.gif").write_bytes(b"GIF89a")
     with pytest.raises(loader.DatasetError, match=r"a.gif: unknown extension '.gif'; expected one of .png"):
         loader.read_image(tmp_path / "a.gif")
+
+
+def test_a_name_that_only_ends_like_a_mask_is_an_image(tmp_path):
+    """'valve_gt.png' with no 'valve' image beside it is a sample, not a foreign mask."""
+    root = tmp_path / "d"
+    _png(root / "ok" / "valve_gt.png", np.zeros((8, 8), np.uint8))
+    _png(root / "pit" / "a.png", np.zeros((8, 8), np.uint8))
+    assert len(load_arrays(root, 8, progress=False).labels) == 2
