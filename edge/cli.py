@@ -72,8 +72,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from edge.export.model_dir import export_model_dir
     from edge.train.models import load_weights
 
-    manifest = export_model_dir(Path(args.model), load_weights(Path(args.model)))
-    print(f"exported {', '.join(manifest['graphs'])} to {args.model}")
+    only = [g.strip() for g in args.graphs.split(",") if g.strip()] if args.graphs else None
+    manifest = export_model_dir(Path(args.model), load_weights(Path(args.model)), only=only)
+    print(f"exported {', '.join(only or manifest['graphs'])} to {args.model}")
     return 0
 
 
@@ -579,8 +580,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
 
-    x = sub.add_parser("export", help="re-export a model folder's ONNX graphs from its weights.pt")
-    x.add_argument("--model", required=True)
+    x = sub.add_parser("export", help="re-export a model folder's ONNX graphs from its weights.pt",
+                       description="Export the model folder's graphs again from its weights.pt and check each "
+                                   "against PyTorch autograd. Re-exporting the predict graph gives it a new "
+                                   "sha256, which is the identity the audit's record and the inspections are "
+                                   "tied to: audit and gate again afterwards, or re-export only the "
+                                   "explanation graphs with --graphs.")
+    x.add_argument("--model", required=True, help="model folder")
+    x.add_argument("--graphs", default=None, help="only these graphs, comma-separated (e.g. gradcam after an "
+                   "upgrade that makes it faster: the predict graph and a passed audit stay as they are)")
     x.set_defaults(func=_cmd_export)
 
     tr = sub.add_parser("export-triton", help="a Triton Inference Server model repository from a model folder",

@@ -42,11 +42,19 @@ class CamDetails:
     raw: np.ndarray                     # (h, w) ReLU'd map at the target layer's resolution
     class_index: int                    # the class explained
     shift_cells: float                  # receptive-field alignment applied when upsampling (map cells)
-    embedding: np.ndarray | None = None  # (2K,) target-layer activations averaged over space, then their
-    #                                      maximum over space: what the review flag compares with the
-    #                                      training data (no extra graph call)
+    activations: np.ndarray | None = None  # (K, h, w) this sample's target-layer activations
     guided: bool = False                # refined to input pixels by guided backpropagation (cam.guided_refine)
     logits: np.ndarray | None = None    # (K,) the graph's raw logits (before calibration) for this sample
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        """(2K,) the target-layer activations averaged over space, then their maximum over space: what the
+        review flag compares with the training data (no extra graph call). Computed when asked for: a
+        Grad-CAM that no review flag reads does not pay for it (15 us a frame on the shipped classifier)."""
+        if self.activations is None:
+            return None
+        flat = self.activations.reshape(len(self.activations), -1)
+        return np.concatenate([flat.mean(axis=1), flat.max(axis=1)])
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"raw": self.raw}

@@ -119,17 +119,14 @@ class GradCAMExplainer(Explainer):
                                                 self.method, self.shift)
                 raw, heat = raw_d.get(), heat_d.get()
                 up = upsample_bilinear(raw, xn.shape[2:], self.shift)    # unnormalised, from the small map
-                acts = outs["activations"].get()
-            # the review flag's embedding: spatial mean, then spatial max (local anomalies; see review.py)
-            flat = acts.reshape(*acts.shape[:2], -1)      # one spatial axis: faster reductions than (2, 3)
-            embedding = np.concatenate([flat.mean(axis=2), flat.max(axis=2)], axis=1)
+                acts = outs["activations"].get()          # kept for the review flag's embedding
         if self.guided:
             with timer.stage("guided"):
                 up = self._guided_maps(xn, up, explained)
                 heat = normalise_minmax(up)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
-                                       embedding=embedding[i], guided=self.guided, logits=logits[i]),
+                                       activations=acts[i], guided=self.guided, logits=logits[i]),
                             timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]
 

@@ -203,14 +203,17 @@ def answers(model, x: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
     from edge.explain.gradcam import GradCAMExplainer
 
     g = GradCAMExplainer(model)
-    rows = []
+    keys = ("confidence", "concentration", "embedding", "defect", "predicted")
+    parts: dict[str, list] = {k: [] for k in keys}
     for s in range(0, len(x), batch):
-        rows += g.explain(x[s:s + batch])
-    return {"confidence": np.array([e.prediction.confidence for e in rows]),
-            "concentration": np.array([concentration(e.heatmap) for e in rows]),
-            "embedding": np.stack([e.details.embedding for e in rows]) if rows else np.zeros((0, 0)),
-            "defect": np.array([e.prediction.label != model.ok_class for e in rows]),
-            "predicted": np.array([e.details.class_index for e in rows], np.int64)}
+        # reduced batch by batch: an explanation holds its target-layer activations
+        for e in g.explain(x[s:s + batch]):
+            for k, v in zip(keys, (e.prediction.confidence, concentration(e.heatmap), e.details.embedding,
+                                   e.prediction.label != model.ok_class, e.details.class_index)):
+                parts[k].append(v)
+    return {"confidence": np.array(parts["confidence"]), "concentration": np.array(parts["concentration"]),
+            "embedding": np.stack(parts["embedding"]) if parts["embedding"] else np.zeros((0, 0)),
+            "defect": np.array(parts["defect"]), "predicted": np.array(parts["predicted"], np.int64)}
 
 
 def fit_for_model(model, x_fit: np.ndarray, y_fit: np.ndarray, x_held: np.ndarray, budget: float = 0.10

@@ -184,3 +184,25 @@ def test_parity_check_redraws_kinks_and_still_catches_what_every_input_shows(cla
     _kinky_reference(monkeypatch, 1.0)
     with pytest.raises(RuntimeError, match="differs from autograd in 9 of 9 random inputs"):
         check_parity(model, "defect", d, graphs, lambda b, g: torch.randn(b, 3, 32, 32, generator=g))
+
+
+@pytest.mark.parametrize("pool", ["mean", "meanmax", "attention"])
+def test_the_written_out_head_gradient_is_autograds(pool):
+    """head_gradient (the gradcam graph's backward, written by hand) against autograd in float64, without
+    an export: every pooling, explicit and predicted-class targets, and a channel dead everywhere (its
+    maximum tied at every position: autograd shares the gradient among the ties, so must the formula)."""
+    from edge.export.graphs import head_gradient, resolve_target
+    from edge.train.models import FusionClassifier
+
+    torch.manual_seed(1)
+    model = FusionClassifier(2, 5, width=8, pool=pool).double().eval()
+    a = torch.relu(torch.randn(4, 24, 6, 7, dtype=torch.float64))
+    a[1, 3] = 0.0
+    target = torch.zeros(4, 5, dtype=torch.float64)
+    target[0, 2], target[2, 4], target[3] = 1.0, 1.0, torch.tensor([0.5, 0, 0, 0.5, 0], dtype=torch.float64)
+    logits, grad = head_gradient(model, a, target)
+    ag = a.clone().requires_grad_(True)
+    want_logits = model.classify(ag)
+    (want,) = torch.autograd.grad((want_logits * resolve_target(want_logits, target)).sum(), ag)
+    torch.testing.assert_close(logits, want_logits.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, want, rtol=1e-10, atol=1e-12)
