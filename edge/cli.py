@@ -161,6 +161,8 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     if left:
         print("left out: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items())
               + (f" ({r['note']})" if "note" in r else ""))
+    elif "note" in r:
+        print(r["note"])
     return 0
 
 

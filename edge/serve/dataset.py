@@ -95,6 +95,9 @@ def dataset_from_store(store_path: Path, out: Path, review: Path | None = None, 
     summary = {"source": str(store_path), "inspections_with_verdicts": len(rows), "written": sum(counts.values()),
                "classes": dict(sorted(counts.items())), "disagreements": len(disagreements),
                "left_out": {k: len(v) for k, v in left_out.items()}}
+    if not rows:
+        summary["note"] = (f"none of the store's {store.count()} inspections has an operator's verdict yet: "
+                           "verdicts come from the HMI's Agree / Disagree or the SubmitVerdict call")
     if left_out["no_frame"]:
         summary["note"] = ("inspections without a stored frame were left out: frames are kept only when the node "
                            "runs with store_frames = true and the station sets store_frame, up to frame_retention")

@@ -84,3 +84,13 @@ def test_an_unreadable_stored_frame_is_left_out_and_listed(tmp_path):
     r = dataset_from_store(tmp_path / "s.sqlite", tmp_path / "out", progress=False)
     assert r["written"] == 0 and r["left_out"]["unreadable_frame"] == 1
     assert json.loads((tmp_path / "out" / "dataset.json").read_text())["left_out_ids"]["unreadable_frame"][0].startswith("0000")
+
+
+def test_a_store_without_verdicts_says_where_verdicts_come_from(tmp_path, capsys):
+    s = InspectionStore(tmp_path / "s.sqlite")
+    s.put_inspection(_inspection(0, "ok"))
+    s.close()
+    assert main(["dataset", "--from-store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 0 of 0 verdicted inspections" in out
+    assert "none of the store's 1 inspections has an operator's verdict yet" in out and "Agree / Disagree" in out
