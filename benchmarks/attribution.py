@@ -102,6 +102,7 @@ def build_row(name: str, args: argparse.Namespace):
         return lambda: e.explain(x, c), {"patches": e.grid.n, "budget": args.shap_budget}
 
     import torch
+
     from helpers.reference_libs import shipped_torch_model
 
     torch.set_num_threads(args.threads)
@@ -182,7 +183,6 @@ PAIRED_RUNS = 48           # calls of each row per paired process, at least: its
 def run_paired(args: argparse.Namespace) -> dict:
     """predict and gradcam alternating in this process: both samples, and their medians' ratio."""
     import numpy as np
-
     from _common import time_ms
 
     fns = {name: build_row(name, args)[0] for name in ("predict", "gradcam")}

@@ -111,7 +111,6 @@ def ece_noise_floor(probs: np.ndarray, bins: int = DEFAULT_BINS, draws: int = FL
         return {"mean": 0.0, "p95": 0.0, "draws": 0}
     edges = np.linspace(0.0, 1.0, bins + 1)
     idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    count = np.bincount(idx, minlength=bins)
     conf_sum = np.bincount(idx, weights=conf, minlength=bins)
     right = np.random.default_rng(seed).random((draws, len(conf))) < conf
     # per draw and bin: |right answers - summed confidence| / N, summed over bins (= the ECE of that draw)

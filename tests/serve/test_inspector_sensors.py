@@ -6,12 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import MODELS
 from edge.explain import sensor_evidence
 from edge.serve.inspector import Inspector
 from edge.serve.servicer import build_job
 from edge.serve.station import make_requests
 from edge.v1 import inspection_pb2 as pb
+from helpers import MODELS
 
 
 @pytest.fixture(scope="module")

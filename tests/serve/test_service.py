@@ -478,6 +478,7 @@ def test_station_sends_the_users_files_and_prints_each_answer(server, tmp_path, 
     """`edge-xai station --input DIR`: every sample file under DIR once (masks skipped), read as training
     reads it, one line per answer; a path that does not exist, or holds no sample, is named."""
     import numpy as np
+
     from edge.cli import main
     from edge.sim.sample import SimConfig, write_dataset
 

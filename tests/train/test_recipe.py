@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from edge.train.augment import Augmentation, zoom_keeping_defect
 from edge.errors import InvalidInput
+from edge.train.augment import Augmentation, zoom_keeping_defect
 from edge.train.recipe import MAX_AUTO_SIZE, choose_epochs, choose_size
 
 
