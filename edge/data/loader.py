@@ -83,6 +83,7 @@ def scan(root: Path) -> list[DatasetItem]:
         raise DatasetError(str(e)) from None
     for d in class_dirs:
         found = 0
+        stems: dict[str, Path] = {}
         for f in sorted(d.iterdir()):
             name = f.name
             if f.is_dir() or name.startswith(".") or name in IGNORED_NAMES:
@@ -99,6 +100,11 @@ def scan(root: Path) -> list[DatasetItem]:
                 raise DatasetError(f"{f}: unknown extension {f.suffix!r}; expected one of "
                                    f"{', '.join(EXTENSIONS)} (masks: <stem>{MASK_SUFFIX}, boxes: <stem>{VOC_SUFFIX})")
             stem = f.name[: -len(f.suffix)]
+            if stem in stems:
+                # e.g. the magnetic-tile set keeps each mask as <stem>.png beside its <stem>.jpg
+                raise DatasetError(f"{stems[stem]} and {f.name} share the stem {stem!r}: if one is the other's mask, "
+                                   f"rename it {stem}{MASK_SUFFIX}; otherwise give them different names")
+            stems[stem] = f
             for ending in FOREIGN_MASK_ENDINGS:
                 image = stem[: -len(ending)] if stem.lower().endswith(ending) else None
                 if image and any((d / (image + e)).exists() for e in EXTENSIONS):

@@ -5,6 +5,7 @@ so each choice and its reason go into the manifest and the log.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,6 +211,17 @@ def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gra
 # MVTec AD says "good", others "ok", "normal", "no_defect", "defect_free"... Not "nok" (not OK).
 OK_CLASS_NAMES = ("ok", "good", "normal", "pass", "passed", "nodefect", "nodefects", "defectfree", "nondefective",
                   "nondefect", "notdefective", "clean", "none", "negative", "intact", "flawless", "undamaged")
+# A word of a longer name that says it too ("MT_Free" in the magnetic-tile set, "defect_free", "OK_parts"),
+# unless a negation comes right before it ("not_ok", "no_good").
+OK_WORDS = frozenset({"ok", "okay", "good", "normal", "free", "clean", "intact", "flawless", "undamaged", "pass", "passed"})
+NEGATIONS = frozenset({"not", "no", "non"})
+
+
+def _says_defect_free(name: str) -> bool:
+    if "".join(ch for ch in name.lower() if ch.isalnum()) in OK_CLASS_NAMES:
+        return True
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
+    return any(w in OK_WORDS and (i == 0 or words[i - 1] not in NEGATIONS) for i, w in enumerate(words))
 
 
 def choose_ok_class(classes: list[str], requested: str | None) -> tuple[str | None, str]:
@@ -220,9 +232,7 @@ def choose_ok_class(classes: list[str], requested: str | None) -> tuple[str | No
         if requested not in classes:
             raise InvalidInput(f"--ok-class {requested!r}: no class folder of that name (classes: {', '.join(classes)})")
         return requested, "--ok-class"
-    def key(name: str) -> str:
-        return "".join(ch for ch in name.lower() if ch.isalnum())
-    named = [c for c in classes if key(c) in OK_CLASS_NAMES]
+    named = [c for c in classes if _says_defect_free(c)]
     if len(named) > 1:
         raise InvalidInput(f"class folders {', '.join(named)} all look like the defect-free class; say which with "
                            "--ok-class NAME")

@@ -64,6 +64,7 @@ def test_reads_simulator_npz_with_named_channels_and_ground_truth(sim_dataset):
     (lambda r: (r / "ok" / "z.npz").write_bytes(b"PK broken"), "unreadable array file"),
     (lambda r: _png(r / "ok" / "good_mask.png", np.zeros((8, 8), np.uint8)), "looks like the mask of 'good'"),
     (lambda r: _png(r / "ok" / "good_label.png", np.zeros((8, 8), np.uint8)), "rename it good.mask.png"),
+    (lambda r: cv2.imwrite(str(r / "ok" / "good.jpg"), np.zeros((8, 8), np.uint8)), "share the stem 'good'"),
 ])
 def test_broken_inputs_name_the_file_and_the_problem(tmp_path, setup, message):
     root = tmp_path / "d"

@@ -205,6 +205,9 @@ def test_the_defect_free_class_is_found_by_its_name_or_named_by_the_user():
     assert choose_ok_class(["Good", "scratch"], None)[0] == "Good"             # MVTec AD's name, any case
     assert choose_ok_class(["dent", "no_defect"], None)[0] == "no_defect"
     assert choose_ok_class(["Defect-Free", "pit"], None)[0] == "Defect-Free"
+    assert choose_ok_class(["MT_Blowhole", "MT_Crack", "MT_Free"], None)[0] == "MT_Free"   # the magnetic-tile set
+    assert choose_ok_class(["OkParts", "NgParts"], None)[0] == "OkParts"
+    assert choose_ok_class(["not_ok", "scratch", "no_good"], None)[0] is None          # negated: defects
     name, why = choose_ok_class(["crazing", "nok", "scratches"], None)          # NOK is "not OK"
     assert name is None and "every class is taken for a defect" in why
     assert choose_ok_class(["a", "b"], "b") == ("b", "--ok-class")
