@@ -365,10 +365,10 @@ def _cmd_station(args: argparse.Namespace) -> int:
                "key": _read(args.tls_key, "--tls-key") if args.tls_key else None}
     frames, on_answer = None, None
     if args.input:
-        from edge.serve.station import file_requests, input_files
+        from edge.serve.station import FileRequests, input_files
 
         root = Path(args.input)
-        frames = file_requests(input_files(root), "station-1", args.model or "", explain, root)
+        frames = FileRequests(input_files(root), args.model or "", explain, root)
         if not args.json:
             def on_answer(req, r, error: str) -> None:
                 if r is None:

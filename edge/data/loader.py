@@ -153,8 +153,9 @@ def _hwc(img: np.ndarray, path: Path) -> np.ndarray:
     raise DatasetError(f"{path}: expected a 2-D or 3-D image, got shape {img.shape}")
 
 
-def read_image(path: Path) -> tuple[np.ndarray, tuple[str, ...], dict, dict]:
-    """Read one sample: (image HWC float32, channel names, extras, meta)."""
+def read_image(path: Path, scale: bool = True) -> tuple[np.ndarray, tuple[str, ...], dict, dict]:
+    """Read one sample: (image HWC float32, channel names, extras, meta). scale=False: an 8/16-bit image
+    keeps its integers (what a camera sends; the server scales them as this does)."""
     path = Path(path)
     ext = path.suffix.lower()
     extras: dict[str, np.ndarray] = {}
@@ -172,6 +173,8 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[str, ...], dict, dict]:
             # A grayscale photograph saved as RGB (common for JPEG): one channel, not three copies of it
             # (three would triple the stem's work and give the model nothing new).
             img = img[:, :, :1]
+        if not scale and img.dtype in (np.uint8, np.uint16):
+            return img, generic_channel_names(img.shape[2]), extras, meta
         return _as_float(img, path), generic_channel_names(img.shape[2]), extras, meta
     if ext not in ARRAY_EXTENSIONS:
         raise DatasetError(f"{path}: unknown extension {path.suffix!r}; expected one of {', '.join(EXTENSIONS)}")

@@ -4,17 +4,18 @@ percentiles out.
     edge-xai station --target 127.0.0.1:50051 --rate 10 --count 100 --stations 4 --json
     edge-xai station --target 127.0.0.1:50051 --input photos/ --model line3     # one answer per file printed
 
-Frames are made before the clock starts (simulated: thermal, phase, intensity and height as float16
-tensors with the pixel pitch; files: read as training reads them, `edge.data.loader.read_image`, and sent
-as float32 planes named as training named them), so the station measures the service, not the simulator
-or the disk. Each station sends on its own schedule (frame i at start + i / rate) with one request in
+Simulated frames are made before the clock starts (thermal, phase, intensity and height as float16
+tensors with the pixel pitch); files are read as they are sent, outside the timed call (as training reads
+them, `edge.data.loader.read_image`; 8/16-bit images travel as their integers, as a camera sends them, and
+everything else as float32, channels named as training named them), so the station measures the service,
+not the simulator or the disk. Each station sends on its own schedule (frame i at start + i / rate) with one request in
 flight, like a camera on a line.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,21 +59,33 @@ def input_files(path: Path) -> list[Path]:
     return files
 
 
-def file_requests(files: list[Path], station: str, model: str = "", explanations: tuple[int, ...] = (),
-                  root: Path | None = None) -> list[pb.InspectRequest]:
-    """One request per file: its channels as float32 planes, named and scaled as training reads them (an
-    8-bit image as gray in [0, 1]); the part id is the file's path under `root` (else its name)."""
-    from edge.data import loader
+class FileRequests(Sequence):
+    """One request per file, read when it is sent (a folder of 5-MPixel images would not fit in memory
+    read beforehand): its channels named as training names them, 8/16-bit images as their integers (the
+    server scales them as training did, `integer_scaling`), everything else as float32; the part id is the
+    file's path under `root` (else its name)."""
 
-    out = []
-    for f in files:
-        img, names, _, meta = loader.read_image(f)
+    def __init__(self, files: list[Path], model: str = "", explanations: tuple[int, ...] = (),
+                 root: Path | None = None):
+        self.files, self.model, self.explanations = list(files), model, list(explanations)
+        self.root = Path(root) if root is not None and Path(root).is_dir() else None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def part_id(self, i: int) -> str:
+        f = self.files[i]
+        return str(f.relative_to(self.root)) if self.root is not None else f.name
+
+    def __getitem__(self, i: int) -> pb.InspectRequest:
+        from edge.data import loader
+
+        img, names, _, meta = loader.read_image(self.files[i], scale=False)
+        dtype = str(img.dtype) if img.dtype in (np.uint8, np.uint16) else "float32"
         planes = {n: img[:, :, k] for k, n in enumerate(names)}
         pitch = float(meta.get("pixel_pitch_mm", 0.0) or 0.0)
-        part = str(f.relative_to(root)) if root is not None and root.is_dir() else f.name
-        out.append(pb.InspectRequest(station_id=station, part_id=part, model=model,
-                                     frame=encode_frame(planes, "float32", pitch), explanations=list(explanations)))
-    return out
+        return pb.InspectRequest(part_id=self.part_id(i), model=self.model,
+                                 frame=encode_frame(planes, dtype, pitch), explanations=self.explanations)
 
 
 @dataclass
@@ -105,23 +118,17 @@ def channel(target: str, ca: bytes | None = None, cert: bytes | None = None, key
 async def run_stations(target: str, rate_hz: float, count: int, stations: int = 1, seed: int = 500,
                        explanations: tuple[int, ...] = (), timeout_s: float = 5.0, progress: bool = False,
                        stop: asyncio.Event | None = None, tls: dict | None = None,
-                       frames: list[pb.InspectRequest] | None = None,
+                       frames: Sequence[pb.InspectRequest] | None = None,
                        on_answer: Callable[[pb.InspectRequest, pb.InspectResponse | None, str], None] | None = None
                        ) -> StationReport:
     """Send `count` frames per station at `rate_hz` each (count 0 = until `stop` is set). frames: the
-    requests to send (each station cycles through them under its own station id) instead of simulated
-    ones. on_answer(request, response or None, error message): called for every answer."""
+    requests to send instead of simulated ones (each station cycles through them under its own station
+    id; a lazy sequence such as FileRequests is read as it is sent, outside the timed call; a file it
+    cannot read counts as an error). on_answer(request, response or None, error message): called for
+    every answer."""
     per_station = count if count else 50
-    if frames:
-        requests = []
-        for k in range(stations):
-            mine = [pb.InspectRequest() for _ in frames]
-            for m, r in zip(mine, frames):
-                m.CopyFrom(r)
-                m.station_id = f"station-{k + 1}"
-            requests.append(mine)
-        per_station = len(frames)
-    else:
+    requests = None
+    if not frames:
         requests = [make_requests(per_station, seed + k, f"station-{k + 1}", explanations=explanations)
                     for k in range(stations)]
     report = StationReport()
@@ -142,7 +149,22 @@ async def run_stations(target: str, rate_hz: float, count: int, stations: int = 
                             pass
                     else:
                         await asyncio.sleep(wait)
-                req = requests[k][i % per_station]
+                if requests is not None:
+                    req = requests[k][i % per_station]
+                else:
+                    n = i % len(frames)
+                    try:
+                        req = frames[n]
+                    except InvalidInput as e:           # an unreadable file: said, and the next one sent
+                        report.sent += 1
+                        report.errors += 1
+                        report.error_messages[str(e)] = report.error_messages.get(str(e), 0) + 1
+                        if on_answer is not None:
+                            part = frames.part_id(n) if hasattr(frames, "part_id") else ""
+                            on_answer(pb.InspectRequest(part_id=part), None, str(e))
+                        i += 1
+                        continue
+                    req.station_id = f"station-{k + 1}"
                 report.sent += 1
                 t = time.perf_counter()
                 try:

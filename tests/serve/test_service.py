@@ -492,8 +492,33 @@ def test_station_sends_the_users_files_and_prints_each_answer(server, tmp_path, 
     assert sorted(answers) == [str(f.relative_to(data)) for f in files]
     right = sum(answers[str(f.relative_to(data))].startswith(f.parent.name + " (") for f in files)
     assert right >= 5                                      # the class folder is the simulated label
+    # an unreadable file among them: an error line for it, the others answered, exit code 1
+    (data / "crack" / "broken.npz").write_bytes(b"PK broken")
+    assert main(["station", "--target", f"127.0.0.1:{server.grpc_port}", "--input", str(data), "--rate", "50"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("crack/broken.npz: error ") and "unreadable array file" in line for line in lines)
+    assert any(x.startswith("sent 7, ok 6, errors 1") for x in lines)
     assert main(["station", "--target", f"127.0.0.1:{server.grpc_port}", "--input", str(tmp_path / "none")]) == 2
     assert "--input" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["station", "--target", f"127.0.0.1:{server.grpc_port}", "--input", str(tmp_path / "empty")]) == 2
     assert "no image or array files" in capsys.readouterr().err
+
+
+def test_file_requests_send_integer_images_as_a_camera_does_and_scale_like_training(tmp_path):
+    """An 8-bit PNG travels as its uint8 plane (a quarter of float32), named as training names it; the server
+    scales it by the type's range like the loader, so the model sees what training saw."""
+    import numpy as np
+
+    from edge.data import loader
+    from edge.serve.frames import decode_planes
+    from edge.serve.station import FileRequests
+
+    img = (np.arange(30 * 40) % 251).astype(np.uint8).reshape(30, 40)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    files = FileRequests([tmp_path / "a.png"], model="line3", root=tmp_path)
+    req = files[0]
+    assert len(files) == 1 and req.part_id == "a.png" and req.model == "line3"
+    assert [c.name for c in req.frame.channels] == ["gray"] and req.frame.channels[0].tensor.dtype == pb.UINT8
+    served = decode_planes(req.frame, ["gray"], integer_scaling=True)[0]
+    np.testing.assert_array_equal(served, loader.read_image(tmp_path / "a.png")[0][:, :, 0])
