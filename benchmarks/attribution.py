@@ -33,8 +33,8 @@ Grad-CAM against a prediction is also measured *paired*: with both rows asked fo
 process that alternates a prediction and a Grad-CAM call (`PAIRED_CALLS` of each per turn) and reports
 the ratio of its two medians; the `gradcam / predict` target is judged on the median of those ratios.
 Both calls then run at the process's one speed, as in a serving process, so the ratio no longer depends on
-which speed each row's processes drew: on the shipped classifier the steady ratio read 1.02-1.25 across
-four runs of 12 rounds within an hour, alternating calls in one process 1.14-1.16 (2026-11-29).
+which speed each row's processes drew: on the shipped classifier the steady ratio read 1.02-1.24 across
+three runs of 12 rounds within an hour, alternating calls in one process 1.14-1.16 (2026-11-29).
 Targets (issue #3): Grad-CAM <= 1.2x predict-only and >= 2x faster than pytorch-grad-cam and Captum;
 IG >= 1.25x faster than Captum at equal steps; SHAP >= 2x faster than shap at equal budget.
 """
