@@ -113,7 +113,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(f"temperature {c['temperature']:.3f} fitted on {c['n']} samples: expected calibration error "
               f"{c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}; "
-              f"recorded in {Path(args.model) / 'manifest.json'}")
+              + (f"{c['fit']}; " if "fit" in c else "") + f"recorded in {Path(args.model) / 'manifest.json'}")
     return 0
 
 

@@ -136,14 +136,39 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray, fitted_on: str) -> d
                 "reason": f"{len(labels)} held-out sample{'' if len(labels) == 1 else 's'}; at least {MIN_SAMPLES} "
                           "are needed to fit a temperature"}
     t = fit_temperature(logits, labels)
+    how = {}
+    if t <= T_RANGE[0] * 1.01:
+        # No held-out answer is wrong and the NLL keeps falling as T -> 0: fitted, every answer would say
+        # "100 %", right or wrong. Measured on a 100-part validation split without an error (the stand-in set,
+        # seed 7): T 0.05 at the range's end, test NLL 0.50 against 0.115 raw. Instead the answers' mean
+        # confidence is set to the accuracy the split supports, Laplace's (right + 1) / (n + 2): there
+        # T 0.53, test ECE 0.008 (raw 0.078), NLL 0.056.
+        right = int((np.asarray(logits).argmax(axis=1) == labels).sum())
+        target = (right + 1) / (len(labels) + 2)
+        t = match_confidence(logits, target)
+        how = {"fit": f"mean confidence matched to {target:.3f}, the Laplace estimate of accuracy from {right} of "
+                      f"{len(labels)} held-out answers right (the likelihood fit had no finite optimum)"}
     r = calibration_report(logits, labels, t)
     measured = {k: r[k] for k in ("ece_before", "ece_after", "nll_before", "nll_after", "bins")}
     gain = (r["nll_before"] - r["nll_after"]) / r["nll_before"] if r["nll_before"] > 0 else 0.0
     if gain < MIN_NLL_GAIN:
         return {"method": "none", "temperature": 1.0, "fitted_on": fitted_on, "n": r["n"], "fitted_temperature": t,
                 "reason": f"the fitted temperature {t:.3f} lowered the held-out NLL by {100 * gain:.2f} % "
-                          f"(under {100 * MIN_NLL_GAIN:.0f} %): the raw confidences are kept", **measured}
-    return {"method": "temperature", "temperature": t, "fitted_on": fitted_on, "n": r["n"], **measured}
+                          f"(under {100 * MIN_NLL_GAIN:.0f} %): the raw confidences are kept", **how, **measured}
+    return {"method": "temperature", "temperature": t, "fitted_on": fitted_on, "n": r["n"], **how, **measured}
+
+
+def match_confidence(logits: np.ndarray, target: float) -> float:
+    """The T at which the mean top-label confidence of softmax(logits / T) is `target` (it falls as T
+    grows): bisection on log T within T_RANGE."""
+    lo, hi = np.log(T_RANGE[0]), np.log(T_RANGE[1])
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if softmax_t(logits, float(np.exp(mid))).max(axis=1).mean() > target:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.exp((lo + hi) / 2))
 
 
 def calibration_report(logits: np.ndarray, labels: np.ndarray, temperature: float,

@@ -283,6 +283,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     c = final["calibration"] = fit_calibration(val_logits, y[va], "validation split")
     if progress:
         how = c["reason"] if c["method"] == "none" else f"validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}"
+        how += f"; {c['fit']}" if "fit" in c else ""
         print(f"confidence calibration: temperature {c['temperature']:.3f} ({how})", flush=True)
     write_manifest(out, final)
     if len(va) >= MIN_CALIBRATION_SAMPLES:

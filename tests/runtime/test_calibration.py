@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from edge.errors import InvalidInput
-from edge.runtime.calibration import (calibration_report, ece_noise_floor, expected_calibration_error, fit_calibration,
-                                      fit_temperature, nll, reliability, softmax_t)
+from edge.runtime.calibration import (T_RANGE, calibration_report, ece_noise_floor, expected_calibration_error,
+                                      fit_calibration, fit_temperature, nll, reliability, softmax_t)
 
 
 def synthetic(n=4000, k=5, true_t=3.0, seed=0):
@@ -96,3 +96,18 @@ def test_the_noise_floor_is_what_a_perfectly_calibrated_model_reads_and_shrinks_
     assert ece_noise_floor(np.eye(3)[[0, 1, 2, 0]])["mean"] == 0.0
     assert ece_noise_floor(p) == floor
     assert calibration_report(z, y, 1.0)["ece_floor"] == floor
+
+
+def test_a_validation_split_without_errors_gets_the_confidence_it_supports_not_100_percent():
+    """Every held-out answer right: the likelihood fit runs to the end of T's range (every answer would
+    then say 100 %); instead the mean confidence is set to (right + 1) / (n + 2)."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 4, 200)
+    z = rng.normal(0, 1, (200, 4))
+    z[np.arange(200), y] += 4.0                                  # every answer right, none certain
+    assert fit_temperature(z, y) <= T_RANGE[0] * 1.01
+    c = fit_calibration(z, y, "validation split")
+    assert c["method"] == "temperature" and T_RANGE[0] * 2 < c["temperature"] < T_RANGE[1]
+    assert softmax_t(z, c["temperature"]).max(axis=1).mean() == pytest.approx(201 / 202, abs=1e-6)
+    assert "Laplace" in c["fit"] and "200 of 200" in c["fit"]
+    assert c["nll_after"] < c["nll_before"]
