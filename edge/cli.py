@@ -380,7 +380,8 @@ def _cmd_station(args: argparse.Namespace) -> int:
         raise UserError("--model needs --input: simulated frames are for the simulator's models")
     count = args.count or (len(frames) if frames else 100)
     report = asyncio.run(run_stations(args.target, args.rate, count, args.stations, args.seed, explain,
-                                      timeout_s=args.timeout, tls=tls, frames=frames, on_answer=on_answer))
+                                      timeout_s=args.timeout, tls=tls, frames=frames, on_answer=on_answer,
+                                      store_frame=args.store_frames))
     r = report.to_dict()
     if args.json:
         print(json.dumps(r))
@@ -413,7 +414,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="edge-xai-demo-")) / "inspections.sqlite"
     # The demo shows the bundled models whatever their audit says; the HMI shows the audit status.
-    cfg = ServeConfig(grpc="127.0.0.1:0", hmi=args.hmi, store=store, threads=args.threads, allow_unaudited=True)
+    cfg = ServeConfig(grpc="127.0.0.1:0", hmi=args.hmi, store=store, threads=args.threads, allow_unaudited=True,
+                      store_frames=args.store_frames)
 
     async def main() -> None:
         server = EdgeApp(cfg)
@@ -430,7 +432,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         # the map selector (about 7 and 3 ms a frame)
         kinds = (pb.GRADCAM, pb.SENTENCE, pb.SENSORS, pb.GUIDED)
         station = loop.create_task(run_stations(f"127.0.0.1:{server.grpc_port}", args.rate, args.count, 1,
-                                                explanations=kinds, stop=server.stopping))
+                                                explanations=kinds, stop=server.stopping,
+                                                store_frame=args.store_frames))
         done, _ = await asyncio.wait([station, loop.create_task(server.stopping.wait())],
                                      return_when=asyncio.FIRST_COMPLETED)
         server.stopping.set()
@@ -768,6 +771,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(.npz, .npy) to send instead of simulated frames; masks and annotation files are skipped")
     st.add_argument("--model", default=None, help="with --input: the served classifier to ask (default: the "
                     "server's default model)")
+    st.add_argument("--store-frames", action="store_true", help="ask the node to keep each frame in its "
+                    "inspection store (it does where it runs with [serve] store_frames = true): operators' verdicts "
+                    "on them then become training data with edge-xai dataset --from-store")
     st.add_argument("--rate", type=float, default=10.0, help="frames per second per station (default 10)")
     st.add_argument("--count", type=int, default=None, help="frames per station (default 100 simulated frames, or "
                     "each --input file once; more cycle through them)")
@@ -791,6 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--count", type=int, default=0, help="stop after this many frames (default: run until Ctrl-C)")
     d.add_argument("--store", default=None, help="inspection store (default: a new temporary file)")
     d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--store-frames", action="store_true", help="keep each frame in the inspection store (up to "
+                   "1000), so the verdicts you give on the HMI become a data set with edge-xai dataset --from-store")
     d.set_defaults(func=_cmd_demo)
 
     a = sub.add_parser("audit", help="audit a model before deployment: HTML report + metrics.json",

@@ -187,6 +187,26 @@ def test_demo_runs_server_hmi_and_station_then_stops(tmp_path):
 
 
 @pytest.mark.slow
+def test_demo_keeps_frames_on_request_and_verdicts_on_them_become_a_data_set(tmp_path):
+    """The retraining loop from embedded defaults: demo --store-frames keeps each frame, an operator's
+    verdict (here written to the store as the HMI does) and dataset --from-store make a folder training reads."""
+    from edge.data.arrays import load_arrays
+    from edge.record import InspectionStore
+
+    store = tmp_path / "demo.sqlite"
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--count", "3", "--rate", "4", "--hmi", "127.0.0.1:0",
+                        "--store", str(store), "--store-frames"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    s = InspectionStore(store)
+    ids = [ins.inspection_id for ins in s.recent(10)]
+    assert len(ids) == 3 and all(s.frame(i) is not None for i in ids)
+    s.put_verdict(ids[0], False, "crack", "anna")
+    s.close()
+    assert main(["dataset", "--from-store", str(store), "--out", str(tmp_path / "set"), "--quiet"]) == 0
+    assert load_arrays(tmp_path / "set", 128, progress=False).labels == ["crack"]
+
+
+@pytest.mark.slow
 def test_station_reports_json_and_fails_on_errors(tmp_path):
     import json
 

@@ -119,13 +119,14 @@ async def run_stations(target: str, rate_hz: float, count: int, stations: int = 
                        explanations: tuple[int, ...] = (), timeout_s: float = 5.0, progress: bool = False,
                        stop: asyncio.Event | None = None, tls: dict | None = None,
                        frames: Sequence[pb.InspectRequest] | None = None,
-                       on_answer: Callable[[pb.InspectRequest, pb.InspectResponse | None, str], None] | None = None
-                       ) -> StationReport:
+                       on_answer: Callable[[pb.InspectRequest, pb.InspectResponse | None, str], None] | None = None,
+                       store_frame: bool = False) -> StationReport:
     """Send `count` frames per station at `rate_hz` each (count 0 = until `stop` is set). frames: the
     requests to send instead of simulated ones (each station cycles through them under its own station
     id; a lazy sequence such as FileRequests is read as it is sent, outside the timed call; a file it
     cannot read counts as an error). on_answer(request, response or None, error message): called for
-    every answer."""
+    every answer. store_frame: ask the node to keep each frame in its inspection store (it does where it
+    runs with `store_frames = true`), so operators' verdicts on them can become training data."""
     per_station = count if count else 50
     requests = None
     if not frames:
@@ -165,6 +166,7 @@ async def run_stations(target: str, rate_hz: float, count: int, stations: int = 
                         i += 1
                         continue
                     req.station_id = f"station-{k + 1}"
+                req.store_frame = store_frame
                 report.sent += 1
                 t = time.perf_counter()
                 try:
