@@ -64,6 +64,11 @@ class Sample:
     mask_kind: str | None = None                                  # "pixel", "box" or None (no ground truth)
 
 
+def _has_image(folder: Path, stem: str) -> bool:
+    """Whether `folder` holds a sample file of this stem (any of the sample extensions)."""
+    return any((folder / (stem + ext)).exists() for ext in EXTENSIONS)
+
+
 def scan(root: Path) -> list[DatasetItem]:
     """List a dataset folder's samples, checking its structure before anything is read."""
     root = Path(root)
@@ -91,7 +96,7 @@ def scan(root: Path) -> list[DatasetItem]:
             if name.lower().endswith(MASK_SUFFIX) or name.lower().endswith(VOC_SUFFIX):
                 suffix = MASK_SUFFIX if name.lower().endswith(MASK_SUFFIX) else VOC_SUFFIX
                 stem = name[: -len(suffix)]
-                if not any((d / (stem + ext)).exists() for ext in EXTENSIONS):
+                if not _has_image(d, stem):
                     what = "mask" if suffix == MASK_SUFFIX else "VOC annotation"
                     raise DatasetError(f"{f}: {what} without an image of stem {stem!r}")
                 continue
@@ -107,7 +112,7 @@ def scan(root: Path) -> list[DatasetItem]:
             stems[stem] = f
             for ending in FOREIGN_MASK_ENDINGS:
                 image = stem[: -len(ending)] if stem.lower().endswith(ending) else None
-                if image and any((d / (image + e)).exists() for e in EXTENSIONS):
+                if image and _has_image(d, image):
                     raise DatasetError(f"{f}: looks like the mask of {image!r} named another tool's way; rename it "
                                        f"{image}{MASK_SUFFIX} (edge-xai reads masks as <stem>{MASK_SUFFIX}), or move "
                                        "it out of the data set if it is an image")

@@ -65,6 +65,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2))
 
 
+def _bins(conf: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-width confidence bins, right-closed: their edges and each confidence's bin index."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return edges, np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+
+
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> dict:
     """Top-label reliability: per equal-width confidence bin, the mean confidence, the accuracy and the
     count (bins without samples are left out). `ece` = sum over bins of count/N * |accuracy - confidence|."""
@@ -72,8 +78,7 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS)
     labels = np.asarray(labels, np.int64)
     conf = probs.max(axis=1)
     right = probs.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    edges, idx = _bins(conf, bins)
     out = {"bin_lower": [], "bin_upper": [], "confidence": [], "accuracy": [], "count": []}
     ece = 0.0
     for b in range(bins):
@@ -109,8 +114,7 @@ def ece_noise_floor(probs: np.ndarray, bins: int = DEFAULT_BINS, draws: int = FL
     conf = np.asarray(probs, np.float64).max(axis=1)
     if len(conf) == 0:
         return {"mean": 0.0, "p95": 0.0, "draws": 0}
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    _, idx = _bins(conf, bins)
     conf_sum = np.bincount(idx, weights=conf, minlength=bins)
     right = np.random.default_rng(seed).random((draws, len(conf))) < conf
     # per draw and bin: |right answers - summed confidence| / N, summed over bins (= the ECE of that draw)

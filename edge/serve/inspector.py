@@ -219,6 +219,11 @@ class Inspector:
         """Evidence per sensor needs two channels or more (one channel carries all of it)."""
         return bool(model.classes) and len(model.channels) > 1
 
+    def sensors_apply(self, model: Model, explained_class: str) -> bool:
+        """Whether an answer explained for `explained_class` has evidence to split between sensors: a model of
+        two channels or more, and a defect class (a defect-free answer has no defect evidence)."""
+        return self.explains_sensors(model) and explained_class != model.ok_class
+
     # -- the work ----------------------------------------------------------------------------------
     def inspect_batch(self, jobs: list[Job]) -> list[Inspection]:
         """Prediction + Grad-CAM + sentence for jobs of one classifier: every frame's inputs (one, or its
@@ -238,7 +243,7 @@ class Inspector:
             e = r.explanation
             pending = None
             explained_class = j.target_class or e.prediction.label
-            if "sensors" in j.explanations and self.explains_sensors(model) and explained_class != model.ok_class \
+            if "sensors" in j.explanations and self.sensors_apply(model, explained_class) \
                     and "sensors" in self.plan(j)[0]:
                 pending = self.sensor_pool.submit(self.sensor_shares, model, j.view.x[r.tile or 0], e.heatmap,
                                                   model.classes.index(explained_class), e.details.logits)
@@ -299,13 +304,11 @@ class Inspector:
         extra = Extra()
         model = self.classifier(job.model)
         row = inspection.tile or 0
-        # the class the map explains (the target class when one was asked for, else the decision); a
-        # defect-free answer has no defect evidence to split between sensors, so nothing is said for it
+        # the class the map explains (the target class when one was asked for, else the decision)
         explained_class = job.target_class or inspection.label
         if "sensors" in kinds and inspection.sensors_pending is not None:
             extra.sensors = inspection.sensors_pending.result()
-        elif "sensors" in kinds and self.explains_sensors(model) and inspection.tile_heatmap is not None \
-                and explained_class != model.ok_class:
+        elif "sensors" in kinds and self.sensors_apply(model, explained_class) and inspection.tile_heatmap is not None:
             extra.sensors = self.sensor_shares(model, job.view.x[row], inspection.tile_heatmap,
                                                model.classes.index(explained_class), inspection.tile_logits)
         if "guided" in kinds and model.name in self.guided and inspection.tile_map is not None:

@@ -137,6 +137,12 @@ async def run_stations(target: str, rate_hz: float, count: int, stations: int = 
         stub = pb_grpc.InspectionStub(ch)
         t0 = time.perf_counter()
 
+        def failed(req: pb.InspectRequest, message: str) -> None:
+            report.errors += 1
+            report.error_messages[message] = report.error_messages.get(message, 0) + 1
+            if on_answer is not None:
+                on_answer(req, None, message)
+
         async def one(k: int) -> None:
             i = 0
             while (count and i < count) or (not count and not (stop and stop.is_set())):
@@ -154,15 +160,13 @@ async def run_stations(target: str, rate_hz: float, count: int, stations: int = 
                     req = requests[k][i % per_station]
                 else:
                     n = i % len(frames)
+                    req = pb.InspectRequest()        # a copy: the stations share the sequence's requests
                     try:
-                        req = frames[n]
+                        req.CopyFrom(frames[n])
                     except InvalidInput as e:           # an unreadable file: said, and the next one sent
                         report.sent += 1
-                        report.errors += 1
-                        report.error_messages[str(e)] = report.error_messages.get(str(e), 0) + 1
-                        if on_answer is not None:
-                            part = frames.part_id(n) if hasattr(frames, "part_id") else ""
-                            on_answer(pb.InspectRequest(part_id=part), None, str(e))
+                        failed(pb.InspectRequest(part_id=frames.part_id(n) if hasattr(frames, "part_id") else ""),
+                               str(e))
                         i += 1
                         continue
                     req.station_id = f"station-{k + 1}"
@@ -177,11 +181,7 @@ async def run_stations(target: str, rate_hz: float, count: int, stations: int = 
                     if on_answer is not None:
                         on_answer(req, r, "")
                 except grpc.aio.AioRpcError as e:
-                    report.errors += 1
-                    key = f"{e.code().name}: {e.details()}"
-                    report.error_messages[key] = report.error_messages.get(key, 0) + 1
-                    if on_answer is not None:
-                        on_answer(req, None, key)
+                    failed(req, f"{e.code().name}: {e.details()}")
                 i += 1
 
         await asyncio.gather(*(one(k) for k in range(stations)))

@@ -226,8 +226,9 @@ def _says_defect_free(name: str) -> bool:
 
 def choose_ok_class(classes: list[str], requested: str | None) -> tuple[str | None, str]:
     """The defect-free class among the class folders: `requested` (--ok-class) when given, which must exist;
-    else the one folder named like "no defect" (OK_CLASS_NAMES); none when no folder is. Two such folders
-    are refused: which one means "no defect" is the user's call."""
+    else the one folder named like "no defect" (OK_CLASS_NAMES, or a word of OK_WORDS in its name not
+    right after a negation); none when no folder is. Two such folders are refused: which one means "no
+    defect" is the user's call."""
     if requested:
         if requested not in classes:
             raise InvalidInput(f"--ok-class {requested!r}: no class folder of that name (classes: {', '.join(classes)})")
