@@ -128,7 +128,9 @@ def test_the_pretrained_backbone_is_chosen_for_photographs_nothing_else_localise
 
     backbone, why = choose_backbone("auto", photographs=True, localised=False, available=True)
     assert backbone == "lite0" and "without masks or boxes" in why
-    assert choose_backbone("auto", True, True, True)[0] == "scratch"        # masks/boxes teach the finer layer
+    backbone, why = choose_backbone("auto", True, True, True)
+    assert backbone == "scratch" and "--backbone lite0" in why                # masks/boxes teach the finer layer;
+    assert "--backbone lite0" not in choose_backbone("auto", True, True, False)[1]   # the option said if installed
     assert choose_backbone("auto", False, False, True)[0] == "scratch"      # simulator frames
     backbone, why = choose_backbone("auto", True, False, available=False)
     assert backbone == "scratch" and "not installed" in why
