@@ -125,6 +125,15 @@ def scan(root: Path) -> list[DatasetItem]:
                                      entry, coco if entry else None))
             found += 1
         if found == 0:
+            nested = sorted(sub.name for sub in d.iterdir() if sub.is_dir() and any(
+                f.is_file() and f.suffix.lower() in EXTENSIONS for f in sub.iterdir()))
+            if nested:
+                # root/train/<class>/..., root/test/<class>/...: the layout many published sets come in
+                example = next((p for p in class_dirs if p.name.lower() == "train"), d)
+                raise DatasetError(f"{d}: holds folders of samples ({', '.join(nested[:4])}"
+                                   f"{', ...' if len(nested) > 4 else ''}), not samples: {root} looks like a data set "
+                                   f"split into {', '.join(p.name for p in class_dirs)}; point the command at one "
+                                   f"split, whose folders are the classes (e.g. {example})")
             raise DatasetError(f"{d}: empty class folder (no samples with {', '.join(EXTENSIONS)})")
     return items
 

@@ -74,6 +74,16 @@ def test_broken_inputs_name_the_file_and_the_problem(tmp_path, setup, message):
         load_arrays(root, 8, progress=False)
 
 
+def test_a_set_split_into_train_and_test_folders_is_named_as_such(tmp_path):
+    # root/train/<class>/, root/test/<class>/ given as one data set: not "empty class folder"
+    for split in ("test", "train"):
+        for cls in ("good", "scratch"):
+            _png(tmp_path / "d" / split / cls / "a.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(loader.DatasetError, match=r"d/test: holds folders of samples \(good, scratch\).*split into "
+                                                  r"test, train; point the command at one split.*e\.g\. .*d/train\)"):
+        loader.scan(tmp_path / "d")
+
+
 def test_mask_of_another_size_is_refused_with_both_sizes(tmp_path):
     root = tmp_path / "d"
     _png(root / "pit" / "a.png", np.zeros((20, 30), np.uint8))
