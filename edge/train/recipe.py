@@ -99,7 +99,10 @@ def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) ->
     at_size = p10 * size / long_side if p10 is not None else None
     if at_size is not None and at_size < MIN_DEFECT_PX:
         why += (f"; at {size} px the thinnest tenth of the defects are under {MIN_DEFECT_PX:g} px wide and may not "
-                f"survive the scaling: consider a larger --size, or tiles")
+                f"survive the scaling: consider a larger --size (and --time-budget), or cutting the images into "
+                f"tiles of about {int(size * max(1.0, p10 / TARGET_DEFECT_PX))} px before training (the thinner "
+                f"defects then stay {min(p10, TARGET_DEFECT_PX):.1f} px wide; served frames larger than the training "
+                f"images are inspected in tiles at the training scale)")
     return SizeChoice(size, why, med, at_size)
 
 
