@@ -35,6 +35,10 @@ class Arrays:
     placements: list[Placement] = field(default_factory=list)
 
 
+class MissingChannel(loader.DatasetError):
+    """A sample lacks a channel or field asked for."""
+
+
 def _plane(sample: loader.Sample, name: str) -> np.ndarray:
     if name in sample.channel_names:
         return sample.image[:, :, sample.channel_names.index(name)]
@@ -49,8 +53,8 @@ def _plane(sample: loader.Sample, name: str) -> np.ndarray:
         # A per-frame scalar as a constant plane: the thermal model needs the pixel pitch to turn
         # height differences into slopes and curvatures.
         return np.full(sample.image.shape[:2], float(sample.meta[name]), np.float32)
-    raise loader.DatasetError(f"{sample.path}: no channel or field named {name!r} "
-                              f"(has {', '.join(sample.channel_names + tuple(sample.extras))})")
+    raise MissingChannel(f"{sample.path}: no channel or field named {name!r} "
+                         f"(has {', '.join(sample.channel_names + tuple(sample.extras))})")
 
 
 def model_planes(s: loader.Sample, names: Sequence[str], size: int, targets: Sequence[str] = ()
@@ -121,7 +125,14 @@ def load_arrays(root: Path, size: int, channels: str | Sequence[str] | None = No
     out = Arrays(x, [], masks, has_mask, names, tgt)
     for i, item in enumerate(tqdm(items, desc="load", unit="file", disable=not progress)):
         s = first if i == 0 else loader.load_sample(item)
-        x[i], placement = model_planes(s, names, size, targets)
+        try:
+            x[i], placement = model_planes(s, names, size, targets)
+        except MissingChannel as e:
+            if channels is None:
+                raise
+            # the names came from a model (evaluate, audit, calibrate) or from --channels: say which
+            raise MissingChannel(f"{e}; the channels asked for are {', '.join(names)} (a model's inputs, or "
+                                 f"--channels): is this data for that model?") from None
         for t in targets:
             tgt[t][i] = placement.plane(_plane(s, t))
         if s.mask is not None:

@@ -95,7 +95,9 @@ def test_data_the_model_cannot_read_fails_naming_the_channel(tmp_path):
             cv2.imwrite(str(tmp_path / "d" / cls / f"{i}.png"), (rng.random((32, 32)) * 255).astype(np.uint8))
     from edge.audit.run import audit
 
-    with pytest.raises(ValueError, match="no channel or field named .thermal."):  # gray images, 3-channel model
+    # gray images, a 3-channel model: the file, what it has, and what the model reads
+    with pytest.raises(ValueError, match=r"no channel or field named .thermal. \(has gray\); the channels asked "
+                                         r"for are thermal, phase, intensity .*is this data for that model"):
         audit(MODELS / "defect", tmp_path / "d", tmp_path / "r", progress=False)
 
 
