@@ -50,6 +50,9 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
 
         cal = calibration_report(out, y, model.temperature)
         result["calibration"] = {k: v for k, v in cal.items() if not k.startswith("reliability")}
+        caution = tiling_caution(arrays.source_shapes, m["input"])
+        if caution:
+            result["caution"] = caution
         return result
     truth = arrays.targets[target]
     pred = out[:, 0]
@@ -84,9 +87,25 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     return result
 
 
+def tiling_caution(shapes: list[tuple[int, int]], manifest_input: dict) -> str | None:
+    """Said when some frames are much larger than the images the model was trained on: the served path
+    inspects those in tiles (decided by the worst tile), while evaluation reads every frame whole, letterboxed
+    into one input, so its figures are not the served path's for them."""
+    from edge.data.geometry import should_tile
+
+    large = sum(should_tile(h, w, manifest_input) for h, w in shapes)
+    if not large:
+        return None
+    return (f"{large} of {len(shapes)} frames are much larger than the images the model was trained on: the served "
+            f"path inspects such frames in tiles at the training scale and decides by the worst tile, while these "
+            f"figures read each frame whole, shrunk into one {manifest_input['size'][0]} px input")
+
+
 def format_report(metrics: dict) -> str:
     lines = [f"{metrics['task']} model {metrics.get('model')} on {metrics['samples']} samples of {metrics['data']}"]
     if metrics["task"] == "defect":
+        if metrics.get("caution"):
+            lines.append(f"caution: {metrics['caution']}")
         lines.append(f"accuracy {metrics['accuracy']:.4f}")
         lines.append(f"{'class':<16}{'precision':>10}{'recall':>10}{'support':>9}")
         for c, v in metrics["per_class"].items():

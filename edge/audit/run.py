@@ -20,7 +20,7 @@ from tqdm import tqdm
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.errors import InvalidInput
-from edge.evaluate import classification_metrics
+from edge.evaluate import classification_metrics, tiling_caution
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.sensors import leading_channel
 from edge.runtime.calibration import calibration_report
@@ -62,6 +62,9 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
                              progress=progress)
     metrics["data"]["samples"] = len(arrays.x)
     if model.classes:
+        caution = tiling_caution(arrays.source_shapes, model.input_spec)
+        if caution:
+            metrics["notes"].append(caution)
         ood_arrays = None
         if ood is not None:
             with _stage(metrics, "load out-of-distribution"):

@@ -87,3 +87,28 @@ def test_explain_on_a_large_frame_says_places_in_the_frames_pixels(spot_model, t
     assert r["frame"]["height"] == 160 and r["frame"]["width"] == 240 and r["frame"]["tiles"] > 1
     row, col = map(int, re.search(r"at pixel row (\d+), column (\d+)", r["explanation"]).groups())
     assert abs(row - 121) <= 12 and abs(col - 187) <= 12, r["explanation"]   # frame pixels, not the tile's
+
+
+def test_evaluate_says_when_its_frames_are_ones_the_served_path_would_tile(spot_model, tmp_path):
+    from edge.evaluate import evaluate, format_report
+
+    rng = np.random.default_rng(3)
+    data = tmp_path / "data"
+    for cls in ("ok", "spot"):
+        (data / cls).mkdir(parents=True)
+    cv2.imwrite(str(data / "ok" / "small.png"), spot_image(rng, SIZE, SIZE))
+    cv2.imwrite(str(data / "spot" / "large.png"), spot_image(rng, 160, 240, centre=(80, 120)))
+    metrics = evaluate(spot_model.dir, data, progress=False)
+    assert metrics["caution"].startswith("1 of 2 frames are much larger than the images the model was trained on")
+    assert "caution: 1 of 2 frames" in format_report(metrics)
+    (data / "spot" / "large.png").unlink()
+    cv2.imwrite(str(data / "spot" / "same.png"), spot_image(rng, SIZE, SIZE, centre=(20, 20)))
+    assert "caution" not in evaluate(spot_model.dir, data, progress=False)
+    # the audit reads frames whole too, and its report says so
+    from edge.audit.run import audit
+
+    cv2.imwrite(str(data / "spot" / "large.png"), spot_image(rng, 160, 240, centre=(80, 120)))
+    audit(spot_model.dir, data, tmp_path / "audit", progress=False, shap_samples=2)
+    notes = json.loads((tmp_path / "audit" / "metrics.json").read_text())["notes"]
+    assert any(n.startswith("1 of 3 frames are much larger") for n in notes)
+    assert "1 of 3 frames are much larger" in (tmp_path / "audit" / "report.html").read_text()
