@@ -45,14 +45,16 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
         if unknown:
             raise InvalidInput(f"{data}: classes {unknown} are not among the model's {classes}")
         y = np.array([classes.index(lbl) for lbl in arrays.labels])
+        tiled = served_in_tiles(arrays.source_shapes, m["input"])
+        if tiled:
+            out = out.copy()
+            out[tiled] = _decide_tiled(model, data, [arrays.paths[i] for i in tiled], progress)
+            result["tiled_frames"] = len(tiled)
         result.update(classification_metrics(y, out.argmax(1), classes))
         from edge.runtime.calibration import calibration_report
 
         cal = calibration_report(out, y, model.temperature)
         result["calibration"] = {k: v for k, v in cal.items() if not k.startswith("reliability")}
-        caution = tiling_caution(arrays.source_shapes, m["input"])
-        if caution:
-            result["caution"] = caution
         return result
     truth = arrays.targets[target]
     pred = out[:, 0]
@@ -87,13 +89,34 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     return result
 
 
-def tiling_caution(shapes: list[tuple[int, int]], manifest_input: dict) -> str | None:
-    """Said when some frames are much larger than the images the model was trained on: the served path
-    inspects those in tiles (decided by the worst tile), while evaluation reads every frame whole, letterboxed
-    into one input, so its figures are not the served path's for them."""
+def served_in_tiles(shapes: list[tuple[int, int]], manifest_input: dict) -> list[int]:
+    """Indices of the frames the served path inspects in tiles: much larger than the training images."""
     from edge.data.geometry import should_tile
 
-    large = sum(should_tile(h, w, manifest_input) for h, w in shapes)
+    return [i for i, (h, w) in enumerate(shapes) if should_tile(h, w, manifest_input)]
+
+
+def _decide_tiled(model: Model, data: Path, paths: list[Path], progress: bool = False) -> np.ndarray:
+    """The deciding logits of these frames as the served path decides them: read again at their own size,
+    cut into tiles at the training scale, the worst tile decides (`edge.explain.decide_frames`)."""
+    from tqdm import tqdm
+
+    from edge.data import loader
+    from edge.data.arrays import frame_planes
+    from edge.explain import decide_frames, frame_view
+
+    items = {item.path: item for item in loader.scan(Path(data))}
+    return np.concatenate([decide_frames(model, [frame_view(frame_planes(loader.load_sample(items[p]), model.channels),
+                                                             model)])
+                           for p in tqdm(paths, desc="tiled frames", unit="frame", disable=not progress)])
+
+
+def tiling_caution(shapes: list[tuple[int, int]], manifest_input: dict) -> str | None:
+    """Said by the audit when some frames are much larger than the images the model was trained on: the served
+    path inspects those in tiles (decided by the worst tile), while the audit reads every frame whole,
+    letterboxed into one input, so its figures are not the served path's for them (`evaluate` decides such
+    frames as the served path does)."""
+    large = len(served_in_tiles(shapes, manifest_input))
     if not large:
         return None
     return (f"{large} of {len(shapes)} frames are much larger than the images the model was trained on: the served "
@@ -104,8 +127,9 @@ def tiling_caution(shapes: list[tuple[int, int]], manifest_input: dict) -> str |
 def format_report(metrics: dict) -> str:
     lines = [f"{metrics['task']} model {metrics.get('model')} on {metrics['samples']} samples of {metrics['data']}"]
     if metrics["task"] == "defect":
-        if metrics.get("caution"):
-            lines.append(f"caution: {metrics['caution']}")
+        if metrics.get("tiled_frames"):
+            lines.append(f"{metrics['tiled_frames']} frames much larger than the training images were inspected in "
+                         "tiles, as the served path does (the worst tile decides)")
         lines.append(f"accuracy {metrics['accuracy']:.4f}")
         lines.append(f"{'class':<16}{'precision':>10}{'recall':>10}{'support':>9}")
         for c, v in metrics["per_class"].items():

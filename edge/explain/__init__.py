@@ -21,6 +21,7 @@ _PUBLIC = {
     "Explainer": "base", "Explanation": "base", "Prediction": "base", "CamDetails": "base", "IGDetails": "base",
     "ShapDetails": "base", "GradCAMExplainer": "gradcam", "IGExplainer": "ig", "PatchShapExplainer": "shap",
     "FrameView": "frame", "FrameResult": "frame", "explain_frames": "frame", "frame_view": "frame",
+    "decide_frames": "frame",
     "add_sentences": "sentence", "explain_in_words": "sentence", "explanation_record": "report",
     "DISPLAY_NAMES": "cam", "PatchGrid": "patches", "parse_target": "targets", "per_sample_targets": "gradcam",
     "make_baseline": "baselines", "sensor_evidence": "sensors", "sensor_phrase": "sensors",

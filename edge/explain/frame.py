@@ -104,6 +104,16 @@ def worst_tile(probabilities: np.ndarray, ok_index: int | None) -> int:
     return int(np.argmax(probabilities.max(axis=1)))
 
 
+def decide_frames(model: Model, views: list[FrameView]) -> np.ndarray:
+    """Each frame's deciding logits (N, K) without a map, decided as `explain_frames` and the server decide:
+    a letterboxed frame's one input, a tiled frame's worst tile."""
+    out = []
+    for v in views:
+        logits = model.predict(v.x)
+        out.append(logits[worst_tile(model.probabilities(logits), model.ok_index) if len(v.x) > 1 else 0])
+    return np.stack(out) if out else np.zeros((0, len(model.classes)), np.float32)
+
+
 def explain_frames(explainer: GradCAMExplainer, views: list[FrameView], targets: list[int | None] | None = None
                    ) -> list[FrameResult]:
     """Grad-CAM for whole frames, all their inputs in one engine call (plus one for tiles whose own

@@ -89,7 +89,7 @@ def test_explain_on_a_large_frame_says_places_in_the_frames_pixels(spot_model, t
     assert abs(row - 121) <= 12 and abs(col - 187) <= 12, r["explanation"]   # frame pixels, not the tile's
 
 
-def test_evaluate_says_when_its_frames_are_ones_the_served_path_would_tile(spot_model, tmp_path):
+def test_evaluate_decides_large_frames_in_tiles_as_served_and_the_audit_says_it_does_not(spot_model, tmp_path):
     from edge.evaluate import evaluate, format_report
 
     rng = np.random.default_rng(3)
@@ -97,17 +97,28 @@ def test_evaluate_says_when_its_frames_are_ones_the_served_path_would_tile(spot_
     for cls in ("ok", "spot"):
         (data / cls).mkdir(parents=True)
     cv2.imwrite(str(data / "ok" / "small.png"), spot_image(rng, SIZE, SIZE))
-    cv2.imwrite(str(data / "spot" / "large.png"), spot_image(rng, 160, 240, centre=(80, 120)))
+    cv2.imwrite(str(data / "ok" / "large.png"), spot_image(rng, 160, 240))
+    # spots of radius 3 in 160x240 frames: shrunk whole into 48 px they are about half lost, in tiles found
+    served = []
+    for i in range(6):
+        img = rng.normal(110, 12, (160, 240))
+        cv2.circle(img, (int(rng.integers(20, 220)), int(rng.integers(20, 140))), 3, 230, -1)
+        img = img.clip(0, 255).astype(np.uint8)
+        cv2.imwrite(str(data / "spot" / f"large{i}.png"), img)
+        [r] = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(img), spot_model)])
+        served.append(r.explanation.prediction.label)
     metrics = evaluate(spot_model.dir, data, progress=False)
-    assert metrics["caution"].startswith("1 of 2 frames are much larger than the images the model was trained on")
-    assert "caution: 1 of 2 frames" in format_report(metrics)
-    (data / "spot" / "large.png").unlink()
+    assert metrics["tiled_frames"] == 7 and "7 frames much larger" in format_report(metrics)
+    # evaluate counts what the served path answers for the same files
+    assert metrics["per_class"]["spot"]["recall"] == served.count("spot") / 6
+    for f in [data / "ok" / "large.png", *(data / "spot").glob("large*.png")]:
+        f.unlink()
     cv2.imwrite(str(data / "spot" / "same.png"), spot_image(rng, SIZE, SIZE, centre=(20, 20)))
-    assert "caution" not in evaluate(spot_model.dir, data, progress=False)
-    # the audit reads frames whole too, and its report says so
+    assert "tiled_frames" not in evaluate(spot_model.dir, data, progress=False)
+    # the audit reads frames whole, and its report says so
     from edge.audit.run import audit
 
-    cv2.imwrite(str(data / "spot" / "large.png"), spot_image(rng, 160, 240, centre=(80, 120)))
+    cv2.imwrite(str(data / "spot" / "large.png"), spot_image(rng, 160, 240, centre=(121, 187)))
     audit(spot_model.dir, data, tmp_path / "audit", progress=False, shap_samples=2)
     notes = json.loads((tmp_path / "audit" / "metrics.json").read_text())["notes"]
     assert any(n.startswith("1 of 3 frames are much larger") for n in notes)
