@@ -23,6 +23,17 @@ from edge.errors import EdgeError, InvalidInput, MissingFile
 UserError = InvalidInput
 
 
+def _range(flag: str, text: str, unit: str) -> tuple[float, float]:
+    """LOW,HIGH from the command line, checked: 0 < LOW <= HIGH."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected LOW,HIGH in {unit}") from None
+    if not 0 < lo <= hi:
+        raise UserError(f"{flag} {text!r}: expected 0 < LOW <= HIGH in {unit}")
+    return lo, hi
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from edge.sim.sample import SimConfig, write_dataset
 
@@ -34,11 +45,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             raise UserError(f"--emissivity {args.emissivity}: expected a value in (0, 1]")
         setup["emissivity_normal"] = args.emissivity
     if args.pitch_mm is not None:
-        try:
-            lo, hi = (float(v) for v in args.pitch_mm.split(","))
-        except ValueError:
-            raise UserError(f"--pitch-mm {args.pitch_mm!r}: expected LOW,HIGH in mm per pixel, e.g. 0.18,0.36") from None
-        setup["pitch_mm"] = (lo, hi)
+        setup["pitch_mm"] = _range("--pitch-mm", args.pitch_mm, "mm per pixel, e.g. 0.18,0.36")
+    if args.temperature_k is not None:
+        setup["temperature_k"] = _range("--temperature-k", args.temperature_k, "kelvin, e.g. 293.15,380")
     if args.geometries is not None:
         setup["geometries"] = tuple(g.strip() for g in args.geometries.split(",") if g.strip())
     cfg = SimConfig(size=args.size, artifact=args.artifact, artifact_rate=args.artifact_rate, **setup)
@@ -515,6 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "another value makes frames of another set-up, e.g. for `audit --ood`")
     s.add_argument("--pitch-mm", default=None, metavar="LOW,HIGH",
                    help="pixel pitch range in mm per pixel, drawn per sample (default 0.06,0.12)")
+    s.add_argument("--temperature-k", default=None, metavar="LOW,HIGH",
+                   help="the parts' true temperature level in kelvin, drawn per sample (default 330,380; the "
+                        "surroundings are at 293.15): parts that cool down to ambient, for thermal models whose IG "
+                        "should start from a part that needs no correction (--baseline ambient)")
     s.add_argument("--geometries", default=None, metavar="G1,G2",
                    help="part shapes to draw from (default all: flat, v_groove, cavity, cylinder, step, combined)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -717,8 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adaptive mode: double M until the relative completeness delta is below this")
     g.add_argument("--budget-ms", type=float, default=None, help="adaptive mode: stop before overrunning this time")
     g.add_argument("--baseline", default=None,
-                   help="black, blur, uniform, zero, flat, or a .npy (C,H,W) array in the graph's input "
-                        "space (default: blur for defect, uniform for thermal, flat for phase)")
+                   help="black, blur, uniform, zero, flat, ambient (thermal: the part at the surroundings' "
+                        "temperature, where nothing needs correcting), or a .npy (C,H,W) array in the graph's "
+                        "input space (default: blur for defect, uniform for thermal, flat for phase)")
     g.add_argument("--quantity", default=None, choices=["output", "correction"],
                    help="regression models: explain the output itself, or the size of the correction the model "
                         "makes to its input (|output - apparent|: where the part made a correction necessary). "

@@ -42,20 +42,25 @@ def test_simulate_makes_frames_of_another_set_up(tmp_path):
     args = ["--n", "6", "--seed", "2", "--size", "32", "--quiet"]
     assert main(["simulate", "--out", str(tmp_path / "a"), *args]) == 0
     assert main(["simulate", "--out", str(tmp_path / "b"), *args, "--emissivity", "0.6", "--pitch-mm", "0.2,0.3",
-                 "--geometries", "cylinder, step"]) == 0
+                 "--geometries", "cylinder, step", "--temperature-k", "293.15,300"]) == 0
     config = json.loads((tmp_path / "b" / "dataset.json").read_text())["config"]
     assert config["emissivity_normal"] == 0.6 and config["pitch_mm"] == [0.2, 0.3]
+    assert config["temperature_k"] == [293.15, 300]
     assert config["geometries"] == ["cylinder", "step"]
     for f in sorted((tmp_path / "b").glob("*/*.npz")):
         b, a = np.load(f), np.load(tmp_path / "a" / f.parent.name / f.name)
         assert str(b["geometry"]) in ("cylinder", "step") and 0.2 <= float(b["pixel_pitch_mm"]) <= 0.3
+        # parts from ambient to 300 K (a gradient of up to +-3 K across the part; delaminations a little warmer)
+        assert 293.15 - 3 < float(np.median(b["true_temperature"])) < 300 + 3 < float(np.median(a["true_temperature"]))
         assert not np.allclose(a["thermal"], b["thermal"])
 
 
 @pytest.mark.parametrize("args, message", [
     (["--emissivity", "1.5"], "--emissivity 1.5: expected a value in (0, 1]"),
     (["--pitch-mm", "0.2"], "--pitch-mm '0.2': expected LOW,HIGH"),
-    (["--pitch-mm", "0.3,0.2"], "pitch_mm (0.3, 0.2): expected 0 < low <= high"),
+    (["--pitch-mm", "0.3,0.2"], "--pitch-mm '0.3,0.2': expected 0 < LOW <= HIGH in mm per pixel"),
+    (["--temperature-k", "380,330"], "--temperature-k '380,330': expected 0 < LOW <= HIGH in kelvin"),
+    (["--temperature-k", "hot"], "--temperature-k 'hot': expected LOW,HIGH in kelvin"),
     (["--geometries", "cylinder,cube"], "expected one or more of flat, v_groove"),
 ])
 def test_simulate_names_a_bad_set_up_option(tmp_path, capsys, args, message):

@@ -230,7 +230,7 @@ class IGExplainer(Explainer):
         xn = self.prepare(x, timer)
         n = len(xn)
         with timer.stage("baseline"):
-            base = make_baseline(xn, self.baseline, self.model.task, self.constant_channels)
+            base = make_baseline(xn, self.baseline, self.model.task, self.constant_channels, self.model.ambient)
         with timer.stage("predict"):
             # One forward of x and x' together: the prediction, the predicted-class target, and the
             # completeness check's F(x) - F(x'). Through the input-gradient graph, not `predict`:

@@ -69,7 +69,7 @@ class PatchShapExplainer(Explainer):
             outputs = self.model.run("predict", {"input": xn})[0]
         preds = predictions(self.model, outputs)
         with timer.stage("baseline"):
-            bases = make_baseline(xn, self.baseline, self.model.task, self.constant_channels)
+            bases = make_baseline(xn, self.baseline, self.model.task, self.constant_channels, self.model.ambient)
         results = []
         for i in range(len(xn)):
             if self.model.classes:

@@ -77,6 +77,18 @@ class Model:
         return None if c is None else int(c)
 
     @property
+    def ambient(self) -> tuple[int, float] | None:
+        """(residual channel, the surroundings' temperature in its units) for a regression model whose
+        output corrects a temperature reading: what the `ambient` IG baseline sets that channel to. From the
+        manifest's `output.ambient`, else the simulator's `env_temperature_k` in the training data's
+        recipe; None where neither says it."""
+        c = self.residual_channel
+        value = self.manifest.get("output", {}).get("ambient")
+        if value is None:
+            value = self.manifest.get("training", {}).get("data", {}).get("config", {}).get("env_temperature_k")
+        return None if value is None or c is None else (c, float(value))
+
+    @property
     def explained_quantity(self) -> str:
         """What Integrated Gradients explains by default for this model (manifest `explain.quantity`):
         "output", or "correction" (the size of output - input[residual_channel]; see IGExplainer)."""

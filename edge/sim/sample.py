@@ -27,6 +27,10 @@ class SimConfig:
     pitch_mm: tuple[float, float] = (0.06, 0.12)  # pixel pitch range, mm/px, drawn per sample
     emissivity_normal: float = 0.9      # the coating; the camera is calibrated for it
     env_temperature_k: float = 293.15   # reflected surroundings
+    # The parts' true temperature level, drawn per sample. Parts down to the surroundings' temperature
+    # (e.g. 293.15,380) are what a thermal model must have seen before its IG may start from a part at
+    # ambient, where no reading needs correcting (edge.explain.baselines, "ambient").
+    temperature_k: tuple[float, float] = (330.0, 380.0)
     netd_k: float = 0.03                # camera noise (cooled MWIR class)
     phase_rad_per_slope: float = 10.0   # deflectometer sensitivity: fringe orders up to about ±3
     phase_noise_rad: float = 0.03
@@ -46,6 +50,9 @@ class SimConfig:
         lo, hi = self.pitch_mm
         if not 0 < lo <= hi:
             raise InvalidInput(f"pitch_mm {self.pitch_mm}: expected 0 < low <= high (mm per pixel)")
+        lo, hi = self.temperature_k
+        if not 0 < lo <= hi:
+            raise InvalidInput(f"temperature_k {self.temperature_k}: expected 0 < low <= high (kelvin)")
         if not self.geometries or set(self.geometries) - set(geometry.GEOMETRIES):
             raise InvalidInput(f"geometries {', '.join(self.geometries) or '(none)'}: expected one or more of "
                                f"{', '.join(geometry.GEOMETRIES)}")
@@ -85,7 +92,7 @@ def simulate_sample(index: int, seed: int, cfg: SimConfig = SimConfig(),
     # Thermal: emissivity from geometry (including the defect's own shape), then contamination.
     eps_geometry = thermal.cavity_emissivity(
         thermal.directional_emissivity(sx, sy, cfg.emissivity_normal), geometry.concavity(height, pitch))
-    t_base = thermal.true_temperature(size, rng)
+    t_base = thermal.true_temperature(size, rng, cfg.temperature_k)
     t_true = t_base + effect.temperature_k
     t_geometry = thermal.apparent_temperature(t_true, eps_geometry, cfg.emissivity_normal, cfg.env_temperature_k)
     t_app = thermal.apparent_temperature(t_true, eps_geometry * effect.emissivity_factor,

@@ -44,9 +44,11 @@ def apparent_temperature(true_k: np.ndarray, emissivity: np.ndarray, emissivity_
     return np.power(np.maximum(t4, 1.0), 0.25, dtype=np.float32)
 
 
-def true_temperature(size: int, rng: np.random.Generator) -> np.ndarray:
-    """A heated part: a uniform level (330–380 K) with a gentle linear gradient of up to ±3 K."""
+def true_temperature(size: int, rng: np.random.Generator,
+                     level_k: tuple[float, float] = (330.0, 380.0)) -> np.ndarray:
+    """A heated part: a uniform level (drawn from `level_k`, default 330–380 K) with a gentle linear
+    gradient of up to ±3 K."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
-    base = rng.uniform(330.0, 380.0)
+    base = rng.uniform(*level_k)
     gx, gy = rng.uniform(-3.0, 3.0, 2)
     return (base + gx * xx + gy * yy).astype(np.float32)

@@ -234,6 +234,40 @@ def test_ig_of_the_correction_equals_captum_on_output_minus_apparent(thermal, ta
             assert e.prediction.output.mean() == pytest.approx(float(net(xt[i:i + 1]).mean()), rel=1e-5)
 
 
+def test_ig_from_ambient_hands_the_correction_to_the_thermal_readings(thermal):
+    """baseline "ambient": the part as it is at the surroundings' temperature (from the training data's
+    recipe), where no reading needs correcting. Held to Captum with that baseline written out; the height
+    and pitch are the same at both ends, so all the attribution is the thermal channel's."""
+    model, net = thermal
+    assert model.ambient == (0, 293.15)
+    x = frames(model, 1)
+    [e] = IGExplainer(model, n_steps=32, quadrature="riemann_middle", baseline="ambient").explain(x)
+    xt = torch.from_numpy(x).double()
+    baseline = xt.clone()
+    baseline[:, 0] = 293.15
+    with torch.no_grad():            # the default target: the mean over the frame
+        weights = torch.sign(net(xt.float()) - xt[:, :1].float()).double() / x[0, 0].size
+    net64 = net.double()
+    try:
+        def score(inp):
+            return ((net64(inp) - inp[:, :1]) * weights).flatten(1).sum(1)
+        exact = captum_attr.IntegratedGradients(score).attribute(
+            xt, baselines=baseline, n_steps=32, method="riemann_middle", internal_batch_size=32).detach().numpy()
+    finally:
+        net.float()
+    got = e.details.per_channel
+    assert np.all(got[1:] == 0)
+    assert np.linalg.norm(got - exact[0]) / np.linalg.norm(exact[0]) < 3e-3
+    assert e.details.relative_completeness_delta < 0.05
+
+
+def test_the_ambient_baseline_needs_a_corrected_temperature(defect):
+    from edge.errors import InvalidInput
+    assert defect[0].ambient is None
+    with pytest.raises(InvalidInput, match="baseline 'ambient'.*output.ambient"):
+        IGExplainer(defect[0], n_steps=4, baseline="ambient").explain(frames(defect[0], 1))
+
+
 def test_ig_quantity_correction_needs_a_residual_channel(defect):
     from edge.errors import InvalidInput
     with pytest.raises(InvalidInput, match="residual_channel"):
