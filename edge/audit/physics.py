@@ -14,9 +14,9 @@ small. What the protocol can show: applied to the exact physics (the simulator's
 correction is the physics map), it reads cavity 0.79, V-groove 0.83, step 0.26, cylinder 0.62, combined
 0.54 (100 frames each, seed 2000; docs/audits/thermal/physics_ceiling.py): the correction follows the
 slopes, so its gradient lies where the slope changes, not where it is large, and on ramps and curved
-parts a perfect model scores below the 0.7 bar. Why the correction's size: the corrected temperature is mostly the apparent one, and in a
-signed mean a frame's positive corrections (cavities look hotter) and negative ones (grazing slopes
-look colder) cancel; where the model had to correct, and by how much, is the physical question. The
+parts a perfect model scores below the 0.7 bar. Why the correction's size: the corrected temperature
+is mostly the apparent one, and in a signed mean a frame's positive corrections (cavities look hotter)
+and negative ones (grazing slopes look colder) cancel; where the model had to correct, and by how much, is the physical question. The
 earlier protocol, IG of the mean corrected temperature, is reported beside it (`physics_output`, on
 300 evenly spaced frames).
 

@@ -81,12 +81,15 @@ class Model:
         """(residual channel, the surroundings' temperature in its units) for a regression model whose
         output corrects a temperature reading: what the `ambient` IG baseline sets that channel to. From the
         manifest's `output.ambient`, else the simulator's `env_temperature_k` in the training data's
-        recipe; None where neither says it."""
+        recipe; None where neither says it, and for any other model (the phase model's corrected channel
+        is a phase: nothing to set to a temperature)."""
         c = self.residual_channel
+        if c is None or self.units != "K":
+            return None
         value = self.manifest.get("output", {}).get("ambient")
         if value is None:
             value = self.manifest.get("training", {}).get("data", {}).get("config", {}).get("env_temperature_k")
-        return None if value is None or c is None else (c, float(value))
+        return None if value is None else (c, float(value))
 
     @property
     def explained_quantity(self) -> str:

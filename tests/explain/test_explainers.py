@@ -264,6 +264,7 @@ def test_ig_from_ambient_hands_the_correction_to_the_thermal_readings(thermal):
 def test_the_ambient_baseline_needs_a_corrected_temperature(defect):
     from edge.errors import InvalidInput
     assert defect[0].ambient is None
+    assert Model.load(MODELS / "phase").ambient is None        # its corrected channel is a phase
     with pytest.raises(InvalidInput, match="baseline 'ambient'.*output.ambient"):
         IGExplainer(defect[0], n_steps=4, baseline="ambient").explain(frames(defect[0], 1))
 
