@@ -96,10 +96,12 @@ class ExactPhysics:
         return out.detach().numpy().astype(np.float32), g.numpy().astype(np.float32)
 
 
-def oracle_attribution(physics: ExactPhysics, x: np.ndarray, kind: str, ambient: tuple[int, float]) -> np.ndarray:
-    """|IG| of the size of the exact correction (signs at x), over the thermal and height channels."""
+def oracle_attribution(physics: ExactPhysics, x: np.ndarray, correction: np.ndarray, kind: str,
+                       ambient: tuple[int, float]) -> np.ndarray:
+    """|IG| of the size of the exact correction (N, 1, H, W) at x (its signs taken there), over the thermal
+    and height channels."""
     base = make_baseline(x, kind, "thermal", constant_channels=(2,), ambient=ambient)
-    sign = np.sign(physics.grad_fn(x, np.zeros((len(x), 1, *x.shape[2:]), np.float32))[0])
+    sign = np.sign(correction)
     r = integrated_gradients(physics.grad_fn, x, base, sign, n_steps=16, method="gausslegendre")
     return np.abs(r.attributions[:, :2]).sum(axis=1)
 
@@ -146,10 +148,10 @@ def main() -> None:
         for s in tqdm(range(0, len(idx), 8), desc=g, leave=False):
             batch = idx[s:s + 8]
             x = a.x[batch]
-            c = physics.grad_fn(x, np.zeros((len(x), 1, *x.shape[2:]), np.float32))[0][:, 0]
-            same += [pearson(np.abs(c[k]), importance[i]) for k, i in enumerate(batch)]
+            c = physics.grad_fn(x, np.zeros((len(x), 1, *x.shape[2:]), np.float32))[0]   # once per batch
+            same += [pearson(np.abs(c[k, 0]), importance[i]) for k, i in enumerate(batch)]
             for k in kinds:
-                for who, att in (("exact physics", oracle_attribution(physics, x, k, ambient)),
+                for who, att in (("exact physics", oracle_attribution(physics, x, c, k, ambient)),
                                  ("model", model_attribution(model, x, k))):
                     rows[f"{who} {k}"] += [r_scale(att[j], importance[i]) for j, i in enumerate(batch)]
         results[g] = {"n": len(idx), "exact_correction_vs_physics_r": float(np.nanmean(same)),
