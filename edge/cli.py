@@ -156,8 +156,14 @@ def _cmd_forward(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset(args: argparse.Namespace) -> int:
+    if args.from_folder:
+        return _cmd_dataset_tiles(args)
     from edge.serve.dataset import dataset_from_store
 
+    for option in ("tile", "overlap", "ok_class"):
+        if getattr(args, option) is not None:
+            raise InvalidInput(f"--{option.replace('_', '-')} applies to --from-folder (tiling frames), not to "
+                               "--from-store")
     r = dataset_from_store(Path(args.from_store), Path(args.out), Path(args.review) if args.review else None,
                            progress=not (args.quiet or args.json))
     if args.json:
@@ -172,6 +178,39 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
               + (f" ({r['note']})" if "note" in r else ""))
     elif "note" in r:
         print(r["note"])
+    return 0
+
+
+def _cmd_dataset_tiles(args: argparse.Namespace) -> int:
+    from edge.data.geometry import TILE_OVERLAP
+    from edge.data.loader import scan
+    from edge.data.tiles import tile_dataset
+    from edge.train.recipe import choose_ok_class
+
+    if args.tile is None:
+        raise InvalidInput("--from-folder needs --tile SIZE (the tile side in the frames' pixels)")
+    if args.review:
+        raise InvalidInput("--review applies to --from-store (operators' disagreements), not to --from-folder")
+    classes = sorted({item.label for item in scan(Path(args.from_folder))})
+    if args.ok_class and args.ok_class not in classes:
+        ok, why = args.ok_class, "--ok-class, a new class of the clean tiles"
+    else:
+        ok, why = choose_ok_class(classes, args.ok_class)
+    r = tile_dataset(Path(args.from_folder), Path(args.out), args.tile, ok,
+                     TILE_OVERLAP if args.overlap is None else args.overlap, args.unannotated,
+                     progress=not (args.quiet or args.json))
+    if args.json:
+        print(json.dumps({**r, "ok_class_reason": why}))
+        return 0
+    print(f"wrote {r['tiles']} tiles of {args.tile} px from {r['frames']} frames to {r['out']} "
+          f"({', '.join(f'{c} {n}' for c, n in r['classes'].items()) or 'no tiles'}); "
+          f"defect-free class: {ok or 'none'} ({why})")
+    left = {k: v for k, v in r["left_out"].items() if v}
+    if left:
+        print("left out: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items()))
+    if r["left_out"]["clean_tiles_without_ok_class"]:
+        print("clean tiles of defect frames were left out: name a defect-free class with --ok-class NAME to keep "
+              "them (a model that never sees a clean tile calls every tile of a frame some defect)")
     return 0
 
 
@@ -677,17 +716,43 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--quiet", action="store_true")
     fw.set_defaults(func=_cmd_forward)
 
-    ds = sub.add_parser("dataset", help="operators' verdicts back into training: stored frames as a data set",
-                        description="Write the frames of every inspection with an operator verdict from an "
-                                    "inspection store as a data set (OUT/<class>/<inspection id>.png|.npz), "
-                                    "labelled with the operator's class where they disagreed, and the "
-                                    "disagreements again as a review set. edge-xai train accepts OUT like any "
-                                    "other folder. Frames are stored only when the node runs with store_frames "
-                                    "= true and the station sets store_frame; inspections without one are "
-                                    "counted and left out.")
-    ds.add_argument("--from-store", required=True, metavar="STORE", help="the node's inspection store (SQLite)")
+    ds = sub.add_parser("dataset", help="write a data set: operators' verdicts from a store, or large frames in tiles",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Two ways to make a training set:\n\n"
+                                    "--from-store STORE: the frames of every inspection with an operator verdict, "
+                                    "as OUT/<class>/<inspection id>.png|.npz,\n  labelled with the operator's class "
+                                    "where they disagreed; the disagreements again as a review set. Frames are "
+                                    "stored\n  only when the node runs with store_frames = true and the station "
+                                    "sets store_frame; inspections without one\n  are counted and left out.\n\n"
+                                    "--from-folder DIR --tile SIZE: a data set of large frames (a line camera's) "
+                                    "cut into SIZE x SIZE tiles at\n  the frames' own pixels, so a model trains at "
+                                    "the camera's scale and the served path inspects whole frames in\n  tiles of "
+                                    "that scale. Tiles are labelled from the masks or boxes: a tile holding at least "
+                                    "half of a defect\n  (or a stretch of it across half the tile) takes the "
+                                    "frame's class and its part of the annotation; a tile without\n  defect pixels "
+                                    "goes to the defect-free class; one with only slivers of defects is left out. "
+                                    "Tile the\n  training and test splits separately. tiles.csv says where each "
+                                    "tile came from.\n\nedge-xai train accepts OUT like any other folder.")
+    src = ds.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-store", metavar="STORE", help="the node's inspection store (SQLite)")
+    src.add_argument("--from-folder", metavar="DIR", help="a data set folder DIR/<class>/<stem>.<ext> of large "
+                     "frames with masks or boxes, to cut into tiles (with --tile)")
     ds.add_argument("--out", required=True, help="new folder for the data set")
-    ds.add_argument("--review", default=None, help="new folder for the disagreements (default: OUT-review)")
+    ds.add_argument("--review", default=None, help="--from-store: new folder for the disagreements "
+                    "(default: OUT-review)")
+    ds.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                    help="--from-folder: tile side in the frames' pixels; choose it so the smallest defect "
+                         "you must catch stays a few pixels wide at the model's input (e.g. 256)")
+    ds.add_argument("--overlap", type=float, default=None,
+                    help="--from-folder: share of a tile its neighbours overlap (default 0.25, the overlap the "
+                         "served path tiles frames with)")
+    ds.add_argument("--ok-class", default=None,
+                    help="--from-folder: the defect-free class, where clean tiles go (default: the folder named "
+                         "like ok, good, normal, ...; a name no folder has creates that class in OUT; without "
+                         "one, clean tiles of defect frames are left out)")
+    ds.add_argument("--unannotated", default="error", choices=["error", "drop"],
+                    help="--from-folder: what to do with a defect frame without a mask or boxes (default "
+                         "error: nothing says which of its tiles show the defect)")
     ds.add_argument("--json", action="store_true", help="print what was written as one JSON object")
     ds.add_argument("--quiet", action="store_true")
     ds.set_defaults(func=_cmd_dataset)

@@ -121,7 +121,9 @@ def tiling_caution(shapes: list[tuple[int, int]], manifest_input: dict) -> str |
         return None
     return (f"{large} of {len(shapes)} frames are much larger than the images the model was trained on: the served "
             f"path inspects such frames in tiles at the training scale and decides by the worst tile, while these "
-            f"figures read each frame whole, shrunk into one {manifest_input['size'][0]} px input")
+            f"figures read each frame whole, shrunk into one {manifest_input['size'][0]} px input; to audit the "
+            f"model at its own scale, audit these frames cut into tiles of the training images' size (edge-xai "
+            f"dataset --from-folder DATA --tile {max(manifest_input['source_size'])} --out TILES)")
 
 
 def format_report(metrics: dict) -> str:

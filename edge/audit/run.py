@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
+from edge.data.loader import simulator_recipe
 from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics, tiling_caution
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
@@ -50,7 +51,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     c, h, w = model.input_shape
-    simulated = (Path(data) / "dataset.json").is_file()      # the simulator's ground-truth planes exist
+    simulated = simulator_recipe(data) is not None       # the simulator's ground-truth planes exist
     targets = []
     if simulated:
         targets = ["physics_importance"] if model.task == "thermal" else ["edge_map"] if model.classes else []

@@ -110,7 +110,7 @@ class Placement:
             if inner.shape != (self.src_h, self.src_w) else inner.copy()
 
 
-def _starts(length: int, tile: int, overlap: float) -> list[int]:
+def tile_starts(length: int, tile: int, overlap: float = TILE_OVERLAP) -> list[int]:
     """Tile origins along one axis: evenly spread, the first at 0 and the last flush with the end."""
     if length <= tile:
         return [0]
@@ -139,7 +139,7 @@ class Tiling:
     @classmethod
     def plan(cls, src_h: int, src_w: int, tile: int, scale: float, overlap: float = TILE_OVERLAP) -> "Tiling":
         h, w = max(tile, int(round(src_h * scale))), max(tile, int(round(src_w * scale)))
-        origins = tuple((y, x) for y in _starts(h, tile, overlap) for x in _starts(w, tile, overlap))
+        origins = tuple((y, x) for y in tile_starts(h, tile, overlap) for x in tile_starts(w, tile, overlap))
         return cls(src_h, src_w, scale, tile, origins)
 
     @property

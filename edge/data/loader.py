@@ -14,6 +14,8 @@ files carry named channels and physical ground truth. Every problem is reported 
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,10 @@ FOREIGN_MASK_ENDINGS = ("_mask", "-mask", ".mask", "_label", "-label", "_gt", "-
 VOC_SUFFIX = ".xml"
 # Files that may sit in a dataset without being samples.
 IGNORED_NAMES = {"dataset.json", "README.md", "README.txt", ".DS_Store", "Thumbs.db"}
+SAFE_CLASS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")     # a class folder's name on every file system
+# `generator` of the recipe the simulator writes as DIR/dataset.json. Other tools write a dataset.json too
+# (dataset --from-store, --tile): only the simulator's says the samples carry its ground-truth planes.
+SIMULATOR = "edge-xai simulate"
 # Simulator ground truth carried beside the channels (all optional for user data).
 EXTRA_FIELDS = ("true_temperature", "unwrapped_phase", "physics_importance", "height", "edge_map")
 
@@ -136,6 +142,19 @@ def scan(root: Path) -> list[DatasetItem]:
                                    f"split, whose folders are the classes (e.g. {example})")
             raise DatasetError(f"{d}: empty class folder (no samples with {', '.join(EXTENSIONS)})")
     return items
+
+
+def simulator_recipe(root: Path) -> dict | None:
+    """The simulator's recipe of data set `root` (DIR/dataset.json written by edge-xai simulate); None for
+    any other folder, including those whose dataset.json another tool wrote."""
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        return None
+    try:
+        recipe = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable dataset.json ({exc})") from None
+    return recipe if isinstance(recipe, dict) and recipe.get("generator") == SIMULATOR else None
 
 
 def generic_channel_names(count: int) -> tuple[str, ...]:

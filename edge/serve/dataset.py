@@ -19,7 +19,6 @@ arrays to [0, 1] as it does image files), plus `pixel_pitch_mm` when the frame g
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import cv2
@@ -27,12 +26,11 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
+from edge.data.loader import SAFE_CLASS
 from edge.errors import InvalidInput, MissingFile, OutputExists
 from edge.record import InspectionStore
 from edge.serve.frames import MAX_PIXELS, decode_channel
 from edge.v1 import inspection_pb2 as pb
-
-SAFE_CLASS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")     # a folder name on every file system
 
 
 def write_frame(frame: pb.Frame, stem: Path) -> Path:

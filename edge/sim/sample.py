@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from edge.data.loader import SIMULATOR
 from edge.errors import InvalidInput, OutputExists
 from edge.sim import defects, geometry, optics, thermal
 
@@ -162,7 +163,7 @@ def write_dataset(out: Path, n: int, seed: int, cfg: SimConfig = SimConfig(),
                   unit="sample", disable=not progress):
         s = simulate_sample(i, seed, cfg)
         np.savez(out / str(s["label"]) / f"s{seed}_{i:06d}.npz", **s)
-    recipe = {"format_version": DATASET_FORMAT_VERSION, "generator": "edge-xai simulate",
+    recipe = {"format_version": DATASET_FORMAT_VERSION, "generator": SIMULATOR,
               "n": n, "seed": seed, "config": asdict(cfg)}
     (out / "dataset.json").write_text(json.dumps(recipe, indent=2))
     return out

@@ -98,11 +98,12 @@ def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) ->
         why += f"; enlarged to the {MIN_AUTO_SIZE} px minimum"
     at_size = p10 * size / long_side if p10 is not None else None
     if at_size is not None and at_size < MIN_DEFECT_PX:
+        tile = int(size * max(1.0, p10 / TARGET_DEFECT_PX))
         why += (f"; at {size} px the thinnest tenth of the defects are under {MIN_DEFECT_PX:g} px wide and may not "
                 f"survive the scaling: consider a larger --size (and --time-budget), or cutting the images into "
-                f"tiles of about {int(size * max(1.0, p10 / TARGET_DEFECT_PX))} px before training (the thinner "
-                f"defects then stay {min(p10, TARGET_DEFECT_PX):.1f} px wide; served frames larger than the training "
-                f"images are inspected in tiles at the training scale)")
+                f"tiles of about {tile} px before training (edge-xai dataset --from-folder DATA --tile {tile} --out "
+                f"TILES, each split on its own; the thinner defects then stay {min(p10, TARGET_DEFECT_PX):.1f} px "
+                f"wide, and served frames larger than the training images are inspected in tiles at that scale)")
     return SizeChoice(size, why, med, at_size)
 
 

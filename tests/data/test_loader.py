@@ -181,3 +181,24 @@ def test_a_name_that_only_ends_like_a_mask_is_an_image(tmp_path):
     _png(root / "ok" / "valve_gt.png", np.zeros((8, 8), np.uint8))
     _png(root / "pit" / "a.png", np.zeros((8, 8), np.uint8))
     assert len(load_arrays(root, 8, progress=False).labels) == 2
+
+
+def test_only_the_simulators_recipe_says_a_folder_is_simulated(tmp_path):
+    """The audit looks for the simulator's ground-truth planes only in folders the simulator wrote: a
+    dataset.json from dataset --tile or --from-store says nothing of the kind."""
+    import json
+
+    from edge.data.loader import simulator_recipe
+    from edge.sim.sample import SimConfig, write_dataset
+
+    write_dataset(tmp_path / "sim", 2, 0, SimConfig(size=32), progress=False)
+    assert simulator_recipe(tmp_path / "sim")["seed"] == 0
+    for name, recipe in (("tiles", {"kind": "tiles", "tile": 256}), ("store", {"source": "a.sqlite"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dataset.json").write_text(json.dumps(recipe))
+        assert simulator_recipe(tmp_path / name) is None
+    assert simulator_recipe(tmp_path) is None                       # no dataset.json at all
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "dataset.json").write_text("{not json")
+    with pytest.raises(loader.DatasetError, match=r"broken/dataset.json: unreadable dataset.json"):
+        simulator_recipe(tmp_path / "broken")

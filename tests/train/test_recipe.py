@@ -225,6 +225,7 @@ def test_defects_too_thin_for_the_size_get_a_tile_size_that_keeps_them():
     # 3 px cracks in 2448 px frames: at 256 px they would be 0.3 px; tiles of 256 px keep them at 3 px
     why = choose_size([(2048, 2448)] * 5, [3.0] * 10).reason
     assert "may not survive" in why and "tiles of about 256 px" in why and "stay 3.0 px wide" in why
+    assert "edge-xai dataset --from-folder DATA --tile 256 --out TILES" in why      # the command that cuts them
     # 20 px defects in 5000 px frames: 640 px tiles shrunk to 256 px keep them at the 8 px target
     why = choose_size([(4000, 5000)] * 5, [20.0] * 10).reason
     assert "tiles of about 640 px" in why and "stay 8.0 px wide" in why
