@@ -15,9 +15,12 @@ import numpy as np
 COUNTS = {"ok": 930, "crack": 57, "scratch": 103, "contamination": 115, "pit": 117}
 
 
-def main(src: Path, out: Path, seed: int) -> None:
+def main(src: Path, out: Path, seed: int, counts: dict[str, int] = COUNTS, heights: tuple[int, int] = (140, 256),
+         widths: tuple[int, int] = (140, 256)) -> None:
+    """Crop `counts` frames per class from the simulated set `src`, each of a height and width drawn from
+    the inclusive ranges `heights` and `widths` (../large-frames-sim/make_set.py reuses this)."""
     rng = np.random.default_rng(seed)
-    for cls, n in COUNTS.items():
+    for cls, n in counts.items():
         files = sorted((src / cls).glob("*.npz"))
         if len(files) < n:
             raise SystemExit(f"{src / cls}: {len(files)} frames, {n} needed (simulate more)")
@@ -26,7 +29,7 @@ def main(src: Path, out: Path, seed: int) -> None:
             d = np.load(f)
             image, mask = d["intensity"], d["mask"] > 0
             H, W = image.shape
-            h, w = int(rng.integers(140, 257)), int(rng.integers(140, 257))
+            h, w = int(rng.integers(heights[0], heights[1] + 1)), int(rng.integers(widths[0], widths[1] + 1))
             if mask.any():          # a window that keeps the whole defect
                 ys, xs = np.nonzero(mask)
                 y0 = int(rng.integers(max(0, ys.max() + 1 - h), min(ys.min(), H - h) + 1))
