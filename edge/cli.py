@@ -214,6 +214,25 @@ def _cmd_dataset_tiles(args: argparse.Namespace) -> int:
     return 0
 
 
+DATASET_HELP = """\
+Two ways to make a training set; edge-xai train accepts OUT like any other folder.
+
+--from-store STORE: the frames of every inspection with an operator verdict, as
+  OUT/<class>/<inspection id>.png|.npz, labelled with the operator's class where they
+  disagreed; the disagreements again as a review set. Frames are stored only when the node
+  runs with store_frames = true and the station sets store_frame; inspections without one
+  are counted and left out.
+
+--from-folder DIR --tile SIZE: large frames (a line camera's) cut into SIZE x SIZE tiles at
+  the frames' own pixels, so a model trains at the camera's scale and the served path
+  inspects whole frames in tiles of that scale. Tiles are labelled from the masks or boxes:
+  a tile holding at least half of a defect (or a stretch of it across half the tile) takes
+  the frame's class and its part of the annotation; a tile without defect pixels goes to the
+  defect-free class; one with only slivers of defects is left out. Tile the training and
+  test splits separately. OUT/tiles.csv says where each tile came from.
+"""
+
+
 OVERLAY_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -718,21 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ds = sub.add_parser("dataset", help="write a data set: operators' verdicts from a store, or large frames in tiles",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description="Two ways to make a training set:\n\n"
-                                    "--from-store STORE: the frames of every inspection with an operator verdict, "
-                                    "as OUT/<class>/<inspection id>.png|.npz,\n  labelled with the operator's class "
-                                    "where they disagreed; the disagreements again as a review set. Frames are "
-                                    "stored\n  only when the node runs with store_frames = true and the station "
-                                    "sets store_frame; inspections without one\n  are counted and left out.\n\n"
-                                    "--from-folder DIR --tile SIZE: a data set of large frames (a line camera's) "
-                                    "cut into SIZE x SIZE tiles at\n  the frames' own pixels, so a model trains at "
-                                    "the camera's scale and the served path inspects whole frames in\n  tiles of "
-                                    "that scale. Tiles are labelled from the masks or boxes: a tile holding at least "
-                                    "half of a defect\n  (or a stretch of it across half the tile) takes the "
-                                    "frame's class and its part of the annotation; a tile without\n  defect pixels "
-                                    "goes to the defect-free class; one with only slivers of defects is left out. "
-                                    "Tile the\n  training and test splits separately. tiles.csv says where each "
-                                    "tile came from.\n\nedge-xai train accepts OUT like any other folder.")
+                        description=DATASET_HELP)
     src = ds.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-store", metavar="STORE", help="the node's inspection store (SQLite)")
     src.add_argument("--from-folder", metavar="DIR", help="a data set folder DIR/<class>/<stem>.<ext> of large "
