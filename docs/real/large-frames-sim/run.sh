@@ -11,9 +11,11 @@
 #
 #   bash docs/real/large-frames-sim/run.sh        # ~25 min on a 2-core CPU; the raw simulation needs
 #                                                 # ~21 GB of disk for a moment (removed once the set is made)
+#   SEED=6262 WORK=/tmp/lf RESULTS=/tmp/lf/results bash docs/real/large-frames-sim/run.sh    # another draw
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 HERE=docs/real/large-frames-sim
+RESULTS=${RESULTS:-$HERE}        # where the logs, evaluations, audit and gate output go
 SEED=${SEED:-5151}
 WORK=${WORK:-$(mktemp -d)}
 if [ ! -d "$WORK/set/train" ]; then
@@ -24,14 +26,14 @@ fi
 . docs/real/steps.sh
 
 # A: whole frames
-OUT=$HERE/A; mkdir -p "$OUT"
+OUT=$RESULTS/A; mkdir -p "$OUT"
 WORK_ALL=$WORK; WORK=$WORK_ALL/A
 train_default "$WORK_ALL/set/train"
 edge-xai evaluate --model "$WORK/model" --data "$WORK_ALL/set/test" --json --quiet > "$OUT/evaluation.json"
 edge-xai evaluate --model "$WORK/model" --data "$WORK_ALL/set/test" --quiet
 
 # B: tiles
-OUT=$HERE/B; mkdir -p "$OUT"
+OUT=$RESULTS/B; mkdir -p "$OUT"
 WORK=$WORK_ALL/B
 for split in train test; do
     [ -d "$WORK_ALL/tiles/$split" ] || edge-xai dataset --from-folder "$WORK_ALL/set/$split" --tile 256 \
