@@ -208,6 +208,9 @@ def _cmd_dataset_tiles(args: argparse.Namespace) -> int:
     left = {k: v for k, v in r["left_out"].items() if v}
     if left:
         print("left out: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items()))
+    if r["left_out"]["defect_frames_without_a_defect_tile"]:
+        print("some defect frames have no tile holding half of their defect (a defect larger than the overlap, cut "
+              "between tiles): a larger --tile or --overlap keeps them; tiles.csv lists the frames that gave tiles")
     if r["left_out"]["clean_tiles_without_ok_class"]:
         print("clean tiles of defect frames were left out: name a defect-free class with --ok-class NAME to keep "
               "them (a model that never sees a clean tile calls every tile of a frame some defect)")

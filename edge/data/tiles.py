@@ -173,7 +173,8 @@ def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap:
         raise InvalidInput(f"--out {out} lies inside the data set it tiles ({src}); choose a folder outside it")
     items = scan(src)
     counts: dict[str, int] = {}
-    left = {"ambiguous_tiles": 0, "clean_tiles_without_ok_class": 0, "unannotated_frames": 0}
+    left = {"ambiguous_tiles": 0, "clean_tiles_without_ok_class": 0, "unannotated_frames": 0,
+            "defect_frames_without_a_defect_tile": 0}
     frames = 0
     rows = []
     # written beside OUT and renamed at the end: a bad annotation found halfway leaves nothing behind
@@ -224,6 +225,10 @@ def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: flo
         status = box_status(sample.boxes, wins)
     else:
         status = mask_status(sample.mask, wins)
+    if defect_frame and "defect" not in status:
+        # a defect larger than the overlap, cut so that no tile holds half of it or half a tile's side of
+        # it: counted, so a frame's defect never vanishes unsaid (a larger tile or overlap keeps it)
+        left["defect_frames_without_a_defect_tile"] += 1
     rows = []
     for win, st in zip(wins, status):
         if st == "ambiguous":
@@ -243,7 +248,9 @@ def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: flo
             kept = [c for c in (clip_box(b, win) for b in sample.boxes) if c is not None]
             write_voc(stem.with_name(stem.name + ".xml"), path.name, (win.h, win.w), raw.shape[2], kept)
         elif st == "defect":
-            cv2.imwrite(str(stem.with_name(stem.name + ".mask.png")), sample.mask[sl].astype(np.uint8) * 255)
+            mask_path = stem.with_name(stem.name + ".mask.png")
+            if not cv2.imwrite(str(mask_path), sample.mask[sl].astype(np.uint8) * 255):
+                raise OSError(f"{mask_path}: could not write the tile's mask")
         counts[label] = counts.get(label, 0) + 1
         rows.append({"tile": str(path.relative_to(out)), "source": str(item.path.relative_to(src)), "x": win.x,
                      "y": win.y, "width": win.w, "height": win.h, "label": label})

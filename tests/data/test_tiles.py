@@ -106,6 +106,22 @@ def test_tiles_keep_pixels_masks_and_boxes_and_say_where_they_came_from(tmp_path
         [Box(400, 300, 420, 320)], wins))
     assert r["left_out"]["ambiguous_tiles"] == len(wins) * 2 - clean_crack_tiles - len(by_label["crack"]) - \
         (len(by_label["ok"]) - len(wins) - clean_crack_tiles) - len(spots)
+    assert r["left_out"]["defect_frames_without_a_defect_tile"] == 0
+
+
+def test_a_defect_no_tile_holds_is_counted_not_lost_unsaid(tmp_path):
+    """A 60 px square centred where four 128 px tiles meet (no overlap): each holds a quarter of it, 30 px
+    across, under half a tile's side; no tile may carry the frame's class, and the summary says so."""
+    (tmp_path / "src" / "ok").mkdir(parents=True)
+    (tmp_path / "src" / "stain").mkdir(parents=True)
+    assert cv2.imwrite(str(tmp_path / "src" / "ok" / "a.png"), np.full((256, 256), 90, np.uint8))
+    m = np.zeros((256, 256), np.uint8)
+    m[98:158, 98:158] = 255                       # 60 x 60, centred on (128, 128)
+    assert cv2.imwrite(str(tmp_path / "src" / "stain" / "b.png"), np.where(m > 0, 200, 90).astype(np.uint8))
+    assert cv2.imwrite(str(tmp_path / "src" / "stain" / "b.mask.png"), m)
+    r = tile_dataset(tmp_path / "src", tmp_path / "out", 128, "ok", overlap=0.0, progress=False)
+    assert r["left_out"]["defect_frames_without_a_defect_tile"] == 1 and r["left_out"]["ambiguous_tiles"] == 4
+    assert "stain" not in r["classes"]
 
 
 def test_without_a_defect_free_class_clean_tiles_are_left_out_or_go_to_a_named_one(tmp_path, capsys):
