@@ -77,7 +77,8 @@ def test_tiles_keep_pixels_masks_and_boxes_and_say_where_they_came_from(tmp_path
     r = tile_dataset(tmp_path / "src", tmp_path / "out", 256, "ok", progress=False)
     wins = windows(600, 900, 256)
     assert r["frames"] == 3 and r["tiles"] == sum(r["classes"].values())
-    rows = list(csv.DictReader(open(tmp_path / "out" / "tiles.csv")))
+    with open(tmp_path / "out" / "tiles.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == r["tiles"] and json.loads((tmp_path / "out" / "dataset.json").read_text())["kind"] == "tiles"
     frames = {"ok/a.png": base, "crack/b.png": crack, "spot/c.png": spot}
     for row in rows:
@@ -160,7 +161,7 @@ def test_float_frames_keep_their_channels_and_values(tmp_path):
     np.savez(tmp_path / "src" / "dent" / "p.npz", channel_names=np.array(["thermal", "phase"]), mask=mask,
              pixel_pitch_mm=np.float64(0.1), **planes)
     tile_dataset(tmp_path / "src", tmp_path / "out", 200, None, progress=False)
-    [item, *rest] = scan(tmp_path / "out")
+    item = scan(tmp_path / "out")[0]
     s = load_sample(item)
     y, x = (int(v) for v in item.path.stem.split("__")[1].replace("y", "").replace("x", "").split("_"))
     assert s.channel_names == ("thermal", "phase") and s.meta["pixel_pitch_mm"] == pytest.approx(0.1)
