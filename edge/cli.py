@@ -204,7 +204,7 @@ def _cmd_dataset_tiles(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {r['tiles']} tiles of {args.tile} px from {r['frames']} frames to {r['out']} "
           f"({', '.join(f'{c} {n}' for c, n in r['classes'].items()) or 'no tiles'}); "
-          f"defect-free class: {ok or 'none'} ({why})")
+          + (f"defect-free class: {ok} ({why})" if ok else f"defect-free class: {why}"))
     left = {k: v for k, v in r["left_out"].items() if v}
     if left:
         print("left out: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items()))
