@@ -7,7 +7,8 @@
 #      the model trains at the frames' own pixels, and evaluate/serve inspect a whole frame in tiles at
 #      that scale, the worst tile deciding.
 # Then B is audited and gated on the test tiles (its own scale). Writes docs/real/large-frames-sim/
-# {A,B}/{train.log,evaluation.json}, B/{tiles.json,tiles-evaluation.json,audit/,gate.txt}.
+# {A,B}/{train.log,evaluation.json}, B/{tiles-train.json,tiles-test.json,tiles-evaluation.json,audit/,gate.txt,frames.json}
+# (RESULTS=DIR writes them elsewhere).
 #
 #   bash docs/real/large-frames-sim/run.sh        # ~25 min on a 2-core CPU; the raw simulation needs
 #                                                 # ~21 GB of disk for a moment (removed once the set is made)
@@ -46,4 +47,6 @@ mv "$OUT/evaluation.json" "$OUT/tiles-evaluation.json"
 # the served path's: whole test frames, each inspected in tiles, the worst tile deciding
 edge-xai evaluate --model "$WORK/model" --data "$WORK_ALL/set/test" --json --quiet > "$OUT/evaluation.json"
 edge-xai evaluate --model "$WORK/model" --data "$WORK_ALL/set/test" --quiet
+# what a line camera's 2448x2048 frame costs with this model (in tiles), served path
+python benchmarks/frames.py --model "$WORK/model" --runs 10 --out "$OUT/frames.json"
 cat "$OUT/gate.txt"
