@@ -193,6 +193,11 @@ def _cmd_dataset_tiles(args: argparse.Namespace) -> int:
         raise InvalidInput("--review applies to --from-store (operators' disagreements), not to --from-folder")
     classes = sorted({item.label for item in scan(Path(args.from_folder))})
     if args.ok_class and args.ok_class not in classes:
+        named, _ = choose_ok_class(classes, None)
+        if named:
+            # a new name beside a folder that already means "no defect" would make that folder's frames defects
+            raise InvalidInput(f"--ok-class {args.ok_class!r}: no class folder of that name, and {named!r} looks like "
+                               f"the defect-free class already; name it (--ok-class {named}) or another folder")
         ok, why = args.ok_class, "--ok-class, a new class of the clean tiles"
     else:
         ok, why = choose_ok_class(classes, args.ok_class)

@@ -194,6 +194,9 @@ def test_outputs_that_would_overwrite_or_nest_are_refused(tmp_path, capsys):
         tile_dataset(tmp_path / "src", tmp_path / "src" / "tiles", 256, "ok", progress=False)
     assert main(["dataset", "--from-folder", str(tmp_path / "src"), "--out", str(tmp_path / "o")]) == 2
     assert "--from-folder needs --tile SIZE" in capsys.readouterr().err
+    assert main(["dataset", "--from-folder", str(tmp_path / "src"), "--tile", "256", "--ok-class", "good",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "'ok' looks like the defect-free class already" in capsys.readouterr().err
     assert main(["dataset", "--from-folder", str(tmp_path / "src"), "--tile", "256", "--review", "r",
                  "--out", str(tmp_path / "o")]) == 2
     assert "--review applies to --from-store" in capsys.readouterr().err
