@@ -203,3 +203,24 @@ def test_outputs_that_would_overwrite_or_nest_are_refused(tmp_path, capsys):
     assert main(["dataset", "--from-store", str(tmp_path / "s.sqlite"), "--tile", "256",
                  "--out", str(tmp_path / "o")]) == 2
     assert "--tile applies to --from-folder" in capsys.readouterr().err
+
+
+def test_coco_annotations_follow_as_masks_or_boxes(tmp_path):
+    """A COCO file at the root: a polygon becomes each tile's pixel mask, a box its clipped VOC box."""
+    (tmp_path / "src" / "dent").mkdir(parents=True)
+    for name in ("poly", "box"):
+        assert cv2.imwrite(str(tmp_path / "src" / "dent" / f"{name}.png"), np.full((200, 300), 100, np.uint8))
+    (tmp_path / "src" / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "dent/poly.png", "height": 200, "width": 300},
+                   {"id": 2, "file_name": "dent/box.png", "height": 200, "width": 300}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[20, 20, 40, 20, 40, 30, 20, 30]]},
+                        {"id": 2, "image_id": 2, "category_id": 1, "bbox": [250, 150, 20, 10]}],
+        "categories": [{"id": 1, "name": "dent"}]}))
+    r = tile_dataset(tmp_path / "src", tmp_path / "out", 128, None, progress=False)
+    assert r["classes"] == {"dent": 2} and not (tmp_path / "out" / "annotations.json").exists()
+    tiles = {s.path.stem.split("__")[0]: s for s in map(load_sample, scan(tmp_path / "out"))}
+    assert tiles["poly"].mask_kind == "pixel" and tiles["poly"].mask[20:30, 20:40].all()
+    assert tiles["poly"].mask.sum() == tiles["poly"].mask[20:31, 20:41].sum()       # nothing outside the polygon
+    [b] = tiles["box"].boxes
+    y, x = (int(v) for v in tiles["box"].path.stem.split("__")[1].replace("y", "").replace("x", "").split("_"))
+    assert tiles["box"].mask_kind == "box" and (b.x0 + x, b.y0 + y, b.x1 + x, b.y1 + y) == (250, 150, 270, 160)
