@@ -111,21 +111,6 @@ def _decide_tiled(model: Model, data: Path, paths: list[Path], progress: bool = 
                            for p in tqdm(paths, desc="tiled frames", unit="frame", disable=not progress)])
 
 
-def tiling_caution(shapes: list[tuple[int, int]], manifest_input: dict) -> str | None:
-    """Said by the audit when some frames are much larger than the images the model was trained on: the served
-    path inspects those in tiles (decided by the worst tile), while the audit reads every frame whole,
-    letterboxed into one input, so its figures are not the served path's for them (`evaluate` decides such
-    frames as the served path does)."""
-    large = len(served_in_tiles(shapes, manifest_input))
-    if not large:
-        return None
-    return (f"{large} of {len(shapes)} frames are much larger than the images the model was trained on: the served "
-            f"path inspects such frames in tiles at the training scale and decides by the worst tile, while these "
-            f"figures read each frame whole, shrunk into one {manifest_input['size'][0]} px input; to audit the "
-            f"model at its own scale, audit these frames cut into tiles of the training images' size (edge-xai "
-            f"dataset --from-folder DATA --tile {max(manifest_input['source_size'])} --out TILES)")
-
-
 def format_report(metrics: dict) -> str:
     lines = [f"{metrics['task']} model {metrics.get('model')} on {metrics['samples']} samples of {metrics['data']}"]
     if metrics["task"] == "defect":

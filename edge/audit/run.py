@@ -21,7 +21,7 @@ from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.data.loader import simulator_recipe
 from edge.errors import InvalidInput
-from edge.evaluate import classification_metrics, tiling_caution
+from edge.evaluate import classification_metrics, served_in_tiles
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.sensors import leading_channel
 from edge.runtime.calibration import calibration_report
@@ -63,9 +63,9 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
                              progress=progress)
     metrics["data"]["samples"] = len(arrays.x)
     if model.classes:
-        caution = tiling_caution(arrays.source_shapes, model.input_spec)
-        if caution:
-            metrics["notes"].append(caution)
+        if served_in_tiles(arrays.source_shapes, model.input_spec):
+            with _stage(metrics, "tiles"):
+                arrays = _as_served(model, Path(model_dir), Path(data), metrics, targets, limit, seed, progress)
         ood_arrays = None
         if ood is not None:
             with _stage(metrics, "load out-of-distribution"):
@@ -185,6 +185,47 @@ def _faithfulness_samples(true_index: np.ndarray, ok_index: int | None, n: int, 
         return None
     pool = np.flatnonzero(true_index != ok_index)
     return np.sort(rng.permutation(pool)[:min(n, len(pool))])
+
+
+def _as_served(model: Model, model_dir: Path, data: Path, metrics: dict, targets: list[str],
+               limit: int | None, seed: int, progress: bool):
+    """The inputs the served path gives the model for data with frames much larger than its training
+    images: such frames cut into tiles at the training scale (`edge.data.tiles`, labelled from their masks
+    or boxes), the others whole. Everything the audit measures is then measured on what the model reads;
+    the frames' own decisions (the worst tile decides) are `evaluate`'s, reported beside as `frames`."""
+    import shutil
+    import tempfile
+
+    from edge.data.geometry import TILE_FACTOR
+    from edge.data.tiles import tile_dataset
+    from edge.evaluate import evaluate
+
+    tile = round(max(model.input_spec["source_size"]))
+    frames = evaluate(model_dir, data, progress=progress, limit=limit)
+    tmp = Path(tempfile.mkdtemp(prefix="edge-xai-audit-tiles-"))
+    try:
+        cut = tile_dataset(data, tmp / "tiles", tile, model.ok_class, unannotated="drop", progress=progress,
+                           keep_whole=int(TILE_FACTOR * tile))
+        # the simulator's ground-truth planes travel with its tiles (cropped), so edge maps stay usable
+        arrays = load_arrays(tmp / "tiles", model.input_shape[1], model.channels, targets=targets, limit=limit,
+                             seed=seed, progress=progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    left = {k: v for k, v in cut["left_out"].items() if v}
+    left_text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items())
+    metrics["frames"] = {k: frames[k] for k in ("samples", "tiled_frames", "accuracy", "per_class", "confusion")}
+    metrics["data"].update(samples=len(arrays.x), frames=frames["samples"], tile_px=tile, tiles=cut["tiles"],
+                           tiles_left_out=left)
+    metrics["notes"].append(
+        f"{frames['tiled_frames']} of {frames['samples']} frames are much larger than the images the model was "
+        f"trained on; the served path inspects such frames in tiles of {tile} px (the training images' size), so "
+        f"this audit judges what the model reads: those frames cut into tiles labelled from their masks or boxes "
+        f"(a tile holding half of a defect, or a stretch across half the tile, takes the frame's class; one "
+        f"without defect pixels the defect-free class), the other frames whole: {len(arrays.x)} inputs"
+        + (f" ({left_text} left out)" if left else "")
+        + f". The frames' own decisions, the worst tile deciding: accuracy {frames['accuracy']:.4f} "
+        f"(`frames` in metrics.json; `edge-xai evaluate` gives the same)")
+    return arrays
 
 
 def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress: bool, seed: int,

@@ -23,6 +23,9 @@ be dropped. Tiles overlap by the served path's overlap (`TILE_OVERLAP`), so a de
 overlap lies whole in some tile. Tile the training and test splits separately: tiles of one frame on both
 sides would be the same pixels twice. Frames no larger than a tile stay whole (one tile).
 
+`edge-xai audit` applies the same cut to data whose frames the served path would tile (`keep_whole`: the
+frames it letterboxes stay whole), so it judges what the model reads.
+
 Files: 8/16-bit frames of one or three channels are written as PNG (lossless; a JPEG is not compressed a
 second time), others as .npz with their channel names; pixel masks as `<stem>.mask.png`, boxes as VOC XML
 (so the audit still judges against boxes); `tiles.csv` says where each tile came from, `dataset.json` what
@@ -153,11 +156,12 @@ def _write_image(img: np.ndarray, names: tuple[str, ...], extras: dict, meta: di
 
 
 def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap: float = TILE_OVERLAP,
-                 unannotated: str = "error", progress: bool = True) -> dict:
+                 unannotated: str = "error", progress: bool = True, keep_whole: int = 0) -> dict:
     """Cut the frames of data set `src` into tiles written as data set `out` (see the module's rules).
     ok_class: the defect-free class (clean tiles go there, created in `out` if `src` has no such folder);
-    None leaves clean tiles of defect frames out. Returns what was written and left out, as also kept in
-    OUT/dataset.json."""
+    None leaves clean tiles of defect frames out. keep_whole: frames whose long side is at most this stay
+    whole, as one sample (the served path letterboxes such frames instead of tiling them). Returns what was
+    written and left out, as also kept in OUT/dataset.json."""
     src, out = Path(src), Path(out)
     if not MIN_TILE <= tile <= MAX_TILE:
         raise InvalidInput(f"--tile {tile}: expected a tile side between {MIN_TILE} and {MAX_TILE} pixels")
@@ -183,7 +187,7 @@ def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap:
     partial.mkdir(parents=True)
     try:
         for item in tqdm(items, desc="frames", unit="frame", disable=not progress):
-            written = _tile_frame(item, src, partial, tile, overlap, ok_class, unannotated, counts, left)
+            written = _tile_frame(item, src, partial, tile, overlap, ok_class, unannotated, counts, left, keep_whole)
             frames += written is not None
             rows += written or []
         with open(partial / "tiles.csv", "w", newline="") as f:
@@ -203,7 +207,8 @@ def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap:
 
 
 def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: float, ok_class: str | None,
-                unannotated: str, counts: dict[str, int], left: dict[str, int]) -> list[dict] | None:
+                unannotated: str, counts: dict[str, int], left: dict[str, int], keep_whole: int = 0
+                ) -> list[dict] | None:
     """Write one frame's tiles; their tiles.csv rows, or None for a defect frame left out unannotated."""
     # the loader's sample for its annotations (checked: boxes inside the image, sizes agree), the raw read
     # for the pixels: 8/16-bit frames keep their integers, so a tile is the frame's own pixels
@@ -218,7 +223,7 @@ def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: flo
         return None
     raw, names, extras, meta = read_image(item.path, scale=False)
     h, w = raw.shape[:2]
-    wins = windows(h, w, tile, overlap)
+    wins = [Window(0, 0, h, w)] if max(h, w) <= keep_whole else windows(h, w, tile, overlap)
     if not defect_frame:
         status = ["clean"] * len(wins)
     elif sample.mask_kind == "box":

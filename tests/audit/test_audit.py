@@ -253,3 +253,38 @@ def test_the_sanity_check_compares_maps_of_the_models_own_cam_method(test_set, m
     s = quality.sanity(model, arrays.x, heat, classes)
     assert used == ["hirescam"] and s["method"] == "hirescam" and -1 <= s["rank_correlation_trained_vs_random"] <= 1
 
+
+
+def test_frames_the_served_path_tiles_are_audited_in_tiles(tmp_path):
+    """500 px frames for the NEU-DET model, trained on 200 px images: the service reads them in 200 px tiles,
+    so the audit judges those tiles (labelled from the frames' masks) and reports the frames' own decisions
+    beside them, as evaluate makes them."""
+    import cv2
+    import numpy as np
+
+    from edge.audit.run import audit
+    from edge.evaluate import evaluate
+
+    model = MODELS.parent / "docs" / "real" / "neu-det" / "model"
+    rng = np.random.default_rng(7)
+    for k, cls in enumerate(["inclusion", "inclusion", "scratches", "scratches"]):
+        (tmp_path / "frames" / cls).mkdir(parents=True, exist_ok=True)
+        img = rng.normal(128, 12, (500, 500)).clip(0, 255).astype(np.uint8)
+        mask = np.zeros((500, 500), np.uint8)
+        if cls == "inclusion":
+            cv2.circle(mask, (100 + 300 * (k % 2), 380), 6, 255, -1)
+        else:
+            cv2.line(mask, (60, 100 + 250 * (k % 2)), (440, 130 + 250 * (k % 2)), 255, 2)
+        img[mask > 0] = 40
+        assert cv2.imwrite(str(tmp_path / "frames" / cls / f"f{k}.png"), img)
+        assert cv2.imwrite(str(tmp_path / "frames" / cls / f"f{k}.mask.png"), mask)
+    m = audit(model, tmp_path / "frames", tmp_path / "report", shap_samples=4, progress=False)
+    d = m["data"]
+    assert d["frames"] == 4 and d["tile_px"] == 200 and d["samples"] == d["tiles"] >= 4
+    # no defect-free class in NEU-DET: tiles without defect pixels are left out, and said
+    assert d["tiles_left_out"]["clean_tiles_without_ok_class"] > 0
+    ev = evaluate(model, tmp_path / "frames", progress=False)
+    assert m["frames"]["tiled_frames"] == ev["tiled_frames"] == 4 and m["frames"]["accuracy"] == ev["accuracy"]
+    assert any("this audit judges what the model reads" in n and "tiles of 200 px" in n for n in m["notes"])
+    assert sum(c["support"] for c in m["classification"]["per_class"].values()) == d["tiles"]
+    assert (tmp_path / "report" / "report.html").is_file()

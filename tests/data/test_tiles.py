@@ -224,3 +224,11 @@ def test_coco_annotations_follow_as_masks_or_boxes(tmp_path):
     [b] = tiles["box"].boxes
     y, x = (int(v) for v in tiles["box"].path.stem.split("__")[1].replace("y", "").replace("x", "").split("_"))
     assert tiles["box"].mask_kind == "box" and (b.x0 + x, b.y0 + y, b.x1 + x, b.y1 + y) == (250, 150, 270, 160)
+
+
+def test_frames_the_service_letterboxes_stay_whole(tmp_path):
+    """keep_whole (the audit's cut): a frame whose long side is within it stays one sample, as served."""
+    _frames(tmp_path / "src")
+    r = tile_dataset(tmp_path / "src", tmp_path / "whole", 256, "ok", keep_whole=900, progress=False)
+    assert r["tiles"] == 3 and r["classes"] == {"crack": 1, "ok": 1, "spot": 1}
+    assert tile_dataset(tmp_path / "src", tmp_path / "cut", 256, "ok", keep_whole=899, progress=False)["tiles"] > 3
