@@ -19,7 +19,7 @@ connected region of the mask, or a box):
   label would be true.
 Frames of the defect-free class give clean tiles whatever they hold. A defect frame without annotations
 cannot be split (nothing says which tiles show its defect): an error naming it, unless such frames are to
-be dropped. Tiles overlap by the served path's overlap (`TILE_OVERLAP`), so a defect narrower than the
+be dropped; one that stays whole (no larger than a tile) needs none. Tiles overlap by the served path's overlap (`TILE_OVERLAP`), so a defect narrower than the
 overlap lies whole in some tile. Tile the training and test splits separately: tiles of one frame on both
 sides would be the same pixels twice. Frames no larger than a tile stay whole (one tile).
 
@@ -209,22 +209,27 @@ def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap:
 def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: float, ok_class: str | None,
                 unannotated: str, counts: dict[str, int], left: dict[str, int], keep_whole: int = 0
                 ) -> list[dict] | None:
-    """Write one frame's tiles; their tiles.csv rows, or None for a defect frame left out unannotated."""
+    """Write one frame's tiles; their tiles.csv rows, or None for a defect frame left out unannotated (one
+    that would be cut; a frame that stays whole keeps its class without annotations)."""
     # the loader's sample for its annotations (checked: boxes inside the image, sizes agree), the raw read
     # for the pixels: 8/16-bit frames keep their integers, so a tile is the frame's own pixels
     sample = load_sample(item)
     defect_frame = item.label != ok_class
-    if defect_frame and (sample.mask is None or not sample.mask.any()):
+    raw, names, extras, meta = read_image(item.path, scale=False)
+    h, w = raw.shape[:2]
+    wins = [Window(0, 0, h, w)] if max(h, w) <= keep_whole else windows(h, w, tile, overlap)
+    annotated = sample.mask is not None and sample.mask.any()
+    if len(wins) == 1 and (wins[0].h, wins[0].w) == (h, w):
+        # not cut: the frame is its own tile and keeps its class, with whatever annotation it has
+        status = ["defect" if defect_frame else "clean"]
+    elif defect_frame and not annotated:
         if unannotated == "error":
             raise DatasetError(f"{item.path}: a defect image without a mask or boxes (or with an empty mask): "
                                "nothing says which of its tiles show the defect. Annotate it (<stem>.mask.png, "
                                "<stem>.xml or COCO), or leave such images out with --unannotated drop")
         left["unannotated_frames"] += 1
         return None
-    raw, names, extras, meta = read_image(item.path, scale=False)
-    h, w = raw.shape[:2]
-    wins = [Window(0, 0, h, w)] if max(h, w) <= keep_whole else windows(h, w, tile, overlap)
-    if not defect_frame:
+    elif not defect_frame:
         status = ["clean"] * len(wins)
     elif sample.mask_kind == "box":
         status = box_status(sample.boxes, wins)
@@ -249,10 +254,11 @@ def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: flo
         sl = (slice(win.y, win.y + win.h), slice(win.x, win.x + win.w))
         crops = {k: v[sl] for k, v in extras.items() if k in EXTRA_FIELDS and v.shape[:2] == (h, w)}
         path = _write_image(raw[sl], names, crops, meta, stem)
-        if st == "defect" and sample.mask_kind == "box":
+        # (a whole frame without annotations keeps its class only)
+        if st == "defect" and annotated and sample.mask_kind == "box":
             kept = [c for c in (clip_box(b, win) for b in sample.boxes) if c is not None]
             write_voc(stem.with_name(stem.name + ".xml"), path.name, (win.h, win.w), raw.shape[2], kept)
-        elif st == "defect":
+        elif st == "defect" and annotated:
             mask_path = stem.with_name(stem.name + ".mask.png")
             if not cv2.imwrite(str(mask_path), sample.mask[sl].astype(np.uint8) * 255):
                 raise OSError(f"{mask_path}: could not write the tile's mask")

@@ -232,3 +232,13 @@ def test_frames_the_service_letterboxes_stay_whole(tmp_path):
     r = tile_dataset(tmp_path / "src", tmp_path / "whole", 256, "ok", keep_whole=900, progress=False)
     assert r["tiles"] == 3 and r["classes"] == {"crack": 1, "ok": 1, "spot": 1}
     assert tile_dataset(tmp_path / "src", tmp_path / "cut", 256, "ok", keep_whole=899, progress=False)["tiles"] > 3
+
+
+def test_a_frame_no_larger_than_a_tile_needs_no_annotation(tmp_path):
+    """A defect frame that stays whole keeps its class without a mask; only frames that are cut need one."""
+    _frames(tmp_path / "src")
+    (tmp_path / "src" / "crack" / "b.mask.png").unlink()
+    r = tile_dataset(tmp_path / "src", tmp_path / "out", 1024, "ok", progress=False)
+    assert r["classes"] == {"crack": 1, "ok": 1, "spot": 1} and r["left_out"]["unannotated_frames"] == 0
+    crack = [s for s in map(load_sample, scan(tmp_path / "out")) if s.label == "crack"]
+    assert len(crack) == 1 and crack[0].mask is None

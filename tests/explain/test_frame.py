@@ -89,7 +89,7 @@ def test_explain_on_a_large_frame_says_places_in_the_frames_pixels(spot_model, t
     assert abs(row - 121) <= 12 and abs(col - 187) <= 12, r["explanation"]   # frame pixels, not the tile's
 
 
-def test_evaluate_decides_large_frames_in_tiles_as_served_and_the_audit_says_it_does_not(spot_model, tmp_path):
+def test_evaluate_and_the_audit_read_large_frames_in_tiles_as_served(spot_model, tmp_path):
     from edge.evaluate import evaluate, format_report
 
     rng = np.random.default_rng(3)
@@ -115,11 +115,14 @@ def test_evaluate_decides_large_frames_in_tiles_as_served_and_the_audit_says_it_
         f.unlink()
     cv2.imwrite(str(data / "spot" / "same.png"), spot_image(rng, SIZE, SIZE, centre=(20, 20)))
     assert "tiled_frames" not in evaluate(spot_model.dir, data, progress=False)
-    # the audit reads frames whole, and its report says so
+    # the audit judges the tiles the model reads; a large defect frame without a mask cannot be labelled
+    # tile by tile: left out of the tiles and said, while its own decision counts among the frames'
     from edge.audit.run import audit
 
     cv2.imwrite(str(data / "spot" / "large.png"), spot_image(rng, 160, 240, centre=(121, 187)))
     audit(spot_model.dir, data, tmp_path / "audit", progress=False, shap_samples=2)
-    notes = json.loads((tmp_path / "audit" / "metrics.json").read_text())["notes"]
-    assert any(n.startswith("1 of 3 frames are much larger") for n in notes)
+    m = json.loads((tmp_path / "audit" / "metrics.json").read_text())
+    [note] = [n for n in m["notes"] if n.startswith("1 of 3 frames are much larger")]
+    assert "this audit judges what the model reads" in note and "1 unannotated frames left out" in note
+    assert m["frames"]["tiled_frames"] == 1 and m["frames"]["samples"] == 3 and m["data"]["samples"] == 2
     assert "1 of 3 frames are much larger" in (tmp_path / "audit" / "report.html").read_text()
