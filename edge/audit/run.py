@@ -213,11 +213,13 @@ def _as_served(model: Model, model_dir: Path, data: Path, metrics: dict, targets
         shutil.rmtree(tmp, ignore_errors=True)
     left = {k: v for k, v in cut["left_out"].items() if v}
     left_text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items())
-    metrics["frames"] = {k: frames[k] for k in ("samples", "tiled_frames", "accuracy", "per_class", "confusion")}
+    # (with --limit, evaluate draws its own subset of frames, which may hold none to tile)
+    metrics["frames"] = {"tiled_frames": frames.get("tiled_frames", 0),
+                         **{k: frames[k] for k in ("samples", "accuracy", "per_class", "confusion")}}
     metrics["data"].update(samples=len(arrays.x), frames=frames["samples"], tile_px=tile, tiles=cut["tiles"],
                            tiles_left_out=left)
     metrics["notes"].append(
-        f"{frames['tiled_frames']} of {frames['samples']} frames are much larger than the images the model was "
+        f"{metrics['frames']['tiled_frames']} of {frames['samples']} frames are much larger than the images the model was "
         f"trained on; the served path inspects such frames in tiles of {tile} px (the training images' size), so "
         f"this audit judges what the model reads: those frames cut into tiles labelled from their masks or boxes "
         f"(a tile holding half of a defect, or a stretch across half the tile, takes the frame's class; one "
