@@ -20,7 +20,7 @@ th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}.note{color:
 figure{display:inline-block;margin:4px 8px 4px 0;text-align:center}figcaption{font-size:12px;color:#57606a}
 pre{white-space:pre-wrap;background:#f6f8fa;padding:8px}</style></head><body>
 <h1>Audit of {{ m.model.name }} <small>({{ m.model.task }}, predict graph sha256 {{ m.model.sha256[:16] }}…)</small></h1>
-<p>Data: {{ m.data.dir }}, {{ m.data.samples }} samples. Took {{ "%.0f"|format(m.seconds) }} s.</p>
+<p>Data: {{ m.data.dir }}, {{ m.data.samples }} samples{% if m.data.frames %} ({{ m.data.frames }} frames, the large ones in {{ m.data.tile_px }} px tiles as served){% endif %}. Took {{ "%.0f"|format(m.seconds) }} s.</p>
 {% for n in m.notes %}<p class="note">Note: {{ n }}</p>{% endfor %}
 {% if m.classification %}<h2>Classification</h2>
 <p>Accuracy {{ "%.2f"|format(100 * m.classification.accuracy) }} %.</p>

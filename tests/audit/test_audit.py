@@ -287,4 +287,4 @@ def test_frames_the_served_path_tiles_are_audited_in_tiles(tmp_path):
     assert m["frames"]["tiled_frames"] == ev["tiled_frames"] == 4 and m["frames"]["accuracy"] == ev["accuracy"]
     assert any("this audit judges what the model reads" in n and "tiles of 200 px" in n for n in m["notes"])
     assert sum(c["support"] for c in m["classification"]["per_class"].values()) == d["tiles"]
-    assert (tmp_path / "report" / "report.html").is_file()
+    assert "(4 frames, the large ones in 200 px tiles as served)" in (tmp_path / "report" / "report.html").read_text()
