@@ -45,11 +45,9 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
         if unknown:
             raise InvalidInput(f"{data}: classes {unknown} are not among the model's {classes}")
         y = np.array([classes.index(lbl) for lbl in arrays.labels])
-        tiled = served_in_tiles(arrays.source_shapes, m["input"])
+        out, tiled = served_logits(model, data, arrays, out, progress)
         if tiled:
-            out = out.copy()
-            out[tiled] = _decide_tiled(model, data, [arrays.paths[i] for i in tiled], progress)
-            result["tiled_frames"] = len(tiled)
+            result["tiled_frames"] = tiled
         result.update(classification_metrics(y, out.argmax(1), classes))
         from edge.runtime.calibration import calibration_report
 
@@ -94,6 +92,19 @@ def served_in_tiles(shapes: list[tuple[int, int]], manifest_input: dict) -> list
     from edge.data.geometry import should_tile
 
     return [i for i, (h, w) in enumerate(shapes) if should_tile(h, w, manifest_input)]
+
+
+def served_logits(model: Model, data: Path, arrays, logits: np.ndarray, progress: bool = False
+                  ) -> tuple[np.ndarray, int]:
+    """The logits the served path decides the frames of `arrays` (loaded from `data`) by: `logits`, their
+    letterboxed inputs' (N, K), with the rows of frames it inspects in tiles replaced by their deciding
+    tile's; and how many frames those are."""
+    tiled = served_in_tiles(arrays.source_shapes, model.input_spec)
+    if not tiled:
+        return logits, 0
+    out = logits.copy()
+    out[tiled] = _decide_tiled(model, data, [arrays.paths[i] for i in tiled], progress)
+    return out, len(tiled)
 
 
 def _decide_tiled(model: Model, data: Path, paths: list[Path], progress: bool = False) -> np.ndarray:

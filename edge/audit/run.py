@@ -65,7 +65,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
     if model.classes:
         if served_in_tiles(arrays.source_shapes, model.input_spec):
             with _stage(metrics, "tiles"):
-                arrays = _as_served(model, Path(model_dir), Path(data), metrics, targets, limit, seed, progress)
+                arrays = _as_served(model, Path(data), arrays, metrics, targets, limit, seed, progress)
         ood_arrays = None
         if ood is not None:
             with _stage(metrics, "load out-of-distribution"):
@@ -187,21 +187,32 @@ def _faithfulness_samples(true_index: np.ndarray, ok_index: int | None, n: int, 
     return np.sort(rng.permutation(pool)[:min(n, len(pool))])
 
 
-def _as_served(model: Model, model_dir: Path, data: Path, metrics: dict, targets: list[str],
-               limit: int | None, seed: int, progress: bool):
+def _true_index(model: Model, labels: list[str]) -> np.ndarray:
+    """Each label's class index, or the error naming the classes the model does not know."""
+    unknown = sorted(set(labels) - set(model.classes))
+    if unknown:
+        raise InvalidInput(f"the data has classes the model does not know: {', '.join(unknown)}")
+    return np.array([model.classes.index(lab) for lab in labels])
+
+
+def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[str], limit: int | None, seed: int,
+               progress: bool):
     """The inputs the served path gives the model for data with frames much larger than its training
     images: such frames cut into tiles at the training scale (`edge.data.tiles`, labelled from their masks
     or boxes), the others whole. Everything the audit measures is then measured on what the model reads;
-    the frames' own decisions (the worst tile decides) are `evaluate`'s, reported beside as `frames`."""
+    the frames' own decisions (the worst tile decides), made as `evaluate` makes them from the `frames`
+    already loaded, are reported beside as `frames`."""
     import shutil
     import tempfile
 
     from edge.data.geometry import TILE_FACTOR
     from edge.data.tiles import tile_dataset
-    from edge.evaluate import evaluate
+    from edge.evaluate import served_logits
 
     tile = round(max(model.input_spec["source_size"]))
-    frames = evaluate(model_dir, data, progress=progress, limit=limit)
+    logits, tiled = served_logits(model, data, frames, model.predict(frames.x), progress)
+    decided = {"samples": len(frames.x), "tiled_frames": tiled,
+               **classification_metrics(_true_index(model, frames.labels), logits.argmax(1), model.classes)}
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-audit-tiles-"))
     try:
         cut = tile_dataset(data, tmp / "tiles", tile, model.ok_class, unannotated="drop", progress=progress,
@@ -213,19 +224,17 @@ def _as_served(model: Model, model_dir: Path, data: Path, metrics: dict, targets
         shutil.rmtree(tmp, ignore_errors=True)
     left = {k: v for k, v in cut["left_out"].items() if v}
     left_text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items())
-    # (with --limit, evaluate draws its own subset of frames, which may hold none to tile)
-    metrics["frames"] = {"tiled_frames": frames.get("tiled_frames", 0),
-                         **{k: frames[k] for k in ("samples", "accuracy", "per_class", "confusion")}}
-    metrics["data"].update(samples=len(arrays.x), frames=frames["samples"], tile_px=tile, tiles=cut["tiles"],
+    metrics["frames"] = decided
+    metrics["data"].update(samples=len(arrays.x), frames=len(frames.x), tile_px=tile, tiles=cut["tiles"],
                            tiles_left_out=left)
     metrics["notes"].append(
-        f"{metrics['frames']['tiled_frames']} of {frames['samples']} frames are much larger than the images the model was "
+        f"{tiled} of {len(frames.x)} frames are much larger than the images the model was "
         f"trained on; the served path inspects such frames in tiles of {tile} px (the training images' size), so "
         f"this audit judges what the model reads: those frames cut into tiles labelled from their masks or boxes "
         f"(a tile holding half of a defect, or a stretch across half the tile, takes the frame's class; one "
         f"without defect pixels the defect-free class), the other frames whole: {len(arrays.x)} inputs"
         + (f" ({left_text} left out)" if left else "")
-        + f". The frames' own decisions, the worst tile deciding: accuracy {frames['accuracy']:.4f} "
+        + f". The frames' own decisions, the worst tile deciding: accuracy {decided['accuracy']:.4f} "
         f"(`frames` in metrics.json; `edge-xai evaluate` gives the same)")
     return arrays
 
@@ -233,13 +242,10 @@ def _as_served(model: Model, model_dir: Path, data: Path, metrics: dict, targets
 def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress: bool, seed: int,
                 ood=None, ood_dir: Path | None = None, simulated: bool = False) -> None:
     ok = model.ok_class
-    unknown = sorted(set(arrays.labels) - set(model.classes))
-    if unknown:
-        raise InvalidInput(f"the data has classes the model does not know: {', '.join(unknown)}")
     g = GradCAMExplainer(model)
     heat = np.zeros((len(arrays.x), *arrays.x.shape[2:]), np.float32)
     predicted: list[str] = []
-    true_index = np.array([model.classes.index(lab) for lab in arrays.labels])
+    true_index = _true_index(model, arrays.labels)
     pitch = [m.get("pixel_pitch_mm") for m in arrays.meta]
     descriptors: dict[str, list[str]] = {}      # the served sentence's primary descriptor, right answers
     with _stage(metrics, "grad-cam"):
