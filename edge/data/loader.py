@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,28 @@ def simulator_recipe(root: Path) -> dict | None:
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: unreadable dataset.json ({exc})") from None
     return recipe if isinstance(recipe, dict) and recipe.get("generator") == SIMULATOR else None
+
+
+def write_sample(stem: Path, names: Sequence[str], planes: Sequence[np.ndarray], pixel_pitch_mm: float | None = None,
+                 extra: dict[str, np.ndarray] | None = None) -> Path:
+    """One sample in the data set format at `stem` + .png or .npz; returns the path written. 8/16-bit planes
+    of one type named as image files name them (`gray`, or c0..c2) become a PNG, as photographs are read;
+    anything else an .npz with `channel_names`, each plane under its name, `pixel_pitch_mm` when given and
+    `extra` arrays (e.g. the simulator's ground truth)."""
+    planes = [np.asarray(p) for p in planes]
+    integer = all(p.dtype in (np.uint8, np.uint16) for p in planes) and len({p.dtype for p in planes}) == 1
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if integer and tuple(names) in (("gray",), ("c0", "c1", "c2")) and not extra:
+        path = stem.with_suffix(".png")
+        img = planes[0] if len(planes) == 1 else np.stack(planes[::-1], axis=-1)     # OpenCV writes BGR
+        if not cv2.imwrite(str(path), img):
+            raise OSError(f"{path}: could not write the image")
+        return path
+    path = stem.with_suffix(".npz")
+    pitch = {"pixel_pitch_mm": np.float64(pixel_pitch_mm)} if pixel_pitch_mm else {}
+    np.savez_compressed(path, channel_names=np.array(list(names)), **dict(zip(names, planes)), **pitch,
+                        **(extra or {}))
+    return path
 
 
 def generic_channel_names(count: int) -> tuple[str, ...]:

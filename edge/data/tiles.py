@@ -46,7 +46,16 @@ from tqdm import tqdm
 
 from edge.data.annotations import Box
 from edge.data.geometry import TILE_OVERLAP, tile_starts
-from edge.data.loader import EXTRA_FIELDS, SAFE_CLASS, DatasetError, DatasetItem, load_sample, read_image, scan
+from edge.data.loader import (
+    EXTRA_FIELDS,
+    SAFE_CLASS,
+    DatasetError,
+    DatasetItem,
+    load_sample,
+    read_image,
+    scan,
+    write_sample,
+)
 from edge.errors import InvalidInput, OutputExists
 
 IN_SHARE = 0.5          # a defect is in a tile holding at least this share of it ...
@@ -138,21 +147,6 @@ def write_voc(path: Path, filename: str, shape: tuple[int, int], depth: int, box
         for tag, v in (("xmin", b.x0 + 1), ("ymin", b.y0 + 1), ("xmax", b.x1), ("ymax", b.y1)):
             ET.SubElement(bb, tag).text = f"{v:.6g}"
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
-
-
-def _write_image(img: np.ndarray, names: tuple[str, ...], extras: dict, meta: dict, stem: Path) -> Path:
-    """A tile's pixels as PNG (8/16-bit, one or three channels) or .npz (anything else, named channels)."""
-    if img.dtype in (np.uint8, np.uint16) and img.shape[2] in (1, 3):
-        path = stem.with_suffix(".png")
-        bgr = img[:, :, 0] if img.shape[2] == 1 else img[:, :, ::-1]      # OpenCV writes BGR
-        if not cv2.imwrite(str(path), np.ascontiguousarray(bgr)):
-            raise OSError(f"{path}: could not write the tile")
-        return path
-    path = stem.with_suffix(".npz")
-    keep = {k: v for k, v in meta.items() if k in ("pixel_pitch_mm", "geometry")}
-    np.savez_compressed(path, channel_names=np.array(names), **{n: img[:, :, i] for i, n in enumerate(names)},
-                        **extras, **{k: np.asarray(v) for k, v in keep.items()})
-    return path
 
 
 def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap: float = TILE_OVERLAP,
@@ -253,7 +247,9 @@ def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: flo
         stem = folder / f"{item.path.stem}__y{win.y:05d}_x{win.x:05d}"
         sl = (slice(win.y, win.y + win.h), slice(win.x, win.x + win.w))
         crops = {k: v[sl] for k, v in extras.items() if k in EXTRA_FIELDS and v.shape[:2] == (h, w)}
-        path = _write_image(raw[sl], names, crops, meta, stem)
+        crops |= {k: np.asarray(v) for k, v in meta.items() if k == "geometry"}
+        path = write_sample(stem, names, [raw[sl][:, :, i] for i in range(raw.shape[2])],
+                            meta.get("pixel_pitch_mm"), crops)
         # (a whole frame without annotations keeps its class only)
         if st == "defect" and annotated and sample.mask_kind == "box":
             kept = [c for c in (clip_box(b, win) for b in sample.boxes) if c is not None]

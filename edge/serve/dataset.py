@@ -21,12 +21,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
-from edge.data.loader import SAFE_CLASS
+from edge.data.loader import SAFE_CLASS, write_sample
 from edge.errors import InvalidInput, MissingFile, OutputExists
 from edge.record import InspectionStore
 from edge.serve.frames import MAX_PIXELS, decode_channel
@@ -37,18 +35,7 @@ def write_frame(frame: pb.Frame, stem: Path) -> Path:
     """One stored frame as a data set file at `stem` + .png or .npz; returns the path written."""
     names = [ch.name for ch in frame.channels]
     arrays = [decode_channel(ch, f"frame.channels[{i}]", MAX_PIXELS) for i, ch in enumerate(frame.channels)]
-    integer = all(a.dtype in (np.uint8, np.uint16) for a in arrays) and len({a.dtype for a in arrays}) == 1
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    if integer and names in (["gray"], ["c0", "c1", "c2"]):
-        path = stem.with_suffix(".png")
-        img = arrays[0] if len(arrays) == 1 else np.stack(arrays[::-1], axis=-1)     # OpenCV writes BGR
-        if not cv2.imwrite(str(path), img):
-            raise OSError(f"{path}: could not write the image")
-        return path
-    path = stem.with_suffix(".npz")
-    extra = {"pixel_pitch_mm": np.float64(frame.pixel_pitch_mm)} if frame.pixel_pitch_mm > 0 else {}
-    np.savez_compressed(path, channel_names=np.array(names), **dict(zip(names, arrays)), **extra)
-    return path
+    return write_sample(stem, names, arrays, frame.pixel_pitch_mm if frame.pixel_pitch_mm > 0 else None)
 
 
 def dataset_from_store(store_path: Path, out: Path, review: Path | None = None, progress: bool = True) -> dict:
