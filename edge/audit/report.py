@@ -65,7 +65,16 @@ an embedding farther than {{ "%.1f"|format(r.policy.max_distance) }} (Mahalanobi
 {{ o.n }} judged: {{ o.judged_on or "every frame" }}): {{ "%.1f"|format(100 * o.flagged) }} % flagged,
 {{ "%.1f"|format(100 * o.flagged_as_unlike) }} % as unlike the training data.{% if o.ordinary %} The set's
 {{ o.ordinary.n }} frames without it (ordinary parts): {{ "%.1f"|format(100 * o.ordinary.flagged) }} % flagged,
-{{ "%.1f"|format(100 * o.ordinary.flagged_as_unlike) }} % as unlike.{% endif %}</p>{% endif %}
+{{ "%.1f"|format(100 * o.ordinary.flagged_as_unlike) }} % as unlike.{% endif %}{% if o.answered_right is defined %}
+The model answers {{ "%.1f"|format(100 * o.answered_right) }} % of them right; of its {{ o.errors }} wrong answers
+there{% if o.errors %} {{ "%.1f"|format(100 * o.errors_flagged) }} % are flagged, {{ o.errors_let_through }} let
+through{% else %}, none to catch{% endif %}; {{ "–" if o.right_flagged is none else "%.1f"|format(100 * o.right_flagged) ~ " %" }}
+of its right answers are flagged. An unlike frame still read right costs nothing unflagged; a wrong answer let
+through is the risk.{% endif %}</p>{% if o.by_geometry %}<table><tr><th>part geometry</th><th>n</th><th>flagged</th>
+<th>as unlike</th><th>answered right</th></tr>{% for g, v in o.by_geometry.items() %}<tr><td>{{ g }}</td><td>{{ v.n }}</td>
+<td>{{ "%.1f"|format(100 * v.flagged) }} %</td><td>{{ "%.1f"|format(100 * v.flagged_as_unlike) }} %</td>
+<td>{{ "%.1f"|format(100 * v.answered_right) ~ " %" if v.answered_right is defined else "–" }}</td></tr>{% endfor %}</table>
+{% endif %}{% endif %}
 <p>Risk-coverage of the confidence ranking (answer only the most confident share; risk = their error rate):
 {% for c in r.risk_coverage.coverage %}{% if loop.index % 5 == 0 %}coverage {{ "%.0f"|format(100 * c) }} %: risk
 {{ "%.2f"|format(100 * r.risk_coverage.risk[loop.index0]) }} %{% if not loop.last %}; {% endif %}{% endif %}{% endfor %}.

@@ -276,14 +276,20 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
             metrics["review"] = {**review.review_metrics(flags, a["predicted"] == true_index, a["confidence"]),
                                  "policy": model.manifest["review"]}
             if ood is not None:
-                ood_flags, _ = review.flags_for(model, ood.x, policy)
+                ood_flags, ood_answers = review.flags_for(model, ood.x, policy)
                 # A simulated set with the sensor mark records it per frame and plants it on defective parts
                 # only: judge on the frames that carry it. A set without marks (another coating, another
                 # camera) is unlike the training data as a whole.
                 marked = np.array([bool(m.get("artifact", False)) for m in ood.meta], bool)
                 unlike = marked if marked.any() else None
+                # right or wrong only where the frames' classes are the model's (another camera may name others)
+                correct = None
+                if len(ood.labels) and set(ood.labels) <= set(model.classes):
+                    correct = ood_answers["predicted"] == np.array([model.classes.index(c) for c in ood.labels])
+                geometry = [m.get("geometry") for m in ood.meta]          # simulated parts record their shape
+                geometry = [str(g) for g in geometry] if geometry and None not in geometry else None
                 metrics["review"]["out_of_distribution"] = {
-                    "data": str(ood_dir), **review.out_of_distribution_metrics(ood_flags, unlike)}
+                    "data": str(ood_dir), **review.out_of_distribution_metrics(ood_flags, unlike, correct, geometry)}
     if metrics["calibration"]["fitted"].get("method") != "temperature":
         metrics["notes"].append("calibration: the model has no fitted temperature, its confidences are the raw "
                                 "softmax (edge-xai calibrate fits one on held-out data)")

@@ -22,6 +22,10 @@ the answer should not be trusted on its own:
   or 1 % each with the embedding's): another coating 82 % -> 86 % flagged, the mark and a coarser pitch
   unchanged, and 0.4-0.8 points more correct answers flagged on three held-out seeds (10.6 % on seed
   1000): past the 10 % the flag is meant to stay within, for a gain that still leaves coating short.
+  Why coating stays short (2026-11-29): its flat parts are not unlike the training data (a camera calibrated
+  for the coating reads a flat surface right whatever the coating; same-seed frames are bit-identical when
+  defect-free) and the model answers them all right; the non-flat parts, whose whole surface the coating changes, are 94 % flagged, and of
+  its 119 wrong answers on the set the flag lets 1 through (the audit's per-geometry rows).
 
 Thresholds come from held-out data for a review budget (default 10 % of parts): the distance and the
 concentration thresholds each take a small share of it (2 %), the confidence threshold what is left. A
@@ -296,12 +300,19 @@ def review_metrics(flags: list[list[str]], correct: np.ndarray, confidence: np.n
                               "flag_risk": rate(~flagged_)}}
 
 
-def out_of_distribution_metrics(flags: list[list[str]], unlike: np.ndarray | None = None) -> dict:
+def out_of_distribution_metrics(flags: list[list[str]], unlike: np.ndarray | None = None,
+                                correct: np.ndarray | None = None, geometry: list[str] | None = None) -> dict:
     """What the flag does on a set of frames meant to be unlike the training data. `unlike`: per frame,
     whether it is (a simulated set with a planted artifact records it per frame, and plants it on defective
     parts only, so its defect-free frames are ordinary ones); None: every frame is. The shares flagged
     (for any reason, and as "unlike the training data") are taken over the unlike frames; the others are
-    reported beside them."""
+    reported beside them. `correct`: per frame, whether the model answered it right (None when the frames'
+    classes are not the model's): then also how many unlike frames were answered right, how many of the
+    wrong answers the flag caught and how many it let through. An unlike frame that the model still reads
+    right and that goes unflagged costs nothing; one answered wrong and let through is the risk. (Simulated
+    flat parts in another coating, for example, look like parts at another temperature to the model and
+    to the physics, and it answers them right: most go unflagged, see the README.) `geometry`: per frame,
+    the part's shape (simulated sets record it): the unlike frames broken down by it."""
     is_flagged = np.array([bool(r) for r in flags], bool)
     as_unlike = np.array([REASONS[2] in r for r in flags], bool)
     unlike = np.ones(len(flags), bool) if unlike is None else np.asarray(unlike, bool)
@@ -315,6 +326,24 @@ def out_of_distribution_metrics(flags: list[list[str]], unlike: np.ndarray | Non
     if not unlike.all():
         out["ordinary"] = {"n": int((~unlike).sum()), "flagged": share(is_flagged, ~unlike),
                            "flagged_as_unlike": share(as_unlike, ~unlike)}
+    if correct is not None:
+        correct = np.asarray(correct, bool)
+        if correct.shape != is_flagged.shape:
+            raise InvalidInput(f"{len(correct)} right/wrong marks for {len(flags)} frames")
+        wrong = unlike & ~correct
+        out.update(answered_right=share(correct, unlike), errors=int(wrong.sum()),
+                   errors_flagged=share(is_flagged, wrong), errors_let_through=int((wrong & ~is_flagged).sum()),
+                   right_flagged=share(is_flagged, unlike & correct))
+    if geometry is not None:
+        geometry = np.asarray(geometry, str)
+        if geometry.shape != is_flagged.shape:
+            raise InvalidInput(f"{len(geometry)} geometries for {len(flags)} frames")
+        out["by_geometry"] = {}
+        for g in sorted(set(geometry[unlike])):
+            m = unlike & (geometry == g)
+            out["by_geometry"][g] = {"n": int(m.sum()), "flagged": share(is_flagged, m),
+                                  "flagged_as_unlike": share(as_unlike, m),
+                                  **({} if correct is None else {"answered_right": share(correct, m)})}
     return out
 
 

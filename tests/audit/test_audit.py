@@ -53,10 +53,14 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     ood = r["out_of_distribution"]       # judged on the 10 marked frames, the 2 ordinary ones beside them
     assert ood["n"] == 10 and ood["judged_on"] == "the frames that carry the recorded artifact"
     assert ood["ordinary"]["n"] == 2 and ood["flagged_as_unlike"] >= 0.9
+    # the marked frames are labelled in the model's classes: right and wrong answers are counted
+    assert 0 <= ood["answered_right"] <= 1 and 0 <= ood["errors_let_through"] <= ood["errors"] <= 10
+    assert sum(g["n"] for g in ood["by_geometry"].values()) == 10       # simulated parts record their geometry
     html = (out / "report.html").read_text()
     assert "Confidence calibration" in html and "Reliability diagram" in html and "Review flag" in html
     assert "Noise floor" in html and 0 <= c["ece_floor"]["mean"] <= c["ece_floor"]["p95"] + 1e-12 <= 1
     assert "10 judged: the frames that carry the recorded artifact" in html and "The set's\n2 frames without it" in html
+    assert "a wrong answer let\nthrough is the risk" in html and "<th>part geometry</th>" in html
     assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
     assert "Mean deletion and insertion curves over 4 samples" in html and "tolerant IoU (gate)" in html
     # the served sentence's descriptors, every right answer: simulated classes are judged by their signature

@@ -91,6 +91,36 @@ def test_out_of_distribution_metrics_judge_the_unlike_frames_and_report_the_othe
         out_of_distribution_metrics(flags, np.array([True]))
 
 
+def test_out_of_distribution_metrics_say_which_wrong_answers_the_flag_let_through():
+    # frame 2 is unflagged and wrong (the risk); frame 1 is flagged and wrong; frames 0 and 3 right, 0 flagged
+    flags = [["unlike the training data"], ["low confidence"], [], []]
+    correct = np.array([True, False, False, True])
+    m = out_of_distribution_metrics(flags, correct=correct)
+    assert m["answered_right"] == 0.5 and m["errors"] == 2 and m["errors_flagged"] == 0.5
+    assert m["errors_let_through"] == 1 and m["right_flagged"] == 0.5
+    # judged on the unlike frames only: the ordinary frame 2's wrong answer is not counted
+    marked = out_of_distribution_metrics(flags, np.array([True, True, False, True]), correct)
+    assert marked["errors"] == 1 and marked["errors_let_through"] == 0 and marked["errors_flagged"] == 1.0
+    none_wrong = out_of_distribution_metrics(flags, correct=np.ones(4, bool))
+    assert none_wrong["errors"] == 0 and none_wrong["errors_flagged"] is None
+    assert "answered_right" not in out_of_distribution_metrics(flags)        # classes not the model's: not judged
+    with pytest.raises(ValueError, match="right/wrong marks"):
+        out_of_distribution_metrics(flags, correct=np.array([True]))
+
+
+def test_out_of_distribution_metrics_break_the_unlike_frames_down_by_geometry():
+    flags = [["unlike the training data"], [], [], ["low confidence"]]
+    shapes = ["flat", "flat", "cylinder", "cylinder"]
+    m = out_of_distribution_metrics(flags, np.array([True, True, False, True]), np.array([True, True, False, False]),
+                                    shapes)
+    # the ordinary (unmarked) frame 2 is left out of its geometry's row
+    assert m["by_geometry"] == {"cylinder": {"n": 1, "flagged": 1.0, "flagged_as_unlike": 0.0, "answered_right": 0.0},
+                                "flat": {"n": 2, "flagged": 0.5, "flagged_as_unlike": 0.5, "answered_right": 1.0}}
+    assert "answered_right" not in out_of_distribution_metrics(flags, geometry=shapes)["by_geometry"]["flat"]
+    with pytest.raises(ValueError, match="geometries"):
+        out_of_distribution_metrics(flags, geometry=["flat"])
+
+
 def test_threshold_rank_is_the_binomial_bound_on_an_order_statistic():
     import math
 
