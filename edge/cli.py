@@ -116,7 +116,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     c = calibrate(Path(args.model), Path(args.data), progress=not (args.quiet or args.json), limit=args.limit)
     if args.json:
         print(json.dumps(c))
-    elif c["method"] == "none":
+        return 0
+    if "tiles" in c:
+        t = c["tiles"]
+        print(f"{t['tiled_frames']} of {t['frames']} frames are much larger than the training images: fitted on "
+              f"them as the service reads them, in {t['tile_px']} px tiles ({t['inputs']} inputs"
+              + (f"; left out: {t['left_out']})" if t["left_out"] else ")"))
+    if c["method"] == "none":
         print(f"no calibration applied ({c['reason']}; {c['n']} samples); review flag fitted; recorded in "
               f"{Path(args.model) / 'manifest.json'}")
     else:
@@ -184,7 +190,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 def _cmd_dataset_tiles(args: argparse.Namespace) -> int:
     from edge.data.geometry import TILE_OVERLAP
     from edge.data.loader import scan
-    from edge.data.tiles import tile_dataset
+    from edge.data.tiles import left_out_text, tile_dataset
     from edge.train.recipe import choose_ok_class
 
     if args.tile is None:
@@ -210,9 +216,8 @@ def _cmd_dataset_tiles(args: argparse.Namespace) -> int:
     print(f"wrote {r['tiles']} tiles of {args.tile} px from {r['frames']} frames to {r['out']} "
           f"({', '.join(f'{c} {n}' for c, n in r['classes'].items()) or 'no tiles'}); "
           + (f"defect-free class: {ok} ({why})" if ok else f"defect-free class: {why}"))
-    left = {k: v for k, v in r["left_out"].items() if v}
-    if left:
-        print("left out: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items()))
+    if left_out_text(r):
+        print("left out: " + left_out_text(r))
     if r["left_out"]["defect_frames_without_a_defect_tile"]:
         print("some defect frames have no tile holding half of their defect (a defect larger than the overlap, cut "
               "between tiles): a larger --tile or --overlap keeps them; tiles.csv lists the frames that gave tiles")
@@ -716,9 +721,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit temperature scaling (one scalar dividing the logits, chosen to minimise "
                                    "the negative log-likelihood) on labelled data the model was not trained on, and "
                                    "record it in the manifest: every answer's confidence is then calibrated. "
-                                   "Decisions do not change. Training already fits it on its validation split; "
-                                   "use this for models trained before, or to refit on data from the line. Do not "
-                                   "calibrate on the set you evaluate on.")
+                                   "Decisions do not change. The review flag is refitted too (its embedding model "
+                                   "on one half of the data, its thresholds on the other). Training already fits "
+                                   "both on its validation split; use this for models trained before, or to refit "
+                                   "on data from the line. Do not calibrate on the set you evaluate on. Frames much "
+                                   "larger than the training images are fitted as the service reads them: in tiles "
+                                   "of the training images' size, labelled from their masks or boxes (defect frames "
+                                   "without annotations are left out).")
     c.add_argument("--model", required=True, help="classifier model folder")
     c.add_argument("--data", required=True, help="held-out labelled data set (same format as for training)")
     c.add_argument("--limit", type=int, default=None, help="use at most this many samples")

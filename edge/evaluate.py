@@ -160,7 +160,9 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     """Fit the classifier's confidence calibration and its review flag on held-out labelled data (not the data
     it will be evaluated on) and record them in the model folder; decisions, graphs and the audit's sha256
     are unchanged. The review flag's embedding model is fitted on one half of the data (seeded), its
-    thresholds on the other, after the temperature is in place."""
+    thresholds on the other, after the temperature is in place. Frames much larger than the training
+    images are fitted as the served path reads them: cut into tiles of the training images' size
+    (`edge.data.tiles.load_as_served`; the entry's `tiles` says how many frames became how many inputs)."""
     from edge.runtime.calibration import fit_calibration
     from edge.runtime.manifest import save_manifest
 
@@ -171,10 +173,26 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     unknown = sorted(set(arrays.labels) - set(model.classes))
     if unknown:
         raise InvalidInput(f"{data}: classes {unknown} are not among the model's {model.classes}")
+    tiles = None
+    tiled = served_in_tiles(arrays.source_shapes, model.input_spec)
+    if tiled:
+        # a temperature or a threshold read from frames shrunk whole into one input would be fitted on inputs
+        # the service never gives the model
+        from edge.data.tiles import left_out_text, load_as_served, served_tile
+
+        frames = len(arrays.x)
+        arrays, cut = load_as_served(data, model.input_spec, model.ok_class, model.channels, limit=limit,
+                                     progress=progress)
+        tiles = {"frames": frames, "tiled_frames": len(tiled), "tile_px": served_tile(model.input_spec),
+                 "inputs": len(arrays.x), "left_out": left_out_text(cut)}
+        if not len(arrays.x):
+            raise InvalidInput(f"{data}: no input left after cutting its large frames into tiles ({tiles['left_out']})")
     y = np.array([model.classes.index(lbl) for lbl in arrays.labels])
     entry = fit_calibration(model.predict(arrays.x, batch_size=batch_size), y, str(data))
     if "fitted_temperature" not in entry and entry["method"] == "none":       # too few samples to fit
         raise InvalidInput(f"{data}: {entry['reason']}")
+    if tiles:
+        entry["tiles"] = tiles
     manifest = dict(model.manifest, calibration=entry)
     save_manifest(model_dir, manifest)
     from edge.explain import review

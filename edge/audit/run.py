@@ -202,28 +202,17 @@ def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[st
     or boxes), the others whole. Everything the audit measures is then measured on what the model reads;
     the frames' own decisions (the worst tile decides), made as `evaluate` makes them from the `frames`
     already loaded, are reported beside as `frames`."""
-    import shutil
-    import tempfile
-
-    from edge.data.geometry import TILE_FACTOR
-    from edge.data.tiles import tile_dataset
+    from edge.data.tiles import left_out_text, load_as_served, served_tile
     from edge.evaluate import served_logits
 
-    tile = round(max(model.input_spec["source_size"]))
+    tile = served_tile(model.input_spec)
     logits, tiled = served_logits(model, data, frames, model.predict(frames.x), progress)
     decided = {"samples": len(frames.x), "tiled_frames": tiled,
                **classification_metrics(_true_index(model, frames.labels), logits.argmax(1), model.classes)}
-    tmp = Path(tempfile.mkdtemp(prefix="edge-xai-audit-tiles-"))
-    try:
-        cut = tile_dataset(data, tmp / "tiles", tile, model.ok_class, unannotated="drop", progress=progress,
-                           keep_whole=int(TILE_FACTOR * tile))
-        # the simulator's ground-truth planes travel with its tiles (cropped), so edge maps stay usable
-        arrays = load_arrays(tmp / "tiles", model.input_shape[1], model.channels, targets=targets, limit=limit,
-                             seed=seed, progress=progress)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    arrays, cut = load_as_served(data, model.input_spec, model.ok_class, model.channels, targets, limit, seed,
+                                 progress)
     left = {k: v for k, v in cut["left_out"].items() if v}
-    left_text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items())
+    left_text = left_out_text(cut)
     metrics["frames"] = decided
     metrics["data"].update(samples=len(arrays.x), frames=len(frames.x), tile_px=tile, tiles=cut["tiles"],
                            tiles_left_out=left)

@@ -23,8 +23,9 @@ be dropped; one that stays whole (no larger than a tile) needs none. Tiles overl
 overlap lies whole in some tile. Tile the training and test splits separately: tiles of one frame on both
 sides would be the same pixels twice. Frames no larger than a tile stay whole (one tile).
 
-`edge-xai audit` applies the same cut to data whose frames the served path would tile (`keep_whole`: the
-frames it letterboxes stay whole), so it judges what the model reads.
+`edge-xai audit` and `edge-xai calibrate` apply the same cut to data whose frames the served path would
+tile (`load_as_served`; `keep_whole`: the frames it letterboxes stay whole), so they judge and fit what
+the model reads.
 
 Files: 8/16-bit frames of one or three channels are written as PNG (lossless; a JPEG is not compressed a
 second time), others as .npz with their channel names; pixel masks as `<stem>.mask.png`, boxes as VOC XML
@@ -262,3 +263,41 @@ def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: flo
         rows.append({"tile": str(path.relative_to(out)), "source": str(item.path.relative_to(src)), "x": win.x,
                      "y": win.y, "width": win.w, "height": win.h, "label": label})
     return rows
+
+
+def served_tile(manifest_input: dict) -> int:
+    """The tile side, in frame pixels, the served path cuts a large frame into for a model whose manifest
+    `input` this is: its training images' long side (`geometry.training_scale`)."""
+    return round(max(manifest_input["source_size"]))
+
+
+def load_as_served(data: Path, manifest_input: dict, ok_class: str | None, channels: list[str],
+                   targets: list[str] | tuple = (), limit: int | None = None, seed: int = 0,
+                   progress: bool = True):
+    """Labelled data as the served path gives it to the model whose manifest `input` this is: frames larger
+    than TILE_FACTOR x its training images cut into tiles of their size (`served_tile`; labelled from their
+    masks or boxes as above; defect frames without annotations dropped and counted), the others whole, all
+    loaded at the model's input size. Returns the arrays and `tile_dataset`'s summary;
+    `left_out_text(summary)` says what was left out."""
+    import tempfile
+
+    from edge.data.arrays import load_arrays
+    from edge.data.geometry import TILE_FACTOR
+
+    tile = served_tile(manifest_input)
+    size = manifest_input["size"][0]
+    tmp = Path(tempfile.mkdtemp(prefix="edge-xai-tiles-"))
+    try:
+        cut = tile_dataset(Path(data), tmp / "tiles", tile, ok_class, unannotated="drop", progress=progress,
+                           keep_whole=int(TILE_FACTOR * tile))
+        # the simulator's ground-truth planes travel with its tiles (cropped), so edge maps stay usable
+        arrays = load_arrays(tmp / "tiles", size, channels, targets=targets, limit=limit, seed=seed,
+                             progress=progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return arrays, cut
+
+
+def left_out_text(summary: dict) -> str:
+    """'154 ambiguous tiles, 211 clean tiles without ok class' from a tiling summary; '' when nothing was."""
+    return ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in summary["left_out"].items() if n)

@@ -292,3 +292,48 @@ def test_frames_the_served_path_tiles_are_audited_in_tiles(tmp_path):
     assert any("this audit judges what the model reads" in n and "tiles of 200 px" in n for n in m["notes"])
     assert sum(c["support"] for c in m["classification"]["per_class"].values()) == d["tiles"]
     assert "(4 frames, the large ones in 200 px tiles as served)" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_calibrate_fits_large_frames_on_the_tiles_the_service_reads(tmp_path, capsys):
+    """The temperature and the review flag's thresholds are fitted on what the model reads: 500 px frames for
+    the NEU-DET model (trained on 200 px images) as 200 px tiles, not shrunk whole into one input."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from edge.cli import main
+    from edge.data.tiles import tile_dataset
+    from edge.evaluate import calibrate
+    from edge.runtime.manifest import load_manifest
+
+    model = tmp_path / "model"
+    shutil.copytree(MODELS.parent / "docs" / "real" / "neu-det" / "model", model)
+    rng = np.random.default_rng(11)
+    for k in range(12):
+        cls = ("inclusion", "scratches")[k % 2]
+        (tmp_path / "frames" / cls).mkdir(parents=True, exist_ok=True)
+        img = rng.normal(128, 12, (500, 500)).clip(0, 255).astype(np.uint8)
+        mask = np.zeros((500, 500), np.uint8)
+        if cls == "inclusion":
+            for c in range(3):
+                cv2.circle(mask, (int(rng.integers(40, 460)), int(rng.integers(40, 460))), 6, 255, -1)
+        else:
+            y = int(rng.integers(60, 440))
+            cv2.line(mask, (30, y), (470, y + int(rng.integers(-40, 40))), 255, 2)
+        img[mask > 0] = 40
+        assert cv2.imwrite(str(tmp_path / "frames" / cls / f"f{k}.png"), img)
+        assert cv2.imwrite(str(tmp_path / "frames" / cls / f"f{k}.mask.png"), mask)
+    expected = tile_dataset(tmp_path / "frames", tmp_path / "cut", 200, None, unannotated="drop", progress=False,
+                            keep_whole=300)
+    c = calibrate(model, tmp_path / "frames", progress=False)
+    t = c["tiles"]
+    assert t == {"frames": 12, "tiled_frames": 12, "tile_px": 200, "inputs": expected["tiles"],
+                 "left_out": t["left_out"]} and "clean tiles without ok class" in t["left_out"]
+    assert c["n"] == expected["tiles"] >= 30                      # fitted on the tiles, one input each
+    stored = load_manifest(model, verify=False)
+    assert stored["calibration"]["tiles"] == t and stored["review"]["n_held_out"] == expected["tiles"] - expected["tiles"] // 2
+    assert main(["calibrate", "--model", str(model), "--data", str(tmp_path / "frames"), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "12 of 12 frames are much larger than the training images: fitted on them as the service reads them, in " \
+           f"200 px tiles ({expected['tiles']} inputs; left out: " in said
