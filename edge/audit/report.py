@@ -63,7 +63,9 @@ an embedding farther than {{ "%.1f"|format(r.policy.max_distance) }} (Mahalanobi
 <td>{% for k, v in r.reasons.items() %}{{ k }}: {{ v }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr></table>
 {% if r.out_of_distribution %}{% set o = r.out_of_distribution %}<p>Frames unlike the training data ({{ o.data }},
 {{ o.n }} judged: {{ o.judged_on or "every frame" }}): {{ "%.1f"|format(100 * o.flagged) }} % flagged,
-{{ "%.1f"|format(100 * o.flagged_as_unlike) }} % as unlike the training data.{% if o.ordinary %} The set's
+{{ "%.1f"|format(100 * o.flagged_as_unlike) }} % as unlike the training data.{% if o.tiled_frames %}
+{{ o.tiled_frames }} of them are much larger than the training images: each is judged as the service
+flags it, by its deciding tile.{% endif %}{% if o.ordinary %} The set's
 {{ o.ordinary.n }} frames without it (ordinary parts): {{ "%.1f"|format(100 * o.ordinary.flagged) }} % flagged,
 {{ "%.1f"|format(100 * o.ordinary.flagged_as_unlike) }} % as unlike.{% endif %}{% if o.answered_right is defined %}
 The model answers {{ "%.1f"|format(100 * o.answered_right) }} % of them right; of its {{ o.errors }} wrong answers

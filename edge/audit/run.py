@@ -195,6 +195,28 @@ def _true_index(model: Model, labels: list[str]) -> np.ndarray:
     return np.array([model.classes.index(lab) for lab in labels])
 
 
+def _served_flags(model: Model, policy, data: Path, frames, progress: bool) -> tuple[list[list[str]], np.ndarray, int]:
+    """The review flag's reasons and the decided class index for each frame of `frames` (loaded from `data`)
+    as the service flags it: from its one letterboxed input, or, for a frame it inspects in tiles, from the
+    deciding tile's explanation (the frame read again at its own size); and how many frames were tiled."""
+    from edge.data import loader
+    from edge.data.arrays import frame_planes
+    from edge.explain import explain_frames, frame_view
+
+    flags, answers = review.flags_for(model, frames.x, policy)
+    predicted = answers["predicted"].copy()
+    tiled = served_in_tiles(frames.source_shapes, model.input_spec)
+    if tiled:
+        g = GradCAMExplainer(model)
+        items = {item.path: item for item in loader.scan(data)}
+        for i in tqdm(tiled, desc="tiled frames (review flag)", unit="frame", disable=not progress):
+            view = frame_view(frame_planes(loader.load_sample(items[frames.paths[i]]), model.channels), model)
+            [r] = explain_frames(g, [view])
+            flags[i] = policy.reasons_for(r.explanation, model.ok_class)
+            predicted[i] = model.classes.index(r.explanation.prediction.label)
+    return flags, predicted, len(tiled)
+
+
 def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[str], limit: int | None, seed: int,
                progress: bool):
     """The inputs the served path gives the model for data with frames much larger than its training
@@ -265,7 +287,7 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
             metrics["review"] = {**review.review_metrics(flags, a["predicted"] == true_index, a["confidence"]),
                                  "policy": model.manifest["review"]}
             if ood is not None:
-                ood_flags, ood_answers = review.flags_for(model, ood.x, policy)
+                ood_flags, ood_predicted, ood_tiled = _served_flags(model, policy, Path(ood_dir), ood, progress)
                 # A simulated set with the sensor mark records it per frame and plants it on defective parts
                 # only: judge on the frames that carry it. A set without marks (another coating, another
                 # camera) is unlike the training data as a whole.
@@ -274,11 +296,12 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
                 # right or wrong only where the frames' classes are the model's (another camera may name others)
                 correct = None
                 if len(ood.labels) and set(ood.labels) <= set(model.classes):
-                    correct = ood_answers["predicted"] == np.array([model.classes.index(c) for c in ood.labels])
+                    correct = ood_predicted == np.array([model.classes.index(c) for c in ood.labels])
                 geometry = [m.get("geometry") for m in ood.meta]          # simulated parts record their shape
                 geometry = [str(g) for g in geometry] if geometry and None not in geometry else None
                 metrics["review"]["out_of_distribution"] = {
-                    "data": str(ood_dir), **review.out_of_distribution_metrics(ood_flags, unlike, correct, geometry)}
+                    "data": str(ood_dir), "tiled_frames": ood_tiled,
+                    **review.out_of_distribution_metrics(ood_flags, unlike, correct, geometry)}
     if metrics["calibration"]["fitted"].get("method") != "temperature":
         metrics["notes"].append("calibration: the model has no fitted temperature, its confidences are the raw "
                                 "softmax (edge-xai calibrate fits one on held-out data)")

@@ -141,6 +141,13 @@ class ReviewPolicy:
             out.append(REASONS[2])
         return out
 
+    def reasons_for(self, explanation, ok_class: str | None) -> list[str]:
+        """The reasons for one answer from its Grad-CAM explanation (calibrated confidence, map, embedding),
+        as the service flags an inspection (for a tiled frame: its deciding tile's explanation)."""
+        e = explanation
+        return self.reasons(e.prediction.confidence, concentration(e.heatmap),
+                            float(self.embeddings.distance(e.details.embedding)[0]), e.prediction.label != ok_class)
+
     def to_manifest(self) -> dict:
         return {"budget": self.budget, "min_confidence": self.min_confidence,
                 "min_concentration": self.min_concentration, "max_distance": self.max_distance,

@@ -252,9 +252,7 @@ class Inspector:
                 sentence = self.sentence(model, j, r.tile, e.prediction.label, e.prediction.confidence,
                                          grid.pool(e.heatmap, "mean"), grid.boxes, DISPLAY_NAMES[e.method])
             policy = self.review[model.name]
-            reasons = None if policy is None else policy.reasons(
-                e.prediction.confidence, review.concentration(e.heatmap),
-                float(policy.embeddings.distance(e.details.embedding)[0]), e.prediction.label != model.ok_class)
+            reasons = None if policy is None else policy.reasons_for(e, model.ok_class)
             out.append(Inspection(
                 inspection_id=j.inspection_id, station_id=j.station_id, part_id=j.part_id, model=model.name,
                 model_sha256=model.sha256, label=e.prediction.label, confidence=float(e.prediction.confidence),

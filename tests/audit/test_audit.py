@@ -282,16 +282,35 @@ def test_frames_the_served_path_tiles_are_audited_in_tiles(tmp_path):
         img[mask > 0] = 40
         assert cv2.imwrite(str(tmp_path / "frames" / cls / f"f{k}.png"), img)
         assert cv2.imwrite(str(tmp_path / "frames" / cls / f"f{k}.mask.png"), mask)
-    m = audit(model, tmp_path / "frames", tmp_path / "report", shap_samples=4, progress=False)
+    m = audit(model, tmp_path / "frames", tmp_path / "report", shap_samples=4, progress=False,
+              ood=tmp_path / "frames")
     d = m["data"]
     assert d["frames"] == 4 and d["tile_px"] == 200 and d["samples"] == d["tiles"] >= 4
     # no defect-free class in NEU-DET: tiles without defect pixels are left out, and said
     assert d["tiles_left_out"]["clean_tiles_without_ok_class"] > 0
     ev = evaluate(model, tmp_path / "frames", progress=False)
     assert m["frames"]["tiled_frames"] == ev["tiled_frames"] == 4 and m["frames"]["accuracy"] == ev["accuracy"]
+    # the same frames as unlike ones: flagged and decided as the service does, by their deciding tile
+    ood = m["review"]["out_of_distribution"]
+    assert ood["tiled_frames"] == 4 and ood["n"] == 4 and ood["answered_right"] == ev["accuracy"]
+    from edge.data import loader
+    from edge.data.arrays import frame_planes
+    from edge.explain import GradCAMExplainer, explain_frames, frame_view, review
+    from edge.runtime.model import Model
+
+    served = Model.load(model)
+    policy, explainer = review.policy_for(served), GradCAMExplainer(served)
+    flagged = []
+    for item in loader.scan(tmp_path / "frames"):
+        [r] = explain_frames(explainer, [frame_view(frame_planes(loader.load_sample(item), served.channels), served)])
+        flagged.append(bool(policy.reasons_for(r.explanation, served.ok_class)))
+    # (shrunk whole into one input, these noise frames would all be flagged; their deciding tiles are not)
+    assert ood["flagged"] == np.mean(flagged)
     assert any("this audit judges what the model reads" in n and "tiles of 200 px" in n for n in m["notes"])
     assert sum(c["support"] for c in m["classification"]["per_class"].values()) == d["tiles"]
-    assert "(4 frames, the large ones in 200 px tiles as served)" in (tmp_path / "report" / "report.html").read_text()
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "(4 frames, the large ones in 200 px tiles as served)" in html
+    assert "4 of them are much larger than the training images: each is judged as the service\nflags it" in html
 
 
 def test_calibrate_fits_large_frames_on_the_tiles_the_service_reads(tmp_path, capsys):
