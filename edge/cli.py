@@ -119,9 +119,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         return 0
     if "tiles" in c:
         t = c["tiles"]
-        print(f"{t['tiled_frames']} of {t['frames']} frames are much larger than the training images: fitted on "
-              f"them as the service reads them, in {t['tile_px']} px tiles ({t['inputs']} inputs"
-              + (f"; left out: {t['left_out']})" if t["left_out"] else ")"))
+        print(f"frames much larger than the training images: fitted as the service reads them, {t['frames']} frames "
+              f"in {t['tile_px']} px tiles ({t['inputs']} inputs" + (f"; left out: {t['left_out']})" if t["left_out"]
+                                                                        else ")"))
     if c["method"] == "none":
         print(f"no calibration applied ({c['reason']}; {c['n']} samples); review flag fitted; recorded in "
               f"{Path(args.model) / 'manifest.json'}")
@@ -730,7 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "without annotations are left out).")
     c.add_argument("--model", required=True, help="classifier model folder")
     c.add_argument("--data", required=True, help="held-out labelled data set (same format as for training)")
-    c.add_argument("--limit", type=int, default=None, help="use at most this many samples")
+    c.add_argument("--limit", type=int, default=None,
+                   help="use at most this many samples (tiles, for frames read in tiles)")
     c.add_argument("--json", action="store_true", help="print the manifest's calibration entry as JSON")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_calibrate)

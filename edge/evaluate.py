@@ -162,7 +162,8 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     are unchanged. The review flag's embedding model is fitted on one half of the data (seeded), its
     thresholds on the other, after the temperature is in place. Frames much larger than the training
     images are fitted as the served path reads them: cut into tiles of the training images' size
-    (`edge.data.tiles.load_as_served`; the entry's `tiles` says how many frames became how many inputs)."""
+    (`edge.data.tiles.load_as_served`; the entry's `tiles` says how many frames became how many inputs;
+    `limit` then counts inputs)."""
     from edge.runtime.calibration import fit_calibration
     from edge.runtime.manifest import save_manifest
 
@@ -180,11 +181,10 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
         # the service never gives the model
         from edge.data.tiles import left_out_text, load_as_served, served_tile
 
-        frames = len(arrays.x)
         arrays, cut = load_as_served(data, model.input_spec, model.ok_class, model.channels, limit=limit,
                                      progress=progress)
-        tiles = {"frames": frames, "tiled_frames": len(tiled), "tile_px": served_tile(model.input_spec),
-                 "inputs": len(arrays.x), "left_out": left_out_text(cut)}
+        tiles = {"frames": cut["frames"], "tile_px": served_tile(model.input_spec), "inputs": len(arrays.x),
+                 "left_out": left_out_text(cut)}
         if not len(arrays.x):
             raise InvalidInput(f"{data}: no input left after cutting its large frames into tiles ({tiles['left_out']})")
     y = np.array([model.classes.index(lbl) for lbl in arrays.labels])

@@ -24,8 +24,9 @@ the answer should not be trusted on its own:
   1000): past the 10 % the flag is meant to stay within, for a gain that still leaves coating short.
   Why coating stays short (2026-11-29): its flat parts are not unlike the training data (a camera calibrated
   for the coating reads a flat surface right whatever the coating; same-seed frames are bit-identical when
-  defect-free) and the model answers them all right; the non-flat parts, whose whole surface the coating changes, are 94 % flagged, and of
-  its 119 wrong answers on the set the flag lets 1 through (the audit's per-geometry rows).
+  defect-free) and the model answers them all right; the non-flat parts, whose whole surface the coating
+  changes, are 94 % flagged, and of its 119 wrong answers on the set the flag lets 1 through (the audit's
+  per-geometry rows).
 
 Thresholds come from held-out data for a review budget (default 10 % of parts): the distance and the
 concentration thresholds each take a small share of it (2 %), the confidence threshold what is left. A
@@ -317,8 +318,9 @@ def out_of_distribution_metrics(flags: list[list[str]], unlike: np.ndarray | Non
     classes are not the model's): then also how many unlike frames were answered right, how many of the
     wrong answers the flag caught and how many it let through. An unlike frame that the model still reads
     right and that goes unflagged costs nothing; one answered wrong and let through is the risk. (Simulated
-    flat parts in another coating, for example, look like parts at another temperature to the model and
-    to the physics, and it answers them right: most go unflagged, see the README.) `geometry`: per frame,
+    flat parts in another coating, for example, read exactly as in the training coating, since the camera
+    is calibrated for each, and the model answers them right: most go unflagged, see the README.)
+    `geometry`: per frame,
     the part's shape (simulated sets record it): the unlike frames broken down by it."""
     is_flagged = np.array([bool(r) for r in flags], bool)
     as_unlike = np.array([REASONS[2] in r for r in flags], bool)
@@ -349,8 +351,8 @@ def out_of_distribution_metrics(flags: list[list[str]], unlike: np.ndarray | Non
         for g in sorted(set(geometry[unlike])):
             m = unlike & (geometry == g)
             out["by_geometry"][g] = {"n": int(m.sum()), "flagged": share(is_flagged, m),
-                                  "flagged_as_unlike": share(as_unlike, m),
-                                  **({} if correct is None else {"answered_right": share(correct, m)})}
+                                     "flagged_as_unlike": share(as_unlike, m),
+                                     **({} if correct is None else {"answered_right": share(correct, m)})}
     return out
 
 
