@@ -71,7 +71,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       augment="none" if args.no_augment else args.augment,
                       ok_class=args.ok_class, threads=args.threads, limit=args.limit,
                       time_budget_min=args.time_budget, mask_weight=args.mask_weight, backbone=args.backbone,
-                      precision=args.precision)
+                      precision=args.precision, head=args.head)
     result = train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)
     print(json.dumps(result, indent=2))
     return 0
@@ -646,6 +646,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "network where the CPU has native bfloat16 (AVX512-BF16 or AMX), fp32 elsewhere and for "
                         "fine-tuning the pretrained backbone. Exported graphs are float32 "
                         "either way")
+    t.add_argument("--head", default="residual", choices=["residual", "radiometric"],
+                   help="thermal: residual (default): output = reading + a learnt correction, the network reading "
+                        "the temperature and the shape; radiometric: the camera's own inversion in the graph, the "
+                        "network estimating only the emissivity ratio from the shape (height, pitch), so each "
+                        "pixel's correction follows its own reading and IG from the part at ambient hands it "
+                        "exactly that correction (explained from `ambient` by default; measured 2026-11-29: "
+                        "physics r 0.78-0.95 from ambient, but twice the residual head's error, 0.235 K)")
     t.add_argument("--norm", default="auto", choices=["auto", "per_image", "centred", "dataset"],
                    help="input normalisation of the classifier: per_image standardisation (robust to "
                         "brightness varying from part to part), centred (per-image mean removed, "
@@ -820,7 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--baseline", default=None,
                    help="black, blur, uniform, zero, flat, ambient (thermal: the part at the surroundings' "
                         "temperature, where nothing needs correcting), or a .npy (C,H,W) array in the graph's "
-                        "input space (default: blur for defect, uniform for thermal, flat for phase)")
+                        "input space (default: the model's own, manifest explain.baseline: ambient for the "
+                        "thermal model's radiometric head; else blur for defect, uniform for thermal, flat for "
+                        "phase)")
     g.add_argument("--quantity", default=None, choices=["output", "correction"],
                    help="regression models: explain the output itself, or the size of the correction the model "
                         "makes to its input (|output - apparent|: where the part made a correction necessary). "

@@ -1,24 +1,27 @@
 """Do the regression models attend to physics? IG attributions against the simulator's ground truth.
 
-Thermal (protocol): for each frame, Integrated Gradients (Gauss-Legendre, 16 points, `uniform`
-baseline: each channel at its image mean, the pitch plane kept) of the size of the correction the
-model makes, the mean of |corrected - apparent temperature| over the frame (signs taken at the frame,
-see IGExplainer's quantity "correction"), |IG| summed over the thermal and height channels, against
-the simulator's physics-importance map |apparent - true| (K): the correction a perfect model would
-make. Pearson r per frame, averaged per geometry: `r` pixel by pixel, and `r_physics_scale` (judged by
-the default gate) with |IG| first smoothed by a Gaussian of 3 px, the scale over which the simulated
-physics itself reads the shape (view factors from a 3-px smoothed surface, slopes from neighbouring
-pixels): the error at a pixel is caused by the height around it, so a faithful attribution lies on
-that neighbourhood, not on the pixel. A flat part has no geometric structure, so its |r| should stay
-small. What the protocol can show: applied to the exact physics (the simulator's own inverse, whose
-correction is the physics map), it reads cavity 0.79, V-groove 0.83, step 0.26, cylinder 0.62, combined
-0.54 (100 frames each, seed 2000; docs/audits/thermal/physics_ceiling.py): the correction follows the
-slopes, so its gradient lies where the slope changes, not where it is large, and on ramps and curved
-parts a perfect model scores below the 0.7 bar. Why the correction's size: the corrected temperature
-is mostly the apparent one, and in a signed mean a frame's positive corrections (cavities look hotter)
-and negative ones (grazing slopes look colder) cancel; where the model had to correct, and by how much, is the physical question. The
-earlier protocol, IG of the mean corrected temperature, is reported beside it (`physics_output`, on
-300 evenly spaced frames).
+Thermal (protocol): for each frame, Integrated Gradients (Gauss-Legendre, 16 points) of the size of the
+correction the model makes, the mean of |corrected - apparent temperature| over the frame (signs taken at
+the frame, see IGExplainer's quantity "correction"), from the model's own baseline: `ambient` for a model
+whose manifest says so (the part as it is, at the temperature of its surroundings, where the camera reads
+true whatever the emissivity and nothing needs correcting), else `uniform` (each channel at its image
+mean, the pitch plane kept). |IG| summed over the thermal and height channels is compared with the
+simulator's physics-importance map |apparent - true| (K): the correction a perfect model would make.
+Pearson r per frame, averaged per geometry: `r` pixel by pixel, and `r_physics_scale` (judged by the
+default gate) with |IG| first smoothed by a Gaussian of 3 px, the scale over which the simulated physics
+itself reads the shape (view factors from a 3-px smoothed surface, slopes from neighbouring pixels). A flat
+part has no geometric structure, so its |r| should stay small. What each baseline can show, applied to
+the exact physics (the simulator's own inverse, whose correction is the physics map;
+docs/audits/thermal/physics_ceiling.py): from `ambient` it reads 0.92-0.96 on every shaped geometry (and
+0.55-0.62 on flat parts, whose physics map is their defects' own shape); from `uniform` only cavity 0.79, V-groove 0.83, step 0.26, cylinder 0.62, combined
+0.54, because its path changes the shape too and the correction's gradient with respect to the height lies
+where the slope changes, not where it is large. So `ambient` is the protocol a physically right model
+passes; it is sound for a model whose correction at a pixel follows that pixel's reading (the radiometric
+head, edge.train.models.RadiometricUNet), and the `uniform` protocol and the earlier one (IG of the mean
+corrected temperature) are reported beside it (`physics_uniform`, `physics_output`, on 300 evenly spaced
+frames). Why the correction's size: the corrected temperature is mostly the apparent one, and in a signed
+mean a frame's positive corrections (cavities look hotter) and negative ones (grazing slopes look colder)
+cancel; where the model had to correct, and by how much, is the physical question.
 
 Phase (protocol): |IG| of the mean unwrapped phase against the wrapped-phase jump map (pixels within
 2 px of a 2 pi discontinuity): the concentration = share of |IG| on jumps over their share of the area
@@ -39,12 +42,12 @@ COMPARISON_FRAMES = 300       # frames the earlier thermal protocol is reported 
 
 
 def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: list[str], batch: int = 8,
-                    progress=None, quantity: str = "correction") -> dict:
+                    progress=None, quantity: str = "correction", baseline: str = "uniform") -> dict:
     """Per geometry: mean r and r at the physics scale (with std, n, and the median frame as the example)
-    of |IG| of `quantity` (see the protocol above) against `importance`."""
+    of |IG| of `quantity` from `baseline` (see the protocol above) against `importance`."""
     r_by_geo: dict[str, list[tuple[float, float]]] = {}
     for s in range(0, len(x), batch):
-        for k, a in enumerate(thermal_attribution(model, x[s:s + batch], quantity)):
+        for k, a in enumerate(thermal_attribution(model, x[s:s + batch], quantity, baseline)):
             i = s + k
             r = pearson(a, importance[i])
             r_scale = pearson(cv2.GaussianBlur(a, (0, 0), PHYSICS_SCALE_PX), importance[i])
@@ -64,10 +67,10 @@ def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: li
     return out
 
 
-def thermal_attribution(model, x: np.ndarray, quantity: str = "correction") -> np.ndarray:
+def thermal_attribution(model, x: np.ndarray, quantity: str = "correction", baseline: str = "uniform") -> np.ndarray:
     """|IG| over the thermal and height channels, as the thermal protocol measures it: (N, H, W).
     quantity "output" is the earlier protocol (IG of the mean corrected temperature)."""
-    ig = IGExplainer(model, n_steps=16, baseline="uniform", quantity=quantity)
+    ig = IGExplainer(model, n_steps=16, baseline=baseline, quantity=quantity)
     channels = [i for i, c in enumerate(model.channels) if c in ("thermal", "height")]
     return np.stack([np.abs(e.details.per_channel[channels]).sum(axis=0) for e in ig.explain(x)]).astype(np.float32)
 

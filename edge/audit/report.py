@@ -145,11 +145,16 @@ among those, how often that sensor carries the most evidence.</p>
 <table><tr><th>mode</th><th>count</th><th>suggested remedy</th></tr>{% for k, r in m.failures.modes.items() %}
 <tr><td>{{ k }}</td><td>{{ r.count }}</td><td style="text-align:left">{{ r.remedy }}</td></tr>{% endfor %}</table>
 {% for f in figures.failures %}<figure><img src="data:image/png;base64,{{ f.png }}" width="192"><figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}{% endif %}
-{% if m.physics %}<h2>Physics (thermal)</h2><p>{{ m.protocols.physics }}</p><table><tr><th>geometry</th><th>r (pixel)</th><th>std</th>
-<th>r at physics scale (gate)</th><th>std</th><th>n</th>{% if m.physics_output %}<th>earlier protocol (IG of the mean output): r</th>
+{% if m.physics %}{% set pb = m.physics_baselines or {} %}<h2>Physics (thermal)</h2><p>{{ m.protocols.physics }}</p>
+<p>Judged (gate): IG of the correction from the <b>{{ pb.physics or "uniform" }}</b> baseline{% if m.physics_uniform or m.physics_output %};
+beside it, on an evenly spaced subset,{% if m.physics_uniform %} the same from the uniform baseline{% endif %}{% if m.physics_uniform and m.physics_output %} and{% endif %}{% if m.physics_output %} the earlier protocol (IG of the mean output, uniform){% endif %}{% endif %}.</p>
+<table><tr><th>geometry</th><th>r (pixel)</th><th>std</th>
+<th>r at physics scale (gate)</th><th>std</th><th>n</th>{% if m.physics_uniform %}<th>correction from uniform: r at physics scale</th>{% endif %}
+{% if m.physics_output %}<th>earlier protocol (IG of the mean output): r</th>
 <th>r at physics scale</th>{% endif %}</tr>
 {% for g, r in m.physics.items() %}<tr><td>{{ g }}</td><td>{{ "%.3f"|format(r.r) }}</td><td>{{ "%.3f"|format(r.r_std) }}</td>
 <td>{{ "%.3f"|format(r.r_physics_scale) }}</td><td>{{ "%.3f"|format(r.r_physics_scale_std) }}</td><td>{{ r.n }}</td>
+{% if m.physics_uniform %}<td>{{ "%.3f"|format(m.physics_uniform[g].r_physics_scale) if m.physics_uniform[g] else "–" }}</td>{% endif %}
 {% if m.physics_output and m.physics_output[g] %}<td>{{ "%.3f"|format(m.physics_output[g].r) }}</td>
 <td>{{ "%.3f"|format(m.physics_output[g].r_physics_scale) }}</td>{% endif %}</tr>{% endfor %}</table>
 {% if figures.physics %}<p>One frame per geometry, the one with the geometry's median r:</p>{% endif %}
@@ -236,9 +241,9 @@ def _heat(img: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(heatmap8(img / peak if peak > 0 else img), cv2.COLORMAP_INFERNO)
 
 
-def _physics_figures(model, arrays, physics_metrics: dict) -> list[dict]:
-    """Per geometry, its median-r frame: thermal image | physics importance | |IG of the correction| at the
-    physics scale."""
+def _physics_figures(model, arrays, physics_metrics: dict, baseline: str) -> list[dict]:
+    """Per geometry, its median-r frame: thermal image | physics importance | |IG of the correction| (from
+    the judged protocol's baseline) at the physics scale."""
     from edge.audit.physics import PHYSICS_SCALE_PX, thermal_attribution
 
     out = []
@@ -246,13 +251,15 @@ def _physics_figures(model, arrays, physics_metrics: dict) -> list[dict]:
         i = r.get("example")
         if i is None:
             continue
-        a = cv2.GaussianBlur(thermal_attribution(model, arrays.x[i:i + 1])[0], (0, 0), PHYSICS_SCALE_PX)
+        a = cv2.GaussianBlur(thermal_attribution(model, arrays.x[i:i + 1], baseline=baseline)[0], (0, 0),
+                             PHYSICS_SCALE_PX)
         t = arrays.x[i, model.channels.index("thermal")]
         gray = cv2.cvtColor(cv2.normalize(t, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8), cv2.COLOR_GRAY2BGR)
         panels = [gray, _heat(arrays.targets["physics_importance"][i]), _heat(a)]
         strip = np.concatenate([cv2.resize(p, (160, 160), interpolation=cv2.INTER_AREA) for p in panels], axis=1)
         out.append({"png": _png(strip), "caption": f"{geo} (#{i}): thermal | physics importance |apparent - true| | "
-                                                   f"|IG of the correction| at {PHYSICS_SCALE_PX:.0f} px"})
+                                                   f"|IG of the correction from {baseline}| at "
+                                                   f"{PHYSICS_SCALE_PX:.0f} px"})
     return out
 
 
@@ -276,7 +283,8 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
                                          "caption": f"#{i} {arrays.labels[i]} -> {e.prediction.label}{score} "
                                                     f"({channel}; white: mask)"})
     if metrics.get("physics") and "physics_importance" in arrays.targets:
-        figures["physics"] = _physics_figures(model, arrays, metrics["physics"])
+        figures["physics"] = _physics_figures(model, arrays, metrics["physics"],
+                                              metrics.get("physics_baselines", {}).get("physics", "uniform"))
     cal = metrics.get("calibration")
     if cal:
         figures["reliability"] = _png(reliability_plot(cal["reliability_before"], cal["reliability_after"]))

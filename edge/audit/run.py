@@ -75,18 +75,23 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
         if "physics_importance" in arrays.targets:
             geometries = np.array([m.get("geometry", "?") for m in arrays.meta])
             importance = arrays.targets["physics_importance"]
-            # The gate judges the correction protocol. The earlier one (IG of the mean output) is reported
-            # beside it on an evenly spaced subset: comparing the two needs a few hundred frames, not the
-            # audit's time twice over.
+            # The gate judges the correction from the model's own baseline (`ambient` for a model that
+            # says so, else `uniform`). The others are reported beside it on an evenly spaced subset:
+            # comparing protocols needs a few hundred frames, not the audit's time three times over.
             n = len(arrays.x)
             every = np.unique(np.linspace(0, n - 1, min(n, physics.COMPARISON_FRAMES)).astype(int))
-            for key, quantity, idx in (("physics", "correction", np.arange(n)),
-                                       ("physics_output", "output", every)):
-                with tqdm(total=len(idx), desc=f"physics (IG of the {quantity})", disable=not progress) as bar, \
-                        _stage(metrics, key):
+            judged = model.explained_baseline
+            runs = [("physics", "correction", judged, np.arange(n))]
+            if judged != "uniform":
+                runs.append(("physics_uniform", "correction", "uniform", every))
+            runs.append(("physics_output", "output", "uniform", every))
+            for key, quantity, baseline, idx in runs:
+                with tqdm(total=len(idx), desc=f"physics (IG of the {quantity} from {baseline})",
+                          disable=not progress) as bar, _stage(metrics, key):
                     metrics[key] = physics.thermal_physics(model, arrays.x[idx], importance[idx],
                                                            list(geometries[idx]), progress=bar.update,
-                                                           quantity=quantity)
+                                                           quantity=quantity, baseline=baseline)
+                    metrics.setdefault("physics_baselines", {})[key] = baseline
                     for r in metrics[key].values():        # the report's example frames index the whole set
                         r["example"] = int(idx[r["example"]])
             metrics["protocols"] = {"physics": physics.THERMAL_PROTOCOL}

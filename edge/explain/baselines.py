@@ -13,9 +13,11 @@ Which input is neutral depends on the physics of the task:
   hands the correction to the pixels whose readings needed it. The exact physics, explained this way,
   lies on the simulator's physics map at r 0.92-0.95 on every shaped geometry, where `uniform` reaches
   only 0.26-0.83 (docs/audits/thermal/physics_ceiling.py). The path runs through temperatures between
-  ambient and the part's: sound only for a model that has seen parts that cool (`edge-xai simulate
-  --temperature-k`); the shipped model, trained on 330-380 K, has not, and is not explained this way by
-  default.
+  ambient and the part's: sound for a model whose correction at a pixel follows that pixel's reading
+  and the part's shape (the radiometric head, `edge.train.models.RadiometricUNet`, whose manifest names
+  this baseline as its default: `explain.baseline`), or one that has seen parts that cool (`edge-xai
+  simulate --temperature-k`). A residual U-Net trained on 330-380 K has not, and corrects from its
+  neighbourhood: it is explained from `uniform`.
 - phase unwrapping: `flat`, zero phase everywhere, a flat mirror.
 A user-supplied array of the input's shape is accepted everywhere.
 """

@@ -92,6 +92,14 @@ class Model:
         return None if value is None else (c, float(value))
 
     @property
+    def explained_baseline(self) -> str:
+        """The IG baseline this model is explained from by default (manifest `explain.baseline`), else the
+        task's (`edge.explain.baselines.DEFAULTS`)."""
+        from edge.explain.baselines import DEFAULTS
+
+        return self.manifest.get("explain", {}).get("baseline") or DEFAULTS.get(self.task, "black")
+
+    @property
     def explained_quantity(self) -> str:
         """What Integrated Gradients explains by default for this model (manifest `explain.quantity`):
         "output", or "correction" (the size of output - input[residual_channel]; see IGExplainer)."""

@@ -86,6 +86,8 @@ def test_thermal_audit_reports_physics_per_geometry(test_set, tmp_path):
     assert set(m["physics_output"]) == set(m["physics"])
     assert sum(r["n"] for r in m["physics_output"].values()) == sum(r["n"] for r in m["physics"].values())
     assert m["physics_output"] != m["physics"] and "earlier protocol (IG of the mean output)" in html
+    # the shipped residual-head model names no baseline: judged from uniform, nothing else beside
+    assert m["physics_baselines"] == {"physics": "uniform", "physics_output": "uniform"} and "physics_uniform" not in m
 
 
 def test_data_the_model_cannot_read_fails_naming_the_channel(tmp_path):

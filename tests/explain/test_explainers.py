@@ -201,7 +201,7 @@ def test_ig_of_the_correction_equals_captum_on_output_minus_apparent(thermal, ta
     model, net = thermal
     assert model.residual_channel == 0 and model.explained_quantity == "correction"
     x = frames(model, 2)
-    ours = IGExplainer(model, n_steps=32, quadrature="riemann_middle").explain(x, target)
+    ours = IGExplainer(model, n_steps=32, quadrature="riemann_middle", baseline="uniform").explain(x, target)
     _, weights = parse_target(target, [], (2, 1, 128, 128))
     xt = torch.from_numpy(x)
     with torch.no_grad():
