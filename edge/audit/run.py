@@ -23,6 +23,7 @@ from edge.data.loader import simulator_recipe
 from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics, served_in_tiles
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
+from edge.explain.baselines import default_baseline
 from edge.explain.sensors import leading_channel
 from edge.runtime.calibration import calibration_report
 from edge.runtime.manifest import predict_sha256
@@ -80,7 +81,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
             # comparing protocols needs a few hundred frames, not the audit's time three times over.
             n = len(arrays.x)
             every = np.unique(np.linspace(0, n - 1, min(n, physics.COMPARISON_FRAMES)).astype(int))
-            judged = model.explained_baseline
+            judged = default_baseline(model)
             runs = [("physics", "correction", judged, np.arange(n))]
             if judged != "uniform":
                 runs.append(("physics_uniform", "correction", "uniform", every))

@@ -32,6 +32,12 @@ DEFAULTS = {"defect": "blur", "thermal": "uniform", "phase": "flat"}
 KINDS = ("black", "blur", "uniform", "zero", "flat", "ambient")
 
 
+def default_baseline(model) -> str:
+    """The baseline a model is explained from unless asked otherwise: the one its manifest names
+    (`explain.baseline`, e.g. `ambient` for the radiometric thermal head), else its task's."""
+    return model.explained_baseline or DEFAULTS.get(model.task, "black")
+
+
 def make_baseline(x: np.ndarray, kind: str | np.ndarray, task: str,
                   constant_channels: tuple[int, ...] = (), ambient: tuple[int, float] | None = None) -> np.ndarray:
     """Baseline for a graph-space batch x (N, C, H, W). `constant_channels` (e.g. the pixel-pitch plane)

@@ -21,7 +21,7 @@ import numpy as np
 from edge.data.arrays import SCALAR_PLANES
 from edge.errors import InvalidInput
 from edge.explain.base import Explainer, Explanation, IGDetails, Timer, class_indices, predictions
-from edge.explain.baselines import make_baseline
+from edge.explain.baselines import default_baseline, make_baseline
 from edge.explain.cuda import device_kernels
 from edge.explain.ig_math import completeness_delta, interpolation_batch, reduce_path
 from edge.explain.quadrature import quadrature_rule
@@ -154,7 +154,7 @@ class IGExplainer(Explainer):
         super().__init__(model)
         quadrature_rule(quadrature, n_steps)   # fail now on a bad rule, not after the first call
         self.n_steps, self.quadrature = n_steps, quadrature
-        self.baseline = model.explained_baseline if baseline is None else baseline
+        self.baseline = default_baseline(model) if baseline is None else baseline
         self.internal_batch_size = internal_batch_size
         self.tolerance, self.budget_ms = tolerance, budget_ms
         self._kernels = None          # the CUDA kernels, once looked up (False: the host path)

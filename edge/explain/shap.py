@@ -26,7 +26,7 @@ import numpy as np
 from edge.data.arrays import SCALAR_PLANES
 from edge.errors import InvalidInput
 from edge.explain.base import Explainer, Explanation, ShapDetails, Timer, class_indices, predictions
-from edge.explain.baselines import make_baseline
+from edge.explain.baselines import default_baseline, make_baseline
 from edge.explain.patches import DEFAULT_PATCH, DEFAULT_STRIDE, PatchGrid
 from edge.explain.shapley import ESTIMATORS, estimate
 from edge.explain.targets import parse_target
@@ -50,7 +50,7 @@ class PatchShapExplainer(Explainer):
         if budget < 4:
             raise InvalidInput(f"SHAP budget {budget}: at least 4 evaluations are needed")
         self.budget, self.estimator, self.seed, self.batch_size = budget, estimator, seed, batch_size
-        self.baseline = model.explained_baseline if baseline is None else baseline
+        self.baseline = default_baseline(model) if baseline is None else baseline
         self.constant_channels = tuple(i for i, c in enumerate(model.channels) if c in SCALAR_PLANES)
 
     def _value_fn(self, x: np.ndarray, base: np.ndarray, score):

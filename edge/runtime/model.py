@@ -92,12 +92,10 @@ class Model:
         return None if value is None else (c, float(value))
 
     @property
-    def explained_baseline(self) -> str:
-        """The IG baseline this model is explained from by default (manifest `explain.baseline`), else the
-        task's (`edge.explain.baselines.DEFAULTS`)."""
-        from edge.explain.baselines import DEFAULTS
-
-        return self.manifest.get("explain", {}).get("baseline") or DEFAULTS.get(self.task, "black")
+    def explained_baseline(self) -> str | None:
+        """The IG baseline the manifest names for this model (`explain.baseline`), or None: the task's
+        default (`edge.explain.baselines.default_baseline` resolves it)."""
+        return self.manifest.get("explain", {}).get("baseline")
 
     @property
     def explained_quantity(self) -> str:
