@@ -107,19 +107,27 @@ def served_logits(model: Model, data: Path, arrays, logits: np.ndarray, progress
     return out, len(tiled)
 
 
-def _decide_tiled(model: Model, data: Path, paths: list[Path], progress: bool = False) -> np.ndarray:
-    """The deciding logits of these frames as the served path decides them: read again at their own size,
-    cut into tiles at the training scale, the worst tile decides (`edge.explain.decide_frames`)."""
+def served_views(model: Model, data: Path, paths: list[Path], progress: bool = False, desc: str = "tiled frames"):
+    """Frames of data set `data` read again at their own size, as the served path gets them: one
+    `FrameView` (its inputs, tiled where the frame is much larger than the training images) per path, in
+    order."""
     from tqdm import tqdm
 
     from edge.data import loader
     from edge.data.arrays import frame_planes
-    from edge.explain import decide_frames, frame_view
+    from edge.explain import frame_view
 
     items = {item.path: item for item in loader.scan(Path(data))}
-    return np.concatenate([decide_frames(model, [frame_view(frame_planes(loader.load_sample(items[p]), model.channels),
-                                                             model)])
-                           for p in tqdm(paths, desc="tiled frames", unit="frame", disable=not progress)])
+    for p in tqdm(paths, desc=desc, unit="frame", disable=not progress):
+        yield frame_view(frame_planes(loader.load_sample(items[p]), model.channels), model)
+
+
+def _decide_tiled(model: Model, data: Path, paths: list[Path], progress: bool = False) -> np.ndarray:
+    """The deciding logits of these frames as the served path decides them: read again at their own size,
+    cut into tiles at the training scale, the worst tile decides (`edge.explain.decide_frames`)."""
+    from edge.explain import decide_frames
+
+    return np.concatenate([decide_frames(model, [view]) for view in served_views(model, data, paths, progress)])
 
 
 def format_report(metrics: dict) -> str:

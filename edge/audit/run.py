@@ -205,18 +205,16 @@ def _served_flags(model: Model, policy, data: Path, frames, progress: bool) -> t
     """The review flag's reasons and the decided class index for each frame of `frames` (loaded from `data`)
     as the service flags it: from its one letterboxed input, or, for a frame it inspects in tiles, from the
     deciding tile's explanation (the frame read again at its own size); and how many frames were tiled."""
-    from edge.data import loader
-    from edge.data.arrays import frame_planes
-    from edge.explain import explain_frames, frame_view
+    from edge.evaluate import served_views
+    from edge.explain import explain_frames
 
     flags, answers = review.flags_for(model, frames.x, policy)
     predicted = answers["predicted"].copy()
     tiled = served_in_tiles(frames.source_shapes, model.input_spec)
     if tiled:
         g = GradCAMExplainer(model)
-        items = {item.path: item for item in loader.scan(data)}
-        for i in tqdm(tiled, desc="tiled frames (review flag)", unit="frame", disable=not progress):
-            view = frame_view(frame_planes(loader.load_sample(items[frames.paths[i]]), model.channels), model)
+        views = served_views(model, data, [frames.paths[i] for i in tiled], progress, "tiled frames (review flag)")
+        for i, view in zip(tiled, views):
             [r] = explain_frames(g, [view])
             flags[i] = policy.reasons_for(r.explanation, model.ok_class)
             predicted[i] = model.classes.index(r.explanation.prediction.label)
