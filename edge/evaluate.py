@@ -41,10 +41,7 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     result: dict = {"task": task, "model": m.get("name"), "samples": len(arrays.labels), "data": str(data)}
     if task == "defect":
         classes = model.classes
-        unknown = sorted(set(arrays.labels) - set(classes))
-        if unknown:
-            raise InvalidInput(f"{data}: classes {unknown} are not among the model's {classes}")
-        y = np.array([classes.index(lbl) for lbl in arrays.labels])
+        y = model.class_indices(arrays.labels, data)
         out, tiled = served_logits(model, data, arrays, out, progress)
         if tiled:
             result["tiled_frames"] = tiled
@@ -179,9 +176,7 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     if not model.classes:
         raise InvalidInput(f"{model_dir}: a {model.task} model has no class confidences to calibrate")
     arrays = load_arrays(data, model.input_shape[1], model.channels, (), limit=limit, progress=progress)
-    unknown = sorted(set(arrays.labels) - set(model.classes))
-    if unknown:
-        raise InvalidInput(f"{data}: classes {unknown} are not among the model's {model.classes}")
+    model.class_indices(arrays.labels, data)       # fail on an unknown class before the tiles are cut
     tiles = None
     tiled = served_in_tiles(arrays.source_shapes, model.input_spec)
     if tiled:
@@ -195,7 +190,7 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
                  "left_out": left_out_text(cut)}
         if not len(arrays.x):
             raise InvalidInput(f"{data}: no input left after cutting its large frames into tiles ({tiles['left_out']})")
-    y = np.array([model.classes.index(lbl) for lbl in arrays.labels])
+    y = model.class_indices(arrays.labels, data)
     entry = fit_calibration(model.predict(arrays.x, batch_size=batch_size), y, str(data))
     if "fitted_temperature" not in entry and entry["method"] == "none":       # too few samples to fit
         raise InvalidInput(f"{data}: {entry['reason']}")

@@ -20,7 +20,6 @@ from tqdm import tqdm
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.data.loader import simulator_recipe
-from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics, served_in_tiles
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.baselines import default_baseline
@@ -193,14 +192,6 @@ def _faithfulness_samples(true_index: np.ndarray, ok_index: int | None, n: int, 
     return np.sort(rng.permutation(pool)[:min(n, len(pool))])
 
 
-def _true_index(model: Model, labels: list[str]) -> np.ndarray:
-    """Each label's class index, or the error naming the classes the model does not know."""
-    unknown = sorted(set(labels) - set(model.classes))
-    if unknown:
-        raise InvalidInput(f"the data has classes the model does not know: {', '.join(unknown)}")
-    return np.array([model.classes.index(lab) for lab in labels])
-
-
 def _served_flags(model: Model, policy, data: Path, frames, progress: bool) -> tuple[list[list[str]], np.ndarray, int]:
     """The review flag's reasons and the decided class index for each frame of `frames` (loaded from `data`)
     as the service flags it: from its one letterboxed input, or, for a frame it inspects in tiles, from the
@@ -234,7 +225,7 @@ def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[st
     tile = served_tile(model.input_spec)
     logits, tiled = served_logits(model, data, frames, model.predict(frames.x), progress)
     decided = {"samples": len(frames.x), "tiled_frames": tiled,
-               **classification_metrics(_true_index(model, frames.labels), logits.argmax(1), model.classes)}
+               **classification_metrics(model.class_indices(frames.labels, data), logits.argmax(1), model.classes)}
     arrays, cut = load_as_served(data, model.input_spec, model.ok_class, model.channels, targets, limit, seed,
                                  progress)
     left = {k: v for k, v in cut["left_out"].items() if v}
@@ -260,7 +251,7 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
     g = GradCAMExplainer(model)
     heat = np.zeros((len(arrays.x), *arrays.x.shape[2:]), np.float32)
     predicted: list[str] = []
-    true_index = _true_index(model, arrays.labels)
+    true_index = model.class_indices(arrays.labels, metrics["data"]["dir"])
     pitch = [m.get("pixel_pitch_mm") for m in arrays.meta]
     descriptors: dict[str, list[str]] = {}      # the served sentence's primary descriptor, right answers
     with _stage(metrics, "grad-cam"):
@@ -300,7 +291,7 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
                 # right or wrong only where the frames' classes are the model's (another camera may name others)
                 correct = None
                 if len(ood.labels) and set(ood.labels) <= set(model.classes):
-                    correct = ood_predicted == np.array([model.classes.index(c) for c in ood.labels])
+                    correct = ood_predicted == model.class_indices(ood.labels, ood_dir)
                 geometry = [m.get("geometry") for m in ood.meta]          # simulated parts record their shape
                 geometry = [str(g) for g in geometry] if geometry and None not in geometry else None
                 metrics["review"]["out_of_distribution"] = {

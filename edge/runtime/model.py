@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.data.preprocess import Normalisation
-from edge.errors import NotFound
+from edge.errors import InvalidInput, NotFound
 from edge.runtime.calibration import softmax_t
 from edge.runtime.engine import Engine, InputError, make_engine
 from edge.runtime.manifest import audit_status, load_manifest, predict_sha256
@@ -48,6 +48,15 @@ class Model:
     def channels(self) -> list[str]:
         """Input channel names, in the graph's channel order."""
         return list(self.manifest["channels"])
+
+    def class_indices(self, labels: list[str], source: object) -> np.ndarray:
+        """Each label's index in `classes`; InvalidInput naming `source` (the data set) and every label the
+        model was not trained on, before anything is predicted."""
+        classes = self.classes
+        unknown = sorted(set(labels) - set(classes))
+        if unknown:
+            raise InvalidInput(f"{source}: classes {unknown} are not among the model's {classes}")
+        return np.array([classes.index(label) for label in labels], dtype=np.int64)
 
     @property
     def ok_class(self) -> str:

@@ -107,6 +107,23 @@ def test_data_the_model_cannot_read_fails_naming_the_channel(tmp_path):
         audit(MODELS / "defect", tmp_path / "d", tmp_path / "r", progress=False)
 
 
+def test_a_class_the_model_was_not_trained_on_fails_before_anything_is_predicted(tmp_path):
+    """evaluate, calibrate and the audit share one check: the data set's folder and the unknown class named."""
+    from edge.audit.run import audit
+    from edge.errors import InvalidInput
+    from edge.evaluate import calibrate, evaluate
+    from edge.sim.sample import write_dataset
+
+    data = write_dataset(tmp_path / "d", 12, seed=5, progress=False)
+    (data / "crack").rename(data / "dent")
+    for run in (lambda: evaluate(MODELS / "defect", data, progress=False),
+                lambda: calibrate(MODELS / "defect", data, progress=False),
+                lambda: audit(MODELS / "defect", data, tmp_path / "r", progress=False)):
+        with pytest.raises(InvalidInput, match=rf"{data}: classes \['dent'\] are not among the model's"):
+            run()
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
 def test_gate_policy_and_exit_codes(tmp_path, capsys):
     metrics = {"classification": {"accuracy": 1.0},
                "localisation": {"crack": {"iou_mean": 0.03, "iou_tolerant_mean": 0.6, "iou_grown_mean": 0.7, "n": 5},
