@@ -2,7 +2,7 @@
 
 The default policy uses the seed paper's thresholds: Grad-CAM IoU > 0.5 for every defect class, thermal
 physics r > 0.7 for every non-flat geometry and |r| < 0.3 on flat parts, faithful explanations (deletion
-AUC below the random order's, insertion AUC above it) and a passed sanity check (maps of a randomised
+AUC below that of a random map as smooth as the explained ones, insertion AUC above it) and a passed sanity check (maps of a randomised
 model differ: Spearman rank correlation < 0.5, as Adebayo et al. 2018 compare them). The IoU judged by
 default is the tolerant one (a map pixel within one Grad-CAM cell of the mask counts as a hit; see
 audit.localisation): pixel IoU is bounded far

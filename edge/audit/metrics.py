@@ -138,6 +138,27 @@ def perturbation_curve(score_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarr
     return np.asarray(score_fn(batch), np.float64)
 
 
+def random_map_order(shape: tuple[int, int], cell: int, rng: np.random.Generator) -> np.ndarray:
+    """Flat pixel order (most important first) of a random map as smooth as the explained ones: uniform
+    noise on a grid of one value per `cell` x `cell` pixels (the Grad-CAM layer's cell), upsampled
+    bilinearly as the maps are. It is the comparator of the deletion and insertion curves: a random
+    pixel order changes one pixel in twenty at the first step, everywhere, and a classifier of textured
+    surfaces reacts to that speckle itself, wherever a map points. Measured on defect samples (40 each):
+    simulated defects on real solar-cell texture (docs/real/real-texture-sim), deletion AUC 0.255 in
+    Grad-CAM order against 0.249 in random pixel order ("unfaithful") and 0.313 in this order; 256 px
+    tiles of large frames, insertion 0.725 against 0.748 and 0.570. Where the map's own perturbation is
+    no artefact the two random orders agree (NEU-DET deletion 0.633 / 0.680, Grad-CAM 0.451). With the same
+    shape of perturbation on both sides, the curves differ by where the map points only."""
+    import cv2
+
+    h, w = shape
+    cell = max(1, int(cell))
+    grid = rng.random((-(-h // cell), -(-w // cell))).astype(np.float32)
+    smooth = cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
+    # ties (flat stretches) broken at random, not in raster order
+    return np.lexsort((rng.random(h * w), -smooth.ravel()))
+
+
 def auc(curve: np.ndarray) -> float:
     """Area under a curve sampled evenly on [0, 1] (trapezoid rule)."""
     y = np.asarray(curve, np.float64)

@@ -2,7 +2,9 @@
 
 - faithfulness: deletion and insertion curves of the true-class probability, pixels in Grad-CAM order
   (most important first) replaced by the blur baseline / restored into it, 20 steps; AUC of each
-  (deletion low and insertion high is faithful), against the same curves in a random pixel order;
+  (deletion low and insertion high is faithful), against the same curves in the order of a random map
+  as smooth as Grad-CAM's (`random_map_order`: the same shape of perturbation, placed at random; the
+  curves in a random pixel order are reported beside, `*_random_pixels_auc`);
   the mean curves are plotted in the report; judged on defect-class samples where the model has a
   defect-free class (its maps have nothing to point at);
 - top SHAP patch in defect: share of defective samples whose most positive SHAP patch overlaps the
@@ -26,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.audit.metrics import auc, cosine_similarity, grow, perturbation_curve, rank_correlation
+from edge.audit.localisation import cell_tolerance
+from edge.audit.metrics import auc, cosine_similarity, grow, perturbation_curve, random_map_order, rank_correlation
 from edge.explain import GradCAMExplainer, PatchShapExplainer, explain_in_words, make_baseline
 from edge.runtime.model import Model, softmax
 
@@ -36,17 +39,22 @@ def faithfulness(model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarray
     rng = np.random.default_rng(seed)
     xn = model.normalisation.apply(x)
     base = make_baseline(xn, "blur", model.task)
-    curves: dict[str, list[np.ndarray]] = {"deletion": [], "insertion": [], "deletion_random": [], "insertion_random": []}
+    cell = cell_tolerance(model.manifest)
+    curves: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "deletion", "insertion", "deletion_random", "insertion_random", "deletion_random_pixels",
+        "insertion_random_pixels")}
     for i in range(len(x)):
         c = int(classes[i])
 
         def score(batch, c=c):
             return softmax(model.run("predict", {"input": batch})[0].astype(np.float64))[:, c]
         order = np.argsort(-heatmaps[i].ravel(), kind="stable")
-        rand = rng.permutation(order.size)
-        for name, o, ins in (("deletion", order, False), ("insertion", order, True),
-                             ("deletion_random", rand, False), ("insertion_random", rand, True)):
-            curves[name].append(perturbation_curve(score, xn[i], base[i], o, steps, insertion=ins))
+        rand = random_map_order(heatmaps[i].shape, cell, rng)
+        pixels = rng.permutation(order.size)
+        for name, o in (("", order), ("_random", rand), ("_random_pixels", pixels)):
+            for kind in ("deletion", "insertion"):
+                curves[kind + name].append(perturbation_curve(score, xn[i], base[i], o, steps,
+                                                              insertion=kind == "insertion"))
     # AUC of each sample's curve, averaged (= AUC of the mean curve: the trapezoid rule is linear);
     # the mean curves themselves go into the report's figure.
     return ({f"{k}_auc": float(np.mean([auc(v_i) for v_i in v])) for k, v in curves.items()}

@@ -105,9 +105,11 @@ around it), smoothed by 1 px, to the power 0.5. Thin defects get thin maps; it c
 {% if m.quality %}{% set q = m.quality %}<h2>Explanation quality</h2>
 <table><tr><th>measure</th><th>value</th><th>reference</th><th>n</th></tr>
 <tr><td>deletion AUC (lower is faithful)</td><td>{{ "%.3f"|format(q.faithfulness.deletion_auc) }}</td>
-<td>random order {{ "%.3f"|format(q.faithfulness.deletion_random_auc) }}</td><td>{{ q.faithfulness.n }}</td></tr>
+<td>random map order {{ "%.3f"|format(q.faithfulness.deletion_random_auc) }}{% if q.faithfulness.deletion_random_pixels_auc is defined %}
+(random pixels {{ "%.3f"|format(q.faithfulness.deletion_random_pixels_auc) }}){% endif %}</td><td>{{ q.faithfulness.n }}</td></tr>
 <tr><td>insertion AUC (higher is faithful)</td><td>{{ "%.3f"|format(q.faithfulness.insertion_auc) }}</td>
-<td>random order {{ "%.3f"|format(q.faithfulness.insertion_random_auc) }}</td><td>{{ q.faithfulness.n }}</td></tr>
+<td>random map order {{ "%.3f"|format(q.faithfulness.insertion_random_auc) }}{% if q.faithfulness.insertion_random_pixels_auc is defined %}
+(random pixels {{ "%.3f"|format(q.faithfulness.insertion_random_pixels_auc) }}){% endif %}</td><td>{{ q.faithfulness.n }}</td></tr>
 <tr><td>top SHAP patch in the defect</td><td>{{ "–" if q.shap.top_patch_in_defect is none else "%.3f"|format(q.shap.top_patch_in_defect) }}</td>
 <td>share of defective samples</td><td>{{ q.shap.n_defects }}</td></tr>
 <tr><td>top-5 patches' share of f(x) − f(baseline)</td><td>{{ "–" if q.shap.top5_completeness is none else "%.3f"|format(q.shap.top5_completeness) }}</td>
@@ -127,7 +129,8 @@ class's physical signature (simulated data){% endif %}.</p>
 <td>{% if r.right_share is defined %}{{ "%.2f"|format(r.right_share) }} ({{ r.expected }}){% else %}—{% endif %}</td><td>{{ r.n }}</td></tr>{% endfor %}</table>{% endif %}{% endfor %}
 {% if figures.faithfulness %}<figure><img src="data:image/png;base64,{{ figures.faithfulness }}" width="520">
 <figcaption>Mean deletion and insertion curves over {{ q.faithfulness.n }} samples{% if q.faithfulness.judged_on %} ({{ q.faithfulness.judged_on }}){% endif %}: pixels in {{ cam_name }} order (strong) and
-in random order (pale). A faithful map makes deletion fall and insertion rise sooner than random.</figcaption></figure>{% endif %}
+in the order of a random map as smooth as the explained ones (pale: the same shape of perturbation, placed at
+random). A faithful map makes deletion fall and insertion rise sooner than random.</figcaption></figure>{% endif %}
 <details><summary>protocols</summary><pre>{{ m.protocols.quality }}</pre></details>{% endif %}
 {% if m.sensors %}<h2>Evidence per sensor</h2>
 <p>Share of the class evidence per input channel: the drop of the class logit when the heatmap's region
