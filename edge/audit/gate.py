@@ -2,8 +2,9 @@
 
 The default policy uses the seed paper's thresholds: Grad-CAM IoU > 0.5 for every defect class, thermal
 physics r > 0.7 for every non-flat geometry and |r| < 0.3 on flat parts, faithful explanations (deletion
-AUC below that of a random map as smooth as the explained ones, insertion AUC above it) and a passed sanity check (maps of a randomised
-model differ: Spearman rank correlation < 0.5, as Adebayo et al. 2018 compare them). The IoU judged by
+AUC below that of a random map as smooth as the explained ones, insertion AUC above it) and a passed
+sanity check (maps of a randomised model differ: Spearman rank correlation < 0.5, as Adebayo et al. 2018
+compare them). The IoU judged by
 default is the tolerant one (a map pixel within one Grad-CAM cell of the mask counts as a hit; see
 audit.localisation): pixel IoU is bounded far
 below 0.5 for defects thinner than a cell, whatever the model attends to. Likewise the physics r judged

@@ -143,12 +143,12 @@ def random_map_order(shape: tuple[int, int], cell: int, rng: np.random.Generator
     noise on a grid of one value per `cell` x `cell` pixels (the Grad-CAM layer's cell), upsampled
     bilinearly as the maps are. It is the comparator of the deletion and insertion curves: a random
     pixel order changes one pixel in twenty at the first step, everywhere, and a classifier of textured
-    surfaces reacts to that speckle itself, wherever a map points. Measured on defect samples (40 each):
-    simulated defects on real solar-cell texture (docs/real/real-texture-sim), deletion AUC 0.255 in
-    Grad-CAM order against 0.249 in random pixel order ("unfaithful") and 0.313 in this order; 256 px
-    tiles of large frames, insertion 0.725 against 0.748 and 0.570. Where the map's own perturbation is
-    no artefact the two random orders agree (NEU-DET deletion 0.633 / 0.680, Grad-CAM 0.451). With the same
-    shape of perturbation on both sides, the curves differ by where the map points only."""
+    surfaces reacts to that speckle itself, wherever a map points. Measured in the audits of
+    docs/real/README.md (60 defect samples each, map order / random pixels / this order): simulated
+    defects on real solar-cell texture, deletion AUC 0.250 / 0.227 / 0.303 (the pixel order called the
+    map unfaithful); tiles of large frames, insertion 0.706 / 0.750 / 0.582. Where the map's own
+    perturbation is no artefact the two random orders agree (NEU-DET deletion 0.438 / 0.644 / 0.665).
+    With the same shape of perturbation on both sides, the curves differ by where the map points only."""
     import cv2
 
     h, w = shape
