@@ -216,8 +216,9 @@ def _cmd_dataset_tiles(args: argparse.Namespace) -> int:
     print(f"wrote {r['tiles']} tiles of {args.tile} px from {r['frames']} frames to {r['out']} "
           f"({', '.join(f'{c} {n}' for c, n in r['classes'].items()) or 'no tiles'}); "
           + (f"defect-free class: {ok} ({why})" if ok else f"defect-free class: {why}"))
-    if left_out_text(r):
-        print("left out: " + left_out_text(r))
+    left = left_out_text(r)
+    if left:
+        print("left out: " + left)
     if r["left_out"]["defect_frames_without_a_defect_tile"]:
         print("some defect frames have no tile holding half of their defect (a defect larger than the overlap, cut "
               "between tiles): a larger --tile or --overlap keeps them; tiles.csv lists the frames that gave tiles")

@@ -199,9 +199,15 @@ def _served_flags(model: Model, policy, data: Path, frames, progress: bool) -> t
     from edge.evaluate import served_views
     from edge.explain import explain_frames
 
-    flags, answers = review.flags_for(model, frames.x, policy)
-    predicted = answers["predicted"].copy()
     tiled = served_in_tiles(frames.source_shapes, model.input_spec)
+    whole = np.setdiff1d(np.arange(len(frames.x)), tiled)
+    flags: list[list[str]] = [[] for _ in range(len(frames.x))]
+    predicted = np.zeros(len(frames.x), np.int64)
+    if len(whole):              # a tiled frame's letterboxed input is not what the service explains: skip it
+        whole_flags, answers = review.flags_for(model, frames.x[whole], policy)
+        for i, f in zip(whole, whole_flags):
+            flags[i] = f
+        predicted[whole] = answers["predicted"]
     if tiled:
         g = GradCAMExplainer(model)
         views = served_views(model, data, [frames.paths[i] for i in tiled], progress, "tiled frames (review flag)")
