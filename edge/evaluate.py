@@ -37,12 +37,11 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     size = m["input"]["size"][0]
     target = m.get("output", {}).get("field")
     arrays = load_arrays(data, size, m["channels"], (target,) if target else (), limit=limit, progress=progress)
-    out = model.predict(arrays.x, batch_size=batch_size)
     result: dict = {"task": task, "model": m.get("name"), "samples": len(arrays.labels), "data": str(data)}
     if task == "defect":
         classes = model.classes
         y = model.class_indices(arrays.labels, data)
-        out, tiled = served_logits(model, data, arrays, out, progress)
+        out, tiled = served_logits(model, data, arrays, progress, batch_size)
         if tiled:
             result["tiled_frames"] = tiled
         result.update(classification_metrics(y, out.argmax(1), classes))
@@ -52,7 +51,7 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
         result["calibration"] = {k: v for k, v in cal.items() if not k.startswith("reliability")}
         return result
     truth = arrays.targets[target]
-    pred = out[:, 0]
+    pred = model.predict(arrays.x, batch_size=batch_size)[:, 0]
     geometries = [str(meta.get("geometry", "unknown")) for meta in arrays.meta]
     if task == "thermal":
         apparent = arrays.x[:, m["channels"].index("thermal")]
@@ -91,16 +90,20 @@ def served_in_tiles(shapes: list[tuple[int, int]], manifest_input: dict) -> list
     return [i for i, (h, w) in enumerate(shapes) if should_tile(h, w, manifest_input)]
 
 
-def served_logits(model: Model, data: Path, arrays, logits: np.ndarray, progress: bool = False
+def served_logits(model: Model, data: Path, arrays, progress: bool = False, batch_size: int = 64
                   ) -> tuple[np.ndarray, int]:
-    """The logits the served path decides the frames of `arrays` (loaded from `data`) by: `logits`, their
-    letterboxed inputs' (N, K), with the rows of frames it inspects in tiles replaced by their deciding
-    tile's; and how many frames those are."""
+    """The logits (N, K) the served path decides the frames of `arrays` (loaded from `data`) by, and how many
+    of them it inspects in tiles: a frame read whole by its letterboxed input in `arrays.x`, a frame much
+    larger than the training images by its deciding tile (read again at its own size; its letterboxed
+    input is not run, the served path never reads it)."""
     tiled = served_in_tiles(arrays.source_shapes, model.input_spec)
-    if not tiled:
-        return logits, 0
-    out = logits.copy()
-    out[tiled] = _decide_tiled(model, data, [arrays.paths[i] for i in tiled], progress)
+    whole = np.setdiff1d(np.arange(len(arrays.x)), tiled)
+    out = np.empty((len(arrays.x), len(model.classes)), np.float32)
+    if len(whole):
+        x = arrays.x if len(whole) == len(arrays.x) else arrays.x[whole]
+        out[whole] = model.predict(x, batch_size=batch_size)
+    if tiled:
+        out[tiled] = _decide_tiled(model, data, [arrays.paths[i] for i in tiled], progress)
     return out, len(tiled)
 
 

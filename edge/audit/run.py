@@ -229,7 +229,7 @@ def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[st
     from edge.evaluate import served_logits
 
     tile = served_tile(model.input_spec)
-    logits, tiled = served_logits(model, data, frames, model.predict(frames.x), progress)
+    logits, tiled = served_logits(model, data, frames, progress)
     decided = {"samples": len(frames.x), "tiled_frames": tiled,
                **classification_metrics(model.class_indices(frames.labels, data), logits.argmax(1), model.classes)}
     arrays, cut = load_as_served(data, model.input_spec, model.ok_class, model.channels, targets, limit, seed,

@@ -96,8 +96,11 @@ def test_evaluate_and_the_audit_read_large_frames_in_tiles_as_served(spot_model,
     data = tmp_path / "data"
     for cls in ("ok", "spot"):
         (data / cls).mkdir(parents=True)
-    cv2.imwrite(str(data / "ok" / "small.png"), spot_image(rng, SIZE, SIZE))
-    cv2.imwrite(str(data / "ok" / "large.png"), spot_image(rng, 160, 240))
+    oks = [spot_image(rng, SIZE, SIZE), spot_image(rng, 160, 240)]
+    cv2.imwrite(str(data / "ok" / "small.png"), oks[0])
+    cv2.imwrite(str(data / "ok" / "large.png"), oks[1])
+    served_ok = [r.explanation.prediction.label for r in explain_frames(
+        GradCAMExplainer(spot_model), [frame_view(_planes(img), spot_model) for img in oks])]
     # spots of radius 3 in 160x240 frames: shrunk whole into 48 px they are about half lost, in tiles found
     served = []
     for i in range(6):
@@ -111,6 +114,7 @@ def test_evaluate_and_the_audit_read_large_frames_in_tiles_as_served(spot_model,
     assert metrics["tiled_frames"] == 7 and "7 frames much larger" in format_report(metrics)
     # evaluate counts what the served path answers for the same files
     assert metrics["per_class"]["spot"]["recall"] == served.count("spot") / 6
+    assert metrics["per_class"]["ok"]["recall"] == served_ok.count("ok") / 2   # the whole frame and the tiled one
     for f in [data / "ok" / "large.png", *(data / "spot").glob("large*.png")]:
         f.unlink()
     cv2.imwrite(str(data / "spot" / "same.png"), spot_image(rng, SIZE, SIZE, centre=(20, 20)))
