@@ -177,6 +177,8 @@ def test_explain_errors_name_what_is_wrong(frame_file, capsys, args, message):
 def test_explain_names_a_missing_input(capsys):
     assert main(["explain", "--model", str(MODELS / "defect"), "--input", "nope.npz"]) == 2
     assert "nope.npz: no such file" in capsys.readouterr().err
+    assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(MODELS)]) == 2
+    assert "a folder; this reads one file" in capsys.readouterr().err
 
 
 @pytest.mark.slow

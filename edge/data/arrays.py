@@ -83,6 +83,10 @@ def load_input(path: Path, names: Sequence[str], size: int) -> tuple[np.ndarray,
     """One file in the dataset format (mask `<stem>.mask.png` beside it, if any) as a model batch
     (1, C, size, size), with the sample it came from."""
     path = Path(path)
+    if path.is_dir():
+        raise loader.DatasetError(f"{path}: a folder; this reads one file (a folder of frames goes through a "
+                                  "running node with `edge-xai station --input FOLDER`, a labelled data set "
+                                  "through `edge-xai evaluate` or `audit`)")
     if not path.is_file():
         raise loader.DatasetError(f"{path}: no such file")
     stem = path.name.split(".")[0]
