@@ -316,6 +316,15 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         e.timings_ms["sensors"] = (time.perf_counter() - t0) * 1e3
         e.sentence = with_sensor_phrase(e.sentence or "", model.channels, shares)
     record = explanation_record(e, model)
+    if cam and not args.guided and args.method == model.cam_method:
+        # The review flag as the service raises it: its thresholds were fitted on this map (the model's own
+        # CAM, unrefined), so another method's or a guided map's concentration would not be comparable.
+        from edge.explain.review import policy_for
+
+        policy = policy_for(model)
+        if policy is not None:
+            reasons = policy.reasons_for(e, model.ok_class)
+            record["review"] = {"flagged": bool(reasons), "reasons": reasons}
     if args.sensors:
         record["sensors"] = {c: round(float(v), 4) for c, v in zip(model.channels, shares)}
     if frame is not None:
@@ -365,6 +374,9 @@ def format_record(r: dict) -> str:
     lines.append(f"explained: {r['target']} by {r['method']}")
     if r.get("explanation"):
         lines.append(r["explanation"])
+    if "review" in r:
+        lines.append("review: " + (f"flagged ({', '.join(r['review']['reasons'])})" if r["review"]["flagged"]
+                                   else "not flagged"))
     if "completeness_delta" in r:
         lines.append(f"completeness delta: {r['completeness_delta']['absolute']:.3g} "
                      f"({100 * r['completeness_delta']['relative']:.2f}% of F(x) - F(baseline)), "
@@ -792,7 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a model on one file and explain its output with Grad-CAM, "
                                    "Grad-CAM++, HiResCAM (classifier), Integrated Gradients or patch SHAP, "
                                    "all from the exported ONNX graphs (no PyTorch). Prints the prediction, "
-                                   "the sentence (classifiers) and per-stage timings.")
+                                   "the sentence (classifiers), whether the service would flag the part for "
+                                   "review and why (classifiers with a fitted review flag, explained with their "
+                                   "own map), and per-stage timings.")
     x.add_argument("--model", required=True, help="model folder (e.g. models/defect)")
     x.add_argument("--input", required=True, help="one file in the dataset format (.npz, .npy, or an image: .png, .jpg, .jpeg, .tif, .tiff, .bmp)")
     x.add_argument("--method", default=None, choices=["gradcam", "gradcam++", "hirescam", "ig", "shap"],

@@ -123,6 +123,33 @@ def test_explain_json_has_prediction_sentence_and_timings(frame_file, tmp_path, 
         assert z["attribution"].shape == (128, 128) and z["heatmap"].max() <= 1
 
 
+def test_explain_says_whether_the_service_would_flag_the_part(frame_file, tmp_path, capsys):
+    """The review flag on the model's own map, as the service raises it: a clear crack is not flagged, the
+    same part with every channel flattened is unlike anything trained on; another CAM's map has no
+    thresholds, so nothing is said."""
+    import json
+
+    import numpy as np
+
+    with np.load(frame_file) as z:
+        planes = {k: z[k] for k in z.files}
+    for name in planes["channel_names"]:
+        planes[str(name)] = np.full_like(planes[str(name)], float(np.median(planes[str(name)])))
+    flat = tmp_path / "flat.npz"
+    np.savez(flat, **planes)
+    verdicts = []
+    for f in (frame_file, flat):
+        assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(f), "--json"]) == 0
+        verdicts.append(json.loads(capsys.readouterr().out)["review"])
+    assert verdicts[0] == {"flagged": False, "reasons": []}
+    assert verdicts[1]["flagged"] and "unlike the training data" in verdicts[1]["reasons"]
+    assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(flat)]) == 0
+    assert "review: flagged (" in capsys.readouterr().out
+    assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(flat), "--json",
+                 "--method", "gradcam++"]) == 0
+    assert "review" not in json.loads(capsys.readouterr().out)
+
+
 def test_explain_guided_and_sensors(frame_file, capsys):
     """--guided: a thinner map, said in the record and the sentence; --sensors: shares per channel that sum
     to 1, quoted at the end of the sentence."""
