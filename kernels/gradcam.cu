@@ -6,7 +6,8 @@
 // global memory. Launch: grid = N, block = 256 (a power of two, a multiple of the warp), shared =
 // (K + h*w + 2*blockDim) * sizeof(float).
 //
-// method: 0 = Grad-CAM (alpha_k = mean g), 1 = Grad-CAM++, 2 = HiResCAM (elementwise g * A).
+// method: 0 = Grad-CAM (alpha_k = mean g), 1 = Grad-CAM++, 2 = HiResCAM (elementwise g * A),
+// 3 = element-wise Grad-CAM (ReLU of each g * A term before the channel sum). The order of cam.METHODS.
 // shift: sampling shift in map cells (0 = half-pixel centres; see alignment_shift in cam.py).
 
 // No <cfloat>: NVRTC (CuPy's RawModule, edge/explain/cuda_cupy.py) has no host headers.
@@ -36,11 +37,11 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
   const float* a = acts + (size_t)n * K * hw;
   const float* g = grads + (size_t)n * K * hw;
 
-  // 1. channel weights (not needed for HiResCAM): one warp per channel, its lanes reading consecutive
+  // 1. channel weights (not needed for the element-wise methods): one warp per channel, its lanes reading consecutive
   // pixels (coalesced), then a shuffle reduction. One thread per channel walking its plane serially
   // made every load of a warp touch 32 cache lines; the kernel then took longer at batch 1 than copying
   // its inputs to the host (H200: 0.072 vs 0.063 ms; 0.053 ms since, benchmarks/measured/device-*.json).
-  if (method != 2) {
+  if (method < 2) {
     const int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
     for (int k = threadIdx.x >> 5; k < K; k += nwarps) {
       const float* gk = g + (size_t)k * hw;
@@ -72,8 +73,9 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
   for (int p = threadIdx.x; p < hw; p += blockDim.x) {
     float s = 0.f;
     for (int k = 0; k < K; ++k) {
-      const float wk = (method == 2) ? g[(size_t)k * hw + p] : weights[k];
-      s += wk * a[(size_t)k * hw + p];
+      const float wk = (method >= 2) ? g[(size_t)k * hw + p] : weights[k];
+      const float term = wk * a[(size_t)k * hw + p];
+      s += (method == 3) ? fmaxf(term, 0.f) : term;
     }
     s = fmaxf(s, 0.f);
     cam[p] = s;

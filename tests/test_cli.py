@@ -99,7 +99,7 @@ def frame_file(tmp_path_factory):
     return d / "crack" / "s1000_000001.npz"
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam", "ig"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam", "gradcam-elementwise", "ig"])
 def test_explain_json_has_prediction_sentence_and_timings(frame_file, tmp_path, capsys, method):
     import json
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from edge._lazy import lazy_exports
 
-CAM_METHODS = ("gradcam", "gradcam++", "hirescam")     # = edge.explain.cam.METHODS (a test keeps them equal)
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "gradcam-elementwise")     # = edge.explain.cam.METHODS (a test keeps them equal)
 METHODS = (*CAM_METHODS, "ig", "shap")
 
 _PUBLIC = {
@@ -34,8 +34,8 @@ __getattr__ = lazy_exports(__name__, _PUBLIC, globals())
 
 
 def make_explainer(method: str, model, **options):
-    """An explainer of `model` by `method` (gradcam, gradcam++, hirescam, ig, shap); options go to its
-    constructor (see each class)."""
+    """An explainer of `model` by `method` (gradcam, gradcam++, hirescam, gradcam-elementwise, ig, shap);
+    options go to its constructor (see each class)."""
     from edge.errors import InvalidInput
 
     if method in CAM_METHODS:

@@ -62,8 +62,9 @@ def _require_guided_graph(model: Model) -> None:
 
 class GradCAMExplainer(Explainer):
     def __init__(self, model: Model, method: str | None = None, align: bool = True, guided: bool = False):
-        """method: gradcam, gradcam++ or hirescam; None: the model's own (`Model.cam_method`). guided: refine
-        the map with guided backpropagation (needs the model's guided_gradient graph)."""
+        """method: gradcam, gradcam++, hirescam or gradcam-elementwise; None: the model's own
+        (`Model.cam_method`). guided: refine the map with guided backpropagation (needs the model's
+        guided_gradient graph)."""
         method = method or model.cam_method
         if method not in METHODS:
             raise InvalidInput(f"unknown CAM method {method!r}; expected one of {', '.join(METHODS)}")

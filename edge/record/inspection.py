@@ -59,7 +59,7 @@ class Inspection:
     attributions: list[Attribution] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     verdict: str = ""
-    heatmap_method: str = "gradcam"  # gradcam | gradcam++ | hirescam: the model's own CAM (Model.cam_method)
+    heatmap_method: str = "gradcam"  # cam.METHODS: the model's own CAM (Model.cam_method)
     tiles: int = 1                   # a frame much larger than the training images is inspected in tiles
     tile_box: tuple[int, int, int, int] | None = None   # the deciding tile, (x0, y0, x1, y1) frame pixels
     tile: int | None = None          # its row among the job's inputs (in memory only, for deferred SHAP)

@@ -38,7 +38,8 @@ def thermal():
     return Model.load(MODELS / "thermal", threads=2), shipped_torch_model(MODELS / "thermal")
 
 
-@pytest.mark.parametrize("method, reference", [("gradcam", "GradCAM"), ("hirescam", "HiResCAM")])
+@pytest.mark.parametrize("method, reference", [("gradcam", "GradCAM"), ("hirescam", "HiResCAM"),
+                                               ("gradcam-elementwise", "GradCAMElementWise")])
 @pytest.mark.parametrize("target", [None, "crack"])
 def test_cams_equal_pytorch_grad_cam(defect, method, reference, target):
     model, net = defect

@@ -25,6 +25,18 @@ def test_hirescam_is_elementwise_and_gradcam_averages():
     np.testing.assert_allclose(cam_raw(a, g, "gradcam"), np.maximum((a * alpha).sum(1), 0), rtol=1e-6)
 
 
+def test_elementwise_gradcam_keeps_a_channels_evidence_that_another_cancels():
+    """Element-wise Grad-CAM clips each channel's term before the sum: where one channel's evidence is
+    cancelled by another's negative term, HiResCAM shows nothing and the element-wise map keeps it."""
+    a = np.ones((1, 2, 1, 2), np.float32)
+    g = np.array([[[[2.0, 1.0]], [[-2.0, -3.0]]]], np.float32)     # place 0: 2 - 2, place 1: 1 - 3
+    np.testing.assert_array_equal(cam_raw(a, g, "hirescam")[0], [[0, 0]])
+    np.testing.assert_array_equal(cam_raw(a, g, "gradcam-elementwise")[0], [[2, 1]])
+    rng = np.random.default_rng(1)
+    a, g = rng.random((2, 3, 4, 4)).astype(np.float32), rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(cam_raw(a, g, "gradcam-elementwise"), np.maximum(a * g, 0).sum(1), rtol=1e-6)
+
+
 def test_gradcam_plus_plus_ignores_negative_gradients():
     a = np.ones((1, 2, 2, 2), np.float32)
     g = np.stack([np.full((2, 2), 0.5), np.full((2, 2), -0.5)])[None].astype(np.float32)
