@@ -109,13 +109,12 @@ def build_row(name: str, args: argparse.Namespace):
     net = shipped_torch_model(args.model)
     xt = lambda: torch.from_numpy(model.normalisation.apply(x))  # noqa: E731  (the same input as ours)
     if name == "pytorch_grad_cam":
-        from helpers.reference_libs import pytorch_grad_cam
-
-        pgc = pytorch_grad_cam()
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        from helpers.reference_libs import pytorch_grad_cam_class
 
         # the same member of the family as ours (the model's cam_method): HiResCAM is not Grad-CAM's cost
-        cls = {"gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "hirescam": pgc.HiResCAM}[model.cam_method]
+        cls = pytorch_grad_cam_class(model.cam_method)
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
         cam = cls(model=net, target_layers=[net.features])
         return lambda: cam(xt(), targets=[ClassifierOutputTarget(c)]), {"method": model.cam_method}
     if name == "captum_layergradcam":

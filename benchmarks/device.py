@@ -205,7 +205,7 @@ def pytest_step(args: list[str], sanitizer: bool = False) -> dict:
 
 def latency(runs: int, gpu: bool, only: str | None = None) -> dict:
     """only: time just this launcher's kernels and copies (the pycuda step, once its build is done)."""
-    from edge.explain.cam import cam_raw, upsample_and_normalise
+    from edge.explain.cam import METHODS, cam_raw, upsample_and_normalise
     from edge.explain.ig_math import interpolation_batch, reduce_path
     from edge.explain.quadrature import quadrature_rule
 
@@ -243,7 +243,7 @@ def latency(runs: int, gpu: bool, only: str | None = None) -> dict:
             da, dg = to_dev(acts), to_dev(grads)
             dx, db, dgr = to_dev(x), to_dev(base), to_dev(g)
             cases = [(row, f"kernel_{m}", (lambda m=m: k.gradcam(da, dg, (128, 128), m, shift)), runs)
-                     for m in ("gradcam", "gradcam++", "hirescam")]
+                     for m in METHODS]
             cases += [(row, "copy_to_host", lambda: (da.get(), dg.get()), runs),
                       (irow, "kernel_interpolate", lambda: k.ig_interpolate(dx, db, alphas), runs),
                       (irow, "kernel_reduce", lambda: k.ig_reduce(dgr, weights, dx, db), runs),
@@ -290,7 +290,7 @@ def reference_libs(runs: int) -> dict:
     import torch
 
     from edge.runtime.model import Model
-    from helpers.reference_libs import pytorch_grad_cam, shipped_torch_model
+    from helpers.reference_libs import pytorch_grad_cam_class, shipped_torch_model
 
     model = Model.load(ROOT / "models" / "defect")
     net = shipped_torch_model(ROOT / "models" / "defect").cuda().eval()
@@ -299,10 +299,9 @@ def reference_libs(runs: int) -> dict:
     out: dict = {}
     with torch.no_grad():
         out["torch_predict"] = timed(lambda: net(x), runs, sync=torch.cuda.synchronize)
-    pgc = pytorch_grad_cam()
+    cls = pytorch_grad_cam_class(model.cam_method)
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cls = {"gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "hirescam": pgc.HiResCAM}[model.cam_method]
     cam = cls(model=net, target_layers=[net.features])
     out[f"pytorch_grad_cam_{model.cam_method}"] = timed(lambda: cam(x, targets=[ClassifierOutputTarget(1)]),
                                                         max(runs // 2, 20), 5, torch.cuda.synchronize)

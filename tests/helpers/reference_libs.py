@@ -31,6 +31,17 @@ def pytorch_grad_cam():
     return pgc
 
 
+# Our CAM methods (edge.explain.cam.METHODS) by their pytorch-grad-cam class names
+PYTORCH_GRAD_CAM_CLASSES = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "hirescam": "HiResCAM",
+                            "gradcam-elementwise": "GradCAMElementWise"}
+
+
+def pytorch_grad_cam_class(method: str):
+    """pytorch-grad-cam's class for one of our CAM methods (the same member of the family: benchmarks
+    compare like with like)."""
+    return getattr(pytorch_grad_cam(), PYTORCH_GRAD_CAM_CLASSES[method])
+
+
 def shipped_torch_model(model_dir: Path):
     """The shipped model rebuilt in torch from its weights.pt (eval mode, batch-norm not folded)."""
     import torch
