@@ -60,7 +60,7 @@ def cam_raw(activations: np.ndarray, grads: np.ndarray, method: str = "gradcam")
         w = w[:, :, None, None]
     terms = w * activations
     if method == "gradcam-elementwise":
-        return np.maximum(terms, 0).sum(axis=1).astype(np.float32)
+        return np.maximum(terms, 0, out=terms).sum(axis=1).astype(np.float32, copy=False)   # one temporary
     return np.maximum(terms.sum(axis=1), 0).astype(np.float32)
 
 
