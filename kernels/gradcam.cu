@@ -37,8 +37,8 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
   const float* a = acts + (size_t)n * K * hw;
   const float* g = grads + (size_t)n * K * hw;
 
-  // 1. channel weights (not needed for the element-wise methods): one warp per channel, its lanes reading consecutive
-  // pixels (coalesced), then a shuffle reduction. One thread per channel walking its plane serially
+  // 1. channel weights (not needed for HiResCAM and element-wise Grad-CAM): one warp per channel, its lanes
+  // reading consecutive pixels (coalesced), then a shuffle reduction. One thread per channel walking its plane serially
   // made every load of a warp touch 32 cache lines; the kernel then took longer at batch 1 than copying
   // its inputs to the host (H200: 0.072 vs 0.063 ms; 0.053 ms since, benchmarks/measured/device-*.json).
   if (method < 2) {

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from edge._lazy import lazy_exports
 
-CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "gradcam-elementwise")     # = edge.explain.cam.METHODS (a test keeps them equal)
+# = edge.explain.cam.METHODS (a test keeps them equal)
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "gradcam-elementwise")
 METHODS = (*CAM_METHODS, "ig", "shap")
 
 _PUBLIC = {
