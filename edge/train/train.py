@@ -326,8 +326,8 @@ def _fit_review(out: Path, arrays: Arrays, y: np.ndarray, tr: np.ndarray, va: np
 def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[str], ok_class: str | None
                        ) -> tuple[str, str]:
     """Which Grad-CAM-family map localises this model's decisions best, from the exported graphs, on the
-    validation samples with masks or boxes: the audit's pointing game per class (`audit.localisation`,
-    which keeps the correctly classified defects)."""
+    validation samples with masks or boxes: the audit's pointing game per class, then its tolerant IoU
+    (`audit.localisation`, which keeps the correctly classified defects)."""
     from edge.audit.localisation import cell_tolerance, localisation
     from edge.explain import GradCAMExplainer
     from edge.explain.cam import METHODS
@@ -337,6 +337,7 @@ def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[
     model = Model.load(out)
     keep = np.array([i for i in va if arrays.has_mask[i] and arrays.masks[i].any()], np.int64)
     pointing: dict[str, dict[str, float]] = {}
+    overlap: dict[str, dict[str, float]] = {}
     if len(keep):
         labels = [arrays.labels[i] for i in keep]
         target = np.array([classes.index(lab) for lab in labels])
@@ -345,7 +346,8 @@ def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[
             rows, _ = localisation(np.stack([e.heatmap for e in es]), arrays.masks[keep], arrays.has_mask[keep],
                                    labels, [e.prediction.label for e in es], ok_class, cell_tolerance(model.manifest))
             pointing[method] = {c: r["pointing_game"] for c, r in rows.items()}
-    return choose_cam_method(pointing)
+            overlap[method] = {c: r["iou_tolerant_mean"] for c, r in rows.items()}
+    return choose_cam_method(pointing, overlap=overlap)
 
 
 def _reload(meta: dict, state: dict) -> nn.Module:

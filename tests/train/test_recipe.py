@@ -90,6 +90,15 @@ def test_the_cam_method_is_the_one_that_localised_best_on_validation():
     tie = {"gradcam": {"a": 0.9}, "hirescam": {"a": 0.9}}
     assert choose_cam_method(tie)[0] == "gradcam"                  # ties keep the reference method
     assert choose_cam_method({"gradcam": {}, "hirescam": {}}) [0] == "gradcam"   # nothing to judge by
+    # equal pointing games: the map that covers the annotated defects better (tolerant IoU) decides
+    tie = {"hirescam": {"a": 1.0, "b": 1.0}, "gradcam-elementwise": {"a": 1.0, "b": 1.0}}
+    iou = {"hirescam": {"a": 0.9, "b": 0.8}, "gradcam-elementwise": {"a": 0.95, "b": 0.85}}
+    method, why = choose_cam_method(tie, overlap=iou)
+    assert method == "gradcam-elementwise" and "tolerant IoU 0.90" in why
+    assert choose_cam_method(tie)[0] == "hirescam"
+    # the pointing game still comes first
+    assert choose_cam_method({**tie, "hirescam": {"a": 1.0, "b": 1.0}, "gradcam-elementwise": {"a": 1.0, "b": 0.9}},
+                             overlap=iou)[0] == "hirescam"
 
 
 def test_attention_pooling_only_where_masks_or_boxes_can_guide_it():
