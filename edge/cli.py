@@ -809,8 +809,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "own map), and per-stage timings.")
     x.add_argument("--model", required=True, help="model folder (e.g. models/defect)")
     x.add_argument("--input", required=True, help="one file in the dataset format (.npz, .npy, or an image: .png, .jpg, .jpeg, .tif, .tiff, .bmp)")
-    x.add_argument("--method", default=None, choices=["gradcam", "gradcam++", "hirescam", "gradcam-elementwise", "ig",
-                                                      "shap"],
+    from edge.explain import METHODS as EXPLAIN_METHODS  # names only: its modules are imported lazily
+
+    x.add_argument("--method", default=None, choices=list(EXPLAIN_METHODS),
                    help="default: the classifier's own CAM (chosen at training as the best localising on the "
                         "validation split; gradcam if it had no masks or boxes), ig for regression models")
     x.add_argument("--guided", action="store_true",

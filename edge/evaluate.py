@@ -90,14 +90,20 @@ def served_in_tiles(shapes: list[tuple[int, int]], manifest_input: dict) -> list
     return [i for i, (h, w) in enumerate(shapes) if should_tile(h, w, manifest_input)]
 
 
+def served_split(shapes: list[tuple[int, int]], manifest_input: dict) -> tuple[np.ndarray, list[int]]:
+    """(whole, tiled): indices of the frames the served path reads whole (letterboxed), and of those it
+    inspects in tiles, whose letterboxed input it never reads."""
+    tiled = served_in_tiles(shapes, manifest_input)
+    return np.setdiff1d(np.arange(len(shapes)), tiled), tiled
+
+
 def served_logits(model: Model, data: Path, arrays, progress: bool = False, batch_size: int = 64
                   ) -> tuple[np.ndarray, int]:
     """The logits (N, K) the served path decides the frames of `arrays` (loaded from `data`) by, and how many
     of them it inspects in tiles: a frame read whole by its letterboxed input in `arrays.x`, a frame much
     larger than the training images by its deciding tile (read again at its own size; its letterboxed
     input is not run, the served path never reads it)."""
-    tiled = served_in_tiles(arrays.source_shapes, model.input_spec)
-    whole = np.setdiff1d(np.arange(len(arrays.x)), tiled)
+    whole, tiled = served_split(arrays.source_shapes, model.input_spec)
     out = np.empty((len(arrays.x), len(model.classes)), np.float32)
     if len(whole):
         x = arrays.x if len(whole) == len(arrays.x) else arrays.x[whole]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.data.loader import simulator_recipe
-from edge.evaluate import classification_metrics, served_in_tiles
+from edge.evaluate import classification_metrics, served_in_tiles, served_split
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.baselines import default_baseline
 from edge.explain.sensors import leading_channel
@@ -199,8 +199,7 @@ def _served_flags(model: Model, policy, data: Path, frames, progress: bool) -> t
     from edge.evaluate import served_views
     from edge.explain import explain_frames
 
-    tiled = served_in_tiles(frames.source_shapes, model.input_spec)
-    whole = np.setdiff1d(np.arange(len(frames.x)), tiled)
+    whole, tiled = served_split(frames.source_shapes, model.input_spec)
     flags: list[list[str]] = [[] for _ in range(len(frames.x))]
     predicted = np.zeros(len(frames.x), np.int64)
     if len(whole):              # a tiled frame's letterboxed input is not what the service explains: skip it
