@@ -444,6 +444,112 @@ def ort_cuda_options(runs: int) -> dict:
     return out
 
 
+def ort_cuda_graphs(runs: int, provider: str = "CUDAExecutionProvider") -> dict:
+    """Where the served Grad-CAM's graph stage loses time against a plain call, and what CUDA graphs save:
+    the predict and gradcam graphs at batch 1, each way of calling them timed (median, p99) with its
+    largest output error against the CPU (relative L2):
+      run_host_outputs     session.run, outputs copied to the host (what a prediction does)
+      binding_per_call     a new I/O binding per call, outputs allocated by ONNX Runtime on the device
+                           (OrtGpuEngine.run_device today)
+      binding_reused       one binding, inputs and outputs in preallocated device OrtValues; a call copies
+                           the input in place, runs, and reads the logits back
+      ..._fixed_batch      the same on a session whose batch dimension is fixed (free-dimension override:
+                           the shape arithmetic folds away, so no node is left on the CPU)
+      cuda_graph           that session with the CUDA provider's enable_cuda_graph: the first run captures
+                           the graph's launches, later runs replay them in one
+    and, per graph, where the fixed-batch session's nodes ran. provider= lets the CPU check the code."""
+    import onnxruntime as ort
+
+    from edge.runtime.model import Model
+    from edge.runtime.ort import _CUDA_OPTIONS
+
+    if provider not in ort.get_available_providers():
+        raise Skip(f"onnxruntime {ort.__version__} has no {provider} (onnxruntime-gpu not carried)")
+    gpu = provider == "CUDAExecutionProvider"
+    where = "cuda" if gpu else "cpu"
+    model = Model.load(ROOT / "models" / "defect")
+    rng = np.random.default_rng(0)
+    x1 = model.normalisation.apply((20 + 2 * rng.normal(size=(1, *model.input_shape))).astype(np.float32))
+    t1 = np.eye(len(model.classes), dtype=np.float32)[:1]
+    feeds = {"predict": {"input": x1}, "gradcam": {"input": x1, "target": t1}}
+
+    def session(path: Path, fixed: bool, capture: bool, profile: bool = False):
+        so = ort.SessionOptions()
+        if fixed:
+            so.add_free_dimension_override_by_name("batch", 1)
+        if profile:
+            so.enable_profiling = True
+            so.profile_file_prefix = f"/tmp/ort-graphs-{path.stem}"
+        opts = {**_CUDA_OPTIONS, **({"enable_cuda_graph": "1"} if capture else {})} if gpu else {}
+        return ort.InferenceSession(str(path), so, providers=[(provider, opts), "CPUExecutionProvider"])
+
+    def error(got: list, want: list) -> float:
+        return max(float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)) for a, b in zip(got, want))
+
+    out: dict = {"provider": provider}
+    for g, feed in feeds.items():
+        path = model.dir / f"{g}.onnx"
+        want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+        row = out[g] = {}
+        plain = session(path, fixed=False, capture=False)
+        names = [o.name for o in plain.get_outputs()]
+        row["run_host_outputs"] = {**timed(lambda: plain.run(None, feed), runs),
+                                   "relative_l2_vs_cpu": error(plain.run(None, feed), want)}
+
+        def per_call(s=plain):
+            b = s.io_binding()
+            for n, v in feed.items():
+                b.bind_cpu_input(n, v)
+            for n in names:
+                b.bind_output(n, where, 0)
+            b.synchronize_inputs()
+            s.run_with_iobinding(b)
+            b.synchronize_outputs()
+            return [v.numpy() for v in b.get_outputs()]
+
+        row["binding_per_call"] = {**timed(per_call, runs), "relative_l2_vs_cpu": error(per_call(), want)}
+        variants = [("binding_reused", False, False), ("binding_reused_fixed_batch", True, False)]
+        for name, fixed, capture in variants + ([("cuda_graph", True, True)] if gpu else []):
+            try:
+                s = session(path, fixed, capture)
+                ins = {n: ort.OrtValue.ortvalue_from_numpy(v, where, 0) for n, v in feed.items()}
+                outs = {o.name: ort.OrtValue.ortvalue_from_shape_and_type(
+                    [1, *o.shape[1:]], np.float32, where, 0) for o in s.get_outputs()}
+                b = s.io_binding()
+                for n, v in ins.items():
+                    b.bind_ortvalue_input(n, v)
+                for n, v in outs.items():
+                    b.bind_ortvalue_output(n, v)
+
+                def reused(s=s, b=b, ins=ins, outs=outs):
+                    for n, v in feed.items():
+                        ins[n].update_inplace(v)
+                    s.run_with_iobinding(b)
+                    return outs["logits"].numpy()
+
+                reused()                      # with cuda_graph: this run captures
+                reused()
+                row[name] = {**timed(reused, runs), "relative_l2_vs_cpu": error([outs[n].numpy() for n in names], want)}
+            except Exception as e:  # noqa: BLE001 - a variant ONNX Runtime refuses is a finding, not a crash
+                row[name] = {"error": f"{type(e).__name__}: {e}"[:600]}
+        try:
+            s = session(path, fixed=True, capture=False, profile=True)
+            s.run(None, feed)
+            placed: dict = {}
+            for ev in json.loads(Path(s.end_profiling()).read_text()):
+                a = ev.get("args", {})
+                if ev.get("cat") == "Node" and "provider" in a:
+                    placed.setdefault(a["provider"], set()).add(a.get("op_name", "?"))
+            row["fixed_batch_node_providers"] = {p: sorted(v) for p, v in placed.items()}
+        except Exception as e:  # noqa: BLE001
+            row["fixed_batch_node_providers"] = {"error": f"{type(e).__name__}: {e}"[:600]}
+    for name in ("run_host_outputs", "binding_per_call", "binding_reused", "binding_reused_fixed_batch", "cuda_graph"):
+        p, c = out["predict"].get(name, {}), out["gradcam"].get(name, {})
+        if "median_ms" in p and "median_ms" in c:
+            out.setdefault("ratio_gradcam_to_predict", {})[name] = round(c["median_ms"] / p["median_ms"], 3)
+    return out
+
+
 def session_rows(sess: dict, x8: np.ndarray, t8: np.ndarray, runs: int) -> dict:
     """ort_cuda_options' latency rows for one set of sessions: fixed shapes, and IG's alternating ones."""
     x1, t1 = x8[:1], t8[:1]
@@ -489,6 +595,7 @@ def main(argv=None) -> int:
     run.step("pycuda", lambda: pycuda_step(args.runs, args.pycuda_wait), needs_gpu=True)
     run.step("ort_cuda_options", lambda: ort_cuda_options(args.runs), needs_gpu=True)
     run.step("ort_cuda", lambda: ort_cuda(args.runs), needs_gpu=True)
+    run.step("ort_cuda_graphs", lambda: ort_cuda_graphs(args.runs), needs_gpu=True)
     run.result["seconds"] = round(time.perf_counter() - t0, 1)
     slug = re.sub(r"[^a-z0-9]+", "-", (run.result["gpu"] or "cpu-dry-run").split(",")[0].lower()).strip("-")
     path = out / f"device-{slug}.json"
