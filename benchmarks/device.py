@@ -346,7 +346,9 @@ def ort_cuda(runs: int) -> dict:
     shipped defect model, batch 1 and 8, median and p99 wall clock from raw frames to answers on the host:
     a prediction (Model.predict), Grad-CAM (GradCAMExplainer: the gradcam graph with its outputs left on
     the device, the kernel, the map back) and IG with M = 50 in one batched call (IGExplainer: points made,
-    differentiated and reduced on the device). Needs pycuda (the pycuda step builds it)."""
+    differentiated and reduced on the device). The engine runs every graph through BoundSessions with CUDA
+    graphs; `b1_without_cuda_graphs` is batch 1 again with them bound but not captured. Needs pycuda (the
+    pycuda step builds it)."""
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -362,6 +364,13 @@ def ort_cuda(runs: int) -> dict:
     for batch in (1, 8):
         x = (20 + 2 * rng.normal(size=(batch, *model.input_shape))).astype(np.float32)
         out[f"b{batch}"] = served_rows(model, cam, ig, x, runs)
+    out["captured"] = {"uncaptured": dict(model.engine.uncaptured), "unbound": dict(model.engine.unbound)}
+    # the same at batch 1 with the sessions bound but not captured (OrtGpuEngine(cuda_graphs=False))
+    model.engine.capture = False
+    for pool in model.engine._by_batch.values():
+        pool.clear()
+    x = (20 + 2 * rng.normal(size=(1, *model.input_shape))).astype(np.float32)
+    out["b1_without_cuda_graphs"] = served_rows(model, GradCAMExplainer(model), IGExplainer(model, n_steps=50), x, runs)
     return out
 
 
@@ -493,10 +502,10 @@ def ort_cuda_graphs(runs: int, provider: str = "CUDAExecutionProvider") -> dict:
         row = out[g] = {}
         plain = session(path, fixed=False, capture=False)
         names = [o.name for o in plain.get_outputs()]
-        row["run_host_outputs"] = {**timed(lambda: plain.run(None, feed), runs),
+        row["run_host_outputs"] = {**timed(lambda plain=plain, feed=feed: plain.run(None, feed), runs),
                                    "relative_l2_vs_cpu": error(plain.run(None, feed), want)}
 
-        def per_call(s=plain):
+        def per_call(s=plain, feed=feed, names=names):
             b = s.io_binding()
             for n, v in feed.items():
                 b.bind_cpu_input(n, v)
@@ -521,7 +530,7 @@ def ort_cuda_graphs(runs: int, provider: str = "CUDAExecutionProvider") -> dict:
                 for n, v in outs.items():
                     b.bind_ortvalue_output(n, v)
 
-                def reused(s=s, b=b, ins=ins, outs=outs):
+                def reused(s=s, b=b, ins=ins, outs=outs, feed=feed):
                     for n, v in feed.items():
                         ins[n].update_inplace(v)
                     s.run_with_iobinding(b)

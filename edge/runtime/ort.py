@@ -1,13 +1,15 @@
 """ONNX Runtime backend: CPU (the default, what CI runs), or the CUDA / TensorRT execution providers
 when onnxruntime-gpu is installed.
 
-With a GPU provider the engine also has `run_device` (as the native TensorRT engine does): inputs bound
-from the host or from device arrays, outputs left on the GPU by ONNX Runtime's I/O binding and handed
-out as pycuda GPUArrays over ONNX Runtime's own buffers, so the Grad-CAM and IG kernels
-(`edge.explain.cuda`) read them in place: no copy of activations, gradients or interpolation batches to
-the host and back."""
+With a GPU provider the engine also has `run_device` (as the native TensorRT engine does): inputs from
+the host or from device arrays, outputs kept on the GPU and handed out as pycuda GPUArrays, so the
+Grad-CAM and IG kernels (`edge.explain.cuda`) read them there: no copy of activations, gradients or
+interpolation batches to the host and back. Each graph runs at each batch size through a BoundSession
+(fixed batch, buffers bound once, CUDA graphs on the CUDA provider)."""
 from __future__ import annotations
 
+import logging
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -15,6 +17,8 @@ import numpy as np
 
 from edge.errors import Unavailable
 from edge.runtime.engine import Engine, InputSpec
+
+log = logging.getLogger("edge.runtime")
 
 _PROVIDERS = {
     "ort-cpu": ["CPUExecutionProvider"],
@@ -47,6 +51,19 @@ def host_blas_single_threaded() -> None:
     threadpool_limits(limits=HOST_BLAS_THREADS, user_api="blas")
 
 
+def _session_options(spin: bool, threads: int | None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    for pool in ("intra_op", "inter_op"):
+        opts.add_session_config_entry(f"session.{pool}.allow_spinning", "1" if spin else "0")
+    if threads:
+        opts.intra_op_num_threads = threads
+        # With few cores, a second pool spinning for inter-op work only steals time.
+        opts.inter_op_num_threads = 1
+    return opts
+
+
 class OrtEngine(Engine):
     def __init__(self, graph_files: dict[str, Path], backend: str = "ort-cpu", threads: int | None = None,
                  cache_dir: Path | None = None, spin: bool = False):
@@ -72,14 +89,21 @@ class OrtEngine(Engine):
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
             providers[0] = ("TensorrtExecutionProvider", {"trt_engine_cache_enable": True,
                                                           "trt_engine_cache_path": str(cache_dir)})
-        opts = ort.SessionOptions()
-        for pool in ("intra_op", "inter_op"):
-            opts.add_session_config_entry(f"session.{pool}.allow_spinning", "1" if spin else "0")
-        if threads:
-            opts.intra_op_num_threads = threads
-            # With few cores, a second pool spinning for inter-op work only steals time.
-            opts.inter_op_num_threads = 1
-        self._new_session = lambda graph: ort.InferenceSession(str(self.graph_files[graph]), opts, providers=providers)
+        opts = _session_options(spin, threads)
+
+        def new_session(graph: str, fixed: dict[str, int] | None = None, capture: bool = False):
+            """A session for the graph; fixed: free dimensions pinned by name (ONNX Runtime's override);
+            capture: the CUDA provider's CUDA graphs (OrtGpuEngine's BoundSession)."""
+            so = opts
+            if fixed:
+                so = _session_options(spin, threads)
+                for name, value in fixed.items():
+                    so.add_free_dimension_override_by_name(name, value)
+            ps = [(p[0], {**p[1], "enable_cuda_graph": "1"}) if capture and isinstance(p, tuple)
+                  and p[0] == "CUDAExecutionProvider" else p for p in providers]
+            return ort.InferenceSession(str(self.graph_files[graph]), so, providers=ps)
+
+        self._new_session = new_session
         self._sessions = {graph: self._new_session(graph) for graph in self.graph_files}
         self._specs = {g: [InputSpec(i.name, np.dtype(_DTYPES[i.type]),
                                      tuple(d if isinstance(d, int) else None for d in i.shape))
@@ -96,30 +120,140 @@ class OrtEngine(Engine):
         return self._sessions[graph].run(None, feeds)
 
 
+class BoundSession:
+    """One graph at one batch size on a GPU provider, called through one I/O binding over input and output
+    buffers allocated once on the device, in a session whose batch dimension is fixed (ONNX Runtime's
+    free-dimension override), so its shape arithmetic folds away and every node runs on the GPU; with
+    `capture`, the CUDA provider records the graph's launches on the first run and replays them in one
+    on every later run (CUDA graphs: the buffers must not move, hence the binding made once).
+
+    Why: at batch 1 on a GPU a call is bound by launches and bookkeeping, not arithmetic. Measured on an
+    H200 (benchmarks/measured/device-nvidia-h200.json, ort_cuda_graphs), the gradcam graph of the shipped
+    classifier: a new binding per call 0.70 ms, a plain call 0.54, this with CUDA graphs 0.24; the predict
+    graph 0.35 plain, 0.17 this way.
+
+    A call copies its inputs in (host arrays: a host-to-device copy; device arrays: a device-to-device
+    copy), runs, and copies the outputs out, all under the instance's lock, so two threads never see each
+    other's buffers and an answer stays valid after the next call."""
+
+    def __init__(self, make_session, specs: list[InputSpec], batch: int, device: str, capture: bool):
+        import onnxruntime as ort
+
+        for s in specs:
+            if None in s.shape[1:]:
+                raise ValueError(f"input {s.name!r} has a free dimension besides the batch: {s.shape}")
+        self.batch, self.device, self.capture = batch, device, capture
+        self.session = make_session(batch, capture)
+        self.lock = threading.Lock()
+        self.inputs = {s.name: ort.OrtValue.ortvalue_from_shape_and_type([batch, *s.shape[1:]], s.dtype, device, 0)
+                       for s in specs}
+        self.outputs = {}
+        for o in self.session.get_outputs():
+            shape = [batch if i == 0 and not isinstance(d, int) else d for i, d in enumerate(o.shape)]
+            if not all(isinstance(d, int) for d in shape):
+                raise ValueError(f"output {o.name!r} has a free dimension besides the batch: {o.shape}")
+            self.outputs[o.name] = ort.OrtValue.ortvalue_from_shape_and_type(shape, _DTYPES[o.type], device, 0)
+        self.binding = self.session.io_binding()
+        for name, value in self.inputs.items():
+            self.binding.bind_ortvalue_input(name, value)
+        for name, value in self.outputs.items():
+            self.binding.bind_ortvalue_output(name, value)
+        # the first run selects the convolutions' algorithms and, with capture, records the graph: here,
+        # so a provider that refuses shows it at load and the first request does not pay for it
+        self._run({s.name: np.zeros([batch, *s.shape[1:]], s.dtype) for s in specs})
+
+    def _run(self, feeds: dict) -> None:
+        """Copy the feeds into the bound inputs and run (caller holds the lock)."""
+        device_copies = False
+        for name, value in feeds.items():
+            if hasattr(value, "gpudata"):
+                from pycuda import driver
+
+                driver.memcpy_dtod(int(self.inputs[name].data_ptr()), int(value.gpudata), int(value.nbytes))
+                device_copies = True
+            else:
+                self.inputs[name].update_inplace(np.ascontiguousarray(value))
+        if device_copies:
+            # the copies ran on the default stream; ONNX Runtime's stream does not wait for it
+            from pycuda import driver
+
+            driver.Context.synchronize()
+        self.session.run_with_iobinding(self.binding)
+        self.binding.synchronize_outputs()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self.lock:
+            self._run(feeds)
+            return [value.numpy() for value in self.outputs.values()]
+
+    def run_device(self, feeds: dict) -> dict:
+        """{output name: pycuda GPUArray}, each a copy of the bound output (complete when this returns)."""
+        import pycuda.autoprimaryctx  # noqa: F401  (ONNX Runtime's context: the device's primary one)
+        from pycuda import driver, gpuarray
+
+        with self.lock:
+            self._run(feeds)
+            out = {}
+            for name, value in self.outputs.items():
+                out[name] = gpuarray.empty(tuple(value.shape()), _DTYPES[value.data_type()])
+                driver.memcpy_dtod(int(out[name].gpudata), int(value.data_ptr()), int(out[name].nbytes))
+            driver.Context.synchronize()
+            return out
+
+
 class OrtGpuEngine(OrtEngine):
     """ONNX Runtime with the CUDA or TensorRT execution provider: `run` as on the CPU, and `run_device`.
 
-    One session per batch size (the SESSIONS_PER_GRAPH most recent ones per graph): the CUDA provider keeps
-    the cuDNN plans of a convolution's last input shape only, so a session that sees two shapes in turn
-    re-plans on every call. IG does exactly that (its 2N endpoints, then its M*N points): 25 to 276 ms per
-    call on an H200 depending on the search mode, against 3.2 ms for the 50 points at a fixed shape.
+    Each graph is called at each batch size through its own BoundSession (the SESSIONS_PER_GRAPH most
+    recent batch sizes per graph are kept): a fixed batch lets every node run on the GPU and, on the CUDA
+    provider, the graph be captured once and replayed (CUDA graphs); and the CUDA provider keeps the cuDNN
+    plans of a convolution's last input shape only, so a session that saw two shapes in turn would re-plan
+    on every call. IG does exactly that (its 2N endpoints, then its M*N points): 25 to 276 ms per call on an
+    H200 depending on the search mode, against 3.2 ms for the 50 points at a fixed shape.
+
+    cuda_graphs=False keeps the fixed batch and the binding but not the capture. Where the provider refuses
+    to capture a graph, `uncaptured` says why and the graph runs bound without; where a graph cannot be
+    bound (a free dimension besides the batch), `unbound` says why and it runs with a session per batch
+    size and a binding per call. Both are logged as warnings.
     """
 
     SESSIONS_PER_GRAPH = 4
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, cuda_graphs: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        self.capture = cuda_graphs and self.backend == "ort-cuda"
+        self.device = "cpu" if self.backend == "ort-cpu" else "cuda"     # ort-cpu: the tests' stand-in
         self._by_batch: dict[str, OrderedDict] = {g: OrderedDict() for g in self._sessions}
+        self.uncaptured: dict[str, str] = {}      # graph -> why it runs without CUDA graphs
+        self.unbound: dict[str, str] = {}         # graph -> why it runs without a fixed binding
 
     def _session(self, graph: str, batch: int):
+        """The graph's BoundSession for this batch size (or, for a graph that cannot be bound, a session)."""
         pool = self._by_batch[graph]
         if batch not in pool:
-            # the session made at load serves the first batch size; later sizes get their own
-            pool[batch] = self._sessions[graph] if not pool else self._new_session(graph)
+            pool[batch] = self._bind(graph, batch)
             if len(pool) > self.SESSIONS_PER_GRAPH:
                 pool.popitem(last=False)
         pool.move_to_end(batch)
         return pool[batch]
+
+    def _bind(self, graph: str, batch: int):
+        if graph in self.unbound:
+            return self._new_session(graph)
+        names = {i.shape[0] for i in self._sessions[graph].get_inputs() if i.shape and isinstance(i.shape[0], str)}
+        capture = self.capture and graph not in self.uncaptured
+
+        def make(batch: int, capture: bool):
+            return self._new_session(graph, {n: batch for n in names}, capture)
+
+        try:
+            return BoundSession(make, self._specs[graph], batch, self.device, capture)
+        except Exception as e:  # noqa: BLE001 - the provider's refusal is said and worked around, not fatal
+            why = f"{type(e).__name__}: {e}"
+            (self.uncaptured if capture else self.unbound)[graph] = why
+            log.warning("graph %r: %s; %s", graph, why, "without CUDA graphs" if capture
+                        else "a session per batch size and a binding per call")
+        return self._bind(graph, batch)       # next without capture, then unbound
 
     @staticmethod
     def _batch(feeds: dict) -> int:
@@ -127,19 +261,23 @@ class OrtGpuEngine(OrtEngine):
         return int(next(iter(feeds.values())).shape[0])
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._session(graph, self._batch(feeds)).run(None, feeds)
+        session = self._session(graph, self._batch(feeds))
+        if isinstance(session, BoundSession):
+            return session.run(feeds)
+        return session.run(None, feeds)
 
     def run_device(self, graph: str, feeds: dict) -> dict:
         """Run with inputs given as host arrays or device arrays (anything with `gpudata`, `shape`, `dtype`:
-        pycuda GPUArrays); returns {output name: pycuda GPUArray} over ONNX Runtime's output buffers, complete
-        when this returns (bound outputs are synchronised). Device inputs must be complete when called."""
+        pycuda GPUArrays; complete when called); returns {output name: pycuda GPUArray}, complete when this
+        returns and the caller's to keep."""
+        session = self._session(graph, self._batch(feeds))
+        if isinstance(session, BoundSession):
+            return session.run_device(feeds)
         from pycuda import gpuarray
 
-        session = self._session(graph, self._batch(feeds))
         binding = session.io_binding()
         for name, value in feeds.items():
             if hasattr(value, "gpudata"):
-                # written by our kernels on another stream: the caller synchronises before this call
                 binding.bind_input(name, "cuda", 0, np.dtype(value.dtype).type, list(value.shape),
                                    int(value.gpudata))
             else:
@@ -149,11 +287,7 @@ class OrtGpuEngine(OrtEngine):
         binding.synchronize_inputs()
         session.run_with_iobinding(binding)
         binding.synchronize_outputs()
-        outputs = {}
-        for name, value in zip(self._outputs[graph], binding.get_outputs()):
-            # base= keeps ONNX Runtime's buffer (the OrtValue) alive as long as the array, and the session
-            # whose allocator owns it (a session evicted from the pool must not free it first)
-            outputs[name] = gpuarray.GPUArray(tuple(value.shape()), _DTYPES[value.data_type()],
-                                              gpudata=value.data_ptr(), base=(value, session))
-        self._keep_alive = (session, binding, feeds)     # bound device inputs outlive the run
-        return outputs
+        # base= keeps ONNX Runtime's buffer (the OrtValue) alive as long as the array, and the session
+        # whose allocator owns it (a session evicted from the pool must not free it first)
+        return {name: gpuarray.GPUArray(tuple(v.shape()), _DTYPES[v.data_type()], gpudata=v.data_ptr(), base=(v, session))
+                for name, v in zip(self._outputs[graph], binding.get_outputs())}

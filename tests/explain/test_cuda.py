@@ -80,8 +80,8 @@ def test_gpu_backends_equal_ort_cpu_on_the_shipped_defect_model(backend):
 
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             pytest.skip("onnxruntime-gpu not installed")
-    from helpers import MODELS
     from edge.runtime.model import Model
+    from helpers import MODELS
 
     cpu, gpu = Model.load(MODELS / "defect"), Model.load(MODELS / "defect", backend=backend)
     x = np.random.default_rng(2).normal(size=(8, 3, 128, 128)).astype(np.float32)
@@ -165,3 +165,41 @@ def test_ort_cuda_explanations_run_through_the_kernels_and_equal_the_cpu(monkeyp
         assert got.details.relative_completeness_delta <= want.details.relative_completeness_delta + 0.02
     # the CPU model's lookups answer None (no run_device); the GPU model's, one launcher per explainer
     assert [type(k).__name__ for k in launched if k is not None] == ["CudaKernels", "CudaKernels"]
+
+
+def test_ort_cuda_bound_sessions_capture_and_answer_each_call():
+    """The CUDA provider runs each graph at each batch size through a BoundSession with CUDA graphs: the
+    shipped model's graphs are all captured (nothing left on the CPU), and replays read each call's own
+    inputs: successive different frames, host or device inputs, each equal ONNX Runtime on the CPU, and an
+    answer handed out by run_device stays as it was after later calls."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu not installed")
+    pytest.importorskip("pycuda", reason="pycuda not installed (pip install -e '.[gpu]')")
+    import pycuda.autoprimaryctx  # noqa: F401
+    from pycuda import gpuarray
+
+    from edge.runtime.model import Model
+    from edge.runtime.ort import BoundSession
+    from helpers import MODELS
+
+    cpu, gpu = Model.load(MODELS / "defect"), Model.load(MODELS / "defect", backend="ort-cuda")
+    engine, rng = gpu.engine, np.random.default_rng(7)
+    kept = []
+    for batch in (1, 3, 1):
+        for _ in range(3):
+            x = gpu.normalisation.apply((20 + 2 * rng.normal(size=(batch, *gpu.input_shape))).astype(np.float32))
+            t = np.eye(len(gpu.classes), dtype=np.float32)[rng.integers(0, len(gpu.classes), batch)]
+            for graph, feeds in (("predict", {"input": x}), ("gradcam", {"input": x, "target": t})):
+                want = cpu.engine.run(graph, feeds)
+                for got in (engine.run(graph, feeds),
+                            [v.get() for v in engine.run_device(graph, {k: gpuarray.to_gpu(v) for k, v in feeds.items()}).values()]):
+                    for name, a, b in zip(engine.output_names(graph), got, want):
+                        assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b), f"{graph}.{name}, batch {batch}"
+            out = engine.run_device("gradcam", {"input": x, "target": t})
+            kept.append((out["activation_grad"], out["activation_grad"].get()))
+    assert all(np.array_equal(dev.get(), host) for dev, host in kept)
+    assert not engine.uncaptured and not engine.unbound
+    bound = engine._session("gradcam", 1)
+    assert isinstance(bound, BoundSession) and bound.capture

@@ -67,21 +67,47 @@ def test_gpu_backend_without_gpu_says_what_to_install(tiny_classifier):
         make_engine("ort-cuda", {"predict": d / graphs["predict"]["file"]})
 
 
-def test_the_gpu_engine_keeps_a_session_per_batch_size(tiny_classifier):
-    """OrtGpuEngine's session per batch size (the CUDA provider re-plans its convolutions whenever a session's
-    input shape changes), exercised on the CPU provider: each batch size gets its own session, the most
-    recent SESSIONS_PER_GRAPH are kept, and the answers do not depend on which session gave them."""
-    from edge.runtime.ort import OrtGpuEngine
+def test_the_gpu_engine_binds_a_session_per_batch_size(tiny_classifier):
+    """OrtGpuEngine runs each graph at each batch size through its own BoundSession (fixed batch, buffers
+    bound once: what CUDA graphs need; on a GPU the CUDA provider also re-plans its convolutions whenever a
+    session's input shape changes), exercised on the CPU provider: each batch size gets its own, the most
+    recent SESSIONS_PER_GRAPH are kept, and every call answers for its own inputs, as a plain session does."""
+    from edge.runtime.ort import BoundSession, OrtGpuEngine
 
     _, _, d, graphs = tiny_classifier
-    e = OrtGpuEngine({k: d / v["file"] for k, v in graphs.items()}, "ort-cpu", threads=1)
-    x = np.random.default_rng(1).standard_normal((5, 3, 32, 32)).astype(np.float32)
-    want = e.run("predict", {"input": x})[0]
+    files = {k: d / v["file"] for k, v in graphs.items()}
+    e, plain = OrtGpuEngine(files, "ort-cpu", threads=1), make_engine("ort-cpu", files, threads=1)
+    rng = np.random.default_rng(1)
     by_size = {n: e._session("predict", n) for n in (1, 2, 1)}
-    assert by_size[1] is not by_size[2] and e._session("predict", 5) is e._sessions["predict"]
-    for n in (1, 2, 3, 4, 2):
-        np.testing.assert_allclose(e.run("predict", {"input": x[:n]})[0], want[:n], rtol=1e-5, atol=1e-6)
-    assert list(e._by_batch["predict"]) == [1, 3, 4, 2]          # 5, the oldest, made room for 4
+    assert by_size[1] is not by_size[2] and all(isinstance(s, BoundSession) for s in by_size.values())
+    assert by_size[2].session.get_inputs()[0].shape[0] == 2          # the batch is fixed in the session
+    for n in (1, 2, 3, 4, 2, 2, 5):
+        x = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
+        np.testing.assert_allclose(e.run("predict", {"input": x})[0], plain.run("predict", {"input": x})[0],
+                                   rtol=1e-5, atol=1e-6)
+    assert list(e._by_batch["predict"]) == [3, 4, 2, 5]          # 1, the oldest, made room for 5
+    assert not e.unbound and not e.uncaptured
+
+
+def test_the_gpu_engine_runs_a_graph_it_cannot_bind_unbound(tmp_path, caplog):
+    """A graph with a free dimension besides the batch cannot have its buffers allocated once: the engine
+    says why (a warning, and `unbound`) and runs it with a plain session per batch size, correctly."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edge.runtime.ort import OrtGpuEngine
+
+    free = ["batch", 3, "height", "width"]
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["out"])], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, free)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, free)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "g.onnx")
+    e = OrtGpuEngine({"relu": tmp_path / "g.onnx"}, "ort-cpu", threads=1)
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 7)).astype(np.float32)
+    with caplog.at_level("WARNING", logger="edge.runtime"):
+        np.testing.assert_array_equal(e.run("relu", {"input": x})[0], np.maximum(x, 0))
+    assert "free dimension besides the batch" in e.unbound["relu"] and "relu" in caplog.text
+    np.testing.assert_array_equal(e.run("relu", {"input": x[:1, :, :3]})[0], np.maximum(x[:1, :, :3], 0))
 
 
 def test_the_cpu_engine_keeps_numpys_blas_on_one_thread(engine):
