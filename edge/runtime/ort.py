@@ -8,6 +8,7 @@ interpolation batches to the host and back. Each graph runs at each batch size t
 (fixed batch, buffers bound once, CUDA graphs on the CUDA provider)."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -120,6 +121,16 @@ class OrtEngine(Engine):
         return self._sessions[graph].run(None, feeds)
 
 
+@functools.cache
+def device_pool():
+    """One pycuda memory pool for the arrays run_device hands out, so an answer's outputs reuse freed
+    device memory instead of a cuMemAlloc (and a cuMemFree when the array goes) per output and call."""
+    import pycuda.autoprimaryctx  # noqa: F401  (ONNX Runtime's context: the device's primary one)
+    from pycuda.tools import DeviceMemoryPool
+
+    return DeviceMemoryPool()
+
+
 class BoundSession:
     """One graph at one batch size on a GPU provider, called through one I/O binding over input and output
     buffers allocated once on the device, in a session whose batch dimension is fixed (ONNX Runtime's
@@ -188,14 +199,14 @@ class BoundSession:
 
     def run_device(self, feeds: dict) -> dict:
         """{output name: pycuda GPUArray}, each a copy of the bound output (complete when this returns)."""
-        import pycuda.autoprimaryctx  # noqa: F401  (ONNX Runtime's context: the device's primary one)
         from pycuda import driver, gpuarray
 
+        allocate = device_pool().allocate
         with self.lock:
             self._run(feeds)
             out = {}
             for name, value in self.outputs.items():
-                out[name] = gpuarray.empty(tuple(value.shape()), _DTYPES[value.data_type()])
+                out[name] = gpuarray.empty(tuple(value.shape()), _DTYPES[value.data_type()], allocator=allocate)
                 driver.memcpy_dtod(int(out[name].gpudata), int(value.data_ptr()), int(out[name].nbytes))
             driver.Context.synchronize()
             return out
