@@ -4,15 +4,17 @@
 #   bash benchmarks/device_fetch.sh --ort      # here, once: .whl/ (reference libraries, pycuda's deps),
 #                                              # .pycuda/ (its sdist), .ortp1..5 (onnxruntime-gpu in parts)
 #   device runs, back to back (a warm machine keeps the parts; 30 s idle gives it back):
-#     bash benchmarks/device_ort_parts.sh      # carry [".ortp1"], then [".ortp2"], ... [".ortp4"]
-#     bash benchmarks/device.sh                # carry [".ortp5", ".whl", ".pycuda"], timeout_s 300
+#     bash benchmarks/device_ort_parts.sh      # carry [".ortp1"], then [".ortp2"], ... all but the last part
+#     bash benchmarks/device.sh --skip ort_cuda_options   # carry [last part, ".whl", ".pycuda"], timeout_s 300
+#   (the number of parts follows the working tree's size: 6 on 2026-11-29, .ortp1 ... .ortp6)
 #   bash benchmarks/device.sh --dry-run        # here, on the CPU: every step that needs no GPU
 # Without --ort (and the parts) the ONNX Runtime CUDA steps are skipped, named; the rest runs.
 #
 # Writes $OUT/device-<gpu>.json and $OUT/device.log (benchmarks/device.py says what each step measures).
 # The kernels are launched through CuPy first (the image has it) and through pycuda once it is built
 # here in the background (edge/explain/cuda_cupy.py, edge/explain/cuda.py: the same kernels and geometry).
-# Measured on an H200 (2026-11-28): about 60 s for this script, 5 s per part call, 40 s for a start.
+# Measured on an H200 (2026-11-29): 50-60 s for this script, 5 s per part call, about 35 s for a start;
+# one whole round (start, parts, script) held the machine 100-140 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-device-out}

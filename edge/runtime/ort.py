@@ -26,7 +26,7 @@ _PROVIDERS = {
     "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-# The CUDA provider's options, measured on an H200 (benchmarks/measured/device-nvidia-h200.json,
+# The CUDA provider's options, measured on an H200 (benchmarks/measured/device-nvidia-h200-ort-options.json,
 # ort_cuda_options). TF32 off: with it the gradient graphs' input gradients were 1.5e-2 off the CPU's
 # (relative L2; 1.7e-6 without), which an explanation cannot afford; the prediction cost did not change
 # measurably. cuDNN's exhaustive algorithm search (ONNX Runtime's default) gave the fastest steady state;
@@ -139,9 +139,11 @@ class BoundSession:
     on every later run (CUDA graphs: the buffers must not move, hence the binding made once).
 
     Why: at batch 1 on a GPU a call is bound by launches and bookkeeping, not arithmetic. Measured on an
-    H200 (benchmarks/measured/device-nvidia-h200.json, ort_cuda_graphs), the gradcam graph of the shipped
-    classifier: a new binding per call 0.70 ms, a plain call 0.54, this with CUDA graphs 0.24; the predict
-    graph 0.35 plain, 0.17 this way.
+    H200 (benchmarks/measured/device-nvidia-h200.json, ort_cuda_graphs), the shipped classifier's gradcam
+    graph: a new binding per call 0.80 ms, a plain call 0.71, bound and captured 0.25; its predict graph
+    0.32 plain, 0.18 captured. Served (ort_cuda, batch 1): Grad-CAM 1.81 -> 0.79 ms, a prediction 0.61 ->
+    0.23 ms, IG with M = 50 6.3 -> 5.0 ms (benchmarks/measured/device-nvidia-h200-before-bound-sessions.json
+    for the first figures).
 
     A call copies its inputs in (host arrays: a host-to-device copy; device arrays: a device-to-device
     copy), runs, and copies the outputs out, all under the instance's lock, so two threads never see each
