@@ -197,7 +197,8 @@ class BoundSession:
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self.lock:
             self._run(feeds)
-            return [value.numpy() for value in self.outputs.values()]
+            # a device buffer's numpy() is a copy; a host buffer's is a view the next call would overwrite
+            return [value.numpy().copy() if self.device == "cpu" else value.numpy() for value in self.outputs.values()]
 
     def run_device(self, feeds: dict) -> dict:
         """{output name: pycuda GPUArray}, each a copy of the bound output (complete when this returns)."""
@@ -237,18 +238,20 @@ class OrtGpuEngine(OrtEngine):
         self.capture = cuda_graphs and self.backend == "ort-cuda"
         self.device = "cpu" if self.backend == "ort-cpu" else "cuda"     # ort-cpu: the tests' stand-in
         self._by_batch: dict[str, OrderedDict] = {g: OrderedDict() for g in self._sessions}
+        self._pool_lock = threading.Lock()
         self.uncaptured: dict[str, str] = {}      # graph -> why it runs without CUDA graphs
         self.unbound: dict[str, str] = {}         # graph -> why it runs without a fixed binding
 
     def _session(self, graph: str, batch: int):
         """The graph's BoundSession for this batch size (or, for a graph that cannot be bound, a session)."""
-        pool = self._by_batch[graph]
-        if batch not in pool:
-            pool[batch] = self._bind(graph, batch)
-            if len(pool) > self.SESSIONS_PER_GRAPH:
-                pool.popitem(last=False)
-        pool.move_to_end(batch)
-        return pool[batch]
+        with self._pool_lock:          # the service's threads share the engine
+            pool = self._by_batch[graph]
+            if batch not in pool:
+                pool[batch] = self._bind(graph, batch)
+                if len(pool) > self.SESSIONS_PER_GRAPH:
+                    pool.popitem(last=False)
+            pool.move_to_end(batch)
+            return pool[batch]
 
     def _bind(self, graph: str, batch: int):
         if graph in self.unbound:

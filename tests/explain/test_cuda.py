@@ -171,7 +171,7 @@ def test_ort_cuda_bound_sessions_capture_and_answer_each_call():
     """The CUDA provider runs each graph at each batch size through a BoundSession with CUDA graphs: the
     shipped model's graphs are all captured (nothing left on the CPU), and replays read each call's own
     inputs: successive different frames, host or device inputs, each equal ONNX Runtime on the CPU, and an
-    answer handed out by run_device stays as it was after later calls."""
+    answer handed out (run_device's device arrays, run's host arrays) stays as it was after later calls."""
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -198,8 +198,10 @@ def test_ort_cuda_bound_sessions_capture_and_answer_each_call():
                     for name, a, b in zip(engine.output_names(graph), got, want):
                         assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b), f"{graph}.{name}, batch {batch}"
             out = engine.run_device("gradcam", {"input": x, "target": t})
-            kept.append((out["activation_grad"], out["activation_grad"].get()))
-    assert all(np.array_equal(dev.get(), host) for dev, host in kept)
+            host = engine.run("gradcam", {"input": x, "target": t})[2]
+            kept.append((out["activation_grad"], out["activation_grad"].get(), host, host.copy()))
+    assert all(np.array_equal(dev.get(), snap) and np.array_equal(host, host_snap)
+               for dev, snap, host, host_snap in kept)
     assert not engine.uncaptured and not engine.unbound
     bound = engine._session("gradcam", 1)
     assert isinstance(bound, BoundSession) and bound.capture

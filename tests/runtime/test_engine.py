@@ -89,6 +89,23 @@ def test_the_gpu_engine_binds_a_session_per_batch_size(tiny_classifier):
     assert not e.unbound and not e.uncaptured
 
 
+def test_the_gpu_engines_bound_buffers_are_not_shared_between_threads(tiny_classifier):
+    """The service calls one engine from several threads: each call, at the same batch size and so through
+    the same bound buffers, answers for its own inputs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edge.runtime.ort import OrtGpuEngine
+
+    _, _, d, graphs = tiny_classifier
+    files = {k: d / v["file"] for k, v in graphs.items()}
+    e, plain = OrtGpuEngine(files, "ort-cpu", threads=1), make_engine("ort-cpu", files, threads=1)
+    xs = np.random.default_rng(2).standard_normal((48, 2, 3, 32, 32)).astype(np.float32)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: e.run("predict", {"input": x})[0], xs))
+    for x, g in zip(xs, got):
+        np.testing.assert_allclose(g, plain.run("predict", {"input": x})[0], rtol=1e-5, atol=1e-6)
+
+
 def test_the_gpu_engine_runs_a_graph_it_cannot_bind_unbound(tmp_path, caplog):
     """A graph with a free dimension besides the batch cannot have its buffers allocated once: the engine
     says why (a warning, and `unbound`) and runs it with a plain session per batch size, correctly."""
