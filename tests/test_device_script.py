@@ -28,3 +28,27 @@ def test_the_device_run_dry_runs_on_the_cpu(tmp_path):
     for batch in ("b1", "b8"):
         assert {"numpy_gradcam", "numpy_hirescam", "torch_cpu_gradcam", "torch_cpu_hirescam"} <= set(latency["gradcam"][batch])
         assert {"numpy_interpolate", "numpy_reduce", "torch_cpu_interpolate", "torch_cpu_reduce"} <= set(latency["ig"][batch])
+
+
+def test_the_orin_estimate_splits_rows_and_says_it_is_an_estimate(tmp_path):
+    """benchmarks/orin_estimate.py: the two-batch split is exact for a linear row; on the committed H200 run
+    every estimate is a range above the H200's own figure, and the output calls itself an estimate."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import orin_estimate
+
+    assert orin_estimate.linear_split(1.0 + 2.0, 1.0 + 16.0) == (1.0, 2.0)
+    out = tmp_path / "orin.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "orin_estimate.py"), "--out", str(out)],
+                       check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.startswith("ESTIMATE (not measured)"), r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    assert result["kind"] == "estimate, not measured"
+    for device in result["devices"].values():
+        for row in ("predict", "gradcam", "ig_m50"):
+            est = device["batch1"][row]
+            assert result["h200_batch1_ms"][row] < est["low_ms"] <= est["high_ms"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "orin_estimate.py"), "--run", str(bad)],
+                       check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and "bad.json: no ort_cuda step" in r.stderr
