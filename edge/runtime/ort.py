@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import Unavailable
-from edge.runtime.engine import Engine, InputSpec
+from edge.runtime.engine import Engine, InputError, InputSpec
 
 log = logging.getLogger("edge.runtime")
 
@@ -179,6 +179,11 @@ class BoundSession:
         """Copy the feeds into the bound inputs and run (caller holds the lock)."""
         device_copies = False
         for name, value in feeds.items():
+            bound = self.inputs[name]
+            if tuple(value.shape) != tuple(bound.shape()) or np.dtype(value.dtype) != _DTYPES[bound.data_type()]:
+                # a copy by byte count would read past the array or misread it: refuse, naming the input
+                raise InputError(f"input {name!r}: {np.dtype(value.dtype)} {tuple(value.shape)}, the bound "
+                                 f"buffer is {_DTYPES[bound.data_type()].__name__} {tuple(bound.shape())}")
             if hasattr(value, "gpudata"):
                 from pycuda import driver
 
@@ -294,6 +299,7 @@ class OrtGpuEngine(OrtEngine):
         binding = session.io_binding()
         for name, value in feeds.items():
             if hasattr(value, "gpudata"):
+                # written by our kernels on another stream: the caller synchronises before this call
                 binding.bind_input(name, "cuda", 0, np.dtype(value.dtype).type, list(value.shape),
                                    int(value.gpudata))
             else:

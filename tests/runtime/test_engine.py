@@ -87,6 +87,11 @@ def test_the_gpu_engine_binds_a_session_per_batch_size(tiny_classifier):
                                    rtol=1e-5, atol=1e-6)
     assert list(e._by_batch["predict"]) == [3, 4, 2, 5]          # 1, the oldest, made room for 5
     assert not e.unbound and not e.uncaptured
+    # run_device hands its arrays straight to the bound session (no check_feeds): it refuses what does not fit
+    with pytest.raises(InputError, match="input 'input'.*float32 \\(2, 3, 32, 32\\)"):
+        e._session("predict", 2).run({"input": np.zeros((2, 3, 32, 31), np.float32)})
+    with pytest.raises(InputError, match="float64"):
+        e._session("predict", 2).run({"input": np.zeros((2, 3, 32, 32))})
 
 
 def test_the_gpu_engines_bound_buffers_are_not_shared_between_threads(tiny_classifier):
