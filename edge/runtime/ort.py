@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -220,6 +221,17 @@ class BoundSession:
             return out
 
 
+def wants_cuda_graphs(backend: str, option: bool | None) -> bool:
+    """Whether a GPU engine captures CUDA graphs: only on the CUDA provider (TensorRT's provider has its
+    own); option None reads EDGE_XAI_CUDA_GRAPHS ("0" off, on otherwise), the escape hatch for a driver or
+    provider that misbehaves with them, without a code change."""
+    if backend != "ort-cuda":
+        return False
+    if option is None:
+        return os.environ.get("EDGE_XAI_CUDA_GRAPHS", "1").strip() != "0"
+    return bool(option)
+
+
 class OrtGpuEngine(OrtEngine):
     """ONNX Runtime with the CUDA or TensorRT execution provider: `run` as on the CPU, and `run_device`.
 
@@ -230,7 +242,7 @@ class OrtGpuEngine(OrtEngine):
     on every call. IG does exactly that (its 2N endpoints, then its M*N points): 25 to 276 ms per call on an
     H200 depending on the search mode, against 3.2 ms for the 50 points at a fixed shape.
 
-    cuda_graphs=False keeps the fixed batch and the binding but not the capture. Where the provider refuses
+    cuda_graphs=False (or EDGE_XAI_CUDA_GRAPHS=0) keeps the fixed batch and the binding but not the capture. Where the provider refuses
     to capture a graph, `uncaptured` says why and the graph runs bound without; where a graph cannot be
     bound (a free dimension besides the batch), `unbound` says why and it runs with a session per batch
     size and a binding per call. Both are logged as warnings.
@@ -238,9 +250,9 @@ class OrtGpuEngine(OrtEngine):
 
     SESSIONS_PER_GRAPH = 4
 
-    def __init__(self, *args, cuda_graphs: bool = True, **kwargs):
+    def __init__(self, *args, cuda_graphs: bool | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.capture = cuda_graphs and self.backend == "ort-cuda"
+        self.capture = wants_cuda_graphs(self.backend, cuda_graphs)
         self.device = "cpu" if self.backend == "ort-cpu" else "cuda"     # ort-cpu: the tests' stand-in
         self._by_batch: dict[str, OrderedDict] = {g: OrderedDict() for g in self._sessions}
         self._pool_lock = threading.Lock()

@@ -94,6 +94,20 @@ def test_the_gpu_engine_binds_a_session_per_batch_size(tiny_classifier):
         e._session("predict", 2).run({"input": np.zeros((2, 3, 32, 32))})
 
 
+def test_cuda_graphs_follow_the_option_and_the_environment(monkeypatch):
+    """Only the CUDA provider captures; EDGE_XAI_CUDA_GRAPHS=0 turns it off where no option is given."""
+    from edge.runtime.ort import wants_cuda_graphs
+
+    for env, option, want in ((None, None, True), ("0", None, False), (" 1", None, True), ("0", True, True),
+                              (None, False, False)):
+        if env is None:
+            monkeypatch.delenv("EDGE_XAI_CUDA_GRAPHS", raising=False)
+        else:
+            monkeypatch.setenv("EDGE_XAI_CUDA_GRAPHS", env)
+        assert wants_cuda_graphs("ort-cuda", option) is want, (env, option)
+        assert not wants_cuda_graphs("ort-tensorrt", option) and not wants_cuda_graphs("ort-cpu", option)
+
+
 def test_the_gpu_engines_bound_buffers_are_not_shared_between_threads(tiny_classifier):
     """The service calls one engine from several threads: each call, at the same batch size and so through
     the same bound buffers, answers for its own inputs."""
