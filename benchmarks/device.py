@@ -459,13 +459,14 @@ def ort_cuda_graphs(runs: int, provider: str = "CUDAExecutionProvider") -> dict:
     largest output error against the CPU (relative L2):
       run_host_outputs     session.run, outputs copied to the host (what a prediction does)
       binding_per_call     a new I/O binding per call, outputs allocated by ONNX Runtime on the device
-                           (OrtGpuEngine.run_device today)
+                           (OrtGpuEngine.run_device until the bound sessions; now its fallback)
       binding_reused       one binding, inputs and outputs in preallocated device OrtValues; a call copies
                            the input in place, runs, and reads the logits back
       ..._fixed_batch      the same on a session whose batch dimension is fixed (free-dimension override:
                            the shape arithmetic folds away, so no node is left on the CPU)
       cuda_graph           that session with the CUDA provider's enable_cuda_graph: the first run captures
-                           the graph's launches, later runs replay them in one
+                           the graph's launches, later runs replay them in one (what the engine's
+                           BoundSession does, without its copies in and out)
     and, per graph, where the fixed-batch session's nodes ran. provider= lets the CPU check the code."""
     import onnxruntime as ort
 

@@ -78,7 +78,7 @@ def parts(served: dict) -> dict[str, tuple[float, float, float]]:
 
 def estimate(served: dict) -> dict:
     measured = {k: served["b1"][k]["median_ms"] for k in ("predict", "gradcam", "ig_m50")}
-    result: dict = {"kind": "estimate, not measured", "basis": __doc__.split("The basis. ")[1].split("\n\"\"\"")[0],
+    result: dict = {"kind": "estimate, not measured", "basis": " ".join(__doc__.split("The basis. ")[1].split()),
                     "h200_batch1_ms": measured, "devices": {}}
     for name, device in DEVICES.items():
         g, h = gpu_ratio(device), host_ratio(device)
