@@ -441,14 +441,7 @@ def ort_cuda_options(runs: int) -> dict:
             f"{g}.{o.name}": float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30))
             for g in files for o, a, b in zip(sess[g].get_outputs(), cpu[g], sess[g].run(None, feeds[g]))}
         if i == 0:
-            placed: dict = {}
-            for g, s_ in sess.items():
-                prof = json.loads(Path(s_.end_profiling()).read_text())
-                for ev in prof:
-                    a = ev.get("args", {})
-                    if ev.get("cat") == "Node" and "provider" in a:
-                        placed.setdefault(g, {}).setdefault(a["provider"], set()).add(a.get("op_name", "?"))
-            row["node_providers"] = {g: {p: sorted(v) for p, v in d.items()} for g, d in placed.items()}
+            row["node_providers"] = {g: d for g, s_ in sess.items() if (d := node_providers(s_))}
         row.update(session_rows(sess, x8, t8, runs))
     return out
 
@@ -545,12 +538,7 @@ def ort_cuda_graphs(runs: int, provider: str = "CUDAExecutionProvider") -> dict:
         try:
             s = session(path, fixed=True, capture=False, profile=True)
             s.run(None, feed)
-            placed: dict = {}
-            for ev in json.loads(Path(s.end_profiling()).read_text()):
-                a = ev.get("args", {})
-                if ev.get("cat") == "Node" and "provider" in a:
-                    placed.setdefault(a["provider"], set()).add(a.get("op_name", "?"))
-            row["fixed_batch_node_providers"] = {p: sorted(v) for p, v in placed.items()}
+            row["fixed_batch_node_providers"] = node_providers(s)
         except Exception as e:  # noqa: BLE001
             row["fixed_batch_node_providers"] = {"error": f"{type(e).__name__}: {e}"[:600]}
     for name in ("run_host_outputs", "binding_per_call", "binding_reused", "binding_reused_fixed_batch", "cuda_graph"):
@@ -558,6 +546,17 @@ def ort_cuda_graphs(runs: int, provider: str = "CUDAExecutionProvider") -> dict:
         if "median_ms" in p and "median_ms" in c:
             out.setdefault("ratio_gradcam_to_predict", {})[name] = round(c["median_ms"] / p["median_ms"], 3)
     return out
+
+
+def node_providers(session) -> dict[str, list[str]]:
+    """{provider: the operator types it ran} from a session made with profiling on, after a run (ends the
+    profile: ONNX Runtime's profile events name each node's provider)."""
+    placed: dict = {}
+    for ev in json.loads(Path(session.end_profiling()).read_text()):
+        a = ev.get("args", {})
+        if ev.get("cat") == "Node" and "provider" in a:
+            placed.setdefault(a["provider"], set()).add(a.get("op_name", "?"))
+    return {p: sorted(v) for p, v in placed.items()}
 
 
 def session_rows(sess: dict, x8: np.ndarray, t8: np.ndarray, runs: int) -> dict:

@@ -178,7 +178,7 @@ class BoundSession:
 
     def _run(self, feeds: dict) -> None:
         """Copy the feeds into the bound inputs and run (caller holds the lock)."""
-        device_copies = False
+        driver = None               # pycuda's, once a feed is a device array
         for name, value in feeds.items():
             bound = self.inputs[name]
             if tuple(value.shape) != tuple(bound.shape()) or np.dtype(value.dtype) != _DTYPES[bound.data_type()]:
@@ -188,14 +188,11 @@ class BoundSession:
             if hasattr(value, "gpudata"):
                 from pycuda import driver
 
-                driver.memcpy_dtod(int(self.inputs[name].data_ptr()), int(value.gpudata), int(value.nbytes))
-                device_copies = True
+                driver.memcpy_dtod(int(bound.data_ptr()), int(value.gpudata), int(value.nbytes))
             else:
-                self.inputs[name].update_inplace(np.ascontiguousarray(value))
-        if device_copies:
+                bound.update_inplace(np.ascontiguousarray(value))
+        if driver is not None:
             # the copies ran on the default stream; ONNX Runtime's stream does not wait for it
-            from pycuda import driver
-
             driver.Context.synchronize()
         self.session.run_with_iobinding(self.binding)
         self.binding.synchronize_outputs()
