@@ -113,7 +113,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from edge.evaluate import calibrate
 
-    c = calibrate(Path(args.model), Path(args.data), progress=not (args.quiet or args.json), limit=args.limit)
+    c = calibrate(Path(args.model), Path(args.data), progress=not (args.quiet or args.json), limit=args.limit,
+                  choose_cam=args.choose_cam)
     if args.json:
         print(json.dumps(c))
         return 0
@@ -122,6 +123,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"frames much larger than the training images: fitted as the service reads them, {t['frames']} frames "
               f"in {t['tile_px']} px tiles ({t['inputs']} inputs" + (f"; left out: {t['left_out']})" if t["left_out"]
                                                                         else ")"))
+    if "cam" in c:
+        cam = c["cam"]
+        print(f"heatmaps: {cam['cam_method']} (was {cam['previous']}; {cam['reason']})")
     if c["method"] == "none":
         print(f"no calibration applied ({c['reason']}; {c['n']} samples); review flag fitted; recorded in "
               f"{Path(args.model) / 'manifest.json'}")
@@ -752,6 +756,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", required=True, help="held-out labelled data set (same format as for training)")
     c.add_argument("--limit", type=int, default=None,
                    help="use at most this many samples (tiles, for frames read in tiles)")
+    c.add_argument("--choose-cam", action="store_true",
+                   help="first choose the heatmap method (Grad-CAM, Grad-CAM++, HiResCAM, element-wise Grad-CAM) "
+                        "as training does, by the pointing game and tolerant IoU on this data's masks or boxes, and "
+                        "record it; the review flag is then fitted on the chosen maps. For a model trained before "
+                        "a method existed, or to choose on data from the line (needs annotated defects)")
     c.add_argument("--json", action="store_true", help="print the manifest's calibration entry as JSON")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_calibrate)
@@ -802,7 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("explain", help="explain one input: prediction, heatmap, sentence, timings",
                        description="Run a model on one file and explain its output with Grad-CAM, "
-                                   "Grad-CAM++, HiResCAM (classifier), Integrated Gradients or patch SHAP, "
+                                   "Grad-CAM++, HiResCAM, element-wise Grad-CAM (classifier), Integrated Gradients "
+                                   "or patch SHAP, "
                                    "all from the exported ONNX graphs (no PyTorch). Prints the prediction, "
                                    "the sentence (classifiers), whether the service would flag the part for "
                                    "review and why (classifiers with a fitted review flag, explained with their "

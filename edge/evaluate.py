@@ -170,14 +170,18 @@ def format_report(metrics: dict) -> str:
 
 
 def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | None = None,
-              batch_size: int = 64, review_budget: float = 0.10, seed: int = 0) -> dict:
+              batch_size: int = 64, review_budget: float = 0.10, seed: int = 0, choose_cam: bool = False) -> dict:
     """Fit the classifier's confidence calibration and its review flag on held-out labelled data (not the data
     it will be evaluated on) and record them in the model folder; decisions, graphs and the audit's sha256
     are unchanged. The review flag's embedding model is fitted on one half of the data (seeded), its
     thresholds on the other, after the temperature is in place. Frames much larger than the training
     images are fitted as the served path reads them: cut into tiles of the training images' size
     (`edge.data.tiles.load_as_served`; the entry's `tiles` says how many frames became how many inputs;
-    `limit` then counts inputs)."""
+    `limit` then counts inputs).
+
+    choose_cam: first choose the Grad-CAM-family map by training's rule on this data's masks or boxes
+    (`audit.localisation.choose_cam`; the entry's `cam` says what was chosen and why), so that a model
+    trained before a method existed can take it up; the review flag is then fitted on the chosen maps."""
     from edge.runtime.calibration import fit_calibration
     from edge.runtime.manifest import save_manifest
 
@@ -200,12 +204,16 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
         if not len(arrays.x):
             raise InvalidInput(f"{data}: no input left after cutting its large frames into tiles ({tiles['left_out']})")
     y = model.class_indices(arrays.labels, data)
+    cam = _choose_cam(model_dir, model, arrays, data, batch_size) if choose_cam else None
     entry = fit_calibration(model.predict(arrays.x, batch_size=batch_size), y, str(data))
     if "fitted_temperature" not in entry and entry["method"] == "none":       # too few samples to fit
         raise InvalidInput(f"{data}: {entry['reason']}")
     if tiles:
         entry["tiles"] = tiles
     manifest = dict(model.manifest, calibration=entry)
+    if cam:
+        entry["cam"] = cam
+        manifest["explain"] = {"cam_method": cam["cam_method"], "reason": cam["reason"]}
     save_manifest(model_dir, manifest)
     from edge.explain import review
 
@@ -216,3 +224,16 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     entry["review"] = review.save(model_dir, policy, scores, f"{data} (embeddings: {len(half)} samples, "
                                                             f"thresholds: {len(rest)})")
     return entry
+
+
+def _choose_cam(model_dir: Path, model: Model, arrays, data: Path, batch_size: int) -> dict:
+    """calibrate's --choose-cam: the map training's rule picks on this held-out data, with what it replaces."""
+    from edge.audit.localisation import choose_cam
+
+    method, why, n = choose_cam(model, arrays.x, arrays.masks, arrays.has_mask, arrays.labels, model.ok_class, data,
+                                batch_size)
+    if not n:
+        raise InvalidInput(f"{data}: --choose-cam needs defect samples with masks or boxes; none of its "
+                           f"{len(arrays.x)} samples has one ({model_dir} keeps {model.cam_method})")
+    return {"cam_method": method, "previous": model.cam_method, "samples": n,
+            "reason": f"chosen on held-out data, {n} annotated defect samples: {why}"}

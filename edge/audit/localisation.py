@@ -86,3 +86,32 @@ def protocol(tolerance_px: int, method: str = "Grad-CAM") -> str:
             f"within {tolerance_px} px of the mask. Box annotations (Pascal VOC, COCO) count as filled boxes; "
             f"boxes hit: share of a sample's boxes that the binarised map touches within {tolerance_px} px. "
             f"Boxes are loose, so classes whose ground truth is boxes are gated on the pointing game.")
+
+
+def choose_cam(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, labels: list[str],
+               ok_class: str | None, source: object = "the validation split",
+               batch_size: int = 64) -> tuple[str, str, int]:
+    """Which Grad-CAM-family map localises this model's decisions best on annotated samples (training's
+    validation split, or held-out data given to `edge-xai calibrate --choose-cam`): each method's map of
+    the true class, judged as the audit judges it (pointing game per class, then tolerant IoU; correctly
+    classified defects only), and `recipe.choose_cam_method`'s rule. Returns (method, why, samples judged)."""
+    from edge.explain import GradCAMExplainer
+    from edge.explain.cam import METHODS
+    from edge.train.recipe import choose_cam_method
+
+    keep = np.array([i for i in range(len(x)) if has_mask[i] and masks[i].any()], np.int64)
+    pointing: dict[str, dict[str, float]] = {}
+    overlap: dict[str, dict[str, float]] = {}
+    if len(keep):
+        kept = [labels[i] for i in keep]
+        target = model.class_indices(kept, source)
+        for method in METHODS:
+            explainer = GradCAMExplainer(model, method)
+            es = [e for s in range(0, len(keep), batch_size)
+                  for e in explainer.explain(x[keep[s:s + batch_size]], target[s:s + batch_size])]
+            rows, _ = localisation(np.stack([e.heatmap for e in es]), masks[keep], has_mask[keep], kept,
+                                   [e.prediction.label for e in es], ok_class, cell_tolerance(model.manifest))
+            pointing[method] = {c: r["pointing_game"] for c, r in rows.items()}
+            overlap[method] = {c: r["iou_tolerant_mean"] for c, r in rows.items()}
+    method, why = choose_cam_method(pointing, overlap=overlap, where=str(source))
+    return method, why, len(keep)

@@ -16,7 +16,9 @@ other channels subtract there. Measured on every annotated model we have (2026-1
 protocol on their test splits: NEU-DET over three training seeds, the tiny-defect and real-texture
 stand-ins, the shipped classifier), its worst class's pointing game was at least HiResCAM's but for one
 model (0.83 against 0.84) and its thin classes' pixel IoU higher (pits 0.20 -> 0.25, 0.14 -> 0.22,
-0.22 -> 0.30); training chooses among all four on the validation split (`train._choose_cam_method`).
+0.22 -> 0.30); training chooses among all four on the validation split, and `edge-xai calibrate
+--choose-cam` on held-out data for a model trained before (`audit.localisation.choose_cam`): the shipped
+classifier so moved from HiResCAM to element-wise Grad-CAM.
 """
 from __future__ import annotations
 

@@ -282,7 +282,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
                 print(line, flush=True)
     example = norm.apply(arrays.x[tr[:8]])
     result = _save_and_export(out, model, kwargs, manifest, log.history, validation, example, t_start)
-    method, why = _choose_cam_method(out, arrays, va, classes, ok_class)
+    method, why = _choose_cam_method(out, arrays, va, ok_class)
     if progress:
         print(f"heatmaps: {method} ({why})", flush=True)
     final = load_manifest(out)
@@ -323,31 +323,16 @@ def _fit_review(out: Path, arrays: Arrays, y: np.ndarray, tr: np.ndarray, va: np
               flush=True)
 
 
-def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, classes: list[str], ok_class: str | None
-                       ) -> tuple[str, str]:
+def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, ok_class: str | None) -> tuple[str, str]:
     """Which Grad-CAM-family map localises this model's decisions best, from the exported graphs, on the
-    validation samples with masks or boxes: the audit's pointing game per class, then its tolerant IoU
-    (`audit.localisation`, which keeps the correctly classified defects)."""
-    from edge.audit.localisation import cell_tolerance, localisation
-    from edge.explain import GradCAMExplainer
-    from edge.explain.cam import METHODS
+    validation samples with masks or boxes (`audit.localisation.choose_cam`, the rule calibrate's
+    --choose-cam applies to held-out data)."""
+    from edge.audit.localisation import choose_cam
     from edge.runtime.model import Model
-    from edge.train.recipe import choose_cam_method
 
-    model = Model.load(out)
-    keep = np.array([i for i in va if arrays.has_mask[i] and arrays.masks[i].any()], np.int64)
-    pointing: dict[str, dict[str, float]] = {}
-    overlap: dict[str, dict[str, float]] = {}
-    if len(keep):
-        labels = [arrays.labels[i] for i in keep]
-        target = np.array([classes.index(lab) for lab in labels])
-        for method in METHODS:
-            es = GradCAMExplainer(model, method).explain(arrays.x[keep], target)
-            rows, _ = localisation(np.stack([e.heatmap for e in es]), arrays.masks[keep], arrays.has_mask[keep],
-                                   labels, [e.prediction.label for e in es], ok_class, cell_tolerance(model.manifest))
-            pointing[method] = {c: r["pointing_game"] for c, r in rows.items()}
-            overlap[method] = {c: r["iou_tolerant_mean"] for c, r in rows.items()}
-    return choose_cam_method(pointing, overlap=overlap)
+    method, why, _ = choose_cam(Model.load(out), arrays.x[va], arrays.masks[va], arrays.has_mask[va],
+                                [arrays.labels[i] for i in va], ok_class, "validation split")
+    return method, why
 
 
 def _reload(meta: dict, state: dict) -> nn.Module:

@@ -375,3 +375,42 @@ def test_calibrate_fits_large_frames_on_the_tiles_the_service_reads(tmp_path, ca
     said = capsys.readouterr().out
     assert "frames much larger than the training images: fitted as the service reads them, 12 frames in 200 px " \
            f"tiles ({expected['tiles']} inputs; left out: " in said
+
+
+def test_calibrate_can_choose_the_heatmap_method_on_held_out_masks(tmp_path, capsys):
+    """`calibrate --choose-cam` applies training's rule to held-out annotated data: a model left on plain
+    Grad-CAM (whose class-averaged gradients light up the whole part on this classifier) takes up a map that
+    points at the defects, recorded with what it replaced; the review flag is then fitted on those maps. Data
+    without an annotated defect is refused by name, the model untouched."""
+    import shutil
+
+    from edge.cli import main
+    from edge.errors import InvalidInput
+    from edge.evaluate import calibrate
+    from edge.runtime.manifest import load_manifest, save_manifest
+    from edge.runtime.model import Model
+    from edge.sim.sample import write_dataset
+
+    model = tmp_path / "model"
+    shutil.copytree(MODELS / "defect", model)
+    save_manifest(model, dict(load_manifest(model, verify=False), explain={"cam_method": "gradcam", "reason": "test"}))
+    data = write_dataset(tmp_path / "d", 60, seed=7, progress=False)
+    c = calibrate(model, data, progress=False, choose_cam=True)
+    cam = c["cam"]
+    assert cam["previous"] == "gradcam" and cam["cam_method"] in ("hirescam", "gradcam-elementwise")
+    assert cam["samples"] == 50 and "chosen on held-out data, 50 annotated defect samples" in cam["reason"]
+    assert f"best pointing game on {data}'s masks/boxes (gradcam worst class" in cam["reason"]
+    stored = load_manifest(model, verify=False)
+    assert stored["explain"] == {"cam_method": cam["cam_method"], "reason": cam["reason"]}
+    assert Model.load(model).cam_method == cam["cam_method"]
+
+    assert main(["calibrate", "--model", str(model), "--data", str(data), "--choose-cam", "--quiet"]) == 0
+    assert f"heatmaps: {cam['cam_method']} (was {cam['cam_method']}; chosen on held-out data" in capsys.readouterr().out
+
+    for cls in [p for p in data.iterdir() if p.is_dir() and p.name != "ok"]:
+        shutil.rmtree(cls)
+    before = (model / "manifest.json").read_text()
+    with pytest.raises(InvalidInput, match=rf"{data}: --choose-cam needs defect samples with masks or boxes; none "
+                                           r"of its 10 samples has one"):
+        calibrate(model, data, progress=False, choose_cam=True)
+    assert (model / "manifest.json").read_text() == before
