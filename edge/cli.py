@@ -111,10 +111,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from edge.audit.localisation import choose_cam
     from edge.evaluate import calibrate
 
     c = calibrate(Path(args.model), Path(args.data), progress=not (args.quiet or args.json), limit=args.limit,
-                  choose_cam=args.choose_cam)
+                  choose_cam=choose_cam if args.choose_cam else None)
     if args.json:
         print(json.dumps(c))
         return 0

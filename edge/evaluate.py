@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,8 @@ def format_report(metrics: dict) -> str:
 
 
 def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | None = None,
-              batch_size: int = 64, review_budget: float = 0.10, seed: int = 0, choose_cam: bool = False) -> dict:
+              batch_size: int = 64, review_budget: float = 0.10, seed: int = 0,
+              choose_cam: Callable | None = None) -> dict:
     """Fit the classifier's confidence calibration and its review flag on held-out labelled data (not the data
     it will be evaluated on) and record them in the model folder; decisions, graphs and the audit's sha256
     are unchanged. The review flag's embedding model is fitted on one half of the data (seeded), its
@@ -179,9 +181,10 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     (`edge.data.tiles.load_as_served`; the entry's `tiles` says how many frames became how many inputs;
     `limit` then counts inputs).
 
-    choose_cam: first choose the Grad-CAM-family map by training's rule on this data's masks or boxes
-    (`audit.localisation.choose_cam`; the entry's `cam` says what was chosen and why), so that a model
-    trained before a method existed can take it up; the review flag is then fitted on the chosen maps."""
+    choose_cam: `edge.audit.localisation.choose_cam` (passed in: the audit builds on this module, not the
+    other way round) to first choose the Grad-CAM-family map by training's rule on this data's masks or
+    boxes (the entry's `cam` says what was chosen and why), so that a model trained before a method
+    existed can take it up; the review flag is then fitted on the chosen maps."""
     from edge.runtime.calibration import fit_calibration
     from edge.runtime.manifest import save_manifest
 
@@ -204,7 +207,7 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
         if not len(arrays.x):
             raise InvalidInput(f"{data}: no input left after cutting its large frames into tiles ({tiles['left_out']})")
     y = model.class_indices(arrays.labels, data)
-    cam = _choose_cam(model_dir, model, arrays, data, batch_size) if choose_cam else None
+    cam = _choose_cam(choose_cam, model_dir, model, arrays, data, batch_size) if choose_cam else None
     entry = fit_calibration(model.predict(arrays.x, batch_size=batch_size), y, str(data))
     if "fitted_temperature" not in entry and entry["method"] == "none":       # too few samples to fit
         raise InvalidInput(f"{data}: {entry['reason']}")
@@ -226,10 +229,8 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     return entry
 
 
-def _choose_cam(model_dir: Path, model: Model, arrays, data: Path, batch_size: int) -> dict:
+def _choose_cam(choose_cam: Callable, model_dir: Path, model: Model, arrays, data: Path, batch_size: int) -> dict:
     """calibrate's --choose-cam: the map training's rule picks on this held-out data, with what it replaces."""
-    from edge.audit.localisation import choose_cam
-
     method, why, n = choose_cam(model, arrays.x, arrays.masks, arrays.has_mask, arrays.labels, model.ok_class, data,
                                 batch_size)
     if not n:

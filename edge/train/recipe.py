@@ -198,28 +198,6 @@ def choose_pool(localised: bool) -> tuple[str, str]:
     return "meanmax", "mean+max pooling (no masks or boxes to guide attention pooling)"
 
 
-def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gradcam",
-                      overlap: dict[str, dict[str, float]] | None = None,
-                      where: str = "the validation split") -> tuple[str, str]:
-    """The CAM method that localised best on validation: `pointing[method][class]` is its pointing game per
-    defect class. Best worst class first, then best mean, then (with `overlap[method][class]`, the tolerant
-    IoU per class) the map that covers the annotated defects best: a hundred validation parts often leave
-    two methods' pointing games equal at 1.00. Ties after that keep the earlier method (Grad-CAM first).
-    `where`: the data judged on, as the reason names it."""
-    def score(m: str, v: dict[str, float]) -> tuple[float, ...]:
-        s = (min(v.values()), float(np.mean(list(v.values()))))
-        return s + (float(np.mean(list(overlap[m].values()))),) if overlap and overlap.get(m) else s
-
-    scored = {m: score(m, v) for m, v in pointing.items() if v}
-    if not scored:
-        return default, f"no sample with a mask or boxes in {where}: Grad-CAM, the family's reference"
-    best = max(scored.values())
-    method = next(m for m, v in scored.items() if v == best)
-    table = "; ".join(f"{m} worst class {v[0]:.2f}, mean {v[1]:.2f}"
-                      + (f", tolerant IoU {v[2]:.2f}" if len(v) > 2 else "") for m, v in scored.items())
-    return method, f"best pointing game on {where}'s masks/boxes ({table})"
-
-
 # Folder names that say "no defect" (compared lower-case, letters and digits only). A kept-out set is run
 # with default options, and its defect-free majority may be called anything a labelling tool suggests:
 # MVTec AD says "good", others "ok", "normal", "no_defect", "defect_free"... Not "nok" (not OK).

@@ -384,6 +384,7 @@ def test_calibrate_can_choose_the_heatmap_method_on_held_out_masks(tmp_path, cap
     without an annotated defect is refused by name, the model untouched."""
     import shutil
 
+    from edge.audit.localisation import choose_cam
     from edge.cli import main
     from edge.errors import InvalidInput
     from edge.evaluate import calibrate
@@ -395,7 +396,7 @@ def test_calibrate_can_choose_the_heatmap_method_on_held_out_masks(tmp_path, cap
     shutil.copytree(MODELS / "defect", model)
     save_manifest(model, dict(load_manifest(model, verify=False), explain={"cam_method": "gradcam", "reason": "test"}))
     data = write_dataset(tmp_path / "d", 60, seed=7, progress=False)
-    c = calibrate(model, data, progress=False, choose_cam=True)
+    c = calibrate(model, data, progress=False, choose_cam=choose_cam)
     cam = c["cam"]
     assert cam["previous"] == "gradcam" and cam["cam_method"] in ("hirescam", "gradcam-elementwise")
     assert cam["samples"] == 50 and "chosen on held-out data, 50 annotated defect samples" in cam["reason"]
@@ -412,5 +413,5 @@ def test_calibrate_can_choose_the_heatmap_method_on_held_out_masks(tmp_path, cap
     before = (model / "manifest.json").read_text()
     with pytest.raises(InvalidInput, match=rf"{data}: --choose-cam needs defect samples with masks or boxes; none "
                                            r"of its 10 samples has one"):
-        calibrate(model, data, progress=False, choose_cam=True)
+        calibrate(model, data, progress=False, choose_cam=choose_cam)
     assert (model / "manifest.json").read_text() == before

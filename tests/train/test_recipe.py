@@ -81,7 +81,7 @@ def test_the_prior_correction_is_chosen_on_validation_and_keeps_the_smaller_tau_
 
 
 def test_the_cam_method_is_the_one_that_localised_best_on_validation():
-    from edge.train.recipe import choose_cam_method
+    from edge.audit.localisation import choose_cam_method
 
     pointing = {"gradcam": {"scratch": 0.3, "pit": 1.0}, "gradcam++": {"scratch": 0.6, "pit": 0.9},
                 "hirescam": {"scratch": 0.9, "pit": 0.95}}
