@@ -331,7 +331,7 @@ def _choose_cam_method(out: Path, arrays: Arrays, va: np.ndarray, ok_class: str 
     from edge.runtime.model import Model
 
     method, why, _ = choose_cam(Model.load(out), arrays.x[va], arrays.masks[va], arrays.has_mask[va],
-                                [arrays.labels[i] for i in va], ok_class, "validation split")
+                                [arrays.labels[i] for i in va], ok_class, "the validation split")
     return method, why
 
 
