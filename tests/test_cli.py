@@ -160,7 +160,7 @@ def test_explain_guided_and_sensors(frame_file, capsys):
     assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(frame_file), "--json", "--guided",
                  "--sensors"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["guided"] is True and "guided element-wise Grad-CAM" in r["explanation"] and "guided" in r["timings_ms"]
+    assert r["guided"] is True and "guided HiResCAM" in r["explanation"] and "guided" in r["timings_ms"]
     assert "guided" not in plain and r["prediction"] == plain["prediction"]
     assert set(r["sensors"]) == {"thermal", "phase", "intensity"} and abs(sum(r["sensors"].values()) - 1) < 1e-3
     top = max(r["sensors"], key=r["sensors"].get)

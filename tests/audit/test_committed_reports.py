@@ -9,6 +9,7 @@ from helpers import MODELS
 
 from edge.audit.gate import evaluate_gate, load_policy
 from edge.runtime.manifest import audit_status, load_manifest
+from edge.runtime.model import Model
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -26,6 +27,9 @@ def test_the_gate_fails_the_shortcut_model_on_localisation_and_passes_the_shippe
     shipped = json.loads((DOCS / "shortcut" / "shipped" / "metrics.json").read_text())
     assert shipped["model"]["sha256"] == load_manifest(MODELS / "defect")["files"]["predict.onnx"], \
         "docs/shortcut audited another classifier than models/defect: re-run docs/shortcut/run.sh"
+    # the same weights explained with another map are another verdict (docs/shortcut/README.md)
+    assert shipped["cam_method"] == Model.load(MODELS / "defect").cam_method, \
+        "docs/shortcut judged other maps than models/defect serves: re-run docs/shortcut/run.sh"
 
 
 @pytest.mark.parametrize("name", ["defect", "thermal", "phase"])
@@ -37,3 +41,6 @@ def test_each_shipped_model_carries_the_outcome_of_its_committed_audit(name):
         f"docs/audits/{name} audited other graphs than models/{name}: re-run the audit (docs/audits/README.md)"
     failed = [k for k, ok in _checks(metrics).items() if not ok]
     assert audit_status(manifest) == ("passed" if not failed else f"failed ({', '.join(failed)})")
+    if "cam_method" in m:             # classifiers: the audit judged the maps the model serves
+        assert m["cam_method"] == Model.load(MODELS / name).cam_method, \
+            f"docs/audits/{name} judged other maps than models/{name} serves: re-run the audit (docs/audits/README.md)"

@@ -64,9 +64,9 @@ def test_operator_sees_the_inspection_and_records_a_verdict(tmp_path):
         drawn = page.evaluate(CANVAS_SUM)
         assert drawn[0] == 128 and drawn[1] > 0
         # the guided map the answer carried, over the same channel: another overlay of the same frame
-        assert [a.method for a in answers[1].attributions] == ["guided gradcam-elementwise"]
+        assert [a.method for a in answers[1].attributions] == ["guided hirescam"]
         expect(page.locator("#map-choice")).to_be_visible()
-        page.locator("#map").select_option(label="guided gradcam-elementwise")
+        page.locator("#map").select_option(label="guided hirescam")
         expect(canvas).to_have_attribute("data-src", f"{answers[1].inspection_id}/intensity/map0")
         expect(canvas).to_have_attribute("data-state", "drawn", timeout=15000)
         guided = page.evaluate(CANVAS_SUM)

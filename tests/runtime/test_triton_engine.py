@@ -107,7 +107,7 @@ def test_the_guided_map_runs_on_the_deferred_backend(triton, tmp_path):
                     break
                 time.sleep(0.05)
                 a = pb_grpc.InspectionStub(ch).GetInspection(pb.GetInspectionRequest(inspection_id=a.inspection_id))
-    assert not a.deferred and [x.method for x in a.attributions] == ["guided gradcam-elementwise"]
+    assert not a.deferred and [x.method for x in a.attributions] == ["guided hirescam"]
     assert triton.inference_count("defect_guided_gradient") > before
 
 

@@ -173,7 +173,7 @@ def test_ig_and_shap_beyond_the_budget_are_deferred_and_arrive_later(stub, reque
     got = stub.GetInspection(pb.GetInspectionRequest(inspection_id=r.inspection_id))
     assert got.complete and not got.deferred
     methods = sorted((a.method, a.model) for a in got.attributions)
-    assert methods == [("guided gradcam-elementwise", "defect"), ("ig", "phase"), ("ig", "thermal"), ("shap", "defect")]
+    assert methods == [("guided hirescam", "defect"), ("ig", "phase"), ("ig", "thermal"), ("shap", "defect")]
     for a in got.attributions:
         m = np.frombuffer(a.float16, "<f2").reshape(a.height, a.width)
         assert np.isfinite(m).all() and np.abs(m).max() > 0
@@ -229,7 +229,7 @@ def test_the_guided_map_inline_is_the_explainers_in_frame_pixels(stub, requests,
     req.cycle_budget_ms = 10000
     r = stub.Inspect(req, timeout=20)
     plain = stub.Inspect(requests[1], timeout=10)
-    assert r.complete and not r.deferred and [a.method for a in r.attributions] == ["guided gradcam-elementwise"]
+    assert r.complete and not r.deferred and [a.method for a in r.attributions] == ["guided hirescam"]
     a = r.attributions[0]
     got = np.frombuffer(a.float16, "<f2").reshape(a.height, a.width).astype(np.float32)
     x = decode_planes(req.frame, model.channels)[None]
@@ -239,7 +239,7 @@ def test_the_guided_map_inline_is_the_explainers_in_frame_pixels(stub, requests,
     served = cv2.imdecode(np.frombuffer(r.heatmap.png, np.uint8), cv2.IMREAD_UNCHANGED)
     assert heat.shape == served.shape == (128, 128) and (heat > 127).sum() < (served > 127).sum()
     assert r.heatmap.png == plain.heatmap.png and list(r.review.reasons) == list(plain.review.reasons)
-    assert [x.method for x in server.node.store.get(r.inspection_id).attributions] == ["guided gradcam-elementwise"]
+    assert [x.method for x in server.node.store.get(r.inspection_id).attributions] == ["guided hirescam"]
     # a 192 x 160 frame: the map in its pixels
     planes = {c: cv2.resize(x[0, k], (160, 192)) for k, c in enumerate(model.channels)}
     big = pb.InspectRequest(station_id="s", part_id="bigger", frame=encode_frame(planes),
