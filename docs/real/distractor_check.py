@@ -32,9 +32,8 @@ from edge.audit.metrics import pointing_game
 from edge.data.arrays import load_arrays
 from edge.explain import GradCAMExplainer
 from edge.explain.base import predictions
+from edge.explain.cam import METHODS
 from edge.runtime.model import Model
-
-METHODS = ("hirescam", "gradcam-elementwise", "gradcam", "gradcam++")
 
 
 def place_spot(mask: np.ndarray, side: int, keep_away: int, rng: np.random.Generator) -> tuple[int, int] | None:
@@ -65,8 +64,8 @@ def main() -> None:
     side = max(3, round(size / 25))
     rng = np.random.default_rng(args.seed)
     idx = [i for i, lab in enumerate(arrays.labels) if lab != model.ok_class and arrays.masks[i].any()]
-    before = predictions(model, model.predict(arrays.x[idx]))
-    idx = [i for i, p in zip(idx, before) if p.label == arrays.labels[i]]
+    before = dict(zip(idx, predictions(model, model.predict(arrays.x[idx]))))
+    idx = [i for i in idx if before[i].label == arrays.labels[i]]
     idx = sorted(rng.permutation(idx)[: args.limit].tolist())        # every class, not the first folders
 
     clean, spotted, spots = [], [], []
@@ -86,17 +85,16 @@ def main() -> None:
     x_spot = np.stack(spotted)
     labels = [arrays.labels[i] for i in clean]
     target = model.class_indices(labels, args.data)
-    p_before = np.array([p.probabilities[lab] for p, lab in zip(predictions(model, model.predict(arrays.x[clean])), labels)])
+    p_before = np.array([before[i].probabilities[lab] for i, lab in zip(clean, labels)])
     after = predictions(model, model.predict(x_spot))
     p_after = np.array([p.probabilities[lab] for p, lab in zip(after, labels)])
-    result = {"model": str(args.model), "data": str(args.data), "model_cam_method": model.cam_method,
-              "images": len(clean), "spot_px": side, "tolerance_px": tol,
-              "answers_changed": int(sum(p.label != lab for p, lab in zip(after, labels))),
-              "true_class_probability": {"clean": float(p_before.mean()), "with_spot": float(p_after.mean())},
-              "methods": {}}
     # where the spot changed the answer, a map on the spot may be right: it moved the score
     kept = np.array([p.label == lab for p, lab in zip(after, labels)])
-    result["answers_kept"] = int(kept.sum())
+    result = {"model": str(args.model), "data": str(args.data), "model_cam_method": model.cam_method,
+              "images": len(clean), "spot_px": side, "tolerance_px": tol,
+              "answers_changed": int(len(kept) - kept.sum()),
+              "true_class_probability": {"clean": float(p_before.mean()), "with_spot": float(p_after.mean())},
+              "methods": {}, "answers_kept": int(kept.sum())}
     for method in METHODS:
         maps = GradCAMExplainer(model, method).explain(x_spot, target)
         on_spot = np.array([pointing_game(e.heatmap, s, tol) for e, s in zip(maps, spots)], float)
