@@ -380,6 +380,25 @@ def stage_medians(explainer, x: np.ndarray, runs: int) -> dict:
     return {k: round(float(np.median([s[k] for s in stages])), 4) for k in stages[0]}
 
 
+def gradcam_with_output_copies(cam, x: np.ndarray) -> tuple:
+    """The served Grad-CAM's device path as it was until 2026-11-30, for a before/after in the same run:
+    the graph's three outputs copied out of the engine's buffers on the device (run_device without
+    consume), the kernel, then the logits, the layer map, the heatmap and the activations (for the
+    embedding) copied to the host one by one, and the map upsampled again on the host. Now: the kernel
+    reads the engine's buffers in place and one packed copy comes back (KernelLauncher.gradcam_to_host)."""
+    from edge.explain.cam import pool_activations, upsample_bilinear
+
+    model, kernels = cam.model, cam._kernels
+    xn = model.normalisation.apply(model.check_input(x))
+    onehot = np.zeros((len(xn), len(model.classes)), np.float32)
+    outs = model.engine.run_device("gradcam", {"input": xn, "target": onehot})
+    logits = outs["logits"].get()
+    raw_d, heat_d = kernels.gradcam(outs["activations"], outs["activation_grad"], xn.shape[2:], cam.method, cam.shift)
+    raw, heat = raw_d.get(), heat_d.get()
+    up = upsample_bilinear(raw, xn.shape[2:], cam.shift)
+    return logits, raw, heat, up, pool_activations(outs["activations"].get())
+
+
 def served_rows(model, cam, ig, x: np.ndarray, runs: int) -> dict:
     """ort_cuda's rows for one batch x."""
     from edge.explain.sensors import sensor_evidence
@@ -391,6 +410,9 @@ def served_rows(model, cam, ig, x: np.ndarray, runs: int) -> dict:
     row["gradcam_on_device"] = bool(cam._kernels)
     row["gradcam_stages_median_ms"] = stage_medians(cam, x, 50)
     row["ratio_gradcam_to_predict"] = round(row["gradcam"]["median_ms"] / row["predict"]["median_ms"], 3)
+    if cam._kernels:
+        # before and after in one run: the served path until 2026-11-30, rebuilt here from the same parts
+        row["gradcam_with_output_copies"] = timed(lambda: gradcam_with_output_copies(cam, x), runs)
     # the evidence per sensor as the service adds it to a Grad-CAM answer (issue #12 asks <= 10 % extra):
     # C refilled frames through the predict graph, the Grad-CAM call's logits reused
     answers = cam.explain(x)

@@ -9,6 +9,9 @@
 // method: 0 = Grad-CAM (alpha_k = mean g), 1 = Grad-CAM++, 2 = HiResCAM (elementwise g * A),
 // 3 = element-wise Grad-CAM (ReLU of each g * A term before the channel sum). The order of cam.METHODS.
 // shift: sampling shift in map cells (0 = half-pixel centres; see alignment_shift in cam.py).
+// up, emb: optional (null: not written). up (N, H, W) gets the upsampled map before normalisation (an
+// explanation's attribution); emb (N, 2K) each channel's spatial mean, then its spatial maximum (the review
+// flag's embedding, CamDetails.embedding's twin), so the activations need not cross to the host for it.
 
 // No <cfloat>: NVRTC (CuPy's RawModule, edge/explain/cuda_cupy.py) has no host headers.
 #ifndef FLT_MAX
@@ -25,6 +28,8 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
                                          const float* __restrict__ grads,  // (N, K, h, w)
                                          float* __restrict__ raw,          // (N, h, w)
                                          float* __restrict__ heat,         // (N, H, W)
+                                         float* __restrict__ up,           // (N, H, W) or null
+                                         float* __restrict__ emb,          // (N, 2K) or null
                                          int K, int h, int w, int H, int W, int method, float shift) {
   extern __shared__ float smem[];
   float* weights = smem;             // K
@@ -36,6 +41,26 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
   const int hw = h * w;
   const float* a = acts + (size_t)n * K * hw;
   const float* g = grads + (size_t)n * K * hw;
+
+  // 0. the embedding: one warp per channel, as the weights below
+  if (emb != nullptr) {
+    const int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
+    for (int k = threadIdx.x >> 5; k < K; k += nwarps) {
+      const float* ak = a + (size_t)k * hw;
+      float sum = 0.f, mx = -FLT_MAX;
+      for (int p = lane; p < hw; p += 32) {
+        const float v = ak[p];
+        sum += v;
+        mx = fmaxf(mx, v);
+      }
+      sum = warp_sum(sum);
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      if (lane == 0) {
+        emb[(size_t)n * 2 * K + k] = sum / (float)hw;
+        emb[(size_t)n * 2 * K + K + k] = mx;
+      }
+    }
+  }
 
   // 1. channel weights (not needed for HiResCAM and element-wise Grad-CAM): one warp per channel, its lanes
   // reading consecutive pixels (coalesced), then a shuffle reduction. One thread per channel walking its plane serially
@@ -87,6 +112,7 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
   const float sy = (float)h / (float)H, sx = (float)w / (float)W;
   float lo = FLT_MAX, hi = -FLT_MAX;
   float* out = heat + (size_t)n * H * W;
+  float* out_up = up != nullptr ? up + (size_t)n * H * W : nullptr;
   for (int q = threadIdx.x; q < H * W; q += blockDim.x) {
     const int oy = q / W, ox = q % W;
     float fy = ((float)oy + 0.5f) * sy - 0.5f - shift;
@@ -101,6 +127,7 @@ extern "C" __global__ void gradcam_fused(const float* __restrict__ acts,   // (N
     const float v = (1.f - ty) * ((1.f - tx) * cam[y0 * w + x0] + tx * cam[y0 * w + x1]) +
                     ty * ((1.f - tx) * cam[y1 * w + x0] + tx * cam[y1 * w + x1]);
     out[q] = v;
+    if (out_up != nullptr) out_up[q] = v;
     lo = fminf(lo, v);
     hi = fmaxf(hi, v);
   }

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.errors import InvalidInput
+from edge.explain.cam import pool_activations
 from edge.runtime.model import Model
 
 
@@ -45,16 +46,19 @@ class CamDetails:
     activations: np.ndarray | None = None  # (K, h, w) this sample's target-layer activations
     guided: bool = False                # refined to input pixels by guided backpropagation (cam.guided_refine)
     logits: np.ndarray | None = None    # (K,) the graph's raw logits (before calibration) for this sample
+    pooled: np.ndarray | None = None    # (2K,) the embedding, where the GPU kernel pooled the activations
 
     @property
     def embedding(self) -> np.ndarray | None:
         """(2K,) the target-layer activations averaged over space, then their maximum over space: what the
         review flag compares with the training data (no extra graph call). Computed when asked for: a
-        Grad-CAM that no review flag reads does not pay for it (15 us a frame on the shipped classifier)."""
+        Grad-CAM that no review flag reads does not pay for it (15 us a frame on the shipped classifier). On
+        a GPU engine the kernel pools them on the device (`pooled`) and the activations stay there."""
+        if self.pooled is not None:
+            return self.pooled
         if self.activations is None:
             return None
-        flat = self.activations.reshape(len(self.activations), -1)
-        return np.concatenate([flat.mean(axis=1), flat.max(axis=1)])
+        return pool_activations(self.activations[None])[0]
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"raw": self.raw}

@@ -190,3 +190,10 @@ def guided_refine(cam_up: np.ndarray, guided_grad: np.ndarray, inputs: np.ndarra
 
 def upsample_and_normalise(raw: np.ndarray, size: tuple[int, int], shift: float = 0.0) -> np.ndarray:
     return normalise_minmax(upsample_bilinear(raw, size, shift))
+
+
+def pool_activations(activations: np.ndarray) -> np.ndarray:
+    """(N, K, h, w) target-layer activations -> (N, 2K): each channel's spatial mean, then its spatial
+    maximum (the review flag's embedding, CamDetails.embedding; the kernel's `emb` output is its twin)."""
+    flat = np.asarray(activations).reshape(*activations.shape[:2], -1)
+    return np.concatenate([flat.mean(axis=2), flat.max(axis=2)], axis=1)

@@ -54,3 +54,14 @@ class CupyKernels(KernelLauncher):
                 f(grid, (BLOCK, 1, 1), args, shared_mem=shared)
         else:
             f(grid, (BLOCK, 1, 1), args, shared_mem=shared)
+
+    def _copy(self, dst, src) -> None:
+        if self.stream is not None:
+            with self.stream:
+                dst[...] = src
+        else:
+            dst[...] = src
+
+    def _to_host(self, a) -> np.ndarray:
+        self.check()
+        return self.cp.asnumpy(a)

@@ -14,9 +14,9 @@ backpropagation; see `cam.guided_refine`): thin defects get a thin map. It costs
 
 On an engine that keeps its outputs on the GPU (`run_device`: TensorRT, ONNX Runtime with a GPU
 provider), the activations and gradients stay there: `kernels/gradcam.cu` (through `edge.explain.cuda`)
-turns them into the layer map and the frame-size heatmap on the device, and only the logits, the small
-layer map, the heatmap and (for the review flag's embedding, until a kernel reduces it there) the
-activations come back. Elsewhere the NumPy twins in `cam.py` do the same maths on the host; they are the
+reads them in the engine's own output buffers (`run_device(consume=...)`) and turns them into the layer
+map, the frame-size map and heatmap and the review flag's pooled embedding on the device; these and the
+logits come back in one copy. Elsewhere the NumPy twins in `cam.py` do the same maths on the host; they are the
 oracle of the GPU tests.
 """
 from __future__ import annotations
@@ -106,28 +106,37 @@ class GradCAMExplainer(Explainer):
             else:
                 engine = self.model.engine
                 feeds = check_feeds("gradcam", engine.input_specs("gradcam"), {"input": xn, "target": onehot})
-                outs = engine.run_device("gradcam", feeds)
-                logits = outs["logits"].get()
+
+                def on_device(outs):
+                    # inside the engine call, on its own output buffers (no copy of them on the device)
+                    with timer.stage("cam"):
+                        return kernels.gradcam_to_host(outs["activations"], outs["activation_grad"], xn.shape[2:],
+                                                       self.method, self.shift, logits=outs["logits"])
+
+                mapped = engine.run_device("gradcam", feeds, consume=on_device)
+                logits = mapped["logits"]
+        if kernels is not None:
+            timer.ms["graph"] -= timer.ms["cam"]       # the map stage ran within the graph stage's clock
         preds = predictions(self.model, logits)
         explained = np.where(wanted >= 0, wanted, logits.argmax(axis=1))
-        with timer.stage("cam"):
-            if kernels is None:
+        pooled = None
+        if kernels is None:
+            with timer.stage("cam"):
                 raw = cam_raw(acts, grads, self.method)
                 up = upsample_bilinear(raw, xn.shape[2:], self.shift)
                 heat = None if self.guided else normalise_minmax(up)    # guided: normalised once refined
-            else:
-                raw_d, heat_d = kernels.gradcam(outs["activations"], outs["activation_grad"], xn.shape[2:],
-                                                self.method, self.shift)
-                raw, heat = raw_d.get(), heat_d.get()
-                up = upsample_bilinear(raw, xn.shape[2:], self.shift)    # unnormalised, from the small map
-                acts = outs["activations"].get()          # kept for the review flag's embedding
+        else:
+            raw, up, heat, pooled, acts = (mapped["raw"], mapped["attribution"], mapped["heatmap"],
+                                           mapped["embedding"], None)
         if self.guided:
             with timer.stage("guided"):
                 up = self._guided_maps(xn, up, explained)
                 heat = normalise_minmax(up)
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
-                                       activations=acts[i], guided=self.guided, logits=logits[i]),
+                                       activations=None if acts is None else acts[i],
+                                       pooled=None if pooled is None else pooled[i], guided=self.guided,
+                                       logits=logits[i]),
                             timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]
 

@@ -198,13 +198,19 @@ class IGExplainer(Explainer):
         points = k.ig_interpolate(dx, db, alphas)
         targets = np.broadcast_to(weights[None], (self.n_steps, *weights.shape)).reshape(-1, *weights.shape[1:])
         k.check()          # the points are complete before the engine reads them (ONNX Runtime: its own stream)
-        grads = engine.run_device("input_gradient", {"input": points,
-                                                     "target": np.ascontiguousarray(targets, np.float32)})
-        attributions, totals = k.ig_reduce(grads["input_grad"], w, dx, db)
-        k.check()
+
+        def reduce(outs):
+            # inside the engine call, on its own gradient buffer (M x N x C x H x W: no copy of it)
+            attributions, totals = k.ig_reduce(outs["input_grad"], w, dx, db)
+            k.check()
+            return attributions.get(), totals.get()
+
+        attributions, totals = engine.run_device("input_gradient", {"input": points,
+                                                                    "target": np.ascontiguousarray(targets, np.float32)},
+                                                 consume=reduce)
         f_x, f_b = endpoints
-        delta, rel = completeness_delta(totals.get(), f_x, f_b)
-        return IGResult(attributions.get(), delta, rel, f_x, f_b, self.n_steps, self.quadrature,
+        delta, rel = completeness_delta(totals, f_x, f_b)
+        return IGResult(attributions, delta, rel, f_x, f_b, self.n_steps, self.quadrature,
                         gradient_evaluations=n_points)
 
     def _targets(self, outputs: np.ndarray, target) -> tuple[np.ndarray, list[str]]:

@@ -168,6 +168,7 @@ class BoundSession:
                 raise ValueError(f"output {o.name!r} has a free dimension besides the batch: {o.shape}")
             self.outputs[o.name] = ort.OrtValue.ortvalue_from_shape_and_type(shape, _DTYPES[o.type], device, 0)
         self.binding = self.session.io_binding()
+        self._views = None          # run_device(consume=...): GPUArrays over the bound outputs, made once
         for name, value in self.inputs.items():
             self.binding.bind_ortvalue_input(name, value)
         for name, value in self.outputs.items():
@@ -203,13 +204,22 @@ class BoundSession:
             # a device buffer's numpy() is a copy; a host buffer's is a view the next call would overwrite
             return [value.numpy().copy() if self.device == "cpu" else value.numpy() for value in self.outputs.values()]
 
-    def run_device(self, feeds: dict) -> dict:
-        """{output name: pycuda GPUArray}, each a copy of the bound output (complete when this returns)."""
+    def run_device(self, feeds: dict, consume=None):
+        """{output name: pycuda GPUArray}, each a copy of the bound output (complete when this returns); or,
+        with `consume`, what consume({output name: GPUArray over the bound output itself}) returns, called
+        under the lock: the caller's kernels read the outputs where the graph wrote them (no device copy,
+        no allocation), and must be done with them when consume returns (the next call overwrites them)."""
         from pycuda import driver, gpuarray
 
-        allocate = device_pool().allocate
         with self.lock:
             self._run(feeds)
+            if consume is not None:
+                if self._views is None:     # the bound buffers never move (CUDA graphs need that too)
+                    self._views = {name: gpuarray.GPUArray(tuple(v.shape()), _DTYPES[v.data_type()],
+                                                           gpudata=int(v.data_ptr()), base=v)
+                                   for name, v in self.outputs.items()}
+                return consume(self._views)
+            allocate = device_pool().allocate
             out = {}
             for name, value in self.outputs.items():
                 out[name] = gpuarray.empty(tuple(value.shape()), _DTYPES[value.data_type()], allocator=allocate)
@@ -296,13 +306,14 @@ class OrtGpuEngine(OrtEngine):
             return session.run(feeds)
         return session.run(None, feeds)
 
-    def run_device(self, graph: str, feeds: dict) -> dict:
+    def run_device(self, graph: str, feeds: dict, consume=None):
         """Run with inputs given as host arrays or device arrays (anything with `gpudata`, `shape`, `dtype`:
         pycuda GPUArrays; complete when called); returns {output name: pycuda GPUArray}, complete when this
-        returns and the caller's to keep."""
+        returns and the caller's to keep; or, with `consume`, consume(those outputs)'s result, where the
+        outputs may be the engine's own buffers, valid only until consume returns (BoundSession.run_device)."""
         session = self._session(graph, self._batch(feeds))
         if isinstance(session, BoundSession):
-            return session.run_device(feeds)
+            return session.run_device(feeds, consume)
         from pycuda import gpuarray
 
         binding = session.io_binding()
@@ -320,5 +331,6 @@ class OrtGpuEngine(OrtEngine):
         binding.synchronize_outputs()
         # base= keeps ONNX Runtime's buffer (the OrtValue) alive as long as the array, and the session
         # whose allocator owns it (a session evicted from the pool must not free it first)
-        return {name: gpuarray.GPUArray(tuple(v.shape()), _DTYPES[v.data_type()], gpudata=v.data_ptr(), base=(v, session))
+        outs = {name: gpuarray.GPUArray(tuple(v.shape()), _DTYPES[v.data_type()], gpudata=v.data_ptr(), base=(v, session))
                 for name, v in zip(self._outputs[graph], binding.get_outputs())}
+        return outs if consume is None else consume(outs)

@@ -84,9 +84,10 @@ class TensorRTEngine(Engine):
     def input_specs(self, graph: str) -> list[InputSpec]:
         return self._specs[graph]
 
-    def run_device(self, graph: str, feeds: dict) -> dict:
+    def run_device(self, graph: str, feeds: dict, consume=None):
         """Run with inputs given as host arrays or GPUArrays; returns {output name: GPUArray}, enqueued
-        on `self.stream` (synchronise before reading them on the host)."""
+        on `self.stream` (synchronise before reading them on the host), or consume(those arrays)'s result
+        (kernels launched on the same stream read them in order)."""
         from pycuda import gpuarray
 
         ctx = self._contexts[graph]
@@ -110,7 +111,7 @@ class TensorRTEngine(Engine):
         if not ctx.execute_async_v3(self.stream.handle):
             raise RuntimeError(f"TensorRT failed to enqueue graph {graph!r}")
         self._keep_alive = keep   # inputs must outlive the enqueued work
-        return outputs
+        return outputs if consume is None else consume(outputs)
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         outs = []

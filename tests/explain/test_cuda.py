@@ -3,7 +3,7 @@ Marked `gpu`: skipped on machines without an NVIDIA GPU (CI compiles the kernels
 import numpy as np
 import pytest
 
-from edge.explain.cam import METHODS, cam_raw, upsample_and_normalise
+from edge.explain.cam import METHODS, cam_raw, pool_activations, upsample_and_normalise, upsample_bilinear
 from edge.explain.ig_math import interpolation_batch, reduce_path
 from edge.explain.quadrature import quadrature_rule
 
@@ -52,6 +52,17 @@ def test_gradcam_kernel_equals_twin(kernels, method, shift, shape, size):
     want_raw = cam_raw(acts, grads, method)
     np.testing.assert_allclose(raw.get(), want_raw, atol=1e-5 * np.abs(want_raw).max())
     np.testing.assert_allclose(heat.get(), upsample_and_normalise(want_raw, size, shift), atol=1e-5)
+    # the served form: the same launch also writing the unnormalised map and the pooled embedding, and the
+    # logits, into one buffer that comes back in one copy
+    logits = rng.normal(size=(shape[0], 6)).astype(np.float32)
+    out = kernels.gradcam_to_host(to_device(kernels, acts), to_device(kernels, grads), size, method, shift,
+                                  logits=to_device(kernels, logits))
+    want_up = upsample_bilinear(want_raw, size, shift)
+    np.testing.assert_allclose(out["raw"], want_raw, atol=1e-5 * np.abs(want_raw).max())
+    np.testing.assert_allclose(out["attribution"], want_up, atol=1e-5 * np.abs(want_up).max())
+    np.testing.assert_allclose(out["heatmap"], heat.get(), atol=1e-6)
+    np.testing.assert_allclose(out["embedding"], pool_activations(acts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["logits"], logits)
 
 
 def test_ig_kernels_equal_twins(kernels):
@@ -112,10 +123,11 @@ def test_the_explainer_maps_engine_device_outputs_through_the_pycuda_kernels(mon
     host = GradCAMExplainer(model).explain(x)
     engine, launched = model.engine, []
 
-    def run_device(graph, feeds):
+    def run_device(graph, feeds, consume=None):
         outs = engine._run(graph, feeds)
-        return {n: gpuarray.to_gpu(np.ascontiguousarray(o))
+        outs = {n: gpuarray.to_gpu(np.ascontiguousarray(o))
                 for n, o in zip(("logits", "activations", "activation_grad"), outs)}
+        return outs if consume is None else consume(outs)
 
     def spy(e):
         launched.append(real(e))
@@ -131,6 +143,8 @@ def test_the_explainer_maps_engine_device_outputs_through_the_pycuda_kernels(mon
         assert a.prediction.label == b.prediction.label
         np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
         np.testing.assert_allclose(a.details.raw, b.details.raw, atol=1e-5 * np.abs(b.details.raw).max())
+        np.testing.assert_allclose(a.attribution, b.attribution, atol=1e-5 * np.abs(b.attribution).max())
+        np.testing.assert_allclose(a.details.embedding, b.details.embedding, rtol=1e-5, atol=1e-6)
 
 
 def test_ort_cuda_explanations_run_through_the_kernels_and_equal_the_cpu(monkeypatch):
@@ -197,6 +211,11 @@ def test_ort_cuda_bound_sessions_capture_and_answer_each_call():
                             [v.get() for v in engine.run_device(graph, {k: gpuarray.to_gpu(v) for k, v in feeds.items()}).values()]):
                     for name, a, b in zip(engine.output_names(graph), got, want):
                         assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b), f"{graph}.{name}, batch {batch}"
+            # consume: the bound outputs themselves, read under the session's lock
+            consumed = engine.run_device("gradcam", {"input": x, "target": t},
+                                         consume=lambda outs: [v.get() for v in outs.values()])
+            for name, a, b in zip(engine.output_names("gradcam"), consumed, cpu.engine.run("gradcam", {"input": x, "target": t})):
+                assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b), f"consumed gradcam.{name}, batch {batch}"
             out = engine.run_device("gradcam", {"input": x, "target": t})
             host = engine.run("gradcam", {"input": x, "target": t})[2]
             kept.append((out["activation_grad"], out["activation_grad"].get(), host, host.copy()))

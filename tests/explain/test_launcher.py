@@ -4,15 +4,19 @@ on the CPU: a stand-in backend whose "kernels" are the NumPy twins reading the a
 import numpy as np
 import pytest
 
-from edge.explain.cam import METHODS, cam_raw, upsample_and_normalise
+from edge.explain.cam import METHODS, cam_raw, pool_activations, upsample_and_normalise, upsample_bilinear
 from edge.explain.cuda import BLOCK, KernelLauncher
 from edge.explain.ig_math import interpolation_batch, reduce_path
 from edge.explain.quadrature import quadrature_rule
 
 
-def gradcam_fused(acts, grads, raw, heat, K, h, w, H, W, method, shift):
+def gradcam_fused(acts, grads, raw, heat, up, emb, K, h, w, H, W, method, shift):
     raw[...] = cam_raw(acts, grads, METHODS[int(method)])
     heat[...] = upsample_and_normalise(raw, (int(H), int(W)), float(shift))
+    if isinstance(up, np.ndarray):              # else the null pointer: not written
+        up[...] = upsample_bilinear(raw, (int(H), int(W)), float(shift))
+    if isinstance(emb, np.ndarray):
+        emb[...] = pool_activations(acts)
 
 
 def ig_interpolate(x, baseline, alphas, out, M, ND):
@@ -51,6 +55,14 @@ class NumpyLauncher(KernelLauncher):
         self.launches.append((f.__name__, grid, shared))
         f(*args)
 
+    def _copy(self, dst, src):
+        self.launches.append(("copy", None, 0))
+        dst[...] = src
+
+    def _to_host(self, a):
+        self.launches.append(("to_host", None, 0))
+        return a.copy()
+
 
 def test_the_shared_launch_code_feeds_the_kernels_their_arguments_in_order():
     k = NumpyLauncher()
@@ -61,6 +73,21 @@ def test_the_shared_launch_code_feeds_the_kernels_their_arguments_in_order():
     np.testing.assert_array_equal(raw, cam_raw(acts, grads, "hirescam"))
     np.testing.assert_array_equal(heat, upsample_and_normalise(raw, (100, 75), -0.4375))
     assert k.launches[-1] == ("gradcam_fused", (3, 1, 1), (40 + 13 * 9 + 2 * BLOCK) * 4)   # one block per image
+    # what an answer needs, packed: one launch on the engine's buffers, one copy to the host
+    logits = rng.normal(size=(3, 4)).astype(np.float32)
+    k.launches.clear()
+    out = k.gradcam_to_host(acts, grads, (100, 75), "hirescam", -0.4375, logits=logits)
+    assert [n for n, _, _ in k.launches] == ["copy", "gradcam_fused", "to_host"]
+    np.testing.assert_array_equal(out["raw"], raw)
+    np.testing.assert_array_equal(out["heatmap"], heat)
+    np.testing.assert_array_equal(out["attribution"], upsample_bilinear(raw, (100, 75), -0.4375))
+    np.testing.assert_array_equal(out["embedding"], pool_activations(acts))
+    np.testing.assert_array_equal(out["logits"], logits)
+    assert {n: a.shape for n, a in out.items()} == {"raw": (3, 13, 9), "attribution": (3, 100, 75),
+                                                     "heatmap": (3, 100, 75), "embedding": (3, 80), "logits": (3, 4)}
+    assert set(k.gradcam_to_host(acts, grads, (100, 75), "hirescam")) == {"raw", "attribution", "heatmap", "embedding"}
+    with pytest.raises(ValueError, match="float32"):
+        k.gradcam_to_host(acts, grads, (100, 75), logits=logits.astype(np.float64))
     with pytest.raises(ValueError, match="shared memory"):
         k.gradcam(np.zeros((1, 12288, 16, 16), np.float32), np.zeros((1, 12288, 16, 16), np.float32), (128, 128))
     with pytest.raises(ValueError, match="unknown CAM method"):
