@@ -399,6 +399,25 @@ def gradcam_with_output_copies(cam, x: np.ndarray) -> tuple:
     return logits, raw, heat, up, pool_activations(outs["activations"].get())
 
 
+def host_profile(fn, runs: int, top: int = 15) -> list[dict]:
+    """Where a served call spends its host time: cProfile over `runs` calls, the functions with the most
+    time of their own (microseconds per call of fn; the profiler's own overhead inflates small functions,
+    so read it as a ranking, not as latencies)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(runs):
+        fn()
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
+    return [{"function": f"{Path(file).name}:{line}({name})", "calls_per_run": round(cc / runs, 2),
+             "own_us_per_run": round(tt / runs * 1e6, 1), "cumulative_us_per_run": round(ct / runs * 1e6, 1)}
+            for (file, line, name), (cc, _nc, tt, ct, _callers) in rows]
+
+
 def served_rows(model, cam, ig, x: np.ndarray, runs: int) -> dict:
     """ort_cuda's rows for one batch x."""
     from edge.explain.sensors import sensor_evidence
@@ -413,6 +432,7 @@ def served_rows(model, cam, ig, x: np.ndarray, runs: int) -> dict:
     if cam._kernels:
         # before and after in one run: the served path until 2026-11-30, rebuilt here from the same parts
         row["gradcam_with_output_copies"] = timed(lambda: gradcam_with_output_copies(cam, x), runs)
+    row["gradcam_host_profile"] = host_profile(lambda: cam.explain(x), 100)
     # the evidence per sensor as the service adds it to a Grad-CAM answer (issue #12 asks <= 10 % extra):
     # C refilled frames through the predict graph, the Grad-CAM call's logits reused
     answers = cam.explain(x)

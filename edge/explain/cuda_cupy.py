@@ -27,6 +27,7 @@ class CupyKernels(KernelLauncher):
             import cupy as cp
         except ImportError as e:
             raise Unavailable(f"the CUDA kernels through CuPy need cupy ({e})") from e
+        super().__init__()
         self.cp, self.stream = cp, stream
         gradcam = cp.RawModule(code=(kernel_dir / "gradcam.cu").read_text(), options=("--std=c++17",))
         ig = cp.RawModule(code=(kernel_dir / "ig.cu").read_text(), options=("--std=c++17",))
