@@ -1,5 +1,6 @@
 """The target-device run's script (benchmarks/device.py) dry-runs here: every step that needs no GPU runs,
 the GPU steps are skipped by name, the kernel tests it will run collect, and the JSON is written."""
+import importlib.util
 import json
 import re
 import subprocess
@@ -33,8 +34,11 @@ def test_the_device_run_dry_runs_on_the_cpu(tmp_path):
 def test_the_orin_estimate_splits_rows_and_says_it_is_an_estimate(tmp_path):
     """benchmarks/orin_estimate.py: the two-batch split is exact for a linear row; on the committed H200 run
     every estimate is a range above the H200's own figure, and the output calls itself an estimate."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import orin_estimate
+    # loaded by path: benchmarks/ on sys.path would shadow packages by its scripts' names (its triton.py
+    # hid the real triton from torch.export in every test after this one)
+    spec = importlib.util.spec_from_file_location("orin_estimate", ROOT / "benchmarks" / "orin_estimate.py")
+    orin_estimate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(orin_estimate)
 
     assert orin_estimate.linear_split(1.0 + 2.0, 1.0 + 16.0) == (1.0, 2.0)
     out = tmp_path / "orin.json"
