@@ -6,7 +6,7 @@ device figures. An ESTIMATE, never a measurement: no Jetson has run this code.
 
 The basis. Each served row (ONNX Runtime CUDA, the shipped classifier) was measured at batch 1 and 8. The
 stages the explainers time themselves that run on the host (preprocessing; Grad-CAM's map stage: the
-kernel's launch, small copies back, host upsampling) are host work. The graph stage is split by the two
+kernel's launch and its one packed copy back, mostly host time at batch 1) are host work. The graph stage is split by the two
 batch sizes into a part that grows with the batch (the device's arithmetic and memory traffic: scaled by
 the GPU ratio) and a part that does not (launches, bookkeeping, copies of a fixed size: scaled by the host
 ratio):

@@ -140,7 +140,7 @@ class BoundSession:
     on every later run (CUDA graphs: the buffers must not move, hence the binding made once).
 
     Why: at batch 1 on a GPU a call is bound by launches and bookkeeping, not arithmetic. Measured on an
-    H200 (benchmarks/measured/device-nvidia-h200.json, ort_cuda_graphs), the shipped classifier's gradcam
+    H200 (benchmarks/measured/device-nvidia-h200-2026-11-29.json, ort_cuda_graphs), the shipped classifier's gradcam
     graph: a new binding per call 0.80 ms, a plain call 0.71, bound and captured 0.25; its predict graph
     0.32 plain, 0.18 captured. Served (ort_cuda, batch 1): Grad-CAM 1.81 -> 0.79 ms, a prediction 0.61 ->
     0.23 ms, IG with M = 50 6.3 -> 5.0 ms (benchmarks/measured/device-nvidia-h200-before-bound-sessions.json
