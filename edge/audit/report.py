@@ -96,11 +96,18 @@ The flag's own point: coverage {{ "%.1f"|format(100 * r.risk_coverage.flag_cover
 {% if m.localisation_guided %}<h3>Guided maps (option: <code>edge-xai explain --guided</code>)</h3>
 <p>The same protocol for {{ cam_name }} refined to input pixels by guided backpropagation from the exported
 guided_gradient graph: the class map times |guided gradient × local contrast| (the pixel minus the surface
-around it), smoothed by 1 px, to the power 0.5. Thin defects get thin maps; it costs a full backward pass, so the served default stays the map above, which the gate judges.</p>
-<table><tr><th>class</th><th>n</th><th>IoU (pixel)</th><th>IoU, default map</th><th>tolerant IoU</th><th>relevance mass</th><th>pointing game</th></tr>
+around it), smoothed by 1 px, to the power 0.5. Thin defects get thin maps; it costs a full backward pass, so the served default stays the map above, which the gate judges.
+{% if m.localisation_guided_control %}The control is the same refinement without the guided gradient (the class map times the image's
+local contrast alone: no model chooses those pixels); what the guided map scores above it is the model's pixel-level evidence,
+what the control scores, the image's own edges inside the class map.{% endif %}</p>
+{% set ctl = m.localisation_guided_control or {} %}
+<table><tr><th>class</th><th>n</th><th>IoU (pixel)</th><th>IoU, default map</th><th>IoU, control</th><th>tolerant IoU</th><th>relevance mass</th>
+<th>relevance mass, control</th><th>pointing game</th></tr>
 {% for c, r in m.localisation_guided.items() %}<tr><td>{{ c }}</td><td>{{ r.n }}</td><td>{{ "%.3f"|format(r.iou_mean) }}</td>
 <td>{{ "%.3f"|format(m.localisation[c].iou_mean) if c in m.localisation else "–" }}</td>
+<td>{{ "%.3f"|format(ctl[c].iou_mean) if c in ctl else "–" }}</td>
 <td>{{ "%.3f"|format(r.iou_tolerant_mean) }}</td><td>{{ "%.3f"|format(r.relevance_mass_mean) }}</td>
+<td>{{ "%.3f"|format(ctl[c].relevance_mass_mean) if c in ctl else "–" }}</td>
 <td>{{ "%.3f"|format(r.pointing_game) }}</td></tr>{% endfor %}</table>{% endif %}
 {% if m.quality %}{% set q = m.quality %}<h2>Explanation quality</h2>
 <table><tr><th>measure</th><th>value</th><th>reference</th><th>n</th></tr>

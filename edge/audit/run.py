@@ -23,6 +23,7 @@ from edge.data.loader import simulator_recipe
 from edge.evaluate import classification_metrics, served_in_tiles, served_split
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.baselines import default_baseline
+from edge.explain.cam import contrast_control, normalise_minmax
 from edge.explain.sensors import leading_channel
 from edge.runtime.calibration import calibration_report
 from edge.runtime.manifest import predict_sha256
@@ -116,17 +117,24 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
 
 
 def _guided_localisation(model: Model, arrays, true_index: np.ndarray, predicted: list[str], tolerance: int,
-                         progress: bool) -> dict:
+                         progress: bool) -> tuple[dict, dict]:
     """The same localisation measures for the guided maps (`GradCAMExplainer(guided=True)`): what the
-    option gives a user who needs thin defects drawn thin. Reported beside the default maps; the gate judges
-    the default (served) maps."""
-    g = GradCAMExplainer(model, guided=True)
-    heat = np.zeros((len(arrays.x), *arrays.x.shape[2:]), np.float32)
+    option gives a user who needs thin defects drawn thin; and for their control (`cam.contrast_control`:
+    the class map refined by the image's local contrast alone, no gradient), so that what the guided
+    gradient adds is seen apart from what the image's own edges give. Reported beside the default maps;
+    the gate judges the default (served) maps. Returns (guided, control)."""
+    plain = GradCAMExplainer(model)
+    guided = GradCAMExplainer(model, guided=True)
+    heat = np.zeros((2, len(arrays.x), *arrays.x.shape[2:]), np.float32)
     for s in tqdm(range(0, len(arrays.x), 64), desc="guided maps", disable=not progress):
-        heat[s:s + 64] = [e.heatmap for e in g.explain(arrays.x[s:s + 64], true_index[s:s + 64])]
-    out, _ = localisation.localisation(heat, arrays.masks, arrays.has_mask, arrays.labels, predicted,
-                                       model.ok_class, tolerance, arrays.boxes, arrays.mask_kind)
-    return out
+        xb, tb = arrays.x[s:s + 64], true_index[s:s + 64]
+        up = np.stack([e.attribution for e in plain.explain(xb, tb)])
+        heat[0, s:s + len(xb)] = guided.guide(xb, up, tb)[1]          # one guided_gradient call, no second gradcam
+        xn = model.normalisation.apply(model.check_input(xb))
+        heat[1, s:s + len(xb)] = normalise_minmax(contrast_control(up, xn))
+    return tuple(localisation.localisation(h, arrays.masks, arrays.has_mask, arrays.labels, predicted,
+                                           model.ok_class, tolerance, arrays.boxes, arrays.mask_kind)[0]
+                 for h in heat)
 
 
 SENSOR_SAMPLES = 300        # right answers whose evidence is split per sensor (evenly spaced)
@@ -313,8 +321,8 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
                 arrays.mask_kind)
         if "guided_gradient" in model.graphs:
             with _stage(metrics, "localisation, guided"):
-                metrics["localisation_guided"] = _guided_localisation(model, arrays, true_index, predicted, tolerance,
-                                                                      progress)
+                metrics["localisation_guided"], metrics["localisation_guided_control"] = _guided_localisation(
+                    model, arrays, true_index, predicted, tolerance, progress)
         worst = sorted(per_sample, key=per_sample.get)
         metrics["examples"]["localisation"] = [int(i) for i in worst[:2] + worst[-2:]]
         metrics["examples"]["localisation_iou_tolerant"] = {str(i): per_sample[i] for i in worst[:2] + worst[-2:]}

@@ -174,13 +174,35 @@ def guided_refine(cam_up: np.ndarray, guided_grad: np.ndarray, inputs: np.ndarra
     NEU-DET's loose boxes the thinner maps score lower IoUs (scratches, tolerant 0.59 -> 0.32): broad and
     box-annotated defects are the class map's, this option is for thin ones.
     """
-    cam_up = np.asarray(cam_up, np.float32)
     grad = np.asarray(guided_grad, np.float32)
     if grad.shape != np.shape(inputs):
         raise ValueError(f"guided gradient {grad.shape} and inputs {np.shape(inputs)} must be equal (N, C, H, W)")
-    mag = np.abs(grad * local_contrast(inputs)).sum(axis=1)
+    return refine_by_pixels(cam_up, np.abs(grad * local_contrast(inputs)).sum(axis=1), sigma_px, power)
+
+
+def contrast_control(cam_up: np.ndarray, inputs: np.ndarray, sigma_px: float = GUIDED_SIGMA_PX,
+                     power: float = GUIDED_POWER) -> np.ndarray:
+    """A control for guided_refine, not an explanation: the same refinement with the guided gradient left
+    out, i.e. the class map times |local contrast| (the image's own pixels that differ from the surface
+    around them, which no model's weights choose). What a guided map scores beyond this control is what the
+    model's pixel-level evidence adds to it; what this control scores alone, any edge detector inside the
+    class map would.
+
+    Why it is measured: on the shipped classifier's 1200 held-out frames (seed 1000), pixel IoU, class map
+    -> this control -> guided map: crack 0.17 -> 0.40 -> 0.45, pit 0.22 -> 0.53 -> 0.57, scratch 0.10 ->
+    0.24 -> 0.33; the share of the map inside the mask (relevance mass) crack 0.08 -> 0.14 -> 0.29, pit
+    0.05 -> 0.10 -> 0.35, scratch 0.05 -> 0.07 -> 0.17. Most of the guided maps' pixel IoU on thin defects
+    is the image's contrast; their relevance mass is the model's (docs/audits/README.md)."""
+    return refine_by_pixels(cam_up, np.abs(local_contrast(inputs)).sum(axis=1), sigma_px, power)
+
+
+def refine_by_pixels(cam_up: np.ndarray, evidence: np.ndarray, sigma_px: float = GUIDED_SIGMA_PX,
+                     power: float = GUIDED_POWER) -> np.ndarray:
+    """(N, H, W) class maps times the pixel evidence (N, H, W), smoothed by `sigma_px`, scaled to [0, 1] per
+    image, to the power `power` (guided_refine's and contrast_control's common step)."""
+    cam_up = np.asarray(cam_up, np.float32)
     out = np.empty_like(cam_up)
-    for i, m in enumerate(mag):
+    for i, m in enumerate(np.asarray(evidence, np.float32)):
         if sigma_px > 0:
             m = cv2.GaussianBlur(m, (0, 0), sigma_px)
         peak = float(m.max())

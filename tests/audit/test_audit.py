@@ -35,6 +35,10 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
         assert r["n"] >= 1 and 0 <= r["iou_mean"] <= 1 and 0 <= r["pointing_game"] <= 1
         # judged at the map's resolution, the shipped model's maps cover the defects better than pixel IoU says
         assert r["iou_mean"] <= r["iou_tolerant_mean"] <= 1 and r["tolerance_px"] == 8
+    # the guided option, and its control without the gradient, on the same classes and samples
+    guided, control = m["localisation_guided"], m["localisation_guided_control"]
+    assert set(guided) == set(control) == set(m["localisation"])
+    assert all(control[c]["n"] == guided[c]["n"] and 0 <= control[c]["iou_mean"] <= 1 for c in guided)
     q = m["quality"]
     assert q["faithfulness"]["deletion_auc"] < q["faithfulness"]["deletion_random_auc"]
     assert q["faithfulness"]["judged_on"] == "defect classes"
@@ -63,6 +67,7 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     assert "a wrong answer let\nthrough is the risk" in html and "<th>part geometry</th>" in html
     assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
     assert "Mean deletion and insertion curves over 4 samples" in html and "tolerant IoU (gate)" in html
+    assert "<th>IoU, control</th>" in html and "relevance mass, control" in html
     # the served sentence's descriptors, every right answer: simulated classes are judged by their signature
     cons = q["sentences"]["consistency"]
     assert set(cons) <= {"crack", "pit", "scratch", "contamination", "delamination"} and cons

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from edge.explain.cam import cam_raw, guided_refine, normalise_minmax, upsample_and_normalise
+from edge.explain.cam import cam_raw, contrast_control, guided_refine, normalise_minmax, upsample_and_normalise
 from edge.explain.ig import integrated_gradients
 from edge.explain.ig_math import interpolation_batch, reduce_path
 
@@ -150,6 +150,22 @@ def test_guided_refinement_draws_a_thin_defect_thin_and_keeps_the_class_map_exte
     np.testing.assert_allclose(guided_refine(cam, g, x, power=0.0), cam)
     with pytest.raises(ValueError, match="inputs"):
         guided_refine(cam, g, x[:, :1])
+
+
+def test_the_contrast_control_is_the_guided_refinement_with_the_gradient_left_out():
+    """contrast_control is guided_refine with a guided gradient of ones: the class map times the image's
+    local contrast alone, the same for any model; it draws the line too (hence a control, not evidence)."""
+    from edge.audit.metrics import binarise, iou
+
+    rng = np.random.default_rng(3)
+    cam = np.maximum(rng.normal(size=(2, 64, 48)), 0).astype(np.float32)
+    x = rng.normal(size=(2, 3, 64, 48)).astype(np.float32)
+    np.testing.assert_allclose(contrast_control(cam, x), guided_refine(cam, np.ones_like(x), x), rtol=1e-6)
+    block = np.zeros((1, 128, 128), np.float32)
+    block[0, 20:44, 20:44] = 1.0
+    line = np.zeros((1, 1, 128, 128), np.float32)
+    line[0, 0, 32, 22:42] = 5.0
+    assert iou(binarise(contrast_control(block, line)[0]), line[0, 0] > 0) > 0.3
 
 
 def test_local_contrast_is_what_a_pixel_shows_beyond_its_surroundings():
