@@ -46,8 +46,9 @@ class KernelLauncher:
     the kernels' argument lists, written once so that they cannot drift apart between launchers. A
     launcher supplies the backend: `_empty(shape)` (a float32 device array), `_upload(host array)`,
     `_arg(device array)` (what its kernel call takes for a pointer), `_launch(f, grid, args, shared)`,
-    `_copy(device dst, device src)` (on the
-    launcher's stream), `_to_host(device array)` (after the stream's work), `check()`, the compiled functions `f_gradcam`, `f_interp`, `f_reduce`, `f_rowsum` and `sm_count`."""
+    `_copy(device dst, device src)` (on the launcher's stream), `_to_host(device array)` (after the
+    stream's work), `check()`, the compiled functions `f_gradcam`, `f_interp`, `f_reduce`, `f_rowsum` and
+    `sm_count`; and calls `KernelLauncher.__init__`."""
 
     sm_count: int
     PACKED_SHAPES = 8         # gradcam_to_host's buffers kept (one per batch size and frame size in use)
