@@ -166,23 +166,25 @@ class IGExplainer(Explainer):
             raise InvalidInput(f"quantity 'correction': model {model.dir} does not say which input channel its "
                                "output corrects (manifest output.residual_channel); explain its output instead")
 
+    def _explained(self, out: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        """The explained quantity from the graph's output at `inputs`: the output, or (quantity
+        "correction") the correction it makes, output - input[c]."""
+        if self.quantity != "correction":
+            return out
+        c = self.model.residual_channel
+        return out - inputs[:, c:c + 1]
+
     def _forward(self, inputs: np.ndarray) -> np.ndarray:
-        """The explained quantity at `inputs`: the model's output, or its correction (quantity "correction")."""
-        out = self.model.run("predict", {"input": inputs})[0]
-        if self.quantity == "correction":
-            c = self.model.residual_channel
-            out = out - inputs[:, c:c + 1]
-        return out
+        """The explained quantity at `inputs`, from the predict graph."""
+        return self._explained(self.model.run("predict", {"input": inputs})[0], inputs)
 
     def _grad_fn(self, inputs: np.ndarray, target: np.ndarray):
         out, grad = self.model.run("input_gradient", {"input": inputs, "target": target})
         if self.quantity == "correction":
             # the correction is output - input[c]: its gradient is the output's minus the weights on c
-            c = self.model.residual_channel
-            out = out - inputs[:, c:c + 1]
             grad = grad.copy()
-            grad[:, c] -= target[:, 0]
-        return out, grad
+            grad[:, self.model.residual_channel] -= target[:, 0]
+        return self._explained(out, inputs), grad
 
     def _device_ig(self, xn: np.ndarray, base: np.ndarray, weights: np.ndarray,
                    endpoints: tuple[np.ndarray, np.ndarray]) -> IGResult | None:
