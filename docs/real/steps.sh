@@ -1,13 +1,15 @@
 # The steps every real-data experiment shares; sourced by docs/real/<set>/run.sh, which sets OUT (the
 # set's folder, where results are written) and WORK (where the data and the trained model live).
 
-# train_default DATA: `edge-xai train --task defect` with default options into $WORK/model, unless a
-# model is there already. Progress shows live; $OUT/train.log keeps every printed line without the
-# progress bars' carriage-return updates.
+# train_default DATA [OPTION...]: `edge-xai train --task defect` with default options (and any OPTIONs
+# given after DATA) into $WORK/model, unless a model is there already. Progress shows live;
+# $OUT/train.log keeps every printed line without the progress bars' carriage-return updates.
 train_default() {
     [ -f "$WORK/model/manifest.json" ] && return 0
+    local data=$1
+    shift
     set +o pipefail
-    /usr/bin/time -f "train wall %e s" edge-xai train --task defect --data "$1" --out "$WORK/model" \
+    /usr/bin/time -f "train wall %e s" edge-xai train --task defect --data "$data" --out "$WORK/model" "$@" \
         2>&1 | tee "$OUT/train.log" | grep -v "epoch .*batch/s\|it/s"
     local status=${PIPESTATUS[0]}
     set -o pipefail

@@ -35,6 +35,18 @@ class Arrays:
     placements: list[Placement] = field(default_factory=list)
 
 
+def concat_arrays(a: Arrays, b: Arrays) -> Arrays:
+    """b's samples after a's (the same channels and size): training's tiled training and validation splits."""
+    if a.channel_names != b.channel_names or a.x.shape[1:] != b.x.shape[1:]:
+        raise InvalidInput(f"cannot join arrays of channels {a.channel_names} {a.x.shape[1:]} and "
+                           f"{b.channel_names} {b.x.shape[1:]}")
+    return Arrays(np.concatenate([a.x, b.x]), a.labels + b.labels, np.concatenate([a.masks, b.masks]),
+                  np.concatenate([a.has_mask, b.has_mask]), a.channel_names,
+                  {k: np.concatenate([a.targets[k], b.targets[k]]) for k in a.targets},
+                  a.meta + b.meta, a.paths + b.paths, a.boxes + b.boxes, a.mask_kind + b.mask_kind,
+                  a.source_shapes + b.source_shapes, a.placements + b.placements)
+
+
 class MissingChannel(loader.DatasetError):
     """A sample lacks a channel or field asked for."""
 
@@ -159,6 +171,8 @@ class Survey:
     photographs: bool                       # image files (8/16-bit), not the simulator's physical arrays
     labels: list[str] = field(default_factory=list)
     channel_names: tuple[str, ...] = ()     # of the first sample
+    paths: list[Path] = field(default_factory=list)       # each sample's file
+    annotated: list[bool] = field(default_factory=list)   # has a non-empty mask or boxes
 
 
 def defect_widths(sample: loader.Sample) -> list[float]:
@@ -178,14 +192,16 @@ def survey(root: Path, limit: int | None = None, seed: int = 0, progress: bool =
     from tqdm import tqdm
 
     items = _subset(loader.scan(Path(root)), limit, seed)
-    shapes, widths, names = [], [], ()
+    shapes, widths, names, annotated = [], [], (), []
     for item in tqdm(items, desc="survey", unit="file", disable=not progress):
         s = loader.load_sample(item)
         shapes.append(s.image.shape[:2])
-        widths += defect_widths(s)
+        found = defect_widths(s)
+        widths += found
+        annotated.append(bool(found))
         names = names or s.channel_names
     photographs = all(i.path.suffix.lower() in loader.IMAGE_EXTENSIONS for i in items)
-    return Survey(shapes, widths, photographs, [i.label for i in items], names)
+    return Survey(shapes, widths, photographs, [i.label for i in items], names, [i.path for i in items], annotated)
 
 
 def _subset(items: list, limit: int | None, seed: int) -> list:

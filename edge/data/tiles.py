@@ -2,6 +2,8 @@
 
     edge-xai dataset --from-folder frames/train --tile 256 --out tiles/train
 
+(`edge-xai train` makes the same cut by itself where the data needs it: `edge.train.tiled`.)
+
 A line camera's 2–5 MPixel frame with a 20-pixel defect, letterboxed whole into a 256 px model input,
 keeps that defect 2 pixels wide; training on the frames as they are teaches the model to look for
 defects it can hardly see. Cut into tiles at the frame's own pixels, the same defect keeps its size, and
@@ -151,12 +153,14 @@ def write_voc(path: Path, filename: str, shape: tuple[int, int], depth: int, box
 
 
 def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap: float = TILE_OVERLAP,
-                 unannotated: str = "error", progress: bool = True, keep_whole: int = 0) -> dict:
+                 unannotated: str = "error", progress: bool = True, keep_whole: int = 0,
+                 only: set[Path] | None = None) -> dict:
     """Cut the frames of data set `src` into tiles written as data set `out` (see the module's rules).
     ok_class: the defect-free class (clean tiles go there, created in `out` if `src` has no such folder);
     None leaves clean tiles of defect frames out. keep_whole: frames whose long side is at most this stay
-    whole, as one sample (the served path letterboxes such frames instead of tiling them). Returns what was
-    written and left out, as also kept in OUT/dataset.json."""
+    whole, as one sample (the served path letterboxes such frames instead of tiling them). only: cut just
+    these frames (their files' paths; training tiles its own training and validation frames apart). Returns
+    what was written and left out, as also kept in OUT/dataset.json."""
     src, out = Path(src), Path(out)
     if not MIN_TILE <= tile <= MAX_TILE:
         raise InvalidInput(f"--tile {tile}: expected a tile side between {MIN_TILE} and {MAX_TILE} pixels")
@@ -171,6 +175,8 @@ def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap:
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise InvalidInput(f"--out {out} lies inside the data set it tiles ({src}); choose a folder outside it")
     items = scan(src)
+    if only is not None:
+        items = [i for i in items if i.path in only]
     counts: dict[str, int] = {}
     left = {"ambiguous_tiles": 0, "clean_tiles_without_ok_class": 0, "unannotated_frames": 0,
             "defect_frames_without_a_defect_tile": 0}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.data.geometry import TILE_FACTOR
 from edge.errors import InvalidInput
 
 # Largest input chosen automatically: on a 2-core CPU a 256 px classifier trains a few thousand images
@@ -100,11 +101,80 @@ def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) ->
     if at_size is not None and at_size < MIN_DEFECT_PX:
         tile = int(size * max(1.0, p10 / TARGET_DEFECT_PX))
         why += (f"; at {size} px the thinnest tenth of the defects are under {MIN_DEFECT_PX:g} px wide and may not "
-                f"survive the scaling: consider a larger --size (and --time-budget), or cutting the images into "
-                f"tiles of about {tile} px before training (edge-xai dataset --from-folder DATA --tile {tile} --out "
-                f"TILES, each split on its own; the thinner defects then stay {min(p10, TARGET_DEFECT_PX):.1f} px "
-                f"wide, and served frames larger than the training images are inspected in tiles at that scale)")
+                f"survive the scaling: consider a larger --size (and --time-budget), or tiles of about {tile} px "
+                f"(--tile {tile}; training cuts them by itself where the frames are large enough and their defects "
+                f"annotated; the thinner defects then stay {min(p10, TARGET_DEFECT_PX):.1f} px wide, and served "
+                f"frames larger than the training images are inspected in tiles at that scale)")
     return SizeChoice(size, why, med, at_size)
+
+
+# Where letterboxing whole frames would leave the thinner tenth of the annotated defects under
+# MIN_DEFECT_PX, training cuts the frames into tiles by itself (`--tile auto`). Measured on the
+# large-frames stand-in (docs/real/README.md: 512-768 px frames, defects 5 px across): trained whole,
+# 78.5 % of the test frames right (9 of 20 pits called defect-free); cut into 256 px tiles first, 97.7 %.
+# A defect frame that would be cut needs a mask or boxes to say which tiles show its defect; where more
+# than this share of them have none, the frames are trained whole (with the advice to annotate).
+MAX_UNANNOTATED_SHARE = 0.1
+TILE_CHOICES = ("auto", "off")
+
+
+def parse_tile(request: str | int | None) -> str | int:
+    """--tile: 'auto', 'off' (or 0) or a tile side in pixels."""
+    from edge.data.tiles import MAX_TILE, MIN_TILE
+
+    if request is None:
+        return "auto"
+    text = str(request).strip().lower()
+    if text in TILE_CHOICES:
+        return text
+    if text == "0":
+        return "off"
+    if not text.isdigit() or not MIN_TILE <= int(text) <= MAX_TILE:
+        raise InvalidInput(f"--tile {request!r}: expected auto, off or a tile side between {MIN_TILE} and "
+                           f"{MAX_TILE} pixels")
+    return int(text)
+
+
+def choose_tiling(shapes: list[tuple[int, int]], defect_widths_px: list[float], labels: list[str],
+                  annotated: list[bool], ok_class: str | None, size: int, request: str | int = "auto"
+                  ) -> tuple[int | None, str]:
+    """Whether training cuts the frames (`shapes`, per-frame `labels` and whether each is `annotated`) into
+    tiles, and of what side, for a model input of `size` px: (tile side or None, reason; '' when tiling
+    was never in question). Auto: where the thinner tenth of the annotated defects would end under
+    MIN_DEFECT_PX letterboxed into `size`, tiles of the side that keeps them TARGET_DEFECT_PX wide at
+    `size` (at least `size`: never magnified), unless the frames are not much larger than such a tile
+    (the served path would letterbox them whole: TILE_FACTOR) or too many defect frames to be cut lack
+    annotations (MAX_UNANNOTATED_SHARE)."""
+    request = parse_tile(request)
+    if request == "off":
+        return None, "--tile off: frames trained whole"
+    if request != "auto":
+        return int(request), f"--tile {request}"
+    if not defect_widths_px or not shapes:
+        return None, ""
+    long_side = int(np.median([max(s) for s in shapes]))
+    p10 = float(np.percentile(defect_widths_px, 10))
+    at_size = p10 * size / long_side
+    if p10 <= 0 or at_size >= MIN_DEFECT_PX:
+        return None, ""
+    tile = int(size * max(1.0, p10 / TARGET_DEFECT_PX)) // 8 * 8
+    if long_side <= TILE_FACTOR * tile:
+        return None, (f"not cut into tiles: the frames (median long side {long_side} px) are not more than "
+                      f"{TILE_FACTOR:g} tiles of {tile} px long")
+    cut = [i for i, s in enumerate(shapes) if max(s) > TILE_FACTOR * tile and labels[i] != ok_class]
+    missing = sum(not annotated[i] for i in cut)
+    if cut and missing > MAX_UNANNOTATED_SHARE * len(cut):
+        return None, (f"not cut into tiles: {missing} of the {len(cut)} defect images larger than {TILE_FACTOR:g} "
+                      f"tiles of {tile} px have no mask or boxes, so nothing says which of their tiles show the "
+                      f"defect (annotate them, then train again)")
+    why = (f"cut into {tile} px tiles: the thinner annotated defects (10th percentile) are {p10:.1f} px wide in "
+           f"frames of median long side {long_side} px, {at_size:.1f} px letterboxed whole into {size} px; in "
+           f"tiles at the frames' own pixels they keep {p10 * size / tile:.1f} px, and "
+           f"served frames larger than {TILE_FACTOR:g} tiles are inspected in tiles at that scale, the worst "
+           f"tile deciding (--tile off trains on whole frames)")
+    if missing:
+        why += f"; {missing} defect images without annotations left out"
+    return tile, why
 
 
 def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s: float | None,
@@ -124,6 +194,15 @@ def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s: float 
     return size, (f"; lowered to {size} px so that {min_epochs} epochs fit the {budget_s / 60:.0f} min time budget at "
                   f"this machine's measured speed (a converged model at a lower resolution beats an unconverged "
                   f"one at a higher; --size or --time-budget override)")
+
+
+def epochs_that_must_fit(planned: int, min_fit_epochs: int) -> int:
+    """How many epochs must fit the time budget at a size for fit_size_to_budget: MIN_FIT_EPOCHS (or the
+    backbone's), but no more than the run plans (`choose_epochs` without the budget). Why the cap: the
+    30 epochs come from elpv's 1773 images, where they are about the 60 000 samples a run aims for; a set
+    of 4834 tiles plans 13 epochs for the same samples, and asking 30 of them to fit lowered its size from
+    256 to 128 px on the 2-core CPU for epochs it would never run."""
+    return max(1, min(min_fit_epochs, planned))
 
 
 def cap_for_pretrained(size: int, reason: str) -> tuple[int, str]:

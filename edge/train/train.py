@@ -30,7 +30,7 @@ from edge.runtime.calibration import fit_calibration
 from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
 from edge.train.augment import Augmentation
 from edge.train.models import WEIGHTS, RadiometricUNet, ResidualUNet, build_model, fold_batchnorm
-from edge.train.recipe import SCRATCH_LR
+from edge.train.recipe import SCRATCH_LR, parse_tile
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,9 @@ class TrainConfig:
     # the graph, the network estimating the emissivity ratio from the shape: models.RadiometricUNet; needs
     # the surroundings' temperature, which the simulator's recipe gives)
     head: str = "residual"
+    # classifier: "auto" (cut large frames into tiles where their defects are too small to be letterboxed
+    # whole: recipe.choose_tiling), "off", or a tile side in pixels
+    tile: str | int = "auto"
 
 
 def _split(labels: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +157,8 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
         raise InvalidInput(f"--head {cfg.head!r}: expected residual or radiometric")
     if cfg.head != "residual" and cfg.task != "thermal":
         raise InvalidInput(f"--head {cfg.head}: only the thermal model has a choice of head")
+    if parse_tile(cfg.tile) != "auto" and cfg.task != "defect":
+        raise InvalidInput(f"--tile {cfg.tile}: only the defect classifier trains on tiles")
     out = _check_out(out)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -164,12 +169,12 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
 
 
 def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -> dict:
-    from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, bf16_native,
-                                       fit_classifier, predict, score_predictions, step_seconds, validation_summary)
-    from edge.train import recipe as rules
-    from edge.train.pretrained import weights_file, weights_installed
-    from edge.train.recipe import (choose_backbone, choose_epochs, choose_ok_class, choose_pool, choose_precision,
-                                   choose_prior_correction, choose_size, fit_size_to_budget, lowest_size)
+    """Survey the data, cut it into tiles where its frames are too large for its defects (`choose_tiling`),
+    then fit, export and calibrate (`_fit_classifier`)."""
+    import tempfile
+
+    from edge.train.recipe import choose_ok_class, choose_size, choose_tiling
+    from edge.train.tiled import TrainingTiles
 
     t_start = time.perf_counter()
     found = survey(data, cfg.limit, cfg.seed, progress)
@@ -177,6 +182,42 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     classes = _class_order(found.labels, ok_class)
     if len(classes) < 2:
         raise InvalidInput(f"{data}: need at least two class folders to train a classifier, found {classes}")
+    tile, tile_reason = choose_tiling(found.shapes, found.defect_widths_px, found.labels, found.annotated, ok_class,
+                                      cfg.size or choose_size(found.shapes, found.defect_widths_px).size, cfg.tile)
+    if progress and tile_reason:
+        print(f"tiles: {tile_reason}", flush=True)
+    if not tile:
+        return _fit_classifier(data, out, cfg, progress, t_start, found, ok_class, ok_reason, classes, None, tile_reason)
+    tr, va = _split(found.labels, cfg.val_fraction, cfg.seed)
+    workdir = Path(tempfile.mkdtemp(prefix="edge-xai-train-tiles-"))
+    with TrainingTiles.cut(data, found, tile, ok_class, tr, va, cfg.seed, workdir, progress) as tiles:
+        if progress:
+            d = tiles.describe()
+            print(f"tiles: {d['train']['frames']} training frames -> {d['train']['tiles']} tiles "
+                  f"({', '.join(f'{k} {n}' for k, n in d['train']['classes'].items())})"
+                  + (f", {d['val']['frames']} validation frames -> {d['val']['tiles']}" if "val" in d else "")
+                  + (f"; clean tiles thinned to {100 * tiles.clean_share:.0f} % to keep the set in memory"
+                     if tiles.clean_share < 1 else ""), flush=True)
+        tile_classes = _class_order(tiles.survey.labels, ok_class)
+        if tile_classes != classes:
+            missing = sorted(set(classes) - set(tile_classes))
+            raise InvalidInput(f"{data}: cut into {tile} px tiles, no training tile of class {', '.join(missing)} "
+                               f"was left (their defects lie across tiles or are unannotated); train on whole "
+                               f"frames with --tile off, or choose a larger --tile")
+        return _fit_classifier(data, out, cfg, progress, t_start, tiles.survey, ok_class, ok_reason, classes, tiles,
+                               tile_reason)
+
+
+def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_start: float, found,
+                    ok_class: str | None, ok_reason: str, classes: list[str], tiles, tile_reason: str) -> dict:
+    """Fit, export and calibrate on `found` (a survey of the frames, or of the training tiles when `tiles`)."""
+    from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, bf16_native,
+                                       fit_classifier, predict, score_predictions, step_seconds, validation_summary)
+    from edge.train import recipe as rules
+    from edge.train.pretrained import weights_file, weights_installed
+    from edge.train.recipe import (choose_backbone, choose_epochs, choose_pool, choose_precision,
+                                   choose_prior_correction, choose_size, fit_size_to_budget, lowest_size)
+
     mode = cfg.normalisation
     if mode == "auto":
         mode = "per_image" if found.photographs else "centred"
@@ -196,7 +237,7 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     augmentation = Augmentation.parse(cfg.augment, square=square, photographs=found.photographs)
     budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else None
     n_channels = len(resolve_channels(found.channel_names, cfg.channels))
-    n_train = int(len(found.labels) * (1 - cfg.val_fraction))
+    n_train = len(found.labels) if tiles is not None else int(len(found.labels) * (1 - cfg.val_fraction))
     steps = max(1, n_train // recipe.batch_size)
     probe_norm = Normalisation("per_image")           # as costly as any mode; fitted statistics come later
 
@@ -212,8 +253,9 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         native_p10 = float(np.percentile(found.defect_widths_px, 10)) if found.defect_widths_px else None
         long_side = int(np.median([max(s) for s in found.shapes]))
         needed, why = rules.cap_for_pretrained(choice.size, choice.reason) if pretrained else (choice.size, choice.reason)
-        size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed),
-                                           epoch_seconds, budget_s, schedule.min_fit_epochs)
+        planned, _ = choose_epochs(n_train, cfg.epochs, None, None, schedule.samples_seen, schedule.min_epochs)
+        size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed), epoch_seconds,
+                                           budget_s, rules.epochs_that_must_fit(planned, schedule.min_fit_epochs))
         size_reason = why + lowered
     if progress:
         print(f"defect-free class: {f'{ok_class} ({ok_reason})' if ok_class else ok_reason}", flush=True)
@@ -221,8 +263,11 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
         print(f"input size {size} px: {size_reason}", flush=True)
         print(f"pooling: {pool_reason}", flush=True)
         print(f"precision: {precision_reason}", flush=True)
-    arrays = load_arrays(data, size, cfg.channels, limit=cfg.limit, seed=cfg.seed, progress=progress)
-    tr, va = _split(arrays.labels, cfg.val_fraction, cfg.seed)
+    if tiles is not None:
+        arrays, tr, va = tiles.load(size, cfg.channels, progress)
+    else:
+        arrays = load_arrays(data, size, cfg.channels, limit=cfg.limit, seed=cfg.seed, progress=progress)
+        tr, va = _split(arrays.labels, cfg.val_fraction, cfg.seed)
     if len(tr) == 0:
         raise InvalidInput(f"{data}: no training samples left after the validation split")
     y = np.array([classes.index(lbl) for lbl in arrays.labels])
@@ -239,6 +284,8 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     gen = torch.Generator().manual_seed(cfg.seed)
     model, log = fit_classifier(cd, recipe, augmentation, epochs, gen, progress)
     counts = np.bincount(y[tr], minlength=len(classes))
+    if tiles is not None:
+        counts = tiles.class_counts(counts, classes, ok_class)
     tau, tau_scores = 0.0, {}
     if len(va):
         val_logits = predict(model, arrays.x[va], norm)
@@ -257,6 +304,9 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
                                 prior_correction={"tau": tau, "validation_scores": tau_scores,
                                                   "class_counts": counts.tolist()},
                                 seconds_per_epoch=round(log.seconds_per_epoch, 2))
+    if tiles is not None or tile_reason:
+        manifest["training"]["tiles"] = {**(tiles.describe() if tiles is not None else {"tile": None}),
+                                         "reason": tile_reason}
     manifest.update(classes=classes, ok_class=ok_class,
                     target_layer=model.target_layer, output={"name": "logits", "kind": "class_scores"})
     manifest["input"] = {"size": [size, size], "layout": "NCHW", "dtype": "float32",

@@ -234,8 +234,66 @@ def test_defects_too_thin_for_the_size_get_a_tile_size_that_keeps_them():
     # 3 px cracks in 2448 px frames: at 256 px they would be 0.3 px; tiles of 256 px keep them at 3 px
     why = choose_size([(2048, 2448)] * 5, [3.0] * 10).reason
     assert "may not survive" in why and "tiles of about 256 px" in why and "stay 3.0 px wide" in why
-    assert "edge-xai dataset --from-folder DATA --tile 256 --out TILES" in why      # the command that cuts them
+    assert "--tile 256" in why and "training cuts them by itself" in why      # how to get them
     # 20 px defects in 5000 px frames: 640 px tiles shrunk to 256 px keep them at the 8 px target
     why = choose_size([(4000, 5000)] * 5, [20.0] * 10).reason
     assert "tiles of about 640 px" in why and "stay 8.0 px wide" in why
     assert "tiles" not in choose_size([(200, 200)] * 5, [20.0] * 10).reason     # nothing to warn about
+
+
+def test_training_cuts_large_frames_into_tiles_where_their_defects_would_vanish_whole():
+    from edge.train.recipe import choose_tiling
+
+    frames = [(2048, 2448)] * 6
+    labels = ["ok", "ok", "crack", "crack", "pit", "pit"]
+    # 3 px cracks in 2448 px frames, letterboxed into 256 px: 0.3 px; 256 px tiles keep them 3 px wide
+    tile, why = choose_tiling(frames, [3.0] * 10, labels, [False, False] + [True] * 4, "ok", 256)
+    assert tile == 256 and "cut into 256 px tiles" in why and "0.3 px letterboxed whole" in why
+    assert "keep 3.0 px" in why and "--tile off" in why
+    # 20 px defects in 5000 px frames: 640 px tiles, shrunk into the 256 px input, keep them 8 px wide
+    tile, why = choose_tiling([(4000, 5000)] * 6, [20.0] * 10, labels, [True] * 6, "ok", 256)
+    assert tile == 640 and "keep 8.0 px" in why
+    # defects that stay 2 px wide whole, or no annotations at all: tiling is not in question
+    assert choose_tiling([(600, 800)] * 6, [10.0] * 10, labels, [True] * 6, "ok", 256) == (None, "")
+    assert choose_tiling(frames, [], labels, [False] * 6, "ok", 256) == (None, "")
+    # frames not much larger than a tile: the served path would letterbox them whole, so train them whole
+    tile, why = choose_tiling([(300, 350)] * 6, [2.0] * 10, labels, [True] * 6, "ok", 256)
+    assert tile is None and "not more than 1.5 tiles" in why
+    # a defect frame to be cut needs its mask or boxes: one of four missing is too many (a tenth at most)
+    tile, why = choose_tiling(frames, [3.0] * 10, labels, [False, False, True, True, True, False], "ok", 256)
+    assert tile is None and "1 of the 4 defect images" in why and "annotate them" in why
+    # one of twenty missing: cut, and said
+    tile, why = choose_tiling([(2048, 2448)] * 21, [3.0] * 10, ["ok"] + ["crack"] * 20, [False] + [True] * 19 + [False],
+                              "ok", 256)
+    assert tile == 256 and "1 defect images without annotations left out" in why
+    # asked for: off, or a side
+    assert choose_tiling(frames, [3.0] * 10, labels, [True] * 6, "ok", 256, "off") == (None, "--tile off: frames trained whole")
+    assert choose_tiling(frames, [30.0] * 10, labels, [True] * 6, "ok", 256, 512) == (512, "--tile 512")
+
+
+@pytest.mark.parametrize("text, parsed", [(None, "auto"), ("auto", "auto"), ("OFF", "off"), ("0", "off"), ("384", 384),
+                                          (384, 384)])
+def test_the_tile_option_reads_auto_off_or_a_side(text, parsed):
+    from edge.train.recipe import parse_tile
+
+    assert parse_tile(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["big", "-5", "16", "5000", "2.5"])
+def test_a_bad_tile_option_is_named(text):
+    from edge.train.recipe import parse_tile
+
+    with pytest.raises(InvalidInput, match="--tile .*expected auto, off or a tile side between 32 and 4096"):
+        parse_tile(text)
+
+
+def test_the_budget_asks_only_for_the_epochs_a_run_plans():
+    from edge.train.recipe import MIN_FIT_EPOCHS, epochs_that_must_fit, fit_size_to_budget
+
+    # elpv-sized (1773 images): about 60 000 samples is 34 epochs, so 30 must fit; 4834 tiles plan 13
+    assert epochs_that_must_fit(34, MIN_FIT_EPOCHS) == 30
+    assert epochs_that_must_fit(13, MIN_FIT_EPOCHS) == 13
+    seconds = {256: 50.0, 224: 38.0, 192: 30.0, 160: 26.0, 128: 13.0}.__getitem__
+    # 720 s: 14 epochs of 50 s fit at 256 px, 30 only at 128 px
+    assert fit_size_to_budget(256, 128, seconds, 720, epochs_that_must_fit(13, MIN_FIT_EPOCHS))[0] == 256
+    assert fit_size_to_budget(256, 128, seconds, 720, epochs_that_must_fit(34, MIN_FIT_EPOCHS))[0] == 128

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Frames larger than the model's input, with tiny defects (make_set.py says how they are made; simulated,
-# not real textures): the same data trained two ways with default options, both judged on the whole
-# test frames as the served path reads them.
-#   A. the frames as they are: training letterboxes each into one input (<= 256 px);
-#   B. the frames cut into 256 px tiles (edge-xai dataset --from-folder --tile 256, each split on its own):
-#      the model trains at the frames' own pixels, and evaluate/serve inspect a whole frame in tiles at
-#      that scale, the worst tile deciding.
+# not real textures): the same data trained three ways, all judged on the whole test frames as the
+# served path reads them.
+#   A. the frames as they are (--tile off): training letterboxes each into one input (<= 256 px);
+#   B. the frames cut into 256 px tiles first (edge-xai dataset --from-folder --tile 256, each split on its
+#      own), then default options: the model trains at the frames' own pixels, and evaluate/serve inspect a
+#      whole frame in tiles at that scale, the worst tile deciding;
+#   C. default options on the frames (since 2026-11-30 training cuts them into tiles by itself where the
+#      defects need it: --tile auto), audited and gated on the whole test frames (the audit cuts them as
+#      the service reads them).
 # Then B is audited and gated on the test tiles (its own scale). Writes docs/real/large-frames-sim/
-# {A,B}/{train.log,evaluation.json}, B/{tiles-train.json,tiles-test.json,tiles-evaluation.json,audit/,gate.txt,frames.json}
-# (RESULTS=DIR writes them elsewhere).
+# {A,B,C}/{train.log,evaluation.json}, B/{tiles-train.json,tiles-test.json,tiles-evaluation.json,audit/,gate.txt,frames.json},
+# C/{audit/,gate.txt} (RESULTS=DIR writes them elsewhere). The committed A and B are of 2026-11-29 (A with
+# default options then, which trained whole frames).
 #
-#   bash docs/real/large-frames-sim/run.sh        # ~25 min on a 2-core CPU; the raw simulation needs
+#   bash docs/real/large-frames-sim/run.sh        # ~40 min on a 2-core CPU; the raw simulation needs
 #                                                 # ~21 GB of disk for a moment (removed once the set is made)
 #   SEED=6262 WORK=/tmp/lf RESULTS=/tmp/lf/results bash docs/real/large-frames-sim/run.sh    # another draw
 set -euo pipefail
@@ -29,9 +33,15 @@ fi
 # A: whole frames
 OUT=$RESULTS/A; mkdir -p "$OUT"
 WORK_ALL=$WORK; WORK=$WORK_ALL/A
-train_default "$WORK_ALL/set/train"
+train_default "$WORK_ALL/set/train" --tile off
 edge-xai evaluate --model "$WORK/model" --data "$WORK_ALL/set/test" --json --quiet > "$OUT/evaluation.json"
 edge-xai evaluate --model "$WORK/model" --data "$WORK_ALL/set/test" --quiet
+
+# C: default options on the frames (training tiles them itself)
+OUT=$RESULTS/C; mkdir -p "$OUT"
+WORK=$WORK_ALL/C
+train_default "$WORK_ALL/set/train"
+evaluate_audit_gate "$WORK_ALL/set/test"
 
 # B: tiles
 OUT=$RESULTS/B; mkdir -p "$OUT"
