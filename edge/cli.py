@@ -687,8 +687,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tile", default="auto", metavar="auto|off|PX",
                    help="defect: cut large frames into tiles at their own pixels before training. auto (default): "
                         "where letterboxing a whole frame into the input would leave the thinner tenth of the "
-                        "annotated defects under 2 px wide, frames larger than 1.5 tiles are cut (the tile side "
-                        "keeps those defects 8 px wide at the input), training and validation frames apart, each "
+                        "annotated defects under 2 px wide, frames larger than 1.5 tiles are cut (tiles of the "
+                        "input's side at the frames' own pixels; larger where the defects stay 8 px wide shrunk "
+                        "into the input), training and validation frames apart, each "
                         "tile labelled from the masks or boxes; served and evaluated frames are then inspected in "
                         "tiles at that scale, the worst tile deciding. off: whole frames. PX: tiles of that side")
     t.add_argument("--mask-weight", type=float, default=1.0,

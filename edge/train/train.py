@@ -241,10 +241,18 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     steps = max(1, n_train // recipe.batch_size)
     probe_norm = Normalisation("per_image")           # as costly as any mode; fitted statistics come later
 
+    measured: dict[int, float] = {}
+
     def epoch_seconds(size: int) -> float:
-        # a forward pass over the validation split is about a third of a training step per image
-        val = cfg.val_fraction / max(1 - cfg.val_fraction, 1e-9) / 3
-        return step_seconds(n_channels, len(classes), size, recipe, probe_norm, augmentation, mask_loss) * steps * (1 + val)
+        # Measured once per size: the size is chosen so that the planned epochs fit at this speed, and the
+        # epochs are then cut at the same figure (a second probe, disturbed by other work on the machine,
+        # once read 92 s where the first had read under 55 and the epochs took 42, and cut 13 epochs to 7).
+        if size not in measured:
+            # a forward pass over the validation split is about a third of a training step per image
+            val = cfg.val_fraction / max(1 - cfg.val_fraction, 1e-9) / 3
+            measured[size] = step_seconds(n_channels, len(classes), size, recipe, probe_norm, augmentation,
+                                          mask_loss) * steps * (1 + val)
+        return measured[size]
 
     choice = choose_size(found.shapes, found.defect_widths_px)
     if cfg.size:
