@@ -35,18 +35,6 @@ class Arrays:
     placements: list[Placement] = field(default_factory=list)
 
 
-def concat_arrays(a: Arrays, b: Arrays) -> Arrays:
-    """b's samples after a's (the same channels and size): training's tiled training and validation splits."""
-    if a.channel_names != b.channel_names or a.x.shape[1:] != b.x.shape[1:]:
-        raise InvalidInput(f"cannot join arrays of channels {a.channel_names} {a.x.shape[1:]} and "
-                           f"{b.channel_names} {b.x.shape[1:]}")
-    return Arrays(np.concatenate([a.x, b.x]), a.labels + b.labels, np.concatenate([a.masks, b.masks]),
-                  np.concatenate([a.has_mask, b.has_mask]), a.channel_names,
-                  {k: np.concatenate([a.targets[k], b.targets[k]]) for k in a.targets},
-                  a.meta + b.meta, a.paths + b.paths, a.boxes + b.boxes, a.mask_kind + b.mask_kind,
-                  a.source_shapes + b.source_shapes, a.placements + b.placements)
-
-
 class MissingChannel(loader.DatasetError):
     """A sample lacks a channel or field asked for."""
 
@@ -124,13 +112,16 @@ def resolve_channels(available: Sequence[str], request: str | Sequence[str] | No
     return tuple(request)
 
 
-def load_arrays(root: Path, size: int, channels: str | Sequence[str] | None = None,
+def load_arrays(root: Path | Sequence[Path], size: int, channels: str | Sequence[str] | None = None,
                 targets: Sequence[str] = (), limit: int | None = None, seed: int = 0,
                 progress: bool = True) -> Arrays:
-    """Read a dataset folder into arrays resized to `size`; `limit` keeps a seeded random subset."""
+    """Read a dataset folder (or several, one after the other: training's tiled training and validation
+    splits, in one array rather than two joined at twice the memory) into arrays resized to `size`;
+    `limit` keeps a seeded random subset."""
     from tqdm import tqdm
 
-    items = _subset(loader.scan(Path(root)), limit, seed)
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    items = _subset([item for r in roots for item in loader.scan(r)], limit, seed)
     first = loader.load_sample(items[0])
     names = resolve_channels(first.channel_names, channels)
     n = len(items)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.data.arrays import Arrays, Survey, concat_arrays, load_arrays, survey
+from edge.data.arrays import Arrays, Survey, load_arrays, survey
 from edge.data.geometry import TILE_FACTOR
 from edge.data.tiles import tile_dataset
 from edge.errors import InvalidInput
@@ -80,11 +80,10 @@ class TrainingTiles:
 
     def load(self, size: int, channels, progress: bool = True) -> tuple[Arrays, np.ndarray, np.ndarray]:
         """Both splits at the model's input size, concatenated: (arrays, training indices, validation indices)."""
-        arrays = load_arrays(self.root / "train", size, channels, progress=progress)
-        n = len(arrays.labels)
         val = self.root / "val"
-        if val.is_dir() and any(p.is_dir() for p in val.iterdir()):
-            arrays = concat_arrays(arrays, load_arrays(self.root / "val", size, channels, progress=progress))
+        has_val = val.is_dir() and any(p.is_dir() for p in val.iterdir())
+        arrays = load_arrays([self.root / "train"] + ([val] if has_val else []), size, channels, progress=progress)
+        n = len(self.survey.labels)              # the training tiles come first
         return arrays, np.arange(n), np.arange(n, len(arrays.labels))
 
     def class_counts(self, counts: np.ndarray, classes: list[str], ok_class: str | None) -> np.ndarray:

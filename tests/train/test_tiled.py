@@ -49,6 +49,8 @@ def test_training_and_validation_frames_are_cut_apart_and_the_tiles_removed_afte
         arrays, tri, vai = tiles.load(64, None, progress=False)
         assert arrays.x.shape[1:] == (1, 64, 64) and len(tri) == tiles.describe()["train"]["tiles"]
         assert len(vai) == tiles.describe()["val"]["tiles"] and set(arrays.labels[len(tri):]) == {"ok", "crack", "spot"}
+        assert all(tiles.root / "train" in p.parents for p in arrays.paths[:len(tri)])
+        assert all(tiles.root / "val" in p.parents for p in arrays.paths[len(tri):])
         assert tiles.survey.shapes[0] == (64, 64) and tiles.clean_share == 1.0
     assert not (tmp_path / "work").exists()
 
