@@ -72,6 +72,10 @@ def test_clean_tiles_beyond_the_cap_are_thinned_on_both_sides_and_counted_back(t
         assert d["val"]["clean_tiles_removed"] > 0                       # the same share on the other side
         counts = thin.class_counts(np.array([kept, 10, 12]), ["ok", "crack", "spot"], "ok")
         assert counts.tolist() == [clean, 10, 12]                        # the prior the frames hold
+    # a cap below the defect tiles alone keeps as many clean tiles as defect tiles, not none
+    with TrainingTiles.cut(tmp_path / "data", found, 64, "ok", tr, va, 0, tmp_path / "work", progress=False,
+                           max_tiles=5) as few:
+        assert sum(1 for _ in (few.root / "train" / "ok").iterdir()) == defects
 
 
 def test_a_failure_while_cutting_leaves_nothing_behind(tmp_path):
