@@ -71,12 +71,10 @@ def test_without_the_weights_package_the_error_says_how_to_get_it(monkeypatch):
         weights_file()
 
 
-@pytest.mark.slow
-def test_graphs_of_the_pretrained_classifier_equal_autograd(tmp_path):
-    """Folded batch norm computes what the trained network did, and every explain graph (Grad-CAM, input and
-    guided gradients) matches autograd with the allowed operators only."""
-    from edge.export.graphs import ALLOWED_OPS, check_parity, export_graphs
-
+def test_folded_batchnorm_computes_what_the_pretrained_network_did():
+    """Folding batch norm into the convolutions changes nothing the network computes, with statistics far
+    from the identity. That the exported graphs then match autograd is checked on a trained model below
+    (training exports every graph and refuses one whose parity or operators fail)."""
     torch.manual_seed(0)
     model = randomise_batchnorm(LiteClassifier(1, 3, pool="meanmax")).eval()
     x = torch.randn(2, 1, 32, 32)
@@ -85,10 +83,6 @@ def test_graphs_of_the_pretrained_classifier_equal_autograd(tmp_path):
         folded = fold_batchnorm(model)
         assert torch.allclose(folded(x), before, rtol=1e-4, atol=1e-5)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    graphs = export_graphs(folded, "defect", x, tmp_path)
-    errors = check_parity(folded, "defect", tmp_path, graphs, lambda b, g: torch.randn(b, 1, 32, 32, generator=g))
-    assert all(e["relative_l2"] < 1e-4 for e in errors.values()), errors
-    assert {o for g in graphs.values() for o in g["operators"]} <= ALLOWED_OPS
 
 
 @pytest.mark.slow
@@ -99,6 +93,7 @@ def test_training_with_the_pretrained_backbone_exports_a_model_that_explains(tmp
 
     from edge.cli import main
     from edge.explain import GradCAMExplainer
+    from edge.export.graphs import ALLOWED_OPS
     from edge.runtime.model import Model
     from edge.train.models import load_weights
 
@@ -115,8 +110,11 @@ def test_training_with_the_pretrained_backbone_exports_a_model_that_explains(tmp
     assert main(["train", "--task", "defect", "--data", str(data), "--out", str(out), "--backbone", "lite0",
                  "--epochs", "1", "--size", "32", "--batch-size", "4", "--threads", "2", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
+    # every explain graph (Grad-CAM, input and guided gradients) equals autograd on the trained network
+    assert set(summary["parity"]["relative_l2"]) >= {"gradcam", "input_gradient", "guided_gradient"}
     assert all(e < 1e-4 for e in summary["parity"]["relative_l2"].values())
     manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["operators"]) <= ALLOWED_OPS
     assert manifest["training"]["recipe"]["backbone"] == "lite0"
     assert manifest["training"]["backbone_reason"] == "--backbone lite0"
     assert manifest["training"]["recipe"]["lr"] == pytest.approx(1e-3)        # the fine-tuning default
