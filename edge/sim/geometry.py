@@ -18,6 +18,7 @@ GEOMETRIES = ("flat", "v_groove", "cavity", "cylinder", "step", "combined")
 # Softening of geometric edges in pixels: wider than the 1 px of a cut edge, so that slopes stay
 # continuous and the deflectometric phase changes by < pi between neighbouring pixels.
 EDGE_SOFTENING_PX = 1.5
+CONCAVITY_SMOOTHING_PX = 3.0   # a view factor depends on the shape around a point
 
 
 def _coords(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +84,25 @@ def height_map(geometry: str, size: int, pitch_mm: float, rng: np.random.Generat
     if geometry not in GENERATORS:
         raise InvalidInput(f"unknown geometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}")
     h = GENERATORS[geometry](size, pitch_mm, rng)
-    return cv2.GaussianBlur(h, (0, 0), EDGE_SOFTENING_PX)
+    # The blur's own border (even reflection) flattened every slope that reaches the frame's edge, which
+    # drew a 3-4 px bright or dark line along that edge on cylinders and grooves; tiled inspection of
+    # 2048 px frames of such parts called it a scratch (2026-11-30).
+    pad = _reach(EDGE_SOFTENING_PX)
+    return cv2.GaussianBlur(_past_the_frame(h, pad), (0, 0), EDGE_SOFTENING_PX)[pad:-pad, pad:-pad]
+
+
+def _reach(sigma_px: float, extra: int = 0) -> int:
+    """How far (px) a Gaussian blur of sigma_px (OpenCV's kernel: 4 sigma each side), plus `extra` px of a
+    further filter, reads past a pixel."""
+    return int(np.ceil(4 * sigma_px)) + 1 + extra
+
+
+def _past_the_frame(height_mm: np.ndarray, pad: int) -> np.ndarray:
+    """The surface extended by `pad` px on every side by odd reflection, which continues a slope (a plane
+    stays that plane): the part goes on past the frame, it neither stops nor folds back at its edge.
+    Filters run on this and are cut back to the frame; pixels farther than `pad` from the edge are
+    exactly what the filter gives without it."""
+    return np.pad(height_mm, pad, mode="reflect", reflect_type="odd")
 
 
 def slopes(height_mm: np.ndarray, pitch_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +117,11 @@ def concavity(height_mm: np.ndarray, pitch_mm: float) -> np.ndarray:
     The Laplacian is taken on a 3 px smoothed surface: a view factor depends on the shape around a point,
     not on a single pixel's curvature.
     """
-    smooth = cv2.GaussianBlur(height_mm, (0, 0), 3.0)
-    lap = cv2.Laplacian(smooth, cv2.CV_32F, ksize=3) / (pitch_mm**2)
+    # the blur's and the Laplacian's mirror border turned a slope that runs on past the edge into a valley
+    # there (fake concavity, up to 7/mm along the edges of cylinder frames against 0.03/mm inside)
+    pad = _reach(CONCAVITY_SMOOTHING_PX, extra=1)
+    smooth = cv2.GaussianBlur(_past_the_frame(height_mm, pad), (0, 0), CONCAVITY_SMOOTHING_PX)
+    lap = cv2.Laplacian(smooth, cv2.CV_32F, ksize=3)[pad:-pad, pad:-pad] / (pitch_mm**2)
     return np.maximum(lap, 0).astype(np.float32)
 
 
@@ -112,7 +134,7 @@ def edge_map(height_mm: np.ndarray, pitch_mm: float, curvature_threshold_per_mm:
     gxy, gxx = np.gradient(gx, pitch_mm)
     gyy, gyx = np.gradient(gy, pitch_mm)
     curvature = np.sqrt(gxx**2 + gyy**2 + gxy**2 + gyx**2)
-    # The image border is no edge of the part: blurring and one-sided differences bend the surface there.
+    # The image border is no edge of the part: the one-sided differences there bend the curvature.
     b = 5
     curvature[:b], curvature[-b:], curvature[:, :b], curvature[:, -b:] = 0, 0, 0, 0
     return (curvature > curvature_threshold_per_mm).astype(np.uint8)

@@ -145,3 +145,19 @@ def test_a_defect_seen_by_one_sensor_only():
     np.testing.assert_array_equal(thermal["mask"], full["mask"])
     with pytest.raises(InvalidInput, match="defect_channels"):
         simulate_sample(4, 321, defect_channels=["x-ray"])
+
+
+def test_a_slope_runs_on_to_the_frame_edge_without_a_line_there(monkeypatch):
+    """The height map's softening blur must not flatten a surface that is still sloping where the frame cuts
+    it (the blur's own mirror border did: a 3-4 px line along the edge of cylinder frames, which tiled
+    inspection of large frames called a scratch). A tilted plane stays that plane up to the edge."""
+    yy, xx = np.mgrid[0:96, 0:96].astype(np.float32)
+    monkeypatch.setitem(geometry.GENERATORS, "flat", lambda size, pitch, rng: 0.02 * xx[:size, :size] - 0.01 * yy[:size, :size])
+    h = geometry.height_map("flat", 96, 0.1, np.random.default_rng(0))
+    np.testing.assert_allclose(h, 0.02 * xx - 0.01 * yy, atol=1e-5)
+    # nor is the frame's edge a valley: a plane has no concavity anywhere (the mirror border made one there)
+    assert np.abs(geometry.concavity(h, 0.1)).max() < 1e-3
+    # and the rendered cylinder's shading near the left edge continues the interior's (no bright or dark line)
+    s = simulate_sample(3, 11, SimConfig(size=256), defect_class="ok", geometry_type="cylinder")
+    columns = s["intensity"].mean(axis=0)
+    assert np.abs(np.diff(columns[:12])).max() < 3 * np.abs(np.diff(columns[12:40])).max() + 1e-3
