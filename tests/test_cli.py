@@ -1,5 +1,6 @@
 """The command line as a user meets it: help, errors without tracebacks, the simulate command."""
 import contextlib
+import re
 import subprocess
 import sys
 
@@ -108,7 +109,7 @@ def test_explain_json_has_prediction_sentence_and_timings(frame_file, tmp_path, 
 
     out, maps = tmp_path / "overlay.png", tmp_path / "maps.npz"
     assert main(["explain", "--model", str(MODELS / "defect"), "--input", str(frame_file), "--method", method,
-                 "--out", str(out), "--npy", str(maps), "--json", "--steps", "16", "--channel", "intensity"]) == 0
+                 "--out", str(out), "--npy", str(maps), "--json", "--steps", "32", "--channel", "intensity"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["prediction"]["class"] == "crack" and set(r["prediction"]["probabilities"]) >= {"ok", "crack"}
     assert 0.99 < sum(r["prediction"]["probabilities"].values()) < 1.01
@@ -116,7 +117,8 @@ def test_explain_json_has_prediction_sentence_and_timings(frame_file, tmp_path, 
     assert r["timings_ms"] and all(v >= 0 for v in r["timings_ms"].values())
     assert r["model_sha256"] and len(r["model_sha256"]) == 64
     if method == "ig":
-        assert r["completeness_delta"]["relative"] < 0.05 and r["n_steps"] == 16
+        # 32 steps: on this frame 16 left 9 % of the score unexplained (0.2 % at 32; 2026-11-30)
+        assert r["completeness_delta"]["relative"] < 0.05 and r["n_steps"] == 32
     img = cv2.imread(str(out))
     assert img.shape == (128, 128, 3)
     with np.load(maps) as z:
@@ -164,7 +166,10 @@ def test_explain_guided_and_sensors(frame_file, capsys):
     assert "guided" not in plain and r["prediction"] == plain["prediction"]
     assert set(r["sensors"]) == {"thermal", "phase", "intensity"} and abs(sum(r["sensors"].values()) - 1) < 1e-3
     top = max(r["sensors"], key=r["sensors"].get)
-    assert r["explanation"].endswith(".") and f"Evidence by sensor: {round(100 * r['sensors'][top])} % {top}" in r["explanation"]
+    said = re.search(r"Evidence by sensor: (\d+) % (\w+)", r["explanation"])
+    # the sentence rounds the share itself, the JSON keeps three decimals: they agree within a point
+    assert r["explanation"].endswith(".") and said and said.group(2) == top
+    assert abs(int(said.group(1)) - 100 * r["sensors"][top]) <= 1
 
 
 def test_explain_regression_roi_and_text_output(frame_file, capsys):
