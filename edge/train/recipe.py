@@ -99,7 +99,7 @@ def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) ->
         why += f"; enlarged to the {MIN_AUTO_SIZE} px minimum"
     at_size = p10 * size / long_side if p10 is not None else None
     if at_size is not None and at_size < MIN_DEFECT_PX:
-        tile = int(size * max(1.0, p10 / TARGET_DEFECT_PX))
+        tile = tile_side(size, p10)
         why += (f"; at {size} px the thinnest tenth of the defects are under {MIN_DEFECT_PX:g} px wide and may not "
                 f"survive the scaling: consider a larger --size (and --time-budget), or tiles of about {tile} px "
                 f"(--tile {tile}; training cuts them by itself where the frames are large enough and their defects "
@@ -135,6 +135,13 @@ def parse_tile(request: str | int | None) -> str | int:
     return int(text)
 
 
+def tile_side(size: int, p10: float) -> int:
+    """The tile that keeps the thinner tenth of the defects (p10 px wide at the frames' own pixels)
+    TARGET_DEFECT_PX wide in a `size` px input: `size` itself (never magnified), or larger where they are
+    wider than that; whole Grad-CAM cells. Both the size rule's advice and --tile auto use it."""
+    return int(size * max(1.0, p10 / TARGET_DEFECT_PX)) // 8 * 8
+
+
 def choose_tiling(shapes: list[tuple[int, int]], defect_widths_px: list[float], labels: list[str],
                   annotated: list[bool], ok_class: str | None, size: int, request: str | int = "auto"
                   ) -> tuple[int | None, str]:
@@ -157,7 +164,7 @@ def choose_tiling(shapes: list[tuple[int, int]], defect_widths_px: list[float], 
     at_size = p10 * size / long_side
     if p10 <= 0 or at_size >= MIN_DEFECT_PX:
         return None, ""
-    tile = int(size * max(1.0, p10 / TARGET_DEFECT_PX)) // 8 * 8
+    tile = tile_side(size, p10)
     if long_side <= TILE_FACTOR * tile:
         return None, (f"not cut into tiles: the frames (median long side {long_side} px) are not more than "
                       f"{TILE_FACTOR:g} tiles of {tile} px long")
