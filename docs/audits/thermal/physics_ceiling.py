@@ -68,10 +68,23 @@ class ExactPhysics:
             return torch.cat([first, inner, last], dim=dim)
         return along(h, 3) / pitch, along(h, 2) / pitch
 
-    def _smooth(self, h: torch.Tensor) -> torch.Tensor:
-        """cv2.GaussianBlur(h, sigma 3), reflect-101 borders, separable."""
+    @staticmethod
+    def _past_the_frame(h: torch.Tensor, pad: int) -> torch.Tensor:
+        """edge.sim.geometry._past_the_frame: the surface extended by odd reflection (2 h_edge - mirror),
+        axis by axis, as np.pad(mode="reflect", reflect_type="odd") does."""
+        for dim in (3, 2):
+            n = h.shape[dim]
+            first, last = h.narrow(dim, 0, 1), h.narrow(dim, n - 1, 1)
+            before = 2 * first - h.narrow(dim, 1, pad).flip(dim)
+            after = 2 * last - h.narrow(dim, n - 1 - pad, pad).flip(dim)
+            h = torch.cat([before, h, after], dim=dim)
+        return h
+
+    def _smoothed_concavity_input(self, h: torch.Tensor) -> torch.Tensor:
+        """cv2.GaussianBlur(sigma 3) of the surface extended past the frame as the simulator extends it,
+        one pixel wider on every side than the frame (for the Laplacian); separable."""
         p = len(self.gauss) // 2
-        y = F.pad(h, (p, p, p, p), mode="reflect")
+        y = self._past_the_frame(h, p + 1)
         y = F.conv2d(y, self.gauss.view(1, 1, 1, -1))
         return F.conv2d(y, self.gauss.view(1, 1, -1, 1))
 
@@ -82,7 +95,7 @@ class ExactPhysics:
         sx, sy = self._slopes(h, pitch)
         cos = 1.0 / torch.sqrt(1 + sx ** 2 + sy ** 2)
         eps = self.eps_n * cos ** thermal.DIRECTIONAL_EXPONENT
-        lap = F.conv2d(F.pad(self._smooth(h), (1, 1, 1, 1), mode="reflect"), self.laplace) / pitch ** 2
+        lap = F.conv2d(self._smoothed_concavity_input(h), self.laplace) / pitch ** 2
         concavity = torch.clamp(lap, min=0)
         eps = eps + (1 - eps) * (1 - torch.exp(-thermal.CAVITY_LENGTH_MM * concavity))
         t4 = (t ** 4 - self.env ** 4) * self.eps_n / eps + self.env ** 4
