@@ -193,7 +193,10 @@ class RadiometricUNet(ResidualUNet):
     geometry, docs/audits/thermal/physics_ceiling.py) cavity 0.93, V-groove 0.95, step 0.92, cylinder 0.78,
     combined 0.86, flat 0.31, where the residual head reads 0.28-0.69; but its error is twice the residual
     head's (MAE 0.235 against 0.115 K; cylinders 0.69 against 0.27): the shape alone pins the emissivity of
-    steep surfaces less well than the reading's own pattern does. So it is an option, not the default."""
+    steep surfaces less well than the reading's own pattern does. Re-trained on the simulator with its
+    frame edges fixed (2026-11-30; same recipe): cylinder 0.92, combined 0.91, the others 0.91-0.95, flat
+    0.33, and MAE 0.165 against the residual head's 0.126 K (1.3x; much of the earlier error came with the
+    old frames' edge bands). So it is an option, not the default: the team's call (README)."""
 
     def __init__(self, in_channels: int, residual_channel: int, output_scale: float, mean: list[float],
                  std: list[float], width: int = 16, env_k: float = 293.15, blind: list[int] | None = None):
