@@ -40,7 +40,7 @@ from edge.data.arrays import load_arrays
 from edge.explain import IGExplainer, make_baseline
 from edge.explain.ig import integrated_gradients
 from edge.runtime.model import Model
-from edge.sim import thermal
+from edge.sim import geometry, thermal
 
 F = torch.nn.functional
 SHAPED = ("cavity", "v_groove", "step", "cylinder", "combined")
@@ -52,7 +52,8 @@ class ExactPhysics:
 
     def __init__(self, emissivity_normal: float, env_k: float):
         self.eps_n, self.env = emissivity_normal, env_k
-        k = cv2.getGaussianKernel(round(3.0 * 8 + 1) | 1, 3.0)[:, 0]   # cv2's kernel for sigma 3 (float32)
+        sigma = geometry.CONCAVITY_SMOOTHING_PX
+        k = cv2.getGaussianKernel(round(sigma * 8 + 1) | 1, sigma)[:, 0]   # cv2's kernel for it (float32)
         self.gauss = torch.tensor(k, dtype=torch.float64)
         # cv2.Laplacian, ksize 3
         self.laplace = torch.tensor([[2.0, 0, 2], [0, -8, 0], [2, 0, 2]], dtype=torch.float64).view(1, 1, 3, 3)
