@@ -60,15 +60,39 @@ class Augmentation:
         return {"flips": list(self.flips), "rotate90": self.rotate90, "scale": list(self.scale),
                 "photometric": self.photometric, "noise": self.noise}
 
+    @property
+    def flips_only(self) -> bool:
+        """Whether flips are all it does (so an image's flipped views are all the inputs it can give)."""
+        return not (self.rotate90 or self.scale != (1.0, 1.0) or self.photometric or self.noise > 0)
+
+    @property
+    def views(self) -> int:
+        """How many flipped views of an image flip_codes can ask for."""
+        return 2 ** len(self.flips)
+
+    def flip_codes(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """(n,) which flips to apply to each of n images: bit k set flips along self.flips[k]. Draws from
+        `gen` what __call__ draws for its flips, in the same order."""
+        code = torch.zeros(n, dtype=torch.int64)
+        for k, _ in enumerate(self.flips):
+            code |= (torch.rand(n, generator=gen) < 0.5).long() << k
+        return code
+
+    def apply_flips(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """x (n, ..., H, W) with each image flipped as its code says (in place; returned)."""
+        for k, axis in enumerate(self.flips):
+            flip = (code >> k) & 1 == 1
+            if flip.any():
+                x[flip] = x[flip].flip(axis)
+        return x
+
     def __call__(self, x: torch.Tensor, mask: torch.Tensor | None, gen: torch.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
         n = x.shape[0]
-        for axis in self.flips:
-            flip = torch.rand(n, generator=gen) < 0.5
-            if flip.any():
-                x[flip] = x[flip].flip(axis)
-                if mask is not None:
-                    mask[flip] = mask[flip].flip(axis)
+        code = self.flip_codes(n, gen)
+        self.apply_flips(x, code)
+        if mask is not None:
+            self.apply_flips(mask, code)
         if self.rotate90:
             k = torch.randint(0, 4, (n,), generator=gen)
             for r in (1, 2, 3):

@@ -38,7 +38,8 @@ STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 
 BLOCKS_TO_1_16 = 11           # blocks up to and including the 1/16 stage (80 -> 112 channels)
 # Blocks kept frozen while fine-tuning (with the stem): their backward at 1/2 and 1/4 resolution is most of a
 # training step's cost (measured at 224 px on 2 cores: 2.2 s per 32 images with all trainable, 0.8 s with
-# these frozen), and generic edge detectors are what they hold.
+# these frozen), and generic edge detectors are what they hold. Their forward is then most of what is left
+# of the frozen part's cost, which edge.train.classifier.FrozenCache saves after an image's first use.
 FROZEN_BLOCKS = 3
 # The checkpoint saw pixels in [-1, 1] (std about 0.5 on natural images); the runtime standardises to std 1.
 INPUT_SCALE = 0.5

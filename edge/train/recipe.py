@@ -198,9 +198,44 @@ def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s: float 
         size = max(lowest, (size - 32) // 8 * 8)
     if size == needed:
         return size, ""
-    return size, (f"; lowered to {size} px so that {min_epochs} epochs fit the {budget_s / 60:.0f} min time budget at "
+    return size, (f"; lowered to {size} px so that {min_epochs} epochs fit the {budget_s / 60:.0f} min the time budget "
+                  f"leaves for training at "
                   f"this machine's measured speed (a converged model at a lower resolution beats an unconverged "
                   f"one at a higher; --size or --time-budget override)")
+
+
+# What a run spends after its training loop (prior correction, the export with its parity checks against
+# autograd, the heatmap choice, calibration, the review flag), in training steps of the same network at the
+# same size: measured on the 2-core Xeon (2026-11-30), elpv on the pretrained backbone 145 s at 1.29 s a
+# step (112 steps), NEU-DET from scratch 17 s at 0.054 s (315 steps). The time budget keeps this much back
+# for it, with a margin, and never less than MIN_AFTER_LOOP_S.
+AFTER_LOOP_STEPS = {"scratch": 400, "lite0": 140}
+MIN_AFTER_LOOP_S = 45.0
+
+
+def after_loop_seconds(step_s: float, backbone: str) -> float:
+    """Seconds to keep back from the time budget for the work after the training loop, at `step_s` seconds
+    per training step on this machine (AFTER_LOOP_STEPS)."""
+    return max(MIN_AFTER_LOOP_S, AFTER_LOOP_STEPS.get(backbone, AFTER_LOOP_STEPS["scratch"]) * step_s)
+
+
+def replan_epochs(planned: int, done: int, cap: int, seconds_left: float, epoch_s: float) -> int:
+    """Epochs in all for a run `done` epochs in, whose last epoch (with its validation) took `epoch_s` and
+    whose loop has `seconds_left` before its deadline. Why: the epochs are planned from a probe of a few
+    steps before training, and a run's epochs can take longer than that (elpv on a slow day of the VM: 61 s
+    planned, 61-79 s run, so 11 epochs and the export took 17 min against a 15-minute target) or less (the
+    frozen backbone's cache fills). Fewer than planned when the rest would run past the deadline (`done`:
+    stop now, when not one more fits); more, up to `cap` (the data's own plan or --epochs), when at least
+    one more fits with a tenth of the time to spare; otherwise `planned`."""
+    if epoch_s <= 0:
+        return planned
+    fit = done + int(max(seconds_left, 0.0) // epoch_s)
+    if fit < planned:
+        return max(done, fit)
+    roomy = done + int(max(seconds_left, 0.0) * 0.9 // epoch_s)
+    if roomy > planned and cap > planned:
+        return min(cap, roomy)
+    return planned
 
 
 def epochs_that_must_fit(planned: int, min_fit_epochs: int) -> int:
@@ -242,7 +277,7 @@ def choose_epochs(n_train: int, requested: int | None, seconds_per_epoch: float 
     if budget_s and seconds_per_epoch:
         fit = max(1, int(budget_s // seconds_per_epoch))
         if fit < epochs:
-            why += (f"; cut to {fit} to fit the {budget_s / 60:.1f} min time budget at "
+            why += (f"; cut to {fit} to fit the {budget_s / 60:.1f} min the time budget leaves for training, at "
                     f"{seconds_per_epoch:.1f} s per epoch (measured)")
             epochs = fit
     return epochs, why

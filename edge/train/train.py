@@ -77,7 +77,7 @@ class TrainConfig:
     limit: int | None = None
     val_fraction: float = 0.1
     width: int | None = None
-    time_budget_min: float | None = 12.0   # classifier: the training loop's share of a 15-minute run
+    time_budget_min: float | None = 14.0   # classifier: the whole run, export included (within 15 minutes)
     mask_weight: float = 1.0               # classifier: weight of the mask loss where masks/boxes exist (0: off)
     backbone: str = "auto"                 # classifier: auto, scratch or lite0 (recipe.choose_backbone)
     precision: str = "auto"                # classifier: auto, bf16 or fp32 (recipe.choose_precision)
@@ -215,8 +215,9 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
                                        fit_classifier, predict, score_predictions, step_seconds, validation_summary)
     from edge.train import recipe as rules
     from edge.train.pretrained import weights_file, weights_installed
-    from edge.train.recipe import (choose_backbone, choose_epochs, choose_pool, choose_precision,
-                                   choose_prior_correction, choose_size, fit_size_to_budget, lowest_size)
+    from edge.train.recipe import (after_loop_seconds, choose_backbone, choose_epochs, choose_pool,
+                                   choose_precision, choose_prior_correction, choose_size, fit_size_to_budget,
+                                   lowest_size)
 
     mode = cfg.normalisation
     if mode == "auto":
@@ -241,18 +242,27 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     steps = max(1, n_train // recipe.batch_size)
     probe_norm = Normalisation("per_image")           # as costly as any mode; fitted statistics come later
 
-    measured: dict[int, float] = {}
+    measured: dict[int, float] = {}          # seconds per training step, by size
 
     def epoch_seconds(size: int) -> float:
         # Measured once per size: the size is chosen so that the planned epochs fit at this speed, and the
         # epochs are then cut at the same figure (a second probe, disturbed by other work on the machine,
         # once read 92 s where the first had read under 55 and the epochs took 42, and cut 13 epochs to 7).
+        # The loop itself plans again at the pace its epochs really take (fit_classifier's deadline).
         if size not in measured:
-            # a forward pass over the validation split is about a third of a training step per image
-            val = cfg.val_fraction / max(1 - cfg.val_fraction, 1e-9) / 3
             measured[size] = step_seconds(n_channels, len(classes), size, recipe, probe_norm, augmentation,
-                                          mask_loss) * steps * (1 + val)
-        return measured[size]
+                                          mask_loss)
+        # a forward pass over the validation split is about a third of a training step per image
+        val = cfg.val_fraction / max(1 - cfg.val_fraction, 1e-9) / 3
+        return measured[size] * steps * (1 + val)
+
+    def loop_budget(size: int) -> float | None:
+        """What the time budget leaves for the training loop: the budget less what the run has spent so
+        far and what the export and calibration after the loop will take at this size."""
+        if not budget_s:
+            return None
+        epoch_seconds(size)
+        return budget_s - (time.perf_counter() - t_start) - after_loop_seconds(measured[size], backbone)
 
     choice = choose_size(found.shapes, found.defect_widths_px)
     if cfg.size:
@@ -263,7 +273,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         needed, why = rules.cap_for_pretrained(choice.size, choice.reason) if pretrained else (choice.size, choice.reason)
         planned, _ = choose_epochs(n_train, cfg.epochs, None, None, schedule.samples_seen, schedule.min_epochs)
         size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed), epoch_seconds,
-                                           budget_s, rules.epochs_that_must_fit(planned, schedule.min_fit_epochs))
+                                           loop_budget(needed), rules.epochs_that_must_fit(planned, schedule.min_fit_epochs))
         size_reason = why + lowered
     if progress:
         print(f"defect-free class: {f'{ok_class} ({ok_reason})' if ok_class else ok_reason}", flush=True)
@@ -285,12 +295,20 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     mask_known = arrays.has_mask | (y == ok_index)
     cd = ClassifierData(arrays.x, y, arrays.masks, mask_known, tr, va, classes, norm)
     seconds_per_epoch = epoch_seconds(size) if budget_s else None
-    epochs, epochs_reason = choose_epochs(len(tr), cfg.epochs, seconds_per_epoch, budget_s,
+    loop_s = loop_budget(size)
+    epochs, epochs_reason = choose_epochs(len(tr), cfg.epochs, seconds_per_epoch, loop_s,
                                           schedule.samples_seen, schedule.min_epochs)
+    wanted, _ = choose_epochs(len(tr), cfg.epochs, None, None, schedule.samples_seen, schedule.min_epochs)
     if progress:
         print(f"training {epochs} epochs: {epochs_reason}", flush=True)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model, log = fit_classifier(cd, recipe, augmentation, epochs, gen, progress)
+    deadline = time.perf_counter() + loop_s if loop_s is not None else None
+    model, log = fit_classifier(cd, recipe, augmentation, epochs, gen, progress, deadline=deadline, max_epochs=wanted)
+    if log.replans:
+        epochs_reason += (f"; re-planned to {log.epochs} at the pace the epochs took ("
+                          + ", ".join(f"after epoch {r['after_epoch']}: {r['epochs']} at {r['epoch_seconds']} s"
+                                      for r in log.replans) + ")")
+        epochs = log.epochs
     counts = np.bincount(y[tr], minlength=len(classes))
     if tiles is not None:
         counts = tiles.class_counts(counts, classes, ok_class)

@@ -125,3 +125,40 @@ def test_training_with_the_pretrained_backbone_exports_a_model_that_explains(tmp
     frame = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)[None, None] / 255
     (e,) = GradCAMExplainer(model).explain(frame)
     assert e.heatmap.shape == (32, 32) and np.isfinite(e.heatmap).all()
+
+
+def test_the_frozen_layers_output_is_cached_per_image_and_flip_with_the_same_result():
+    """A training step reading the frozen layers' output from the cache computes the loss and gradients the
+    uncached step does, from the same random draws, on first use and from the cache afterwards."""
+    from edge.data.preprocess import Normalisation
+    from edge.train.augment import Augmentation
+    from edge.train.classifier import ClassifierData, ClassifierRecipe, FrozenCache, _step, make_model
+
+    torch.manual_seed(0)
+    recipe = ClassifierRecipe(backbone="lite0", pool="meanmax")
+    model = make_model(1, 3, recipe, mask_head=False, pretrained=False).train()
+    n = 6
+    x = torch.rand(n, 1, 32, 32)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    data = ClassifierData(x.numpy(), y.numpy(), np.zeros((n, 32, 32), bool), np.ones(n, bool), np.arange(n),
+                          np.arange(0), ["ok", "a", "b"], Normalisation("per_image"))
+    tensors = (x, y, torch.zeros(n, 1, 32, 32), torch.ones(n, dtype=torch.bool))
+    flips = Augmentation.parse("flips")
+    assert FrozenCache.applies(model, recipe, flips, n, 32)
+    assert not FrozenCache.applies(model, recipe, Augmentation.parse("flips,photometric"), n, 32)
+    assert not FrozenCache.applies(make_model(1, 3, ClassifierRecipe(), False), ClassifierRecipe(), flips, n, 32)
+    cache = FrozenCache(model, flips, data.norm, x)
+    idx = torch.tensor([0, 3, 4, 5])
+    ce = torch.nn.CrossEntropyLoss()
+    for round_ in range(3):
+        losses, grads = [], []
+        for c in (None, cache):
+            model.zero_grad()
+            loss = _step(model, data, recipe, flips, idx, torch.Generator().manual_seed(round_ % 2), ce, None,
+                         tensors, c)
+            loss.backward()
+            losses.append(loss.item())
+            grads.append(model.features[8].project[0].weight.grad.clone())
+        assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    assert 0 < len(cache.kept) <= 2 * len(idx)          # two draws of flips, each image kept once per flip

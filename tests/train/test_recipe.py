@@ -297,3 +297,67 @@ def test_the_budget_asks_only_for_the_epochs_a_run_plans():
     # 720 s: 14 epochs of 50 s fit at 256 px, 30 only at 128 px
     assert fit_size_to_budget(256, 128, seconds, 720, epochs_that_must_fit(13, MIN_FIT_EPOCHS))[0] == 256
     assert fit_size_to_budget(256, 128, seconds, 720, epochs_that_must_fit(34, MIN_FIT_EPOCHS))[0] == 128
+
+
+def test_epochs_are_planned_again_at_the_pace_they_really_take():
+    from edge.train.recipe import after_loop_seconds, replan_epochs
+
+    # 11 planned, 4 done, 60 s left: at 20 s an epoch only 3 more fit
+    assert replan_epochs(11, 4, 12, 60.0, 20.0) == 7
+    assert replan_epochs(11, 4, 12, 5.0, 20.0) == 4                  # not one more fits: stop now
+    assert replan_epochs(11, 4, 12, -30.0, 20.0) == 4                # past the deadline
+    assert replan_epochs(11, 4, 12, 141.0, 20.0) == 11               # fits (7 more in 140 s): as planned
+    # faster than the probe said: more, but only with a tenth to spare and never past the cap
+    assert replan_epochs(8, 4, 12, 110.0, 20.0) == 8                 # 5 more fit, 4.95 with the margin
+    assert replan_epochs(8, 4, 12, 200.0, 20.0) == 12
+    assert replan_epochs(8, 4, 9, 200.0, 20.0) == 9
+    assert replan_epochs(8, 4, 8, 200.0, 20.0) == 8                  # --epochs 8 is a cap
+    # what the run keeps back for the export and calibration grows with the network's step cost
+    assert after_loop_seconds(1.29, "lite0") > 140 and after_loop_seconds(0.05, "scratch") == 45.0
+
+
+def test_a_replanned_one_cycle_schedule_goes_on_where_the_new_one_would_be():
+    from edge.train.classifier import _one_cycle
+
+    def rates(total, start, n, opt=None):
+        w = torch.nn.Parameter(torch.zeros(1))
+        opt = opt or torch.optim.AdamW([w], lr=1e-3)
+        sched = _one_cycle(opt, 1e-3, total, start)
+        out = []
+        for _ in range(n):
+            out.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"][0]))
+            opt.step()
+            sched.step()
+        return out, opt
+
+    fresh, _ = rates(80, 0, 80)
+    _, opt = rates(100, 0, 30)                           # planned 100 steps, 30 done, then re-planned to 80
+    rest, _ = rates(80, 30, 50, opt)
+    assert rest == fresh[30:]
+    assert fresh[-1][0] < 1e-6                           # the new schedule still anneals to its end
+
+
+def test_a_run_past_its_deadline_stops_after_the_epoch_it_is_in():
+    import time
+
+    import numpy as np
+
+    from edge.data.preprocess import Normalisation
+    from edge.train.augment import Augmentation
+    from edge.train.classifier import ClassifierData, ClassifierRecipe, fit_classifier
+
+    rng = np.random.default_rng(0)
+    n = 16
+    x = rng.random((n, 1, 32, 32), dtype=np.float32)
+    y = np.arange(n) % 2
+    x[y == 1, 0, 10:20, 15] = 0.0
+    data = ClassifierData(x, y, np.zeros((n, 32, 32), bool), np.ones(n, bool), np.arange(12), np.arange(12, 16),
+                          ["ok", "crack"], Normalisation("per_image"))
+    recipe = ClassifierRecipe(width=8, batch_size=4)
+    _, log = fit_classifier(data, recipe, Augmentation.parse("flips"), 5, torch.Generator().manual_seed(0),
+                            progress=False, deadline=time.perf_counter() - 1.0, max_epochs=5)
+    assert log.epochs == 1 and len(log.history) == 1
+    assert log.replans == [{"after_epoch": 1, "epochs": 1, "epoch_seconds": log.replans[0]["epoch_seconds"]}]
+    _, log = fit_classifier(data, recipe, Augmentation.parse("flips"), 2, torch.Generator().manual_seed(0),
+                            progress=False, deadline=time.perf_counter() + 600.0, max_epochs=3)
+    assert log.epochs == 3 and len(log.history) == 3 and log.replans[0]["epochs"] == 3     # time to spare
