@@ -14,7 +14,7 @@ train_default() {
     local status=${PIPESTATUS[0]}
     set -o pipefail
     [ "$status" = 0 ] || { echo "training failed: see $OUT/train.log" >&2; exit 1; }
-    tr '\r' '\n' < "$OUT/train.log" | grep -v "batch/s\|file/s\|it/s\|^ *$" > "$OUT/train.log.tmp" || true
+    tr '\r' '\n' < "$OUT/train.log" | grep -v "batch/s\|s/batch\|file/s\|s/file\|it/s\|s/it\|^ *$" > "$OUT/train.log.tmp" || true
     mv "$OUT/train.log.tmp" "$OUT/train.log"
 }
 
