@@ -207,9 +207,11 @@ def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s: float 
 # What a run spends after its training loop (prior correction, the export with its parity checks against
 # autograd, the heatmap choice, calibration, the review flag), in training steps of the same network at the
 # same size: measured on the 2-core Xeon (2026-11-30), elpv on the pretrained backbone 145 s at 1.29 s a
-# step (112 steps), NEU-DET from scratch 17 s at 0.054 s (315 steps). The time budget keeps this much back
-# for it, with a margin, and never less than MIN_AFTER_LOOP_S.
-AFTER_LOOP_STEPS = {"scratch": 400, "lite0": 140}
+# step (112 steps); from scratch, the tiny-defect stand-in at 192 px about 30 s at 0.37 s (81 steps) and
+# NEU-DET at 128 px 17 s at 0.054 s (the fixed part of an export dominates there). The time budget keeps
+# this much back for it, with a margin, and never less than MIN_AFTER_LOOP_S. (400 steps from scratch, the
+# first guess from NEU-DET alone, kept 4.5 min back for 30 s of work on the stand-in and lowered its size.)
+AFTER_LOOP_STEPS = {"scratch": 100, "lite0": 140}
 MIN_AFTER_LOOP_S = 45.0
 
 
@@ -219,20 +221,38 @@ def after_loop_seconds(step_s: float, backbone: str) -> float:
     return max(MIN_AFTER_LOOP_S, AFTER_LOOP_STEPS.get(backbone, AFTER_LOOP_STEPS["scratch"]) * step_s)
 
 
-def replan_epochs(planned: int, done: int, cap: int, seconds_left: float, epoch_s: float) -> int:
-    """Epochs in all for a run `done` epochs in, whose last epoch (with its validation) took `epoch_s` and
-    whose loop has `seconds_left` before its deadline. Why: the epochs are planned from a probe of a few
-    steps before training, and a run's epochs can take longer than that (elpv on a slow day of the VM: 61 s
-    planned, 61-79 s run, so 11 epochs and the export took 17 min against a 15-minute target) or less (the
-    frozen backbone's cache fills). Fewer than planned when the rest would run past the deadline (`done`:
-    stop now, when not one more fits); more, up to `cap` (the data's own plan or --epochs), when at least
-    one more fits with a tenth of the time to spare; otherwise `planned`."""
-    if epoch_s <= 0:
+def replan_epochs(planned: int, done: int, cap: int, seconds_left: float, grow_s: float,
+                  shrink_s: float | None = None) -> int:
+    """Epochs in all for a run `done` epochs in whose loop has `seconds_left` before its deadline, at
+    `shrink_s` seconds an epoch (with its validation) when judging whether the plan overruns (fit_classifier:
+    the mean of the last three epochs) and `grow_s` when judging whether more fit (the slower of the last
+    two; both default to `grow_s`). Why: the epochs are planned from a probe of a few steps before
+    training, and a run's epochs can take longer than that (elpv on a slow day of the VM: 61 s planned,
+    61-79 s run, so 11 epochs and the export took 17 min against a 15-minute target) or less (the frozen
+    backbone's cache fills: 83 s down to 48 s). Fewer than planned when the rest would run past the
+    deadline by more than half an epoch (`done`: stop now, when not one more fits). More, up to `cap` (the
+    data's own plan or --epochs), when at least one more fits with a tenth of the time to spare, and never
+    more than the shrinking rule would cut again. Otherwise `planned`. Why the two paces and the margins:
+    a pace that falls for two epochs is a trend, one slow or fast epoch among steady ones is jitter; with
+    the last epoch's pace alone a from-scratch run at 10-12 s an epoch went 51 -> 55 -> 53 -> 55."""
+    shrink = shrink_s if shrink_s is not None else grow_s
+    if grow_s <= 0 or shrink <= 0:
         return planned
-    fit = done + int(max(seconds_left, 0.0) // epoch_s)
-    if fit < planned:
-        return max(done, fit)
-    roomy = done + int(max(seconds_left, 0.0) * 0.9 // epoch_s)
+    left = max(seconds_left, 0.0)
+
+    def overruns(total: int) -> bool:
+        return (total - done) * shrink > left + 0.5 * shrink
+
+    if overruns(planned):
+        return max(done, done + int(left // shrink))
+    roomy = min(cap, done + int(left * 0.9 // grow_s))
+    while roomy > planned and overruns(roomy):
+        roomy -= 1
+    return max(planned, roomy)
+    left = max(seconds_left, 0.0)
+    if (planned - done) * epoch_s > left + 0.5 * epoch_s:
+        return max(done, done + int(left // epoch_s))
+    roomy = done + int(left * 0.9 // epoch_s)
     if roomy > planned and cap > planned:
         return min(cap, roomy)
     return planned

@@ -307,11 +307,15 @@ def test_epochs_are_planned_again_at_the_pace_they_really_take():
     assert replan_epochs(11, 4, 12, 5.0, 20.0) == 4                  # not one more fits: stop now
     assert replan_epochs(11, 4, 12, -30.0, 20.0) == 4                # past the deadline
     assert replan_epochs(11, 4, 12, 141.0, 20.0) == 11               # fits (7 more in 140 s): as planned
+    assert replan_epochs(11, 4, 12, 135.0, 20.0) == 11               # 5 s over: within half an epoch, kept
     # faster than the probe said: more, but only with a tenth to spare and never past the cap
     assert replan_epochs(8, 4, 12, 110.0, 20.0) == 8                 # 5 more fit, 4.95 with the margin
     assert replan_epochs(8, 4, 12, 200.0, 20.0) == 12
     assert replan_epochs(8, 4, 9, 200.0, 20.0) == 9
     assert replan_epochs(8, 4, 8, 200.0, 20.0) == 8                  # --epochs 8 is a cap
+    # two fast epochs among slower ones: no more than the recent pace would cut again
+    assert replan_epochs(50, 10, 55, 480.0, 10.0, 12.0) == 50
+    assert replan_epochs(50, 10, 55, 600.0, 10.0, 12.0) == 55
     # what the run keeps back for the export and calibration grows with the network's step cost
     assert after_loop_seconds(1.29, "lite0") > 140 and after_loop_seconds(0.05, "scratch") == 45.0
 
@@ -361,3 +365,23 @@ def test_a_run_past_its_deadline_stops_after_the_epoch_it_is_in():
     _, log = fit_classifier(data, recipe, Augmentation.parse("flips"), 2, torch.Generator().manual_seed(0),
                             progress=False, deadline=time.perf_counter() + 600.0, max_epochs=3)
     assert log.epochs == 3 and len(log.history) == 3 and log.replans[0]["epochs"] == 3     # time to spare
+
+
+def test_the_checkpoint_kept_is_the_latest_within_one_standard_error_of_the_best():
+    from edge.train.classifier import keep_epoch, selection_score_se
+
+    # elpv's run of 2026-11-30: the 5th epoch scored best by 0.02, within the split's noise
+    scores = [0.536, 0.605, 0.622, 0.660, 0.668, 0.626, 0.640, 0.650, 0.650, 0.644, 0.636]
+    assert keep_epoch(scores, [0.04] * 11) == 11
+    assert keep_epoch(scores, [0.01] * 11) == 5                      # a precise split keeps the best
+    assert keep_epoch([0.5, 0.9, 0.6], [0.05] * 3) == 2              # clearly better earlier: kept
+    assert keep_epoch([0.7, 0.7, 0.7], [0.0] * 3) == 3               # ties: the later
+
+    def metrics(acc, recalls):
+        return {"accuracy": acc, "per_class": {c: {"recall": r, "support": n} for c, (r, n) in recalls.items()}}
+
+    small = selection_score_se(metrics(0.741, {"ok": (0.8, 113), "p100": (0.8, 54), "p33": (0.5, 22), "p67": (0.25, 8)}))
+    large = selection_score_se(metrics(0.741, {"ok": (0.8, 1130), "p100": (0.8, 540), "p33": (0.5, 220), "p67": (0.25, 80)}))
+    assert 0.03 < small < 0.05 and large < small / 3 + 1e-9
+    # a recall of 1.0 on a handful of images is not exact
+    assert selection_score_se(metrics(1.0, {"a": (1.0, 5), "b": (1.0, 5)})) > 0.05
