@@ -249,13 +249,6 @@ def replan_epochs(planned: int, done: int, cap: int, seconds_left: float, grow_s
     while roomy > planned and overruns(roomy):
         roomy -= 1
     return max(planned, roomy)
-    left = max(seconds_left, 0.0)
-    if (planned - done) * epoch_s > left + 0.5 * epoch_s:
-        return max(done, done + int(left // epoch_s))
-    roomy = done + int(left * 0.9 // epoch_s)
-    if roomy > planned and cap > planned:
-        return min(cap, roomy)
-    return planned
 
 
 def epochs_that_must_fit(planned: int, min_fit_epochs: int) -> int:
