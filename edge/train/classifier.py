@@ -229,7 +229,8 @@ def selection_score_se(metrics: dict) -> float:
     """Standard error of selection_score from the validation split's size: binomial errors of the
     accuracy and of each class's recall (smoothed, (k + 1) / (n + 2), so a recall of 0 or 1 on a few images
     is not taken as exact), the two halves' errors added (they are read on the same images). On elpv's 197
-    validation cells, 8 of them p67, it is about 0.03: the spread between a run's last epochs."""
+    validation cells, 8 of them p67, it is about 0.04, the size of the differences between a run's last
+    epochs."""
     def var(rate: float, n: int) -> float:
         p = (rate * n + 1) / (n + 2)
         return p * (1 - p) / max(n, 1)
@@ -247,7 +248,7 @@ def keep_epoch(scores: list[float], errors: list[float]) -> int:
     among choices the validation split cannot tell apart, the more trained one; in a one-cycle schedule the
     later weights are the annealed ones). Why: the best score on a small split is partly luck. On elpv
     (197 validation cells) the best-scoring epoch was the 5th of 11 in one run, ahead of the last epochs
-    by 0.02 on a standard error of 0.03, and scored 72.9 % on the test split against 78-81 % for the
+    by 0.02 on a standard error of 0.04, and scored 72.9 % on the test split against 78-81 % for the
     last epochs of the runs around it; in another run the best was the 8th of 12 (test 77.4 %) while
     epochs 9-12 read 78.6-78.9 %."""
     best = int(np.argmax(scores))
@@ -370,8 +371,8 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
                    gen: torch.Generator, progress: bool = True,
                    epoch_seconds: Callable[[float], None] | None = None, deadline: float | None = None,
                    max_epochs: int | None = None) -> tuple[nn.Module, FitLog]:
-    """Train; returns the best validation checkpoint of the weight average (the last one without a
-    validation split) and the per-epoch log. deadline: a time.perf_counter() by which the loop must end;
+    """Train; returns the weight average's checkpoint that `keep_epoch` chooses on the validation split
+    (the last one without a validation split) and the per-epoch log. deadline: a time.perf_counter() by which the loop must end;
     after every epoch the number of epochs is planned again at the pace just measured (`replan_epochs`:
     fewer when the rest would overrun, up to `max_epochs` when more fit), the one-cycle schedule stretched
     or shrunk to end with the new last epoch."""
