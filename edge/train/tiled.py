@@ -32,7 +32,7 @@ from edge.errors import InvalidInput
 
 # Memory and time: 20 000 one-channel tiles at 256 px are 5.2 GB as float32; an epoch of the 4834 tiles of
 # the large-frames stand-in took about 42 s at 160 px on a 2-core Xeon, so 20 000 tiles are about 3 min an
-# epoch and 4 epochs of the default 12 min budget.
+# epoch and 4 epochs of what the default 14 min budget leaves for training.
 MAX_TRAINING_TILES = 20_000
 
 
