@@ -291,7 +291,8 @@ def choose_epochs(n_train: int, requested: int | None, seconds_per_epoch: float 
         fit = max(1, int(budget_s // seconds_per_epoch))
         if fit < epochs:
             why += (f"; cut to {fit} to fit the {budget_s / 60:.1f} min the time budget leaves for training, at "
-                    f"{seconds_per_epoch:.1f} s per epoch (measured)")
+                    f"{seconds_per_epoch:.1f} s per epoch (measured)" if budget_s > 0 else
+                    f"; cut to {fit}: the time budget was spent before training began (--time-budget)")
             epochs = fit
     return epochs, why
 

@@ -32,6 +32,8 @@ def test_epochs_are_sized_to_the_data_and_cut_to_the_time_budget():
     assert choose_epochs(100_000, None, None, None)[0] == 12           # at least a dozen passes
     assert choose_epochs(10, None, None, None)[0] == 150               # and a bound for tiny sets
     assert choose_epochs(1000, 7, seconds_per_epoch=1.0, budget_s=600.0) == (7, "--epochs 7")
+    e, why = choose_epochs(1000, None, seconds_per_epoch=30.0, budget_s=-20.0)   # loading spent the budget
+    assert e == 1 and "spent before training began" in why
 
 
 def test_zoom_keeps_the_defect_in_view_and_moves_the_mask_with_the_image():
