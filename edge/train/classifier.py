@@ -76,8 +76,12 @@ class FitLog:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     seconds_per_epoch: float = 0.0
-    epochs: int = 0                                       # epochs run (re-planning may change the plan)
     replans: list[dict] = field(default_factory=list)     # after_epoch, epochs, epoch_seconds
+
+    @property
+    def epochs(self) -> int:
+        """Epochs run (re-planning may have changed the plan): one history entry each."""
+        return len(self.history)
 
 
 def _one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int, done_steps: int = 0):
@@ -462,6 +466,5 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
     else:
         final.load_state_dict(ema.module.state_dict())
         log.best_epoch = epochs
-    log.epochs = epochs
     log.seconds_per_epoch = float(np.mean([h["seconds"] for h in log.history]))
     return final.eval(), log

@@ -244,7 +244,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
 
     measured: dict[int, float] = {}          # seconds per training step, by size
 
-    def epoch_seconds(size: int) -> float:
+    def step_s(size: int) -> float:
         # Measured once per size: the size is chosen so that the planned epochs fit at this speed, and the
         # epochs are then cut at the same figure (a second probe, disturbed by other work on the machine,
         # once read 92 s where the first had read under 55 and the epochs took 42, and cut 13 epochs to 7).
@@ -252,17 +252,19 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         if size not in measured:
             measured[size] = step_seconds(n_channels, len(classes), size, recipe, probe_norm, augmentation,
                                           mask_loss)
+        return measured[size]
+
+    def epoch_seconds(size: int) -> float:
         # a forward pass over the validation split is about a third of a training step per image
         val = cfg.val_fraction / max(1 - cfg.val_fraction, 1e-9) / 3
-        return measured[size] * steps * (1 + val)
+        return step_s(size) * steps * (1 + val)
 
     def loop_budget(size: int) -> float | None:
         """What the time budget leaves for the training loop: the budget less what the run has spent so
         far and what the export and calibration after the loop will take at this size."""
         if not budget_s:
             return None
-        epoch_seconds(size)
-        return budget_s - (time.perf_counter() - t_start) - after_loop_seconds(measured[size], backbone)
+        return budget_s - (time.perf_counter() - t_start) - after_loop_seconds(step_s(size), backbone)
 
     choice = choose_size(found.shapes, found.defect_widths_px)
     if cfg.size:
