@@ -339,14 +339,29 @@ def _tensors(data: ClassifierData):
             torch.from_numpy(data.masks[:, None].astype(np.float32)), torch.from_numpy(data.mask_known))
 
 
+@dataclass(frozen=True)
+class StepCost:
+    """Seconds per training step (one batch) at one input size, measured by step_seconds."""
+    full_s: float                  # through the whole network
+    cached_s: float | None = None  # with the frozen layers' output read from a FrozenCache (None: none applies)
+
+    @property
+    def cached_share(self) -> float:
+        """A cached step's cost relative to a full one (1 without a cache)."""
+        return 1.0 if self.cached_s is None else min(self.cached_s / self.full_s, 1.0)
+
+
 def step_seconds(in_channels: int, n_classes: int, size: int, recipe: ClassifierRecipe, norm: Normalisation,
-                 augmentation: Augmentation, mask_loss: bool, steps: int = 3, warmup: int = 3) -> float:
+                 augmentation: Augmentation, mask_loss: bool, steps: int = 3, warmup: int = 3,
+                 cache_images: int = 0) -> StepCost:
     """Seconds per training step (one batch) at input `size` on this machine: the median of `steps` timed
     steps after `warmup` untimed ones, on a throwaway model and random inputs of that size (the run's own
     random stream is untouched), through the training loop's own `_step`. The first few steps of a fresh
     model run several times slower than the steady state (allocator and oneDNN primitive caches; on the
     simulator's 3-channel frames the first three batches took 3.6 s each, later ones under 1 s): timing
-    them once cut an explicit --epochs 10 to 2."""
+    them once cut an explicit --epochs 10 to 2. When a run over `cache_images` images would keep the frozen
+    layers' output (FrozenCache.applies), the step is timed again with every view of the batch cached:
+    what a step costs once the cache has filled (elpv at 224 px: 0.77-0.96 s against 1.3 s)."""
     gen = torch.Generator().manual_seed(12345)
     model = make_model(in_channels, n_classes, recipe, mask_loss, pretrained=False).to(memory_format=torch.channels_last)
     model.train()
@@ -360,26 +375,41 @@ def step_seconds(in_channels: int, n_classes: int, size: int, recipe: Classifier
     ce = nn.CrossEntropyLoss()
     pos_weight = torch.tensor(1.0) if mask_loss else None
     idx = torch.arange(n)
-    times = []
-    for _ in range(warmup + steps):
-        t = time.perf_counter()
-        loss = _step(model, data, recipe, augmentation, idx, gen, ce, pos_weight, tensors)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times[warmup:]))
+
+    def timed(count: int, cache: FrozenCache | None) -> list[float]:
+        times = []
+        for _ in range(count):
+            t = time.perf_counter()
+            loss = _step(model, data, recipe, augmentation, idx, gen, ce, pos_weight, tensors, cache)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t)
+        return times
+
+    full = float(np.median(timed(warmup + steps, None)[warmup:]))
+    if not cache_images or not FrozenCache.applies(model, recipe, augmentation, cache_images, size):
+        return StepCost(full)
+    cache = FrozenCache(model, augmentation, norm, x)
+    with torch.no_grad():
+        for code in range(augmentation.views):          # every view of the batch, as late in a run
+            cache.features(idx, torch.full((n,), code, dtype=torch.int64))
+    # one untimed step: the cached path's first backward allocates anew
+    return StepCost(full, float(np.median(timed(1 + steps, cache)[1:])))
 
 
 def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation: Augmentation, epochs: int,
                    gen: torch.Generator, progress: bool = True,
                    epoch_seconds: Callable[[float], None] | None = None, deadline: float | None = None,
-                   max_epochs: int | None = None) -> tuple[nn.Module, FitLog]:
+                   max_epochs: int | None = None,
+                   epoch_factor: Callable[[int], float] | None = None) -> tuple[nn.Module, FitLog]:
     """Train; returns the weight average's checkpoint that `keep_epoch` chooses on the validation split
     (the last one without a validation split) and the per-epoch log. deadline: a time.perf_counter() by which the loop must end;
     after every epoch the number of epochs is planned again at the pace just measured (`replan_epochs`:
     fewer when the rest would overrun, up to `max_epochs` when more fit), the one-cycle schedule stretched
-    or shrunk to end with the new last epoch."""
+    or shrunk to end with the new last epoch. epoch_factor: epoch k's expected cost relative to an epoch
+    without the frozen layers' cache (recipe.cache_fill_factor, from the probe's StepCost), so that the
+    dear first epochs of a run whose cache is filling do not cut the plan."""
     from tqdm import tqdm
 
     model = build(data, recipe).to(memory_format=torch.channels_last)   # ~15 % faster convolutions on CPU
@@ -410,6 +440,7 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
                   f"({augmentation.views} views of {len(data.train)} images at most)", flush=True)
     states: list[dict] = []
     paces: list[float] = []
+    factor = epoch_factor or (lambda _: 1.0)
     epoch = 0
     while epoch < epochs:
         t0 = time.perf_counter()
@@ -446,16 +477,20 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
                   + f" ({seconds:.0f} s)", flush=True)
         epoch += 1
         if deadline is not None:
-            paces.append(time.perf_counter() - t0)           # the epoch with its validation
+            # the epoch with its validation, as the pace of an epoch of factor 1 (recipe.cache_fill_factor)
+            paces.append((time.perf_counter() - t0) / factor(epoch))
             pace = float(np.mean(paces[-3:]))
             replanned = replan_epochs(epochs, epoch, max(max_epochs or epochs, epochs),
-                                      deadline - time.perf_counter(), max(paces[-2:]), pace)
+                                      deadline - time.perf_counter(), max(paces[-2:]), pace, factor)
             if replanned != epochs:
-                log.replans.append({"after_epoch": epoch, "epochs": replanned, "epoch_seconds": round(pace, 1)})
+                next_s = pace * factor(epoch + 1)
+                log.replans.append({"after_epoch": epoch, "epochs": replanned, "epoch_seconds": round(next_s, 1)})
                 if progress:
-                    print(f"re-planned to {replanned} epochs: the epochs take {pace:.0f} s here (mean of the "
-                          f"last {min(len(paces), 3)}) and the loop has "
-                          f"{max(deadline - time.perf_counter(), 0) / 60:.1f} min left of the time budget", flush=True)
+                    print(f"re-planned to {replanned} epochs: the next epoch takes {next_s:.0f} s here (the pace of "
+                          f"the last {min(len(paces), 3)}"
+                          + (", less as the cache fills" if epoch_factor is not None else "")
+                          + f") and the loop has {max(deadline - time.perf_counter(), 0) / 60:.1f} min left of "
+                          f"the time budget", flush=True)
                 epochs = replanned
                 if epoch < epochs:
                     sched = _one_cycle(opt, recipe.lr, epochs * steps, epoch * steps)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,15 +222,48 @@ def after_loop_seconds(step_s: float, backbone: str) -> float:
     return max(MIN_AFTER_LOOP_S, AFTER_LOOP_STEPS.get(backbone, AFTER_LOOP_STEPS["scratch"]) * step_s)
 
 
+def cache_fill_factor(cached_share: float, views: int) -> Callable[[int], float]:
+    """Expected cost of a run's epoch k (1-based) relative to an epoch without a cache, when the frozen
+    layers' output is kept per (image, view) after its first use (classifier.FrozenCache): a step whose
+    images are all cached costs `cached_share` of an uncached one, and an epoch draws one of `views` views
+    of each image at random, so the share of draws still missing the cache in epoch k is
+    (1 - 1/views)^(k-1). Why: planning every epoch at the first one's cost lowered elpv from 224 to 192 px
+    (8 epochs at the probe's 80 s would not fit) while its epochs fell from 55 s to 32 s as the cache filled
+    (2026-11-30). Class-balanced sampling draws rare images more often and fills their views sooner; the
+    loop measures its pace again after every epoch (replan_epochs)."""
+    share = min(max(float(cached_share), 0.0), 1.0)
+    miss = 1.0 - 1.0 / max(int(views), 1)
+    return lambda k: share + (1.0 - share) * miss ** (k - 1)
+
+
+def _flat(_: int) -> float:
+    return 1.0
+
+
+def epochs_within(seconds: float, pace: float, factor: Callable[[int], float] | None = None, first: int = 1,
+                  cap: int = MAX_EPOCHS) -> int:
+    """How many epochs, from epoch `first` on, fit in `seconds` at `pace` seconds for an epoch of factor 1
+    (`factor(k)`: epoch k's cost relative to that; None: every epoch costs `pace`), at most `cap`."""
+    f = factor or _flat
+    n, spent = 0, 0.0
+    while n < cap:
+        spent += pace * f(first + n)
+        if spent > seconds:
+            break
+        n += 1
+    return n
+
+
 def replan_epochs(planned: int, done: int, cap: int, seconds_left: float, grow_s: float,
-                  shrink_s: float | None = None) -> int:
+                  shrink_s: float | None = None, factor: Callable[[int], float] | None = None) -> int:
     """Epochs in all for a run `done` epochs in whose loop has `seconds_left` before its deadline, at
     `shrink_s` seconds an epoch (with its validation) when judging whether the plan overruns (fit_classifier:
     the mean of the last three epochs) and `grow_s` when judging whether more fit (the slower of the last
-    two; both default to `grow_s`). Why: the epochs are planned from a probe of a few steps before
-    training, and a run's epochs can take longer than that (elpv on a slow day of the VM: 61 s planned,
-    61-79 s run, so 11 epochs and the export took 17 min against a 15-minute target) or less (the frozen
-    backbone's cache fills: 83 s down to 48 s). Fewer than planned when the rest would run past the
+    two; both default to `grow_s`). With `factor` (cache_fill_factor) the paces are those of an epoch of
+    factor 1 and epoch k costs factor(k) of it. Why: the epochs are planned from a probe of a few steps
+    before training, and a run's epochs can take longer than that (elpv on a slow day of the VM: 61 s
+    planned, 61-79 s run, so 11 epochs and the export took 17 min against a 15-minute target) or less (the
+    frozen backbone's cache fills: 83 s down to 48 s). Fewer than planned when the rest would run past the
     deadline by more than half an epoch (`done`: stop now, when not one more fits). More, up to `cap` (the
     data's own plan or --epochs), when at least one more fits with a tenth of the time to spare, and never
     more than the shrinking rule would cut again. Otherwise `planned`. Why the two paces and the margins:
@@ -238,14 +272,16 @@ def replan_epochs(planned: int, done: int, cap: int, seconds_left: float, grow_s
     shrink = shrink_s if shrink_s is not None else grow_s
     if grow_s <= 0 or shrink <= 0:
         return planned
+    f = factor or _flat
     left = max(seconds_left, 0.0)
 
     def overruns(total: int) -> bool:
-        return (total - done) * shrink > left + 0.5 * shrink
+        rest = sum(f(k) for k in range(done + 1, total + 1))
+        return rest * shrink > left + 0.5 * shrink * f(done + 1)
 
     if overruns(planned):
-        return max(done, done + int(left // shrink))
-    roomy = min(cap, done + int(left * 0.9 // grow_s))
+        return done + epochs_within(left, shrink, f, done + 1, planned - done)
+    roomy = done + epochs_within(0.9 * left, grow_s, f, done + 1, max(cap - done, 0))
     while roomy > planned and overruns(roomy):
         roomy -= 1
     return max(planned, roomy)
@@ -279,19 +315,25 @@ def lowest_size(long_side: int, defect_p10_px: float | None, needed: int) -> int
 
 def choose_epochs(n_train: int, requested: int | None, seconds_per_epoch: float | None,
                   budget_s: float | None, samples_seen: int = TARGET_SAMPLES_SEEN,
-                  min_epochs: int = MIN_EPOCHS) -> tuple[int, str]:
+                  min_epochs: int = MIN_EPOCHS, factor: Callable[[int], float] | None = None) -> tuple[int, str]:
     """Epochs sized to the data (about `samples_seen` samples in all), then cut to fit the time
-    budget at the measured speed. An explicit --epochs is kept unless it cannot fit the budget."""
+    budget at the measured speed (`seconds_per_epoch` for an epoch without the frozen layers' cache,
+    `factor` as in epochs_within when a cache makes later epochs cheaper). An explicit --epochs is kept
+    unless it cannot fit the budget."""
     if requested is not None:
         epochs, why = requested, f"--epochs {requested}"
     else:
         epochs = int(np.clip(math.ceil(samples_seen / max(n_train, 1)), min_epochs, MAX_EPOCHS))
         why = f"{epochs} epochs = about {samples_seen} samples seen over {n_train} training images"
     if budget_s and seconds_per_epoch:
-        fit = max(1, int(budget_s // seconds_per_epoch))
+        fit = max(1, epochs_within(budget_s, seconds_per_epoch, factor, cap=epochs))
         if fit < epochs:
+            pace = f"{seconds_per_epoch:.1f} s per epoch (measured)"
+            if factor is not None:
+                pace = (f"{seconds_per_epoch:.1f} s for the first epoch and {seconds_per_epoch * factor(fit):.1f} s by "
+                        f"epoch {fit} as the frozen layers' cache fills (measured)")
             why += (f"; cut to {fit} to fit the {budget_s / 60:.1f} min the time budget leaves for training, at "
-                    f"{seconds_per_epoch:.1f} s per epoch (measured)" if budget_s > 0 else
+                    f"{pace}" if budget_s > 0 else
                     f"; cut to {fit}: the time budget was spent before training began (--time-budget)")
             epochs = fit
     return epochs, why

@@ -211,8 +211,9 @@ def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
 def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_start: float, found,
                     ok_class: str | None, ok_reason: str, classes: list[str], tiles, tile_reason: str) -> dict:
     """Fit, export and calibrate on `found` (a survey of the frames, or of the training tiles when `tiles`)."""
-    from edge.train.classifier import (ClassifierData, ClassifierRecipe, apply_prior_correction, bf16_native,
-                                       fit_classifier, predict, score_predictions, step_seconds, validation_summary)
+    from edge.train.classifier import (ClassifierData, ClassifierRecipe, StepCost, apply_prior_correction,
+                                       bf16_native, fit_classifier, predict, score_predictions, step_seconds,
+                                       validation_summary)
     from edge.train import recipe as rules
     from edge.train.pretrained import weights_file, weights_installed
     from edge.train.recipe import (after_loop_seconds, choose_backbone, choose_epochs, choose_pool,
@@ -242,22 +243,39 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     steps = max(1, n_train // recipe.batch_size)
     probe_norm = Normalisation("per_image")           # as costly as any mode; fitted statistics come later
 
-    measured: dict[int, float] = {}          # seconds per training step, by size
+    measured: dict[int, StepCost] = {}       # seconds per training step, by size
 
-    def step_s(size: int) -> float:
+    def step_cost(size: int) -> StepCost:
         # Measured once per size: the size is chosen so that the planned epochs fit at this speed, and the
         # epochs are then cut at the same figure (a second probe, disturbed by other work on the machine,
         # once read 92 s where the first had read under 55 and the epochs took 42, and cut 13 epochs to 7).
         # The loop itself plans again at the pace its epochs really take (fit_classifier's deadline).
         if size not in measured:
             measured[size] = step_seconds(n_channels, len(classes), size, recipe, probe_norm, augmentation,
-                                          mask_loss)
+                                          mask_loss, cache_images=n_train)
         return measured[size]
 
+    def step_s(size: int) -> float:
+        return step_cost(size).full_s
+
+    # a forward pass over the validation split is about a third of a training step per image
+    val_share = cfg.val_fraction / max(1 - cfg.val_fraction, 1e-9) / 3
+
     def epoch_seconds(size: int) -> float:
-        # a forward pass over the validation split is about a third of a training step per image
-        val = cfg.val_fraction / max(1 - cfg.val_fraction, 1e-9) / 3
-        return step_s(size) * steps * (1 + val)
+        """An epoch with its validation, without the frozen layers' cache."""
+        return step_s(size) * steps * (1 + val_share)
+
+    def epoch_factor(size: int):
+        """Epoch k's cost relative to epoch_seconds where the frozen layers' cache applies (None: it does
+        not); the validation pass is not cached."""
+        cost = step_cost(size)
+        if cost.cached_s is None:
+            return None
+        return rules.cache_fill_factor((cost.cached_share + val_share) / (1 + val_share), augmentation.views)
+
+    def mean_epoch_seconds(size: int, epochs: int) -> float:
+        factor = epoch_factor(size) or (lambda _: 1.0)
+        return epoch_seconds(size) * sum(factor(k) for k in range(1, epochs + 1)) / epochs
 
     def loop_budget(size: int) -> float | None:
         """What the time budget leaves for the training loop: the budget less what the run has spent so
@@ -274,8 +292,9 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         long_side = int(np.median([max(s) for s in found.shapes]))
         needed, why = rules.cap_for_pretrained(choice.size, choice.reason) if pretrained else (choice.size, choice.reason)
         planned, _ = choose_epochs(n_train, cfg.epochs, None, None, schedule.samples_seen, schedule.min_epochs)
-        size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed), epoch_seconds,
-                                           loop_budget(needed), rules.epochs_that_must_fit(planned, schedule.min_fit_epochs))
+        must_fit = rules.epochs_that_must_fit(planned, schedule.min_fit_epochs)
+        size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed),
+                                           lambda s: mean_epoch_seconds(s, must_fit), loop_budget(needed), must_fit)
         size_reason = why + lowered
     if progress:
         print(f"defect-free class: {f'{ok_class} ({ok_reason})' if ok_class else ok_reason}", flush=True)
@@ -297,15 +316,17 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     mask_known = arrays.has_mask | (y == ok_index)
     cd = ClassifierData(arrays.x, y, arrays.masks, mask_known, tr, va, classes, norm)
     seconds_per_epoch = epoch_seconds(size) if budget_s else None
+    factor = epoch_factor(size) if budget_s else None
     loop_s = loop_budget(size)
     epochs, epochs_reason = choose_epochs(len(tr), cfg.epochs, seconds_per_epoch, loop_s,
-                                          schedule.samples_seen, schedule.min_epochs)
+                                          schedule.samples_seen, schedule.min_epochs, factor)
     wanted, _ = choose_epochs(len(tr), cfg.epochs, None, None, schedule.samples_seen, schedule.min_epochs)
     if progress:
         print(f"training {epochs} epochs: {epochs_reason}", flush=True)
     gen = torch.Generator().manual_seed(cfg.seed)
     deadline = time.perf_counter() + loop_s if loop_s is not None else None
-    model, log = fit_classifier(cd, recipe, augmentation, epochs, gen, progress, deadline=deadline, max_epochs=wanted)
+    model, log = fit_classifier(cd, recipe, augmentation, epochs, gen, progress, deadline=deadline, max_epochs=wanted,
+                                epoch_factor=factor)
     if log.replans:
         epochs_reason += (f"; re-planned to {log.epochs} at the pace the epochs took ("
                           + ", ".join(f"after epoch {r['after_epoch']}: {r['epochs']} at {r['epoch_seconds']} s"

@@ -162,3 +162,22 @@ def test_the_frozen_layers_output_is_cached_per_image_and_flip_with_the_same_res
         assert losses[0] == pytest.approx(losses[1], rel=1e-5)
         torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
     assert 0 < len(cache.kept) <= 2 * len(idx)          # two draws of flips, each image kept once per flip
+
+
+def test_the_step_probe_times_a_cached_step_where_the_cache_applies():
+    """What a step costs once the frozen layers' output is cached is measured beside the full step, for the
+    pretrained backbone with flips only; a from-scratch network (nothing frozen) has no cached cost."""
+    from edge.data.preprocess import Normalisation
+    from edge.train.augment import Augmentation
+    from edge.train.classifier import ClassifierRecipe, step_seconds
+
+    norm, flips = Normalisation("per_image"), Augmentation.parse("flips")
+    lite = ClassifierRecipe(backbone="lite0", pool="meanmax", batch_size=8)
+    cost = step_seconds(1, 3, 64, lite, norm, flips, False, steps=2, warmup=1, cache_images=100)
+    assert cost.full_s > 0 and cost.cached_s is not None and 0 < cost.cached_share <= 1
+    assert step_seconds(1, 3, 64, lite, norm, flips, False, steps=1, warmup=1).cached_s is None   # not asked
+    assert step_seconds(1, 3, 64, lite, norm, Augmentation.parse("flips,noise"), False, steps=1, warmup=1,
+                        cache_images=100).cached_s is None                # other augmentation: nothing to cache
+    scratch = step_seconds(1, 3, 64, ClassifierRecipe(width=8, batch_size=8), norm, flips, False, steps=1,
+                           warmup=1, cache_images=100)
+    assert scratch.cached_s is None and scratch.cached_share == 1.0

@@ -322,6 +322,26 @@ def test_epochs_are_planned_again_at_the_pace_they_really_take():
     assert after_loop_seconds(1.29, "lite0") > 140 and after_loop_seconds(0.05, "scratch") == 45.0
 
 
+def test_a_filling_cache_makes_later_epochs_cheaper_in_the_plan():
+    from edge.train.recipe import cache_fill_factor, choose_epochs, epochs_within, replan_epochs
+
+    f = cache_fill_factor(0.6, 4)                 # a cached step costs 60 %; 4 flipped views per image
+    assert f(1) == 1.0 and f(2) == pytest.approx(0.6 + 0.4 * 0.75) and f(40) == pytest.approx(0.6, abs=1e-4)
+    assert [cache_fill_factor(1.0, 4)(k) for k in (1, 5)] == [1.0, 1.0]          # no saving: every epoch alike
+    assert cache_fill_factor(0.5, 1)(2) == 0.5                                   # one view: cached after epoch 1
+    # 600 s at 80 s an uncached epoch: 7 epochs without the cache, 9 as it fills (f sums to 6.9 over 9)
+    assert epochs_within(600, 80) == 7 and epochs_within(600, 80, f) == 9
+    assert epochs_within(600, 80, f, cap=8) == 8 and epochs_within(10, 80, f) == 0
+    e, why = choose_epochs(1773, None, 80.0, 600.0, 20_000, 8, f)
+    assert e == 9 and "as the frozen layers' cache fills" in why
+    assert choose_epochs(1773, None, 80.0, 600.0, 20_000, 8)[0] == 7
+    # elpv-like: after its first, uncached epoch (77 s) the loop has 530 s for 8 more planned; at the first
+    # epoch's pace they would overrun and the plan was cut, with the cache's fall they fit
+    g = cache_fill_factor(0.69, 4)
+    assert replan_epochs(9, 1, 12, 530.0, 77.0) == 7
+    assert replan_epochs(9, 1, 12, 530.0, 77.0, factor=g) == 9
+
+
 def test_a_replanned_one_cycle_schedule_goes_on_where_the_new_one_would_be():
     from edge.train.classifier import _one_cycle
 
