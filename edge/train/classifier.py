@@ -37,7 +37,7 @@ from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics
 from edge.train.augment import Augmentation
 from edge.train.models import FusionClassifier
-from edge.train.recipe import SCRATCH_LR, replan_epochs
+from edge.train.recipe import SCRATCH_LR, flat_factor, replan_epochs
 
 
 @dataclass
@@ -447,7 +447,7 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
                   f"({augmentation.views} views of {len(data.train)} images at most)", flush=True)
     states: list[dict] = []
     paces: list[float] = []
-    factor = epoch_factor or (lambda _: 1.0)
+    factor = epoch_factor or flat_factor
     epoch = 0
     while epoch < epochs:
         t0 = time.perf_counter()

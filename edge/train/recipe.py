@@ -236,15 +236,23 @@ def cache_fill_factor(cached_share: float, views: int) -> Callable[[int], float]
     return lambda k: share + (1.0 - share) * miss ** (k - 1)
 
 
-def _flat(_: int) -> float:
+def flat_factor(_: int) -> float:
+    """The epoch factor where no cache makes later epochs cheaper: every epoch costs the same."""
     return 1.0
+
+
+def epochs_cost(factor: Callable[[int], float] | None, first: int, last: int) -> float:
+    """Epochs `first` to `last` (1-based, inclusive) in epochs of factor 1 (`factor` as in epochs_within;
+    None: one each)."""
+    f = factor or flat_factor
+    return float(sum(f(k) for k in range(first, last + 1)))
 
 
 def epochs_within(seconds: float, pace: float, factor: Callable[[int], float] | None = None, first: int = 1,
                   cap: int = MAX_EPOCHS) -> int:
     """How many epochs, from epoch `first` on, fit in `seconds` at `pace` seconds for an epoch of factor 1
     (`factor(k)`: epoch k's cost relative to that; None: every epoch costs `pace`), at most `cap`."""
-    f = factor or _flat
+    f = factor or flat_factor
     n, spent = 0, 0.0
     while n < cap:
         spent += pace * f(first + n)
@@ -272,12 +280,11 @@ def replan_epochs(planned: int, done: int, cap: int, seconds_left: float, grow_s
     shrink = shrink_s if shrink_s is not None else grow_s
     if grow_s <= 0 or shrink <= 0:
         return planned
-    f = factor or _flat
+    f = factor or flat_factor
     left = max(seconds_left, 0.0)
 
     def overruns(total: int) -> bool:
-        rest = sum(f(k) for k in range(done + 1, total + 1))
-        return rest * shrink > left + 0.5 * shrink * f(done + 1)
+        return epochs_cost(f, done + 1, total) * shrink > left + 0.5 * shrink * f(done + 1)
 
     if overruns(planned):
         return done + epochs_within(left, shrink, f, done + 1, planned - done)

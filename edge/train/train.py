@@ -274,8 +274,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         return rules.cache_fill_factor((cost.cached_share + val_share) / (1 + val_share), augmentation.views)
 
     def mean_epoch_seconds(size: int, epochs: int) -> float:
-        factor = epoch_factor(size) or (lambda _: 1.0)
-        return epoch_seconds(size) * sum(factor(k) for k in range(1, epochs + 1)) / epochs
+        return epoch_seconds(size) * rules.epochs_cost(epoch_factor(size), 1, epochs) / epochs
 
     def loop_budget(size: int) -> float | None:
         """What the time budget leaves for the training loop: the budget less what the run has spent so

@@ -323,7 +323,7 @@ def test_epochs_are_planned_again_at_the_pace_they_really_take():
 
 
 def test_a_filling_cache_makes_later_epochs_cheaper_in_the_plan():
-    from edge.train.recipe import cache_fill_factor, choose_epochs, epochs_within, replan_epochs
+    from edge.train.recipe import cache_fill_factor, choose_epochs, epochs_cost, epochs_within, replan_epochs
 
     f = cache_fill_factor(0.6, 4)                 # a cached step costs 60 %; 4 flipped views per image
     assert f(1) == 1.0 and f(2) == pytest.approx(0.6 + 0.4 * 0.75) and f(40) == pytest.approx(0.6, abs=1e-4)
@@ -331,6 +331,7 @@ def test_a_filling_cache_makes_later_epochs_cheaper_in_the_plan():
     assert cache_fill_factor(0.5, 1)(2) == 0.5                                   # one view: cached after epoch 1
     # 600 s at 80 s an uncached epoch: 7 epochs without the cache, 9 as it fills (f sums to 6.9 over 9)
     assert epochs_within(600, 80) == 7 and epochs_within(600, 80, f) == 9
+    assert epochs_cost(f, 1, 9) == pytest.approx(6.88, abs=0.01) and epochs_cost(None, 3, 5) == 3.0
     assert epochs_within(600, 80, f, cap=8) == 8 and epochs_within(10, 80, f) == 0
     e, why = choose_epochs(1773, None, 80.0, 600.0, 20_000, 8, f)
     assert e == 9 and "as the frozen layers' cache fills" in why
