@@ -185,24 +185,41 @@ def choose_tiling(shapes: list[tuple[int, int]], defect_widths_px: list[float], 
     return tile, why
 
 
-def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s: float | None,
+def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s,
                        min_epochs: int = MIN_FIT_EPOCHS) -> tuple[int, str]:
     """The largest size from `needed` down to `lowest` (in steps of 32 px, whole Grad-CAM cells) at which
-    `min_epochs` epochs fit the time budget; `epoch_seconds(size)` measures one epoch's cost there."""
-    if not budget_s or needed <= lowest:
+    `min_epochs` epochs fit the time budget; `epoch_seconds(size)` measures one epoch's cost there and
+    `budget_s` is the loop's seconds (a number, or a function of the size: what is kept back for the work
+    after the loop grows with it; None: no budget). The reason names the budget at the chosen size, and
+    says so when even the lowest size does not fit (the loop then plans what does fit)."""
+    budget = budget_s if callable(budget_s) else (lambda _: budget_s)
+    if budget(needed) is None or needed <= lowest:
         return needed, ""
     size = needed
     while size > lowest:
-        seconds = epoch_seconds(size)
-        if budget_s / seconds >= min_epochs:
+        if budget(size) / epoch_seconds(size) >= min_epochs:
             break
         size = max(lowest, (size - 32) // 8 * 8)
     if size == needed:
         return size, ""
-    return size, (f"; lowered to {size} px so that {min_epochs} epochs fit the {budget_s / 60:.0f} min the time budget "
+    left = budget(size)
+    if left <= 0:
+        return size, (f"; lowered to {size} px, the lowest considered: the time budget leaves no time for "
+                      f"training after what the run spends before and after its loop (raise --time-budget)")
+    fits = left / epoch_seconds(size)
+    if fits < min_epochs:
+        return size, (f"; lowered to {size} px, the lowest considered, where only {fits:.0f} of the {min_epochs} "
+                      f"epochs wanted fit the {_minutes(left)} the time budget leaves for training at this "
+                      f"machine's measured speed (raise --time-budget, or set --size)")
+    return size, (f"; lowered to {size} px so that {min_epochs} epochs fit the {_minutes(left)} the time budget "
                   f"leaves for training at "
                   f"this machine's measured speed (a converged model at a lower resolution beats an unconverged "
                   f"one at a higher; --size or --time-budget override)")
+
+
+def _minutes(seconds: float) -> str:
+    """'12 min', or '40 s' under two minutes (a budget rounded to '0 min' says nothing)."""
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
 # What a run spends after its training loop (prior correction, the export with its parity checks against

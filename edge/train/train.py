@@ -293,7 +293,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         planned, _ = choose_epochs(n_train, cfg.epochs, None, None, schedule.samples_seen, schedule.min_epochs)
         must_fit = rules.epochs_that_must_fit(planned, schedule.min_fit_epochs)
         size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed),
-                                           lambda s: mean_epoch_seconds(s, must_fit), loop_budget(needed), must_fit)
+                                           lambda s: mean_epoch_seconds(s, must_fit), loop_budget, must_fit)
         size_reason = why + lowered
     if progress:
         print(f"defect-free class: {f'{ok_class} ({ok_reason})' if ok_class else ok_reason}", flush=True)

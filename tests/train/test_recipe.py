@@ -301,6 +301,24 @@ def test_the_budget_asks_only_for_the_epochs_a_run_plans():
     assert fit_size_to_budget(256, 128, seconds, 720, epochs_that_must_fit(34, MIN_FIT_EPOCHS))[0] == 128
 
 
+def test_the_size_is_fitted_to_the_budget_left_at_that_size_and_says_when_nothing_fits():
+    from edge.train.recipe import fit_size_to_budget
+
+    seconds = {256: 50.0, 224: 38.0, 192: 30.0, 160: 26.0, 128: 13.0}.__getitem__
+    # the reserve after the loop grows with the size: 600 s at 256 px leave 300 s (6 epochs), at 224 px 500 s
+    left = {256: 300.0, 224: 500.0, 192: 520.0, 160: 540.0, 128: 560.0}.__getitem__
+    size, why = fit_size_to_budget(256, 128, seconds, left, 10)
+    assert size == 224 and "10 epochs fit the 8 min" in why
+    # a budget the run has already spent: the lowest size, and the reason says there is no time for training
+    size, why = fit_size_to_budget(256, 128, seconds, lambda s: -20.0, 10)
+    assert size == 128 and "leaves no time for training" in why and "-0" not in why
+    # even the lowest size fits fewer epochs than wanted: said, in seconds under two minutes
+    size, why = fit_size_to_budget(256, 128, seconds, 65.0, 10)
+    assert size == 128 and "only 5 of the 10 epochs wanted fit the 65 s" in why
+    # no budget: the size wanted
+    assert fit_size_to_budget(256, 128, seconds, lambda s: None, 10) == (256, "")
+
+
 def test_epochs_are_planned_again_at_the_pace_they_really_take():
     from edge.train.recipe import after_loop_seconds, replan_epochs
 
