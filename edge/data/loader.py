@@ -134,6 +134,13 @@ def scan(root: Path) -> list[DatasetItem]:
         if found == 0:
             nested = sorted(sub.name for sub in d.iterdir() if sub.is_dir() and any(
                 f.is_file() and f.suffix.lower() in EXTENSIONS for f in sub.iterdir()))
+            deeper = _one_level_deeper(class_dirs)
+            if deeper:
+                # <class>/Imgs/...: each class's samples in one sub-folder of the same name (the magnetic-tile
+                # set's MT_<class>/Imgs/), not a split: pointing at one folder would make that folder the class
+                raise DatasetError(f"{d}: its samples sit one level deeper, in {d / deeper}, as in every class "
+                                   f"folder of {root}: move them up into the class folders "
+                                   f"(DIR/<class>/<stem>.<ext>), e.g. {d / deeper}/* into {d}/")
             if nested:
                 # root/train/<class>/..., root/test/<class>/...: the layout many published sets come in
                 example = next((p for p in class_dirs if p.name.lower() == "train"), d)
@@ -143,6 +150,19 @@ def scan(root: Path) -> list[DatasetItem]:
                                    f"split, whose folders are the classes (e.g. {example})")
             raise DatasetError(f"{d}: empty class folder (no samples with {', '.join(EXTENSIONS)})")
     return items
+
+
+def _one_level_deeper(class_dirs: list[Path]) -> str | None:
+    """The name of the one sub-folder every class folder holds its samples in (and nothing else), or None:
+    a split set's folders each hold several class folders, one per class."""
+    names = set()
+    for d in class_dirs:
+        subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        files = [p for p in d.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS]
+        if len(subs) != 1 or files:
+            return None
+        names.add(subs[0].name)
+    return names.pop() if len(names) == 1 and len(class_dirs) > 1 else None
 
 
 def simulator_recipe(root: Path) -> dict | None:

@@ -84,6 +84,16 @@ def test_a_set_split_into_train_and_test_folders_is_named_as_such(tmp_path):
         loader.scan(tmp_path / "d")
 
 
+def test_samples_one_level_deeper_in_every_class_folder_are_named_as_such(tmp_path):
+    # the magnetic-tile layout, MT_<class>/Imgs/<stem>.jpg: not a split (pointing at MT_Blowhole would make
+    # "Imgs" the only class), so the message says to move the samples up
+    for cls in ("MT_Blowhole", "MT_Free"):
+        _png(tmp_path / "d" / cls / "Imgs" / "a.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(loader.DatasetError, match=r"d/MT_Blowhole: its samples sit one level deeper, in "
+                                                  r".*MT_Blowhole/Imgs.*move them up into the class folders"):
+        loader.scan(tmp_path / "d")
+
+
 def test_mask_of_another_size_is_refused_with_both_sizes(tmp_path):
     root = tmp_path / "d"
     _png(root / "pit" / "a.png", np.zeros((20, 30), np.uint8))
