@@ -64,8 +64,19 @@ SCHEDULES = {"scratch": Schedule(SCRATCH_LR, TARGET_SAMPLES_SEEN, MIN_EPOCHS, MI
 class SizeChoice:
     size: int
     reason: str
-    source_size: tuple[int, int]                 # median (H, W) of the training images
+    source_size: tuple[int, int]                 # typical (H, W) of the training images (typical_shape)
     defect_px_p10: float | None = None           # 10th percentile of defect widths, at the model input
+
+
+def typical_shape(hs: np.ndarray, ws: np.ndarray) -> tuple[int, int]:
+    """The training images' typical (H, W): the median long and short sides, in the orientation most of
+    them have. Why not the median H and the median W: in a set of portrait and landscape images both
+    medians fall near the short side (frames of 1:3 either way, long sides 196 px: 154 x 153), and the
+    served path, which reads the training scale from the longer of the two, then took frames like the
+    training images for larger ones and inspected a quarter of them in tiles."""
+    long_side, short_side = int(np.median(np.maximum(hs, ws))), int(np.median(np.minimum(hs, ws)))
+    landscape = int(np.sum(ws > hs)) >= int(np.sum(hs > ws))
+    return (short_side, long_side) if landscape else (long_side, short_side)
 
 
 def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) -> SizeChoice:
@@ -78,8 +89,8 @@ def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) ->
     Without annotations nothing says how small the defects are: the images' own size, at most
     MAX_AUTO_SIZE."""
     hs, ws = np.array([s[0] for s in shapes]), np.array([s[1] for s in shapes])
-    med = (int(np.median(hs)), int(np.median(ws)))
     long_side = int(np.median(np.maximum(hs, ws)))
+    med = typical_shape(hs, ws)
     top = max(MIN_AUTO_SIZE, min(long_side, MAX_AUTO_SIZE))
     p10 = float(np.percentile(defect_widths_px, 10)) if defect_widths_px else None
     if p10 is not None and p10 > 0:

@@ -24,6 +24,20 @@ def test_the_input_size_follows_the_images_and_their_defects_and_says_why():
     assert choose_size([(203, 203)], []).size % 8 == 0
 
 
+def test_the_training_images_typical_shape_keeps_their_long_side_whatever_the_orientation():
+    from edge.data.geometry import should_tile, training_scale
+
+    # half portrait, half landscape, 1:3: the median H and the median W are both near the short side
+    shapes = [(66, 196), (196, 66), (70, 200), (200, 70), (60, 190)]
+    choice = choose_size(shapes, [5.0] * 10)
+    assert choice.source_size == (66, 196)                      # landscape the majority: (short, long)
+    assert choose_size([(196, 66), (200, 70), (66, 196)], []).source_size == (196, 66)
+    served = {"size": [choice.size] * 2, "source_size": list(choice.source_size)}
+    assert training_scale(served) == pytest.approx(choice.size / 196)
+    # a frame like the training images is letterboxed whole, as training did; three times larger is tiled
+    assert not should_tile(240, 80, served) and should_tile(600, 200, served)
+
+
 def test_epochs_are_sized_to_the_data_and_cut_to_the_time_budget():
     e, why = choose_epochs(1000, None, seconds_per_epoch=None, budget_s=None)
     assert e == 60 and "1000 training images" in why
