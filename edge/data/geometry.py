@@ -182,6 +182,14 @@ def training_scale(manifest_input: dict) -> float | None:
 
 
 def should_tile(src_h: int, src_w: int, manifest_input: dict) -> bool:
-    """Is this frame much larger than the images the model was trained on?"""
+    """Is this frame much larger than the images the model was trained on? Larger than TILE_FACTOR times
+    their typical long side, and than the largest of them where the manifest records it
+    (`source_long_max`, whole-frame training): training letterboxed every image it had whole, so a frame
+    within that range is read the way training read its like, and only a frame beyond it (a line
+    camera's) is cut into tiles at the training scale."""
     scale = training_scale(manifest_input)
-    return scale is not None and max(src_h, src_w) * scale > TILE_FACTOR * manifest_input["size"][0]
+    if scale is None:
+        return False
+    long_side = max(src_h, src_w)
+    return long_side * scale > TILE_FACTOR * manifest_input["size"][0] and \
+        long_side > manifest_input.get("source_long_max", 0)

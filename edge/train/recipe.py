@@ -66,6 +66,7 @@ class SizeChoice:
     reason: str
     source_size: tuple[int, int]                 # typical (H, W) of the training images (typical_shape)
     defect_px_p10: float | None = None           # 10th percentile of defect widths, at the model input
+    long_max: int = 0                            # the largest training image's long side
 
 
 def typical_shape(hs: np.ndarray, ws: np.ndarray) -> tuple[int, int]:
@@ -117,7 +118,7 @@ def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) ->
                 f"(--tile {tile}; training cuts them by itself where the frames are large enough and their defects "
                 f"annotated; the thinner defects then stay {min(p10, TARGET_DEFECT_PX):.1f} px wide, and served "
                 f"frames larger than the training images are inspected in tiles at that scale)")
-    return SizeChoice(size, why, med, at_size)
+    return SizeChoice(size, why, med, at_size, int(max(hs.max(), ws.max())))
 
 
 # Where letterboxing whole frames would leave the thinner tenth of the annotated defects under

@@ -361,6 +361,8 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
                          "normalisation": norm.to_dict(), "fit": "letterbox", "size_reason": size_reason,
                          "source_size": list(choice.source_size),
                          "integer_scaling": found.photographs}
+    if tiles is None:       # every training image letterboxed whole: served frames up to this size are too
+        manifest["input"]["source_long_max"] = choice.long_max
     kwargs = {"in_channels": arrays.x.shape[1], "num_classes": len(classes), "pool": recipe.pool}
     if not pretrained:
         kwargs.update(width=recipe.width, depth=recipe.depth)

@@ -59,3 +59,12 @@ def test_tiling_applies_to_frames_much_larger_than_the_training_images(shape, ti
     assert training_scale(inp) == 1.0
     assert should_tile(*shape, inp) is tiled
     assert not should_tile(4000, 4000, {"size": [128, 128]})     # simulator models: no source size recorded
+
+
+def test_frames_within_the_training_images_range_are_letterboxed_as_training_did():
+    # trained whole on images of long side 150-600 px (typical 200): a 500 px frame is one of them, not tiles
+    inp = {"size": [192, 192], "source_size": [150, 200], "source_long_max": 600}
+    assert not should_tile(500, 300, inp) and not should_tile(600, 600, inp)
+    assert should_tile(2048, 2448, inp)                 # beyond anything it was trained on
+    # without the record (tiled training, models from before it): 1.5 x the typical long side
+    assert should_tile(500, 300, {"size": [192, 192], "source_size": [150, 200]})

@@ -110,3 +110,4 @@ def test_a_model_trained_on_tiles_reads_whole_frames_in_tiles(tmp_path, capsys):
     whole = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert whole["training"]["tiles"] == {"tile": None, "reason": "--tile off: frames trained whole"}
     assert whole["input"]["source_size"] == [200, 240] and whole["training"]["samples"] == 15
+    assert whole["input"]["source_long_max"] == 240 and "source_long_max" not in manifest["input"]
