@@ -107,7 +107,7 @@ def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gra
     method = next(m for m, v in scored.items() if v == best)
     table = "; ".join(f"{m} worst class {v[0]:.2f}, mean {v[1]:.2f}"
                       + (f", tolerant IoU {v[2]:.2f}" if len(v) > 2 else "") for m, v in scored.items())
-    return method, f"best pointing game on {where}'s masks/boxes ({table})"
+    return method, f"best pointing game on the masks/boxes of {where} ({table})"
 
 
 def choose_cam(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, labels: list[str],

@@ -405,7 +405,7 @@ def test_calibrate_can_choose_the_heatmap_method_on_held_out_masks(tmp_path, cap
     cam = c["cam"]
     assert cam["previous"] == "gradcam" and cam["cam_method"] in ("hirescam", "gradcam-elementwise")
     assert cam["samples"] == 50 and "chosen on held-out data, 50 annotated defect samples" in cam["reason"]
-    assert f"best pointing game on {data}'s masks/boxes (gradcam worst class" in cam["reason"]
+    assert f"best pointing game on the masks/boxes of {data} (gradcam worst class" in cam["reason"]
     stored = load_manifest(model, verify=False)
     assert stored["explain"] == {"cam_method": cam["cam_method"], "reason": cam["reason"]}
     assert Model.load(model).cam_method == cam["cam_method"]

@@ -117,6 +117,24 @@ def test_the_cam_method_is_the_one_that_localised_best_on_validation():
                              overlap=iou)[0] == "hirescam"
 
 
+def test_the_cam_method_is_chosen_on_the_validation_split_and_some_annotated_training_samples():
+    import numpy as np
+
+    from edge.train.train import cam_choice_samples
+
+    labels = ["ok"] * 10 + ["pit"] * 50 + ["crack"] * 5
+    annotated = np.array([lbl != "ok" for lbl in labels])
+    tr, va = np.arange(0, 60), np.arange(60, 65)
+    idx, added = cam_choice_samples(labels, annotated, tr, va, seed=0, per_class=30)
+    assert list(idx[:5]) == list(va)                                 # the validation split, all of it
+    extra = idx[5:]
+    assert added == len(extra) == 30 and set(labels[i] for i in extra) == {"pit"}   # at most 30 a class
+    assert len(set(extra)) == 30 and set(extra) <= set(tr) and all(annotated[extra])  # annotated training ones
+    again, _ = cam_choice_samples(labels, annotated, tr, va, seed=0, per_class=30)
+    assert list(again) == list(idx)                                  # seeded
+    assert cam_choice_samples(labels, np.zeros(65, bool), tr, va, 0)[1] == 0       # nothing annotated
+
+
 def test_attention_pooling_only_where_masks_or_boxes_can_guide_it():
     from edge.train.recipe import choose_pool
     assert choose_pool(True)[0] == "attention"
