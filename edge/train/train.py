@@ -455,7 +455,7 @@ def _choose_cam_method(out: Path, arrays: Arrays, tr: np.ndarray, va: np.ndarray
     from edge.audit.localisation import choose_cam
     from edge.runtime.model import Model
 
-    annotated = np.array([bool(h) and bool(m.any()) for h, m in zip(arrays.has_mask, arrays.masks)])
+    annotated = arrays.has_mask & arrays.masks.any(axis=(1, 2))
     idx, added = cam_choice_samples(arrays.labels, annotated, tr, va, seed)
     where = "the validation split" + (f" and {added} annotated training samples" if added else "")
     method, why, _ = choose_cam(Model.load(out), arrays.x[idx], arrays.masks[idx], arrays.has_mask[idx],
