@@ -128,7 +128,7 @@ def test_the_cam_method_is_chosen_on_the_validation_split_and_some_annotated_tra
     idx, added = cam_choice_samples(labels, annotated, tr, va, seed=0, per_class=30)
     assert list(idx[:5]) == list(va)                                 # the validation split, all of it
     extra = idx[5:]
-    assert added == len(extra) == 30 and set(labels[i] for i in extra) == {"pit"}   # at most 30 a class
+    assert added == len(extra) == 30 and {labels[i] for i in extra} == {"pit"}   # at most 30 a class
     assert len(set(extra)) == 30 and set(extra) <= set(tr) and all(annotated[extra])  # annotated training ones
     again, _ = cam_choice_samples(labels, annotated, tr, va, seed=0, per_class=30)
     assert list(again) == list(idx)                                  # seeded

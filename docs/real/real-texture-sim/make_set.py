@@ -83,15 +83,19 @@ def main(out: Path, seed: int) -> None:
                 x0 = int(rng.integers(max(0, xs.max() + 1 - w), min(xs.min(), SIDE - w) + 1))
             else:
                 y0, x0 = int(rng.integers(0, SIDE - h + 1)), int(rng.integers(0, SIDE - w + 1))
-            img = (t * ratio)[y0:y0 + h, x0:x0 + w]
-            gain, offset = rng.uniform(0.7, 1.3), rng.uniform(-0.1, 0.1)
-            img = np.clip((img - img.mean()) * gain + img.mean() + offset, 0, 1)
-            folder = out / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            stem = f"{cls}_{seed}_{i:04d}"
-            cv2.imwrite(str(folder / f"{stem}.png"), np.round(img * 255).astype(np.uint8))
-            if cls != "ok":
-                cv2.imwrite(str(folder / f"{stem}.mask.png"), mask[y0:y0 + h, x0:x0 + w].astype(np.uint8) * 255)
+            write_part(out / split / cls, f"{cls}_{seed}_{i:04d}", (t * ratio)[y0:y0 + h, x0:x0 + w],
+                       mask[y0:y0 + h, x0:x0 + w] if cls != "ok" else None, rng)
+
+
+def write_part(folder: Path, stem: str, img: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> None:
+    """One part as the set holds it: its brightness and contrast varied (the generator's next two draws),
+    an 8-bit PNG, and its mask beside it where it has a defect."""
+    gain, offset = rng.uniform(0.7, 1.3), rng.uniform(-0.1, 0.1)
+    img = np.clip((img - img.mean()) * gain + img.mean() + offset, 0, 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{stem}.png"), np.round(img * 255).astype(np.uint8))
+    if mask is not None:
+        cv2.imwrite(str(folder / f"{stem}.mask.png"), mask.astype(np.uint8) * 255)
 
 
 if __name__ == "__main__":

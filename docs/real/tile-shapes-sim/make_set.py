@@ -13,7 +13,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 _spec = importlib.util.spec_from_file_location("real_texture", Path(__file__).parent.parent / "real-texture-sim" / "make_set.py")
@@ -29,7 +28,7 @@ ASPECT = (1.0, 3.0)         # long / short side
 def frame_shape(rng: np.random.Generator, need_h: int = 1, need_w: int = 1) -> tuple[int, int]:
     """(h, w) of a frame, elongated either way at random, at least (need_h, need_w) so a defect fits."""
     long = int(rng.integers(LONG[0], LONG[1] + 1))
-    short = int(round(long / rng.uniform(*ASPECT)))
+    short = round(long / rng.uniform(*ASPECT))
     h, w = (long, short) if rng.random() < 0.5 else (short, long)
     return min(SIDE, max(h, need_h)), min(SIDE, max(w, need_w))
 
@@ -97,15 +96,9 @@ def main(out: Path, seed: int) -> None:
                 elif cls == "break":
                     mask = chip(h, w, rng)
                     dark = rng.uniform(0.02, 0.08)           # the background behind the part
-                    img[mask] = dark + rng.normal(0, 0.01, int(mask.sum()))
-            gain, offset = rng.uniform(0.7, 1.3), rng.uniform(-0.1, 0.1)
-            img = np.clip((img - img.mean()) * gain + img.mean() + offset, 0, 1)
-            folder = out / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            stem = f"{cls}_{seed}_{i:04d}"
-            cv2.imwrite(str(folder / f"{stem}.png"), np.round(img * 255).astype(np.uint8))
-            if cls != "ok":
-                cv2.imwrite(str(folder / f"{stem}.mask.png"), mask.astype(np.uint8) * 255)
+                    img[mask] = dark + rng.normal(0, 0.01, mask.sum())
+            real_texture.write_part(out / split / cls, f"{cls}_{seed}_{i:04d}", img, mask if cls != "ok" else None,
+                                    rng)
 
 
 if __name__ == "__main__":
