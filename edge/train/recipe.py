@@ -72,7 +72,7 @@ class SizeChoice:
 def typical_shape(hs: np.ndarray, ws: np.ndarray) -> tuple[int, int]:
     """The training images' typical (H, W): the median long and short sides, in the orientation most of
     them have. Why not the median H and the median W: in a set of portrait and landscape images both
-    medians fall near the short side (frames of 1:3 either way, long sides 196 px: 154 x 153), and the
+    medians fall near the short side (frames of 1:3 either way, long sides 196 px: 153 x 154), and the
     served path, which reads the training scale from the longer of the two, then took frames like the
     training images for larger ones and inspected a quarter of them in tiles."""
     long_side, short_side = int(np.median(np.maximum(hs, ws))), int(np.median(np.minimum(hs, ws)))
