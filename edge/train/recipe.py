@@ -68,6 +68,11 @@ class SizeChoice:
     defect_px_p10: float | None = None           # 10th percentile of defect widths, at the model input
     long_max: int = 0                            # the largest training image's long side
 
+    @property
+    def long_side(self) -> int:
+        """The training images' median long side."""
+        return max(self.source_size)
+
 
 def typical_shape(hs: np.ndarray, ws: np.ndarray) -> tuple[int, int]:
     """The training images' typical (H, W): the median long and short sides, in the orientation most of
@@ -90,8 +95,8 @@ def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) ->
     Without annotations nothing says how small the defects are: the images' own size, at most
     MAX_AUTO_SIZE."""
     hs, ws = np.array([s[0] for s in shapes]), np.array([s[1] for s in shapes])
-    long_side = int(np.median(np.maximum(hs, ws)))
     med = typical_shape(hs, ws)
+    long_side = max(med)
     top = max(MIN_AUTO_SIZE, min(long_side, MAX_AUTO_SIZE))
     p10 = float(np.percentile(defect_widths_px, 10)) if defect_widths_px else None
     if p10 is not None and p10 > 0:
@@ -208,17 +213,19 @@ def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s,
     if budget(needed) is None or needed <= lowest:
         return needed, ""
     size = needed
-    while size > lowest:
-        if budget(size) / epoch_seconds(size) >= min_epochs:
+    while True:
+        # the budget at each size read once: the loop's own (loop_budget) shrinks with the clock, and the
+        # reason must state the figures the choice was made on
+        left = budget(size)
+        fits = left / epoch_seconds(size)
+        if fits >= min_epochs or size <= lowest:
             break
         size = max(lowest, (size - 32) // 8 * 8)
     if size == needed:
         return size, ""
-    left = budget(size)
     if left <= 0:
         return size, (f"; lowered to {size} px, the lowest considered: the time budget leaves no time for "
                       f"training after what the run spends before and after its loop (raise --time-budget)")
-    fits = left / epoch_seconds(size)
     if fits < min_epochs:
         return size, (f"; lowered to {size} px, the lowest considered, where only {fits:.0f} of the {min_epochs} "
                       f"epochs wanted fit the {_minutes(left)} the time budget leaves for training at this "

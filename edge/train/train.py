@@ -288,7 +288,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         size, size_reason = cfg.size, f"--size {cfg.size}"
     else:
         native_p10 = float(np.percentile(found.defect_widths_px, 10)) if found.defect_widths_px else None
-        long_side = int(np.median([max(s) for s in found.shapes]))
+        long_side = choice.long_side
         needed, why = rules.cap_for_pretrained(choice.size, choice.reason) if pretrained else (choice.size, choice.reason)
         planned, _ = choose_epochs(n_train, cfg.epochs, None, None, schedule.samples_seen, schedule.min_epochs)
         must_fit = rules.epochs_that_must_fit(planned, schedule.min_fit_epochs)
