@@ -680,11 +680,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "dataset scale: keeps physical contrasts in K) or dataset statistics; auto "
                         "picks centred for simulator .npz data and per_image for image files")
     t.add_argument("--no-balance", action="store_true", help="do not sample classes evenly")
-    t.add_argument("--augment", default="flips", metavar="PARTS",
-                   help="augmentation, comma-separated: flips (default), rot90 (square inputs; not for rolled or "
+    t.add_argument("--augment", default="auto", metavar="PARTS",
+                   help="augmentation, comma-separated: flips, rot90 (square inputs; not for rolled or "
                         "brushed surfaces), scale (zoom that keeps the defect in view), photometric (gamma, "
-                        "contrast, brightness; photographs), noise; or none. Measured on NEU-DET: flips alone "
-                        "trained best within a CPU budget")
+                        "contrast, brightness; photographs), noise, paste (small annotated defects moved onto "
+                        "defect-free parts' surfaces); or none. auto (default): flips, plus paste for photographs "
+                        "with a defect-free class and masks or boxes. Measured on NEU-DET: flips alone trained "
+                        "best of the others within a CPU budget")
     t.add_argument("--no-augment", action="store_true", help="same as --augment none")
     t.add_argument("--tile", default="auto", metavar="auto|off|PX",
                    help="defect: cut large frames into tiles at their own pixels before training. auto (default): "

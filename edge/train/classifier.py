@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from edge.data.preprocess import Normalisation
 from edge.errors import InvalidInput
 from edge.evaluate import classification_metrics
-from edge.train.augment import Augmentation
+from edge.train.augment import Augmentation, PastePlan, paste_defects
 from edge.train.models import FusionClassifier
 from edge.train.recipe import SCRATCH_LR, flat_factor, replan_epochs
 
@@ -69,6 +69,7 @@ class ClassifierData:
     val: np.ndarray                # indices
     classes: list[str]
     norm: Normalisation
+    paste: PastePlan | None = None   # where the "paste" augmentation takes defects and surfaces from
 
 
 @dataclass
@@ -325,7 +326,10 @@ def _step(model: nn.Module, data: ClassifierData, recipe: ClassifierRecipe, augm
         code = augmentation.flip_codes(len(idx), gen)
         mb = augmentation.apply_flips(m_all[idx].clone(), code)
     else:
-        xb, mb = augmentation(x_all[idx].clone(), m_all[idx].clone(), gen)
+        xb, mb = x_all[idx].clone(), m_all[idx].clone()
+        if augmentation.paste > 0 and data.paste is not None:
+            xb, mb = paste_defects(xb, mb, idx, data.paste, x_all, gen, augmentation.paste)
+        xb, mb = augmentation(xb, mb, gen)
     known = known_all[idx] if pos_weight is not None else None      # the mask loss is on (see mask_supervised)
     with _autocast(recipe):           # the network in the recipe's precision; the losses below in float32
         if cache is not None:

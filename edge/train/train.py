@@ -28,7 +28,7 @@ from edge.export.model_dir import export_model_dir
 from edge.runtime.calibration import MIN_SAMPLES as MIN_CALIBRATION_SAMPLES
 from edge.runtime.calibration import fit_calibration
 from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
-from edge.train.augment import Augmentation
+from edge.train.augment import Augmentation, plan_paste
 from edge.train.models import WEIGHTS, RadiometricUNet, ResidualUNet, build_model, fold_batchnorm
 from edge.train.recipe import SCRATCH_LR, parse_tile
 
@@ -71,7 +71,7 @@ class TrainConfig:
     lr: float | None = None             # None: 2e-3 (from scratch, regression), 1e-3 (pretrained backbone)
     normalisation: str = "auto"
     balance: bool = True
-    augment: str = "flips"              # comma-separated parts (augment.PARTS), or "none"
+    augment: str = "auto"               # comma-separated parts (augment.PARTS), "none", or "auto" (recipe.choose_augmentation)
     ok_class: str | None = None        # the defect-free class folder; None: found by its name (recipe.choose_ok_class)
     threads: int | None = None
     limit: int | None = None
@@ -216,7 +216,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
                                        validation_summary)
     from edge.train import recipe as rules
     from edge.train.pretrained import weights_file, weights_installed
-    from edge.train.recipe import (after_loop_seconds, choose_backbone, choose_epochs, choose_pool,
+    from edge.train.recipe import (after_loop_seconds, choose_augmentation, choose_backbone, choose_epochs, choose_pool,
                                    choose_precision, choose_prior_correction, choose_size, fit_size_to_budget,
                                    lowest_size)
 
@@ -236,7 +236,9 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
                               balance_power=1.0 if cfg.balance else 0.0, mask_weight=cfg.mask_weight,
                               precision=precision)
     square = all(h == w for h, w in found.shapes)
-    augmentation = Augmentation.parse(cfg.augment, square=square, photographs=found.photographs)
+    augment, augment_reason = choose_augmentation(cfg.augment, found.photographs, ok_class is not None, mask_loss,
+                                                  backbone)
+    augmentation = Augmentation.parse(augment, square=square, photographs=found.photographs)
     budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else None
     n_channels = len(resolve_channels(found.channel_names, cfg.channels))
     n_train = len(found.labels) if tiles is not None else int(len(found.labels) * (1 - cfg.val_fraction))
@@ -301,6 +303,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         print(f"input size {size} px: {size_reason}", flush=True)
         print(f"pooling: {pool_reason}", flush=True)
         print(f"precision: {precision_reason}", flush=True)
+        print(f"augmentation: {augment_reason}", flush=True)
     if tiles is not None:
         arrays, tr, va = tiles.load(size, cfg.channels, progress)
     else:
@@ -313,7 +316,15 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     ok_index = classes.index(ok_class) if ok_class else -1
     # An image of the defect-free class has an empty mask by definition: ground truth for the mask loss.
     mask_known = arrays.has_mask | (y == ok_index)
-    cd = ClassifierData(arrays.x, y, arrays.masks, mask_known, tr, va, classes, norm)
+    paste = None
+    if augmentation.paste > 0:
+        content = np.array([[p.top, p.left, p.h, p.w] for p in arrays.placements], np.int64)
+        paste = plan_paste(arrays.masks, arrays.has_mask, content, y, tr, ok_index)
+        if progress:
+            print("paste: " + (f"{paste.donor_count} training defects small enough to lend, "
+                               f"{len(paste.surfaces)} defect-free surfaces" if paste else
+                               "no small annotated defect or no defect-free image to paste onto; off"), flush=True)
+    cd = ClassifierData(arrays.x, y, arrays.masks, mask_known, tr, va, classes, norm, paste)
     seconds_per_epoch = epoch_seconds(size) if budget_s else None
     factor = epoch_factor(size) if budget_s else None
     loop_s = loop_budget(size)
@@ -348,7 +359,10 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     manifest["training"].update(epochs=epochs, epochs_reason=epochs_reason, recipe=recipe.to_dict(),
                                 pool_reason=pool_reason, backbone_reason=backbone_reason,
                                 precision_reason=precision_reason, ok_class_reason=ok_reason,
-                                augmentation=augmentation.describe(), best_epoch=log.best_epoch,
+                                augmentation=augmentation.describe(), augmentation_reason=augment_reason,
+                                paste=({"donors": paste.donor_count, "surfaces": len(paste.surfaces)}
+                                       if paste is not None else None),
+                                best_epoch=log.best_epoch,
                                 prior_correction={"tau": tau, "validation_scores": tau_scores,
                                                   "class_counts": counts.tolist()},
                                 seconds_per_epoch=round(log.seconds_per_epoch, 2))

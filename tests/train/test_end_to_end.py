@@ -96,6 +96,10 @@ def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):
     assert manifest["training"]["ok_class_reason"] == "named so; --ok-class NAME overrides"
     assert manifest["channels"] == ["gray"]
     assert manifest["input"]["normalisation"]["mode"] == "per_image"  # auto for image files
+    # photographs with masks and a defect-free class: small dents are also shown on the good parts' surfaces
+    training = manifest["training"]
+    assert training["augmentation"]["paste"] > 0 and "pasted onto defect-free" in training["augmentation_reason"]
+    assert training["paste"]["surfaces"] > 0 and training["paste"]["donors"] > 0
     assert s["parity"]["relative_l2"]["gradcam"] < 1e-4
 
 
