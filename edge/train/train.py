@@ -28,7 +28,7 @@ from edge.export.model_dir import export_model_dir
 from edge.runtime.calibration import MIN_SAMPLES as MIN_CALIBRATION_SAMPLES
 from edge.runtime.calibration import fit_calibration
 from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
-from edge.train.augment import Augmentation, plan_paste
+from edge.train.augment import PASTE_MAX_SHARE, Augmentation, plan_paste
 from edge.train.models import WEIGHTS, RadiometricUNet, ResidualUNet, build_model, fold_batchnorm
 from edge.train.recipe import SCRATCH_LR, parse_tile
 
@@ -321,9 +321,12 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         content = np.array([[p.top, p.left, p.h, p.w] for p in arrays.placements], np.int64)
         paste = plan_paste(arrays.masks, arrays.has_mask, content, y, tr, ok_index)
         if progress:
+            why_off = ("no defect-free class to lend its surfaces" if ok_index < 0 else
+                       f"no annotated training defect covers at most {100 * PASTE_MAX_SHARE:.0f} % of its frame clear "
+                       "of its border")
             print("paste: " + (f"{paste.donor_count} training defects small enough to lend, "
-                               f"{len(paste.surfaces)} defect-free surfaces" if paste else
-                               "no small annotated defect or no defect-free image to paste onto; off"), flush=True)
+                               f"{len(paste.surfaces)} defect-free surfaces" if paste else f"off: {why_off}"),
+                  flush=True)
     cd = ClassifierData(arrays.x, y, arrays.masks, mask_known, tr, va, classes, norm, paste)
     seconds_per_epoch = epoch_seconds(size) if budget_s else None
     factor = epoch_factor(size) if budget_s else None
