@@ -19,7 +19,8 @@ What each part does, and when it is safe:
 Measured on NEU-DET at 128 px and 12 epochs (test accuracy): flips 98.9 %; flips + rot90 + scale 96.4 %;
 flips + rot90 + photometric + noise 97.6 %. Within a CPU budget the heavier augmentations cost more than
 they give (the classes of textured surfaces differ partly by scale, which zooming blurs), so flips are
-the default and the rest is a choice (`edge-xai train --augment flips,photometric,noise`).
+the default, with paste where it applies (`recipe.choose_augmentation`: annotated photographs with a
+defect-free class), and the rest is a choice (`edge-xai train --augment flips,photometric,noise`).
 """
 from __future__ import annotations
 
