@@ -90,18 +90,11 @@ def protocol(tolerance_px: int, method: str = "Grad-CAM") -> str:
 
 def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gradcam",
                       overlap: dict[str, dict[str, float]] | None = None,
-                      where: str = "the validation split",
-                      counts: dict[str, int] | None = None) -> tuple[str, str]:
+                      where: str = "the validation split") -> tuple[str, str]:
     """The CAM method that localised best on annotated samples: `pointing[method][class]` is its pointing game per
     defect class. Best worst class first, then best mean, then (with `overlap[method][class]`, the tolerant
     IoU per class) the map that covers the annotated defects best: a hundred validation parts often leave
     two methods' pointing games equal at 1.00. Ties after that keep the earlier method (Grad-CAM first).
-    `counts[class]`: the samples each class's pointing game was read on. With them, a worst class within one
-    sample of the best counts as a tie (then mean, then overlap decide): the worst class is often a few dozen
-    small defects, and one of them pointed at differently is not evidence that a map localises better.
-    (A magnetic-tile stand-in chose HiResCAM at 0.81 against element-wise Grad-CAM's 0.77 on its pits, one
-    pit of about 30, while element-wise read the better mean and overlap; HiResCAM then failed the gate's
-    faithfulness check, element-wise passed it: docs/real/README.md.)
     `where`: the data judged on, as the reason names it."""
     def score(m: str, v: dict[str, float]) -> tuple[float, ...]:
         s = (min(v.values()), float(np.mean(list(v.values()))))
@@ -111,19 +104,10 @@ def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gra
     if not scored:
         return default, f"no sample with a mask or boxes in {where}: Grad-CAM, the family's reference"
     best = max(scored.values())
-    leader = next(m for m, v in scored.items() if v == best)
-    weakest = min(pointing[leader], key=pointing[leader].get)
-    n = (counts or {}).get(weakest, 0)
-    slack = 1.0 / n if n > 0 else 0.0
-    # within one sample of the best worst class: equal on it, the rest of the key decides
-    close = {m: v[1:] for m, v in scored.items() if v[0] >= best[0] - slack - 1e-9}
-    top = max(close.values())
-    method = next(m for m, v in close.items() if v == top)
+    method = next(m for m, v in scored.items() if v == best)
     table = "; ".join(f"{m} worst class {v[0]:.2f}, mean {v[1]:.2f}"
                       + (f", tolerant IoU {v[2]:.2f}" if len(v) > 2 else "") for m, v in scored.items())
-    tie = (f"; {', '.join(m for m in close)} within one of {n} {weakest} samples on the worst class, "
-           f"so the mean{' and the overlap' if len(best) > 2 else ''} decided") if method != leader else ""
-    return method, f"best pointing game on the masks/boxes of {where} ({table}{tie})"
+    return method, f"best pointing game on the masks/boxes of {where} ({table})"
 
 
 def choose_cam(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, labels: list[str],
@@ -139,7 +123,6 @@ def choose_cam(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, la
     keep = np.array([i for i in range(len(x)) if has_mask[i] and masks[i].any()], np.int64)
     pointing: dict[str, dict[str, float]] = {}
     overlap: dict[str, dict[str, float]] = {}
-    counts: dict[str, int] = {}
     if len(keep):
         kept = [labels[i] for i in keep]
         target = model.class_indices(kept, source)
@@ -151,6 +134,5 @@ def choose_cam(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, la
                                    [e.prediction.label for e in es], ok_class, cell_tolerance(model.manifest))
             pointing[method] = {c: r["pointing_game"] for c, r in rows.items()}
             overlap[method] = {c: r["iou_tolerant_mean"] for c, r in rows.items()}
-            counts = {c: r["n"] for c, r in rows.items()}    # the same correctly classified samples for each map
-    method, why = choose_cam_method(pointing, overlap=overlap, where=str(source), counts=counts)
+    method, why = choose_cam_method(pointing, overlap=overlap, where=str(source))
     return method, why, len(keep)
