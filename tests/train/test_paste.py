@@ -128,3 +128,9 @@ def test_paste_is_a_part_of_augment_and_auto_chooses_it_for_annotated_photograph
     assert choose_augmentation("flips,noise", True, True, True, "scratch") == ("flips,noise", "--augment flips,noise")
     with pytest.raises(Exception, match="paste2"):
         Augmentation.parse("flips,paste2")
+    # how often: paste=P, P in (0, 1]; a bad value names the part
+    assert Augmentation.parse("flips,paste=0.25").paste == 0.25
+    assert Augmentation.parse("paste=1").paste == 1.0
+    for bad in ("paste=0", "paste=1.5", "paste=half", "paste="):
+        with pytest.raises(Exception, match=f"--augment {bad}: the probability"):
+            Augmentation.parse(f"flips,{bad}")
