@@ -16,6 +16,7 @@ What each part does, and when it is safe:
   network sees each of a few dozen pits or cracks on hundreds of surfaces, so it learns the defect and not
   the surface it came on. Only defects covering at most 2 % of their frame and clear of its border (pits,
   cracks, scratches; not a chipped edge or a broad stain, whose place or extent is what they are).
+  "paste=P" sets how often (PASTE_P by default).
 Measured on NEU-DET at 128 px and 12 epochs (test accuracy): flips 98.9 %; flips + rot90 + scale 96.4 %;
 flips + rot90 + photometric + noise 97.6 %. Within a CPU budget the heavier augmentations cost more than
 they give (the classes of textured surfaces differ partly by scale, which zooming blurs), so flips are
