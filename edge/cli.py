@@ -684,8 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augmentation, comma-separated: flips, rot90 (square inputs; not for rolled or "
                         "brushed surfaces), scale (zoom that keeps the defect in view), photometric (gamma, "
                         "contrast, brightness; photographs), noise, paste (small annotated defects moved onto "
-                        "defect-free parts' surfaces; paste=P for how often, default 0.5: less keeps broad defects' "
-                        "maps and the gate's faithfulness check, more finds small defects better); or none. auto "
+                        "defect-free parts' surfaces; paste=P for how often, default 0.25: more finds small defects "
+                        "somewhat better, and costs broad defects' maps and the gate's faithfulness check); or none. auto "
                         "(default): flips, plus paste for photographs with a defect-free class and masks or boxes. "
                         "Measured on NEU-DET: flips alone trained best of the others within a CPU budget")
     t.add_argument("--no-augment", action="store_true", help="same as --augment none")
