@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge.cli import main
+from edge.explain import DISPLAY_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ def test_neu_subset_trains_exports_evaluates_and_audits_with_boxes(tmp_path, cap
     # the audit judges, and its report names, the map the model is explained with (chosen at training)
     method = manifest["explain"]["cam_method"]
     assert audit["cam_method"] == method and audit["quality"]["sanity"]["method"] == method
-    name = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM"}[method]
+    name = DISPLAY_NAMES[method]          # whichever of the four the validation split chose
     html = (report / "report.html").read_text()
     assert f"Localisation ({name} vs defect masks and boxes)" in html and f"{name} of the true class" in html
     main(["gate", str(report / "metrics.json")])

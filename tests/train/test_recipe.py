@@ -235,12 +235,39 @@ def test_a_bfloat16_training_step_keeps_float32_weights_and_a_float32_loss():
                           np.arange(0), ["ok", "a", "b"], Normalisation("per_image"))
     tensors = (x, y, torch.zeros(n, 1, 32, 32), torch.ones(n, dtype=torch.bool))
     loss = _step(model, data, recipe, Augmentation.parse("none", square=True, photographs=True), torch.arange(n),
-                 torch.Generator().manual_seed(0), torch.nn.CrossEntropyLoss(), torch.tensor(1.0), tensors)
+                 torch.Generator().manual_seed(0), torch.nn.CrossEntropyLoss(), True, tensors)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_each_image_s_defect_weighs_as_much_as_the_rest_of_that_image_in_the_mask_loss():
+    import torch.nn.functional as F
+
+    from edge.train.classifier import balanced_mask_loss
+
+    target = torch.zeros(4, 1, 4, 4)
+    target[0, 0, 1, 1] = 1              # a one-cell pit
+    target[1, 0, :1, :] = 1             # a four-cell scratch
+    target[2, 0, :3, :] = 1             # a stain over three quarters of the frame
+    logits = torch.zeros_like(target, requires_grad=True)       # image 3: defect-free
+    balanced_mask_loss(logits, target).backward()
+    pull = logits.grad.abs()
+    on = [pull[i][target[i] > 0].sum().item() for i in range(3)]
+    off = [pull[i][target[i] == 0].sum().item() for i in range(3)]
+    # the pit's one cell pulls as hard as its 15 defect-free cells together; so do the scratch's four
+    assert on[0] == pytest.approx(off[0]) and on[1] == pytest.approx(off[1])
+    assert on[0] == pytest.approx(15 * pull[0, 0, 0, 0].item())
+    # a defect larger than the rest of its image is not weighed down: each cell counts once
+    assert pull[2, 0, 0, 0].item() == pytest.approx(pull[2, 0, 3, 0].item())
+    # defect-free images, and images whose defect fills half: plain binary cross-entropy
+    half = torch.zeros(2, 1, 4, 4)
+    half[0, 0, :2, :] = 1
+    random = torch.randn(2, 1, 4, 4)
+    assert balanced_mask_loss(random, half).item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(random, half).item())
 
 
 def test_the_defect_free_class_is_found_by_its_name_or_named_by_the_user():
