@@ -44,6 +44,7 @@ from edge.train.recipe import SCRATCH_LR, flat_factor, replan_epochs
 class ClassifierRecipe:
     width: int = 32
     depth: int = 0                  # extra convolutions per stage (see FusionClassifier)
+    context: int = 0                # dilated convolutions before the Grad-CAM layer (see FusionClassifier)
     pool: str = "attention"         # see FusionClassifier; measured on NEU-DET below
     mask_weight: float = 1.0        # weight of the auxiliary mask loss (0: off)
     balance_power: float = 1.0      # class-balanced sampling: count^-power (0 = as the data comes)
@@ -138,7 +139,7 @@ def make_model(in_channels: int, num_classes: int, recipe: ClassifierRecipe, mas
         model = LiteClassifier(in_channels, num_classes, pool=recipe.pool, mask_head=mask_head)
         return (load_pretrained(model) if pretrained else model).freeze()
     return FusionClassifier(in_channels=in_channels, num_classes=num_classes, width=recipe.width,
-                            pool=recipe.pool, depth=recipe.depth, mask_head=mask_head)
+                            pool=recipe.pool, depth=recipe.depth, mask_head=mask_head, context=recipe.context)
 
 
 def build(data: ClassifierData, recipe: ClassifierRecipe, pretrained: bool = True) -> nn.Module:

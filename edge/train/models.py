@@ -73,14 +73,15 @@ class FusionClassifier(PooledClassifier):
     pool="meanmax" concatenates global max to global mean pooling: a defect covering 0.1 % of the frame
     moves a spatial mean by almost nothing, while the max lets one small region decide. pool="attention"
     concatenates instead the features averaged under the mask head's sigmoid (in the exported graphs). depth adds
-    convolutions per stage (more capacity for real textures). mask_head adds a 1x1 convolution on the
+    convolutions per stage (more capacity for real textures); context adds dilated convolutions before the
+    target layer (a wider view for broad defects; the target layer itself stays undilated). mask_head adds a 1x1 convolution on the
     target layer that predicts the defect mask at its resolution: trained against masks or boxes where
     the data has them, it makes the target layer's evidence sit on the defect (what Grad-CAM draws).
     It is not part of forward(), so the exported graphs do not carry it.
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32, pool: str = "mean", depth: int = 0,
-                 mask_head: bool = False):
+                 mask_head: bool = False, context: int = 0):
         super().__init__(pool)
         stem = 8 * in_channels
         w = width
@@ -91,6 +92,12 @@ class FusionClassifier(PooledClassifier):
         layers += [ConvBNReLU(2 * w, 2 * w) for _ in range(depth)]
         layers += [ConvBNReLU(2 * w, 3 * w, stride=2)]                          # 1/8
         layers += [ConvBNReLU(3 * w, 3 * w) for _ in range(depth)]
+        # Context: dilated convolutions (dilation 2, 4, ...) at 1/8, before the target layer. Each widens
+        # what a target-layer cell sees by 8 * dilation px a side at the input: the plain network's cells
+        # see 43 px, with context=2 139 px. A broad defect (a patch of the part brighter than the rest)
+        # shows as a difference from the surface around it, which a cell must see to tell it from the
+        # part's own shading (docs/real/README.md, *Context for broad defects*).
+        layers += [ConvBNReLU(3 * w, 3 * w, dilation=2 ** (i + 1)) for i in range(context)]
         # Target layer, 1/8. Not dilated: a dilated last layer paints Grad-CAM maps as a lattice
         # of blobs around the defect (seen on the first trained model), not on it.
         layers += [ConvBNReLU(3 * w, 3 * w)]

@@ -216,9 +216,9 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
                                        validation_summary)
     from edge.train import recipe as rules
     from edge.train.pretrained import weights_file, weights_installed
-    from edge.train.recipe import (after_loop_seconds, choose_augmentation, choose_backbone, choose_epochs, choose_pool,
-                                   choose_precision, choose_prior_correction, choose_size, fit_size_to_budget,
-                                   lowest_size)
+    from edge.train.recipe import (after_loop_seconds, choose_augmentation, choose_backbone, choose_context,
+                                   choose_epochs, choose_pool, choose_precision, choose_prior_correction, choose_size,
+                                   fit_size_to_budget, lowest_size)
 
     mode = cfg.normalisation
     if mode == "auto":
@@ -228,13 +228,14 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     backbone, backbone_reason = choose_backbone(cfg.backbone, found.photographs, mask_loss, weights_installed())
     pretrained = backbone == "lite0"
     precision, precision_reason = choose_precision(cfg.precision, bf16_native(), pretrained)
+    context, context_reason = choose_context(found.photographs, backbone)
     if pretrained:
         weights_file()                      # a missing weights package is said now, not after the data loads
     schedule = rules.SCHEDULES[backbone]
     recipe = ClassifierRecipe(width=cfg.width or 32, lr=cfg.lr or schedule.lr,
                               batch_size=cfg.batch_size, pool=pool, backbone=backbone,
                               balance_power=1.0 if cfg.balance else 0.0, mask_weight=cfg.mask_weight,
-                              precision=precision)
+                              precision=precision, context=context)
     square = all(h == w for h, w in found.shapes)
     augment, augment_reason = choose_augmentation(cfg.augment, found.photographs, ok_class is not None, mask_loss,
                                                   backbone)
@@ -302,6 +303,8 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         print(f"network: {backbone_reason}", flush=True)
         print(f"input size {size} px: {size_reason}", flush=True)
         print(f"pooling: {pool_reason}", flush=True)
+        if context:
+            print(f"context: {context_reason}", flush=True)
         print(f"precision: {precision_reason}", flush=True)
         print(f"augmentation: {augment_reason}", flush=True)
     if tiles is not None:
@@ -360,7 +363,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
 
     manifest = _manifest_base(out, cfg, data, arrays, len(tr), len(va))
     manifest["training"].update(epochs=epochs, epochs_reason=epochs_reason, recipe=recipe.to_dict(),
-                                pool_reason=pool_reason, backbone_reason=backbone_reason,
+                                pool_reason=pool_reason, backbone_reason=backbone_reason, context_reason=context_reason,
                                 precision_reason=precision_reason, ok_class_reason=ok_reason,
                                 augmentation=augmentation.describe(), augmentation_reason=augment_reason,
                                 paste=({"donors": paste.donor_count, "surfaces": len(paste.surfaces)}
@@ -382,7 +385,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         manifest["input"]["source_long_max"] = choice.long_max
     kwargs = {"in_channels": arrays.x.shape[1], "num_classes": len(classes), "pool": recipe.pool}
     if not pretrained:
-        kwargs.update(width=recipe.width, depth=recipe.depth)
+        kwargs.update(width=recipe.width, depth=recipe.depth, context=recipe.context)
     # The exported model's validation logits (prior correction in): its validation summary and its calibration.
     val_logits = predict(model, arrays.x[va], norm) if len(va) else np.zeros((0, len(classes)))
     validation = dict(log.history[log.best_epoch - 1])

@@ -33,14 +33,16 @@ def test_classifier_graphs_match_autograd_at_batch_1_and_8(classifier):
     assert all(e["relative_l2"] < 1e-4 for e in errors.values()), errors
 
 
-@pytest.mark.parametrize("pool", ["meanmax", "attention"])
-def test_pooling_for_small_defects_exports_and_matches_autograd(pool, tmp_path):
-    """Global max and mask-head attention pooling (the real-image recipe) keep exact gradients in the graphs,
-    with TensorRT-parser operators only; the training-only mask head does not enter the meanmax graphs."""
+@pytest.mark.parametrize("pool,context", [("meanmax", 0), ("attention", 0), ("attention", 2)])
+def test_pooling_for_small_defects_exports_and_matches_autograd(pool, context, tmp_path):
+    """Global max and mask-head attention pooling (the real-image recipe, with its dilated context layers)
+    keep exact gradients in the graphs, with TensorRT-parser operators only; the training-only mask head does
+    not enter the meanmax graphs."""
     from edge.train.models import FusionClassifier
 
     torch.manual_seed(0)
-    model = fold_batchnorm(randomise_batchnorm(FusionClassifier(1, 4, width=8, pool=pool, mask_head=True)))
+    model = fold_batchnorm(randomise_batchnorm(FusionClassifier(1, 4, width=8, pool=pool, mask_head=True,
+                                                                context=context)))
     graphs = export_graphs(model, "defect", torch.randn(2, 1, 40, 40), tmp_path)
     errors = check_parity(model, "defect", tmp_path, graphs, lambda b, g: torch.randn(b, 1, 40, 40, generator=g))
     assert all(e["relative_l2"] < 1e-4 for e in errors.values()), errors

@@ -142,6 +142,36 @@ def test_attention_pooling_only_where_masks_or_boxes_can_guide_it():
     assert pool == "meanmax" and "no masks or boxes" in why
 
 
+def test_context_layers_on_photographs_from_scratch_only():
+    from edge.train.recipe import PHOTO_CONTEXT, choose_context
+    assert choose_context(True, "scratch")[0] == PHOTO_CONTEXT > 0
+    assert choose_context(False, "scratch")[0] == 0 and "simulator" in choose_context(False, "scratch")[1]
+    assert choose_context(True, "lite0")[0] == 0
+
+
+def test_context_layers_widen_what_a_grad_cam_cell_sees_and_keep_the_target_layer_last():
+    """The receptive field of one target-layer cell, read off the input gradient: 43 px for the plain
+    network, 43 + 2 * 8 * (2 + 4) = 139 px with two dilated layers; the map's resolution is unchanged."""
+    import torch
+
+    from edge.train.models import FusionClassifier
+
+    def field(context: int) -> tuple[int, tuple]:
+        torch.manual_seed(0)
+        model = FusionClassifier(1, 3, width=8, context=context).eval()
+        x = torch.randn(1, 1, 320, 320, requires_grad=True)
+        a = model.features(x)
+        a[0, :, 20, 20].sum().backward()
+        rows = (x.grad[0, 0].abs() > 0).any(dim=1).nonzero()
+        return int(rows.max() - rows.min() + 1), tuple(a.shape[2:])
+
+    assert field(0) == (43, (40, 40))
+    assert field(2) == (139, (40, 40))
+    model = FusionClassifier(1, 3, width=8, context=2)
+    last = model.features[len(model.features) - 1][0]
+    assert model.target_layer == f"features.{len(model.features) - 1}" and last.dilation == (1, 1)
+
+
 def test_the_run_says_which_classes_its_model_misses_on_validation():
     import numpy as np
 
