@@ -72,7 +72,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       augment="none" if args.no_augment else args.augment,
                       ok_class=args.ok_class, threads=args.threads, limit=args.limit,
                       time_budget_min=args.time_budget, mask_weight=args.mask_weight, backbone=args.backbone,
-                      precision=args.precision, head=args.head, tile=parse_tile(args.tile))
+                      precision=args.precision, context=args.context, head=args.head, tile=parse_tile(args.tile))
     result = train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)
     print(json.dumps(result, indent=2))
     return 0
@@ -666,6 +666,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "network where the CPU has native bfloat16 (AVX512-BF16 or AMX), fp32 elsewhere and for "
                         "fine-tuning the pretrained backbone. Exported graphs are float32 "
                         "either way")
+    t.add_argument("--context", type=int, default=None, metavar="N",
+                   help="defect, from-scratch network: N dilated convolutions (dilation 2, 4, 8) before the Grad-CAM "
+                        "layer, 0-3. They widen what one map cell sees (43 px without, 139 px with 2), which broad, "
+                        "faint defects need; each costs training and inference time. Default: 2 for photographs, "
+                        "0 for simulator frames (the choice and its reason are printed and kept in the manifest)")
     t.add_argument("--head", default="residual", choices=["residual", "radiometric"],
                    help="thermal: residual (default): output = reading + a learnt correction, the network reading "
                         "the temperature and the shape; radiometric: the camera's own inversion in the graph, the "

@@ -74,9 +74,9 @@ class FusionClassifier(PooledClassifier):
     moves a spatial mean by almost nothing, while the max lets one small region decide. pool="attention"
     concatenates instead the features averaged under the mask head's sigmoid (in the exported graphs). depth adds
     convolutions per stage (more capacity for real textures); context adds dilated convolutions before the
-    target layer (a wider view for broad defects; the target layer itself stays undilated). mask_head adds a 1x1 convolution on the
-    target layer that predicts the defect mask at its resolution: trained against masks or boxes where
-    the data has them, it makes the target layer's evidence sit on the defect (what Grad-CAM draws).
+    target layer (a wider view for broad defects; the target layer itself stays undilated). mask_head adds
+    a 1x1 convolution on the target layer that predicts the defect mask at its resolution: trained against
+    masks or boxes where the data has them, it makes the target layer's evidence sit on the defect (what Grad-CAM draws).
     It is not part of forward(), so the exported graphs do not carry it.
     """
 

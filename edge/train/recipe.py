@@ -422,22 +422,44 @@ def choose_pool(localised: bool) -> tuple[str, str]:
 # FusionClassifier). Measured on the magnetic-tile stand-in (three draws, default options otherwise,
 # 2026-12-01, docs/real/README.md *Context for broad defects*).
 PHOTO_CONTEXT = 2
+# What one Grad-CAM cell of the from-scratch network sees without them (FusionClassifier's five 3x3
+# convolutions, three of them strided): 43 px of the input. Each context layer of dilation d at 1/8 adds
+# 2 * 8 * d px (tests/train/test_recipe.py measures both from the input gradient).
+PLAIN_FIELD_PX = 43
 
 
-def choose_context(photographs: bool, backbone: str) -> tuple[int, str]:
+def context_field_px(context: int) -> int:
+    """Receptive field (px) of a Grad-CAM cell with `context` dilated layers (dilation 2, 4, ...)."""
+    return PLAIN_FIELD_PX + sum(16 * 2 ** (i + 1) for i in range(context))
+
+
+MAX_CONTEXT = 3          # dilation 8 at 1/8: a cell then sees 267 px, more than the 256 px input chosen at most
+
+
+def choose_context(requested: int | None, photographs: bool, backbone: str) -> tuple[int, str]:
     """How many dilated convolutions widen the from-scratch network's view before its Grad-CAM layer. A
     cell of the plain network sees 43 px of the input; a broad, faint defect (a patch of the part a little
     brighter or darker than the rest, uneven shading) differs from the part's own shading only against the
     surface around it, which a cell must see. On photographs two of them (dilation 2 and 4: 139 px) lifted
     the magnetic-tile stand-in from 87.9 / 89.3 / 89.6 % to 90.5 / 91.1 / 90.8 % on three draws (broad
     unevenness found in 55 of 78 test parts against 44, pits 59 of 87 against 56) for about a quarter more
-    training time a step. Simulator frames keep the network their shipped classifier was measured with."""
+    training time a step. Simulator frames keep the network their shipped classifier was measured with.
+    `requested` (--context N) overrides the choice for the from-scratch network."""
+    if requested is not None and not 0 <= requested <= MAX_CONTEXT:
+        raise InvalidInput(f"--context {requested}; expected 0 to {MAX_CONTEXT}")
     if backbone != "scratch":
+        if requested:
+            raise InvalidInput(f"--context {requested} applies to the from-scratch network, not to the pretrained "
+                               f"backbone ({backbone}); use --backbone scratch with it")
         return 0, "the pretrained backbone's own layers (its 1/16 layer already sees most of the frame)"
+    if requested is not None:
+        return requested, (f"--context {requested}" + (f" (a Grad-CAM cell sees {context_field_px(requested)} px)"
+                                                       if requested else ""))
     if not photographs:
         return 0, "none: simulator frames (the network the shipped classifier was measured with)"
-    return PHOTO_CONTEXT, (f"{PHOTO_CONTEXT} dilated convolutions before the Grad-CAM layer (its cells see 139 px "
-                           "instead of 43: a broad, faint defect shows only against the surface around it)")
+    return PHOTO_CONTEXT, (f"{PHOTO_CONTEXT} dilated convolutions before the Grad-CAM layer (its cells see "
+                           f"{context_field_px(PHOTO_CONTEXT)} px instead of {PLAIN_FIELD_PX}: a broad, faint defect "
+                           "shows only against the surface around it)")
 
 
 # Folder names that say "no defect" (compared lower-case, letters and digits only). A kept-out set is run

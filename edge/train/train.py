@@ -81,6 +81,7 @@ class TrainConfig:
     mask_weight: float = 1.0               # classifier: weight of the mask loss where masks/boxes exist (0: off)
     backbone: str = "auto"                 # classifier: auto, scratch or lite0 (recipe.choose_backbone)
     precision: str = "auto"                # classifier: auto, bf16 or fp32 (recipe.choose_precision)
+    context: int | None = None             # classifier: dilated context layers; None: recipe.choose_context
     # thermal: "residual" (output = reading + learnt correction) or "radiometric" (the camera's inversion in
     # the graph, the network estimating the emissivity ratio from the shape: models.RadiometricUNet; needs
     # the surroundings' temperature, which the simulator's recipe gives)
@@ -228,7 +229,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     backbone, backbone_reason = choose_backbone(cfg.backbone, found.photographs, mask_loss, weights_installed())
     pretrained = backbone == "lite0"
     precision, precision_reason = choose_precision(cfg.precision, bf16_native(), pretrained)
-    context, context_reason = choose_context(found.photographs, backbone)
+    context, context_reason = choose_context(cfg.context, found.photographs, backbone)
     if pretrained:
         weights_file()                      # a missing weights package is said now, not after the data loads
     schedule = rules.SCHEDULES[backbone]
@@ -303,7 +304,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         print(f"network: {backbone_reason}", flush=True)
         print(f"input size {size} px: {size_reason}", flush=True)
         print(f"pooling: {pool_reason}", flush=True)
-        if context:
+        if not pretrained:
             print(f"context: {context_reason}", flush=True)
         print(f"precision: {precision_reason}", flush=True)
         print(f"augmentation: {augment_reason}", flush=True)

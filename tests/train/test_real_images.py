@@ -26,6 +26,9 @@ def test_neu_subset_trains_exports_evaluates_and_audits_with_boxes(tmp_path, cap
     assert manifest["input"]["size"] == [128, 128] and "10th percentile" in manifest["input"]["size_reason"]
     assert manifest["input"]["source_size"] == [200, 200] and manifest["input"]["integer_scaling"] is True
     assert manifest["training"]["augmentation"]["flips"] == [2, 3]
+    # photographs from scratch: the dilated context layers before the Grad-CAM layer, in the exported model too
+    assert manifest["training"]["recipe"]["context"] == 2 and "139 px" in manifest["training"]["context_reason"]
+    assert manifest["target_layer"] == "features.7"         # 5 layers to 1/8, 2 context, then the target
     assert main(["evaluate", "--model", str(model), "--data", str(NEU_MINI), "--json", "--quiet"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["samples"] == 24 and set(metrics["per_class"]) == {"inclusion", "patches", "scratches"}
@@ -44,6 +47,16 @@ def test_neu_subset_trains_exports_evaluates_and_audits_with_boxes(tmp_path, cap
     main(["gate", str(report / "metrics.json")])
     out = capsys.readouterr().out
     assert "pointing_game" in out or "localisation" in out        # box classes are judged by the pointing game
+
+
+def test_context_layers_can_be_turned_off_and_the_model_is_built_without_them(tmp_path, capsys):
+    model = tmp_path / "model"
+    assert main(["train", "--task", "defect", "--data", str(NEU_MINI), "--out", str(model), "--epochs", "1",
+                 "--context", "0", "--threads", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["training"]["recipe"]["context"] == 0 and manifest["training"]["context_reason"] == "--context 0"
+    assert manifest["target_layer"] == "features.5"
 
 
 def test_a_data_set_with_a_broken_box_file_names_it(tmp_path, capsys):

@@ -142,16 +142,24 @@ def test_attention_pooling_only_where_masks_or_boxes_can_guide_it():
     assert pool == "meanmax" and "no masks or boxes" in why
 
 
-def test_context_layers_on_photographs_from_scratch_only():
+def test_context_layers_on_photographs_from_scratch_only_unless_asked():
+    from edge.errors import InvalidInput
     from edge.train.recipe import PHOTO_CONTEXT, choose_context
-    assert choose_context(True, "scratch")[0] == PHOTO_CONTEXT > 0
-    assert choose_context(False, "scratch")[0] == 0 and "simulator" in choose_context(False, "scratch")[1]
-    assert choose_context(True, "lite0")[0] == 0
+    assert choose_context(None, True, "scratch")[0] == PHOTO_CONTEXT > 0
+    assert choose_context(None, False, "scratch")[0] == 0 and "simulator" in choose_context(None, False, "scratch")[1]
+    assert choose_context(None, True, "lite0")[0] == 0
+    assert choose_context(0, True, "scratch") == (0, "--context 0")
+    assert choose_context(1, False, "scratch") == (1, "--context 1 (a Grad-CAM cell sees 75 px)")
+    assert choose_context(0, True, "lite0")[0] == 0
+    for bad, backbone, says in ((4, "scratch", "0 to 3"), (-1, "scratch", "0 to 3"), (2, "lite0", "from-scratch")):
+        with pytest.raises(InvalidInput, match=says):
+            choose_context(bad, True, backbone)
 
 
 def test_context_layers_widen_what_a_grad_cam_cell_sees_and_keep_the_target_layer_last():
-    """The receptive field of one target-layer cell, read off the input gradient: 43 px for the plain
-    network, 43 + 2 * 8 * (2 + 4) = 139 px with two dilated layers; the map's resolution is unchanged."""
+    """The receptive field of one target-layer cell, read off the input gradient, is what the training log
+    says: 43 px for the plain network, 43 + 2 * 8 * (2 + 4) = 139 px with two dilated layers (and 267 with
+    three); the map's resolution is unchanged."""
     import torch
 
     from edge.train.models import FusionClassifier
@@ -165,8 +173,11 @@ def test_context_layers_widen_what_a_grad_cam_cell_sees_and_keep_the_target_laye
         rows = (x.grad[0, 0].abs() > 0).any(dim=1).nonzero()
         return int(rows.max() - rows.min() + 1), tuple(a.shape[2:])
 
-    assert field(0) == (43, (40, 40))
-    assert field(2) == (139, (40, 40))
+    from edge.train.recipe import context_field_px
+
+    for context in (0, 2, 3):
+        assert field(context) == (context_field_px(context), (40, 40))
+    assert context_field_px(0) == 43 and context_field_px(2) == 139
     model = FusionClassifier(1, 3, width=8, context=2)
     last = model.features[len(model.features) - 1][0]
     assert model.target_layer == f"features.{len(model.features) - 1}" and last.dilation == (1, 1)
