@@ -76,8 +76,8 @@ class FusionClassifier(PooledClassifier):
     convolutions per stage (more capacity for real textures); context adds dilated convolutions before the
     target layer (a wider view for broad defects; the target layer itself stays undilated). mask_head adds
     a 1x1 convolution on the target layer that predicts the defect mask at its resolution: trained against
-    masks or boxes where the data has them, it makes the target layer's evidence sit on the defect (what Grad-CAM draws).
-    It is not part of forward(), so the exported graphs do not carry it.
+    masks or boxes where the data has them, it makes the target layer's evidence sit on the defect (what
+    Grad-CAM draws). It is not part of forward(), so the exported graphs do not carry it.
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32, pool: str = "mean", depth: int = 0,
