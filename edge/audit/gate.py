@@ -1,7 +1,9 @@
 """`edge-xai gate REPORT_DIR/metrics.json [--policy FILE]`: every check of the policy, pass or fail.
 
 The default policy uses the seed paper's thresholds: Grad-CAM IoU > 0.5 for every defect class, thermal
-physics r > 0.7 for every non-flat geometry and |r| < 0.3 on flat parts, faithful explanations (deletion
+physics r > 0.7 for every non-flat geometry and |r| < 0.3 on flat parts (for a model judged from
+`ambient`, whose attribution at a pixel is the correction it made there: under 0.03 K of correction, the
+simulated camera's noise, where the geometry needs none; see below), faithful explanations (deletion
 AUC below that of a random map as smooth as the explained ones, insertion AUC above it) and a passed
 sanity check (maps of a randomised model differ: Spearman rank correlation < 0.5, as Adebayo et al. 2018
 compare them). The IoU judged by
@@ -20,7 +22,15 @@ A policy file (TOML) overrides any threshold:
     [physics]
     r_min = 0.7
     flat_abs_r_max = 0.3
+    flat_unneeded_k_max = 0.03   # judged from `ambient`: K of correction where the geometry needs none
     metric = "r"             # pixel-by-pixel r; or "r_physics_scale" (default)
+
+Why flat parts are judged differently from `ambient`: the |r| bar is the paper's negative control for a
+path that changes the shape. A flat part's physics map is its defects' own shape (cracks, pits and
+scratches are cavities too), and from `ambient` the exact physics itself reads r 0.55-0.62 there
+(docs/audits/thermal/physics_ceiling.json): a more faithful model fails an |r| bar. What the control asks,
+"does the model correct where no geometry calls for it?", is then answered in kelvin: the mean correction
+on the pixels whose physics map is under 0.01 K (audit.physics.unneeded_correction_k).
     [phase_physics]
     concentration_min = 2.0
     [sanity]
@@ -40,7 +50,8 @@ from edge.toml_file import read_toml
 
 DEFAULT_POLICY = {"localisation": {"iou_min": 0.5, "metric": "iou_tolerant_mean",
                                   "box_metric": "pointing_game", "box_min": 0.8},
-                  "physics": {"r_min": 0.7, "flat_abs_r_max": 0.3, "metric": "r_physics_scale"},
+                  "physics": {"r_min": 0.7, "flat_abs_r_max": 0.3, "flat_unneeded_k_max": 0.03,
+                              "metric": "r_physics_scale"},
                   "phase_physics": {"concentration_min": 2.0},
                   "faithfulness": {"required": True},
                   "sanity": {"max": 0.5, "metric": "rank_correlation_trained_vs_random"}}
@@ -95,7 +106,15 @@ def evaluate_gate(metrics: dict, policy: dict) -> list[Check]:
     phys = metrics.get("physics")
     if phys is not None:
         key = policy["physics"]["metric"]
+        ambient = metrics.get("physics_baselines", {}).get("physics") == "ambient"
         for geo, r in phys.items():
+            if geo == "flat" and ambient:
+                bar, v = policy["physics"]["flat_unneeded_k_max"], _measure(r, "correction_unneeded_k", "physics", geo)
+                checks.append(Check("physics flat", v < bar,
+                                    f"correction where the geometry needs none {v:.4f} K from ambient (bar < {bar} K; "
+                                    f"{key} {r.get(key, float('nan')):.3f}, reported only: the exact physics reads "
+                                    f"0.55-0.62 there, n {r['n']})"))
+                continue
             v = _measure(r, key, "physics", geo)
             if geo == "flat":
                 bar = policy["physics"]["flat_abs_r_max"]

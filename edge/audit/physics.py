@@ -10,7 +10,10 @@ simulator's physics-importance map |apparent - true| (K): the correction a perfe
 Pearson r per frame, averaged per geometry: `r` pixel by pixel, and `r_physics_scale` (judged by the
 default gate) with |IG| first smoothed by a Gaussian of 3 px, the scale over which the simulated physics
 itself reads the shape (view factors from a 3-px smoothed surface, slopes from neighbouring pixels). A flat
-part has no geometric structure, so its |r| should stay small. What each baseline can show, applied to
+part has no geometric structure but its defects' own, so from `uniform` its |r| should stay small (the
+paper's negative control); from `ambient`, where each pixel's attribution is the correction the model
+made there, the control is read in kelvin instead: the correction handed to the pixels whose geometry
+needs none (physics map under 0.01 K), `correction_unneeded_k`. What each baseline can show, applied to
 the exact physics (the simulator's own inverse, whose correction is the physics map;
 docs/audits/thermal/physics_ceiling.py): from `ambient` it reads 0.92-0.96 on every shaped geometry (and
 0.55-0.62 on flat parts, whose physics map is their defects' own shape); from `uniform` only cavity 0.79, V-groove 0.83, step 0.26, cylinder 0.62, combined
@@ -38,6 +41,9 @@ from edge.explain import IGExplainer
 THERMAL_PROTOCOL = "F" + __doc__.split("Thermal (protocol): f")[1].split("\n\nPhase")[0].replace("\n", " ")
 PHASE_PROTOCOL = __doc__.split("Phase (protocol): ")[1].strip().replace("\n", " ")
 PHYSICS_SCALE_PX = 3.0        # edge.sim.geometry.concavity smooths the surface with this sigma
+# Where the physics map is below this, the geometry needs no correction (a third of the simulated camera's
+# 0.03 K noise); what the attribution puts there, per pixel in kelvin, is `correction_unneeded_k`.
+NO_CORRECTION_K = 0.01
 COMPARISON_FRAMES = 300       # frames the earlier thermal protocol is reported on, beside the judged one
 
 
@@ -45,14 +51,16 @@ def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: li
                     progress=None, quantity: str = "correction", baseline: str = "uniform") -> dict:
     """Per geometry: mean r and r at the physics scale (with std, n, and the median frame as the example)
     of |IG| of `quantity` from `baseline` (see the protocol above) against `importance`."""
-    r_by_geo: dict[str, list[tuple[float, float]]] = {}
+    r_by_geo: dict[str, list[tuple[float, float, float]]] = {}
     for s in range(0, len(x), batch):
         for k, a in enumerate(thermal_attribution(model, x[s:s + batch], quantity, baseline)):
             i = s + k
             r = pearson(a, importance[i])
             r_scale = pearson(cv2.GaussianBlur(a, (0, 0), PHYSICS_SCALE_PX), importance[i])
-            # a constant map (no attribution, or no structure) correlates with nothing: 0, not NaN
-            r_by_geo.setdefault(geometries[i], []).append((0.0 if np.isnan(r) else r, 0.0 if np.isnan(r_scale) else r_scale))
+            r_by_geo.setdefault(geometries[i], []).append(
+                # a constant map (no attribution, or no structure) correlates with nothing: 0, not NaN
+                (0.0 if np.isnan(r) else r, 0.0 if np.isnan(r_scale) else r_scale,
+                 unneeded_correction_k(a, importance[i])))
         if progress:
             progress(min(batch, len(x) - s))
     out = {}
@@ -61,10 +69,21 @@ def thermal_physics(model, x: np.ndarray, importance: np.ndarray, geometries: li
         out[g] = {"r": float(arr[:, 0].mean()), "r_std": float(arr[:, 0].std()),
                   "r_physics_scale": float(arr[:, 1].mean()), "r_physics_scale_std": float(arr[:, 1].std()),
                   "n": len(v)}
+        if baseline == "ambient":      # only from there is each pixel's attribution its own correction
+            out[g]["correction_unneeded_k"] = float(np.nanmean(arr[:, 2])) if np.isfinite(arr[:, 2]).any() else 0.0
         # the report's example for this geometry: the frame whose r is the geometry's median
         frames = [i for i, geo in enumerate(geometries) if geo == g]
         out[g]["example"] = int(frames[int(np.argsort(arr[:, 1])[len(arr) // 2])])
     return out
+
+
+def unneeded_correction_k(attribution: np.ndarray, importance: np.ndarray) -> float:
+    """Mean |IG| per pixel, times the pixel count, over the pixels whose physics map is under
+    NO_CORRECTION_K (NaN where there are none). With IG of the correction's size (a mean over the frame)
+    from `ambient` on a model local by construction, each pixel's |IG| is its own correction over the pixel
+    count, so this is the correction in kelvin the model makes where the geometry needs none."""
+    quiet = importance < NO_CORRECTION_K
+    return float(attribution[quiet].mean() * attribution.size) if quiet.any() else float("nan")
 
 
 def thermal_attribution(model, x: np.ndarray, quantity: str = "correction", baseline: str = "uniform") -> np.ndarray:

@@ -159,11 +159,12 @@ among those, how often that sensor carries the most evidence.</p>
 <p>Judged (gate): IG of the correction from the <b>{{ pb.physics or "uniform" }}</b> baseline{% if m.physics_uniform or m.physics_output %};
 beside it, on an evenly spaced subset,{% if m.physics_uniform %} the same from the uniform baseline{% endif %}{% if m.physics_uniform and m.physics_output %} and{% endif %}{% if m.physics_output %} the earlier protocol (IG of the mean output, uniform){% endif %}{% endif %}.</p>
 <table><tr><th>geometry</th><th>r (pixel)</th><th>std</th>
-<th>r at physics scale (gate)</th><th>std</th><th>n</th>{% if m.physics_uniform %}<th>correction from uniform: r at physics scale</th>{% endif %}
+<th>r at physics scale (gate)</th><th>std</th><th>n</th><th>correction where the geometry needs none, K{% if pb.physics == "ambient" %} (gate, flat parts){% endif %}</th>{% if m.physics_uniform %}<th>correction from uniform: r at physics scale</th>{% endif %}
 {% if m.physics_output %}<th>earlier protocol (IG of the mean output): r</th>
 <th>r at physics scale</th>{% endif %}</tr>
 {% for g, r in m.physics.items() %}<tr><td>{{ g }}</td><td>{{ "%.3f"|format(r.r) }}</td><td>{{ "%.3f"|format(r.r_std) }}</td>
 <td>{{ "%.3f"|format(r.r_physics_scale) }}</td><td>{{ "%.3f"|format(r.r_physics_scale_std) }}</td><td>{{ r.n }}</td>
+<td>{{ "%.4f"|format(r.correction_unneeded_k) if r.correction_unneeded_k is defined else "–" }}</td>
 {% if m.physics_uniform %}<td>{{ "%.3f"|format(m.physics_uniform[g].r_physics_scale) if m.physics_uniform[g] else "–" }}</td>{% endif %}
 {% if m.physics_output and m.physics_output[g] %}<td>{{ "%.3f"|format(m.physics_output[g].r) }}</td>
 <td>{{ "%.3f"|format(m.physics_output[g].r_physics_scale) }}</td>{% endif %}</tr>{% endfor %}</table>

@@ -1,6 +1,7 @@
 """`edge-xai audit` and `edge-xai gate` on small simulated sets with the shipped models."""
 import json
 
+import numpy as np
 import pytest
 from helpers import MODELS
 
@@ -91,8 +92,13 @@ def test_thermal_audit_reports_physics_per_geometry(test_set, tmp_path):
     assert set(m["physics_output"]) == set(m["physics"])
     assert sum(r["n"] for r in m["physics_output"].values()) == sum(r["n"] for r in m["physics"].values())
     assert m["physics_output"] != m["physics"] and "earlier protocol (IG of the mean output)" in html
-    # the shipped residual-head model names no baseline: judged from uniform, nothing else beside
-    assert m["physics_baselines"] == {"physics": "uniform", "physics_output": "uniform"} and "physics_uniform" not in m
+    # the shipped radiometric model names its baseline: judged from ambient, the uniform protocol beside it,
+    # and on flat parts (judged there) the correction it makes where the geometry needs none, in kelvin
+    assert m["physics_baselines"] == {"physics": "ambient", "physics_uniform": "uniform", "physics_output": "uniform"}
+    assert set(m["physics_uniform"]) == set(m["physics"])
+    assert all(0 <= r["correction_unneeded_k"] < 0.2 for r in m["physics"].values())
+    assert all("correction_unneeded_k" not in r for r in m["physics_uniform"].values())   # not kelvin from there
+    assert "correction where the geometry needs none, K (gate, flat parts)" in html
 
 
 def test_data_the_model_cannot_read_fails_naming_the_channel(tmp_path):
@@ -176,6 +182,41 @@ def test_gate_policy_and_exit_codes(tmp_path, capsys):
     f.write_text(json.dumps(metrics))
     assert main(["gate", str(f)]) == 2
     assert "no sanity 'rank_correlation_trained_vs_random'" in capsys.readouterr().err
+
+
+def test_gate_judges_flat_parts_in_kelvin_for_a_model_judged_from_ambient(tmp_path, capsys):
+    """From `ambient` a flat part's r is reported only (the exact physics reads 0.55-0.62 there); what is
+    judged is the correction the model makes where the geometry needs none."""
+    physics = {"cylinder": {"r": 0.9, "r_physics_scale": 0.95, "correction_unneeded_k": 0.05, "n": 3},
+               "flat": {"r": 0.5, "r_physics_scale": 0.46, "correction_unneeded_k": 0.007, "n": 3}}
+    metrics = {"physics": physics, "physics_baselines": {"physics": "ambient"}}
+    checks = {c.name: c for c in evaluate_gate(metrics, load_policy(None))}
+    assert checks["physics flat"].passed and checks["physics cylinder"].passed
+    assert "0.0070 K from ambient (bar < 0.03 K" in checks["physics flat"].detail
+    physics["flat"]["correction_unneeded_k"] = 0.04                 # a model inventing geometry on flat parts
+    assert not {c.name: c for c in evaluate_gate(metrics, load_policy(None))}["physics flat"].passed
+    metrics["physics_baselines"]["physics"] = "uniform"           # the paper's negative control, |r| < 0.3
+    assert not {c.name: c for c in evaluate_gate(metrics, load_policy(None))}["physics flat"].passed
+    physics["flat"]["r_physics_scale"] = 0.2
+    assert {c.name: c for c in evaluate_gate(metrics, load_policy(None))}["physics flat"].passed
+    del physics["flat"]["correction_unneeded_k"]                   # an audit before 2026-12-01, from ambient
+    metrics["physics_baselines"]["physics"] = "ambient"
+    f = tmp_path / "metrics.json"
+    f.write_text(json.dumps(metrics))
+    assert main(["gate", str(f)]) == 2
+    assert "no physics 'correction_unneeded_k' for flat" in capsys.readouterr().err
+
+
+def test_unneeded_correction_is_the_correction_in_kelvin_where_the_physics_map_is_quiet():
+    from edge.audit.physics import unneeded_correction_k
+
+    importance = np.zeros((4, 4), np.float32)
+    importance[0, :] = 1.0                                       # geometry needs correcting on the first row
+    correction = np.full((4, 4), 0.02, np.float32)
+    correction[0, :] = 1.0
+    # IG of the mean correction from ambient: each pixel holds its correction over the pixel count
+    assert unneeded_correction_k(correction / 16, importance) == pytest.approx(0.02)
+    assert np.isnan(unneeded_correction_k(correction / 16, np.ones((4, 4))))
 
 
 def test_gate_records_the_outcome_and_the_server_withholds_unaudited_models(tmp_path, capsys):

@@ -163,7 +163,8 @@ def test_ig_equals_captum_for_regression_targets(thermal, target):
     from edge.explain import parse_target
     model, net = thermal
     x = frames(model, 1)
-    ours = IGExplainer(model, n_steps=32, quadrature="riemann_middle", quantity="output").explain(x, target)[0]
+    ours = IGExplainer(model, n_steps=32, quadrature="riemann_middle", quantity="output",
+                       baseline="uniform").explain(x, target)[0]
     _, weights = parse_target(target, [], (1, 1, 128, 128))
     w = torch.from_numpy(weights)
     xt = torch.from_numpy(x)

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from edge.sim.thermal import apparent_temperature
-from edge.train.models import RadiometricUNet, fold_batchnorm
+from edge.train.models import RadiometricUNet, SurfaceFeatures, fold_batchnorm
 
 ENV = 293.15
 
 
-def net(width: int = 4) -> RadiometricUNet:
+def net(width: int = 4, surface: bool = False) -> RadiometricUNet:
     torch.manual_seed(0)
     return fold_batchnorm(RadiometricUNet(3, 0, 2.0, [340.0, 0.0, 0.1], [15.0, 0.2, 0.03], width=width,
-                                          env_k=ENV)).eval()
+                                          env_k=ENV, surface={"height": 1, "pitch": 2} if surface else None)).eval()
 
 
 def frames(n: int = 2, size: int = 32) -> torch.Tensor:
@@ -38,10 +38,32 @@ def test_the_head_inverts_the_simulators_camera_for_a_known_emissivity_ratio():
         np.testing.assert_allclose(got, true, atol=2e-3)        # float32 at ~1e10 (T^4): a few mK
 
 
-def test_the_correction_at_a_pixel_follows_only_that_pixels_reading():
+def test_the_surface_features_are_the_slopes_and_curvatures_numpy_computes():
+    """Slopes by central differences and one-sided ones at the borders (numpy.gradient, the simulator's
+    `geometry.slopes`), their own derivatives the curvatures, for any frame size (training crops, served
+    frames) and pitch."""
+    from edge.sim.geometry import slopes
+
+    g = np.random.default_rng(0)
+    for h, w, pitch in ((9, 13, 0.07), (32, 32, 0.12), (5, 40, 0.09)):
+        height = g.normal(0, 0.2, (h, w)).cumsum(0).cumsum(1) * 0.01
+        x = torch.from_numpy(np.stack([np.full((h, w), 350.0), height, np.full((h, w), pitch)])[None])
+        got = SurfaceFeatures(3, height=1, pitch=2).double().raw(x)[0].numpy()
+        sx, sy = slopes(height, pitch)
+        np.testing.assert_allclose(got[0], np.gradient(height, pitch, axis=1), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got[1], np.gradient(height, pitch, axis=0), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got[:2], np.stack([sx, sy]), rtol=1e-5, atol=1e-6)   # the simulator's, float32
+        np.testing.assert_allclose(got[2], got[0] ** 2 + got[1] ** 2, rtol=1e-12)
+        cxx, cyy = np.gradient(got[0], pitch, axis=1), np.gradient(got[1], pitch, axis=0)
+        np.testing.assert_allclose(got[3:6], np.stack([cxx, cyy, cxx + cyy]), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(got[6], pitch)
+
+
+@pytest.mark.parametrize("surface", [False, True], ids=["shape planes", "surface features"])
+def test_the_correction_at_a_pixel_follows_only_that_pixels_reading(surface):
     """Locality by construction: the ratio never reads the temperature, so raising one pixel's reading moves
     the output at that pixel only; the shape moves it around."""
-    m = net()
+    m = net(surface=surface)
     x = frames(1)
     with torch.no_grad():
         base = m(x)
@@ -79,6 +101,9 @@ def test_trained_from_simulator_data_ig_from_ambient_hands_each_pixel_its_correc
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["output"]["head"] == "radiometric" and manifest["output"]["ambient"] == ENV
     assert manifest["output"]["emissivity_from"] == ["height", "pixel_pitch_mm"]
+    # the net reads the surface's slopes and curvatures, normalised by their training statistics
+    surface = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)["meta"]["kwargs"]["surface"]
+    assert surface["height"] == 1 and surface["pitch"] == 2 and len(surface["std"]) == SurfaceFeatures.COUNT
     assert manifest["explain"] == {"quantity": "correction", "baseline": "ambient"}
     model = Model.load(tmp_path / "m")
     x = frames(2).numpy()
@@ -106,7 +131,7 @@ def test_the_radiometric_head_is_for_the_thermal_model_with_a_known_surroundings
 
     with pytest.raises(InvalidInput, match="only the thermal model"):
         train(tmp_path, tmp_path / "m", TrainConfig(task="phase", head="radiometric"), progress=False)
-    with pytest.raises(InvalidInput, match="expected residual or radiometric"):
+    with pytest.raises(InvalidInput, match="expected auto, residual, radiometric"):
         train(tmp_path, tmp_path / "m", TrainConfig(task="thermal", head="planck"), progress=False)
     data = write_dataset(tmp_path / "d", 12, seed=3, progress=False)
     recipe = json.loads((data / "dataset.json").read_text())
@@ -115,3 +140,17 @@ def test_the_radiometric_head_is_for_the_thermal_model_with_a_known_surroundings
     with pytest.raises(InvalidInput, match="no surroundings' temperature"):
         train(data, tmp_path / "m", TrainConfig(task="thermal", size=32, epochs=1, width=4, head="radiometric"),
               progress=False)
+
+
+def test_auto_chooses_the_radiometric_head_where_the_data_allows_it_and_says_why():
+    from edge.train.train import choose_head
+
+    full = ["thermal", "height", "pixel_pitch_mm"]
+    head, why = choose_head("auto", "thermal", ENV, full)
+    assert head == "radiometric" and f"{ENV} K" in why
+    head, why = choose_head("auto", "thermal", None, full)
+    assert head == "residual" and "env_temperature_k" in why
+    head, why = choose_head("auto", "thermal", ENV, ["thermal", "height"])
+    assert head == "residual" and "no pixel_pitch_mm plane" in why
+    assert choose_head("residual", "thermal", ENV, full) == ("residual", "--head residual")
+    assert choose_head("auto", "phase", ENV, full) == ("residual", "")
