@@ -261,8 +261,8 @@ class SurfaceFeatures(nn.Module):
     pitch*, and the ratio map must be right to a few tenths of a percent (an error of 1 % in the emissivity
     ratio moves the corrected temperature of a part at 355 K by about 0.5 K). A network of ReLUs divides
     poorly; computed here, the net only has to learn how emissivity follows angle and curvature. Derivatives
-    are central differences, one-sided at the frame's borders (numpy.gradient), as convolutions and
-    per-column weights: the exported graphs and their traced backward stay on the TensorRT allow-list (a
+    are central differences, one-sided at the frame's borders (numpy.gradient), as convolutions weighed by
+    where each applies: the exported graphs and their traced backward stay on the TensorRT allow-list (a
     slice's or a pad's backward would not)."""
 
     COUNT = 7
@@ -279,35 +279,47 @@ class SurfaceFeatures(nn.Module):
             pick = torch.zeros(1, self.in_channels, 1, 1)        # a 1x1 convolution, not a slice (see select)
             pick[0, c] = 1.0
             self.register_buffer(name, pick)
-        # d/dx as three convolutions: central, and the first and last columns' one-sided differences (the
-        # part the central kernel's zero padding gets wrong), applied where a neighbour kernel finds the
-        # padding. Built from the input's own shape, so training crops and served frames of any size work.
-        for axis, shape in (("x", (1, 1, 1, 3)), ("y", (1, 1, 3, 1))):
-            for kind, taps in (("central", [-0.5, 0.0, 0.5]), ("first", [0.0, -1.0, 0.5]), ("last", [-0.5, 1.0, 0.0]),
-                               ("before", [1.0, 0.0, 0.0]), ("after", [0.0, 0.0, 1.0])):
-                self.register_buffer(f"k{axis}_{kind}", torch.tensor(taps).view(shape))
+        # Fixed kernels (not saved with the weights). A derivative along x is three 3x3 kernels: central
+        # differences, and the first and last columns' one-sided ones (what the central kernel's zero
+        # padding gets wrong there), each weighed by where it applies and summed; the same along y. Few,
+        # wide operations: each ONNX node costs ONNX Runtime more than its arithmetic on a 128 px frame.
+        taps = ([-0.5, 0.0, 0.5], [0.0, -1.0, 0.5], [-0.5, 1.0, 0.0])        # central, first, last
+        diff = torch.zeros(6, 1, 3, 3)
+        for i, t in enumerate(taps):
+            diff[i, 0, 1, :] = torch.tensor(t)                # d/dx: along the middle row
+            diff[3 + i, 0, :, 1] = torch.tensor(t)            # d/dy: down the middle column
+        self.register_buffer("diff", diff, persistent=False)
+        # where each kernel applies, as 1 - (a neighbour the zero padding lacks): central kernels everywhere
+        # (bias 1), "first" where the neighbour before is missing, "last" where the one after is
+        edges = torch.zeros(6, 1, 3, 3)
+        edges[1, 0, 1, 0] = edges[2, 0, 1, 2] = edges[4, 0, 0, 1] = edges[5, 0, 2, 1] = -1.0
+        self.register_buffer("edges", edges, persistent=False)
+        self.register_buffer("edges_bias", torch.ones(6), persistent=False)
+        add3 = torch.zeros(2, 6, 1, 1)                      # sums each axis's three weighed differences
+        add3[0, :3] = add3[1, 3:] = 1.0
+        self.register_buffer("add3", add3, persistent=False)
+        self.register_buffer("add2", torch.ones(1, 2, 1, 1), persistent=False)
 
-    def _d(self, f: torch.Tensor, axis: str) -> torch.Tensor:
-        pad = (0, 1) if axis == "x" else (1, 0)
-        k = {kind: getattr(self, f"k{axis}_{kind}") for kind in ("central", "first", "last", "before", "after")}
-        ones = f * 0.0 + 1.0                     # not ones_like: Mul/Add stay on the allow-list, any shape
-        first = 1.0 - F.conv2d(ones, k["before"], padding=pad)      # 1 on the first column, else 0
-        last = 1.0 - F.conv2d(ones, k["after"], padding=pad)
-        return (F.conv2d(f, k["central"], padding=pad) + F.conv2d(f, k["first"], padding=pad) * first
-                + F.conv2d(f, k["last"], padding=pad) * last)
+    def _where(self, f: torch.Tensor) -> torch.Tensor:
+        """(N, 6, H, W): where each of `diff`'s kernels applies (1 everywhere for the central ones; the
+        first / last column or row for the one-sided ones), from the frame's own shape: a neighbour
+        kernel finds the zero padding there. Not ones_like: Mul/Add stay on the allow-list at any size."""
+        return F.conv2d(f * 0.0 + 1.0, self.edges, self.edges_bias, padding=1)
 
-    def _dx(self, f: torch.Tensor) -> torch.Tensor:
-        return self._d(f, "x")
-
-    def _dy(self, f: torch.Tensor) -> torch.Tensor:
-        return self._d(f, "y")
+    def _derivatives(self, f: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """(N, 2, H, W): d/dx and d/dy of a one-channel f, or d/dx of the first and d/dy of the second
+        channel of a two-channel f (numpy.gradient's differences)."""
+        d = F.conv2d(f, self.diff, padding=1, groups=f.shape[1])     # 2 groups: x kernels, then y kernels
+        return F.conv2d(d * where, self.add3)
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 7, H, W) unnormalised: slope x, slope y, squared slope, d2h/dx2, d2h/dy2, Laplacian, pitch."""
         h, p = F.conv2d(x, self.pick_height), F.conv2d(x, self.pick_pitch)
-        sx, sy = self._dx(h) / p, self._dy(h) / p
-        cxx, cyy = self._dx(sx) / p, self._dy(sy) / p
-        return torch.cat([sx, sy, sx * sx + sy * sy, cxx, cyy, cxx + cyy, p], dim=1)
+        where = self._where(h)
+        slopes = self._derivatives(h / p, where)                  # the pitch is constant over a frame
+        curvatures = self._derivatives(slopes / p, where)         # d/dx of slope x, d/dy of slope y
+        return torch.cat([slopes, F.conv2d(slopes * slopes, self.add2), curvatures,
+                          F.conv2d(curvatures, self.add2), p], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.raw(x) - self.mean) * self.inv_std
