@@ -545,8 +545,8 @@ def choose_head(requested: str, task: str, env_k: float | None, channels: list[s
 
 def _surface_features(names: list[str], x: np.ndarray) -> dict | None:
     """RadiometricUNet's `surface` argument where the input has a height and a pixel-pitch plane (the net
-    then reads slopes and curvatures, `models.SurfaceFeatures`), with their statistics on up to 512
-    training frames; None otherwise (the net reads the shape planes as they are)."""
+    then reads slopes and curvatures, `models.SurfaceFeatures`), with their statistics on the frames `x`
+    (up to 512 of them); None otherwise (the net reads the shape planes as they are)."""
     if "height" not in names or "pixel_pitch_mm" not in names:
         return None
     surface = {"height": names.index("height"), "pitch": names.index("pixel_pitch_mm")}
@@ -589,7 +589,7 @@ def _train_regression(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
             raise InvalidInput(f"--head radiometric: {data}/dataset.json gives no surroundings' temperature "
                                "(config.env_temperature_k), which the camera's inversion needs")
         kwargs.update(env_k=float(env_k), blind=[spec.residual_channel])
-        surface = _surface_features(list(arrays.channel_names), x[tr])
+        surface = _surface_features(list(arrays.channel_names), x[tr[:512]])   # the statistics' sample
         if surface:
             kwargs["surface"] = surface
         model = RadiometricUNet(**kwargs)
