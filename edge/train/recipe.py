@@ -126,6 +126,19 @@ def choose_size(shapes: list[tuple[int, int]], defect_widths_px: list[float]) ->
     return SizeChoice(size, why, med, at_size, int(max(hs.max(), ws.max())))
 
 
+def downscale_note(long_side: int, size: int) -> str:
+    """For images without masks or boxes: how far letterboxing scales them down, and how small a defect
+    may be in them before it falls under MIN_DEFECT_PX at the model's input ('' below 2x). Nothing says how
+    small such a set's defects are, so the user is told what the scaling costs and how to avoid it."""
+    factor = long_side / size
+    if factor < 2:
+        return ""
+    return (f"; the images are scaled down {factor:.1f}x to fit it, so a defect narrower than about "
+            f"{MIN_DEFECT_PX * factor:.0f} px in them ends under {MIN_DEFECT_PX:g} px at the model's input: where "
+            "defects are that small, masks or boxes let training size the input for them and cut large frames "
+            "into tiles (or pass --size)")
+
+
 # Where letterboxing whole frames would leave the thinner tenth of the annotated defects under
 # MIN_DEFECT_PX, training cuts the frames into tiles by itself (`--tile auto`). Measured on the
 # large-frames stand-in (docs/real/README.md: 512-768 px frames, defects 5 px across): trained whole,

@@ -30,7 +30,7 @@ from edge.runtime.calibration import fit_calibration
 from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
 from edge.train.augment import PASTE_MAX_SHARE, Augmentation, plan_paste
 from edge.train.models import WEIGHTS, RadiometricUNet, ResidualUNet, SurfaceFeatures, build_model, fold_batchnorm
-from edge.train.recipe import SCRATCH_LR, parse_tile
+from edge.train.recipe import SCRATCH_LR, downscale_note, parse_tile
 
 
 @dataclass(frozen=True)
@@ -299,6 +299,8 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed),
                                            lambda s: mean_epoch_seconds(s, must_fit), loop_budget, must_fit)
         size_reason = why + lowered
+        if not found.defect_widths_px and tiles is None:
+            size_reason += downscale_note(long_side, size)
     if progress:
         print(f"defect-free class: {f'{ok_class} ({ok_reason})' if ok_class else ok_reason}", flush=True)
         print(f"network: {backbone_reason}", flush=True)

@@ -4,7 +4,7 @@ import torch
 
 from edge.errors import InvalidInput
 from edge.train.augment import Augmentation, zoom_keeping_defect
-from edge.train.recipe import MAX_AUTO_SIZE, choose_epochs, choose_size
+from edge.train.recipe import MAX_AUTO_SIZE, choose_epochs, choose_size, downscale_note
 
 
 def test_the_input_size_follows_the_images_and_their_defects_and_says_why():
@@ -21,6 +21,10 @@ def test_the_input_size_follows_the_images_and_their_defects_and_says_why():
     assert unannotated.size == MAX_AUTO_SIZE and "no annotations" in unannotated.reason
     small = choose_size([(40, 50)] * 3, [])
     assert small.size == 64 and "minimum" in small.reason
+    # unannotated photographs much larger than the input: the user is told what the scaling costs
+    note = downscale_note(2000, 224)
+    assert "scaled down 8.9x" in note and "narrower than about 18 px" in note and "masks or boxes" in note
+    assert downscale_note(300, 224) == ""
     assert choose_size([(203, 203)], []).size % 8 == 0
 
 
