@@ -133,6 +133,14 @@ class Up(nn.Module):
         return self.refine(self.expand(x) + skip)
 
 
+def channel_picker(in_channels: int, channel: int) -> torch.Tensor:
+    """The weight of a fixed 1x1 convolution that picks one input channel. Not a slice: a slice's backward
+    exports as ScatterND, which the TensorRT allow-list does not take; a Conv's is a ConvTranspose."""
+    pick = torch.zeros(1, in_channels, 1, 1)
+    pick[0, channel] = 1.0
+    return pick
+
+
 class ResidualUNet(nn.Module):
     """Dense regression in physical units: output = input[residual_channel] + scale * correction.
 
@@ -148,11 +156,7 @@ class ResidualUNet(nn.Module):
         self.output_scale = output_scale
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        # The residual channel is picked by a fixed 1x1 convolution, not by slicing: a slice's backward
-        # exports as ScatterND, which the TensorRT allow-list does not take; a Conv's is a ConvTranspose.
-        select = torch.zeros(1, in_channels, 1, 1)
-        select[0, residual_channel] = 1.0
-        self.register_buffer("select", select)
+        self.register_buffer("select", channel_picker(in_channels, residual_channel))
         self.e1 = ConvBNReLU(in_channels, w)
         self.e2 = ConvBNReLU(w, 2 * w, stride=2)
         self.e3 = ConvBNReLU(2 * w, 3 * w, stride=2)
@@ -266,6 +270,7 @@ class SurfaceFeatures(nn.Module):
     slice's or a pad's backward would not)."""
 
     COUNT = 7
+    PLANES = ("height", "pixel_pitch_mm")     # the input planes it reads the surface from
 
     def __init__(self, in_channels: int, height: int, pitch: int, mean: list[float] | None = None,
                  std: list[float] | None = None):
@@ -275,10 +280,8 @@ class SurfaceFeatures(nn.Module):
         std = std if std is not None else [1.0] * self.COUNT
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        for name, c in (("pick_height", self.height), ("pick_pitch", self.pitch)):
-            pick = torch.zeros(1, self.in_channels, 1, 1)        # a 1x1 convolution, not a slice (see select)
-            pick[0, c] = 1.0
-            self.register_buffer(name, pick)
+        self.register_buffer("pick_height", channel_picker(self.in_channels, self.height))
+        self.register_buffer("pick_pitch", channel_picker(self.in_channels, self.pitch))
         # Fixed kernels (not saved with the weights). A derivative along x is three 3x3 kernels: central
         # differences, and the first and last columns' one-sided ones (what the central kernel's zero
         # padding gets wrong there), each weighed by where it applies and summed; the same along y. Few,

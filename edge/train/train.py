@@ -531,7 +531,7 @@ def choose_head(requested: str, task: str, env_k: float | None, channels: list[s
         return "residual", ""
     if requested != "auto":
         return requested, f"--head {requested}"
-    missing = [c for c in ("height", "pixel_pitch_mm") if c not in channels]
+    missing = [c for c in SurfaceFeatures.PLANES if c not in channels]
     if env_k is None:
         return "residual", ("residual: the data set's dataset.json gives no surroundings' temperature "
                             "(config.env_temperature_k), which the radiometric head's inversion needs")
@@ -549,9 +549,10 @@ def _surface_features(names: list[str], x: np.ndarray) -> dict | None:
     """RadiometricUNet's `surface` argument where the input has a height and a pixel-pitch plane (the net
     then reads slopes and curvatures, `models.SurfaceFeatures`), with their statistics on the frames `x`
     (up to 512 of them); None otherwise (the net reads the shape planes as they are)."""
-    if "height" not in names or "pixel_pitch_mm" not in names:
+    if any(c not in names for c in SurfaceFeatures.PLANES):
         return None
-    surface = {"height": names.index("height"), "pitch": names.index("pixel_pitch_mm")}
+    height, pitch = SurfaceFeatures.PLANES
+    surface = {"height": names.index(height), "pitch": names.index(pitch)}
     with torch.no_grad():
         raw = SurfaceFeatures(x.shape[1], **surface).raw(torch.from_numpy(x[:512]))
     surface.update(mean=raw.mean(dim=(0, 2, 3)).tolist(), std=raw.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
