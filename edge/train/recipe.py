@@ -32,6 +32,14 @@ MIN_EPOCHS, MAX_EPOCHS = 12, 150
 # 30 epochs at 128 px beat 8 epochs at 256 px by 23 points of accuracy (an unconverged model at a high
 # resolution is worth less than a converged one at a lower).
 MIN_FIT_EPOCHS = 30
+# From scratch, the size is lowered further, until this share of the planned epochs fits, while the thinner
+# defects stay RESOLVED_DEFECT_PX wide (fit_size_in_tiers). Measured on a 2-core CPU without bfloat16
+# (docs/real/README.md, "A slow CPU"): on the magnetic-tile stand-in (defects 4-5 px at 160 px) 160 px with
+# 51+ epochs beat 192 px cut to 37 by 1.7 and 3.2 points (seeds 7, 4242); on the tiny-defect stand-in
+# 152 px (3.4 px defects) with all 68 epochs lost 1.2 points to 184 px (4.1 px) cut to 37. Epochs pay
+# while defects are resolved; resolution pays once they are near the first layers' stride.
+SCRATCH_FIT_SHARE = 0.75
+RESOLVED_DEFECT_PX = TARGET_DEFECT_PX / 2
 SCRATCH_LR = 2e-3               # peak of the one-cycle schedule for networks trained from scratch
 # A pretrained backbone is fine-tuned, not learnt from scratch: on elpv (256 px, one-cycle schedule over 14
 # epochs, 24 000 samples) the kept checkpoint was the 8th epoch's, and those 14 epochs, with the export of
@@ -53,9 +61,10 @@ class Schedule:
     samples_seen: int        # choose_epochs: about this many samples in all
     min_epochs: int          # choose_epochs: at least this many epochs
     min_fit_epochs: int      # fit_size_to_budget: this many epochs must fit the budget at the chosen size
+    fit_share: float = 0.0   # ... and at least this share of the epochs the run plans (epochs_that_must_fit)
 
 
-SCHEDULES = {"scratch": Schedule(SCRATCH_LR, TARGET_SAMPLES_SEEN, MIN_EPOCHS, MIN_FIT_EPOCHS),
+SCHEDULES = {"scratch": Schedule(SCRATCH_LR, TARGET_SAMPLES_SEEN, MIN_EPOCHS, MIN_FIT_EPOCHS, SCRATCH_FIT_SHARE),
              "lite0": Schedule(PRETRAINED_LR, PRETRAINED_SAMPLES_SEEN, PRETRAINED_MIN_FIT_EPOCHS,
                                PRETRAINED_MIN_FIT_EPOCHS)}
 
@@ -216,12 +225,13 @@ def choose_tiling(shapes: list[tuple[int, int]], defect_widths_px: list[float], 
 
 
 def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s,
-                       min_epochs: int = MIN_FIT_EPOCHS) -> tuple[int, str]:
+                       min_epochs: int = MIN_FIT_EPOCHS, lowest_is: str = "the lowest considered") -> tuple[int, str]:
     """The largest size from `needed` down to `lowest` (in steps of 32 px, whole Grad-CAM cells) at which
     `min_epochs` epochs fit the time budget; `epoch_seconds(size)` measures one epoch's cost there and
     `budget_s` is the loop's seconds (a number, or a function of the size: what is kept back for the work
     after the loop grows with it; None: no budget). The reason names the budget at the chosen size, and
-    says so when even the lowest size does not fit (the loop then plans what does fit)."""
+    says so when even the lowest size does not fit (the loop then plans what does fit); `lowest_is` says
+    there why `lowest` is the lowest."""
     budget = budget_s if callable(budget_s) else (lambda _: budget_s)
     if budget(needed) is None or needed <= lowest:
         return needed, ""
@@ -237,16 +247,37 @@ def fit_size_to_budget(needed: int, lowest: int, epoch_seconds, budget_s,
     if size == needed:
         return size, ""
     if left <= 0:
-        return size, (f"; lowered to {size} px, the lowest considered: the time budget leaves no time for "
+        return size, (f"; lowered to {size} px, {lowest_is}: the time budget leaves no time for "
                       f"training after what the run spends before and after its loop (raise --time-budget)")
     if fits < min_epochs:
-        return size, (f"; lowered to {size} px, the lowest considered, where only {fits:.0f} of the {min_epochs} "
+        return size, (f"; lowered to {size} px, {lowest_is}, where only {math.floor(fits)} of the {min_epochs} "
                       f"epochs wanted fit the {_minutes(left)} the time budget leaves for training at this "
                       f"machine's measured speed (raise --time-budget, or set --size)")
     return size, (f"; lowered to {size} px so that {min_epochs} epochs fit the {_minutes(left)} the time budget "
                   f"leaves for training at "
                   f"this machine's measured speed (a converged model at a lower resolution beats an unconverged "
                   f"one at a higher; --size or --time-budget override)")
+
+
+def fit_size_in_tiers(needed: int, long_side: int, defect_p10_px: float | None,
+                      epoch_seconds: Callable[[int, int], float], budget_s, planned: int,
+                      min_fit_epochs: int, fit_share: float) -> tuple[int, str]:
+    """The size the time budget allows, in two tiers (fit_size_to_budget does each): first lowered until
+    `fit_share` of the `planned` epochs fit, but not below where the thinner defects (10th percentile)
+    stay RESOLVED_DEFECT_PX wide; then, only if even `min_fit_epochs` do not fit there, further down to
+    lowest_size (MIN_DEFECT_PX). Why two: more epochs paid on a slow CPU where the defects stayed resolved,
+    and lost where they did not (see SCRATCH_FIT_SHARE). `epoch_seconds(size, epochs)` is an epoch's mean
+    cost over that many epochs at the size; `budget_s` as in fit_size_to_budget."""
+    floor_fit = epochs_that_must_fit(planned, min_fit_epochs)
+    share_fit = epochs_that_must_fit(planned, min_fit_epochs, fit_share)
+    hardest = lowest_size(long_side, defect_p10_px, needed)
+    size, why = needed, ""
+    if share_fit > floor_fit:
+        soft = max(hardest, lowest_size(long_side, defect_p10_px, needed, RESOLVED_DEFECT_PX))
+        size, why = fit_size_to_budget(needed, soft, lambda s: epoch_seconds(s, share_fit), budget_s, share_fit,
+                                       f"the lowest that keeps the thinner defects {RESOLVED_DEFECT_PX:g} px wide")
+    lower, why_lower = fit_size_to_budget(size, hardest, lambda s: epoch_seconds(s, floor_fit), budget_s, floor_fit)
+    return (lower, why_lower) if lower < size else (size, why)
 
 
 def _minutes(seconds: float) -> str:
@@ -343,13 +374,14 @@ def replan_epochs(planned: int, done: int, cap: int, seconds_left: float, grow_s
     return max(planned, roomy)
 
 
-def epochs_that_must_fit(planned: int, min_fit_epochs: int) -> int:
+def epochs_that_must_fit(planned: int, min_fit_epochs: int, share: float = 0.0) -> int:
     """How many epochs must fit the time budget at a size for fit_size_to_budget: MIN_FIT_EPOCHS (or the
     backbone's), but no more than the run plans (`choose_epochs` without the budget). Why the cap: the
     30 epochs come from elpv's 1773 images, where they are about the 60 000 samples a run aims for; a set
     of 4834 tiles plans 13 epochs for the same samples, and asking 30 of them to fit lowered its size from
-    256 to 128 px on the 2-core CPU for epochs it would never run."""
-    return max(1, min(min_fit_epochs, planned))
+    256 to 128 px on the 2-core CPU for epochs it would never run. With a `share`, at least that share of
+    the planned epochs (fit_size_in_tiers' first tier)."""
+    return max(1, min(planned, max(min_fit_epochs, math.ceil(share * planned))))
 
 
 def cap_for_pretrained(size: int, reason: str) -> tuple[int, str]:
@@ -360,12 +392,12 @@ def cap_for_pretrained(size: int, reason: str) -> tuple[int, str]:
                                       f"training resolution; larger did not pay for its time on a CPU)")
 
 
-def lowest_size(long_side: int, defect_p10_px: float | None, needed: int) -> int:
+def lowest_size(long_side: int, defect_p10_px: float | None, needed: int, min_px: float = MIN_DEFECT_PX) -> int:
     """Smallest size the time budget may lower to: where the thinner defects (10th percentile) stay
-    MIN_DEFECT_PX wide, and not below FLOOR_SIZE."""
+    `min_px` wide, and not below FLOOR_SIZE."""
     lowest = FLOOR_SIZE
     if defect_p10_px:
-        lowest = max(lowest, int(np.ceil(MIN_DEFECT_PX * long_side / defect_p10_px / 8)) * 8)
+        lowest = max(lowest, int(np.ceil(min_px * long_side / defect_p10_px / 8)) * 8)
     return min(lowest, needed)
 
 

@@ -218,8 +218,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     from edge.train import recipe as rules
     from edge.train.pretrained import weights_file, weights_installed
     from edge.train.recipe import (after_loop_seconds, choose_augmentation, choose_backbone, choose_context,
-                                   choose_epochs, choose_pool, choose_precision, choose_prior_correction, choose_size,
-                                   fit_size_to_budget, lowest_size)
+                                   choose_epochs, choose_pool, choose_precision, choose_prior_correction, choose_size)
 
     mode = cfg.normalisation
     if mode == "auto":
@@ -295,9 +294,8 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         long_side = choice.long_side
         needed, why = rules.cap_for_pretrained(choice.size, choice.reason) if pretrained else (choice.size, choice.reason)
         planned, _ = choose_epochs(n_train, cfg.epochs, None, None, schedule.samples_seen, schedule.min_epochs)
-        must_fit = rules.epochs_that_must_fit(planned, schedule.min_fit_epochs)
-        size, lowered = fit_size_to_budget(needed, lowest_size(long_side, native_p10, needed),
-                                           lambda s: mean_epoch_seconds(s, must_fit), loop_budget, must_fit)
+        size, lowered = rules.fit_size_in_tiers(needed, long_side, native_p10, mean_epoch_seconds, loop_budget,
+                                                planned, schedule.min_fit_epochs, schedule.fit_share)
         size_reason = why + lowered
         if not found.defect_widths_px and tiles is None:
             size_reason += downscale_note(long_side, size)

@@ -405,6 +405,37 @@ def test_the_budget_asks_only_for_the_epochs_a_run_plans():
     assert fit_size_to_budget(256, 128, seconds, 720, epochs_that_must_fit(34, MIN_FIT_EPOCHS))[0] == 128
 
 
+def test_from_scratch_three_quarters_of_the_planned_epochs_must_fit_while_defects_stay_resolved():
+    from edge.train.recipe import MIN_FIT_EPOCHS, SCHEDULES, epochs_that_must_fit, fit_size_in_tiers
+
+    scratch = SCHEDULES["scratch"]
+    assert epochs_that_must_fit(68, MIN_FIT_EPOCHS, scratch.fit_share) == 51     # 3/4 of a 2400-image plan
+    assert epochs_that_must_fit(34, MIN_FIT_EPOCHS, scratch.fit_share) == 30     # the floor still holds
+    assert epochs_that_must_fit(13, MIN_FIT_EPOCHS, scratch.fit_share) == 13     # and never more than planned
+    assert SCHEDULES["lite0"].fit_share == 0.0                                    # fine-tuning keeps its 8
+
+    # an epoch's seconds by size, as a 2-core CPU without bfloat16 measured them on ~900 images
+    seconds = {216: 26.0, 192: 20.0, 184: 19.0, 160: 14.0, 152: 12.0, 128: 9.0}
+    def tiers(needed, long_side, p10, budget, planned=68):
+        return fit_size_in_tiers(needed, long_side, p10, lambda s, _: seconds[s], budget, planned,
+                                 MIN_FIT_EPOCHS, scratch.fit_share)
+
+    # defects 5 px at long side 197: 192 px holds 42 epochs of 840 s (30 would do, 51 do not); 160 px keeps
+    # them 4.1 px wide and holds 60: lowered for the epochs
+    size, why = tiers(192, 197, 5.0, 840)
+    assert size == 160 and "so that 51 epochs fit" in why
+    # defects 5 px at long side 223: 152 px would hold the 51 but narrow them to 3.4 px; 184 px (4.1 px)
+    # holds 44, enough for the 30 a converged model needs: resolution kept
+    size, why = tiers(216, 223, 5.0, 840)
+    assert size == 184 and "the lowest that keeps the thinner defects 4 px wide, where only 44 of the 51" in why
+    # where not even 30 epochs fit at the resolved size, the second tier lowers on towards 2 px
+    size, why = tiers(216, 223, 5.0, 300)
+    assert size == 128 and "so that 30 epochs fit" in why
+    # without the share (fine-tuning, or a plan of 30 epochs or fewer) one tier: as before
+    assert tiers(192, 197, 5.0, 840, planned=34)[0] == 192
+    assert tiers(192, 197, None, 840)[0] == 160                                  # no masks: no resolution floor
+
+
 def test_the_size_is_fitted_to_the_budget_left_at_that_size_and_says_when_nothing_fits():
     from edge.train.recipe import fit_size_to_budget
 
