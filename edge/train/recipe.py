@@ -60,8 +60,8 @@ class Schedule:
     lr: float                # peak learning rate, unless --lr
     samples_seen: int        # choose_epochs: about this many samples in all
     min_epochs: int          # choose_epochs: at least this many epochs
-    min_fit_epochs: int      # fit_size_to_budget: this many epochs must fit the budget at the chosen size
-    fit_share: float = 0.0   # ... and at least this share of the epochs the run plans (epochs_that_must_fit)
+    min_fit_epochs: int      # fit_size_in_tiers: this many epochs must fit the budget at the chosen size
+    fit_share: float = 0.0   # ... and this share of the planned ones while defects stay resolved (ibid.)
 
 
 SCHEDULES = {"scratch": Schedule(SCRATCH_LR, TARGET_SAMPLES_SEEN, MIN_EPOCHS, MIN_FIT_EPOCHS, SCRATCH_FIT_SHARE),
@@ -273,7 +273,7 @@ def fit_size_in_tiers(needed: int, long_side: int, defect_p10_px: float | None,
     hardest = lowest_size(long_side, defect_p10_px, needed)
     size, why = needed, ""
     if share_fit > floor_fit:
-        soft = max(hardest, lowest_size(long_side, defect_p10_px, needed, RESOLVED_DEFECT_PX))
+        soft = lowest_size(long_side, defect_p10_px, needed, RESOLVED_DEFECT_PX)     # never under `hardest`
         size, why = fit_size_to_budget(needed, soft, lambda s: epoch_seconds(s, share_fit), budget_s, share_fit,
                                        f"the lowest that keeps the thinner defects {RESOLVED_DEFECT_PX:g} px wide")
     lower, why_lower = fit_size_to_budget(size, hardest, lambda s: epoch_seconds(s, floor_fit), budget_s, floor_fit)

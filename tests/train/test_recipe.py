@@ -409,7 +409,7 @@ def test_from_scratch_three_quarters_of_the_planned_epochs_must_fit_while_defect
     from edge.train.recipe import MIN_FIT_EPOCHS, SCHEDULES, epochs_that_must_fit, fit_size_in_tiers
 
     scratch = SCHEDULES["scratch"]
-    assert epochs_that_must_fit(68, MIN_FIT_EPOCHS, scratch.fit_share) == 51     # 3/4 of a 2400-image plan
+    assert epochs_that_must_fit(68, MIN_FIT_EPOCHS, scratch.fit_share) == 51     # 3/4 of an 889-image plan
     assert epochs_that_must_fit(34, MIN_FIT_EPOCHS, scratch.fit_share) == 30     # the floor still holds
     assert epochs_that_must_fit(13, MIN_FIT_EPOCHS, scratch.fit_share) == 13     # and never more than planned
     assert SCHEDULES["lite0"].fit_share == 0.0                                    # fine-tuning keeps its 8
