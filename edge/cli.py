@@ -1012,7 +1012,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-xai {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        # these write their output folder beside it and rename it when complete (edge.output_folder)
+        staged = args.command in ("train", "simulate", "dataset") and getattr(args, "out", None)
+        print(f"interrupted: nothing was written to {args.out}" if staged else "interrupted", file=sys.stderr)
         return 130
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +263,19 @@ def read_image(path: Path, scale: bool = True) -> tuple[np.ndarray, tuple[str, .
     if ext == ".npy":
         img = _hwc(np.asarray(data), path)
         return _as_float(img, path), generic_channel_names(img.shape[2]), extras, meta
+    try:
+        return _read_npz(data, path)
+    except DatasetError:
+        raise
+    except (EOFError, OSError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        # .npz members are read lazily: a truncated file (a copy or a run stopped halfway) fails only here
+        raise DatasetError(f"{path}: unreadable .npz (truncated or corrupt: {type(exc).__name__}"
+                           f"{': ' + str(exc) if str(exc) else ''})") from None
+
+
+def _read_npz(data, path: Path) -> tuple[np.ndarray, tuple[str, ...], dict, dict]:
+    extras: dict[str, np.ndarray] = {}
+    meta: dict[str, object] = {}
     with data:
         keys = set(data.files)
         if "channel_names" in keys:

@@ -59,7 +59,8 @@ from edge.data.loader import (
     scan,
     write_sample,
 )
-from edge.errors import InvalidInput, OutputExists
+from edge.errors import InvalidInput
+from edge.output_folder import check_output, staged_output
 
 IN_SHARE = 0.5          # a defect is in a tile holding at least this share of it ...
 IN_SPAN = 0.5           # ... or spanning at least this share of the tile's shorter side
@@ -170,8 +171,7 @@ def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap:
         raise InvalidInput(f"--ok-class {ok_class!r}: not usable as a class folder's name")
     if unannotated not in UNANNOTATED:
         raise InvalidInput(f"--unannotated {unannotated!r}: expected one of {', '.join(UNANNOTATED)}")
-    if out.exists() and any(out.iterdir()):
-        raise OutputExists(f"--out {out} exists and is not empty; choose a new folder")
+    check_output(out)
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise InvalidInput(f"--out {out} lies inside the data set it tiles ({src}); choose a folder outside it")
     items = scan(src)
@@ -183,27 +183,18 @@ def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap:
     frames = 0
     rows = []
     # written beside OUT and renamed at the end: a bad annotation found halfway leaves nothing behind
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with staged_output(out) as work:
         for item in tqdm(items, desc="frames", unit="frame", disable=not progress):
-            written = _tile_frame(item, src, partial, tile, overlap, ok_class, unannotated, counts, left, keep_whole)
+            written = _tile_frame(item, src, work, tile, overlap, ok_class, unannotated, counts, left, keep_whole)
             frames += written is not None
             rows += written or []
-        with open(partial / "tiles.csv", "w", newline="") as f:
+        with open(work / "tiles.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["tile", "source", "x", "y", "width", "height", "label"])
             w.writeheader()
             w.writerows(rows)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    summary = {"source": str(src), "tile": tile, "overlap": overlap, "ok_class": ok_class, "frames": frames,
-               "tiles": sum(counts.values()), "classes": dict(sorted(counts.items())), "left_out": left}
-    (partial / "dataset.json").write_text(json.dumps({"kind": "tiles", **summary}, indent=2) + "\n")
-    if out.exists():
-        out.rmdir()                   # empty (checked above)
-    partial.rename(out)
+        summary = {"source": str(src), "tile": tile, "overlap": overlap, "ok_class": ok_class, "frames": frames,
+                   "tiles": sum(counts.values()), "classes": dict(sorted(counts.items())), "left_out": left}
+        (work / "dataset.json").write_text(json.dumps({"kind": "tiles", **summary}, indent=2) + "\n")
     return {**summary, "out": str(out)}
 
 

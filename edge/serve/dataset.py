@@ -25,7 +25,8 @@ from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
 from edge.data.loader import SAFE_CLASS, write_sample
-from edge.errors import InvalidInput, MissingFile, OutputExists
+from edge.errors import InvalidInput, MissingFile
+from edge.output_folder import check_output, staged_output
 from edge.record import InspectionStore
 from edge.serve.frames import MAX_PIXELS, decode_channel
 from edge.v1 import inspection_pb2 as pb
@@ -45,11 +46,17 @@ def dataset_from_store(store_path: Path, out: Path, review: Path | None = None, 
     review = Path(review) if review is not None else out.with_name(out.name + "-review")
     if not store_path.is_file():
         raise MissingFile(f"--from-store {store_path}: no such inspection store")
-    for folder, option in ((out, "--out"), (review, "--review")):
-        if folder.exists() and any(folder.iterdir()):
-            raise OutputExists(f"{option} {folder} exists and is not empty; choose a new folder")
+    check_output(out, "--out")
+    check_output(review, "--review")
     if out.resolve() == review.resolve():
         raise InvalidInput("--out and --review must be different folders")
+    # both sets appear when complete (a run stopped halfway leaves neither); the review set only if there is one
+    with staged_output(out, "--out") as work, staged_output(review, "--review", publish_empty=False) as work_review:
+        summary, disagreements = _write_sets(store_path, work, work_review, progress)
+    return {**summary, "out": str(out), "review": str(review) if disagreements else None}
+
+
+def _write_sets(store_path: Path, out: Path, review: Path, progress: bool) -> tuple[dict, list[dict]]:
     store = InspectionStore(store_path)
     rows = store.verdicted()
     counts: dict[str, int] = {}
@@ -86,9 +93,8 @@ def dataset_from_store(store_path: Path, out: Path, review: Path | None = None, 
     if left_out["no_frame"]:
         summary["note"] = ("inspections without a stored frame were left out: frames are kept only when the node "
                            "runs with store_frames = true and the station sets store_frame, up to frame_retention")
-    out.mkdir(parents=True, exist_ok=True)
     (out / "dataset.json").write_text(json.dumps({**summary, "left_out_ids": left_out}, indent=2) + "\n")
     if disagreements:
         (review / "dataset.json").write_text(json.dumps({"source": str(store_path), "kind": "operator disagreements",
                                                          "samples": disagreements}, indent=2) + "\n")
-    return {**summary, "out": str(out), "review": str(review) if disagreements else None}
+    return summary, disagreements

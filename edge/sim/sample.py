@@ -15,7 +15,8 @@ from typing import Iterable
 import numpy as np
 
 from edge.data.loader import SIMULATOR
-from edge.errors import InvalidInput, OutputExists
+from edge.errors import InvalidInput
+from edge.output_folder import staged_output
 from edge.sim import defects, geometry, optics, thermal
 
 CHANNELS = ("thermal", "phase", "intensity")
@@ -155,15 +156,15 @@ def write_dataset(out: Path, n: int, seed: int, cfg: SimConfig = SimConfig(),
     from tqdm import tqdm
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise OutputExists(f"{out} exists and is not empty; choose a new --out folder")
-    for cls in cfg.classes:
-        (out / cls).mkdir(parents=True, exist_ok=True)
-    for i in tqdm(indices if indices is not None else range(n), total=n, desc="simulate",
-                  unit="sample", disable=not progress):
-        s = simulate_sample(i, seed, cfg)
-        np.savez(out / str(s["label"]) / f"s{seed}_{i:06d}.npz", **s)
-    recipe = {"format_version": DATASET_FORMAT_VERSION, "generator": SIMULATOR,
-              "n": n, "seed": seed, "config": asdict(cfg)}
-    (out / "dataset.json").write_text(json.dumps(recipe, indent=2))
+    # written beside OUT and renamed when complete: a run stopped halfway leaves no set without its recipe
+    with staged_output(out) as work:
+        for cls in cfg.classes:
+            (work / cls).mkdir(parents=True, exist_ok=True)
+        for i in tqdm(indices if indices is not None else range(n), total=n, desc="simulate",
+                      unit="sample", disable=not progress):
+            s = simulate_sample(i, seed, cfg)
+            np.savez(work / str(s["label"]) / f"s{seed}_{i:06d}.npz", **s)
+        recipe = {"format_version": DATASET_FORMAT_VERSION, "generator": SIMULATOR,
+                  "n": n, "seed": seed, "config": asdict(cfg)}
+        (work / "dataset.json").write_text(json.dumps(recipe, indent=2))
     return out

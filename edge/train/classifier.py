@@ -38,6 +38,7 @@ from edge.evaluate import classification_metrics
 from edge.train.augment import Augmentation, PastePlan, paste_defects
 from edge.train.models import FusionClassifier
 from edge.train.recipe import SCRATCH_LR, flat_factor, replan_epochs
+from edge.train.stop import StopOnInterrupt
 
 
 @dataclass
@@ -79,6 +80,7 @@ class FitLog:
     best_epoch: int = 0
     seconds_per_epoch: float = 0.0
     replans: list[dict] = field(default_factory=list)     # after_epoch, epochs, epoch_seconds
+    stopped: dict | None = None     # Ctrl-C (edge.train.stop): in which epoch, after how many of its steps
 
     @property
     def epochs(self) -> int:
@@ -459,64 +461,73 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
     paces: list[float] = []
     factor = epoch_factor or flat_factor
     epoch = 0
-    while epoch < epochs:
-        t0 = time.perf_counter()
-        model.train()
-        order = tr[torch.multinomial(weights, len(data.train), replacement=True, generator=gen)]
-        bar = tqdm(range(steps), desc=f"defect epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress,
-                   leave=False)
-        total = 0.0
-        for step in bar:
-            idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            loss = _step(model, data, recipe, augmentation, idx, gen, ce, masks_on, tensors, cache)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            ema.update(model)
-            total += loss.item()
-            bar.set_postfix(loss=f"{total / (step + 1):.4f}")
-        seconds = time.perf_counter() - t0
-        if epoch_seconds is not None:
-            epoch_seconds(seconds)
-        entry = {"epoch": epoch + 1, "loss": total / steps, "seconds": round(seconds, 2)}
-        if len(data.val):
-            out = predict(ema.module, data.x[data.val], data.norm)
-            m = classification_metrics(data.y[data.val], out.argmax(1), data.classes)
-            recalls = [v["recall"] for v in m["per_class"].values() if v["recall"] is not None]
-            entry.update(val_accuracy=m["accuracy"], val_min_recall=min(recalls), val_score=selection_score(m),
-                         val_score_se=selection_score_se(m))
-            states.append(copy.deepcopy(ema.module.state_dict()))    # keep_epoch chooses among them at the end
-        log.history.append(entry)
-        if progress:
-            print(f"defect epoch {epoch + 1}/{epochs}: loss {entry['loss']:.4f}"
-                  + "".join(f" {k} {entry[k]:.4f}" for k in ("val_accuracy", "val_min_recall") if k in entry)
-                  + f" ({seconds:.0f} s)", flush=True)
-        epoch += 1
-        if deadline is not None:
-            # the epoch with its validation, as the pace of an epoch of factor 1 (recipe.cache_fill_factor)
-            paces.append((time.perf_counter() - t0) / factor(epoch))
-            pace = float(np.mean(paces[-3:]))
-            replanned = replan_epochs(epochs, epoch, max(max_epochs or epochs, epochs),
-                                      deadline - time.perf_counter(), max(paces[-2:]), pace, factor)
-            if replanned != epochs:
-                next_s = pace * factor(epoch + 1)
-                log.replans.append({"after_epoch": epoch, "epochs": replanned, "epoch_seconds": round(next_s, 1)})
-                if progress:
-                    print(f"re-planned to {replanned} epochs: the next epoch takes {next_s:.0f} s here (the pace of "
-                          f"the last {min(len(paces), 3)}"
-                          + (", less as the cache fills" if epoch_factor is not None else "")
-                          + f") and the loop has {max(deadline - time.perf_counter(), 0) / 60:.1f} min left of "
-                          f"the time budget", flush=True)
-                epochs = replanned
-                if epoch < epochs:
-                    sched = _one_cycle(opt, recipe.lr, epochs * steps, epoch * steps)
+    stop = StopOnInterrupt()
+    with stop:
+        while epoch < epochs:
+            t0 = time.perf_counter()
+            model.train()
+            order = tr[torch.multinomial(weights, len(data.train), replacement=True, generator=gen)]
+            bar = tqdm(range(steps), desc=f"defect epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress,
+                       leave=False)
+            total = 0.0
+            for step in bar:
+                idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+                loss = _step(model, data, recipe, augmentation, idx, gen, ce, masks_on, tensors, cache)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                ema.update(model)
+                total += loss.item()
+                bar.set_postfix(loss=f"{total / (step + 1):.4f}")
+                if stop.requested:
+                    break
+            bar.close()
+            done_steps = step + 1
+            seconds = time.perf_counter() - t0
+            if epoch_seconds is not None:
+                epoch_seconds(seconds)
+            entry = {"epoch": epoch + 1, "loss": total / done_steps, "seconds": round(seconds, 2)}
+            if len(data.val):
+                out = predict(ema.module, data.x[data.val], data.norm)
+                m = classification_metrics(data.y[data.val], out.argmax(1), data.classes)
+                recalls = [v["recall"] for v in m["per_class"].values() if v["recall"] is not None]
+                entry.update(val_accuracy=m["accuracy"], val_min_recall=min(recalls), val_score=selection_score(m),
+                             val_score_se=selection_score_se(m))
+                states.append(copy.deepcopy(ema.module.state_dict()))    # keep_epoch chooses among them at the end
+            log.history.append(entry)
+            if progress:
+                print(f"defect epoch {epoch + 1}/{epochs}: loss {entry['loss']:.4f}"
+                      + "".join(f" {k} {entry[k]:.4f}" for k in ("val_accuracy", "val_min_recall") if k in entry)
+                      + f" ({seconds:.0f} s)", flush=True)
+            epoch += 1
+            if stop.requested:
+                log.stopped = {"epoch": epoch, "steps_done": done_steps, "steps": steps, "epochs_planned": epochs}
+                break
+            if deadline is not None:
+                # the epoch with its validation, as the pace of an epoch of factor 1 (recipe.cache_fill_factor)
+                paces.append((time.perf_counter() - t0) / factor(epoch))
+                pace = float(np.mean(paces[-3:]))
+                replanned = replan_epochs(epochs, epoch, max(max_epochs or epochs, epochs),
+                                          deadline - time.perf_counter(), max(paces[-2:]), pace, factor)
+                if replanned != epochs:
+                    next_s = pace * factor(epoch + 1)
+                    log.replans.append({"after_epoch": epoch, "epochs": replanned, "epoch_seconds": round(next_s, 1)})
+                    if progress:
+                        print(f"re-planned to {replanned} epochs: the next epoch takes {next_s:.0f} s here (the pace of "
+                              f"the last {min(len(paces), 3)}"
+                              + (", less as the cache fills" if epoch_factor is not None else "")
+                              + f") and the loop has {max(deadline - time.perf_counter(), 0) / 60:.1f} min left of "
+                              f"the time budget", flush=True)
+                    epochs = replanned
+                    if epoch < epochs:
+                        sched = _one_cycle(opt, recipe.lr, epochs * steps, epoch * steps)
     final = build(data, recipe, pretrained=False)      # the kept weights are loaded next: no checkpoint read
     if states:
         log.best_epoch = keep_epoch([h["val_score"] for h in log.history], [h["val_score_se"] for h in log.history])
         final.load_state_dict(states[log.best_epoch - 1])
     else:
         final.load_state_dict(ema.module.state_dict())
-        log.best_epoch = epochs
+        log.best_epoch = log.epochs
     log.seconds_per_epoch = float(np.mean([h["seconds"] for h in log.history]))
     return final.eval(), log

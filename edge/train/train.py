@@ -22,15 +22,17 @@ import torch.nn as nn
 
 from edge.data.arrays import Arrays, load_arrays, resolve_channels, survey
 from edge.data.preprocess import Normalisation
-from edge.errors import ExportError, InvalidInput, OutputExists
+from edge.errors import ExportError, InvalidInput
 from edge.export.graphs import OPSET
 from edge.export.model_dir import export_model_dir
+from edge.output_folder import check_output, staged_output
 from edge.runtime.calibration import MIN_SAMPLES as MIN_CALIBRATION_SAMPLES
 from edge.runtime.calibration import fit_calibration
 from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
 from edge.train.augment import PASTE_MAX_SHARE, Augmentation, plan_paste
 from edge.train.models import WEIGHTS, RadiometricUNet, ResidualUNet, SurfaceFeatures, build_model, fold_batchnorm
 from edge.train.recipe import SCRATCH_LR, downscale_note, parse_tile
+from edge.train.stop import StopOnInterrupt, stopped_text
 
 
 @dataclass(frozen=True)
@@ -141,13 +143,6 @@ def _manifest_base(out: Path, cfg: TrainConfig, data: Path, arrays: Arrays, n_tr
     }
 
 
-def _check_out(out: Path) -> Path:
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise OutputExists(f"{out} exists and is not empty; choose a new --out folder")
-    return out
-
-
 def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dict:
     """Train, export and write the model folder. Returns a summary (validation metrics, timings)."""
     if cfg.task not in TASKS:
@@ -160,13 +155,22 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
         raise InvalidInput(f"--head {cfg.head}: only the thermal model has a choice of head")
     if parse_tile(cfg.tile) != "auto" and cfg.task != "defect":
         raise InvalidInput(f"--tile {cfg.tile}: only the defect classifier trains on tiles")
-    out = _check_out(out)
+    out = check_output(out)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.task == "defect":
-        return _train_classifier(Path(data), out, cfg, progress)
-    return _train_regression(Path(data), out, cfg, progress)
+    fit = _train_classifier if cfg.task == "defect" else _train_regression
+    try:
+        # the model folder appears when it is complete: a run stopped halfway (Ctrl-C, an error) leaves
+        # nothing under OUT that serve or audit could take for a model; a failed export keeps the weights
+        with staged_output(out, keep_on=(ExportError,)) as work:
+            result = fit(Path(data), work, cfg, progress)
+    except ExportError as e:
+        after = (f"; then `edge-xai calibrate --model {out} --data HELD_OUT_DIR` fits the confidence calibration "
+                 "and the review flag that training fits after the export") if cfg.task == "defect" else ""
+        raise ExportError(f"{e}. The trained weights are kept in {out / WEIGHTS}: `edge-xai export --model {out}` "
+                          f"exports the graphs again{after}") from e
+    return {**result, "model": str(out)}
 
 
 def _train_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool) -> dict:
@@ -349,6 +353,11 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
                           + ", ".join(f"after epoch {r['after_epoch']}: {r['epochs']} at {r['epoch_seconds']} s"
                                       for r in log.replans) + ")")
         epochs = log.epochs
+    if log.stopped:
+        epochs_reason += "; " + stopped_text(log.stopped)
+        epochs = log.epochs
+        if progress:
+            print(stopped_text(log.stopped), flush=True)
     counts = np.bincount(y[tr], minlength=len(classes))
     if tiles is not None:
         counts = tiles.class_counts(counts, classes, ok_class)
@@ -369,7 +378,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
                                 augmentation=augmentation.describe(), augmentation_reason=augment_reason,
                                 paste=({"donors": paste.donor_count, "surfaces": len(paste.surfaces)}
                                        if paste is not None else None),
-                                best_epoch=log.best_epoch,
+                                best_epoch=log.best_epoch, stopped=log.stopped,
                                 prior_correction={"tau": tau, "validation_scores": tau_scores,
                                                   "class_counts": counts.tolist()},
                                 seconds_per_epoch=round(log.seconds_per_epoch, 2))
@@ -502,14 +511,8 @@ def _save_and_export(out: Path, model: nn.Module, kwargs: dict, manifest: dict, 
     manifest["training"].update(history=history, seconds=round(time.perf_counter() - t_start, 1))
     manifest["validation"] = validation
     save_manifest(out, manifest)  # provisional; export adds the graphs and the files' hashes
-    try:
-        exported = export_model_dir(out, fold_batchnorm(_reload(meta, state)), example=example)
-    except ExportError as e:
-        # the training is not lost: say where it is and how to finish the folder by hand
-        after = (f"; then `edge-xai calibrate --model {out} --data HELD_OUT_DIR` fits the confidence calibration "
-                 "and the review flag that training fits after the export") if manifest["task"] == "defect" else ""
-        raise ExportError(f"{e}. The trained weights are kept in {out / WEIGHTS}: `edge-xai export --model {out}` "
-                          f"exports the graphs again{after}") from e
+    # an ExportError keeps the weights: train() publishes the folder and says how to finish it by hand
+    exported = export_model_dir(out, fold_batchnorm(_reload(meta, state)), example=example)
     return {"model": str(out), "validation": manifest["validation"], "parity": exported["parity"],
             "seconds": round(time.perf_counter() - t_start, 1)}
 
@@ -625,30 +628,42 @@ def _train_regression(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     tr_t = torch.from_numpy(tr)
     history = []
-    for epoch in range(epochs):
-        model.train()
-        order = tr_t[torch.randperm(len(tr), generator=gen)]
-        bar = tqdm(range(steps_per_epoch), desc=f"{cfg.task} epoch {epoch + 1}/{epochs}", unit="batch",
-                   disable=not progress, leave=False)
-        total = 0.0
-        for step in bar:
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            xb, yb = xt[idx].clone(), yt[idx].clone()
-            xb, yb = flips(xb, yb, gen)
-            if spec.crop and spec.crop < size:
-                xb, yb = _random_crop(xb, yb, spec.crop, gen)
-            loss = loss_fn(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{total / (step + 1):.4f}")
-        val = _validate(model, cfg.task, x[va], arrays, va, spec) if len(va) else {}
-        history.append({"epoch": epoch + 1, "loss": total / steps_per_epoch, **val})
-        if progress:
-            print(f"{cfg.task} epoch {epoch + 1}/{epochs}: loss {total / steps_per_epoch:.4f} "
-                  + " ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float)), flush=True)
+    stop = StopOnInterrupt()
+    with stop:
+        for epoch in range(epochs):
+            model.train()
+            order = tr_t[torch.randperm(len(tr), generator=gen)]
+            bar = tqdm(range(steps_per_epoch), desc=f"{cfg.task} epoch {epoch + 1}/{epochs}", unit="batch",
+                       disable=not progress, leave=False)
+            total = 0.0
+            for step in bar:
+                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                xb, yb = xt[idx].clone(), yt[idx].clone()
+                xb, yb = flips(xb, yb, gen)
+                if spec.crop and spec.crop < size:
+                    xb, yb = _random_crop(xb, yb, spec.crop, gen)
+                loss = loss_fn(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item()
+                bar.set_postfix(loss=f"{total / (step + 1):.4f}")
+                if stop.requested:
+                    break
+            bar.close()
+            val = _validate(model, cfg.task, x[va], arrays, va, spec) if len(va) else {}
+            history.append({"epoch": epoch + 1, "loss": total / (step + 1), **val})
+            if progress:
+                print(f"{cfg.task} epoch {epoch + 1}/{epochs}: loss {total / (step + 1):.4f} "
+                      + " ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float)), flush=True)
+            if stop.requested:
+                stopped = {"epoch": epoch + 1, "steps_done": step + 1, "steps": steps_per_epoch,
+                           "epochs_planned": epochs}
+                manifest["training"].update(epochs=epoch + 1, stopped=stopped)
+                if progress:
+                    print(stopped_text(stopped), flush=True)
+                break
     return _save_and_export(out, model, kwargs, manifest, history, history[-1] if history else {},
                             x[tr[:8]], t_start)
 

@@ -1,4 +1,6 @@
 """Folder datasets: every format the README promises, and a clear error for every broken input."""
+import io
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -55,6 +57,15 @@ def test_reads_simulator_npz_with_named_channels_and_ground_truth(sim_dataset):
     assert a.has_mask.all() and "geometry" in a.meta[0]
 
 
+def _cut_npz(path):
+    """An .npz whose zip is whole but whose array stops short: what a copy or a write stopped halfway leaves
+    (numpy reads .npz members lazily, so only reading the array finds it)."""
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((8, 8), np.uint8))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("image.npy", buf.getvalue()[:-20])
+
+
 @pytest.mark.parametrize("setup, message", [
     (lambda r: (r / "ok" / "x.png").write_bytes(b"not a png"), "unreadable image"),
     (lambda r: (r / "ok" / "x.gif").write_bytes(b"GIF89a"), "unknown extension"),
@@ -62,6 +73,7 @@ def test_reads_simulator_npz_with_named_channels_and_ground_truth(sim_dataset):
     (lambda r: (r / "empty").mkdir(), "empty class folder"),
     (lambda r: (r / "y.png").write_bytes(b""), "outside a class folder"),
     (lambda r: (r / "ok" / "z.npz").write_bytes(b"PK broken"), "unreadable array file"),
+    (lambda r: _cut_npz(r / "ok" / "t.npz"), r"t\.npz: unreadable \.npz \(truncated or corrupt"),
     (lambda r: _png(r / "ok" / "good_mask.png", np.zeros((8, 8), np.uint8)), "looks like the mask of 'good'"),
     (lambda r: _png(r / "ok" / "good_label.png", np.zeros((8, 8), np.uint8)), "rename it good.mask.png"),
     (lambda r: cv2.imwrite(str(r / "ok" / "good.jpg"), np.zeros((8, 8), np.uint8)), "share the stem 'good'"),
