@@ -69,3 +69,17 @@ def _publish(work: Path, out: Path, option: str) -> None:
     if out.exists():
         out.rmdir()                              # empty, checked just above
     work.rename(out)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a file whole or not at all: written beside it and renamed over it, so a crash or Ctrl-C
+    mid-write leaves the old file (or none), never half of one that a later reader trusts."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -11,6 +11,7 @@ from jinja2 import Environment
 
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer
 from edge.explain.overlay import heatmap8, overlay
+from edge.output_folder import write_text_atomic
 
 TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>edge-xai audit: {{ m.model.name }}</title>
@@ -306,6 +307,5 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
     page = env.from_string(TEMPLATE).render(m=json.loads(json.dumps(metrics, default=float)), figures=figures,
                                             cam_name=DISPLAY_NAMES.get(metrics.get("cam_method"), "Grad-CAM"),
                                             model_channels=list(model.channels) if model is not None else [])
-    path = Path(out) / "report.html"
-    path.write_text(page)
-    return path
+    # whole or not at all: re-auditing into a folder must not leave half a report beside the old metrics
+    return write_text_atomic(Path(out) / "report.html", page)

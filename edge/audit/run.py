@@ -25,6 +25,7 @@ from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review,
 from edge.explain.baselines import default_baseline
 from edge.explain.cam import contrast_control, normalise_minmax
 from edge.explain.sensors import leading_channel
+from edge.output_folder import write_text_atomic
 from edge.runtime.calibration import calibration_report
 from edge.runtime.manifest import predict_sha256
 from edge.runtime.model import Model
@@ -112,7 +113,8 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
     with _stage(metrics, "report"):
         write_report(out, metrics, model, arrays)
     metrics["seconds"] = time.perf_counter() - t0
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    # atomic: `gate` trusts this file; an audit stopped while writing it leaves the previous one whole
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
     return metrics
 
 

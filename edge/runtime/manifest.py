@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from edge.errors import InvalidInput
+from edge.output_folder import write_text_atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -32,10 +33,7 @@ def sha256_file(path: Path) -> str:
 def save_manifest(model_dir: Path, manifest: dict) -> dict:
     """Write manifest.json as given (the one place that writes it); atomic, so a crash mid-write leaves
     the old manifest, never half a file."""
-    path = Path(model_dir) / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(Path(model_dir) / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
