@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from edge.errors import OutputExists
 
@@ -71,15 +72,24 @@ def _publish(work: Path, out: Path, option: str) -> None:
     work.rename(out)
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a file whole or not at all: written beside it and renamed over it, so a crash or Ctrl-C
-    mid-write leaves the old file (or none), never half of one that a later reader trusts."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write `path` through, whole or not at all: written beside it and renamed over it
+    on leaving the block, so a crash or Ctrl-C mid-write leaves the old file (or none), never half of one
+    that a later reader trusts."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        with open(tmp, "wb") as f:
+            yield f
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """`atomic_file` for a text file (UTF-8)."""
+    with atomic_file(path) as f:
+        f.write(text.encode("utf-8"))
+    return Path(path)

@@ -125,22 +125,14 @@ def test_a_store_data_set_stopped_halfway_leaves_neither_set(tmp_path, monkeypat
 
 
 def test_a_file_written_atomically_is_the_old_one_or_the_new_one(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from edge.output_folder import write_text_atomic
+    from edge.output_folder import atomic_file, write_text_atomic
 
     metrics = tmp_path / "metrics.json"
     write_text_atomic(metrics, '{"old": 1}')
-    real = Path.write_text
 
-    def disk_full(self, text, *args, **kwargs):
-        real(self, text[: len(text) // 2], *args, **kwargs)
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(Path, "write_text", disk_full)
-    with pytest.raises(OSError):
-        write_text_atomic(metrics, '{"new": 2, "padding": "................"}')
-    monkeypatch.setattr(Path, "write_text", real)
+    with pytest.raises(OSError), atomic_file(metrics) as f:
+        f.write(b'{"new": 2, "pad')
+        raise OSError(28, "No space left on device")        # the disk filled halfway
     assert metrics.read_text() == '{"old": 1}' and _entries(tmp_path) == ["metrics.json"]
     write_text_atomic(metrics, '{"new": 2}')
     assert metrics.read_text() == '{"new": 2}'

@@ -246,11 +246,15 @@ def save(model_dir, policy: ReviewPolicy, scores: dict[str, np.ndarray], fitted_
     """review.npz (embedding model + held-out scores) and the manifest's `review` entry, files re-hashed."""
     from pathlib import Path
 
+    from edge.output_folder import atomic_file
     from edge.runtime.manifest import load_manifest, write_manifest
 
     model_dir = Path(model_dir)
-    np.savez_compressed(model_dir / REVIEW_FILE, means=policy.embeddings.means, precision=policy.embeddings.precision,
-                        **{f"held_{k}": v for k, v in scores.items()})
+    # replaced whole: `calibrate` refits a served model's flag in place, and a half-written file would
+    # leave the model unloadable (its hash in the manifest no longer matching) until refitted
+    with atomic_file(model_dir / REVIEW_FILE) as f:
+        np.savez_compressed(f, means=policy.embeddings.means, precision=policy.embeddings.precision,
+                            **{f"held_{k}": v for k, v in scores.items()})
     manifest = load_manifest(model_dir, verify=False)
     manifest["review"] = {**policy.to_manifest(), "fitted_on": fitted_on, "n_held_out": int(len(scores["confidence"])),
                           "file": REVIEW_FILE}
