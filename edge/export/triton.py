@@ -101,15 +101,24 @@ def export_triton(model_dir: Path, out: Path, name: str | None = None, **options
     manifest = load_manifest(model_dir)
     name = name or model_dir.name
     manifest_sha = hashlib.sha256((model_dir / MANIFEST).read_bytes()).hexdigest()
-    written = []
-    for graph, spec in manifest["graphs"].items():
-        folder = out / f"{name}_{graph}"
+    folders = {graph: out / f"{name}_{graph}" for graph in manifest["graphs"]}
+    for folder in folders.values():      # all checked before any is written: no half-exported model set
         if folder.exists() and any(folder.iterdir()):
             raise OutputExists(f"{folder} exists and is not empty; choose a new --out or remove it")
-        cfg = model_config(folder.name, model_dir / spec["file"], manifest, **options)
-        cfg.parameters["edge_xai_manifest_sha256"].string_value = manifest_sha
-        (folder / "1").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model_dir / spec["file"], folder / "1" / "model.onnx")
-        (folder / "config.pbtxt").write_text(text_format.MessageToString(cfg))
-        written.append(folder / "config.pbtxt")
+    written = []
+    try:
+        for graph, spec in manifest["graphs"].items():
+            folder = folders[graph]
+            cfg = model_config(folder.name, model_dir / spec["file"], manifest, **options)
+            cfg.parameters["edge_xai_manifest_sha256"].string_value = manifest_sha
+            (folder / "1").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model_dir / spec["file"], folder / "1" / "model.onnx")
+            (folder / "config.pbtxt").write_text(text_format.MessageToString(cfg))
+            written.append(folder / "config.pbtxt")
+    except BaseException:
+        # an error or Ctrl-C halfway: a server polling the repository must not find a model missing its
+        # file or configuration (staged folders would sit in the repository too, where Triton scans)
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return written

@@ -1,6 +1,7 @@
 """export-triton: a model repository whose configs parse as Triton's ModelConfig and say what the graphs are."""
 import hashlib
 import json
+import shutil
 
 import pytest
 from google.protobuf import text_format
@@ -55,3 +56,27 @@ def test_nothing_is_overwritten_and_the_cli_reports(tmp_path, capsys):
     assert "phase_predict/config.pbtxt" in capsys.readouterr().out
     with pytest.raises(OutputExists):
         export_triton(MODELS / "phase", tmp_path / "r")
+
+
+def test_a_taken_name_or_a_stop_halfway_leaves_no_model_of_the_set(tmp_path, monkeypatch):
+    from edge.export import triton
+
+    graphs = list(json.loads((MODELS / "defect" / "manifest.json").read_text())["graphs"])
+    (tmp_path / "r" / f"defect_{graphs[-1]}").mkdir(parents=True)
+    (tmp_path / "r" / f"defect_{graphs[-1]}" / "config.pbtxt").write_text("theirs")
+    with pytest.raises(OutputExists):
+        export_triton(MODELS / "defect", tmp_path / "r")
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [f"defect_{graphs[-1]}"]   # only theirs
+
+    copies, real_copy = [], shutil.copyfile
+
+    def copy_then_stop(src, dst):
+        copies.append(dst)
+        if len(copies) == 2:
+            raise KeyboardInterrupt
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(triton.shutil, "copyfile", copy_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        export_triton(MODELS / "defect", tmp_path / "s")
+    assert not (tmp_path / "s").exists() or list((tmp_path / "s").iterdir()) == []
