@@ -51,8 +51,10 @@ def staged_output(out: Path, option: str = "--out", keep_on: tuple[type[BaseExce
     try:
         yield work
     except keep_on:
-        _publish(work, out, option)
-        shutil.rmtree(holder, ignore_errors=True)
+        try:
+            _publish(work, out, option)
+        finally:
+            shutil.rmtree(holder, ignore_errors=True)
         raise
     except BaseException:
         shutil.rmtree(holder, ignore_errors=True)

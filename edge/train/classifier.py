@@ -514,8 +514,8 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
                     next_s = pace * factor(epoch + 1)
                     log.replans.append({"after_epoch": epoch, "epochs": replanned, "epoch_seconds": round(next_s, 1)})
                     if progress:
-                        print(f"re-planned to {replanned} epochs: the next epoch takes {next_s:.0f} s here (the pace of "
-                              f"the last {min(len(paces), 3)}"
+                        print(f"re-planned to {replanned} epochs: the next epoch takes {next_s:.0f} s here "
+                              f"(the pace of the last {min(len(paces), 3)}"
                               + (", less as the cache fills" if epoch_factor is not None else "")
                               + f") and the loop has {max(deadline - time.perf_counter(), 0) / 60:.1f} min left of "
                               f"the time budget", flush=True)

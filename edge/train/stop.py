@@ -35,7 +35,8 @@ class StopOnInterrupt:
 
     def __enter__(self):
         # a process started with SIGINT ignored (a background job of a script, nohup) keeps ignoring it
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        if threading.current_thread() is threading.main_thread() and not ignored:
             previous = signal.signal(signal.SIGINT, self._handle)
             # None: a handler set outside Python; Python's own is the closest to restore
             self._previous = previous if previous is not None else signal.default_int_handler
