@@ -10,7 +10,9 @@ an error at sample 2113 of 3000, an export that fails) left a folder that looks 
 weights and a manifest but no graphs, a data set with a truncated last file and without its recipe, which
 training then read as another set. Written beside OUT and renamed when complete (one rename on the same file
 system), OUT is either absent or whole; a run killed outright (SIGKILL, power) leaves only a hidden
-`.OUT.partial-*` folder beside it, never something under OUT's name.
+`.OUT.partial-*` folder beside it, never something under OUT's name. An OUT that exists already (empty,
+perhaps the shell's current folder, `--out .`) is kept as the same folder and the finished entries are
+renamed into it one by one: whole entries, in a window of microseconds instead of the whole run.
 
 `work` carries OUT's own name (it sits one level down in the hidden folder), so whatever records its
 folder's name (a model's manifest `name`) records OUT's. A caller that must keep an incomplete result (the
@@ -43,10 +45,11 @@ def staged_output(out: Path, option: str = "--out", keep_on: tuple[type[BaseExce
     OUT. An exception removes it and leaves OUT untouched, except one of `keep_on`, which publishes what
     was written before re-raising. publish_empty=False: nothing written means OUT is not created."""
     out = check_output(out, option)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    where = out.resolve()                  # `--out .` (an empty current folder) has a name and a parent too
+    where.parent.mkdir(parents=True, exist_ok=True)
     # unique and hidden: never a name the user chose, so removing it can take nothing of theirs
-    holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    work = holder / out.name
+    holder = Path(tempfile.mkdtemp(prefix=f".{where.name}.partial-", dir=where.parent))
+    work = holder / where.name
     work.mkdir()
     try:
         yield work
@@ -70,8 +73,12 @@ def _publish(work: Path, out: Path, option: str) -> None:
     # OUT may have appeared meanwhile (another run): refuse rather than merge into it
     check_output(out, option)
     if out.exists():
-        out.rmdir()                              # empty, checked just above
-    work.rename(out)
+        # an existing empty folder stays the same folder (it may be a shell's current directory): the
+        # entries are renamed into it, each whole
+        for entry in sorted(work.iterdir()):
+            entry.rename(out / entry.name)
+    else:
+        work.rename(out)
 
 
 @contextmanager

@@ -1,4 +1,6 @@
 """Output folders appear whole or not at all (edge.output_folder), and the commands that write them use it."""
+from pathlib import Path
+
 import pytest
 
 from edge.errors import ExportError, OutputExists
@@ -36,6 +38,17 @@ def test_an_existing_empty_folder_is_filled_and_a_non_empty_one_refused(tmp_path
             staged_output(tmp_path / "empty", "--data-out"):
         pass
     assert _entries(tmp_path / "empty") == ["f"]
+
+
+def test_out_dot_fills_the_current_folder_which_stays_the_same_folder(tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    inode = (tmp_path / "here").stat().st_ino
+    with staged_output(Path(".")) as work:
+        (work / "ok").mkdir()
+        (work / "dataset.json").write_text("{}")
+    assert _entries(tmp_path) == ["here"] and _entries(tmp_path / "here") == ["dataset.json", "ok"]
+    assert Path.cwd().stat().st_ino == inode == (tmp_path / "here").stat().st_ino
 
 
 def test_keep_on_publishes_what_was_written_before_re_raising(tmp_path):
