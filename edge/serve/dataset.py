@@ -43,7 +43,8 @@ def dataset_from_store(store_path: Path, out: Path, review: Path | None = None, 
     """Write the verdicted frames of an inspection store as a data set (and the disagreements as a review
     set); returns what was written and what was left out, as also kept in each set's dataset.json."""
     store_path, out = Path(store_path), Path(out)
-    review = Path(review) if review is not None else out.with_name(out.name + "-review")
+    # resolved for the name: `--out .` names the current folder (Path(".") has an empty name)
+    review = Path(review) if review is not None else out.resolve().with_name(out.resolve().name + "-review")
     if not store_path.is_file():
         raise MissingFile(f"--from-store {store_path}: no such inspection store")
     check_output(out, "--out")

@@ -1,5 +1,6 @@
 """Verdicts back into training: stored frames become a data set the loader reads, with operators' classes."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,3 +95,12 @@ def test_a_store_without_verdicts_says_where_verdicts_come_from(tmp_path, capsys
     out = capsys.readouterr().out
     assert "wrote 0 of 0 verdicted inspections" in out
     assert "none of the store's 1 inspections has an operator's verdict yet" in out and "Agree / Disagree" in out
+
+
+def test_out_dot_writes_into_the_current_folder_and_the_review_set_beside_it(store, tmp_path, monkeypatch):
+    path, *_ = store
+    (tmp_path / "line").mkdir()
+    monkeypatch.chdir(tmp_path / "line")
+    r = dataset_from_store(path, Path("."), progress=False)
+    assert (tmp_path / "line" / "dataset.json").is_file() and (tmp_path / "line-review" / "dataset.json").is_file()
+    assert r["review"] == str(tmp_path / "line-review")
