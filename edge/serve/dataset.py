@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from edge.data.loader import SAFE_CLASS, write_sample
 from edge.errors import InvalidInput, MissingFile
-from edge.output_folder import check_output, staged_output
+from edge.output_folder import staged_output
 from edge.record import InspectionStore
 from edge.serve.frames import MAX_PIXELS, decode_channel
 from edge.v1 import inspection_pb2 as pb
@@ -44,14 +44,14 @@ def dataset_from_store(store_path: Path, out: Path, review: Path | None = None, 
     set); returns what was written and what was left out, as also kept in each set's dataset.json."""
     store_path, out = Path(store_path), Path(out)
     # resolved for the name: `--out .` names the current folder (Path(".") has an empty name)
-    review = Path(review) if review is not None else out.resolve().with_name(out.resolve().name + "-review")
+    where = out.resolve()
+    review = Path(review) if review is not None else where.with_name(where.name + "-review")
     if not store_path.is_file():
         raise MissingFile(f"--from-store {store_path}: no such inspection store")
-    check_output(out, "--out")
-    check_output(review, "--review")
-    if out.resolve() == review.resolve():
+    if where == review.resolve():
         raise InvalidInput("--out and --review must be different folders")
-    # both sets appear when complete (a run stopped halfway leaves neither); the review set only if there is one
+    # both sets appear when complete (a run stopped halfway leaves neither; each folder is refused when not
+    # empty before anything is written); the review set only if there is one
     with staged_output(out, "--out") as work, staged_output(review, "--review", publish_empty=False) as work_review:
         summary, disagreements = _write_sets(store_path, work, work_review, progress)
     return {**summary, "out": str(out), "review": str(review) if disagreements else None}

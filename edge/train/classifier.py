@@ -38,7 +38,7 @@ from edge.evaluate import classification_metrics
 from edge.train.augment import Augmentation, PastePlan, paste_defects
 from edge.train.models import FusionClassifier
 from edge.train.recipe import SCRATCH_LR, flat_factor, replan_epochs
-from edge.train.stop import StopOnInterrupt
+from edge.train.stop import StopOnInterrupt, stopped_at
 
 
 @dataclass
@@ -502,7 +502,7 @@ def fit_classifier(data: ClassifierData, recipe: ClassifierRecipe, augmentation:
                       + f" ({seconds:.0f} s)", flush=True)
             epoch += 1
             if stop.requested:
-                log.stopped = {"epoch": epoch, "steps_done": done_steps, "steps": steps, "epochs_planned": epochs}
+                log.stopped = stopped_at(epoch, done_steps, steps, epochs)
                 break
             if deadline is not None:
                 # the epoch with its validation, as the pace of an epoch of factor 1 (recipe.cache_fill_factor)

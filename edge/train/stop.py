@@ -55,6 +55,11 @@ class StopOnInterrupt:
             self._previous = None
 
 
+def stopped_at(epoch: int, steps_done: int, steps: int, epochs_planned: int) -> dict:
+    """Where Ctrl-C stopped a run, as the manifest keeps it (`training.stopped`) and `stopped_text` says it."""
+    return {"epoch": epoch, "steps_done": steps_done, "steps": steps, "epochs_planned": epochs_planned}
+
+
 def stopped_text(stopped: dict) -> str:
     """The training log's and manifest's words for where Ctrl-C stopped a run (`FitLog.stopped`)."""
     part = "" if stopped["steps_done"] == stopped["steps"] else (

@@ -25,14 +25,14 @@ from edge.data.preprocess import Normalisation
 from edge.errors import ExportError, InvalidInput
 from edge.export.graphs import OPSET
 from edge.export.model_dir import export_model_dir
-from edge.output_folder import check_output, staged_output
+from edge.output_folder import staged_output
 from edge.runtime.calibration import MIN_SAMPLES as MIN_CALIBRATION_SAMPLES
 from edge.runtime.calibration import fit_calibration
 from edge.runtime.manifest import load_manifest, save_manifest, write_manifest
 from edge.train.augment import PASTE_MAX_SHARE, Augmentation, plan_paste
 from edge.train.models import WEIGHTS, RadiometricUNet, ResidualUNet, SurfaceFeatures, build_model, fold_batchnorm
 from edge.train.recipe import SCRATCH_LR, downscale_note, parse_tile
-from edge.train.stop import StopOnInterrupt, stopped_text
+from edge.train.stop import StopOnInterrupt, stopped_at, stopped_text
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def train(data: Path, out: Path, cfg: TrainConfig, progress: bool = True) -> dic
         raise InvalidInput(f"--head {cfg.head}: only the thermal model has a choice of head")
     if parse_tile(cfg.tile) != "auto" and cfg.task != "defect":
         raise InvalidInput(f"--tile {cfg.tile}: only the defect classifier trains on tiles")
-    out = check_output(out)
+    out = Path(out)            # refused when not empty by staged_output below, before anything is read
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -658,8 +658,7 @@ def _train_regression(data: Path, out: Path, cfg: TrainConfig, progress: bool) -
                 print(f"{cfg.task} epoch {epoch + 1}/{epochs}: loss {total / (step + 1):.4f} "
                       + " ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float)), flush=True)
             if stop.requested:
-                stopped = {"epoch": epoch + 1, "steps_done": step + 1, "steps": steps_per_epoch,
-                           "epochs_planned": epochs}
+                stopped = stopped_at(epoch + 1, step + 1, steps_per_epoch, epochs)
                 manifest["training"].update(epochs=epoch + 1, stopped=stopped)
                 if progress:
                     print(stopped_text(stopped), flush=True)
