@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -56,6 +57,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pitch(option: str, value: float | None) -> float | None:
+    """A pixel pitch given on the command line: a positive number of mm per pixel, or None."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UserError(f"{option} {value}: expected a positive number of mm per pixel (e.g. 0.05)")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from edge.train.recipe import parse_tile
     from edge.train.train import TrainConfig, train
@@ -72,7 +80,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       augment="none" if args.no_augment else args.augment,
                       ok_class=args.ok_class, threads=args.threads, limit=args.limit,
                       time_budget_min=args.time_budget, mask_weight=args.mask_weight, backbone=args.backbone,
-                      precision=args.precision, context=args.context, head=args.head, tile=parse_tile(args.tile))
+                      precision=args.precision, context=args.context, head=args.head, tile=parse_tile(args.tile),
+                      pixel_pitch_mm=_pitch("--pixel-pitch-mm", args.pixel_pitch_mm))
     result = train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)
     print(json.dumps(result, indent=2))
     return 0
@@ -295,7 +304,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if not model.classes:
         parse_target(args.target, [], (1, 1, h, w))   # fail on a bad target before any work
     model.warm_up()
-    pitch = sample.meta.get("pixel_pitch_mm")
+    pitch = _pitch("--pixel-pitch-mm", args.pixel_pitch_mm) or sample.meta.get("pixel_pitch_mm")
     # The picture under the overlay: the file at its own size for Grad-CAM maps (letterboxed or tiled,
     # as the server does), the model's input for IG and SHAP.
     under, heat, frame = x[0], None, None
@@ -305,7 +314,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         planes = frame_planes(sample, model.channels)
         from edge.explain import per_sample_targets
         target_index = None if target is None else int(per_sample_targets(model, target, 1)[0])
-        [frame] = explain_frames(explainer, [frame_view(planes, model)], [target_index])
+        [frame] = explain_frames(explainer, [frame_view(planes, model, pitch)], [target_index])
         e, under, heat = frame.explanation, planes, frame.heatmap
         x = frame.view.x[frame.tile or 0][None]
     else:
@@ -335,6 +344,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         record["sensors"] = {c: round(float(v), 4) for c, v in zip(model.channels, shares)}
     if frame is not None:
         record["frame"] = {"height": frame.view.shape[0], "width": frame.view.shape[1], "tiles": frame.tiles,
+                           "pixel_pitch_mm": pitch,
                            **({"deciding_tile": list(frame.tile_box)} if frame.tile is not None else {})}
     if args.out:
         import cv2
@@ -455,6 +465,9 @@ def _cmd_station(args: argparse.Namespace) -> int:
         raise UserError(f"--explain {args.explain!r}: unknown kind(s) {', '.join(unknown)}; "
                         f"choose from {', '.join(kinds)}, comma-separated")
     explain = tuple(kinds[k] for k in asked)
+    if args.pixel_pitch_mm is not None and not args.input:
+        raise UserError("--pixel-pitch-mm is the pitch of the --input files' camera (simulated frames carry "
+                        "their own)")
     if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_cert and not args.tls_ca):
         raise UserError("mutual TLS needs --tls-ca, --tls-cert and --tls-key together")
     tls = None
@@ -467,7 +480,8 @@ def _cmd_station(args: argparse.Namespace) -> int:
         from edge.serve.station import FileRequests, input_files
 
         root = Path(args.input)
-        frames = FileRequests(input_files(root), args.model or "", explain, root)
+        frames = FileRequests(input_files(root), args.model or "", explain, root,
+                              _pitch("--pixel-pitch-mm", args.pixel_pitch_mm))
         if not args.json:
             def on_answer(req, r, error: str) -> None:
                 if r is None:
@@ -710,6 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ok-class", default=None, help="the class folder meaning 'no defect' (default: the one folder "
                    "named like it: ok, good, normal, pass, no_defect, defect_free, clean, none, ...; without one, "
                    "every class is a defect)")
+    t.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
+                   help="mm per pixel of the training images (photographs do not record it; .npz samples' own "
+                        "pitch is used otherwise). Recorded in the manifest: sentences then give places in mm, and "
+                        "frames sent with another pitch (a camera of another resolution) are read at this one")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     t.add_argument("--limit", type=int, default=None, help="use at most this many samples")
     t.add_argument("--quiet", action="store_true")
@@ -858,6 +876,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--target", default=None,
                    help="classifier: a class name or index (default: the predicted class); regression: "
                         "mean (default), pixel:ROW,COL or roi:TOP:BOTTOM,LEFT:RIGHT")
+    x.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
+                   help="mm per pixel of the input (default: what an .npz records): places in mm, and for a model "
+                        "trained with a pitch (train --pixel-pitch-mm) the frame is read at the training pitch")
     x.add_argument("--out", default=None, help="write the overlay PNG here")
     x.add_argument("--channel", default=None, help="channel under the overlay (default: the first)")
     x.add_argument("--opacity", type=float, default=0.45, help="heatmap opacity in the overlay (default 0.45)")
@@ -931,6 +952,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(.npz, .npy) to send instead of simulated frames; masks and annotation files are skipped")
     st.add_argument("--model", default=None, help="with --input: the served classifier to ask (default: the "
                     "server's default model)")
+    st.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
+                    help="with --input: mm per pixel of the files' camera, sent with each frame (files that record "
+                         "their own pitch keep it); a model trained with a pitch reads the frames at its own")
     st.add_argument("--store-frames", action="store_true", help="ask the node to keep each frame in its "
                     "inspection store (it does where it runs with [serve] store_frames = true): operators' verdicts "
                     "on them then become training data with edge-xai dataset --from-store")

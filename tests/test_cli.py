@@ -84,6 +84,7 @@ def test_evaluate_names_a_missing_model_folder(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--lr", "0"], "--lr must be positive"),
     (["--backbone", "vgg"], "invalid choice: 'vgg'"),
+    (["--pixel-pitch-mm", "-0.05"], "--pixel-pitch-mm -0.05: expected a positive number of mm per pixel"),
 ])
 def test_train_names_a_bad_option_before_any_work(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) if "choice" in message else contextlib.nullcontext():
@@ -200,6 +201,7 @@ def test_explain_shap_prints_efficiency(frame_file, capsys):
     (["--model", str(MODELS / "thermal"), "--sensors"], "--sensors splits a classifier's"),
     (["--model", str(MODELS / "defect"), "--method", "ig", "--guided"], "--guided refines class activation maps"),
     (["--model", str(MODELS / "defect"), "--out", "overlay"], "--out overlay: the overlay is an image"),
+    (["--model", str(MODELS / "defect"), "--pixel-pitch-mm", "nan"], "--pixel-pitch-mm nan: expected a positive"),
 ])
 def test_explain_errors_name_what_is_wrong(frame_file, capsys, args, message):
     assert main(["explain", "--input", str(frame_file), *args]) == 2
@@ -278,6 +280,11 @@ def test_serve_refuses_to_start_when_no_audited_classifier_is_left(tmp_path):
 def test_station_names_an_unknown_explanation_kind(capsys):
     assert main(["station", "--target", "127.0.0.1:9", "--explain", "ig,foo"]) == 2
     assert "--explain 'ig,foo': unknown kind(s) foo" in capsys.readouterr().err
+
+
+def test_station_pitch_is_for_files(capsys):
+    assert main(["station", "--target", "127.0.0.1:9", "--pixel-pitch-mm", "0.05"]) == 2
+    assert "--pixel-pitch-mm is the pitch of the --input files' camera" in capsys.readouterr().err
 
 
 def test_a_bug_is_not_reported_as_a_user_error(monkeypatch, capsys):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import grpc
@@ -62,7 +63,10 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
         budget = min(budget, time_remaining_s * 1e3) if request.cycle_budget_ms else time_remaining_s * 1e3
     planes = decode_planes(request.frame, model.channels,
                            integer_scaling=bool(model.input_spec.get("integer_scaling")))
-    view = frame_view(planes, model)
+    pitch = request.frame.pixel_pitch_mm or None            # 0, the field's default: not given
+    if pitch is not None and not (math.isfinite(pitch) and pitch > 0):
+        raise FieldError("frame.pixel_pitch_mm", f"{pitch!r}: expected a positive number of mm per pixel (0: not given)")
+    view = frame_view(planes, model, pitch)     # at the model's training pitch where both are known
     regression = {}
     if "ig" in kinds:
         wanted = list(request.regression_models) or list(inspector.regression_models())
@@ -77,7 +81,6 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
                 if request.regression_models:      # asked for by name: say why it cannot be done
                     raise
                 # implicit "all": a model whose channels this frame lacks is skipped
-    pitch = request.frame.pixel_pitch_mm if request.frame.pixel_pitch_mm > 0 else None
     previews = {n: png(to_gray8(preview_plane(planes[i]))) for i, n in enumerate(model.channels)}
     return Job(station_id=request.station_id or "unnamed", part_id=request.part_id, model=model.name, view=view,
                explanations=kinds, budget_ms=budget, target_class=request.target_class or None,

@@ -63,11 +63,13 @@ class FileRequests(Sequence):
     """One request per file, read when it is sent (a folder of 5-MPixel images would not fit in memory
     read beforehand): its channels named as training names them, 8/16-bit images as their integers (the
     server scales them as training did, `integer_scaling`), everything else as float32; the part id is the
-    file's path under `root` (else its name)."""
+    file's path under `root` (else its name). `pixel_pitch_mm`: the camera's pitch, sent with every file
+    that records none of its own (an .npz may)."""
 
     def __init__(self, files: list[Path], model: str = "", explanations: tuple[int, ...] = (),
-                 root: Path | None = None):
+                 root: Path | None = None, pixel_pitch_mm: float | None = None):
         self.files, self.model, self.explanations = list(files), model, list(explanations)
+        self.pixel_pitch_mm = pixel_pitch_mm
         self.root = Path(root) if root is not None and Path(root).is_dir() else None
 
     def __len__(self) -> int:
@@ -83,7 +85,7 @@ class FileRequests(Sequence):
         img, names, _, meta = loader.read_image(self.files[i], scale=False)
         dtype = str(img.dtype) if img.dtype in (np.uint8, np.uint16) else "float32"
         planes = {n: img[:, :, k] for k, n in enumerate(names)}
-        pitch = float(meta.get("pixel_pitch_mm", 0.0) or 0.0)
+        pitch = float(meta.get("pixel_pitch_mm", 0.0) or self.pixel_pitch_mm or 0.0)
         return pb.InspectRequest(part_id=self.part_id(i), model=self.model,
                                  frame=encode_frame(planes, dtype, pitch), explanations=self.explanations)
 

@@ -91,6 +91,9 @@ class TrainConfig:
     # classifier: "auto" (cut large frames into tiles where their defects are too small to be letterboxed
     # whole: recipe.choose_tiling), "off", or a tile side in pixels
     tile: str | int = "auto"
+    # mm per pixel of the training images (photographs, which do not record it; an .npz's own pitch is used
+    # where this is None): frames sent with another pitch are then read at this one (edge.explain.frame_view)
+    pixel_pitch_mm: float | None = None
 
 
 def _split(labels: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +138,10 @@ def _manifest_base(out: Path, cfg: TrainConfig, data: Path, arrays: Arrays, n_tr
     recipe_path = Path(data) / "dataset.json"
     return {
         "name": out.name, "task": cfg.task, "channels": list(arrays.channel_names), "opset": OPSET,
-        "pixel_pitch_mm": float(np.median(pitches)) if pitches else None,
+        "pixel_pitch_mm": cfg.pixel_pitch_mm or (float(np.median(pitches)) if pitches else None),
+        # the pitches the model learnt its defects at: a served frame outside them is read at the nearest
+        "pixel_pitch_range_mm": ([cfg.pixel_pitch_mm] * 2 if cfg.pixel_pitch_mm else
+                                 [float(min(pitches)), float(max(pitches))] if pitches else None),
         "training": {"config": asdict(cfg), "samples": int(n_train),
                      "validation_samples": int(n_val), "torch": torch.__version__,
                      "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -312,6 +318,9 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
             print(f"context: {context_reason}", flush=True)
         print(f"precision: {precision_reason}", flush=True)
         print(f"augmentation: {augment_reason}", flush=True)
+        if cfg.pixel_pitch_mm:
+            print(f"pixel pitch {cfg.pixel_pitch_mm:g} mm (--pixel-pitch-mm): frames sent with their own pitch are "
+                  f"read at this one, and sentences give places in mm", flush=True)
     if tiles is not None:
         arrays, tr, va = tiles.load(size, cfg.channels, progress)
     else:

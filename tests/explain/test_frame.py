@@ -40,9 +40,10 @@ def spot_model(tmp_path_factory):
         cv2.imwrite(str(root / "spot" / f"{i}.mask.png"), mask)
     out = tmp_path_factory.mktemp("spots") / "model"
     train(root, out, TrainConfig(task="defect", size=SIZE, epochs=12, width=8, threads=2,
-                                   time_budget_min=None), progress=False)
+                                   time_budget_min=None, pixel_pitch_mm=0.1), progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["input"]["size"] == [SIZE, SIZE] and manifest["input"]["source_size"] == [SIZE, SIZE]
+    assert manifest["pixel_pitch_mm"] == 0.1 and manifest["pixel_pitch_range_mm"] == [0.1, 0.1]   # as declared
     return Model.load(out)
 
 
@@ -85,8 +86,9 @@ def test_explain_on_a_large_frame_says_places_in_the_frames_pixels(spot_model, t
     assert main(["explain", "--model", str(spot_model.dir), "--input", str(path), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["frame"]["height"] == 160 and r["frame"]["width"] == 240 and r["frame"]["tiles"] > 1
-    row, col = map(int, re.search(r"at pixel row (\d+), column (\d+)", r["explanation"]).groups())
-    assert abs(row - 121) <= 12 and abs(col - 187) <= 12, r["explanation"]   # frame pixels, not the tile's
+    # the model records a 0.1 mm pitch, which a frame sent without its own is taken to have
+    right, down = map(float, re.search(r"([\d.]+) mm right and ([\d.]+) mm down", r["explanation"]).groups())
+    assert abs(down / 0.1 - 121) <= 12 and abs(right / 0.1 - 187) <= 12, r["explanation"]   # the frame's, not the tile's
 
 
 def test_evaluate_and_the_audit_read_large_frames_in_tiles_as_served(spot_model, tmp_path):
@@ -130,3 +132,25 @@ def test_evaluate_and_the_audit_read_large_frames_in_tiles_as_served(spot_model,
     assert "this audit judges what the model reads" in note and "1 unannotated frames left out" in note
     assert m["frames"]["tiled_frames"] == 1 and m["frames"]["samples"] == 3 and m["data"]["samples"] == 2
     assert "1 of 3 frames are much larger" in (tmp_path / "audit" / "report.html").read_text()
+
+
+def test_a_frame_from_a_finer_camera_sent_with_its_pitch_is_read_as_training_read_its_images(spot_model, tmp_path,
+                                                                                           capsys):
+    from edge.cli import main
+
+    rng = np.random.default_rng(4)
+    small = spot_image(rng, SIZE, SIZE, centre=(30, 14))
+    frame = cv2.resize(small, (3 * SIZE, 3 * SIZE), interpolation=cv2.INTER_LINEAR)   # 3x the resolution
+    assert frame_view(_planes(frame), spot_model).tiling is not None     # without its pitch: tiles of a magnified spot
+    [r] = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(frame), spot_model, pixel_pitch_mm=0.1 / 3)])
+    assert r.tiles == 1 and r.explanation.prediction.label == "spot" and r.heatmap.shape == frame.shape
+    row, col = np.unravel_index(np.argmax(r.heatmap), r.heatmap.shape)
+    assert abs(row - 90) <= 3 * 8 and abs(col - 42) <= 3 * 8             # within a map cell, in frame pixels
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), frame)
+    assert main(["explain", "--model", str(spot_model.dir), "--input", str(path), "--pixel-pitch-mm", str(0.1 / 3),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["frame"]["tiles"] == 1 and out["frame"]["pixel_pitch_mm"] == pytest.approx(0.1 / 3), out
+    assert out["prediction"]["class"] == "spot", out
+    assert " mm " in out["explanation"]                                  # places said in millimetres too

@@ -86,6 +86,8 @@ def test_raw_heatmap_and_explicit_target(stub, requests):
      "frame.channels[0].tensor.data"),
     (lambda r: r.frame.channels[1].CopyFrom(pb.Channel(name="phase", image=pb.EncodedImage(encoding=pb.PNG, data=b"x"))),
      grpc.StatusCode.INVALID_ARGUMENT, "frame.channels[1].image.data"),
+    (lambda r: setattr(r.frame, "pixel_pitch_mm", float("nan")), grpc.StatusCode.INVALID_ARGUMENT, "frame.pixel_pitch_mm"),
+    (lambda r: setattr(r.frame, "pixel_pitch_mm", -0.1), grpc.StatusCode.INVALID_ARGUMENT, "frame.pixel_pitch_mm"),
 ])
 def test_bad_requests_get_a_status_that_names_the_field_and_the_server_keeps_serving(stub, requests, mutate, code, field):
     req = pb.InspectRequest()
