@@ -13,6 +13,7 @@ import torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -1021,8 +1022,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's or `kill`'s stop), raised where the program is, so that output folders being
+    written are removed as on Ctrl-C (edge.output_folder) instead of left behind half-written. A
+    BaseException, like KeyboardInterrupt: no `except Exception` on the way may swallow it."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _terminate_cleanly():
+    """SIGTERM -> Terminated in the main thread while a command runs, unless the signal is ignored (nohup, a
+    parent's choice) or handled already (a program calling main()); the previous handler afterwards. The
+    serving commands replace it with their own graceful stop (an asyncio handler) while they serve."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with _terminate_cleanly():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except EdgeError as exc:
@@ -1035,11 +1070,12 @@ def main(argv: list[str] | None = None) -> int:
         # port in use): its message names the file; not a bug of ours.
         print(f"edge-xai {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         # these write their output folder beside it and rename it when complete (edge.output_folder)
         staged = args.command in ("train", "simulate", "dataset") and getattr(args, "out", None)
-        print(f"interrupted: nothing was written to {args.out}" if staged else "interrupted", file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}: nothing was written to {args.out}" if staged else what, file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -282,6 +282,26 @@ def test_station_names_an_unknown_explanation_kind(capsys):
     assert "--explain 'ig,foo': unknown kind(s) foo" in capsys.readouterr().err
 
 
+def test_sigterm_while_writing_leaves_nothing_behind(tmp_path):
+    # a scheduler's stop or `kill` while simulate writes: the half-written folder is removed, as on Ctrl-C
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "edge.cli", "simulate", "--out", str(tmp_path / "d"), "--n",
+                          "100000", "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not any(tmp_path.glob(".d.partial-*/**/*.npz")) and time.monotonic() < end and p.poll() is None:
+            time.sleep(0.1)
+        assert any(tmp_path.glob(".d.partial-*/**/*.npz")), "simulate wrote nothing to stop"
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 143 and f"terminated (SIGTERM): nothing was written to {tmp_path / 'd'}" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_station_pitch_is_for_files(capsys):
     assert main(["station", "--target", "127.0.0.1:9", "--pixel-pitch-mm", "0.05"]) == 2
     assert "--pixel-pitch-mm is the pitch of the --input files' camera" in capsys.readouterr().err
