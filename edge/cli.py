@@ -113,7 +113,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from edge.evaluate import evaluate, format_report
 
     metrics = evaluate(Path(args.model), Path(args.data), progress=not (args.quiet or args.json),
-                       limit=args.limit, batch_size=args.batch_size)
+                       limit=args.limit, batch_size=args.batch_size,
+                       pixel_pitch_mm=_pitch("--pixel-pitch-mm", args.pixel_pitch_mm))
     print(json.dumps(metrics) if args.json else format_report(metrics))
     if args.update_manifest:
         from edge.runtime.manifest import record_evaluation
@@ -568,7 +569,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     store = args.store if is_database_url(args.store) else (Path(args.store) if args.store else None)
     metrics = audit(Path(args.model), Path(args.data), Path(args.out), limit=args.limit,
                     store=store, shap_samples=args.shap_samples,
-                    progress=not (args.quiet or args.json), seed=args.seed, ood=Path(args.ood) if args.ood else None)
+                    progress=not (args.quiet or args.json), seed=args.seed, ood=Path(args.ood) if args.ood else None,
+                    pixel_pitch_mm=_pitch("--pixel-pitch-mm", args.pixel_pitch_mm))
     if args.json:
         print(json.dumps(metrics, default=float))
     else:
@@ -777,6 +779,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--limit", type=int, default=None, help="use at most this many samples")
     e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
+                   help="mm per pixel of the data set's images, for frames from a camera of another resolution than "
+                        "the training images': read at the training pitch as the service reads frames sent with it "
+                        "(the model must record its training pitch: train --pixel-pitch-mm)")
     e.add_argument("--update-manifest", action="store_true",
                    help="record these metrics (and the data recipe) in the model's manifest")
     e.add_argument("--quiet", action="store_true")
@@ -1004,6 +1010,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier: frames unlike the training data (another set-up, sensor artifacts): the share "
                         "the review flag sends to a person is reported")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
+                   help="mm per pixel of the data set's images, for frames from a camera of another resolution than "
+                        "the training images': read at the training pitch as the service reads frames sent with it "
+                        "(the model must record its training pitch: train --pixel-pitch-mm)")
     a.add_argument("--json", action="store_true", help="also print metrics.json")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=_cmd_audit)

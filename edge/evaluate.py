@@ -31,8 +31,15 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
 
 
 def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | None = None,
-             batch_size: int = 64) -> dict:
+             batch_size: int = 64, pixel_pitch_mm: float | None = None) -> dict:
+    """pixel_pitch_mm: the data set's pitch (every image of it; a classifier's frames are then read at the
+    training pitch as the service reads frames sent with it, `edge.explain.frame.served_input`). None: the
+    data set is taken to have the training images' pitch."""
     model = Model.load(model_dir)
+    if pixel_pitch_mm:
+        from edge.explain.frame import require_training_pitch
+
+        require_training_pitch(model)
     m = model.manifest
     task = m["task"]
     size = m["input"]["size"][0]
@@ -42,9 +49,11 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     if task == "defect":
         classes = model.classes
         y = model.class_indices(arrays.labels, data)
-        out, tiled = served_logits(model, data, arrays, progress, batch_size)
+        out, tiled = served_logits(model, data, arrays, progress, batch_size, pixel_pitch_mm)
         if tiled:
             result["tiled_frames"] = tiled
+        if pixel_pitch_mm:
+            result["pixel_pitch_mm"] = pixel_pitch_mm
         result.update(classification_metrics(y, out.argmax(1), classes))
         from edge.runtime.calibration import calibration_report
 
@@ -98,26 +107,29 @@ def served_split(shapes: list[tuple[int, int]], manifest_input: dict) -> tuple[n
     return np.setdiff1d(np.arange(len(shapes)), tiled), tiled
 
 
-def served_logits(model: Model, data: Path, arrays, progress: bool = False, batch_size: int = 64
-                  ) -> tuple[np.ndarray, int]:
+def served_logits(model: Model, data: Path, arrays, progress: bool = False, batch_size: int = 64,
+                  pixel_pitch_mm: float | None = None) -> tuple[np.ndarray, int]:
     """The logits (N, K) the served path decides the frames of `arrays` (loaded from `data`) by, and how many
     of them it inspects in tiles: a frame read whole by its letterboxed input in `arrays.x`, a frame much
     larger than the training images by its deciding tile (read again at its own size; its letterboxed
-    input is not run, the served path never reads it)."""
-    whole, tiled = served_split(arrays.source_shapes, model.input_spec)
+    input is not run, the served path never reads it). pixel_pitch_mm: the frames' pitch, as sent."""
+    from edge.explain.frame import served_input
+
+    whole, tiled = served_split(arrays.source_shapes, served_input(model, pixel_pitch_mm))
     out = np.empty((len(arrays.x), len(model.classes)), np.float32)
     if len(whole):
         x = arrays.x if len(whole) == len(arrays.x) else arrays.x[whole]
         out[whole] = model.predict(x, batch_size=batch_size)
     if tiled:
-        out[tiled] = _decide_tiled(model, data, [arrays.paths[i] for i in tiled], progress)
+        out[tiled] = _decide_tiled(model, data, [arrays.paths[i] for i in tiled], progress, pixel_pitch_mm)
     return out, len(tiled)
 
 
-def served_views(model: Model, data: Path, paths: list[Path], progress: bool = False, desc: str = "tiled frames"):
-    """Frames of data set `data` read again at their own size, as the served path gets them: one
-    `FrameView` (its inputs, tiled where the frame is much larger than the training images) per path, in
-    order."""
+def served_views(model: Model, data: Path, paths: list[Path], progress: bool = False, desc: str = "tiled frames",
+                 pixel_pitch_mm: float | None = None):
+    """Frames of data set `data` read again at their own size, as the served path gets them (sent with
+    `pixel_pitch_mm`): one `FrameView` (its inputs, tiled where the frame is much larger than the training
+    images) per path, in order."""
     from tqdm import tqdm
 
     from edge.data import loader
@@ -126,20 +138,25 @@ def served_views(model: Model, data: Path, paths: list[Path], progress: bool = F
 
     items = {item.path: item for item in loader.scan(Path(data))}
     for p in tqdm(paths, desc=desc, unit="frame", disable=not progress):
-        yield frame_view(frame_planes(loader.load_sample(items[p]), model.channels), model)
+        yield frame_view(frame_planes(loader.load_sample(items[p]), model.channels), model, pixel_pitch_mm)
 
 
-def _decide_tiled(model: Model, data: Path, paths: list[Path], progress: bool = False) -> np.ndarray:
+def _decide_tiled(model: Model, data: Path, paths: list[Path], progress: bool = False,
+                  pixel_pitch_mm: float | None = None) -> np.ndarray:
     """The deciding logits of these frames as the served path decides them: read again at their own size,
     cut into tiles at the training scale, the worst tile decides (`edge.explain.decide_frames`)."""
     from edge.explain import decide_frames
 
-    return np.concatenate([decide_frames(model, [view]) for view in served_views(model, data, paths, progress)])
+    return np.concatenate([decide_frames(model, [view])
+                           for view in served_views(model, data, paths, progress, pixel_pitch_mm=pixel_pitch_mm)])
 
 
 def format_report(metrics: dict) -> str:
     lines = [f"{metrics['task']} model {metrics.get('model')} on {metrics['samples']} samples of {metrics['data']}"]
     if metrics["task"] == "defect":
+        if metrics.get("pixel_pitch_mm"):
+            lines.append(f"frames read at the training pitch from their own {metrics['pixel_pitch_mm']:g} mm per pixel, "
+                         "as the service reads frames sent with it")
         if metrics.get("tiled_frames"):
             lines.append(f"{metrics['tiled_frames']} frames much larger than the training images were inspected in "
                          "tiles, as the served path does (the worst tile decides)")

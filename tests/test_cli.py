@@ -302,6 +302,13 @@ def test_sigterm_while_writing_leaves_nothing_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_data_sets_pitch_needs_a_model_that_records_its_own(tmp_path, capsys):
+    for command in (["evaluate"], ["audit", "--out", str(tmp_path / "report")]):
+        assert main([*command, "--model", str(MODELS / "defect"), "--data", str(tmp_path), "--pixel-pitch-mm",
+                     "0.05"]) == 2
+        assert "--pixel-pitch-mm: model defect records no training pitch" in capsys.readouterr().err
+
+
 def test_station_pitch_is_for_files(capsys):
     assert main(["station", "--target", "127.0.0.1:9", "--pixel-pitch-mm", "0.05"]) == 2
     assert "--pixel-pitch-mm is the pitch of the --input files' camera" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from edge.evaluate import classification_metrics, served_in_tiles, served_split
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.baselines import default_baseline
 from edge.explain.cam import contrast_control, normalise_minmax
+from edge.explain.frame import require_training_pitch, served_input
 from edge.explain.sensors import leading_channel
 from edge.output_folder import write_text_atomic
 from edge.runtime.calibration import calibration_report
@@ -45,11 +46,15 @@ def _stage(metrics: dict, name: str):
 
 
 def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, store: Path | str | None = None,
-          shap_samples: int = 60, progress: bool = True, seed: int = 0, ood: Path | None = None) -> dict:
+          shap_samples: int = 60, progress: bool = True, seed: int = 0, ood: Path | None = None,
+          pixel_pitch_mm: float | None = None) -> dict:
     """ood: frames unlike the training data (another set-up, artifacts); the audit reports the share the
-    review flag sends to a person."""
+    review flag sends to a person. pixel_pitch_mm: the data set's pitch (a camera of another resolution):
+    its frames are judged and tiled at the training pitch, as the service reads frames sent with it."""
     t0 = time.perf_counter()
     model = Model.load(model_dir)
+    if pixel_pitch_mm:
+        require_training_pitch(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     c, h, w = model.input_shape
@@ -60,14 +65,19 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
     metrics: dict = {"model": {"name": model.name, "dir": str(model_dir), "task": model.task,
                                "sha256": predict_sha256(model.manifest)},
                      "data": {"dir": str(data)}, "notes": [], "examples": {}}
+    if pixel_pitch_mm:
+        metrics["data"]["pixel_pitch_mm"] = pixel_pitch_mm
+        metrics["notes"].append(f"frames read at the training pitch from their own {pixel_pitch_mm:g} mm per pixel, "
+                                "as the service reads frames sent with it")
     with _stage(metrics, "load"):
         arrays = load_arrays(Path(data), h, model.channels, targets=targets, limit=limit, seed=seed,
                              progress=progress)
     metrics["data"]["samples"] = len(arrays.x)
     if model.classes:
-        if served_in_tiles(arrays.source_shapes, model.input_spec):
+        if served_in_tiles(arrays.source_shapes, served_input(model, pixel_pitch_mm)):
             with _stage(metrics, "tiles"):
-                arrays = _as_served(model, Path(data), arrays, metrics, targets, limit, seed, progress)
+                arrays = _as_served(model, Path(data), arrays, metrics, targets, limit, seed, progress,
+                                    pixel_pitch_mm)
         ood_arrays = None
         if ood is not None:
             with _stage(metrics, "load out-of-distribution"):
@@ -228,7 +238,7 @@ def _served_flags(model: Model, policy, data: Path, frames, progress: bool) -> t
 
 
 def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[str], limit: int | None, seed: int,
-               progress: bool):
+               progress: bool, pixel_pitch_mm: float | None = None):
     """The inputs the served path gives the model for data with frames much larger than its training
     images: such frames cut into tiles at the training scale (`edge.data.tiles`, labelled from their masks
     or boxes), the others whole. Everything the audit measures is then measured on what the model reads;
@@ -237,11 +247,12 @@ def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[st
     from edge.data.tiles import left_out_text, load_as_served, served_tile
     from edge.evaluate import served_logits
 
-    tile = served_tile(model.input_spec)
-    logits, tiled = served_logits(model, data, frames, progress)
+    spec = served_input(model, pixel_pitch_mm)
+    tile = served_tile(spec)
+    logits, tiled = served_logits(model, data, frames, progress, pixel_pitch_mm=pixel_pitch_mm)
     decided = {"samples": len(frames.x), "tiled_frames": tiled,
                **classification_metrics(model.class_indices(frames.labels, data), logits.argmax(1), model.classes)}
-    arrays, cut = load_as_served(data, model.input_spec, model.ok_class, model.channels, targets, limit, seed,
+    arrays, cut = load_as_served(data, spec, model.ok_class, model.channels, targets, limit, seed,
                                  progress)
     left = {k: v for k, v in cut["left_out"].items() if v}
     left_text = left_out_text(cut)

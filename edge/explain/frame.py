@@ -87,20 +87,42 @@ def pitch_ratio(model: Model, pixel_pitch_mm: float | None) -> float:
     return float(pixel_pitch_mm) / min(max(float(pixel_pitch_mm), lo), hi)
 
 
+def require_training_pitch(model: Model, option: str = "--pixel-pitch-mm") -> None:
+    """A data set's pitch is only of use for a model that records the pitches it was trained at: say so
+    rather than read the frames as taken and report them as read at the training pitch."""
+    if not model.manifest.get("pixel_pitch_range_mm"):
+        raise InvalidInput(f"{option}: model {model.name} records no training pitch (trained without "
+                           f"--pixel-pitch-mm, before it existed, or on images that carry none), so frames "
+                           f"are read as they are: leave the option out, or retrain with --pixel-pitch-mm")
+
+
+def served_input(model: Model, pixel_pitch_mm: float | None = None) -> dict:
+    """The model's manifest `input` as frames of this pitch are served: `source_size` and `source_long_max`
+    (the training images' typical and largest long side, from which the training scale, whether to tile
+    and the tile's side follow: `geometry.training_scale`, `should_tile`, `tiles.served_tile`) in the
+    frame's pixels instead of the training images'. The spec itself where the pitch changes nothing."""
+    spec = model.input_spec
+    r = pitch_ratio(model, pixel_pitch_mm)
+    if r == 1.0 or not spec.get("source_size"):
+        return spec
+    out = {**spec, "source_size": [s / r for s in spec["source_size"]]}
+    if "source_long_max" in spec:
+        out["source_long_max"] = spec["source_long_max"] / r
+    return out
+
+
 def frame_view(planes: np.ndarray, model: Model, pixel_pitch_mm: float | None = None) -> FrameView:
     """(C, H, W) raw planes -> the model inputs for this frame (letterboxed, or tiles when the frame is much
     larger than the training images). `pixel_pitch_mm`: the frame's pitch. Where it and the model's are both
     known (`pitch_ratio`), the frame's size is judged in the training images' pixels and tiles are cut at the
-    training images' pitch, so a camera with another resolution shows the model defects at the size it learnt them
-    (NEU-DET test images at 3x the resolution: 52 % right when tiled at the training pixel size, 100 % when
-    read at their pitch; README, *Frames from a camera of another resolution*)."""
-    c, h, w = planes.shape
-    spec = model.input_spec
+    training images' pitch (`served_input`), so a camera with another resolution shows the model defects at
+    the size it learnt them (NEU-DET test images at 3x the resolution: 52 % right when tiled at the training
+    pixel size, 100 % when read at their pitch; README, *Frames from a camera of another resolution*)."""
+    _, h, w = planes.shape
+    spec = served_input(model, pixel_pitch_mm)
     size = spec["size"][0]
-    scale = training_scale(spec)
-    r = pitch_ratio(model, pixel_pitch_mm) if scale is not None else 1.0
-    if should_tile(max(1, round(h * r)), max(1, round(w * r)), spec):
-        tiling = Tiling.plan(h, w, size, scale * r)
+    if should_tile(h, w, spec):
+        tiling = Tiling.plan(h, w, size, training_scale(spec))
         return FrameView(tiling.crops(planes), tiling=tiling)
     placement = Placement.fit(h, w, size)
     return FrameView(placement.planes(planes)[None], placement=placement)

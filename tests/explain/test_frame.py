@@ -154,3 +154,25 @@ def test_a_frame_from_a_finer_camera_sent_with_its_pitch_is_read_as_training_rea
     assert out["frame"]["tiles"] == 1 and out["frame"]["pixel_pitch_mm"] == pytest.approx(0.1 / 3), out
     assert out["prediction"]["class"] == "spot", out
     assert " mm " in out["explanation"]                                  # places said in millimetres too
+
+
+def test_evaluate_reads_a_finer_cameras_set_at_the_training_pitch_as_the_service_does(spot_model, tmp_path):
+    from edge.evaluate import evaluate
+
+    rng = np.random.default_rng(5)
+    data = tmp_path / "cam2"
+    frames = {}
+    for cls in ("ok", "spot"):
+        (data / cls).mkdir(parents=True)
+        for i in range(4):
+            img = spot_image(rng, SIZE, SIZE, centre=None if cls == "ok" else rng.integers(10, SIZE - 10, 2))
+            frames[(cls, i)] = cv2.resize(img, (3 * SIZE, 3 * SIZE), interpolation=cv2.INTER_LINEAR)
+            cv2.imwrite(str(data / cls / f"{i}.png"), frames[(cls, i)])
+    taken = evaluate(spot_model.dir, data, progress=False)
+    assert taken["tiled_frames"] == 8 and "pixel_pitch_mm" not in taken          # as taken: 16 tiles a frame
+    pitched = evaluate(spot_model.dir, data, progress=False, pixel_pitch_mm=0.1 / 3)
+    assert "tiled_frames" not in pitched and pitched["pixel_pitch_mm"] == pytest.approx(0.1 / 3)
+    served = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(f), spot_model, 0.1 / 3)
+                                                           for f in frames.values()])
+    right = [r.explanation.prediction.label == cls for (cls, _), r in zip(frames, served)]
+    assert pitched["accuracy"] == pytest.approx(np.mean(right))                  # what the service answers
