@@ -392,6 +392,21 @@ def format_record(r: dict) -> str:
     lines.append(f"explained: {r['target']} by {r['method']}")
     if r.get("explanation"):
         lines.append(r["explanation"])
+    if "frame" in r:
+        f = r["frame"]
+        line = f"frame: {f['width']}x{f['height']} px"
+        if f["tiles"] > 1:
+            x0, y0, x1, y1 = f["deciding_tile"]
+            line += (f", inspected in {f['tiles']} tiles of the training images' pixel size, decided by the tile at "
+                     f"x {x0}-{x1}, y {y0}-{y1}")
+        else:
+            line += ", read whole (letterboxed, as training read its images)"
+        if f.get("pixel_pitch_mm"):
+            line += f"; {f['pixel_pitch_mm']:g} mm per pixel"
+        elif f["tiles"] > 1:
+            line += ("; taken to have the training images' pixel pitch (from a camera of another resolution, "
+                     "give its --pixel-pitch-mm)")
+        lines.append(line)
     if "review" in r:
         lines.append("review: " + (f"flagged ({', '.join(r['review']['reasons'])})" if r["review"]["flagged"]
                                    else "not flagged"))

@@ -154,6 +154,12 @@ def test_a_frame_from_a_finer_camera_sent_with_its_pitch_is_read_as_training_rea
     assert out["frame"]["tiles"] == 1 and out["frame"]["pixel_pitch_mm"] == pytest.approx(0.1 / 3), out
     assert out["prediction"]["class"] == "spot", out
     assert " mm " in out["explanation"]                                  # places said in millimetres too
+    # the text output says how the frame was read, and what to send when it was tiled at the training pitch
+    assert main(["explain", "--model", str(spot_model.dir), "--input", str(path), "--pixel-pitch-mm", str(0.1 / 3)]) == 0
+    assert "frame: 144x144 px, read whole" in capsys.readouterr().out
+    assert main(["explain", "--model", str(spot_model.dir), "--input", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "frame: 144x144 px, inspected in" in text and "give its --pixel-pitch-mm" in text, text
 
 
 def test_evaluate_reads_a_finer_cameras_set_at_the_training_pitch_as_the_service_does(spot_model, tmp_path):
