@@ -52,7 +52,7 @@ def summary(ins: Inspection, node: Node) -> dict:
             "attributions": [{"model": a.model, "method": a.method, "target": a.target,
                               "completeness_delta": a.completeness_delta} for a in ins.attributions],
             "heatmap_size": list(ins.heatmap.shape), "tiles": ins.tiles, "review": ins.review,
-            "sensors": ins.sensors,
+            "sensors": ins.sensors, "pixel_pitch_mm": ins.pixel_pitch_mm,
             "tile_box": list(ins.tile_box) if ins.tile_box else None}
 
 

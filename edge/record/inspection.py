@@ -65,6 +65,8 @@ class Inspection:
     tile: int | None = None          # its row among the job's inputs (in memory only, for deferred SHAP)
     review: list[str] | None = None  # why a person should look ([] = no need); None: the model has no review flag
     sensors: dict[str, float] | None = None   # share of the evidence per input channel (asked for: SENSORS)
+    pixel_pitch_mm: float | None = None       # the frame's pitch as sent (None: not given); it decides how the
+                                              # frame was read (edge.explain.frame.served_input), so it is kept
     # the deciding input's map at model resolution, its logits (in memory only, for the evidence per sensor)
     # and the map before normalisation (in memory only, for the guided map)
     tile_heatmap: np.ndarray | None = None

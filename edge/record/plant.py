@@ -24,10 +24,11 @@ CREATE TABLE IF NOT EXISTS edgexai_inspections (
     id TEXT PRIMARY KEY, node TEXT NOT NULL, station_id TEXT, part_id TEXT, received_ms BIGINT, stored_ms BIGINT,
     model TEXT, model_sha256 TEXT, label TEXT, confidence DOUBLE PRECISION, probabilities JSONB,
     heatmap_target TEXT, heatmap_png BYTEA, sentence TEXT, timings JSONB, requested JSONB, deferred JSONB,
-    tiles INTEGER, tile_box JSONB, heatmap_method TEXT, review JSONB, sensors JSONB,
+    tiles INTEGER, tile_box JSONB, heatmap_method TEXT, review JSONB, sensors JSONB, pixel_pitch_mm DOUBLE PRECISION,
     forwarded_at TIMESTAMPTZ NOT NULL DEFAULT now());
 -- columns added after the first release: a plant database created by an older node gains them
 ALTER TABLE edgexai_inspections ADD COLUMN IF NOT EXISTS sensors JSONB;
+ALTER TABLE edgexai_inspections ADD COLUMN IF NOT EXISTS pixel_pitch_mm DOUBLE PRECISION;
 CREATE INDEX IF NOT EXISTS edgexai_inspections_station ON edgexai_inspections (node, station_id, received_ms);
 CREATE TABLE IF NOT EXISTS edgexai_explanations (
     node TEXT NOT NULL, local_id BIGINT NOT NULL, inspection_id TEXT NOT NULL REFERENCES edgexai_inspections(id),

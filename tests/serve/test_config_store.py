@@ -77,6 +77,21 @@ def test_evidence_per_sensor_is_kept_inline_or_deferred_and_an_older_store_gains
     assert got.sensors == {"thermal": 0.0, "phase": 1.0} and got.complete and got.sentence.endswith("100 % phase.")
 
 
+def test_the_frames_pitch_is_kept_and_an_older_store_gains_its_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"             # a store from before frames were read at their pitch
+    InspectionStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE inspections DROP COLUMN pixel_pitch_mm")
+    store = InspectionStore(path)
+    sent, unsent = make_inspection(1), make_inspection(2)
+    sent.pixel_pitch_mm = 0.05
+    store.put_inspection(sent)
+    store.put_inspection(unsent)
+    assert store.get("00000001").pixel_pitch_mm == 0.05 and store.get("00000002").pixel_pitch_mm is None
+
+
 def test_default_locations_follow_the_environment_not_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
