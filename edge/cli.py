@@ -127,7 +127,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from edge.evaluate import calibrate
 
     c = calibrate(Path(args.model), Path(args.data), progress=not (args.quiet or args.json), limit=args.limit,
-                  choose_cam=choose_cam if args.choose_cam else None)
+                  choose_cam=choose_cam if args.choose_cam else None,
+                  pixel_pitch_mm=_pitch("--pixel-pitch-mm", args.pixel_pitch_mm))
     if args.json:
         print(json.dumps(c))
         return 0
@@ -823,6 +824,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "as training does, by the pointing game and tolerant IoU on this data's masks or boxes, and "
                         "record it; the review flag is then fitted on the chosen maps. For a model trained before "
                         "a method existed, or to choose on data from the line (needs annotated defects)")
+    c.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
+                   help="mm per pixel of the data's images, where the line's camera differs from the training images': "
+                        "read at the training pitch as the service reads frames sent with it (the model must record "
+                        "its training pitch: train --pixel-pitch-mm)")
     c.add_argument("--json", action="store_true", help="print the manifest's calibration entry as JSON")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_calibrate)

@@ -189,14 +189,15 @@ def format_report(metrics: dict) -> str:
 
 def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | None = None,
               batch_size: int = 64, review_budget: float = 0.10, seed: int = 0,
-              choose_cam: Callable | None = None) -> dict:
+              choose_cam: Callable | None = None, pixel_pitch_mm: float | None = None) -> dict:
     """Fit the classifier's confidence calibration and its review flag on held-out labelled data (not the data
     it will be evaluated on) and record them in the model folder; decisions, graphs and the audit's sha256
     are unchanged. The review flag's embedding model is fitted on one half of the data (seeded), its
     thresholds on the other, after the temperature is in place. Frames much larger than the training
     images are fitted as the served path reads them: cut into tiles of the training images' size
     (`edge.data.tiles.load_as_served`; the entry's `tiles` says how many frames became how many inputs;
-    `limit` then counts inputs).
+    `limit` then counts inputs). pixel_pitch_mm: the data's pitch, for frames from the line's camera where
+    it differs from the training images' (read as the service reads frames sent with it; the entry records it).
 
     choose_cam: `edge.audit.localisation.choose_cam` (passed in: the audit builds on this module, not the
     other way round) to first choose the Grad-CAM-family map by training's rule on this data's masks or
@@ -208,18 +209,23 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     model = Model.load(model_dir)
     if not model.classes:
         raise InvalidInput(f"{model_dir}: a {model.task} model has no class confidences to calibrate")
+    from edge.explain.frame import require_training_pitch, served_input
+
+    if pixel_pitch_mm:
+        require_training_pitch(model)
+    spec = served_input(model, pixel_pitch_mm)
     arrays = load_arrays(data, model.input_shape[1], model.channels, (), limit=limit, progress=progress)
     model.class_indices(arrays.labels, data)       # fail on an unknown class before the tiles are cut
     tiles = None
-    tiled = served_in_tiles(arrays.source_shapes, model.input_spec)
+    tiled = served_in_tiles(arrays.source_shapes, spec)
     if tiled:
         # a temperature or a threshold read from frames shrunk whole into one input would be fitted on inputs
         # the service never gives the model
         from edge.data.tiles import left_out_text, load_as_served, served_tile
 
-        arrays, cut = load_as_served(data, model.input_spec, model.ok_class, model.channels, limit=limit,
+        arrays, cut = load_as_served(data, spec, model.ok_class, model.channels, limit=limit,
                                      progress=progress)
-        tiles = {"frames": cut["frames"], "tile_px": served_tile(model.input_spec), "inputs": len(arrays.x),
+        tiles = {"frames": cut["frames"], "tile_px": served_tile(spec), "inputs": len(arrays.x),
                  "left_out": left_out_text(cut)}
         if not len(arrays.x):
             raise InvalidInput(f"{data}: no input left after cutting its large frames into tiles ({tiles['left_out']})")
@@ -230,6 +236,8 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
         raise InvalidInput(f"{data}: {entry['reason']}")
     if tiles:
         entry["tiles"] = tiles
+    if pixel_pitch_mm:
+        entry["pixel_pitch_mm"] = pixel_pitch_mm
     manifest = dict(model.manifest, calibration=entry)
     if cam:
         entry["cam"] = cam

@@ -303,7 +303,7 @@ def test_sigterm_while_writing_leaves_nothing_behind(tmp_path):
 
 
 def test_a_data_sets_pitch_needs_a_model_that_records_its_own(tmp_path, capsys):
-    for command in (["evaluate"], ["audit", "--out", str(tmp_path / "report")]):
+    for command in (["evaluate"], ["calibrate"], ["audit", "--out", str(tmp_path / "report")]):
         assert main([*command, "--model", str(MODELS / "defect"), "--data", str(tmp_path), "--pixel-pitch-mm",
                      "0.05"]) == 2
         assert "--pixel-pitch-mm: model defect records no training pitch" in capsys.readouterr().err

@@ -182,3 +182,25 @@ def test_evaluate_reads_a_finer_cameras_set_at_the_training_pitch_as_the_service
                                                            for f in frames.values()])
     right = [r.explanation.prediction.label == cls for (cls, _), r in zip(frames, served)]
     assert pitched["accuracy"] == pytest.approx(np.mean(right))                  # what the service answers
+
+
+def test_calibrate_fits_a_finer_cameras_frames_as_the_service_reads_them(spot_model, tmp_path):
+    import shutil
+
+    from edge.evaluate import calibrate
+
+    rng = np.random.default_rng(6)
+    data = tmp_path / "cam2"
+    for cls in ("ok", "spot"):
+        (data / cls).mkdir(parents=True)
+        for i in range(20):
+            img = spot_image(rng, SIZE, SIZE, centre=None if cls == "ok" else rng.integers(10, SIZE - 10, 2))
+            cv2.imwrite(str(data / cls / f"{i}.png"), cv2.resize(img, (3 * SIZE, 3 * SIZE)))
+    entries = {}
+    for pitch in (None, 0.1 / 3):
+        model_dir = tmp_path / f"model-{pitch}"           # calibrate writes into the model folder
+        shutil.copytree(spot_model.dir, model_dir)
+        entries[pitch] = calibrate(model_dir, data, progress=False, pixel_pitch_mm=pitch)
+    # as taken, the frames are cut into tiles (the unannotated spot frames then left out: no labelled tile)
+    assert entries[None]["tiles"]["frames"] == 20 and "pixel_pitch_mm" not in entries[None]
+    assert "tiles" not in entries[0.1 / 3] and entries[0.1 / 3]["pixel_pitch_mm"] == pytest.approx(0.1 / 3)
