@@ -744,9 +744,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "named like it: ok, good, normal, pass, no_defect, defect_free, clean, none, ...; without one, "
                    "every class is a defect)")
     t.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
-                   help="mm per pixel of the training images (photographs do not record it; .npz samples' own "
-                        "pitch is used otherwise). Recorded in the manifest: sentences then give places in mm, and "
-                        "frames sent with another pitch (a camera of another resolution) are read at this one")
+                   help="mm per pixel of the training images that record none (photographs; an .npz's own pitch "
+                        "is kept). Recorded in the manifest: sentences then give places in mm, and frames sent with "
+                        "a pitch outside the training images' (a camera of another resolution) are read at theirs")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     t.add_argument("--limit", type=int, default=None, help="use at most this many samples")
     t.add_argument("--quiet", action="store_true")

@@ -134,14 +134,16 @@ def _predict_batches(model: nn.Module, x: np.ndarray, batch: int = 64) -> np.nda
 
 
 def _manifest_base(out: Path, cfg: TrainConfig, data: Path, arrays: Arrays, n_train: int, n_val: int) -> dict:
-    pitches = [m["pixel_pitch_mm"] for m in arrays.meta if "pixel_pitch_mm" in m]
+    # each sample's pitch: its own where it records one (.npz), else --pixel-pitch-mm. Training letterboxes
+    # every sample at its own pixel size, so the model learns defects at all of these pitches: their range
+    # is what a served frame is read within (edge.explain.frame.pitch_ratio)
+    pitches = [float(m.get("pixel_pitch_mm") or cfg.pixel_pitch_mm) for m in arrays.meta
+               if m.get("pixel_pitch_mm") or cfg.pixel_pitch_mm]
     recipe_path = Path(data) / "dataset.json"
     return {
         "name": out.name, "task": cfg.task, "channels": list(arrays.channel_names), "opset": OPSET,
-        "pixel_pitch_mm": cfg.pixel_pitch_mm or (float(np.median(pitches)) if pitches else None),
-        # the pitches the model learnt its defects at: a served frame outside them is read at the nearest
-        "pixel_pitch_range_mm": ([cfg.pixel_pitch_mm] * 2 if cfg.pixel_pitch_mm else
-                                 [float(min(pitches)), float(max(pitches))] if pitches else None),
+        "pixel_pitch_mm": float(np.median(pitches)) if pitches else None,
+        "pixel_pitch_range_mm": [min(pitches), max(pitches)] if pitches else None,
         "training": {"config": asdict(cfg), "samples": int(n_train),
                      "validation_samples": int(n_val), "torch": torch.__version__,
                      "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -319,8 +321,9 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         print(f"precision: {precision_reason}", flush=True)
         print(f"augmentation: {augment_reason}", flush=True)
         if cfg.pixel_pitch_mm:
-            print(f"pixel pitch {cfg.pixel_pitch_mm:g} mm (--pixel-pitch-mm): frames sent with their own pitch are "
-                  f"read at this one, and sentences give places in mm", flush=True)
+            print(f"pixel pitch {cfg.pixel_pitch_mm:g} mm (--pixel-pitch-mm, for the images that record none): frames "
+                  f"sent with a pitch outside the training images' are read at theirs, and sentences give places in mm",
+                  flush=True)
     if tiles is not None:
         arrays, tr, va = tiles.load(size, cfg.channels, progress)
     else:
