@@ -73,9 +73,9 @@ class FrameView:
 
 def pitch_ratio(model: Model, pixel_pitch_mm: float | None) -> float:
     """Training-image pixels per frame pixel. The model learnt its defects at the pitches its training images
-    had (manifest `pixel_pitch_range_mm`: a photograph set's declared pitch, or the range its samples
-    recorded): a frame within that range is read as it is, a frame outside it as if resampled to the
-    nearest end. 1 where the frame's pitch or the model's range is unknown (models trained before the range
+    had (manifest `pixel_pitch_range_mm`: over every training image, its own pitch where it records one,
+    else `train --pixel-pitch-mm`): a frame within that range is read as it is, a frame outside it as if
+    resampled to the nearest end. 1 where the frame's pitch or the model's range is unknown (models trained before the range
     was recorded included): the frame is taken to have the training images' pitch. A camera with twice the
     resolution of the training images' over the same field (half the pitch) gives 0.5."""
     known = model.manifest.get("pixel_pitch_range_mm")
