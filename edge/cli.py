@@ -58,6 +58,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+# evaluate, calibrate and audit: a data set from a camera of another resolution than the training images'
+DATASET_PITCH_HELP = ("mm per pixel of the data set's images, where their camera's resolution differs from the "
+                      "training images': read at the training pitch as the service reads frames sent with it (the "
+                      "model must record its training pitch: train --pixel-pitch-mm)")
+
+
 def _pitch(option: str, value: float | None) -> float | None:
     """A pixel pitch given on the command line: a positive number of mm per pixel, or None."""
     if value is not None and not (math.isfinite(value) and value > 0):
@@ -746,7 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
                    help="mm per pixel of the training images that record none (photographs; an .npz's own pitch "
                         "is kept). Recorded in the manifest: sentences then give places in mm, and frames sent with "
-                        "a pitch outside the training images' (a camera of another resolution) are read at theirs")
+                        "a pitch outside the training images' (a camera of another resolution) are read at the "
+                        "training pitch")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     t.add_argument("--limit", type=int, default=None, help="use at most this many samples")
     t.add_argument("--quiet", action="store_true")
@@ -796,9 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="use at most this many samples")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
-                   help="mm per pixel of the data set's images, for frames from a camera of another resolution than "
-                        "the training images': read at the training pitch as the service reads frames sent with it "
-                        "(the model must record its training pitch: train --pixel-pitch-mm)")
+                   help=DATASET_PITCH_HELP)
     e.add_argument("--update-manifest", action="store_true",
                    help="record these metrics (and the data recipe) in the model's manifest")
     e.add_argument("--quiet", action="store_true")
@@ -825,9 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "record it; the review flag is then fitted on the chosen maps. For a model trained before "
                         "a method existed, or to choose on data from the line (needs annotated defects)")
     c.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
-                   help="mm per pixel of the data's images, where the line's camera differs from the training images': "
-                        "read at the training pitch as the service reads frames sent with it (the model must record "
-                        "its training pitch: train --pixel-pitch-mm)")
+                   help=DATASET_PITCH_HELP)
     c.add_argument("--json", action="store_true", help="print the manifest's calibration entry as JSON")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_calibrate)
@@ -1031,9 +1034,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the review flag sends to a person is reported")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
-                   help="mm per pixel of the data set's images, for frames from a camera of another resolution than "
-                        "the training images': read at the training pitch as the service reads frames sent with it "
-                        "(the model must record its training pitch: train --pixel-pitch-mm)")
+                   help=DATASET_PITCH_HELP)
     a.add_argument("--json", action="store_true", help="also print metrics.json")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=_cmd_audit)

@@ -155,8 +155,9 @@ def format_report(metrics: dict) -> str:
     lines = [f"{metrics['task']} model {metrics.get('model')} on {metrics['samples']} samples of {metrics['data']}"]
     if metrics["task"] == "defect":
         if metrics.get("pixel_pitch_mm"):
-            lines.append(f"frames read at the training pitch from their own {metrics['pixel_pitch_mm']:g} mm per pixel, "
-                         "as the service reads frames sent with it")
+            from edge.explain.frame import read_at_pitch_note
+
+            lines.append(read_at_pitch_note(metrics["pixel_pitch_mm"]))
         if metrics.get("tiled_frames"):
             lines.append(f"{metrics['tiled_frames']} frames much larger than the training images were inspected in "
                          "tiles, as the served path does (the worst tile decides)")

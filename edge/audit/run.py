@@ -24,7 +24,7 @@ from edge.evaluate import classification_metrics, served_in_tiles, served_split
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.baselines import default_baseline
 from edge.explain.cam import contrast_control, normalise_minmax
-from edge.explain.frame import require_training_pitch, served_input
+from edge.explain.frame import read_at_pitch_note, require_training_pitch, served_input
 from edge.explain.sensors import leading_channel
 from edge.output_folder import write_text_atomic
 from edge.runtime.calibration import calibration_report
@@ -67,8 +67,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
                      "data": {"dir": str(data)}, "notes": [], "examples": {}}
     if pixel_pitch_mm:
         metrics["data"]["pixel_pitch_mm"] = pixel_pitch_mm
-        metrics["notes"].append(f"frames read at the training pitch from their own {pixel_pitch_mm:g} mm per pixel, "
-                                "as the service reads frames sent with it")
+        metrics["notes"].append(read_at_pitch_note(pixel_pitch_mm))
     with _stage(metrics, "load"):
         arrays = load_arrays(Path(data), h, model.channels, targets=targets, limit=limit, seed=seed,
                              progress=progress)

@@ -96,6 +96,12 @@ def require_training_pitch(model: Model, option: str = "--pixel-pitch-mm") -> No
                            f"are read as they are: leave the option out, or retrain with --pixel-pitch-mm")
 
 
+def read_at_pitch_note(pixel_pitch_mm: float) -> str:
+    """What evaluate's report and the audit's notes say of a data set read with its pitch."""
+    return (f"frames read at the training pitch from their own {pixel_pitch_mm:g} mm per pixel, as the service "
+            "reads frames sent with it")
+
+
 def served_input(model: Model, pixel_pitch_mm: float | None = None) -> dict:
     """The model's manifest `input` as frames of this pitch are served: `source_size` and `source_long_max`
     (the training images' typical and largest long side, from which the training scale, whether to tile

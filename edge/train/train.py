@@ -91,8 +91,8 @@ class TrainConfig:
     # classifier: "auto" (cut large frames into tiles where their defects are too small to be letterboxed
     # whole: recipe.choose_tiling), "off", or a tile side in pixels
     tile: str | int = "auto"
-    # mm per pixel of the training images (photographs, which do not record it; an .npz's own pitch is used
-    # where this is None): frames sent with another pitch are then read at this one (edge.explain.frame_view)
+    # mm per pixel of the training images that record none (photographs; an .npz's own pitch is kept): served
+    # frames of a pitch outside the training images' are then read at the training pitch (edge.explain.frame_view)
     pixel_pitch_mm: float | None = None
 
 
@@ -137,8 +137,7 @@ def _manifest_base(out: Path, cfg: TrainConfig, data: Path, arrays: Arrays, n_tr
     # each sample's pitch: its own where it records one (.npz), else --pixel-pitch-mm. Training letterboxes
     # every sample at its own pixel size, so the model learns defects at all of these pitches: their range
     # is what a served frame is read within (edge.explain.frame.pitch_ratio)
-    pitches = [float(m.get("pixel_pitch_mm") or cfg.pixel_pitch_mm) for m in arrays.meta
-               if m.get("pixel_pitch_mm") or cfg.pixel_pitch_mm]
+    pitches = [float(p) for p in (m.get("pixel_pitch_mm") or cfg.pixel_pitch_mm for m in arrays.meta) if p]
     recipe_path = Path(data) / "dataset.json"
     return {
         "name": out.name, "task": cfg.task, "channels": list(arrays.channel_names), "opset": OPSET,
@@ -322,8 +321,8 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
         print(f"augmentation: {augment_reason}", flush=True)
         if cfg.pixel_pitch_mm:
             print(f"pixel pitch {cfg.pixel_pitch_mm:g} mm (--pixel-pitch-mm, for the images that record none): frames "
-                  f"sent with a pitch outside the training images' are read at theirs, and sentences give places in mm",
-                  flush=True)
+                  f"sent with a pitch outside the training images' are read at the training pitch, and sentences give "
+                  f"places in mm", flush=True)
     if tiles is not None:
         arrays, tr, va = tiles.load(size, cfg.channels, progress)
     else:
