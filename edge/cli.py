@@ -61,7 +61,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 # evaluate, calibrate and audit: a data set from a camera of another resolution than the training images'
 DATASET_PITCH_HELP = ("mm per pixel of the data set's images, where their camera's resolution differs from the "
                       "training images': read at the training pitch as the service reads frames sent with it (the "
-                      "model must record its training pitch: train --pixel-pitch-mm)")
+                      "model must record its training pitch: train --pixel-pitch-mm); files that record their own "
+                      "pitch (.npz) keep it")
 
 
 def _pitch(option: str, value: float | None) -> float | None:
@@ -592,7 +593,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     metrics = audit(Path(args.model), Path(args.data), Path(args.out), limit=args.limit,
                     store=store, shap_samples=args.shap_samples,
                     progress=not (args.quiet or args.json), seed=args.seed, ood=Path(args.ood) if args.ood else None,
-                    pixel_pitch_mm=_pitch("--pixel-pitch-mm", args.pixel_pitch_mm))
+                    pixel_pitch_mm=_pitch("--pixel-pitch-mm", args.pixel_pitch_mm),
+                    ood_pixel_pitch_mm=_pitch("--ood-pixel-pitch-mm", args.ood_pixel_pitch_mm))
     if args.json:
         print(json.dumps(metrics, default=float))
     else:
@@ -1035,6 +1037,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--pixel-pitch-mm", type=float, default=None, metavar="MM",
                    help=DATASET_PITCH_HELP)
+    a.add_argument("--ood-pixel-pitch-mm", type=float, default=None, metavar="MM",
+                   help="the same for the --ood frames' camera")
     a.add_argument("--json", action="store_true", help="also print metrics.json")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=_cmd_audit)

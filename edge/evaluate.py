@@ -93,18 +93,41 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     return result
 
 
-def served_in_tiles(shapes: list[tuple[int, int]], manifest_input: dict) -> list[int]:
-    """Indices of the frames the served path inspects in tiles: much larger than the training images."""
+def served_in_tiles(shapes: list[tuple[int, int]], manifest_input: dict | list[dict]) -> list[int]:
+    """Indices of the frames the served path inspects in tiles: much larger than the training images.
+    manifest_input: the model's `input` as served, for all frames or one per frame (`served_inputs`)."""
     from edge.data.geometry import should_tile
 
-    return [i for i, (h, w) in enumerate(shapes) if should_tile(h, w, manifest_input)]
+    specs = manifest_input if isinstance(manifest_input, list) else [manifest_input] * len(shapes)
+    return [i for i, ((h, w), spec) in enumerate(zip(shapes, specs)) if should_tile(h, w, spec)]
 
 
-def served_split(shapes: list[tuple[int, int]], manifest_input: dict) -> tuple[np.ndarray, list[int]]:
+def served_split(shapes: list[tuple[int, int]], manifest_input: dict | list[dict]) -> tuple[np.ndarray, list[int]]:
     """(whole, tiled): indices of the frames the served path reads whole (letterboxed), and of those it
     inspects in tiles, whose letterboxed input it never reads."""
     tiled = served_in_tiles(shapes, manifest_input)
     return np.setdiff1d(np.arange(len(shapes)), tiled), tiled
+
+
+def frame_pitches(meta: list[dict], pixel_pitch_mm: float | None = None) -> list[float | None]:
+    """Each frame's pitch as the station sends it (`edge.serve.station`): the file's own where it records
+    one (an .npz's `pixel_pitch_mm`), else the data set's `pixel_pitch_mm` (None: taken to have the training
+    images' pitch)."""
+    return [m.get("pixel_pitch_mm") or pixel_pitch_mm for m in meta]
+
+
+def served_inputs(model: Model, pitches: list[float | None]) -> list[dict]:
+    """The model's manifest `input` as each frame of these pitches is served (`edge.explain.frame.served_input`)."""
+    from edge.explain.frame import served_input
+
+    specs = {p: served_input(model, p) for p in set(pitches)}
+    return [specs[p] for p in pitches]
+
+
+def frame_inputs(model: Model, arrays, pixel_pitch_mm: float | None = None) -> dict[Path, dict]:
+    """Each frame's path in `arrays` -> the model's `input` as that frame is served at its pitch
+    (`frame_pitches`); what `edge.data.tiles.load_as_served` cuts each frame by."""
+    return dict(zip(arrays.paths, served_inputs(model, frame_pitches(arrays.meta, pixel_pitch_mm))))
 
 
 def served_logits(model: Model, data: Path, arrays, progress: bool = False, batch_size: int = 64,
@@ -112,10 +135,10 @@ def served_logits(model: Model, data: Path, arrays, progress: bool = False, batc
     """The logits (N, K) the served path decides the frames of `arrays` (loaded from `data`) by, and how many
     of them it inspects in tiles: a frame read whole by its letterboxed input in `arrays.x`, a frame much
     larger than the training images by its deciding tile (read again at its own size; its letterboxed
-    input is not run, the served path never reads it). pixel_pitch_mm: the frames' pitch, as sent."""
-    from edge.explain.frame import served_input
-
-    whole, tiled = served_split(arrays.source_shapes, served_input(model, pixel_pitch_mm))
+    input is not run, the served path never reads it). pixel_pitch_mm: the data set's pitch, sent with the
+    frames that record none (`frame_pitches`)."""
+    pitches = frame_pitches(arrays.meta, pixel_pitch_mm)
+    whole, tiled = served_split(arrays.source_shapes, served_inputs(model, pitches))
     out = np.empty((len(arrays.x), len(model.classes)), np.float32)
     if len(whole):
         x = arrays.x if len(whole) == len(arrays.x) else arrays.x[whole]
@@ -127,9 +150,9 @@ def served_logits(model: Model, data: Path, arrays, progress: bool = False, batc
 
 def served_views(model: Model, data: Path, paths: list[Path], progress: bool = False, desc: str = "tiled frames",
                  pixel_pitch_mm: float | None = None):
-    """Frames of data set `data` read again at their own size, as the served path gets them (sent with
-    `pixel_pitch_mm`): one `FrameView` (its inputs, tiled where the frame is much larger than the training
-    images) per path, in order."""
+    """Frames of data set `data` read again at their own size, as the served path gets them (each sent with
+    its own pitch where its file records one, else `pixel_pitch_mm`): one `FrameView` (its inputs, tiled
+    where the frame is much larger than the training images) per path, in order."""
     from tqdm import tqdm
 
     from edge.data import loader
@@ -138,7 +161,9 @@ def served_views(model: Model, data: Path, paths: list[Path], progress: bool = F
 
     items = {item.path: item for item in loader.scan(Path(data))}
     for p in tqdm(paths, desc=desc, unit="frame", disable=not progress):
-        yield frame_view(frame_planes(loader.load_sample(items[p]), model.channels), model, pixel_pitch_mm)
+        sample = loader.load_sample(items[p])
+        [pitch] = frame_pitches([sample.meta], pixel_pitch_mm)
+        yield frame_view(frame_planes(sample, model.channels), model, pitch)
 
 
 def _decide_tiled(model: Model, data: Path, paths: list[Path], progress: bool = False,
@@ -218,15 +243,16 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     arrays = load_arrays(data, model.input_shape[1], model.channels, (), limit=limit, progress=progress)
     model.class_indices(arrays.labels, data)       # fail on an unknown class before the tiles are cut
     tiles = None
-    tiled = served_in_tiles(arrays.source_shapes, spec)
+    per_frame = frame_inputs(model, arrays, pixel_pitch_mm)
+    tiled = served_in_tiles(arrays.source_shapes, list(per_frame.values()))
     if tiled:
         # a temperature or a threshold read from frames shrunk whole into one input would be fitted on inputs
         # the service never gives the model
-        from edge.data.tiles import left_out_text, load_as_served, served_tile
+        from edge.data.tiles import left_out_text, load_as_served
 
         arrays, cut = load_as_served(data, spec, model.ok_class, model.channels, limit=limit,
-                                     progress=progress)
-        tiles = {"frames": cut["frames"], "tile_px": served_tile(spec), "inputs": len(arrays.x),
+                                     progress=progress, frame_inputs=per_frame)
+        tiles = {"frames": cut["frames"], "tile_px": cut["tile"], "inputs": len(arrays.x),
                  "left_out": left_out_text(cut)}
         if not len(arrays.x):
             raise InvalidInput(f"{data}: no input left after cutting its large frames into tiles ({tiles['left_out']})")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.data.loader import simulator_recipe
-from edge.evaluate import classification_metrics, served_in_tiles, served_split
+from edge.evaluate import classification_metrics, frame_inputs, served_in_tiles, served_split
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.baselines import default_baseline
 from edge.explain.cam import contrast_control, normalise_minmax
@@ -47,14 +47,17 @@ def _stage(metrics: dict, name: str):
 
 def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, store: Path | str | None = None,
           shap_samples: int = 60, progress: bool = True, seed: int = 0, ood: Path | None = None,
-          pixel_pitch_mm: float | None = None) -> dict:
+          pixel_pitch_mm: float | None = None, ood_pixel_pitch_mm: float | None = None) -> dict:
     """ood: frames unlike the training data (another set-up, artifacts); the audit reports the share the
     review flag sends to a person. pixel_pitch_mm: the data set's pitch (a camera of another resolution):
-    its frames are judged and tiled at the training pitch, as the service reads frames sent with it."""
+    its frames are judged and tiled at the training pitch, as the service reads frames sent with it;
+    ood_pixel_pitch_mm the same for `ood`'s. Files that record their own pitch (.npz) keep it."""
     t0 = time.perf_counter()
     model = Model.load(model_dir)
     if pixel_pitch_mm:
         require_training_pitch(model)
+    if ood_pixel_pitch_mm:
+        require_training_pitch(model, "--ood-pixel-pitch-mm")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     c, h, w = model.input_shape
@@ -73,7 +76,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
                              progress=progress)
     metrics["data"]["samples"] = len(arrays.x)
     if model.classes:
-        if served_in_tiles(arrays.source_shapes, served_input(model, pixel_pitch_mm)):
+        if served_in_tiles(arrays.source_shapes, list(frame_inputs(model, arrays, pixel_pitch_mm).values())):
             with _stage(metrics, "tiles"):
                 arrays = _as_served(model, Path(data), arrays, metrics, targets, limit, seed, progress,
                                     pixel_pitch_mm)
@@ -81,7 +84,8 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
         if ood is not None:
             with _stage(metrics, "load out-of-distribution"):
                 ood_arrays = load_arrays(Path(ood), h, model.channels, limit=limit, seed=seed, progress=progress)
-        _classifier(model, arrays, metrics, shap_samples, progress, seed, ood_arrays, ood, simulated)
+        _classifier(model, arrays, metrics, shap_samples, progress, seed, ood_arrays, ood, simulated,
+                    ood_pixel_pitch_mm)
     elif model.task == "thermal":
         if "physics_importance" in arrays.targets:
             geometries = np.array([m.get("geometry", "?") for m in arrays.meta])
@@ -211,14 +215,16 @@ def _faithfulness_samples(true_index: np.ndarray, ok_index: int | None, n: int, 
     return np.sort(rng.permutation(pool)[:min(n, len(pool))])
 
 
-def _served_flags(model: Model, policy, data: Path, frames, progress: bool) -> tuple[list[list[str]], np.ndarray, int]:
+def _served_flags(model: Model, policy, data: Path, frames, progress: bool, pixel_pitch_mm: float | None = None
+                  ) -> tuple[list[list[str]], np.ndarray, int]:
     """The review flag's reasons and the decided class index for each frame of `frames` (loaded from `data`)
     as the service flags it: from its one letterboxed input, or, for a frame it inspects in tiles, from the
-    deciding tile's explanation (the frame read again at its own size); and how many frames were tiled."""
+    deciding tile's explanation (the frame read again at its own size, sent with its file's pitch or else
+    `pixel_pitch_mm`); and how many frames were tiled."""
     from edge.evaluate import served_views
     from edge.explain import explain_frames
 
-    whole, tiled = served_split(frames.source_shapes, model.input_spec)
+    whole, tiled = served_split(frames.source_shapes, list(frame_inputs(model, frames, pixel_pitch_mm).values()))
     flags: list[list[str]] = [[] for _ in range(len(frames.x))]
     predicted = np.zeros(len(frames.x), np.int64)
     if len(whole):              # a tiled frame's letterboxed input is not what the service explains: skip it
@@ -228,7 +234,8 @@ def _served_flags(model: Model, policy, data: Path, frames, progress: bool) -> t
         predicted[whole] = answers["predicted"]
     if tiled:
         g = GradCAMExplainer(model)
-        views = served_views(model, data, [frames.paths[i] for i in tiled], progress, "tiled frames (review flag)")
+        views = served_views(model, data, [frames.paths[i] for i in tiled], progress, "tiled frames (review flag)",
+                             pixel_pitch_mm)
         for i, view in zip(tiled, views):
             [r] = explain_frames(g, [view])
             flags[i] = policy.reasons_for(r.explanation, model.ok_class)
@@ -243,16 +250,16 @@ def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[st
     or boxes), the others whole. Everything the audit measures is then measured on what the model reads;
     the frames' own decisions (the worst tile decides), made as `evaluate` makes them from the `frames`
     already loaded, are reported beside as `frames`."""
-    from edge.data.tiles import left_out_text, load_as_served, served_tile
+    from edge.data.tiles import left_out_text, load_as_served
     from edge.evaluate import served_logits
 
-    spec = served_input(model, pixel_pitch_mm)
-    tile = served_tile(spec)
     logits, tiled = served_logits(model, data, frames, progress, pixel_pitch_mm=pixel_pitch_mm)
     decided = {"samples": len(frames.x), "tiled_frames": tiled,
                **classification_metrics(model.class_indices(frames.labels, data), logits.argmax(1), model.classes)}
-    arrays, cut = load_as_served(data, spec, model.ok_class, model.channels, targets, limit, seed,
-                                 progress)
+    arrays, cut = load_as_served(data, served_input(model, pixel_pitch_mm), model.ok_class, model.channels, targets,
+                                 limit, seed, progress, frame_inputs=frame_inputs(model, frames, pixel_pitch_mm))
+    tile = cut["tile"]               # a list where frames of several pitches were cut at several sizes
+    tile_text = f"{tile} px" if isinstance(tile, int) else " or ".join(map(str, tile)) + " px (by each frame's pitch)"
     left = {k: v for k, v in cut["left_out"].items() if v}
     left_text = left_out_text(cut)
     metrics["frames"] = decided
@@ -260,7 +267,7 @@ def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[st
                            tiles_left_out=left)
     metrics["notes"].append(
         f"{tiled} of {len(frames.x)} frames are much larger than the images the model was "
-        f"trained on; the served path inspects such frames in tiles of {tile} px (the training images' size), so "
+        f"trained on; the served path inspects such frames in tiles of {tile_text} (the training images' size), so "
         f"this audit judges what the model reads: those frames cut into tiles labelled from their masks or boxes "
         f"(a tile holding half of a defect, or a stretch across half the tile, takes the frame's class; one "
         f"without defect pixels the defect-free class), the other frames whole: {len(arrays.x)} inputs"
@@ -271,7 +278,8 @@ def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[st
 
 
 def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress: bool, seed: int,
-                ood=None, ood_dir: Path | None = None, simulated: bool = False) -> None:
+                ood=None, ood_dir: Path | None = None, simulated: bool = False,
+                ood_pixel_pitch_mm: float | None = None) -> None:
     ok = model.ok_class
     g = GradCAMExplainer(model)
     heat = np.zeros((len(arrays.x), *arrays.x.shape[2:]), np.float32)
@@ -307,7 +315,8 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
             metrics["review"] = {**review.review_metrics(flags, a["predicted"] == true_index, a["confidence"]),
                                  "policy": model.manifest["review"]}
             if ood is not None:
-                ood_flags, ood_predicted, ood_tiled = _served_flags(model, policy, Path(ood_dir), ood, progress)
+                ood_flags, ood_predicted, ood_tiled = _served_flags(model, policy, Path(ood_dir), ood, progress,
+                                                                    ood_pixel_pitch_mm)
                 # A simulated set with the sensor mark records it per frame and plants it on defective parts
                 # only: judge on the frames that carry it. A set without marks (another coating, another
                 # camera) is unlike the training data as a whole.
@@ -322,6 +331,8 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
                 metrics["review"]["out_of_distribution"] = {
                     "data": str(ood_dir), "tiled_frames": ood_tiled,
                     **review.out_of_distribution_metrics(ood_flags, unlike, correct, geometry)}
+                if ood_pixel_pitch_mm:
+                    metrics["review"]["out_of_distribution"]["pixel_pitch_mm"] = ood_pixel_pitch_mm
     if metrics["calibration"]["fitted"].get("method") != "temperature":
         metrics["notes"].append("calibration: the model has no fitted temperature, its confidences are the raw "
                                 "softmax (edge-xai calibrate fits one on held-out data)")

@@ -193,3 +193,19 @@ def should_tile(src_h: int, src_w: int, manifest_input: dict) -> bool:
     long_side = max(src_h, src_w)
     return long_side * scale > TILE_FACTOR * manifest_input["size"][0] and \
         long_side > manifest_input.get("source_long_max", 0)
+
+
+def longest_whole_side(manifest_input: dict) -> int | None:
+    """The longest frame side `should_tile` still reads whole (letterboxed) for this manifest `input`; None
+    where no frame is tiled (models trained on frames of their own size). What the audit's tiling keeps
+    whole, so it cuts exactly the frames the served path cuts: 1.5x the training images' typical long side,
+    or their largest where training letterboxed larger ones whole."""
+    scale = training_scale(manifest_input)
+    if scale is None:
+        return None
+    n = int(TILE_FACTOR * manifest_input["size"][0] / scale)
+    while should_tile(n, n, manifest_input):         # float rounding either way: settle on should_tile's answer
+        n -= 1
+    while not should_tile(n + 1, n + 1, manifest_input):
+        n += 1
+    return n

@@ -15,6 +15,7 @@ files carry named channels and physical ground truth. Every problem is reported 
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
 import zlib
@@ -298,6 +299,13 @@ def _read_npz(data, path: Path) -> tuple[np.ndarray, tuple[str, ...], dict, dict
         for k in ("geometry", "pixel_pitch_mm", "artifact"):
             if k in keys:
                 meta[k] = data[k].item()
+        pitch = meta.get("pixel_pitch_mm")
+        if pitch == 0:
+            del meta["pixel_pitch_mm"]          # 0: not recorded, as in the service's Frame.pixel_pitch_mm
+        elif pitch is not None and not (isinstance(pitch, (int, float)) and math.isfinite(pitch) and pitch > 0):
+            # read as the frame's pitch everywhere (training's range, the served tiles): refused here, by name
+            raise DatasetError(f"{path}: pixel_pitch_mm {pitch!r}: expected a positive number of mm per pixel "
+                               "(0 where it is not known)")
     return _as_float(img, path), names, extras, meta
 
 

@@ -48,7 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.data.annotations import Box
-from edge.data.geometry import TILE_OVERLAP, tile_starts
+from edge.data.geometry import TILE_OVERLAP, longest_whole_side, tile_starts
 from edge.data.loader import (
     EXTRA_FIELDS,
     SAFE_CLASS,
@@ -270,29 +270,53 @@ def served_tile(manifest_input: dict) -> int:
 
 def load_as_served(data: Path, manifest_input: dict, ok_class: str | None, channels: list[str],
                    targets: list[str] | tuple = (), limit: int | None = None, seed: int = 0,
-                   progress: bool = True):
-    """Labelled data as the served path gives it to the model whose manifest `input` this is: frames larger
-    than TILE_FACTOR x its training images cut into tiles of their size (`served_tile`; labelled from their
-    masks or boxes as above; defect frames without annotations dropped and counted), the others whole, all
-    loaded at the model's input size. Returns the arrays and `tile_dataset`'s summary;
+                   progress: bool = True, frame_inputs: dict[Path, dict] | None = None):
+    """Labelled data as the served path gives it to the model whose manifest `input` this is: the frames
+    `should_tile` cuts (larger than TILE_FACTOR x its training images, and than the largest it read whole)
+    cut into tiles of the training images' size (`served_tile`; labelled from their masks or boxes as above;
+    defect frames without annotations dropped and counted), the others whole, all loaded at the model's
+    input size. frame_inputs: the `input` as served for each frame's path where its pitch changes it
+    (`edge.evaluate.served_inputs`); frames not in it are served `manifest_input`. Returns the arrays and
+    `tile_dataset`'s summary (summed over the tile sizes used; `tile` is then their list);
     `left_out_text(summary)` says what was left out."""
     import tempfile
 
     from edge.data.arrays import load_arrays
-    from edge.data.geometry import TILE_FACTOR
 
-    tile = served_tile(manifest_input)
+    groups: dict[str, tuple[dict, set[Path] | None]] = {}
+    if not frame_inputs:
+        groups[""] = (manifest_input, None)
+    else:
+        for item in scan(Path(data)):
+            spec = frame_inputs.get(item.path, manifest_input)
+            groups.setdefault(json.dumps(spec, sort_keys=True), (spec, set()))[1].add(item.path)
     size = manifest_input["size"][0]
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-tiles-"))
     try:
-        cut = tile_dataset(Path(data), tmp / "tiles", tile, ok_class, unannotated="drop", progress=progress,
-                           keep_whole=int(TILE_FACTOR * tile))
+        cuts = []
+        for i, (spec, only) in enumerate(groups.values()):
+            # whole: every frame `should_tile` reads whole, those up to the largest training image included
+            cuts.append(tile_dataset(Path(data), tmp / f"tiles{i}", served_tile(spec), ok_class, unannotated="drop",
+                                     progress=progress, keep_whole=longest_whole_side(spec) or 0, only=only))
+        roots = [Path(c["out"]) for c in cuts if c["tiles"]] or [Path(cuts[0]["out"])]
         # the simulator's ground-truth planes travel with its tiles (cropped), so edge maps stay usable
-        arrays = load_arrays(tmp / "tiles", size, channels, targets=targets, limit=limit, seed=seed,
-                             progress=progress)
+        arrays = load_arrays(roots, size, channels, targets=targets, limit=limit, seed=seed, progress=progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return arrays, cut
+    return arrays, _summed(cuts)
+
+
+def _summed(cuts: list[dict]) -> dict:
+    """One tiling summary for data cut at several tile sizes (frames of several pitches)."""
+    if len(cuts) == 1:
+        return cuts[0]
+    out = {**cuts[0], "tile": sorted({c["tile"] for c in cuts}), "frames": sum(c["frames"] for c in cuts),
+           "tiles": sum(c["tiles"] for c in cuts), "classes": {}, "left_out": {}}
+    for c in cuts:
+        for part in ("classes", "left_out"):
+            for k, n in c[part].items():
+                out[part][k] = out[part].get(k, 0) + n
+    return out
 
 
 def left_out_text(summary: dict) -> str:

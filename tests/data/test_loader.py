@@ -224,3 +224,15 @@ def test_only_the_simulators_recipe_says_a_folder_is_simulated(tmp_path):
     (tmp_path / "broken" / "dataset.json").write_text("{not json")
     with pytest.raises(loader.DatasetError, match=r"broken/dataset.json: unreadable dataset.json"):
         simulator_recipe(tmp_path / "broken")
+
+
+@pytest.mark.parametrize("pitch", [float("nan"), -0.1, float("inf"), 0.0])
+def test_an_npz_with_an_impossible_pitch_is_refused_by_name(tmp_path, pitch):
+    (tmp_path / "ok").mkdir()
+    np.savez(tmp_path / "ok" / "a.npz", image=np.zeros((8, 8), np.float32), pixel_pitch_mm=np.float64(pitch))
+    [item] = loader.scan(tmp_path)
+    if pitch == 0:                       # not recorded, as the service's Frame.pixel_pitch_mm says it
+        assert "pixel_pitch_mm" not in loader.load_sample(item).meta
+        return
+    with pytest.raises(loader.DatasetError, match=r"a\.npz: pixel_pitch_mm"):
+        loader.load_sample(item)

@@ -234,6 +234,18 @@ def test_frames_the_service_letterboxes_stay_whole(tmp_path):
     assert tile_dataset(tmp_path / "src", tmp_path / "cut", 256, "ok", keep_whole=899, progress=False)["tiles"] > 3
 
 
+def test_the_audit_keeps_whole_the_frames_a_model_letterboxed_whole_in_training(tmp_path):
+    """900 px frames, a model whose typical training image is 500 px: over 1.5x it, so cut, unless training
+    letterboxed images up to 900 px whole (`source_long_max`), as the served path then reads them whole."""
+    from edge.data.tiles import load_as_served
+
+    _frames(tmp_path / "src")
+    spec = {"size": [64, 64], "source_size": [500, 500]}
+    cut, _ = load_as_served(tmp_path / "src", spec, "ok", ["gray"], progress=False)
+    whole, summary = load_as_served(tmp_path / "src", {**spec, "source_long_max": 900}, "ok", ["gray"], progress=False)
+    assert len(cut.x) > 3 and len(whole.x) == 3 and summary["tiles"] == 3
+
+
 def test_a_frame_no_larger_than_a_tile_needs_no_annotation(tmp_path):
     """A defect frame that stays whole keeps its class without a mask; only frames that are cut need one."""
     _frames(tmp_path / "src")

@@ -184,6 +184,49 @@ def test_evaluate_reads_a_finer_cameras_set_at_the_training_pitch_as_the_service
     assert pitched["accuracy"] == pytest.approx(np.mean(right))                  # what the service answers
 
 
+def test_files_that_record_their_pitch_are_read_at_it_as_the_station_sends_them(spot_model, tmp_path):
+    """.npz frames carry their own pitch: evaluate, the audit and calibrate read each at it without an option
+    (as the station sends it), and files of two pitches are tiled each at its own."""
+    from edge.audit.run import audit
+    from edge.evaluate import calibrate, evaluate
+
+    rng = np.random.default_rng(7)
+    data = tmp_path / "mixed"
+    for cls in ("ok", "spot"):
+        (data / cls).mkdir(parents=True)
+    frames = {}
+    for cls in ("ok", "spot"):
+        for i in range(3):          # a 3x finer camera's frames of a training image's field, their pitch recorded
+            c = None if cls == "ok" else rng.integers(10, SIZE - 10, 2)
+            img = cv2.resize(spot_image(rng, SIZE, SIZE, centre=c), (3 * SIZE, 3 * SIZE), interpolation=cv2.INTER_LINEAR)
+            frames[(cls, i)] = img
+            np.savez(data / cls / f"fine{i}.npz", image=_planes(img)[0], pixel_pitch_mm=np.float64(0.1 / 3))
+    taken = evaluate(spot_model.dir, data, progress=False)
+    assert "tiled_frames" not in taken                    # each read whole at its own pitch, no option needed
+    served = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(f), spot_model, 0.1 / 3)
+                                                           for f in frames.values()])
+    assert taken["accuracy"] == pytest.approx(np.mean([r.explanation.prediction.label == cls
+                                                      for (cls, _), r in zip(frames, served)]))
+    # two large spot frames of one field: a photograph at the training pitch (tiles of 48 px) and the same
+    # scene from the finer camera (tiles of 144 px of its own pixels)
+    big = spot_image(rng, 160, 240, centre=(100, 60))
+    mask = np.zeros((160, 240), np.uint8)
+    cv2.circle(mask, (60, 100), 4, 255, -1)
+    cv2.imwrite(str(data / "spot" / "large.png"), big)
+    cv2.imwrite(str(data / "spot" / "large.mask.png"), mask)
+    np.savez(data / "spot" / "large_fine.npz", image=_planes(cv2.resize(big, (720, 480)))[0],
+             mask=cv2.resize(mask, (720, 480), interpolation=cv2.INTER_NEAREST), pixel_pitch_mm=np.float64(0.1 / 3))
+    assert evaluate(spot_model.dir, data, progress=False)["tiled_frames"] == 2
+    m = audit(spot_model.dir, data, tmp_path / "audit", progress=False, shap_samples=2)
+    assert m["data"]["tile_px"] == [SIZE, 3 * SIZE] and m["frames"]["tiled_frames"] == 2
+    assert any("tiles of 48 or 144 px (by each frame's pitch)" in n for n in m["notes"])
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(spot_model.dir, model_dir)
+    assert calibrate(model_dir, data, progress=False)["tiles"]["tile_px"] == [SIZE, 3 * SIZE]
+
+
 def test_calibrate_fits_a_finer_cameras_frames_as_the_service_reads_them(spot_model, tmp_path):
     import shutil
 

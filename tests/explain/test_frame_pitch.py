@@ -62,3 +62,26 @@ def test_simulator_models_read_their_model_sized_frames_as_before_whatever_the_p
                           manifest={"pixel_pitch_range_mm": [0.06, 0.12]})
     view = frame_view(planes(SIZE, SIZE), sim, pixel_pitch_mm=0.18)
     assert view.tiling is None and view.x.shape == (1, 1, SIZE, SIZE)
+
+
+def test_the_longest_side_read_whole_is_the_one_should_tile_reads_whole():
+    from edge.data.geometry import longest_whole_side, should_tile
+
+    for spec in ({"size": [SIZE, SIZE], "source_size": [100, 100]},                          # 1.5x the typical
+                 {"size": [SIZE, SIZE], "source_size": [100, 60], "source_long_max": 230},    # the largest read whole
+                 {"size": [64, 64], "source_size": [196.4, 98.2]}):                         # float scales
+        n = longest_whole_side(spec)
+        assert not should_tile(n, 1, spec) and not should_tile(1, n, spec)
+        assert should_tile(n + 1, 1, spec) and should_tile(1, n + 1, spec)
+    assert longest_whole_side({"size": [SIZE, SIZE], "source_size": [100, 60], "source_long_max": 230}) == 230
+    assert longest_whole_side({"size": [SIZE, SIZE]}) is None                                 # never tiled
+
+
+def test_each_file_is_served_at_its_own_recorded_pitch_else_the_data_sets():
+    from edge.evaluate import frame_pitches, served_inputs
+
+    meta = [{"pixel_pitch_mm": 0.05}, {}, {"geometry": "flat"}]
+    assert frame_pitches(meta) == [0.05, None, None]
+    assert frame_pitches(meta, 0.2) == [0.05, 0.2, 0.2]
+    specs = served_inputs(model(0.1), frame_pitches(meta, 0.2))
+    assert [s["source_size"] for s in specs] == [[SIZE * 2, SIZE * 2], [SIZE / 2, SIZE / 2], [SIZE / 2, SIZE / 2]]
