@@ -244,7 +244,7 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     model.class_indices(arrays.labels, data)       # fail on an unknown class before the tiles are cut
     tiles = None
     per_frame = frame_inputs(model, arrays, pixel_pitch_mm)
-    tiled = served_in_tiles(arrays.source_shapes, list(per_frame.values()))
+    tiled = served_in_tiles(arrays.source_shapes, [per_frame[p] for p in arrays.paths])
     if tiled:
         # a temperature or a threshold read from frames shrunk whole into one input would be fitted on inputs
         # the service never gives the model

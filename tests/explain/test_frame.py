@@ -198,7 +198,8 @@ def test_files_that_record_their_pitch_are_read_at_it_as_the_station_sends_them(
     for cls in ("ok", "spot"):
         for i in range(3):          # a 3x finer camera's frames of a training image's field, their pitch recorded
             c = None if cls == "ok" else rng.integers(10, SIZE - 10, 2)
-            img = cv2.resize(spot_image(rng, SIZE, SIZE, centre=c), (3 * SIZE, 3 * SIZE), interpolation=cv2.INTER_LINEAR)
+            img = cv2.resize(spot_image(rng, SIZE, SIZE, centre=c), (3 * SIZE, 3 * SIZE),
+                             interpolation=cv2.INTER_LINEAR)
             frames[(cls, i)] = img
             np.savez(data / cls / f"fine{i}.npz", image=_planes(img)[0], pixel_pitch_mm=np.float64(0.1 / 3))
     taken = evaluate(spot_model.dir, data, progress=False)
