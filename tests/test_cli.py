@@ -307,6 +307,12 @@ def test_a_data_sets_pitch_needs_a_model_that_records_its_own(tmp_path, capsys):
         assert main([*command, "--model", str(MODELS / "defect"), "--data", str(tmp_path), "--pixel-pitch-mm",
                      "0.05"]) == 2
         assert "--pixel-pitch-mm: model defect records no training pitch" in capsys.readouterr().err
+    assert main(["audit", "--out", str(tmp_path / "report"), "--model", str(MODELS / "defect"), "--data", str(tmp_path),
+                 "--ood", str(tmp_path), "--ood-pixel-pitch-mm", "0.05"]) == 2
+    assert "--ood-pixel-pitch-mm: model defect records no training pitch" in capsys.readouterr().err
+    assert main(["audit", "--out", str(tmp_path / "report"), "--model", str(MODELS / "defect"), "--data", str(tmp_path),
+                 "--ood-pixel-pitch-mm", "-1"]) == 2
+    assert "--ood-pixel-pitch-mm -1.0: expected a positive number" in capsys.readouterr().err
 
 
 def test_station_pitch_is_for_files(capsys):
