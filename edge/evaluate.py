@@ -124,10 +124,20 @@ def served_inputs(model: Model, pitches: list[float | None]) -> list[dict]:
     return [specs[p] for p in pitches]
 
 
-def frame_inputs(model: Model, arrays, pixel_pitch_mm: float | None = None) -> dict[Path, dict]:
-    """Each frame's path in `arrays` -> the model's `input` as that frame is served at its pitch
-    (`frame_pitches`); what `edge.data.tiles.load_as_served` cuts each frame by."""
-    return dict(zip(arrays.paths, served_inputs(model, frame_pitches(arrays.meta, pixel_pitch_mm))))
+def served_at(model: Model, pixel_pitch_mm: float | None = None) -> Callable[[float | None], dict]:
+    """The model's `input` as a frame is served from the pitch its file records (None: none), the data set's
+    `pixel_pitch_mm` where it records none (`frame_pitches`' rule); what `edge.data.tiles.load_as_served`
+    cuts each frame by."""
+    from edge.explain.frame import served_input
+
+    specs: dict[float | None, dict] = {}
+
+    def spec(own: float | None) -> dict:
+        pitch = own or pixel_pitch_mm
+        if pitch not in specs:
+            specs[pitch] = served_input(model, pitch)
+        return specs[pitch]
+    return spec
 
 
 def served_logits(model: Model, data: Path, arrays, progress: bool = False, batch_size: int = 64,
@@ -243,15 +253,14 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     arrays = load_arrays(data, model.input_shape[1], model.channels, (), limit=limit, progress=progress)
     model.class_indices(arrays.labels, data)       # fail on an unknown class before the tiles are cut
     tiles = None
-    per_frame = frame_inputs(model, arrays, pixel_pitch_mm)
-    tiled = served_in_tiles(arrays.source_shapes, [per_frame[p] for p in arrays.paths])
+    tiled = served_in_tiles(arrays.source_shapes, served_inputs(model, frame_pitches(arrays.meta, pixel_pitch_mm)))
     if tiled:
         # a temperature or a threshold read from frames shrunk whole into one input would be fitted on inputs
         # the service never gives the model
         from edge.data.tiles import left_out_text, load_as_served
 
         arrays, cut = load_as_served(data, spec, model.ok_class, model.channels, limit=limit,
-                                     progress=progress, frame_inputs=per_frame)
+                                     progress=progress, served_at=served_at(model, pixel_pitch_mm))
         tiles = {"frames": cut["frames"], "tile_px": cut["tile"], "inputs": len(arrays.x),
                  "left_out": left_out_text(cut)}
         if not len(arrays.x):

@@ -22,8 +22,8 @@ from edge.data.arrays import load_arrays
 from edge.data.loader import simulator_recipe
 from edge.evaluate import (
     classification_metrics,
-    frame_inputs,
     frame_pitches,
+    served_at,
     served_in_tiles,
     served_inputs,
     served_split,
@@ -264,7 +264,7 @@ def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[st
     decided = {"samples": len(frames.x), "tiled_frames": tiled,
                **classification_metrics(model.class_indices(frames.labels, data), logits.argmax(1), model.classes)}
     arrays, cut = load_as_served(data, served_input(model, pixel_pitch_mm), model.ok_class, model.channels, targets,
-                                 limit, seed, progress, frame_inputs=frame_inputs(model, frames, pixel_pitch_mm))
+                                 limit, seed, progress, served_at=served_at(model, pixel_pitch_mm))
     tile = cut["tile"]               # a list where frames of several pitches were cut at several sizes
     tile_text = f"{tile} px" if isinstance(tile, int) else " or ".join(map(str, tile)) + " px (by each frame's pitch)"
     left = {k: v for k, v in cut["left_out"].items() if v}

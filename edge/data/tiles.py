@@ -40,6 +40,7 @@ import csv
 import json
 import shutil
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,13 +156,16 @@ def write_voc(path: Path, filename: str, shape: tuple[int, int], depth: int, box
 
 def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap: float = TILE_OVERLAP,
                  unannotated: str = "error", progress: bool = True, keep_whole: int = 0,
-                 only: set[Path] | None = None) -> dict:
+                 only: set[Path] | None = None, sizes_for: Callable[[dict], tuple[int, int]] | None = None) -> dict:
     """Cut the frames of data set `src` into tiles written as data set `out` (see the module's rules).
     ok_class: the defect-free class (clean tiles go there, created in `out` if `src` has no such folder);
     None leaves clean tiles of defect frames out. keep_whole: frames whose long side is at most this stay
     whole, as one sample (the served path letterboxes such frames instead of tiling them). only: cut just
-    these frames (their files' paths; training tiles its own training and validation frames apart). Returns
-    what was written and left out, as also kept in OUT/dataset.json."""
+    these frames (their files' paths; training tiles its own training and validation frames apart).
+    sizes_for: a frame's (tile, keep_whole) from what its file records (the loader's meta: its pixel pitch),
+    in place of `tile` and `keep_whole` (the audit's frames of several pitches; `load_as_served`). Returns
+    what was written and left out, as also kept in OUT/dataset.json (`tile`: the sizes used, a list where
+    `sizes_for` gave several)."""
     src, out = Path(src), Path(out)
     if not MIN_TILE <= tile <= MAX_TILE:
         raise InvalidInput(f"--tile {tile}: expected a tile side between {MIN_TILE} and {MAX_TILE} pixels")
@@ -182,16 +186,20 @@ def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap:
             "defect_frames_without_a_defect_tile": 0}
     frames = 0
     rows = []
+    used: set[int] = set()
     # written beside OUT and renamed at the end: a bad annotation found halfway leaves nothing behind
     with staged_output(out) as work:
         for item in tqdm(items, desc="frames", unit="frame", disable=not progress):
-            written = _tile_frame(item, src, work, tile, overlap, ok_class, unannotated, counts, left, keep_whole)
+            written = _tile_frame(item, src, work, tile, overlap, ok_class, unannotated, counts, left, keep_whole,
+                                  sizes_for, used)
             frames += written is not None
             rows += written or []
         with open(work / "tiles.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["tile", "source", "x", "y", "width", "height", "label"])
             w.writeheader()
             w.writerows(rows)
+        if sizes_for is not None and used:
+            tile = used.pop() if len(used) == 1 else sorted(used)
         summary = {"source": str(src), "tile": tile, "overlap": overlap, "ok_class": ok_class, "frames": frames,
                    "tiles": sum(counts.values()), "classes": dict(sorted(counts.items())), "left_out": left}
         (work / "dataset.json").write_text(json.dumps({"kind": "tiles", **summary}, indent=2) + "\n")
@@ -199,15 +207,21 @@ def tile_dataset(src: Path, out: Path, tile: int, ok_class: str | None, overlap:
 
 
 def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: float, ok_class: str | None,
-                unannotated: str, counts: dict[str, int], left: dict[str, int], keep_whole: int = 0
+                unannotated: str, counts: dict[str, int], left: dict[str, int], keep_whole: int = 0,
+                sizes_for: Callable[[dict], tuple[int, int]] | None = None, used: set[int] | None = None
                 ) -> list[dict] | None:
     """Write one frame's tiles; their tiles.csv rows, or None for a defect frame left out unannotated (one
-    that would be cut; a frame that stays whole keeps its class without annotations)."""
+    that would be cut; a frame that stays whole keeps its class without annotations). The tile size it was
+    cut at goes into `used`."""
     # the loader's sample for its annotations (checked: boxes inside the image, sizes agree), the raw read
     # for the pixels: 8/16-bit frames keep their integers, so a tile is the frame's own pixels
     sample = load_sample(item)
     defect_frame = item.label != ok_class
     raw, names, extras, meta = read_image(item.path, scale=False)
+    if sizes_for is not None:
+        tile, keep_whole = sizes_for(meta)
+    if used is not None:
+        used.add(tile)
     h, w = raw.shape[:2]
     wins = [Window(0, 0, h, w)] if max(h, w) <= keep_whole else windows(h, w, tile, overlap)
     annotated = sample.mask is not None and sample.mask.any()
@@ -270,53 +284,37 @@ def served_tile(manifest_input: dict) -> int:
 
 def load_as_served(data: Path, manifest_input: dict, ok_class: str | None, channels: list[str],
                    targets: list[str] | tuple = (), limit: int | None = None, seed: int = 0,
-                   progress: bool = True, frame_inputs: dict[Path, dict] | None = None):
+                   progress: bool = True, served_at: Callable[[float | None], dict] | None = None):
     """Labelled data as the served path gives it to the model whose manifest `input` this is: the frames
     `should_tile` cuts (larger than TILE_FACTOR x its training images, and than the largest it read whole)
     cut into tiles of the training images' size (`served_tile`; labelled from their masks or boxes as above;
     defect frames without annotations dropped and counted), the others whole, all loaded at the model's
-    input size. frame_inputs: the `input` as served for each frame's path where its pitch changes it
-    (`edge.evaluate.served_inputs`); frames not in it are served `manifest_input`. Returns the arrays and
-    `tile_dataset`'s summary (summed over the tile sizes used; `tile` is then their list);
-    `left_out_text(summary)` says what was left out."""
+    input size. served_at: the `input` as a frame is served from the pitch its file records (None where it
+    records none), for data whose frames are read at their own pitch (`edge.explain.frame.served_input`);
+    without it every frame is served `manifest_input`. Returns the arrays and `tile_dataset`'s summary
+    (`tile`: a list where frames of several pitches were cut at several sizes); `left_out_text(summary)`
+    says what was left out."""
     import tempfile
 
     from edge.data.arrays import load_arrays
 
-    groups: dict[str, tuple[dict, set[Path] | None]] = {}
-    if not frame_inputs:
-        groups[""] = (manifest_input, None)
-    else:
-        for item in scan(Path(data)):
-            spec = frame_inputs.get(item.path, manifest_input)
-            groups.setdefault(json.dumps(spec, sort_keys=True), (spec, set()))[1].add(item.path)
+    def sizes(spec: dict) -> tuple[int, int]:
+        # whole: every frame `should_tile` reads whole, those up to the largest training image included
+        return served_tile(spec), longest_whole_side(spec) or 0
+
+    tile, keep_whole = sizes(manifest_input)
+    sizes_for = None if served_at is None else (lambda meta: sizes(served_at(meta.get("pixel_pitch_mm"))))
     size = manifest_input["size"][0]
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-tiles-"))
     try:
-        cuts = []
-        for i, (spec, only) in enumerate(groups.values()):
-            # whole: every frame `should_tile` reads whole, those up to the largest training image included
-            cuts.append(tile_dataset(Path(data), tmp / f"tiles{i}", served_tile(spec), ok_class, unannotated="drop",
-                                     progress=progress, keep_whole=longest_whole_side(spec) or 0, only=only))
-        roots = [Path(c["out"]) for c in cuts if c["tiles"]] or [Path(cuts[0]["out"])]
+        cut = tile_dataset(Path(data), tmp / "tiles", tile, ok_class, unannotated="drop", progress=progress,
+                           keep_whole=keep_whole, sizes_for=sizes_for)
         # the simulator's ground-truth planes travel with its tiles (cropped), so edge maps stay usable
-        arrays = load_arrays(roots, size, channels, targets=targets, limit=limit, seed=seed, progress=progress)
+        arrays = load_arrays(tmp / "tiles", size, channels, targets=targets, limit=limit, seed=seed,
+                             progress=progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return arrays, _summed(cuts)
-
-
-def _summed(cuts: list[dict]) -> dict:
-    """One tiling summary for data cut at several tile sizes (frames of several pitches)."""
-    if len(cuts) == 1:
-        return cuts[0]
-    out = {**cuts[0], "tile": sorted({c["tile"] for c in cuts}), "frames": sum(c["frames"] for c in cuts),
-           "tiles": sum(c["tiles"] for c in cuts), "classes": {}, "left_out": {}}
-    for c in cuts:
-        for part in ("classes", "left_out"):
-            for k, n in c[part].items():
-                out[part][k] = out[part].get(k, 0) + n
-    return out
+    return arrays, cut
 
 
 def left_out_text(summary: dict) -> str:
