@@ -20,14 +20,7 @@ from tqdm import tqdm
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.data.loader import simulator_recipe
-from edge.evaluate import (
-    classification_metrics,
-    frame_pitches,
-    served_at,
-    served_in_tiles,
-    served_inputs,
-    served_split,
-)
+from edge.evaluate import classification_metrics, frame_pitches, served_at, served_in_tiles, served_inputs, served_split
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.baselines import default_baseline
 from edge.explain.cam import contrast_control, normalise_minmax
