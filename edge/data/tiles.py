@@ -211,8 +211,8 @@ def _tile_frame(item: DatasetItem, src: Path, out: Path, tile: int, overlap: flo
                 sizes_for: Callable[[dict], tuple[int, int]] | None = None, used: set[int] | None = None
                 ) -> list[dict] | None:
     """Write one frame's tiles; their tiles.csv rows, or None for a defect frame left out unannotated (one
-    that would be cut; a frame that stays whole keeps its class without annotations). The tile size it was
-    cut at goes into `used`."""
+    that would be cut; a frame that stays whole keeps its class without annotations). The tile size planned
+    for it (whether or not it was cut) goes into `used`."""
     # the loader's sample for its annotations (checked: boxes inside the image, sizes agree), the raw read
     # for the pixels: 8/16-bit frames keep their integers, so a tile is the frame's own pixels
     sample = load_sample(item)
