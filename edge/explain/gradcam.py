@@ -94,12 +94,13 @@ class GradCAMExplainer(Explainer):
         xn = self.prepare(x, timer)
         k = len(self.model.classes)
         with timer.stage("graph"):
-            wanted = per_sample_targets(self.model, target, len(xn))
             # Zero rows: the graph picks the predicted class itself, so any mix of targets is one call.
             onehot = np.zeros((len(xn), k), np.float32)
-            rows = np.flatnonzero(wanted >= 0)
-            if len(rows):
-                onehot[rows] = class_target(k, wanted[rows])
+            wanted = None if target is None else per_sample_targets(self.model, target, len(xn))
+            if wanted is not None:
+                rows = np.flatnonzero(wanted >= 0)
+                if len(rows):
+                    onehot[rows] = class_target(k, wanted[rows])
             kernels = self._device(len(xn))
             if kernels is None:
                 logits, acts, grads = self.model.run("gradcam", {"input": xn, "target": onehot})
@@ -118,7 +119,7 @@ class GradCAMExplainer(Explainer):
         if kernels is not None:
             timer.ms["graph"] -= timer.ms["cam"]       # the map stage ran within the graph stage's clock
         preds = predictions(self.model, logits)
-        explained = np.where(wanted >= 0, wanted, logits.argmax(axis=1))
+        explained = logits.argmax(axis=1) if wanted is None else np.where(wanted >= 0, wanted, logits.argmax(axis=1))
         pooled = None
         if kernels is None:
             with timer.stage("cam"):

@@ -56,10 +56,17 @@ def test_inputs_are_checked_by_name(model_dir):
     m = Model(model_dir, json.loads((model_dir / "manifest.json").read_text()))
     with pytest.raises(InputError, match=r"input: shape \(1, 3, 8, 8\), expected \(N, 1, 8, 8\)"):
         m.check_input(np.zeros((1, 3, 8, 8)))
-    bad = np.zeros((1, 1, 8, 8))
-    bad[0, 0, 0, 0] = np.inf
-    with pytest.raises(InputError, match="NaN or Inf"):
-        m.check_input(bad)
+    for values in ([np.inf], [np.nan], [-np.inf], [np.inf, -np.inf], [1e39]):   # 1e39: beyond float32
+        bad = np.ones((1, 1, 8, 8))
+        bad[0, 0, 0, :len(values)] = values
+        with pytest.raises(InputError, match="NaN or Inf"):
+            m.check_input(bad)
+    big = np.full((1, 1, 8, 8), np.finfo(np.float32).max, np.float32)     # finite, however large the sum
+    assert m.check_input(big).dtype == np.float32
+    for dtype in (bool, np.complex64):
+        with pytest.raises(InputError, match="expected a numeric array"):
+            m.check_input(np.zeros((1, 1, 8, 8), dtype))
+    assert m.check_input(np.zeros((1, 1, 8, 8), np.uint16)).dtype == np.float32
 
 
 def test_runtime_path_does_not_import_torch(tmp_path):
