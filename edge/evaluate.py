@@ -93,51 +93,47 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     return result
 
 
-def served_in_tiles(shapes: list[tuple[int, int]], manifest_input: dict | list[dict]) -> list[int]:
+def served_in_tiles(shapes: list[tuple[int, int]], specs: list[dict]) -> list[int]:
     """Indices of the frames the served path inspects in tiles: much larger than the training images.
-    manifest_input: the model's `input` as served, for all frames or one per frame (`served_inputs`)."""
+    specs: the model's `input` as each frame is served (`served_inputs`)."""
     from edge.data.geometry import should_tile
 
-    specs = manifest_input if isinstance(manifest_input, list) else [manifest_input] * len(shapes)
     return [i for i, ((h, w), spec) in enumerate(zip(shapes, specs)) if should_tile(h, w, spec)]
 
 
-def served_split(shapes: list[tuple[int, int]], manifest_input: dict | list[dict]) -> tuple[np.ndarray, list[int]]:
+def served_split(shapes: list[tuple[int, int]], specs: list[dict]) -> tuple[np.ndarray, list[int]]:
     """(whole, tiled): indices of the frames the served path reads whole (letterboxed), and of those it
     inspects in tiles, whose letterboxed input it never reads."""
-    tiled = served_in_tiles(shapes, manifest_input)
+    tiled = served_in_tiles(shapes, specs)
     return np.setdiff1d(np.arange(len(shapes)), tiled), tiled
 
 
-def frame_pitches(meta: list[dict], pixel_pitch_mm: float | None = None) -> list[float | None]:
-    """Each frame's pitch as the station sends it (`edge.serve.station`): the file's own where it records
-    one (an .npz's `pixel_pitch_mm`), else the data set's `pixel_pitch_mm` (None: taken to have the training
-    images' pitch)."""
-    return [m.get("pixel_pitch_mm") or pixel_pitch_mm for m in meta]
+def frame_pitch(meta: dict, pixel_pitch_mm: float | None = None) -> float | None:
+    """A frame's pitch as the station sends it (`edge.serve.station`): its file's own where it records one
+    (an .npz's `pixel_pitch_mm`, the loader's meta), else the data set's `pixel_pitch_mm` (None: taken to
+    have the training images' pitch)."""
+    return meta.get("pixel_pitch_mm") or pixel_pitch_mm
 
 
-def served_inputs(model: Model, pitches: list[float | None]) -> list[dict]:
-    """The model's manifest `input` as each frame of these pitches is served (`edge.explain.frame.served_input`)."""
-    from edge.explain.frame import served_input
-
-    specs = {p: served_input(model, p) for p in set(pitches)}
-    return [specs[p] for p in pitches]
-
-
-def served_at(model: Model, pixel_pitch_mm: float | None = None) -> Callable[[float | None], dict]:
-    """The model's `input` as a frame is served from the pitch its file records (None: none), the data set's
-    `pixel_pitch_mm` where it records none (`frame_pitches`' rule); what `edge.data.tiles.load_as_served`
-    cuts each frame by."""
+def served_at(model: Model, pixel_pitch_mm: float | None = None) -> Callable[[dict], dict]:
+    """A frame's meta -> the model's `input` as that frame is served at its pitch (`frame_pitch`,
+    `edge.explain.frame.served_input`), one spec per pitch; what `edge.data.tiles.load_as_served` cuts
+    each frame by."""
     from edge.explain.frame import served_input
 
     specs: dict[float | None, dict] = {}
 
-    def spec(own: float | None) -> dict:
-        pitch = own or pixel_pitch_mm
+    def spec(meta: dict) -> dict:
+        pitch = frame_pitch(meta, pixel_pitch_mm)
         if pitch not in specs:
             specs[pitch] = served_input(model, pitch)
         return specs[pitch]
     return spec
+
+
+def served_inputs(model: Model, meta: list[dict], pixel_pitch_mm: float | None = None) -> list[dict]:
+    """The model's `input` as each of these frames (their loader meta) is served (`served_at`)."""
+    return list(map(served_at(model, pixel_pitch_mm), meta))
 
 
 def served_logits(model: Model, data: Path, arrays, progress: bool = False, batch_size: int = 64,
@@ -146,9 +142,8 @@ def served_logits(model: Model, data: Path, arrays, progress: bool = False, batc
     of them it inspects in tiles: a frame read whole by its letterboxed input in `arrays.x`, a frame much
     larger than the training images by its deciding tile (read again at its own size; its letterboxed
     input is not run, the served path never reads it). pixel_pitch_mm: the data set's pitch, sent with the
-    frames that record none (`frame_pitches`)."""
-    pitches = frame_pitches(arrays.meta, pixel_pitch_mm)
-    whole, tiled = served_split(arrays.source_shapes, served_inputs(model, pitches))
+    frames that record none (`frame_pitch`)."""
+    whole, tiled = served_split(arrays.source_shapes, served_inputs(model, arrays.meta, pixel_pitch_mm))
     out = np.empty((len(arrays.x), len(model.classes)), np.float32)
     if len(whole):
         x = arrays.x if len(whole) == len(arrays.x) else arrays.x[whole]
@@ -172,8 +167,7 @@ def served_views(model: Model, data: Path, paths: list[Path], progress: bool = F
     items = {item.path: item for item in loader.scan(Path(data))}
     for p in tqdm(paths, desc=desc, unit="frame", disable=not progress):
         sample = loader.load_sample(items[p])
-        [pitch] = frame_pitches([sample.meta], pixel_pitch_mm)
-        yield frame_view(frame_planes(sample, model.channels), model, pitch)
+        yield frame_view(frame_planes(sample, model.channels), model, frame_pitch(sample.meta, pixel_pitch_mm))
 
 
 def _decide_tiled(model: Model, data: Path, paths: list[Path], progress: bool = False,
@@ -253,7 +247,7 @@ def calibrate(model_dir: Path, data: Path, progress: bool = True, limit: int | N
     arrays = load_arrays(data, model.input_shape[1], model.channels, (), limit=limit, progress=progress)
     model.class_indices(arrays.labels, data)       # fail on an unknown class before the tiles are cut
     tiles = None
-    tiled = served_in_tiles(arrays.source_shapes, served_inputs(model, frame_pitches(arrays.meta, pixel_pitch_mm)))
+    tiled = served_in_tiles(arrays.source_shapes, served_inputs(model, arrays.meta, pixel_pitch_mm))
     if tiled:
         # a temperature or a threshold read from frames shrunk whole into one input would be fitted on inputs
         # the service never gives the model

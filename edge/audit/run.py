@@ -20,7 +20,7 @@ from tqdm import tqdm
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
 from edge.data.loader import simulator_recipe
-from edge.evaluate import classification_metrics, frame_pitches, served_at, served_in_tiles, served_inputs, served_split
+from edge.evaluate import classification_metrics, served_at, served_in_tiles, served_inputs, served_split
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.baselines import default_baseline
 from edge.explain.cam import contrast_control, normalise_minmax
@@ -76,7 +76,7 @@ def audit(model_dir: Path, data: Path, out: Path, limit: int | None = None, stor
                              progress=progress)
     metrics["data"]["samples"] = len(arrays.x)
     if model.classes:
-        if served_in_tiles(arrays.source_shapes, served_inputs(model, frame_pitches(arrays.meta, pixel_pitch_mm))):
+        if served_in_tiles(arrays.source_shapes, served_inputs(model, arrays.meta, pixel_pitch_mm)):
             with _stage(metrics, "tiles"):
                 arrays = _as_served(model, Path(data), arrays, metrics, targets, limit, seed, progress,
                                     pixel_pitch_mm)
@@ -224,7 +224,7 @@ def _served_flags(model: Model, policy, data: Path, frames, progress: bool, pixe
     from edge.evaluate import served_views
     from edge.explain import explain_frames
 
-    whole, tiled = served_split(frames.source_shapes, served_inputs(model, frame_pitches(frames.meta, pixel_pitch_mm)))
+    whole, tiled = served_split(frames.source_shapes, served_inputs(model, frames.meta, pixel_pitch_mm))
     flags: list[list[str]] = [[] for _ in range(len(frames.x))]
     predicted = np.zeros(len(frames.x), np.int64)
     if len(whole):              # a tiled frame's letterboxed input is not what the service explains: skip it

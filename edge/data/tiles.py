@@ -284,14 +284,14 @@ def served_tile(manifest_input: dict) -> int:
 
 def load_as_served(data: Path, manifest_input: dict, ok_class: str | None, channels: list[str],
                    targets: list[str] | tuple = (), limit: int | None = None, seed: int = 0,
-                   progress: bool = True, served_at: Callable[[float | None], dict] | None = None):
+                   progress: bool = True, served_at: Callable[[dict], dict] | None = None):
     """Labelled data as the served path gives it to the model whose manifest `input` this is: the frames
     `should_tile` cuts (larger than TILE_FACTOR x its training images, and than the largest it read whole)
     cut into tiles of the training images' size (`served_tile`; labelled from their masks or boxes as above;
     defect frames without annotations dropped and counted), the others whole, all loaded at the model's
-    input size. served_at: the `input` as a frame is served from the pitch its file records (None where it
-    records none), for data whose frames are read at their own pitch (`edge.explain.frame.served_input`);
-    without it every frame is served `manifest_input`. Returns the arrays and `tile_dataset`'s summary
+    input size. served_at: the `input` as a frame is served, from what its file records (the loader's meta:
+    its pitch), for data whose frames are read at their own pitch (`edge.evaluate.served_at`); without it
+    every frame is served `manifest_input`. Returns the arrays and `tile_dataset`'s summary
     (`tile`: a list where frames of several pitches were cut at several sizes); `left_out_text(summary)`
     says what was left out."""
     import tempfile
@@ -303,7 +303,7 @@ def load_as_served(data: Path, manifest_input: dict, ok_class: str | None, chann
         return served_tile(spec), longest_whole_side(spec) or 0
 
     tile, keep_whole = sizes(manifest_input)
-    sizes_for = None if served_at is None else (lambda meta: sizes(served_at(meta.get("pixel_pitch_mm"))))
+    sizes_for = None if served_at is None else (lambda meta: sizes(served_at(meta)))
     size = manifest_input["size"][0]
     tmp = Path(tempfile.mkdtemp(prefix="edge-xai-tiles-"))
     try:

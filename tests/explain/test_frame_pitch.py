@@ -78,10 +78,10 @@ def test_the_longest_side_read_whole_is_the_one_should_tile_reads_whole():
 
 
 def test_each_file_is_served_at_its_own_recorded_pitch_else_the_data_sets():
-    from edge.evaluate import frame_pitches, served_inputs
+    from edge.evaluate import frame_pitch, served_inputs
 
     meta = [{"pixel_pitch_mm": 0.05}, {}, {"geometry": "flat"}]
-    assert frame_pitches(meta) == [0.05, None, None]
-    assert frame_pitches(meta, 0.2) == [0.05, 0.2, 0.2]
-    specs = served_inputs(model(0.1), frame_pitches(meta, 0.2))
+    assert [frame_pitch(m) for m in meta] == [0.05, None, None]
+    assert [frame_pitch(m, 0.2) for m in meta] == [0.05, 0.2, 0.2]
+    specs = served_inputs(model(0.1), meta, 0.2)
     assert [s["source_size"] for s in specs] == [[SIZE * 2, SIZE * 2], [SIZE / 2, SIZE / 2], [SIZE / 2, SIZE / 2]]
