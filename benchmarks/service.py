@@ -55,13 +55,15 @@ def pct(lat: list[float]) -> dict:
 
 
 async def in_process(count: int, threads: int, store: Path, spin: bool = False, explanations: tuple = (),
-                     backend: str = "ort-cpu", models: Path | None = None) -> dict:
+                     backend: str = "ort-cpu", models: Path | None = None, batch_wait_ms: float | None = None) -> dict:
     from edge.serve.config import ServeConfig
     from edge.serve.node import Node
     from edge.serve.servicer import build_job
     from edge.serve.station import make_requests
 
     where = {"models_dir": models} if models is not None else {}
+    if batch_wait_ms is not None:
+        where["batch_wait_ms"] = batch_wait_ms
     node = Node(ServeConfig(store=store, threads=threads, hmi=None, allow_unaudited=True, ort_spin=spin,
                             backend=backend, **where))
     await node.start()
@@ -141,6 +143,8 @@ def main() -> None:
                         "adds the two_nodes row")
     p.add_argument("--spin", action="store_true",
                    help="let ONNX Runtime's thread pools busy-wait between calls ([serve] ort_spin; default off)")
+    p.add_argument("--batch-wait-ms", type=float, default=None,
+                   help="how long a micro-batch waits for company ([serve] batch_wait_ms; default: the node's)")
     args = p.parse_args()
 
     import grpc
@@ -166,11 +170,14 @@ def main() -> None:
         extra = ["--models", str(tmp / "models"), "--backend", triton.backend]
         # the in-process rows run on the same Triton: grpc_single - in_process is then the node's gRPC alone
         engine = {"backend": triton.backend, "models": tmp / "models"}
+    if args.batch_wait_ms is not None:
+        engine["batch_wait_ms"] = args.batch_wait_ms
     results = {"in_process": asyncio.run(in_process(args.count, args.threads, tmp / "inproc.sqlite", args.spin,
                                                     **engine)),
                "in_process_sensors": asyncio.run(in_process(args.count, args.threads, tmp / "sensors.sqlite", args.spin,
                                                             (pb.GRADCAM, pb.SENTENCE, pb.SENSORS), **engine))}
     (tmp / "node.toml").write_text(f"[serve]\nort_spin = {'true' if args.spin else 'false'}\n" + (
+        f"batch_wait_ms = {args.batch_wait_ms}\n" if args.batch_wait_ms is not None else "") + (
         f'[opcua]\nendpoint = "{opcua_url}"\nanonymous = true\nallow_unencrypted = true\n' if args.opcua else ""))
 
     def start_node(name: str) -> tuple[subprocess.Popen, str]:

@@ -1,7 +1,8 @@
 """Micro-batching across concurrent stations, with a bounded wait and a bounded queue.
 
 The first waiting job opens a batch; others join until `max_batch` or until `max_wait_ms` has passed,
-so batching costs a station at most that wait. The queue holds at most `queue_size` jobs; beyond that
+so batching costs a station at most that wait. With no wait (the node's default) a batch is whatever
+queued while the previous batch ran: batches form under load and a lone frame goes at once. The queue holds at most `queue_size` jobs; beyond that
 `submit` raises QueueFull at once instead of letting memory and latency grow without bound. Batches
 run in a worker thread so the event loop keeps accepting and answering.
 """
@@ -27,7 +28,7 @@ class ShuttingDown(Unavailable):
 
 class MicroBatcher:
     def __init__(self, process: Callable[[list[Job]], list[Inspection]], executor: Executor, max_batch: int = 8,
-                 max_wait_ms: float = 2.0, queue_size: int = 64):
+                 max_wait_ms: float = 0.0, queue_size: int = 64):
         self.process, self.executor = process, executor
         self.max_batch, self.max_wait_s, self.queue_size = max_batch, max_wait_ms / 1e3, queue_size
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)

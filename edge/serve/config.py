@@ -75,7 +75,11 @@ class ServeConfig:
     hmi: str | None = "127.0.0.1:8080"        # localhost by default: operators' screens proxy to it; None = off
     store: Path = field(default_factory=default_store)   # the inspection record (SQLite)
     cycle_budget_ms: float = 100.0            # default line cycle when a request gives none
-    batch_wait_ms: float = 2.0                # how long a micro-batch waits for company (bounded latency cost)
+    # How long a micro-batch waits for company. 0: no wait; a batch is what queued while the previous one
+    # ran, which is where batches form under load. Measured (benchmarks/service.py --batch-wait-ms, 2-core
+    # Xeon, 2026-12-03, two runs each): 2 ms added 2-3 ms to a lone inspection (in-process p50 11.0-11.2
+    # against 7.7-8.3 ms) and bought no throughput (saturation 131-140/s both ways).
+    batch_wait_ms: float = 0.0
     max_batch: int = 8                        # frames per graph call
     queue_size: int = 64                      # waiting inspections before RESOURCE_EXHAUSTED
     max_message_mb: int = 64                  # 4 MPixel x 16-bit x 3 channels is 24 MiB; headroom for PNG/TIFF

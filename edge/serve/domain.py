@@ -25,7 +25,7 @@ class Job:
     target_class: str | None = None
     regression_inputs: dict[str, np.ndarray] = field(default_factory=dict)   # model -> (C, H, W)
     pixel_pitch_mm: float | None = None
-    frame_previews: dict[str, bytes] = field(default_factory=dict)           # channel -> 8-bit PNG
+    preview_planes: dict[str, np.ndarray] = field(default_factory=dict)     # channel -> shrunk plane, for the store
     store_frame: bool = False
     raw_frame: bytes | None = None
     inspection_id: str = field(default_factory=new_inspection_id)

@@ -18,6 +18,8 @@ import numpy as np
 
 from edge.data.arrays import NO_RESIZE, SCALAR_PLANES
 from edge.errors import InvalidInput
+from edge.explain.overlay import to_gray8
+from edge.serve.inspector import png
 from edge.v1 import inspection_pb2 as pb
 
 DTYPES = {pb.UINT8: np.dtype("<u1"), pb.UINT16: np.dtype("<u2"), pb.FLOAT16: np.dtype("<f2"),
@@ -87,6 +89,12 @@ def preview_plane(p: np.ndarray) -> np.ndarray:
         return p
     f = PREVIEW_MAX_PX / max(h, w)
     return cv2.resize(p, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
+def preview_pngs(planes: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """channel -> 8-bit PNG of its (preview_plane-shrunk) plane, stretched between its 1st and 99th
+    percentiles: what the store keeps beside an inspection and the HMI shows under its heatmap."""
+    return {name: png(to_gray8(p)) for name, p in planes.items()}
 
 
 def decode_planes(frame: pb.Frame, channels: list[str], integer_scaling: bool = False,

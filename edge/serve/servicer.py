@@ -9,12 +9,11 @@ import grpc
 
 from edge.errors import DeadlineExceeded, EdgeError, InvalidInput, NotFound, Refused, Saturated, Unavailable
 from edge.explain import frame_view
-from edge.explain.overlay import to_gray8
 from edge.record import Inspection
 from edge.serve.batcher import ShuttingDown
 from edge.serve.domain import DEFAULT_EXPLANATIONS, Job
 from edge.serve.frames import FieldError, decode_frame, decode_planes, preview_plane
-from edge.serve.inspector import UnknownName, png
+from edge.serve.inspector import UnknownName
 from edge.serve.node import Node
 from edge.v1 import inspection_pb2 as pb
 from edge.v1 import inspection_pb2_grpc as pb_grpc
@@ -81,10 +80,11 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
                 if request.regression_models:      # asked for by name: say why it cannot be done
                     raise
                 # implicit "all": a model whose channels this frame lacks is skipped
-    previews = {n: png(to_gray8(preview_plane(planes[i]))) for i, n in enumerate(model.channels)}
+    # shrunk here, drawn as PNGs by the node beside the inspection (Node._inspect): not on the event loop
+    previews = {n: preview_plane(planes[i]) for i, n in enumerate(model.channels)}
     return Job(station_id=request.station_id or "unnamed", part_id=request.part_id, model=model.name, view=view,
                explanations=kinds, budget_ms=budget, target_class=request.target_class or None,
-               regression_inputs=regression, pixel_pitch_mm=pitch, frame_previews=previews,
+               regression_inputs=regression, pixel_pitch_mm=pitch, preview_planes=previews,
                store_frame=request.store_frame,
                raw_frame=request.frame.SerializeToString() if request.store_frame else None)
 
