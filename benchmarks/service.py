@@ -242,7 +242,7 @@ def main() -> None:
                    and results["opcua_delay"]["missing"] == 0)} if args.opcua else {}),
               "4 stations x 10 Hz p99 <= 100 ms, 0 errors": (s4["p99_ms"], s4["p99_ms"] <= 100 and s4["errors"] == 0)}
     out = {"benchmark": "service", "machine": machine(args.threads), "frame": "128x128x3 float16 + height plane",
-           "ort_spin": args.spin, "backend": triton.backend.split(":")[0] if triton else "ort-cpu",
+           "ort_spin": args.spin, "batch_wait_ms": args.batch_wait_ms, "backend": triton.backend.split(":")[0] if triton else "ort-cpu",
            "results": results, "grpc_overhead_p50_ms": overhead, "grpc_overhead_unpaired_p50_ms": unpaired,
            "sensors_extra_p50": sensors_extra,
            "targets_met": {k: v[1] for k, v in checks.items()}}

@@ -2,9 +2,10 @@
 
 The first waiting job opens a batch; others join until `max_batch` or until `max_wait_ms` has passed,
 so batching costs a station at most that wait. With no wait (the node's default) a batch is whatever
-queued while the previous batch ran: batches form under load and a lone frame goes at once. The queue holds at most `queue_size` jobs; beyond that
-`submit` raises QueueFull at once instead of letting memory and latency grow without bound. Batches
-run in a worker thread so the event loop keeps accepting and answering.
+queued while the previous batch ran: batches form under load and a lone frame goes at once. The queue
+holds at most `queue_size` jobs; beyond that `submit` raises QueueFull at once instead of letting memory
+and latency grow without bound. Batches run in a worker thread so the event loop keeps accepting and
+answering; each caller is answered as soon as its own inspection is ready.
 """
 from __future__ import annotations
 

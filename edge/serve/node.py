@@ -109,7 +109,7 @@ class Node:
         ins.deferred = deferred
         ins.timings_ms["queue_and_batch"] = (time.perf_counter() - t_queue) * 1e3 - sum(
             ins.timings_ms.get(k, 0.0) for k in ("graph", "cam", "sentence", "inline_explanations"))
-        t = time.perf_counter()
+        t = time.perf_counter()         # the store's time includes what is left of drawing the previews
         await loop.run_in_executor(self.store_pool, self.store.put_inspection, ins, await previews,
                                    job.raw_frame if (job.store_frame and self.config.store_frames) else None)
         ins.timings_ms["store"] = (time.perf_counter() - t) * 1e3
