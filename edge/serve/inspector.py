@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,11 +225,10 @@ class Inspector:
         return self.explains_sensors(model) and explained_class != model.ok_class
 
     # -- the work ----------------------------------------------------------------------------------
-    def inspect_batch(self, jobs: list[Job]) -> Iterator[Inspection]:
+    def inspect_batch(self, jobs: list[Job]) -> list[Inspection]:
         """Prediction + Grad-CAM + sentence for jobs of one classifier: every frame's inputs (one, or its
         tiles) in one graph call through the model's Grad-CAM explainer; maps come back in each frame's
-        own pixels. Yields each job's inspection as soon as its sentence is written (the micro-batcher
-        answers that caller then)."""
+        own pixels."""
         model = self.classifier(jobs[0].model)
         t0 = time.perf_counter()
         targets = [self.target_index(model, j.target_class) for j in jobs]
@@ -239,6 +237,7 @@ class Inspector:
         graph_ms = results[0].explanation.timings_ms.get("graph", 0.0) + \
             results[0].explanation.timings_ms.get("preprocess", 0.0)
         grid = self.grids[model.name]
+        out = []
         for j, r in zip(jobs, results):
             ts = time.perf_counter()
             e = r.explanation
@@ -254,7 +253,7 @@ class Inspector:
                                          grid.pool(e.heatmap, "mean"), grid.boxes, DISPLAY_NAMES[e.method])
             policy = self.review[model.name]
             reasons = None if policy is None else policy.reasons_for(e, model.ok_class)
-            yield Inspection(
+            out.append(Inspection(
                 inspection_id=j.inspection_id, station_id=j.station_id, part_id=j.part_id, model=model.name,
                 model_sha256=model.sha256, label=e.prediction.label, confidence=float(e.prediction.confidence),
                 probabilities=dict(e.prediction.probabilities), heatmap=r.heatmap,
@@ -263,7 +262,8 @@ class Inspector:
                 tile_box=r.tile_box, review=reasons, tile_heatmap=e.heatmap, tile_logits=e.details.logits,
                 tile_map=e.attribution, sensors_pending=pending, pixel_pitch_mm=j.pixel_pitch_mm,
                 timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),
-                            "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))})
+                            "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
+        return out
 
     @staticmethod
     def target_index(model: Model, target_class: str | None) -> int | None:
