@@ -100,13 +100,14 @@ def _gradient(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _median(a: np.ndarray) -> float:
     """np.median's value (the two middle elements averaged for an even count) from one partition: a
     third of its time on these small arrays (76 -> 25 us for 64 x 64), and every served sentence takes
-    nine of them."""
+    nine of them. For an even count the lower middle element is the largest of the partition's lower
+    half: a single-pivot partition and a max cost half what a two-pivot partition does (11.6 -> 6 us)."""
     flat = np.ravel(a)
     k = flat.size // 2
+    part = np.partition(flat, k)
     if flat.size % 2:
-        return float(np.partition(flat, k)[k])
-    part = np.partition(flat, (k - 1, k))
-    return float((part[k - 1] + part[k]) / 2)
+        return float(part[k])
+    return float((part[:k].max() + part[k]) / 2)
 
 
 def _percentile(a: np.ndarray, q: float) -> float:
@@ -130,13 +131,17 @@ def _blob(strength: np.ndarray, seed: tuple[int, int] | None = None) -> tuple[fl
     that holds the seed."""
     peak = np.unravel_index(np.argmax(strength), strength.shape) if seed is None else seed
     binary = (strength >= 0.5 * strength[peak]).astype(np.uint8)
-    _, labels = cv2.connectedComponents(binary, connectivity=8)
-    blob = (labels == labels[peak]).astype(np.uint8)
-    area = int(blob.sum())
-    contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    # The seed's 8-connected component, filled into a mask: a flood fill from the seed visits only the
+    # blob, where labelling every component of the window and picking one cost 1.5x as much (16 -> 10 us,
+    # and a served sentence takes about 28 blobs).
+    h, w = binary.shape
+    mask = np.zeros((h + 2, w + 2), np.uint8)
+    area = cv2.floodFill(binary, mask, (int(peak[1]), int(peak[0])), 1, 0, 0,
+                         8 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))[0]
+    contours, _ = cv2.findContours(mask[1:-1, 1:-1], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     perimeter = max(cv2.arcLength(max(contours, key=cv2.contourArea), True), 1.0) if contours else 1.0
     # A 1-px blob has perimeter ~0 in OpenCV's polygon sense: count it as a round dot.
-    return (1.0 if area <= 2 else float(min(4 * np.pi * area / perimeter**2, 1.0))), area
+    return (1.0 if area <= 2 else float(min(4 * np.pi * area / perimeter**2, 1.0))), int(area)
 
 
 class ImageContext:
@@ -157,10 +162,18 @@ class ImageContext:
             self.mag[n] = np.sqrt(self.tensor[n][0] + self.tensor[n][1])
             self.mag_median[n] = _median(self.mag[n][::2, ::2])
             self.spread[n] = _robust_spread(d[::2, ::2])
+        self._detail_std: dict[str, np.floating] = {}
         self.thermal_mag = None
         if "thermal" in channels:
             tx, ty = _gradient(channels["thermal"].astype(np.float32))
             self.thermal_mag = np.hypot(tx, ty)
+
+    def detail_std(self, name: str) -> np.floating:
+        """The standard deviation of a channel's detail over the image, computed once per channel (every
+        region whose dominant channel it is divides by it)."""
+        if name not in self._detail_std:
+            self._detail_std[name] = self.details[name].std()       # float32, as the ratio always took it
+        return self._detail_std[name]
 
 
 def _coherence(jxx: float, jyy: float, jxy: float) -> float:
@@ -209,7 +222,7 @@ def region_stats(channels: "dict[str, np.ndarray] | ImageContext", box: tuple[in
     dominant = max(contrast, key=contrast.get)
     dw = ctx.details[dominant][t:b, l:r]
     circularity, area = _blob(np.abs(dw))
-    uniformity = float(1.0 / (1.0 + dw.std() / (ctx.details[dominant].std() + 1e-12)))
+    uniformity = float(1.0 / (1.0 + dw.std() / (ctx.detail_std(dominant) + 1e-12)))
     marks = {n: channel_mark(d[t:b, l:r], ctx.spread[n], (cy - t, cx - l), core_px,
                              _coherence(*(float(j[t:b, l:r].sum()) for j in ctx.tensor[n])))
              for n, d in ctx.details.items()}

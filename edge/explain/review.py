@@ -118,7 +118,8 @@ class EmbeddingModel:
         (before the maximum was added after it) reads the mean part."""
         e = np.atleast_2d(np.asarray(embeddings, np.float64))[:, :self.means.shape[1]]
         d = e[:, None, :] - self.means[None]                                # (N, classes, K)
-        m = np.einsum("nck,kl,ncl->nc", d, self.precision, d)
+        # d P d per row as a matrix product: einsum's three-operand loop took 0.24 ms of a served answer
+        m = ((d @ self.precision) * d).sum(axis=2)
         m = np.where(np.isnan(m), np.inf, m)
         return np.sqrt(np.maximum(m.min(axis=1), 0))
 

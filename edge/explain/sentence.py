@@ -174,11 +174,16 @@ def top_patches(values: np.ndarray, boxes: np.ndarray, k: int = 2, min_separatio
     `min_separation_px` of one already chosen (overlapping patches would repeat one piece of evidence)."""
     chosen: list[int] = []
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    for j in np.argsort(-values):
-        if values[j] <= 0 or len(chosen) == k:
+    order = np.argsort(-values)
+    allowed = values > 0
+    # each pick rules out its neighbours at once (one array operation per pick, not one per candidate)
+    while len(chosen) < k:
+        first = np.flatnonzero(allowed[order])
+        if not first.size:
             break
-        if all(np.abs(centres[j] - centres[c]).max() >= min_separation_px for c in chosen):
-            chosen.append(int(j))
+        j = int(order[first[0]])
+        chosen.append(j)
+        allowed &= np.abs(centres - centres[j]).max(axis=1) >= min_separation_px
     return chosen
 
 

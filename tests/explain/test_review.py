@@ -30,6 +30,10 @@ def test_distance_is_small_near_a_class_and_large_away_from_all():
     near = model.distance(means + rng.normal(0, 1, (2, 8)))
     far = model.distance(np.full((1, 8), 20.0))
     assert near.max() < 6 < far[0]
+    # the smallest Mahalanobis distance over the classes that have samples, written out row by row
+    x = rng.normal(2, 3, (5, 8))
+    d = [min(float(np.sqrt((v - m) @ model.precision @ (v - m))) for m in model.means[:2]) for v in x]
+    np.testing.assert_allclose(model.distance(x), d, rtol=1e-12)
 
 
 def test_a_local_anomaly_moves_the_max_part_and_an_older_mean_only_model_still_reads():

@@ -129,3 +129,32 @@ def test_the_fast_median_and_percentile_are_numpys():
     img = rng.random((128, 128)).astype(np.float32)
     assert _median(img[::2, ::2]) == float(np.median(img[::2, ::2]))
     assert _percentile(img[40:56, 40:56], 95) == float(np.percentile(img[40:56, 40:56], 95))
+
+
+def test_the_blob_is_the_seeds_8_connected_component_at_half_its_strength():
+    """_blob's flood fill gives the component that labelling every component and picking the seed's
+    gives (the way it was computed before), its area and circularity alike."""
+    import cv2
+
+    from edge.explain.patch_stats import _blob
+    rng = np.random.default_rng(5)
+    for size, sigma in ((16, 0.6), (24, 1.0), (24, 2.5), (9, 0.0)):
+        for _ in range(20):
+            s = rng.normal(size=(size, size)).astype(np.float32)
+            s = np.maximum(cv2.GaussianBlur(s, (0, 0), sigma) if sigma else s, 0)
+            seed = tuple(int(v) for v in rng.integers(0, size, 2))
+            s[seed] = max(float(s[seed]), 0.1)
+            for at in (None, seed):
+                peak = np.unravel_index(np.argmax(s), s.shape) if at is None else at
+                _, labels = cv2.connectedComponents((s >= 0.5 * s[peak]).astype(np.uint8), connectivity=8)
+                blob = (labels == labels[peak]).astype(np.uint8)
+                contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                perimeter = max(cv2.arcLength(max(contours, key=cv2.contourArea), True), 1.0)
+                area = int(blob.sum())
+                circularity = 1.0 if area <= 2 else float(min(4 * np.pi * area / perimeter**2, 1.0))
+                assert _blob(s, at) == (circularity, area)
+    line = np.zeros((12, 12), np.float32)
+    line[6, 1:11] = 1.0
+    line[2, 2] = 1.0                                       # as strong, but not connected to the seed
+    circularity, area = _blob(line, (6, 5))
+    assert area == 10 and circularity < 0.5              # a line, not a round spot (those read 0.8-1)
