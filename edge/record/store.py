@@ -9,6 +9,8 @@ server funnels writes through one worker thread.
 
 Raw frames are optional and capped (`frame_retention`): the oldest are deleted as new ones arrive.
 Channel previews (8-bit PNGs the HMI shows) are capped the same way (`preview_retention`).
+Inspections themselves are kept until `prune` deletes those older than the node's `retention_days`
+(never one with an operator's verdict, never one still waiting for the plant database).
 
 With `outbox=True` (a node with a plant database, `edge.record.forward`) every write also appends a row
 to the `outbox` table *in the same transaction*: what the plant must receive is durable exactly when the
@@ -32,6 +34,7 @@ CREATE TABLE IF NOT EXISTS inspections (
     model TEXT, model_sha256 TEXT, label TEXT, confidence REAL, probabilities TEXT,
     heatmap_target TEXT, heatmap_png BLOB, sentence TEXT, timings TEXT, requested TEXT, deferred TEXT);
 CREATE INDEX IF NOT EXISTS inspections_station ON inspections (station_id, received_ms);
+CREATE INDEX IF NOT EXISTS inspections_received ON inspections (received_ms);
 CREATE TABLE IF NOT EXISTS explanations (
     id INTEGER PRIMARY KEY AUTOINCREMENT, inspection_id TEXT REFERENCES inspections(id), model TEXT,
     model_sha256 TEXT, method TEXT, target TEXT, png BLOB, float16 BLOB, height INTEGER, width INTEGER,
@@ -169,6 +172,39 @@ class InspectionStore:
                       " VALUES (?,?,?,?,?,?)", (inspection_id, int(agree), correct_class, operator, condition, t)),
                      *self._outbox_stmt("verdict", None)])
         return t
+
+    def prune(self, before_ms: int, limit: int = 200) -> int:
+        """Delete up to `limit` of the oldest inspections received before `before_ms` (Unix ms), with their
+        explanations, channel previews and frames; returns how many went. Kept whatever their age: an
+        inspection with an operator's verdict (training data for `edge-xai dataset --from-store`, and what
+        the audit's agreement figures read) and one still waiting in the outbox for the plant database. The
+        choice and the deletes are one transaction, so a verdict or a deferred explanation arriving meanwhile
+        is never lost with its inspection."""
+        limit = max(1, min(int(limit), 500))            # one IN list per table: SQLite's bound-parameter limit
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM inspections WHERE received_ms < ? "
+                "AND id NOT IN (SELECT inspection_id FROM verdicts) "
+                "AND id NOT IN (SELECT key FROM outbox WHERE kind = 'inspection') "
+                "ORDER BY received_ms LIMIT ?", (int(before_ms), limit))]
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                for table, column in (("explanations", "inspection_id"), ("previews", "inspection_id"),
+                                      ("frames", "inspection_id"), ("inspections", "id")):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(ids)
+
+    def size_bytes(self) -> int:
+        """The store's files on disk (database and write-ahead log); 0 for an in-memory store."""
+        if self.path == ":memory:":
+            return 0
+        return sum(Path(p).stat().st_size for p in (self.path, self.path + "-wal") if Path(p).exists())
 
     # -- the outbox (store-and-forward to the plant database) -------------------------------------
     def pending(self, limit: int = 200) -> list[tuple[int, str, str]]:

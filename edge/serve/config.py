@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import math
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -86,6 +87,12 @@ class ServeConfig:
     store_frames: bool = False                # keep raw frames when a request asks for it...
     frame_retention: int = 1000               # ...up to this many, oldest deleted first
     preview_retention: int = 10000            # 8-bit channel previews the HMI shows
+    # Inspections older than this many days are deleted from the node's store, in the background; 0 keeps
+    # every one: the store is then the whole record and grows by about 5.6 kB an inspection of a 128 px
+    # frame, most of it the heatmap PNG (19 GB a day at 4 stations x 10 Hz). Never deleted: inspections
+    # with an operator's verdict, and those not yet in the plant database ([plant]), where a line keeps
+    # its history.
+    retention_days: float = 0.0
     review_budget: float = 0.10               # share of parts the review flag may send to a person
     ig_steps: int = 32                        # Gauss-Legendre points for the regression models' IG
     shap_budget: int = 512                    # model evaluations per SHAP explanation
@@ -140,6 +147,9 @@ class ServeConfig:
                 setattr(cfg, key, value)
         if not 0 < cfg.review_budget < 1:
             raise InvalidInput(f"[serve] review_budget {cfg.review_budget}: a share of parts between 0 and 1 (0.10 = 10 %)")
+        if not (math.isfinite(cfg.retention_days) and cfg.retention_days >= 0):
+            raise InvalidInput(f"[serve] retention_days {cfg.retention_days}: days to keep inspections, 0 or more "
+                               "(0 keeps every inspection)")
         if cfg.plant.database is not None:
             from edge.record.plant import is_database_url, redact
 

@@ -65,11 +65,23 @@ class NodeMetrics:
         self.queue_depth = Gauge("edgexai_queue_depth", "Inspections waiting for the models", registry=r)
         self.deferred_backlog = Gauge("edgexai_deferred_backlog", "Inspections whose deferred explanations are "
                                                                   "still running", registry=r)
+        self.pruned = Counter("edgexai_store_pruned", "Inspections deleted from the node's store for being older "
+                                                      "than [serve] retention_days", registry=r)
+        self.store_bytes = Gauge("edgexai_store_bytes", "The inspection store's files on disk (database and "
+                                                        "write-ahead log)", registry=r)
+        self.store_free = Gauge("edgexai_store_free_bytes", "Free space on the file system that holds the "
+                                                            "inspection store (alert on it: a full disk stops answers)",
+                                registry=r)
 
     def watch(self, queue_depth: Callable[[], float], deferred_backlog: Callable[[], float]) -> None:
         """Gauges read when scraped, from the node's own state."""
         self.queue_depth.set_function(queue_depth)
         self.deferred_backlog.set_function(deferred_backlog)
+
+    def store(self, size_bytes: Callable[[], float], free_bytes: Callable[[], float]) -> None:
+        """The store's size and its disk's free space, read when scraped."""
+        self.store_bytes.set_function(size_bytes)
+        self.store_free.set_function(free_bytes)
 
     def plant(self, forwarder) -> None:
         """Store-and-forward to the plant database (edge.record.forward.Forwarder): backlog, rows sent, failures."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from edge.record import Inspection, InspectionStore
+from edge.record.inspection import now_ms
 from edge.serve.batcher import MicroBatcher, ShuttingDown
 from edge.serve.config import ServeConfig
 from edge.serve.domain import Job
@@ -21,6 +24,9 @@ from edge.serve.inspector import Extra, Inspector
 from edge.serve.metrics import NodeMetrics
 
 log = logging.getLogger("edge.serve")
+
+PRUNE_INTERVAL_S = 60.0      # how often inspections past [serve] retention_days are looked for
+PRUNE_BATCH = 100            # inspections deleted per store transaction
 
 
 def apply_extra(ins: Inspection, extra: Extra) -> None:
@@ -58,6 +64,7 @@ class Node:
         self.background: set[asyncio.Task] = set()
         self.metrics = NodeMetrics(config.cycle_budget_ms)
         self.metrics.watch(self.batcher.queue.qsize, lambda: len(self.background))
+        self.metrics.store(self.store.size_bytes, self._store_free_bytes)
         if self.forwarder is not None:
             self.metrics.plant(self.forwarder)
         for name, m in [*self.inspector.models.items(), *self.inspector.withheld.items()]:
@@ -69,12 +76,15 @@ class Node:
         self.active = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._pruner: asyncio.Task | None = None
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.model_pool, self.inspector.warm_up)
         if self.forwarder is not None:          # also sends what an earlier run left in the outbox
             self.forwarder.start()
         self.batcher.start()
+        if self.config.retention_days > 0:
+            self._pruner = asyncio.get_running_loop().create_task(self._prune())
         self.ready = True
 
     async def inspect(self, job: Job) -> Inspection:
@@ -149,6 +159,29 @@ class Node:
             self.hub.publish(ins, update=True)
         return t
 
+    async def _prune(self) -> None:
+        """Delete inspections older than [serve] retention_days (InspectionStore.prune says which are kept),
+        now and every PRUNE_INTERVAL_S. A batch at a time on the store's thread, so an inspection's write
+        waits behind at most one batch (PRUNE_BATCH inspections: a few ms), never behind a whole backlog."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                cutoff = now_ms() - round(self.config.retention_days * 86_400_000)
+                while True:
+                    n = await loop.run_in_executor(self.store_pool, self.store.prune, cutoff, PRUNE_BATCH)
+                    self.metrics.pruned.inc(n)
+                    if n < PRUNE_BATCH:
+                        break
+            except Exception:           # a failed pass must not stop the node; the next one retries
+                log.exception("deleting inspections older than %g days failed; retrying in %d s",
+                              self.config.retention_days, PRUNE_INTERVAL_S)
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+
+    def _store_free_bytes(self) -> float:
+        if str(self.config.store) == ":memory:":
+            return float("nan")
+        return float(shutil.disk_usage(Path(self.config.store).resolve().parent).free)
+
     def _stored(self) -> None:
         if self.forwarder is not None:
             self.forwarder.notify()
@@ -180,6 +213,9 @@ class Node:
         if self.background:
             await asyncio.wait(list(self.background), timeout=grace_s)
         await self.batcher.stop()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            await asyncio.gather(self._pruner, return_exceptions=True)
         loop = asyncio.get_running_loop()
         if self.forwarder is not None:
             await loop.run_in_executor(None, self.forwarder.stop, self.config.plant.drain_s)

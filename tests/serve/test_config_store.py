@@ -102,3 +102,39 @@ def test_default_locations_follow_the_environment_not_the_working_directory(tmp_
     assert ServeConfig().store.name == "edge-xai-audit.sqlite"
     monkeypatch.delenv("EDGE_XAI_MODELS")
     assert (ServeConfig().models_dir / "defect" / "manifest.json").is_file()     # the bundled models
+
+
+def test_prune_deletes_old_inspections_but_not_verdicted_or_unforwarded_ones(tmp_path):
+    """retention_days' deletes: the oldest first, a batch at a time, with their explanations, previews and
+    frames; an inspection an operator judged, or one the plant database has not received yet, stays."""
+    store = InspectionStore(tmp_path / "a.sqlite", outbox=True)
+    for i in range(10):                                       # received at 1000 + i ms
+        store.put_inspection(make_inspection(i), {"thermal": b"png"}, frame=b"raw")
+    store.put_deferred("00000000", [make_attribution()])
+    store.put_verdict("00000002", True)
+    store.acknowledge(max(seq for seq, kind, key in store.pending(100) if kind == "inspection"))
+    store.put_deferred("00000003", [make_attribution()])      # the plant has not received this update yet
+    # received before 1008 ms: 0-7; 2 is verdicted, 3 waits for the plant database
+    assert store.prune(1008, limit=1) == 1                    # the oldest first: 0, with its explanation
+    assert store.get("00000000") is None and store.count("explanations") == 1
+    assert store.prune(1008, limit=2) == 2                    # 1 and 4
+    assert store.prune(1008) == 3                             # 5, 6, 7
+    assert store.prune(1008) == 0
+    assert {r.inspection_id for r in store.recent(20)} == {"00000002", "00000003", "00000008", "00000009"}
+    store.acknowledge(10 ** 9)                                # the plant has everything now
+    assert store.prune(1008) == 1                             # 3; never 2 (verdicted) nor 8, 9 (recent)
+    assert {r.inspection_id for r in store.recent(20)} == {"00000002", "00000008", "00000009"}
+    assert store.count("previews") == 3 and store.count("frames") == 3 and store.count("explanations") == 0
+    assert store.get("00000002").verdict == "agree" and store.integrity_check() == "ok"
+    assert store.size_bytes() > 0
+    store.close()
+
+
+def test_retention_days_must_be_a_number_of_days(tmp_path):
+    f = tmp_path / "node.toml"
+    f.write_text("[serve]\nretention_days = 30\n")
+    assert ServeConfig.load(f).retention_days == 30 and ServeConfig().retention_days == 0
+    for bad in ("-1", "nan"):
+        f.write_text(f"[serve]\nretention_days = {bad}\n")
+        with pytest.raises(ValueError, match="retention_days"):
+            ServeConfig.load(f)

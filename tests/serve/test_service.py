@@ -460,6 +460,9 @@ def test_prometheus_metrics_are_scraped_and_parse(server, stub, requests):
             "edgexai_stage_duration_seconds", "edgexai_cycle_budget_seconds"} <= set(families)
     stages = {lab["stage"] for _, lab, _ in samples["edgexai_stage_duration_seconds"]}
     assert {"graph", "cam", "sentence", "queue_and_batch"} <= stages
+    # the store's size and its disk's free space, to alert on before a full disk stops the answers
+    assert samples["edgexai_store_bytes"][0][2] > 0 and samples["edgexai_store_free_bytes"][0][2] > 0
+    assert samples["edgexai_store_pruned"][0][2] == 0                 # retention_days 0: every inspection kept
 
 
 def test_the_grafana_dashboard_reads_metrics_the_node_exports(server):

@@ -61,3 +61,31 @@ def test_a_batcher_stopped_with_queued_jobs_fails_them_instead_of_stranding_them
             await asyncio.wait_for(waiting, 5)
 
     asyncio.run(scenario())
+
+
+def test_a_node_with_retention_days_deletes_old_inspections_in_the_background(tmp_path, monkeypatch):
+    """[serve] retention_days: the node deletes inspections past it while it serves (the one an operator
+    judged stays), counts them for Prometheus, and stops its pruning with the node."""
+    import edge.serve.node as node_module
+
+    monkeypatch.setattr(node_module, "PRUNE_INTERVAL_S", 0.05)
+    cfg = make_config(tmp_path, hmi=None, threads=1, retention_days=0.3 / 86_400)      # 0.3 s
+    requests = make_requests(3, seed=1000, station="retention")
+
+    async def scenario():
+        node = Node(cfg)
+        await node.start()
+        ids = [(await node.inspect(build_job(r, node, None))).inspection_id for r in requests]
+        await node.verdict(ids[1], True)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if node.store.count() == 1:
+                break
+        kept = [i.inspection_id for i in node.store.recent(10)]
+        pruned = node.metrics.pruned._value.get()
+        await asyncio.wait_for(node.stop(grace_s=5), 30)
+        assert node._pruner.done()
+        return ids, kept, pruned
+
+    ids, kept, pruned = asyncio.run(scenario())
+    assert kept == [ids[1]] and pruned == 2
