@@ -21,7 +21,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
-from edge.errors import NotFound
+from edge.errors import NotFound, Unavailable
 from edge.record import Inspection
 from edge.serve import Node
 
@@ -128,6 +128,8 @@ def create_app(node: Node) -> FastAPI:
             t = await node.verdict(v.inspection_id, v.agree, v.correct_class, v.operator, v.condition)
         except NotFound as e:
             raise HTTPException(404, str(e)) from None
+        except Unavailable as e:          # the store cannot write (a full disk): the operator's page says so
+            raise HTTPException(503, str(e)) from None
         return {"inspection_id": v.inspection_id, "recorded_ms": t}
 
     @app.get("/api/stream")

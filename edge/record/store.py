@@ -19,14 +19,19 @@ inspection is, and the forwarder deletes outbox rows only after the plant databa
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import NotFound, Unavailable
 from edge.record.inspection import Attribution, Inspection, now_ms
+
+log = logging.getLogger("edge.record")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inspections (
@@ -75,12 +80,15 @@ class InspectionStore:
         self.frame_retention, self.preview_retention = frame_retention, preview_retention
         self._local = threading.local()
         conn = self._connect()
-        conn.executescript(SCHEMA)
-        for table, columns in ADDED_COLUMNS.items():
-            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-            for name, decl in columns:
-                if name not in have:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        try:
+            conn.executescript(SCHEMA)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                for name, decl in columns:
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        except sqlite3.OperationalError as e:            # a full disk, a read-only file: said, not a traceback
+            raise StoreError(f"inspection store {self.path}: {e}") from e
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -95,16 +103,30 @@ class InspectionStore:
             self._local.conn = conn
         return conn
 
-    def _write(self, statements: list[tuple[str, tuple]]) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on this thread's connection: committed when the block ends, rolled back
+        when it raises. SQLite's own failures to write (a full disk, an I/O error, a read-only file, the lock
+        held past the timeout) become StoreError naming the store and the cause: UNAVAILABLE for the
+        station, not an internal error, and not masked by the rollback SQLite has already done itself
+        (after a failed COMMIT on a full disk no transaction is left to roll back)."""
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"inspection store {self.path}: {e}") from e
+
+    def _write(self, statements: list[tuple[str, tuple]]) -> None:
+        with self._transaction() as conn:
             for sql, args in statements:
                 conn.execute(sql, args)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def put_inspection(self, ins: Inspection, previews: dict[str, bytes] | None = None,
                        frame: bytes | None = None) -> None:
@@ -181,9 +203,7 @@ class InspectionStore:
         choice and the deletes are one transaction, so a verdict or a deferred explanation arriving meanwhile
         is never lost with its inspection."""
         limit = max(1, min(int(limit), 500))            # one IN list per table: SQLite's bound-parameter limit
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             ids = [r[0] for r in conn.execute(
                 "SELECT id FROM inspections WHERE received_ms < ? "
                 "AND id NOT IN (SELECT inspection_id FROM verdicts) "
@@ -194,10 +214,6 @@ class InspectionStore:
                 for table, column in (("explanations", "inspection_id"), ("previews", "inspection_id"),
                                       ("frames", "inspection_id"), ("inspections", "id")):
                     conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return len(ids)
 
     def size_bytes(self) -> int:
@@ -340,6 +356,11 @@ class InspectionStore:
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as e:
+                # e.g. a full disk: every committed row is safe in the write-ahead log, and the next open
+                # (or a later checkpoint) moves it into the database file; closing must not fail on it
+                log.warning("inspection store %s: the write-ahead log stays beside the database (%s)", self.path, e)
             conn.close()
             self._local.conn = None

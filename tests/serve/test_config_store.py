@@ -1,4 +1,6 @@
 """Configuration files and the inspection store on their own."""
+import sqlite3
+
 import pytest
 
 from edge.errors import NotFound
@@ -138,3 +140,43 @@ def test_retention_days_must_be_a_number_of_days(tmp_path):
         f.write_text(f"[serve]\nretention_days = {bad}\n")
         with pytest.raises(ValueError, match="retention_days"):
             ServeConfig.load(f)
+
+
+def test_a_full_disk_is_said_as_such_and_writes_resume_when_space_returns(tmp_path):
+    """SQLite's "database or disk is full" (here from a page limit, the same error a full disk gives) comes
+    out as StoreError naming the store and the cause (UNAVAILABLE for the station), not as the rollback's
+    "no transaction is active" that hid it; nothing written before is lost, writes resume once there is
+    room, and closing does not fail on it."""
+    from edge.errors import Unavailable
+    from edge.record.store import StoreError
+
+    store = InspectionStore(tmp_path / "a.sqlite")
+    conn = store._connect()
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0] + 3}")
+    written = 0
+    with pytest.raises(StoreError, match=r"a\.sqlite: database or disk is full") as failure:
+        for i in range(100):
+            store.put_inspection(make_inspection(i), {"thermal": b"p" * 3000})
+            written += 1
+    assert isinstance(failure.value, Unavailable) and 0 < written < 100
+    assert store.count() == written and not conn.in_transaction
+    store.close()
+    store = InspectionStore(tmp_path / "a.sqlite")                    # room again (the limit was per connection)
+    store.put_inspection(make_inspection(1000))
+    assert store.count() == written + 1 and store.integrity_check() == "ok"
+
+    class FullOnCheckpoint:            # a checkpoint on a full disk: the rows are safe in the write-ahead log
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            if "wal_checkpoint" in sql:
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *args)
+
+        def close(self):
+            self.conn.close()
+
+    store._local.conn = FullOnCheckpoint(store._local.conn)
+    store.close()                                                     # logged, not raised: shutdown goes on
+    assert InspectionStore(tmp_path / "a.sqlite").count() == written + 1

@@ -527,3 +527,25 @@ def test_file_requests_send_integer_images_as_a_camera_does_and_scale_like_train
     assert [c.name for c in req.frame.channels] == ["gray"] and req.frame.channels[0].tensor.dtype == pb.UINT8
     served = decode_planes(req.frame, ["gray"], integer_scaling=True)[0]
     np.testing.assert_array_equal(served, loader.read_image(tmp_path / "a.png")[0][:, :, 0])
+
+
+def test_a_store_that_cannot_write_is_unavailable_with_its_reason(server, stub, requests, monkeypatch):
+    """A full disk under the inspection store: the station gets UNAVAILABLE saying so (no answer without
+    its record), the HMI's verdict 503 with the reason, and the node answers again once the store writes."""
+    from edge.record.store import StoreError
+
+    done = stub.Inspect(requests[0], timeout=10)
+
+    def full(*args, **kwargs):
+        raise StoreError("inspection store /data/inspections.sqlite: database or disk is full")
+
+    monkeypatch.setattr(server.node.store, "put_inspection", full)
+    monkeypatch.setattr(server.node.store, "put_verdict", full)
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Inspect(requests[1], timeout=10)
+    assert failure.value.code() == grpc.StatusCode.UNAVAILABLE and "disk is full" in failure.value.details()
+    r = httpx.post(f"http://127.0.0.1:{server.hmi_port}/api/verdicts",
+                   json={"inspection_id": done.inspection_id, "agree": True}, timeout=10)
+    assert r.status_code == 503 and "disk is full" in r.json()["detail"]
+    monkeypatch.undo()
+    assert stub.Inspect(requests[1], timeout=10).label
