@@ -331,3 +331,13 @@ def test_a_bug_is_not_reported_as_a_user_error(monkeypatch, capsys):
     with pytest.raises(ValueError, match="broadcast"):
         main(["simulate", "--out", "x", "--n", "1"])
     assert capsys.readouterr().err == ""
+
+
+def test_serve_takes_the_stores_retention_in_days_and_refuses_a_negative_one(tmp_path, capsys):
+    from edge.cli import _serve_config, build_parser
+
+    args = build_parser().parse_args(["serve", "--store", str(tmp_path / "a.sqlite"), "--retention-days", "30"])
+    assert _serve_config(args).retention_days == 30
+    assert _serve_config(build_parser().parse_args(["serve"])).retention_days == 0      # default: keep every one
+    assert main(["serve", "--retention-days", "-1", "--hmi", "off", "--grpc", "127.0.0.1:0"]) == 2
+    assert "retention_days -1.0: days to keep inspections, 0 or more" in capsys.readouterr().err
