@@ -218,9 +218,14 @@ class InspectionStore:
 
     def size_bytes(self) -> int:
         """The store's files on disk (database and write-ahead log); 0 for an in-memory store."""
-        if self.path == ":memory:":
-            return 0
-        return sum(Path(p).stat().st_size for p in (self.path, self.path + "-wal") if Path(p).exists())
+        total = 0
+        if self.path != ":memory:":
+            for p in (self.path, self.path + "-wal"):
+                try:
+                    total += Path(p).stat().st_size
+                except OSError:             # no log yet, or a checkpoint just truncated it away
+                    pass
+        return total
 
     # -- the outbox (store-and-forward to the plant database) -------------------------------------
     def pending(self, limit: int = 200) -> list[tuple[int, str, str]]:

@@ -178,9 +178,13 @@ class Node:
             await asyncio.sleep(PRUNE_INTERVAL_S)
 
     def _store_free_bytes(self) -> float:
-        if str(self.config.store) == ":memory:":
+        """Free space where the store lives (NaN for an in-memory store, or if it cannot be read)."""
+        try:
+            if str(self.config.store) == ":memory:":
+                return float("nan")
+            return float(shutil.disk_usage(Path(self.config.store).resolve().parent).free)
+        except OSError:
             return float("nan")
-        return float(shutil.disk_usage(Path(self.config.store).resolve().parent).free)
 
     def _stored(self) -> None:
         if self.forwarder is not None:
