@@ -169,8 +169,8 @@ def decide_frames(model: Model, views: list[FrameView]) -> np.ndarray:
 def explain_frames(explainer: GradCAMExplainer, views: list[FrameView], targets: list[int | None] | None = None
                    ) -> list[FrameResult]:
     """Grad-CAM for whole frames, all their inputs in one engine call (plus one for tiles whose own
-    prediction differs from their frame's decision). `targets`: a class index per frame, or None for the
-    decided class."""
+    prediction differs from their frame's decision: of the head alone where the model has that graph).
+    `targets`: a class index per frame, or None for the decided class."""
     model = explainer.model
     targets = targets or [None] * len(views)
     counts = [len(v.x) for v in views]
@@ -189,8 +189,10 @@ def explain_frames(explainer: GradCAMExplainer, views: list[FrameView], targets:
         decided.append((tile, cls))
         redo += [s0 + i for i in range(n) if es[s0 + i].details.class_index != cls]
     if redo:      # tiles whose own class differs: their map for the frame's class
-        again = explainer.explain(rows[redo], np.array([decided[np.searchsorted(starts, r, "right") - 1][1]
-                                                        for r in redo], np.int64))
+        classes = np.array([decided[np.searchsorted(starts, r, "right") - 1][1] for r in redo], np.int64)
+        # from the activations already computed where the model has the head's own graph (the backward of
+        # a few small layers); otherwise a second call of the whole gradcam graph on those tiles
+        again = explainer.retarget([es[r] for r in redo], classes) or explainer.explain(rows[redo], classes)
         for r, e in zip(redo, again):
             es[r] = e
     out = []

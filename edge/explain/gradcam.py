@@ -141,6 +141,31 @@ class GradCAMExplainer(Explainer):
                             timings_ms=dict(timer.ms))
                 for i, (p, c) in enumerate(zip(preds, explained))]
 
+    def retarget(self, explanations: list[Explanation], classes) -> list[Explanation] | None:
+        """The same inputs explained for other classes (one index per explanation), from the activations
+        their Grad-CAM call returned: the head's backward alone (the `head_gradient` graph), not a second
+        pass through the network. Predictions stay those of the inputs. None where that cannot be done
+        (a model exported before the graph existed, activations kept on the GPU by the kernels, guided
+        maps): the caller runs `explain` again."""
+        if (self.guided or "head_gradient" not in self.model.graphs or not explanations
+                or any(getattr(e.details, "activations", None) is None for e in explanations)):
+            return None
+        timer = Timer()
+        classes = np.asarray(classes, np.int64)
+        acts = np.stack([e.details.activations for e in explanations])
+        with timer.stage("graph"):
+            _, grads = self.model.run("head_gradient", {"activations": acts, "target": class_target(
+                len(self.model.classes), classes)})
+        with timer.stage("cam"):
+            raw = cam_raw(acts, grads, self.method)
+            up = upsample_bilinear(raw, explanations[0].attribution.shape, self.shift)
+            heat = normalise_minmax(up)
+        return [Explanation(self.method, e.prediction, f"class {self.model.classes[c]}", up[i], heat[i],
+                            CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift, activations=acts[i],
+                                       guided=False, logits=e.details.logits),
+                            timings_ms=dict(timer.ms))
+                for i, (e, c) in enumerate(zip(explanations, classes))]
+
     def _guided_maps(self, xn: np.ndarray, cam_up: np.ndarray, classes: np.ndarray) -> np.ndarray:
         _, guided_grad = self.model.run("guided_gradient", {"input": xn, "target": class_target(len(self.model.classes),
                                                                                                classes)})

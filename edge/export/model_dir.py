@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from edge.errors import InvalidInput
-from edge.export.graphs import check_parity, export_graphs, gradcam_alignment, graph_specs
+from edge.export.graphs import OPTIONAL_GRAPHS, check_parity, export_graphs, gradcam_alignment, graph_specs
 from edge.runtime.manifest import MANIFEST, write_manifest
 
 WEIGHTS = "weights.pt"     # kept beside the graphs and hashed with them (reference tests, re-export)
@@ -36,7 +36,7 @@ def export_model_dir(model_dir: Path, model: nn.Module, example: np.ndarray | No
         unknown = sorted(set(only) - known)
         if unknown or not only:
             raise InvalidInput(f"graphs {', '.join(unknown) or '(none)'}: a {task} model has {', '.join(sorted(known))}")
-        missing = sorted(known - set(only) - set(manifest.get("graphs", {})))
+        missing = sorted(known - set(only) - set(manifest.get("graphs", {})) - set(OPTIONAL_GRAPHS))
         if missing:
             raise InvalidInput(f"{model_dir}: graphs {', '.join(missing)} were never exported; export them all "
                                "(leave out --graphs)")
@@ -56,7 +56,7 @@ def export_model_dir(model_dir: Path, model: nn.Module, example: np.ndarray | No
     if "gradcam" in fresh:
         manifest["gradcam_alignment"] = gradcam_alignment(model, c, size)
     graphs = {**manifest["graphs"], **fresh} if only is not None else fresh
-    graphs = {name: graphs[name] for name in graph_specs(task)}          # the usual order
+    graphs = {name: graphs[name] for name in graph_specs(task) if name in graphs}     # the usual order
     old = manifest.get("parity", {}) if only is not None else {}
     keys = ("relative_l2", "relative_max", "kink_nudges", "kink_samples")
     manifest.update(graphs=graphs, operators=sorted({o for g in graphs.values() for o in g["operators"]}),

@@ -77,6 +77,29 @@ def test_a_large_frame_is_tiled_the_worst_tile_decides_and_the_map_is_stitched(s
     assert abs(row - 121) <= 8 and abs(col - 187) <= 8                # and the stitched map's peak, within a cell
 
 
+def test_tiles_of_another_class_are_re_explained_from_their_activations_as_a_second_pass_would(spot_model,
+                                                                                             monkeypatch):
+    """A tiled frame decided "spot": the tiles that said "ok" need their map for "spot". With the model's
+    head_gradient graph they get it from the activations the first call returned (one gradcam call in
+    all), the same maps a second gradcam call on those tiles gives."""
+    assert "head_gradient" in spot_model.graphs                        # every new export carries it
+    rng = np.random.default_rng(5)
+    frame = spot_image(rng, 160, 240, centre=(40, 60))
+    view = frame_view(_planes(frame), spot_model)
+    calls = []
+    run = spot_model.run
+    monkeypatch.setattr(spot_model, "run", lambda graph, feeds: calls.append(graph) or run(graph, feeds))
+    [fast] = explain_frames(GradCAMExplainer(spot_model), [view])
+    assert calls == ["gradcam", "head_gradient"]
+    calls.clear()
+    monkeypatch.setattr(GradCAMExplainer, "retarget", lambda self, explanations, classes: None)
+    [slow] = explain_frames(GradCAMExplainer(spot_model), [view])
+    assert calls == ["gradcam", "gradcam"]                             # a model without the graph: as before
+    assert fast.explanation.prediction.label == slow.explanation.prediction.label == "spot"
+    assert fast.tile == slow.tile
+    np.testing.assert_allclose(fast.heatmap, slow.heatmap, atol=1e-5)
+
+
 def test_explain_on_a_large_frame_says_places_in_the_frames_pixels(spot_model, tmp_path, capsys):
     from edge.cli import main
 

@@ -28,7 +28,7 @@ def regressor(tmp_path_factory):
 
 def test_classifier_graphs_match_autograd_at_batch_1_and_8(classifier):
     model, _, d, graphs = classifier
-    assert set(graphs) == {"predict", "gradcam", "input_gradient", "guided_gradient"}
+    assert set(graphs) == {"predict", "gradcam", "input_gradient", "guided_gradient", "head_gradient"}
     errors = check_parity(model, "defect", d, graphs, lambda b, g: torch.randn(b, 3, 32, 32, generator=g))
     assert all(e["relative_l2"] < 1e-4 for e in errors.values()), errors
 

@@ -35,4 +35,20 @@ def test_an_unknown_graph_name_is_refused_with_the_model_s_graphs(tmp_path, caps
     shutil.copytree(MODELS / "defect", folder, ignore=shutil.ignore_patterns(".engines"))
     assert main(["export", "--model", str(folder), "--graphs", "gradcam,shap"]) == 2
     err = capsys.readouterr().err
-    assert "graphs shap: a defect model has gradcam, guided_gradient, input_gradient, predict" in err
+    assert "graphs shap: a defect model has gradcam, guided_gradient, head_gradient, input_gradient, predict" in err
+
+
+def test_a_model_exported_before_the_head_graph_gains_it_alone_and_keeps_its_audit(tmp_path, capsys):
+    """head_gradient (the head's backward from kept activations: a tiled frame's other-class tiles) is
+    optional: a model exported before it serves without it, and `--graphs head_gradient` adds it alone."""
+    folder = tmp_path / "defect"
+    shutil.copytree(MODELS / "defect", folder, ignore=shutil.ignore_patterns(".engines"))
+    before = json.loads((folder / "manifest.json").read_text())
+    assert "head_gradient" not in before["graphs"]
+    assert main(["export", "--model", str(folder), "--graphs", "head_gradient"]) == 0
+    after = json.loads((folder / "manifest.json").read_text())
+    assert list(after["graphs"]) == [*before["graphs"], "head_gradient"]
+    assert predict_sha256(after) == predict_sha256(before) and after["audit"] == before["audit"]
+    assert after["parity"]["relative_l2"]["head_gradient"] < 1e-4
+    assert after["graphs"]["head_gradient"]["inputs"] == ["activations", "target"]
+    assert Model.load(folder).audit_status == "passed"
