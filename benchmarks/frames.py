@@ -5,8 +5,9 @@
 
 Rows (in-process, the node's own path: request -> Job -> Node.inspect, store write included):
   frame_<H>x<W>     one request with a frame of that size: decode, letterbox or tiles, one gradcam-graph
-                    batch over all tiles (+ one for tiles whose own class differs), stitching, sentence,
-                    PNG of the frame-size heatmap, store
+                    batch over all tiles (+ the head_gradient graph for tiles whose own class differs, or a
+                    second gradcam batch for a model exported without it), stitching, sentence, PNG of the
+                    frame-size heatmap, store
 and the stages of the large frame measured apart (decode, tiling, Grad-CAM of all tiles, stitch, PNG).
 """
 from __future__ import annotations
