@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from edge.errors import ExportError
 from edge.export.graphs import ALLOWED_OPS, check_parity, export_graphs, reference_outputs
 from helpers import randomise_batchnorm
 from edge.train.models import ResidualUNet, fold_batchnorm
@@ -132,7 +133,8 @@ def test_only_allowed_operators(classifier, regressor):
 
 
 def test_a_layer_without_a_supported_backward_is_refused(tmp_path):
-    """Max-pooling has no exportable backward here: export must fail, not ship a broken graph."""
+    """Max-pooling is outside what the graphs may contain (TensorRT allow-list, written-out backward): export
+    must fail naming the operator, not ship a graph the device cannot run."""
 
     class Pooled(nn.Module):
         def __init__(self):
@@ -146,7 +148,7 @@ def test_a_layer_without_a_supported_backward_is_refused(tmp_path):
         def forward(self, x):
             return self.classify(self.features(x))
 
-    with pytest.raises(Exception):
+    with pytest.raises(ExportError, match="MaxPool"):
         export_graphs(Pooled().eval(), "defect", torch.randn(2, 1, 16, 16), tmp_path)
 
 

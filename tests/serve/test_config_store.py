@@ -44,7 +44,7 @@ def test_round_trip_deferred_verdicts_and_retention(tmp_path):
     assert store.count("frames") == 2 and store.count("previews") == 2      # oldest deleted
     assert store.preview("00000000", "thermal") is None and store.preview("00000003", "thermal") == b"png"
     assert [r.inspection_id for r in store.recent(2)] == ["00000003", "00000002"]
-    with pytest.raises(Exception):
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
         store.put_inspection(make_inspection(3))                  # ids are unique
     assert store.integrity_check() == "ok"
     store.close()
