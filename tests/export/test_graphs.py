@@ -7,8 +7,8 @@ import torch.nn as nn
 
 from edge.errors import ExportError
 from edge.export.graphs import ALLOWED_OPS, check_parity, export_graphs, reference_outputs
-from helpers import randomise_batchnorm
 from edge.train.models import ResidualUNet, fold_batchnorm
+from helpers import randomise_batchnorm
 
 pytestmark = pytest.mark.slow
 
