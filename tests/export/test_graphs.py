@@ -133,8 +133,8 @@ def test_only_allowed_operators(classifier, regressor):
 
 
 def test_a_layer_without_a_supported_backward_is_refused(tmp_path):
-    """Max-pooling is outside what the graphs may contain (TensorRT allow-list, written-out backward): export
-    must fail naming the operator, not ship a graph the device cannot run."""
+    """Max-pooling is outside the operator allow-list the graphs are held to (TensorRT's): export must fail
+    naming it, not ship a graph the device cannot run."""
 
     class Pooled(nn.Module):
         def __init__(self):
