@@ -123,8 +123,7 @@ class GradCAMExplainer(Explainer):
         pooled = None
         if kernels is None:
             with timer.stage("cam"):
-                raw = cam_raw(acts, grads, self.method)
-                up = upsample_bilinear(raw, xn.shape[2:], self.shift)
+                raw, up = self._host_map(acts, grads, xn.shape[2:])
                 heat = None if self.guided else normalise_minmax(up)    # guided: normalised once refined
         else:
             raw, up, heat, pooled, acts = (mapped["raw"], mapped["attribution"], mapped["heatmap"],
@@ -133,13 +132,23 @@ class GradCAMExplainer(Explainer):
             with timer.stage("guided"):
                 up = self._guided_maps(xn, up, explained)
                 heat = normalise_minmax(up)
+        return self._explanations(preds, explained, raw, up, heat, acts, pooled, logits, self.guided, timer)
+
+    def _host_map(self, acts: np.ndarray, grads: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+        """The map at the target layer and upsampled to `shape`, on the host (the kernels' twin)."""
+        raw = cam_raw(acts, grads, self.method)
+        return raw, upsample_bilinear(raw, shape, self.shift)
+
+    def _explanations(self, preds, classes, raw, up, heat, acts, pooled, logits, guided: bool,
+                      timer: Timer) -> list[Explanation]:
+        """One Explanation per sample (per-sample arrays indexed here; acts / pooled may be None)."""
         return [Explanation(self.method, p, f"class {self.model.classes[c]}", up[i], heat[i],
                             CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift,
                                        activations=None if acts is None else acts[i],
-                                       pooled=None if pooled is None else pooled[i], guided=self.guided,
+                                       pooled=None if pooled is None else pooled[i], guided=guided,
                                        logits=logits[i]),
                             timings_ms=dict(timer.ms))
-                for i, (p, c) in enumerate(zip(preds, explained))]
+                for i, (p, c) in enumerate(zip(preds, classes))]
 
     def retarget(self, explanations: list[Explanation], classes) -> list[Explanation] | None:
         """The same inputs explained for other classes (one index per explanation), from the activations
@@ -157,14 +166,10 @@ class GradCAMExplainer(Explainer):
             _, grads = self.model.run("head_gradient", {"activations": acts, "target": class_target(
                 len(self.model.classes), classes)})
         with timer.stage("cam"):
-            raw = cam_raw(acts, grads, self.method)
-            up = upsample_bilinear(raw, explanations[0].attribution.shape, self.shift)
+            raw, up = self._host_map(acts, grads, explanations[0].attribution.shape)
             heat = normalise_minmax(up)
-        return [Explanation(self.method, e.prediction, f"class {self.model.classes[c]}", up[i], heat[i],
-                            CamDetails(raw=raw[i], class_index=int(c), shift_cells=self.shift, activations=acts[i],
-                                       guided=False, logits=e.details.logits),
-                            timings_ms=dict(timer.ms))
-                for i, (e, c) in enumerate(zip(explanations, classes))]
+        return self._explanations([e.prediction for e in explanations], classes, raw, up, heat, acts, None,
+                                  [e.details.logits for e in explanations], False, timer)
 
     def _guided_maps(self, xn: np.ndarray, cam_up: np.ndarray, classes: np.ndarray) -> np.ndarray:
         _, guided_grad = self.model.run("guided_gradient", {"input": xn, "target": class_target(len(self.model.classes),
