@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -116,12 +117,30 @@ def _cmd_export_triton(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_file(option: str, value: str | None) -> Path | None:
+    """A file the command will write at its end, checked now: a long run must not end on a path it cannot
+    write (its folder is created)."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise UserError(f"{option} {value}: is a folder; give a file name (e.g. {path / 'predictions.csv'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{option} {value}: cannot create its folder ({e.strerror})") from e
+    if not os.access(path.parent, os.W_OK):
+        raise UserError(f"{option} {value}: its folder {path.parent} is not writable")
+    return path
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from edge.evaluate import evaluate, format_report
 
     metrics = evaluate(Path(args.model), Path(args.data), progress=not (args.quiet or args.json),
                        limit=args.limit, batch_size=args.batch_size,
-                       pixel_pitch_mm=_pitch("--pixel-pitch-mm", args.pixel_pitch_mm))
+                       pixel_pitch_mm=_pitch("--pixel-pitch-mm", args.pixel_pitch_mm),
+                       predictions=_output_file("--predictions", args.predictions))
     print(json.dumps(metrics) if args.json else format_report(metrics))
     if args.update_manifest:
         from edge.runtime.manifest import record_evaluation
@@ -809,6 +828,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=DATASET_PITCH_HELP)
     e.add_argument("--update-manifest", action="store_true",
                    help="record these metrics (and the data recipe) in the model's manifest")
+    e.add_argument("--predictions", metavar="FILE.csv", default=None,
+                   help="also write one row per sample: its file, true and predicted class, the confidence the node "
+                        "would report and every class's probability (classifiers; the misclassified have "
+                        "correct=0, e.g. to review their labels), or its error (regression models)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
 

@@ -30,11 +30,38 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
             "confusion": {"classes": classes, "matrix": confusion.tolist()}}
 
 
+def prediction_rows(files: list[str], labels: list[str], classes: list[str], probabilities: np.ndarray) -> list[dict]:
+    """One row per sample for an engineer to review: its file, true and predicted class, the confidence
+    the node would report (the calibrated probability of the predicted class) and that of the true class.
+    Rows in the data set's order; the misclassified are the rows with `correct` 0."""
+    pred = probabilities.argmax(1)
+    index = {c: i for i, c in enumerate(classes)}
+    return [{"file": f, "true": lab, "predicted": classes[k], "correct": int(classes[k] == lab),
+             "confidence": round(float(p[k]), 4), "p_true": round(float(p[index[lab]]), 4),
+             **{f"p_{c}": round(float(p[i]), 4) for i, c in enumerate(classes)}}
+            for f, lab, k, p in zip(files, labels, pred, probabilities)]
+
+
+def write_rows_csv(path: Path, rows: list[dict]) -> Path:
+    """rows as a CSV file (a header from the first row's keys), written whole or not at all."""
+    import csv
+    import io
+
+    from edge.output_folder import write_text_atomic
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["file"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(Path(path), buf.getvalue())
+
+
 def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | None = None,
-             batch_size: int = 64, pixel_pitch_mm: float | None = None) -> dict:
+             batch_size: int = 64, pixel_pitch_mm: float | None = None, predictions: Path | None = None) -> dict:
     """pixel_pitch_mm: the data set's pitch (every image of it; a classifier's frames are then read at the
     training pitch as the service reads frames sent with it, `edge.explain.frame.served_input`). None: the
-    data set is taken to have the training images' pitch."""
+    data set is taken to have the training images' pitch. predictions: a CSV file to write one row per
+    sample to (a classifier: `prediction_rows`; a regression model: its error per sample)."""
     model = Model.load(model_dir)
     if pixel_pitch_mm:
         from edge.explain.frame import require_training_pitch
@@ -59,6 +86,10 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
 
         cal = calibration_report(out, y, model.temperature)
         result["calibration"] = {k: v for k, v in cal.items() if not k.startswith("reliability")}
+        if predictions is not None:
+            rows = prediction_rows(_relative(arrays.paths, data), list(arrays.labels), classes,
+                                   model.probabilities(out))
+            result["predictions"] = str(write_rows_csv(predictions, rows))
         return result
     truth = arrays.targets[target]
     pred = model.predict(arrays.x, batch_size=batch_size)[:, 0]
@@ -75,6 +106,11 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
         result["per_geometry"] = {g: {"mae": float(np.mean([e for e, _ in v])),
                                       "baseline_mae": float(np.mean([b for _, b in v])), "n": len(v)}
                                   for g, v in sorted(per.items())}
+        if predictions is not None:
+            rows = [{"file": f, "geometry": g, "mae": round(float(e), 6), "baseline_mae": round(float(b), 6)}
+                    for f, g, e, b in zip(_relative(arrays.paths, data), geometries, err.mean(axis=(1, 2)),
+                                          base.mean(axis=(1, 2)))]
+            result["predictions"] = str(write_rows_csv(predictions, rows))
         return result
     from edge.sim.optics import fringe_order
 
@@ -90,7 +126,26 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     for g, c in zip(geometries, correct.mean(axis=(1, 2))):
         per[g].append(c)
     result["per_geometry"] = {g: {"fringe_order_accuracy": float(np.mean(v)), "n": len(v)} for g, v in sorted(per.items())}
+    if predictions is not None:
+        rows = [{"file": f, "geometry": g, "fringe_order_accuracy": round(float(c), 6),
+                 "mae": round(float(e), 6)}
+                for f, g, c, e in zip(_relative(arrays.paths, data), geometries, correct.mean(axis=(1, 2)),
+                                      np.abs(pred - truth).mean(axis=(1, 2)))]
+        result["predictions"] = str(write_rows_csv(predictions, rows))
     return result
+
+
+def _relative(paths: list[Path], data: Path) -> list[str]:
+    """Each sample's file as the data set names it (relative to its root where it lies under it). Links are
+    not followed: a set of links to the files elsewhere is named by its links."""
+    root = Path(data).absolute()
+    out = []
+    for p in paths:
+        try:
+            out.append(Path(p).absolute().relative_to(root).as_posix())
+        except ValueError:
+            out.append(str(p))
+    return out
 
 
 def served_in_tiles(shapes: list[tuple[int, int]], specs: list[dict]) -> list[int]:
@@ -208,12 +263,17 @@ def format_report(metrics: dict) -> str:
                 lines.append(f"  a perfectly calibrated model with these confidences would read ECE {floor['mean']:.4f} "
                              f"on {cal['n']} samples ({floor['p95']:.4f} at the 95th percentile): what sampling noise alone "
                              "reads at this sample count")
+        if metrics.get("predictions"):
+            wrong = metrics["samples"] - int(np.trace(np.array(cm["matrix"])))
+            lines.append(f"one row per sample in {metrics['predictions']} ({wrong} misclassified: correct=0)")
         return "\n".join(lines)
     for k, v in metrics.items():
         if isinstance(v, float):
             lines.append(f"{k:<38}{v:.4f}")
     for g, v in metrics.get("per_geometry", {}).items():
         lines.append(f"  {g:<12} " + " ".join(f"{k} {x:.4f}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items()))
+    if metrics.get("predictions"):
+        lines.append(f"one row per sample in {metrics['predictions']}")
     return "\n".join(lines)
 
 

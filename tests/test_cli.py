@@ -81,6 +81,17 @@ def test_evaluate_names_a_missing_model_folder(tmp_path):
     assert r.returncode == 2 and "no manifest" in r.stderr
 
 
+def test_evaluate_refuses_a_predictions_path_it_could_not_write_before_any_work(tmp_path, capsys):
+    # checked before the model is even read: a long evaluation must not end on an unwritable path
+    assert main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(tmp_path),
+                 "--predictions", str(tmp_path)]) == 2
+    assert f"--predictions {tmp_path}: is a folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(tmp_path),
+                 "--predictions", str(tmp_path / "file" / "rows.csv")]) == 2
+    assert "cannot create its folder" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--lr", "0"], "--lr must be positive"),
     (["--backbone", "vgg"], "invalid choice: 'vgg'"),

@@ -1,4 +1,5 @@
 """Train -> export -> evaluate on tiny sets, for all three tasks and for a user's image folder."""
+import csv
 import json
 import subprocess
 import sys
@@ -27,9 +28,26 @@ def test_train_export_evaluate(sim_dataset, tmp_path, capsys, task):
     assert manifest["task"] == task and manifest["training"]["data"]["seed"] == 5
     assert set(manifest["files"]) >= {"predict.onnx", "input_gradient.onnx", "weights.pt"}
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(tmp_path / task), "--data", str(sim_dataset), "--json"]) == 0
+    rows_csv = tmp_path / "review" / f"{task}.csv"          # its folder does not exist yet: made
+    assert main(["evaluate", "--model", str(tmp_path / task), "--data", str(sim_dataset), "--json",
+                 "--predictions", str(rows_csv)]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["task"] == task and metrics["samples"] == 60
+    assert metrics["task"] == task and metrics["samples"] == 60 and metrics["predictions"] == str(rows_csv)
+    with rows_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    # one row per sample, named as the data set names it, in its order
+    assert len(rows) == 60 and all((sim_dataset / r["file"]).is_file() for r in rows)
+    assert len({r["file"] for r in rows}) == 60
+    if task == "defect":
+        cm = np.array(metrics["confusion"]["matrix"])
+        assert sum(int(r["correct"]) for r in rows) == np.trace(cm)
+        assert all(r["file"].split("/")[0] == r["true"] for r in rows)   # DIR/<class>/<stem>
+        for r in rows:
+            probs = {c: float(r[f"p_{c}"]) for c in manifest["classes"]}
+            assert abs(sum(probs.values()) - 1) < 1e-3 and max(probs, key=probs.get) == r["predicted"]
+            assert float(r["confidence"]) == probs[r["predicted"]] and float(r["p_true"]) == probs[r["true"]]
+    else:
+        assert all(float(r["mae"]) >= 0 for r in rows)
     if task == "defect":
         assert set(metrics["per_class"]) == {"ok", "crack", "pit", "contamination", "delamination", "scratch"}
         # the run's summary names every class's validation recall and count (the log says it in words)
