@@ -14,6 +14,13 @@ Rows:
                   p50 - in_process p50 (kept as grpc_overhead_unpaired_p50_ms), compared two processes, and
                   on the 2-core VM a process runs at one of two speeds for its life (benchmarks/attribution.py):
                   six runs of it read 0.66-2.03 ms
+  grpc_floor      the same requests to a servicer in its own process that answers each with a stored copy of
+                  the node's answer (same sizes both ways, no model, no store), at once: what Python gRPC itself
+                  costs on this machine for these messages when both ends stay busy
+  grpc_floor_waiting  the same servicer, answering after waiting in a worker thread as long as the node's
+                  handler took (grpc_single's handler p50), as the node waits for its engine: the overhead
+                  (round trip - that wait, measured as grpc_single's) of any Python gRPC servicer whose answer
+                  takes that long. Where grpc_single's overhead is at or under it, the rest is not the node's
   stations_KxR    K simulated stations at R Hz each (prediction + Grad-CAM + sentence inline)
   saturation      8 stations sending as fast as answers come back: throughput
   opcua_delay     with --opcua: the served node also publishes over OPC UA; 4 stations x 10 Hz, the delay
@@ -78,12 +85,13 @@ async def in_process(count: int, threads: int, store: Path, spin: bool = False, 
     return pct(lat)
 
 
-async def grpc_single(target: str, count: int) -> dict:
+async def grpc_single(target: str, count: int, answer_to: Path | None = None) -> dict:
+    """One request at a time. answer_to: where to keep the last answer (for grpc_floor's servicer)."""
     from edge.serve.station import channel, make_requests
     from edge.v1 import inspection_pb2_grpc as pb_grpc
 
     reqs = make_requests(12, 700, "bench")
-    lat, overhead = [], []
+    lat, overhead, handled = [], [], []
     async with channel(target) as ch:
         stub = pb_grpc.InspectionStub(ch)
         for i in range(count + 5):
@@ -91,8 +99,62 @@ async def grpc_single(target: str, count: int) -> dict:
             r = await stub.Inspect(reqs[i % 12], timeout=10)
             if i >= 5:
                 lat.append((time.perf_counter() - t) * 1e3)
-                overhead.append(lat[-1] - next(x.ms for x in r.timings if x.stage == "handler"))
-    return {**pct(lat), "overhead": pct(overhead)}
+                handled.append(next(x.ms for x in r.timings if x.stage == "handler"))
+                overhead.append(lat[-1] - handled[-1])
+    if answer_to is not None:
+        answer_to.write_bytes(r.SerializeToString())
+    return {**pct(lat), "overhead": pct(overhead), "handler": pct(handled),
+            "request_bytes": reqs[0].ByteSize(), "answer_bytes": r.ByteSize()}
+
+
+async def serve_stored_answer(port: int, answer: Path, wait_ms: float) -> None:
+    """grpc_floor's servicer: every Inspect is answered with the stored answer, at once or after waiting
+    wait_ms in a worker thread (its `handler` timing then says how long it waited)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from edge.v1 import inspection_pb2 as pb
+    from edge.v1 import inspection_pb2_grpc as pb_grpc
+
+    stored = pb.InspectResponse.FromString(answer.read_bytes())
+    del stored.timings[:]
+    worker = ThreadPoolExecutor(1)
+
+    class Stored(pb_grpc.InspectionServicer):
+        async def Inspect(self, request, context):
+            t = time.perf_counter()
+            if wait_ms > 0:
+                await asyncio.get_running_loop().run_in_executor(worker, time.sleep, wait_ms / 1e3)
+            r = pb.InspectResponse()
+            r.CopyFrom(stored)
+            r.timings.add(stage="handler", ms=(time.perf_counter() - t) * 1e3)
+            return r
+
+    mb = 64 << 20   # as the node's defaults
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", mb), ("grpc.max_send_message_length", mb)])
+    pb_grpc.add_InspectionServicer_to_server(Stored(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def grpc_floor(count: int, answer: Path, wait_ms: float = 0.0) -> dict:
+    """grpc_single's requests against `serve_stored_answer` in a process of its own."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-stored-answer", str(port), str(answer), str(wait_ms)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=60)
+        r = asyncio.run(grpc_single(f"127.0.0.1:{port}", count))
+        return {**{k: r[k] for k in ("n", "p50_ms", "p95_ms", "p99_ms", "overhead", "request_bytes", "answer_bytes")},
+                "wait_ms": wait_ms}
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 async def opcua_delay(target: str, url: str, count: int, stations: int = 4, rate_hz: float = 10.0) -> dict:
@@ -145,7 +207,13 @@ def main() -> None:
                    help="let ONNX Runtime's thread pools busy-wait between calls ([serve] ort_spin; default off)")
     p.add_argument("--batch-wait-ms", type=float, default=None,
                    help="how long a micro-batch waits for company ([serve] batch_wait_ms; default: the node's)")
+    p.add_argument("--serve-stored-answer", nargs=3, metavar=("PORT", "ANSWER", "WAIT_MS"), default=None,
+                   help=argparse.SUPPRESS)   # grpc_floor's servicer process
     args = p.parse_args()
+    if args.serve_stored_answer:
+        port, answer, wait_ms = args.serve_stored_answer
+        asyncio.run(serve_stored_answer(int(port), Path(answer), float(wait_ms)))
+        return
 
     import grpc
     from _common import machine, print_targets, write_json
@@ -202,7 +270,10 @@ def main() -> None:
     proc, target = start_node("served")
     procs = [proc]
     try:
-        results["grpc_single"] = asyncio.run(grpc_single(target, args.count))
+        results["grpc_single"] = asyncio.run(grpc_single(target, args.count, tmp / "answer.bin"))
+        results["grpc_floor"] = grpc_floor(args.count, tmp / "answer.bin")
+        results["grpc_floor_waiting"] = grpc_floor(args.count, tmp / "answer.bin",
+                                                   results["grpc_single"]["handler"]["p50_ms"])
         for k, rate in ((1, 10), (4, 10)):
             r = asyncio.run(run_stations(target, rate, args.count, k)).to_dict()
             results[f"stations_{k}x{rate}"] = {kk: r[kk] for kk in ("sent", "ok", "errors", "rate_hz", "p50_ms",
@@ -232,6 +303,8 @@ def main() -> None:
         if triton is not None:
             triton.stop()
     overhead = results["grpc_single"]["overhead"]["p50_ms"]
+    floor = results["grpc_floor"]["overhead"]["p50_ms"]
+    floor_waiting = results["grpc_floor_waiting"]["overhead"]["p50_ms"]
     unpaired = results["grpc_single"]["p50_ms"] - results["in_process"]["p50_ms"]
     s4 = results["stations_4x10"]
     sensors_extra = results["in_process_sensors"]["p50_ms"] / results["in_process"]["p50_ms"] - 1
@@ -244,6 +317,7 @@ def main() -> None:
     out = {"benchmark": "service", "machine": machine(args.threads), "frame": "128x128x3 float16 + height plane",
            "ort_spin": args.spin, "batch_wait_ms": args.batch_wait_ms, "backend": triton.backend.split(":")[0] if triton else "ort-cpu",
            "results": results, "grpc_overhead_p50_ms": overhead, "grpc_overhead_unpaired_p50_ms": unpaired,
+           "grpc_floor_p50_ms": floor, "grpc_floor_waiting_p50_ms": floor_waiting,
            "sensors_extra_p50": sensors_extra,
            "targets_met": {k: v[1] for k, v in checks.items()}}
     print(f"{'row':<20}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  other")
@@ -251,7 +325,9 @@ def main() -> None:
         other = {k: v for k, v in r.items() if k not in ("p50_ms", "p95_ms", "p99_ms")}
         print(f"{name:<20}{r['p50_ms']:>9.2f}{r.get('p95_ms', float('nan')):>9.2f}{r['p99_ms']:>9.2f}  {other}")
     print(f"gRPC overhead p50: {overhead:.2f} ms paired (round trip - server handling), "
-          f"{unpaired:.2f} ms unpaired (grpc_single p50 - in_process p50)")
+          f"{unpaired:.2f} ms unpaired (grpc_single p50 - in_process p50); a servicer answering the same messages "
+          f"with no work: {floor:.2f} ms at once (grpc_floor), {floor_waiting:.2f} ms after waiting as long as the "
+          f"node's handler (grpc_floor_waiting)")
     print_targets(checks)
     m = out["machine"]
     print(f"machine: {m['cpu']} ({m['cpu_count']} cores), server threads {args.threads}")
