@@ -333,8 +333,9 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
     y = np.array([classes.index(lbl) for lbl in arrays.labels])
     norm = Normalisation.fit(arrays.x[tr], mode) if mode in ("dataset", "centred") else Normalisation(mode)
     ok_index = classes.index(ok_class) if ok_class else -1
-    # An image of the defect-free class has an empty mask by definition: ground truth for the mask loss.
-    mask_known = arrays.has_mask | (y == ok_index)
+    mask_known, unmarked = mask_ground_truth(arrays.has_mask, arrays.masks, y, ok_index)
+    if progress and unmarked.any():
+        print(f"masks: {unmarked_note(unmarked, arrays.paths, Path(data))}", flush=True)
     paste = None
     if augmentation.paste > 0:
         content = np.array([[p.top, p.left, p.h, p.w] for p in arrays.placements], np.int64)
@@ -389,6 +390,7 @@ def _fit_classifier(data: Path, out: Path, cfg: TrainConfig, progress: bool, t_s
                                 augmentation=augmentation.describe(), augmentation_reason=augment_reason,
                                 paste=({"donors": paste.donor_count, "surfaces": len(paste.surfaces)}
                                        if paste is not None else None),
+                                unmarked_masks=int(unmarked.sum()),
                                 best_epoch=log.best_epoch, stopped=log.stopped,
                                 prior_correction={"tau": tau, "validation_scores": tau_scores,
                                                   "class_counts": counts.tolist()},
@@ -486,6 +488,33 @@ def cam_choice_samples(labels: list[str], annotated: np.ndarray, tr: np.ndarray,
             chosen.append(int(i))
     extra = np.sort(np.array([i for idx in picked.values() for i in idx], np.int64))
     return np.concatenate([np.asarray(va, np.int64), extra]), len(extra)
+
+
+def mask_ground_truth(has_mask: np.ndarray, masks: np.ndarray, y: np.ndarray,
+                      ok_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(known, unmarked): which samples' masks the mask loss may learn from, and which defect images have a
+    mask file that marks nothing. An image of the defect-free class has an empty mask by definition: ground
+    truth. A defect image whose mask is empty is not: the defect is there and the mask failed to say where
+    (an annotation left out, a mask exported blank), and learning "nothing here" from it would teach the
+    head, and the attention it guides, to look away from that defect. Such an image trains the classifier
+    as an unannotated one does, as the tiled path and the audit read it too."""
+    marked = has_mask & masks.reshape(len(masks), -1).any(axis=1)
+    defect_free = y == ok_index
+    return marked | defect_free, has_mask & ~marked & ~defect_free
+
+
+def unmarked_note(unmarked: np.ndarray, paths: list[Path], data: Path) -> str:
+    """One line naming the defect images whose mask marks nothing (a few of them by file)."""
+    files = [paths[i] for i in np.flatnonzero(unmarked)]
+    named = []
+    for f in files[:3]:
+        try:
+            named.append(Path(f).relative_to(data).as_posix())
+        except ValueError:
+            named.append(str(f))
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+    return (f"{len(files)} defect image{'s' if len(files) != 1 else ''} with a mask that marks nothing "
+            f"({', '.join(named)}{more}): trained as unannotated (no mask loss on them); check those masks")
 
 
 def _choose_cam_method(out: Path, arrays: Arrays, tr: np.ndarray, va: np.ndarray, ok_class: str | None,

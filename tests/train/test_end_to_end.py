@@ -105,7 +105,8 @@ def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):
             if cls == "dent":
                 cv2.circle(img, (w // 2, h // 2), 5, 250, -1)
                 mask = np.zeros((h, w), np.uint8)
-                cv2.circle(mask, (w // 2, h // 2), 5, 255, -1)
+                if i >= 2:            # the first two dents' masks were exported blank: they mark nothing
+                    cv2.circle(mask, (w // 2, h // 2), 5, 255, -1)
                 cv2.imwrite(str(root / cls / f"{i}.mask.png"), mask)
             cv2.imwrite(str(root / cls / f"{i}.png"), img)
     s = _train(root, tmp_path / "m", "defect", epochs=2)
@@ -118,6 +119,7 @@ def test_trains_on_a_users_grayscale_folder_with_masks(tmp_path):
     training = manifest["training"]
     assert training["augmentation"]["paste"] > 0 and "pasted onto defect-free" in training["augmentation_reason"]
     assert training["paste"]["surfaces"] > 0 and training["paste"]["donors"] > 0
+    assert training["unmarked_masks"] == 2        # not taught "no defect here" on a dent
     assert s["parity"]["relative_l2"]["gradcam"] < 1e-4
 
 

@@ -1,4 +1,5 @@
 """The choices a training run makes from its data (size, epochs) and the augmentation, without training."""
+import numpy as np
 import pytest
 import torch
 
@@ -313,6 +314,26 @@ def test_each_image_s_defect_weighs_as_much_as_the_rest_of_that_image_in_the_mas
     random = torch.randn(2, 1, 4, 4)
     assert balanced_mask_loss(random, half).item() == pytest.approx(
         F.binary_cross_entropy_with_logits(random, half).item())
+
+
+def test_a_defect_image_whose_mask_marks_nothing_is_not_taught_that_nothing_is_there(tmp_path):
+    from edge.train.train import mask_ground_truth, unmarked_note
+
+    masks = np.zeros((5, 4, 4), bool)
+    masks[1, 2, 2] = True                        # a marked pit
+    has_mask = np.array([True, True, True, False, True])
+    y = np.array([0, 1, 1, 1, 2])                # 0 is the defect-free class
+    known, unmarked = mask_ground_truth(has_mask, masks, y, ok_index=0)
+    # defect-free: ground truth, mask file or not; a marked defect: ground truth; a defect whose mask file
+    # marks nothing (2, 4) and one without a mask file (3): no mask loss
+    assert known.tolist() == [True, True, False, False, False]
+    assert unmarked.tolist() == [False, False, True, False, True]
+    # a set without a defect-free class (NEU-DET): the same for every class
+    known, unmarked = mask_ground_truth(has_mask, masks, y, ok_index=-1)
+    assert known.tolist() == [False, True, False, False, False] and unmarked.tolist() == [True, False, True, False, True]
+    paths = [tmp_path / "pit" / f"{i}.png" for i in range(5)]
+    note = unmarked_note(np.array([False, True, True, True, True]), paths, tmp_path)
+    assert note.startswith("4 defect images with a mask that marks nothing (pit/1.png, pit/2.png, pit/3.png and 1 more)")
 
 
 def test_the_defect_free_class_is_found_by_its_name_or_named_by_the_user():
