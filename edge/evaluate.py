@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.data.arrays import load_arrays
+from edge.data.loader import sample_names
 from edge.errors import InvalidInput
 from edge.runtime.model import Model
 
@@ -87,7 +88,7 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
         cal = calibration_report(out, y, model.temperature)
         result["calibration"] = {k: v for k, v in cal.items() if not k.startswith("reliability")}
         if predictions is not None:
-            rows = prediction_rows(_relative(arrays.paths, data), list(arrays.labels), classes,
+            rows = prediction_rows(sample_names(arrays.paths, data), list(arrays.labels), classes,
                                    model.probabilities(out))
             result["predictions"] = str(write_rows_csv(predictions, rows))
         return result
@@ -108,7 +109,7 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
                                   for g, v in sorted(per.items())}
         if predictions is not None:
             rows = [{"file": f, "geometry": g, "mae": round(float(e), 6), "baseline_mae": round(float(b), 6)}
-                    for f, g, e, b in zip(_relative(arrays.paths, data), geometries, err.mean(axis=(1, 2)),
+                    for f, g, e, b in zip(sample_names(arrays.paths, data), geometries, err.mean(axis=(1, 2)),
                                           base.mean(axis=(1, 2)))]
             result["predictions"] = str(write_rows_csv(predictions, rows))
         return result
@@ -129,23 +130,11 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     if predictions is not None:
         rows = [{"file": f, "geometry": g, "fringe_order_accuracy": round(float(c), 6),
                  "mae": round(float(e), 6)}
-                for f, g, c, e in zip(_relative(arrays.paths, data), geometries, correct.mean(axis=(1, 2)),
+                for f, g, c, e in zip(sample_names(arrays.paths, data), geometries, correct.mean(axis=(1, 2)),
                                       np.abs(pred - truth).mean(axis=(1, 2)))]
         result["predictions"] = str(write_rows_csv(predictions, rows))
     return result
 
-
-def _relative(paths: list[Path], data: Path) -> list[str]:
-    """Each sample's file as the data set names it (relative to its root where it lies under it). Links are
-    not followed: a set of links to the files elsewhere is named by its links."""
-    root = Path(data).absolute()
-    out = []
-    for p in paths:
-        try:
-            out.append(Path(p).absolute().relative_to(root).as_posix())
-        except ValueError:
-            out.append(str(p))
-    return out
 
 
 def served_in_tiles(shapes: list[tuple[int, int]], specs: list[dict]) -> list[int]:

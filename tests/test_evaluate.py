@@ -1,7 +1,8 @@
 """The evaluation's per-sample rows, without a model."""
 import numpy as np
 
-from edge.evaluate import _relative, prediction_rows
+from edge.data.loader import sample_names
+from edge.evaluate import prediction_rows
 
 
 def test_prediction_rows_name_each_samples_answer_and_its_confidence():
@@ -19,5 +20,7 @@ def test_samples_are_named_relative_to_the_data_set_even_where_they_are_links(tm
     (tmp_path / "store" / "cell1.png").write_bytes(b"x")
     (tmp_path / "set" / "p100").mkdir(parents=True)
     (tmp_path / "set" / "p100" / "cell1.png").symlink_to(tmp_path / "store" / "cell1.png")
-    assert _relative([tmp_path / "set" / "p100" / "cell1.png"], tmp_path / "set") == ["p100/cell1.png"]
-    assert _relative([tmp_path / "store" / "cell1.png"], tmp_path / "set") == [str(tmp_path / "store" / "cell1.png")]
+    assert sample_names([tmp_path / "set" / "p100" / "cell1.png"], tmp_path / "set") == ["p100/cell1.png"]
+    # outside the set (the audit's temporary tiles): class folder and name, not a path that is gone tomorrow
+    assert sample_names([tmp_path / "tmp" / "pit" / "1__y00000_x00128.png"], tmp_path / "set") == \
+        ["pit/1__y00000_x00128.png"]

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from jinja2 import Environment
 
+from edge.data.loader import sample_names
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer
 from edge.explain.overlay import heatmap8, overlay
 from edge.output_folder import write_text_atomic
@@ -283,6 +284,8 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
         scores = metrics["examples"].get("localisation_iou_tolerant", {})
         idx = {"localisation": metrics["examples"].get("localisation", []),
                "failures": [i for r in metrics.get("failures", {}).get("modes", {}).values() for i in r["examples"]][:9]}
+        names = (sample_names(arrays.paths, Path(metrics["data"]["dir"])) if getattr(arrays, "paths", None)
+                 else None)
         for section, indices in idx.items():
             for i in indices:
                 [e] = g.explain(arrays.x[i:i + 1])
@@ -292,8 +295,8 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
                     cv2.drawContours(img, contours, -1, (255, 255, 255), 1)
                 score = f", tolerant IoU {scores[str(i)]:.2f}" if section == "localisation" and str(i) in scores else ""
                 figures[section].append({"png": _png(cv2.resize(img, (192, 192), interpolation=cv2.INTER_NEAREST)),
-                                         "caption": f"#{i} {arrays.labels[i]} -> {e.prediction.label}{score} "
-                                                    f"({channel}; white: mask)"})
+                                         "caption": f"#{i}{' ' + names[i] if names else ''}: {arrays.labels[i]} -> "
+                                                    f"{e.prediction.label}{score} ({channel}; white: mask)"})
     if metrics.get("physics") and "physics_importance" in arrays.targets:
         figures["physics"] = _physics_figures(model, arrays, metrics["physics"],
                                               metrics.get("physics_baselines", {}).get("physics", "uniform"))

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from edge.audit import failures, localisation, physics, quality
 from edge.data.arrays import load_arrays
-from edge.data.loader import simulator_recipe
+from edge.data.loader import sample_names, simulator_recipe
 from edge.evaluate import classification_metrics, served_at, served_in_tiles, served_inputs, served_split
 from edge.explain import DISPLAY_NAMES, GradCAMExplainer, add_sentences, review, sensor_evidence
 from edge.explain.baselines import default_baseline
@@ -386,3 +386,8 @@ def _classifier(model: Model, arrays, metrics: dict, shap_samples: int, progress
     with _stage(metrics, "failure modes"):
         metrics["failures"] = failures.failure_modes(heat, arrays.labels, predicted, arrays.masks, arrays.has_mask,
                                                      edges, ok)
+        # the examples by file too: an index into the audited set is not what an engineer can open
+        if arrays.paths:
+            names = sample_names(arrays.paths, Path(metrics["data"]["dir"]))
+            for mode in metrics["failures"]["modes"].values():
+                mode["files"] = [names[i] for i in mode["examples"]]

@@ -155,6 +155,22 @@ def scan(root: Path) -> list[DatasetItem]:
     return items
 
 
+def sample_names(paths: Sequence[Path], root: Path) -> list[str]:
+    """Each sample's file as the data set names it: relative to its root ("crack/017.png"). Links are not
+    followed: a set of links to files elsewhere is named by its links. A file outside the root (a tile the
+    audit cut into a temporary folder, "crack/017__y00256_x00512.png": the frame's stem and the tile's
+    corner) is named by its class folder and name."""
+    base = Path(root).absolute()
+    out = []
+    for p in paths:
+        p = Path(p).absolute()
+        try:
+            out.append(p.relative_to(base).as_posix())
+        except ValueError:
+            out.append("/".join(p.parts[-2:]))
+    return out
+
+
 def _one_level_deeper(class_dirs: list[Path]) -> str | None:
     """The name of the one sub-folder every class folder holds its samples in (and nothing else), or None:
     a split set's folders each hold several class folders, one per class."""

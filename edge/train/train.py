@@ -505,13 +505,10 @@ def mask_ground_truth(has_mask: np.ndarray, masks: np.ndarray, y: np.ndarray,
 
 def unmarked_note(unmarked: np.ndarray, paths: list[Path], data: Path) -> str:
     """One line naming the defect images whose mask marks nothing (a few of them by file)."""
+    from edge.data.loader import sample_names
+
     files = [paths[i] for i in np.flatnonzero(unmarked)]
-    named = []
-    for f in files[:3]:
-        try:
-            named.append(Path(f).relative_to(data).as_posix())
-        except ValueError:
-            named.append(str(f))
+    named = sample_names(files[:3], data)
     more = f" and {len(files) - 3} more" if len(files) > 3 else ""
     return (f"{len(files)} defect image{'s' if len(files) != 1 else ''} with a mask that marks nothing "
             f"({', '.join(named)}{more}): trained as unannotated (no mask loss on them); check those masks")

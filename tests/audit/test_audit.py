@@ -1,5 +1,6 @@
 """`edge-xai audit` and `edge-xai gate` on small simulated sets with the shipped models."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -49,6 +50,8 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     assert {"load", "grad-cam", "patch SHAP", "report"} <= set(m["timings_s"])
     assert q["stability"]["cosine_mean"] > 0.9 and q["sanity"]["rank_correlation_trained_vs_random"] < 0.5
     assert "misclassified" in m["failures"]
+    for mode in m["failures"]["modes"].values():     # examples by file, as the data set names them
+        assert len(mode["files"]) == len(mode["examples"]) and all((test_set / f).is_file() for f in mode["files"])
     c = m["calibration"]
     assert 0 <= c["ece_after"] <= 1 and c["temperature"] == pytest.approx(m["calibration"]["fitted"].get("temperature", 1))
     assert sum(c["reliability_after"]["count"]) == m["data"]["samples"]
@@ -67,6 +70,9 @@ def test_classifier_audit_writes_report_and_metrics(test_set, tmp_path, capsys):
     assert "10 judged: the frames that carry the recorded artifact" in html and "The set's\n2 frames without it" in html
     assert "a wrong answer let\nthrough is the risk" in html and "<th>part geometry</th>" in html
     assert "Localisation" in html and "data:image/png;base64," in html and "&amp;gt;" not in html
+    # each example figure names its file: "#7 crack/000007.npz: crack -&gt; crack"
+    captions = re.findall(r"<figcaption>#\d+ ([^:<]+): ", html)
+    assert captions and all((test_set / f).is_file() for f in captions)
     assert "Mean deletion and insertion curves over 4 samples" in html and "tolerant IoU (gate)" in html
     assert "<th>IoU, control</th>" in html and "relevance mass, control" in html
     # the served sentence's descriptors, every right answer: simulated classes are judged by their signature
