@@ -136,7 +136,6 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
     return result
 
 
-
 def served_in_tiles(shapes: list[tuple[int, int]], specs: list[dict]) -> list[int]:
     """Indices of the frames the served path inspects in tiles: much larger than the training images.
     specs: the model's `input` as each frame is served (`served_inputs`)."""
