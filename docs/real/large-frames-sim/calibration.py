@@ -69,7 +69,7 @@ def main() -> None:
         judge_tiles, _ = load_as_served(tmp / "judge", model.input_spec, model.ok_class, model.channels,
                                         progress=False)
         tile_logits, tile_y = model.predict(judge_tiles.x), labelled(judge_tiles)
-        frame_logits, _ = served_logits(model, tmp / "judge", judge_frames, model.predict(judge_frames.x))
+        frame_logits, _ = served_logits(model, tmp / "judge", judge_frames)
         frame_y = labelled(judge_frames)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
