@@ -830,8 +830,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record these metrics (and the data recipe) in the model's manifest")
     e.add_argument("--predictions", metavar="FILE.csv", default=None,
                    help="also write one row per sample: its file, true and predicted class, the confidence the node "
-                        "would report and every class's probability (classifiers; the misclassified have "
-                        "correct=0, e.g. to review their labels), or its error (regression models)")
+                        "would report, every class's probability and whether the frame was read whole or in tiles "
+                        "(classifiers; the misclassified have correct=0, e.g. to review their labels), or its error "
+                        "(regression models)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
 

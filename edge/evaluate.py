@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +31,20 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
             "confusion": {"classes": classes, "matrix": confusion.tolist()}}
 
 
-def prediction_rows(files: list[str], labels: list[str], classes: list[str], probabilities: np.ndarray) -> list[dict]:
+def prediction_rows(files: list[str], labels: list[str], classes: list[str], probabilities: np.ndarray,
+                    tiled: Collection[int] = ()) -> list[dict]:
     """One row per sample for an engineer to review: its file, true and predicted class, the confidence
-    the node would report (the calibrated probability of the predicted class) and that of the true class.
-    Rows in the data set's order; the misclassified are the rows with `correct` 0."""
+    the node would report (the calibrated probability of the predicted class) and that of the true class,
+    and how the served path read the frame (`whole`, or `tiles` for the indices in `tiled`: the worst tile
+    decided). Rows in the data set's order; the misclassified are the rows with `correct` 0."""
     pred = probabilities.argmax(1)
     index = {c: i for i, c in enumerate(classes)}
+    tiled = set(tiled)
     return [{"file": f, "true": lab, "predicted": classes[k], "correct": int(classes[k] == lab),
              "confidence": round(float(p[k]), 4), "p_true": round(float(p[index[lab]]), 4),
+             "read": "tiles" if n in tiled else "whole",
              **{f"p_{c}": round(float(p[i]), 4) for i, c in enumerate(classes)}}
-            for f, lab, k, p in zip(files, labels, pred, probabilities)]
+            for n, (f, lab, k, p) in enumerate(zip(files, labels, pred, probabilities))]
 
 
 def write_rows_csv(path: Path, rows: list[dict]) -> Path:
@@ -88,8 +92,9 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
         cal = calibration_report(out, y, model.temperature)
         result["calibration"] = {k: v for k, v in cal.items() if not k.startswith("reliability")}
         if predictions is not None:
+            tiled_at = served_in_tiles(arrays.source_shapes, served_inputs(model, arrays.meta, pixel_pitch_mm))
             rows = prediction_rows(sample_names(arrays.paths, data), list(arrays.labels), classes,
-                                   model.probabilities(out))
+                                   model.probabilities(out), tiled_at)
             result["predictions"] = str(write_rows_csv(predictions, rows))
         return result
     truth = arrays.targets[target]

@@ -9,8 +9,11 @@ def test_prediction_rows_name_each_samples_answer_and_its_confidence():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
     rows = prediction_rows(["ok/a.png", "pit/b.png"], ["ok", "pit"], ["ok", "crack", "pit"], probs)
     assert rows[0] == {"file": "ok/a.png", "true": "ok", "predicted": "ok", "correct": 1, "confidence": 0.7,
-                       "p_true": 0.7, "p_ok": 0.7, "p_crack": 0.2, "p_pit": 0.1}
+                       "p_true": 0.7, "read": "whole", "p_ok": 0.7, "p_crack": 0.2, "p_pit": 0.1}
     assert rows[1]["predicted"] == "pit" and rows[1]["correct"] == 1 and rows[1]["confidence"] == 0.6
+    # a frame the served path read in tiles (much larger than the training images) says so
+    assert [r["read"] for r in prediction_rows(["a", "b"], ["ok", "pit"], ["ok", "crack", "pit"], probs, [1])] == \
+        ["whole", "tiles"]
     wrong = prediction_rows(["x.png"], ["crack"], ["ok", "crack", "pit"], probs[:1])[0]
     assert (wrong["predicted"], wrong["correct"], wrong["confidence"], wrong["p_true"]) == ("ok", 0, 0.7, 0.2)
 

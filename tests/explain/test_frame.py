@@ -1,6 +1,7 @@
 """Frames of any size through a trained classifier: the heatmap comes back in the frame's own pixels and
 on the defect; a frame much larger than the training images is tiled, the worst tile decides, and the
 stitched map points at the defect. The model is trained here, on bright spots in noise (48 px images)."""
+import csv
 import json
 import re
 
@@ -135,11 +136,18 @@ def test_evaluate_and_the_audit_read_large_frames_in_tiles_as_served(spot_model,
         cv2.imwrite(str(data / "spot" / f"large{i}.png"), img)
         [r] = explain_frames(GradCAMExplainer(spot_model), [frame_view(_planes(img), spot_model)])
         served.append(r.explanation.prediction.label)
-    metrics = evaluate(spot_model.dir, data, progress=False)
+    metrics = evaluate(spot_model.dir, data, progress=False, predictions=tmp_path / "rows.csv")
     assert metrics["tiled_frames"] == 7 and "7 frames much larger" in format_report(metrics)
     # evaluate counts what the served path answers for the same files
     assert metrics["per_class"]["spot"]["recall"] == served.count("spot") / 6
     assert metrics["per_class"]["ok"]["recall"] == served_ok.count("ok") / 2   # the whole frame and the tiled one
+    # and its per-sample rows say which frames were read in tiles, with the answer served for each
+    with (tmp_path / "rows.csv").open() as f:
+        rows = {r["file"]: r for r in csv.DictReader(f)}
+    assert {k: r["read"] for k, r in rows.items()} == {"ok/small.png": "whole", "ok/large.png": "tiles",
+                                                        **{f"spot/large{i}.png": "tiles" for i in range(6)}}
+    assert [rows[f"spot/large{i}.png"]["predicted"] for i in range(6)] == served
+    assert [rows[f"ok/{n}.png"]["predicted"] for n in ("small", "large")] == served_ok
     for f in [data / "ok" / "large.png", *(data / "spot").glob("large*.png")]:
         f.unlink()
     cv2.imwrite(str(data / "spot" / "same.png"), spot_image(rng, SIZE, SIZE, centre=(20, 20)))
