@@ -83,7 +83,7 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
         y = model.class_indices(arrays.labels, data)
         out, tiled = served_logits(model, data, arrays, progress, batch_size, pixel_pitch_mm)
         if tiled:
-            result["tiled_frames"] = tiled
+            result["tiled_frames"] = len(tiled)
         if pixel_pitch_mm:
             result["pixel_pitch_mm"] = pixel_pitch_mm
         result.update(classification_metrics(y, out.argmax(1), classes))
@@ -92,9 +92,8 @@ def evaluate(model_dir: Path, data: Path, progress: bool = True, limit: int | No
         cal = calibration_report(out, y, model.temperature)
         result["calibration"] = {k: v for k, v in cal.items() if not k.startswith("reliability")}
         if predictions is not None:
-            tiled_at = served_in_tiles(arrays.source_shapes, served_inputs(model, arrays.meta, pixel_pitch_mm))
             rows = prediction_rows(sample_names(arrays.paths, data), list(arrays.labels), classes,
-                                   model.probabilities(out), tiled_at)
+                                   model.probabilities(out), tiled)
             result["predictions"] = str(write_rows_csv(predictions, rows))
         return result
     truth = arrays.targets[target]
@@ -185,10 +184,10 @@ def served_inputs(model: Model, meta: list[dict], pixel_pitch_mm: float | None =
 
 
 def served_logits(model: Model, data: Path, arrays, progress: bool = False, batch_size: int = 64,
-                  pixel_pitch_mm: float | None = None) -> tuple[np.ndarray, int]:
-    """The logits (N, K) the served path decides the frames of `arrays` (loaded from `data`) by, and how many
-    of them it inspects in tiles: a frame read whole by its letterboxed input in `arrays.x`, a frame much
-    larger than the training images by its deciding tile (read again at its own size; its letterboxed
+                  pixel_pitch_mm: float | None = None) -> tuple[np.ndarray, list[int]]:
+    """The logits (N, K) the served path decides the frames of `arrays` (loaded from `data`) by, and the
+    indices of those it inspects in tiles: a frame read whole by its letterboxed input in `arrays.x`, a frame
+    much larger than the training images by its deciding tile (read again at its own size; its letterboxed
     input is not run, the served path never reads it). pixel_pitch_mm: the data set's pitch, sent with the
     frames that record none (`frame_pitch`)."""
     whole, tiled = served_split(arrays.source_shapes, served_inputs(model, arrays.meta, pixel_pitch_mm))
@@ -198,7 +197,7 @@ def served_logits(model: Model, data: Path, arrays, progress: bool = False, batc
         out[whole] = model.predict(x, batch_size=batch_size)
     if tiled:
         out[tiled] = _decide_tiled(model, data, [arrays.paths[i] for i in tiled], progress, pixel_pitch_mm)
-    return out, len(tiled)
+    return out, tiled
 
 
 def served_views(model: Model, data: Path, paths: list[Path], progress: bool = False, desc: str = "tiled frames",

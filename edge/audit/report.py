@@ -284,8 +284,7 @@ def write_report(out: Path, metrics: dict, model, arrays) -> Path:
         scores = metrics["examples"].get("localisation_iou_tolerant", {})
         idx = {"localisation": metrics["examples"].get("localisation", []),
                "failures": [i for r in metrics.get("failures", {}).get("modes", {}).values() for i in r["examples"]][:9]}
-        names = (sample_names(arrays.paths, Path(metrics["data"]["dir"])) if getattr(arrays, "paths", None)
-                 else None)
+        names = sample_names(arrays.paths, Path(metrics["data"]["dir"])) if arrays.paths else None
         for section, indices in idx.items():
             for i in indices:
                 [e] = g.explain(arrays.x[i:i + 1])

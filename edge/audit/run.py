@@ -253,7 +253,8 @@ def _as_served(model: Model, data: Path, frames, metrics: dict, targets: list[st
     from edge.data.tiles import left_out_text, load_as_served
     from edge.evaluate import served_logits
 
-    logits, tiled = served_logits(model, data, frames, progress, pixel_pitch_mm=pixel_pitch_mm)
+    logits, tiled_at = served_logits(model, data, frames, progress, pixel_pitch_mm=pixel_pitch_mm)
+    tiled = len(tiled_at)
     decided = {"samples": len(frames.x), "tiled_frames": tiled,
                **classification_metrics(model.class_indices(frames.labels, data), logits.argmax(1), model.classes)}
     arrays, cut = load_as_served(data, served_input(model, pixel_pitch_mm), model.ok_class, model.channels, targets,

@@ -490,6 +490,11 @@ def cam_choice_samples(labels: list[str], annotated: np.ndarray, tr: np.ndarray,
     return np.concatenate([np.asarray(va, np.int64), extra]), len(extra)
 
 
+def marked_masks(has_mask: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(N,) bool: the samples whose mask (or filled boxes) marks some pixel."""
+    return has_mask & masks.reshape(len(masks), -1).any(axis=1)
+
+
 def mask_ground_truth(has_mask: np.ndarray, masks: np.ndarray, y: np.ndarray,
                       ok_index: int) -> tuple[np.ndarray, np.ndarray]:
     """(known, unmarked): which samples' masks the mask loss may learn from, and which defect images have a
@@ -498,7 +503,7 @@ def mask_ground_truth(has_mask: np.ndarray, masks: np.ndarray, y: np.ndarray,
     (an annotation left out, a mask exported blank), and learning "nothing here" from it would teach the
     head, and the attention it guides, to look away from that defect. Such an image trains the classifier
     as an unannotated one does, as the tiled path and the audit read it too."""
-    marked = has_mask & masks.reshape(len(masks), -1).any(axis=1)
+    marked = marked_masks(has_mask, masks)
     defect_free = y == ok_index
     return marked | defect_free, has_mask & ~marked & ~defect_free
 
@@ -522,8 +527,7 @@ def _choose_cam_method(out: Path, arrays: Arrays, tr: np.ndarray, va: np.ndarray
     from edge.audit.localisation import choose_cam
     from edge.runtime.model import Model
 
-    annotated = arrays.has_mask & arrays.masks.any(axis=(1, 2))
-    idx, added = cam_choice_samples(arrays.labels, annotated, tr, va, seed)
+    idx, added = cam_choice_samples(arrays.labels, marked_masks(arrays.has_mask, arrays.masks), tr, va, seed)
     where = "the validation split" + (f" and {added} annotated training samples" if added else "")
     method, why, _ = choose_cam(Model.load(out), arrays.x[idx], arrays.masks[idx], arrays.has_mask[idx],
                                 [arrays.labels[i] for i in idx], ok_class, where)
