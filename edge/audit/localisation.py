@@ -102,7 +102,10 @@ def choose_cam_method(pointing: dict[str, dict[str, float]], default: str = "gra
 
     scored = {m: score(m, v) for m, v in pointing.items() if v}
     if not scored:
-        return default, f"no sample with a mask or boxes in {where}: Grad-CAM, the family's reference"
+        # maps are judged on correctly classified defects only: annotated samples the model gets wrong say
+        # nothing about which map localises its decisions
+        what = ("no annotated defect classified correctly" if pointing else "no sample with a mask or boxes")
+        return default, f"{what} in {where}: Grad-CAM, the family's reference"
     best = max(scored.values())
     method = next(m for m, v in scored.items() if v == best)
     table = "; ".join(f"{m} worst class {v[0]:.2f}, mean {v[1]:.2f}"

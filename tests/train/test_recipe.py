@@ -111,6 +111,9 @@ def test_the_cam_method_is_the_one_that_localised_best_on_validation():
     tie = {"gradcam": {"a": 0.9}, "hirescam": {"a": 0.9}}
     assert choose_cam_method(tie)[0] == "gradcam"                  # ties keep the reference method
     assert choose_cam_method({"gradcam": {}, "hirescam": {}}) [0] == "gradcam"   # nothing to judge by
+    # the reason says why there was nothing: no annotations, or none of the annotated defects answered right
+    assert "no sample with a mask" in choose_cam_method({})[1]
+    assert "no annotated defect classified correctly" in choose_cam_method({"gradcam": {}, "hirescam": {}})[1]
     # equal pointing games: the map that covers the annotated defects better (tolerant IoU) decides
     tie = {"hirescam": {"a": 1.0, "b": 1.0}, "gradcam-elementwise": {"a": 1.0, "b": 1.0}}
     iou = {"hirescam": {"a": 0.9, "b": 0.8}, "gradcam-elementwise": {"a": 0.95, "b": 0.85}}
