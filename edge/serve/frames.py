@@ -13,6 +13,8 @@ the 2 pi jumps and invent phase that is not there.
 """
 from __future__ import annotations
 
+import struct
+
 import cv2
 import numpy as np
 
@@ -63,7 +65,14 @@ def decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
         raise FieldError(f"{where}.image.encoding", "must be PNG or TIFF")
     if not img.data:
         raise FieldError(f"{where}.image.data", "is empty")
-    # Read the header first so an oversize image is refused before it is decompressed.
+    # The header first, so an oversize image is refused before it is decompressed: a 0.8 MB PNG of zeros
+    # can hold 20000 x 20000 16-bit pixels, which OpenCV would spend 12 s and 800 MB inflating.
+    try:
+        h, w = encoded_size(img.data)
+    except ValueError as e:
+        raise FieldError(f"{where}.image.data", f"is not a readable PNG/TIFF image ({e})") from None
+    if h * w > max_pixels:
+        raise FieldError(f"{where}.image.data", f"{h}x{w} exceeds the {max_pixels}-pixel limit")
     arr = cv2.imdecode(np.frombuffer(img.data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise FieldError(f"{where}.image.data", "is not a readable PNG/TIFF image (corrupt or truncated)")
@@ -72,6 +81,52 @@ def decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
     if arr.shape[0] * arr.shape[1] > max_pixels:
         raise FieldError(f"{where}.image.data", f"{arr.shape[0]}x{arr.shape[1]} exceeds the {max_pixels}-pixel limit")
     return arr
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIZE_TAGS = (256, 257)          # ImageWidth, ImageLength
+
+
+def encoded_size(data: bytes) -> tuple[int, int]:
+    """(H, W) of a PNG's or a TIFF's (first page's) image from its header alone, or ValueError saying what is
+    wrong. PNG: the IHDR chunk that must open the stream; TIFF: the first image file directory (classic
+    and BigTIFF, either byte order)."""
+    if data[:8] == PNG_SIGNATURE:
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ValueError("no PNG header")
+        w, h = struct.unpack(">II", data[16:24])
+        return h, w
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return _tiff_size(data)
+    raise ValueError("neither a PNG nor a TIFF signature")
+
+
+def _tiff_size(data: bytes) -> tuple[int, int]:
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\0", b"\0+")                       # BigTIFF: 8-byte offsets and counts
+    try:
+        if big:
+            (ifd,) = struct.unpack_from(order + "Q", data, 8)
+            (count,) = struct.unpack_from(order + "Q", data, ifd)
+            first, size, entry = ifd + 8, 20, order + "HHQ8s"
+        else:
+            (ifd,) = struct.unpack_from(order + "I", data, 4)
+            (count,) = struct.unpack_from(order + "H", data, ifd)
+            first, size, entry = ifd + 2, 12, order + "HHI4s"
+        found: dict[int, int] = {}
+        for i in range(min(count, (len(data) - first) // size)):
+            tag, kind, n, value = struct.unpack_from(entry, data, first + i * size)
+            if tag in TIFF_SIZE_TAGS and n == 1:
+                # SHORT, LONG or LONG8, left-justified in the value field
+                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
+                if fmt is None or struct.calcsize(fmt) > len(value):
+                    raise ValueError(f"TIFF tag {tag} of type {kind}")
+                found[tag] = struct.unpack_from(order + fmt, value)[0]
+    except struct.error:
+        raise ValueError("truncated TIFF header") from None
+    if set(found) != set(TIFF_SIZE_TAGS):
+        raise ValueError("TIFF without its image width and length")
+    return found[257], found[256]
 
 
 def _as_float(p: np.ndarray, integer_scaling: bool) -> np.ndarray:

@@ -100,6 +100,55 @@ def test_more_errors():
         decode_frame(f, ["thermal"], (4, 4))
 
 
+def _png_header(h, w):
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0)                   # 16-bit gray
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+
+
+def _tiff_header(h, w, order=">", big=False):
+    """A TIFF's first directory with only its width (LONG, or LONG8 in a BigTIFF) and length (SHORT), in the
+    given byte order."""
+    import struct
+
+    if big:
+        head = (b"MM\0+" if order == ">" else b"II+\0") + struct.pack(order + "HHQ", 8, 0, 16)
+        return head + struct.pack(order + "Q", 2) + struct.pack(order + "HHQQ", 256, 16, 1, w) \
+            + struct.pack(order + "HHQ", 257, 3, 1) + struct.pack(order + "H6x", h)
+    head = (b"MM\0*" if order == ">" else b"II*\0") + struct.pack(order + "I", 8)
+    return head + struct.pack(order + "H", 2) + struct.pack(order + "HHII", 256, 4, 1, w) \
+        + struct.pack(order + "HHI", 257, 3, 1) + struct.pack(order + "H2x", h)
+
+
+@pytest.mark.parametrize("data", [
+    _png_header(20000, 20000), _tiff_header(20000, 20000), _tiff_header(20000, 20000, "<"),
+    _tiff_header(20000, 20000, big=True), _tiff_header(1, 20_000_000, "<", big=True)])
+def test_an_oversize_image_is_refused_from_its_header_before_decoding(data):
+    # a 0.8 MB PNG of zeros can hold 20000 x 20000 16-bit pixels: OpenCV took 12 s and 800 MB to inflate it
+    # before the size was checked. The header alone now decides, so these headers without any pixel data are
+    # refused for their size, not as unreadable.
+    f = pb.Frame()
+    f.channels.add(name="thermal", image=pb.EncodedImage(encoding=pb.TIFF if data[:1] in b"IM" else pb.PNG, data=data))
+    with pytest.raises(FieldError, match=r"frame.channels\[0\].image.data: \d+x\d+ exceeds the 16777216-pixel limit"):
+        decode_frame(f, ["thermal"], (4, 4))
+
+
+def test_image_sizes_read_from_headers_match_the_decoded_images():
+    from edge.serve.frames import encoded_size
+
+    for dtype, exts in ((np.uint8, (".png", ".tiff")), (np.uint16, (".png", ".tiff")), (np.float32, (".tiff",))):
+        for ext in exts:
+            _, data = cv2.imencode(ext, np.zeros((37, 53), dtype))
+            assert encoded_size(data.tobytes()) == (37, 53) == cv2.imdecode(data, cv2.IMREAD_UNCHANGED).shape
+    assert encoded_size(_tiff_header(37, 53)) == encoded_size(_tiff_header(37, 53, "<", big=True)) == (37, 53)
+    for bad in (b"", b"GIF89a", b"\x89PNG\r\n\x1a\n", _tiff_header(37, 53)[:20]):
+        with pytest.raises(ValueError):
+            encoded_size(bad)
+
+
 @settings(max_examples=300, deadline=None)
 @given(name=st.sampled_from(["thermal", "", "x"]), dtype=st.integers(-1, 6),
        shape=st.lists(st.integers(-1, 70), max_size=4), data=st.binary(max_size=600),
