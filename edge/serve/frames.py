@@ -41,8 +41,11 @@ class FieldError(InvalidInput):
         self.field = field
 
 
-def decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
-    """One channel as stored (uint8 / uint16 / float16 / float32), (H, W)."""
+def channel_shape(ch: pb.Channel, where: str, max_pixels: int) -> tuple[int, int]:
+    """(H, W) of one channel, and every check that needs no decoding: the tensor's dtype, shape and byte
+    count; the image's encoding and its header's size. An oversize image is refused here, before it is
+    decompressed: a 0.8 MB PNG of zeros can hold 20000 x 20000 16-bit pixels, which OpenCV spent 12 s and
+    800 MB inflating."""
     kind = ch.WhichOneof("payload")
     if kind is None:
         raise FieldError(where, "has neither a tensor nor an image")
@@ -55,31 +58,36 @@ def decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
         h, w = t.shape
         if h * w > max_pixels:
             raise FieldError(f"{where}.tensor.shape", f"{h}x{w} exceeds the {max_pixels}-pixel limit")
-        dtype = DTYPES[t.dtype]
-        if len(t.data) != h * w * dtype.itemsize:
-            raise FieldError(f"{where}.tensor.data", f"has {len(t.data)} bytes, expected {h}x{w}x{dtype.itemsize} "
-                                                      f"= {h * w * dtype.itemsize}")
-        return np.frombuffer(t.data, dtype).reshape(h, w)
+        size = DTYPES[t.dtype].itemsize
+        if len(t.data) != h * w * size:
+            raise FieldError(f"{where}.tensor.data", f"has {len(t.data)} bytes, expected {h}x{w}x{size} = {h * w * size}")
+        return h, w
     img = ch.image
     if img.encoding not in (pb.PNG, pb.TIFF):
         raise FieldError(f"{where}.image.encoding", "must be PNG or TIFF")
     if not img.data:
         raise FieldError(f"{where}.image.data", "is empty")
-    # The header first, so an oversize image is refused before it is decompressed: a 0.8 MB PNG of zeros
-    # can hold 20000 x 20000 16-bit pixels, which OpenCV would spend 12 s and 800 MB inflating.
     try:
         h, w = encoded_size(img.data)
     except ValueError as e:
         raise FieldError(f"{where}.image.data", f"is not a readable PNG/TIFF image ({e})") from None
     if h * w > max_pixels:
         raise FieldError(f"{where}.image.data", f"{h}x{w} exceeds the {max_pixels}-pixel limit")
-    arr = cv2.imdecode(np.frombuffer(img.data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return h, w
+
+
+def decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
+    """One channel as stored (uint8 / uint16 / float16 / float32), (H, W)."""
+    h, w = channel_shape(ch, where, max_pixels)
+    if ch.WhichOneof("payload") == "tensor":
+        return np.frombuffer(ch.tensor.data, DTYPES[ch.tensor.dtype]).reshape(h, w)
+    arr = cv2.imdecode(np.frombuffer(ch.image.data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise FieldError(f"{where}.image.data", "is not a readable PNG/TIFF image (corrupt or truncated)")
     if arr.ndim != 2:
         raise FieldError(f"{where}.image.data", f"must hold one channel, holds {arr.shape[2]}")
-    if arr.shape[0] * arr.shape[1] > max_pixels:
-        raise FieldError(f"{where}.image.data", f"{arr.shape[0]}x{arr.shape[1]} exceeds the {max_pixels}-pixel limit")
+    if arr.shape != (h, w):
+        raise FieldError(f"{where}.image.data", f"decodes to {arr.shape[0]}x{arr.shape[1]} where its header says {h}x{w}")
     return arr
 
 
@@ -153,23 +161,28 @@ def preview_pngs(planes: dict[str, np.ndarray]) -> dict[str, bytes]:
 
 
 def decode_planes(frame: pb.Frame, channels: list[str], integer_scaling: bool = False,
-                  max_pixels: int = MAX_PIXELS) -> np.ndarray:
+                  max_pixels: int = MAX_PIXELS, decoded: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """The named channels of a frame as (C, H, W) float32 at the frame's own size, or a FieldError.
-    Per-frame scalars a model takes as planes (pixel pitch) come as constant planes."""
+    Per-frame scalars a model takes as planes (pixel pitch) come as constant planes. Every channel of the
+    frame is checked and sized from its header; only the named ones are decoded (a station may send
+    channels another model reads). `decoded`: channel index -> decoded array, shared by the calls for one
+    request so that a frame read by several models is decoded once."""
     if not frame.channels:
         raise FieldError("frame.channels", "is empty")
-    planes: dict[str, np.ndarray] = {}
+    index: dict[str, int] = {}
+    shapes: dict[str, tuple[int, int]] = {}
     for i, ch in enumerate(frame.channels):
         where = f"frame.channels[{i}]"
         if not ch.name:
             raise FieldError(f"{where}.name", "is empty")
-        if ch.name in planes:
+        if ch.name in index:
             raise FieldError(f"{where}.name", f"channel {ch.name!r} appears twice")
-        planes[ch.name] = decode_channel(ch, where, max_pixels)
-    shapes = {n: p.shape for n, p in planes.items()}
+        index[ch.name] = i
+        shapes[ch.name] = channel_shape(ch, where, max_pixels)
     if len(set(shapes.values())) > 1:
         raise FieldError("frame.channels", f"channels differ in size: {shapes}")
     h, w = next(iter(shapes.values()))
+    decoded = {} if decoded is None else decoded
     out = np.empty((len(channels), h, w), np.float32)
     for c, name in enumerate(channels):
         if name in SCALAR_PLANES:
@@ -177,21 +190,24 @@ def decode_planes(frame: pb.Frame, channels: list[str], integer_scaling: bool = 
                 raise FieldError("frame.pixel_pitch_mm", f"must be > 0: this model takes {name!r} as an input")
             out[c] = frame.pixel_pitch_mm
             continue
-        if name not in planes:
+        if name not in index:
             raise FieldError("frame.channels", f"has no channel {name!r} (model needs {', '.join(channels)}; "
-                                               f"got {', '.join(planes)})")
-        p = _as_float(planes[name], integer_scaling)
+                                               f"got {', '.join(index)})")
+        i = index[name]
+        if i not in decoded:
+            decoded[i] = decode_channel(frame.channels[i], f"frame.channels[{i}]", max_pixels)
+        p = _as_float(decoded[i], integer_scaling)
         if not np.isfinite(p).all():
-            raise FieldError(f"frame.channels[{list(planes).index(name)}]", f"channel {name!r} contains NaN or Inf")
+            raise FieldError(f"frame.channels[{i}]", f"channel {name!r} contains NaN or Inf")
         out[c] = p
     return out
 
 
 def decode_frame(frame: pb.Frame, channels: list[str], size: tuple[int, int],
-                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
+                 max_pixels: int = MAX_PIXELS, decoded: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """The named channels of a frame as (C, H, W) float32 resampled to `size` (the regression models'
-    input: dense outputs at the model's own grid), or a FieldError."""
-    planes = decode_planes(frame, channels, max_pixels=max_pixels)
+    input: dense outputs at the model's own grid), or a FieldError. `decoded` as for decode_planes."""
+    planes = decode_planes(frame, channels, max_pixels=max_pixels, decoded=decoded)
     h, w = planes.shape[1:]
     if (h, w) == tuple(size):
         return planes

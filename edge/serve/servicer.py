@@ -6,6 +6,7 @@ import math
 import time
 
 import grpc
+import numpy as np
 
 from edge.errors import DeadlineExceeded, EdgeError, InvalidInput, NotFound, Refused, Saturated, Unavailable
 from edge.explain import frame_view
@@ -60,8 +61,9 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
         if time_remaining_s <= 0:
             raise DeadlineExceeded("the request's deadline had passed on arrival")
         budget = min(budget, time_remaining_s * 1e3) if request.cycle_budget_ms else time_remaining_s * 1e3
+    decoded: dict[int, np.ndarray] = {}        # each channel decoded once, whichever models read it
     planes = decode_planes(request.frame, model.channels,
-                           integer_scaling=bool(model.input_spec.get("integer_scaling")))
+                           integer_scaling=bool(model.input_spec.get("integer_scaling")), decoded=decoded)
     pitch = request.frame.pixel_pitch_mm or None            # 0, the field's default: not given
     if pitch is not None and not (math.isfinite(pitch) and pitch > 0):
         raise FieldError("frame.pixel_pitch_mm", f"{pitch!r}: expected a positive number of mm per pixel (0: not given)")
@@ -75,7 +77,7 @@ def build_job(request: pb.InspectRequest, node: Node, time_remaining_s: float | 
                 raise UnknownName(f"regression_models: {name!r} is not served here{inspector.refusal(name)} "
                                   f"({', '.join(inspector.regression_models()) or 'none'})")
             try:
-                regression[name] = decode_frame(request.frame, m.channels, m.input_shape[1:])
+                regression[name] = decode_frame(request.frame, m.channels, m.input_shape[1:], decoded=decoded)
             except FieldError:
                 if request.regression_models:      # asked for by name: say why it cannot be done
                     raise

@@ -136,6 +136,28 @@ def test_an_oversize_image_is_refused_from_its_header_before_decoding(data):
         decode_frame(f, ["thermal"], (4, 4))
 
 
+def test_only_the_channels_a_model_reads_are_decoded_and_each_once(monkeypatch):
+    import edge.serve.frames as frames
+
+    img = (np.arange(32 * 32) % 256).astype(np.uint8).reshape(32, 32)
+    f = encode_frame({"thermal": img, "phase": img, "preview": img}, encoding="png")
+    f.channels[2].image.data = f.channels[2].image.data[:60]      # its header intact, its pixels cut off
+    with pytest.raises(FieldError, match=r"frame.channels\[2\].image.data: is not a readable PNG/TIFF image \(corrupt"):
+        decode_frame(f, ["preview"], (32, 32))
+    calls = []
+    real = frames.cv2.imdecode
+    monkeypatch.setattr(frames.cv2, "imdecode", lambda *a: calls.append(1) or real(*a))
+    decoded = {}
+    a = frames.decode_planes(f, ["thermal"], decoded=decoded)           # the cut channel is not read
+    b = decode_frame(f, ["phase", "thermal"], (16, 16), decoded=decoded)  # another model: thermal not again
+    assert len(calls) == 2 and sorted(decoded) == [0, 1]
+    np.testing.assert_array_equal(a[0], img)
+    assert b.shape == (2, 16, 16)
+    f.channels[2].image.data = b"not an image"           # every channel is still checked from its header
+    with pytest.raises(FieldError, match=r"frame.channels\[2\].image.data: is not a readable"):
+        decode_frame(f, ["thermal"], (32, 32))
+
+
 def test_image_sizes_read_from_headers_match_the_decoded_images():
     from edge.serve.frames import encoded_size
 
