@@ -45,6 +45,7 @@ def summary(ins: Inspection, node: Node) -> dict:
             "model_sha256": ins.model_sha256, "label": ins.label, "confidence": ins.confidence,
             "probabilities": ins.probabilities, "sentence": ins.sentence, "target": ins.heatmap_target,
             "timings_ms": ins.timings_ms, "received_ms": ins.received_ms, "deferred": ins.deferred,
+            "skipped": ins.skipped,
             "verdict": ins.verdict, "channels": list(model.channels) if model else [],
             "classes": model.classes if model else list(ins.probabilities),
             "ok_class": model.ok_class if model else None,

@@ -58,6 +58,7 @@ class Inspection:
     timings_ms: dict[str, float] = field(default_factory=dict)
     attributions: list[Attribution] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)   # asked for, never computed: the deferred queue was full
     verdict: str = ""
     heatmap_method: str = "gradcam"  # cam.METHODS: the model's own CAM (Model.cam_method)
     tiles: int = 1                   # a frame much larger than the training images is inspected in tiles
@@ -81,4 +82,4 @@ class Inspection:
 
     @property
     def complete(self) -> bool:
-        return not self.deferred
+        return not self.deferred and not self.skipped

@@ -25,10 +25,11 @@ CREATE TABLE IF NOT EXISTS edgexai_inspections (
     model TEXT, model_sha256 TEXT, label TEXT, confidence DOUBLE PRECISION, probabilities JSONB,
     heatmap_target TEXT, heatmap_png BYTEA, sentence TEXT, timings JSONB, requested JSONB, deferred JSONB,
     tiles INTEGER, tile_box JSONB, heatmap_method TEXT, review JSONB, sensors JSONB, pixel_pitch_mm DOUBLE PRECISION,
-    forwarded_at TIMESTAMPTZ NOT NULL DEFAULT now());
+    skipped JSONB, forwarded_at TIMESTAMPTZ NOT NULL DEFAULT now());
 -- columns added after the first release: a plant database created by an older node gains them
 ALTER TABLE edgexai_inspections ADD COLUMN IF NOT EXISTS sensors JSONB;
 ALTER TABLE edgexai_inspections ADD COLUMN IF NOT EXISTS pixel_pitch_mm DOUBLE PRECISION;
+ALTER TABLE edgexai_inspections ADD COLUMN IF NOT EXISTS skipped JSONB;
 CREATE INDEX IF NOT EXISTS edgexai_inspections_station ON edgexai_inspections (node, station_id, received_ms);
 CREATE TABLE IF NOT EXISTS edgexai_explanations (
     node TEXT NOT NULL, local_id BIGINT NOT NULL, inspection_id TEXT NOT NULL REFERENCES edgexai_inspections(id),
@@ -45,7 +46,7 @@ CREATE INDEX IF NOT EXISTS edgexai_verdicts_inspection ON edgexai_verdicts (insp
 TABLES = ("edgexai_inspections", "edgexai_explanations", "edgexai_verdicts")
 
 # stored as JSON text on the node, cast to JSONB here (queryable plant-wide)
-JSON_COLUMNS = {"probabilities", "timings", "requested", "deferred", "tile_box", "review", "sensors"}
+JSON_COLUMNS = {"probabilities", "timings", "requested", "deferred", "tile_box", "review", "sensors", "skipped"}
 EXPLANATION_COLUMNS = ("model", "model_sha256", "method", "target", "png", "float16", "height", "width",
                        "completeness_delta", "relative_completeness_delta", "n_steps", "sentence", "created_ms")
 VERDICT_COLUMNS = ("agree", "correct_class", "operator", "condition", "created_ms")

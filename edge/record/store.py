@@ -59,11 +59,11 @@ OUTBOX_KINDS = ("inspection", "verdict")   # an inspection event re-sends the ro
 # Columns added after the first release: a store written by an older node gains them on open.
 ADDED_COLUMNS = {"inspections": (("tiles", "INTEGER DEFAULT 1"), ("tile_box", "TEXT"),
                                  ("heatmap_method", "TEXT DEFAULT 'gradcam'"), ("review", "TEXT"),
-                                 ("sensors", "TEXT"), ("pixel_pitch_mm", "REAL"))}
+                                 ("sensors", "TEXT"), ("pixel_pitch_mm", "REAL"), ("skipped", "TEXT"))}
 INSPECTION_COLUMNS = ("id", "station_id", "part_id", "received_ms", "stored_ms", "model", "model_sha256", "label",
                       "confidence", "probabilities", "heatmap_target", "heatmap_png", "sentence", "timings",
                       "requested", "deferred", "tiles", "tile_box", "heatmap_method", "review", "sensors",
-                      "pixel_pitch_mm")
+                      "pixel_pitch_mm", "skipped")
 
 
 class StoreError(Unavailable):
@@ -138,7 +138,8 @@ class InspectionStore:
                    ins.heatmap_png, ins.sentence, json.dumps(ins.timings_ms), json.dumps(list(ins.requested)),
                    json.dumps(ins.deferred), ins.tiles, json.dumps(ins.tile_box) if ins.tile_box else None,
                    ins.heatmap_method, None if ins.review is None else json.dumps(ins.review),
-                   None if ins.sensors is None else json.dumps(ins.sensors), ins.pixel_pitch_mm))]
+                   None if ins.sensors is None else json.dumps(ins.sensors), ins.pixel_pitch_mm,
+                   json.dumps(ins.skipped) if ins.skipped else None))]
         stmts += [self._attribution_stmt(ins.inspection_id, a) for a in ins.attributions]
         stmts += self._outbox_stmt("inspection", ins.inspection_id)
         for channel, png in (previews or {}).items():
@@ -299,7 +300,8 @@ class InspectionStore:
                          heatmap_method=row.get("heatmap_method") or "gradcam",
                          review=json.loads(row["review"]) if row.get("review") else None,
                          sensors=json.loads(row["sensors"]) if row.get("sensors") else None,
-                         pixel_pitch_mm=row.get("pixel_pitch_mm"))
+                         pixel_pitch_mm=row.get("pixel_pitch_mm"),
+                         skipped=json.loads(row["skipped"]) if row.get("skipped") else [])
         conn = self._connect()
         conn.row_factory = sqlite3.Row
         for e in conn.execute("SELECT * FROM explanations WHERE inspection_id = ? ORDER BY id", (row["id"],)):

@@ -83,6 +83,11 @@ class ServeConfig:
     batch_wait_ms: float = 0.0
     max_batch: int = 8                        # frames per graph call
     queue_size: int = 64                      # waiting inspections before RESOURCE_EXHAUSTED
+    # Inspections whose deferred explanations (IG, SHAP, ...) may wait for the background thread at once.
+    # Each holds its frame until then; a station asking for IG faster than the node computes it would
+    # otherwise grow the node's memory without bound. Beyond it a new inspection's deferred kinds are
+    # skipped: its answer lists them in `skipped` and is not complete. 0: never defer.
+    deferred_limit: int = 16
     max_message_mb: int = 64                  # 4 MPixel x 16-bit x 3 channels is 24 MiB; headroom for PNG/TIFF
     store_frames: bool = False                # keep raw frames when a request asks for it...
     frame_retention: int = 1000               # ...up to this many, oldest deleted first
@@ -147,6 +152,10 @@ class ServeConfig:
                 setattr(cfg, key, value)
         if not 0 < cfg.review_budget < 1:
             raise InvalidInput(f"[serve] review_budget {cfg.review_budget}: a share of parts between 0 and 1 (0.10 = 10 %)")
+        limit = cfg.deferred_limit
+        if not (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0):
+            raise InvalidInput(f"[serve] deferred_limit {cfg.deferred_limit!r}: a number of inspections, 0 or more "
+                               "(0: explanations that do not fit the cycle budget are skipped, never deferred)")
         if not (math.isfinite(cfg.retention_days) and cfg.retention_days >= 0):
             raise InvalidInput(f"[serve] retention_days {cfg.retention_days}: days to keep inspections, 0 or more "
                                "(0 keeps every inspection)")

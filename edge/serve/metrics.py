@@ -57,6 +57,10 @@ class NodeMetrics:
                                ["model", "reason"], registry=r)
         self.deferred = Counter("edgexai_deferred_explanations", "Explanations deferred past the answer, by kind",
                                 ["kind"], registry=r)
+        self.skipped_explanations = Counter(
+            "edgexai_skipped_explanations", "Explanations asked for and never computed: past the cycle budget "
+            "while [serve] deferred_limit inspections already waited for deferred work, by kind",
+            ["model", "kind"], registry=r)
         self.models = Gauge("edgexai_model_info", "Models on this node (1), with their audit status and whether "
                                                   "they are served", ["model", "task", "audit_status", "served"],
                             registry=r)
@@ -103,3 +107,7 @@ class NodeMetrics:
             self.flagged.labels(model=model, reason=reason).inc()
         for kind in deferred:
             self.deferred.labels(kind=kind).inc()
+
+    def skipped(self, model: str, kinds: list[str]) -> None:
+        for kind in kinds:
+            self.skipped_explanations.labels(model=model, kind=kind).inc()

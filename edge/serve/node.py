@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import shutil
 import time
 from collections import deque
@@ -77,6 +78,7 @@ class Node:
         self._idle = asyncio.Event()
         self._idle.set()
         self._pruner: asyncio.Task | None = None
+        self._skipped_warned = -math.inf
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.model_pool, self.inspector.warm_up)
@@ -116,6 +118,12 @@ class Node:
             extra = await loop.run_in_executor(self.model_pool, self.inspector.explain_extra, job, ins, inline)
             apply_extra(ins, extra)
             ins.timings_ms["inline_explanations"] = (time.perf_counter() - t) * 1e3
+        if deferred and len(self.background) >= self.config.deferred_limit:
+            # Each waiting inspection holds its frame: past the limit its deferred kinds are skipped and
+            # the answer says so, rather than the node's memory growing with every frame it falls behind on.
+            ins.skipped, deferred = deferred, []
+            self.metrics.skipped(ins.model, ins.skipped)
+            self._warn_skipped(len(self.background))
         ins.deferred = deferred
         ins.timings_ms["queue_and_batch"] = (time.perf_counter() - t_queue) * 1e3 - sum(
             ins.timings_ms.get(k, 0.0) for k in ("graph", "cam", "sentence", "inline_explanations"))
@@ -185,6 +193,16 @@ class Node:
             return float(shutil.disk_usage(Path(self.config.store).resolve().parent).free)
         except OSError:
             return float("nan")
+
+    def _warn_skipped(self, waiting: int) -> None:
+        """A log line at most once a minute while explanations are being skipped (the metric counts each)."""
+        now = time.monotonic()
+        if now - self._skipped_warned >= 60.0:
+            self._skipped_warned = now
+            log.warning("%d inspections already wait for deferred explanations ([serve] deferred_limit %d): "
+                        "the explanations of new ones that do not fit the cycle budget are skipped; ask for "
+                        "IG/SHAP less often, raise the budget, or move them to a faster deferred_backend",
+                        waiting, self.config.deferred_limit)
 
     def _stored(self) -> None:
         if self.forwarder is not None:

@@ -119,6 +119,7 @@ def to_proto(ins: Inspection) -> pb.InspectResponse:
     for stage, ms in ins.timings_ms.items():
         r.timings.add(stage=stage, ms=ms)
     r.deferred.extend(KIND_ENUMS[k] for k in ins.deferred)
+    r.skipped.extend(KIND_ENUMS[k] for k in ins.skipped)
     return r
 
 

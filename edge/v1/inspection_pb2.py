@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64ge/v1/inspection.proto\x12\x07\x65\x64ge.v1\"D\n\x06Tensor\x12\x1d\n\x05\x64type\x18\x01 \x01(\x0e\x32\x0e.edge.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"A\n\x0c\x45ncodedImage\x12#\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x11.edge.v1.Encoding\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"m\n\x07\x43hannel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x06tensor\x18\x02 \x01(\x0b\x32\x0f.edge.v1.TensorH\x00\x12&\n\x05image\x18\x03 \x01(\x0b\x32\x15.edge.v1.EncodedImageH\x00\x42\t\n\x07payload\"C\n\x05\x46rame\x12\"\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x10.edge.v1.Channel\x12\x16\n\x0epixel_pitch_mm\x18\x02 \x01(\x01\"\xf2\x01\n\x0eInspectRequest\x12\x12\n\nstation_id\x18\x01 \x01(\t\x12\x0f\n\x07part_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x1d\n\x05\x66rame\x18\x04 \x01(\x0b\x32\x0e.edge.v1.Frame\x12.\n\x0c\x65xplanations\x18\x05 \x03(\x0e\x32\x18.edge.v1.ExplanationKind\x12\x17\n\x0f\x63ycle_budget_ms\x18\x06 \x01(\r\x12\x14\n\x0ctarget_class\x18\x07 \x01(\t\x12\x19\n\x11regression_models\x18\x08 \x03(\t\x12\x13\n\x0bstore_frame\x18\t \x01(\x08\"#\n\x06Timing\x12\r\n\x05stage\x18\x01 \x01(\t\x12\n\n\x02ms\x18\x02 \x01(\x01\"f\n\x07Heatmap\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0b\n\x03png\x18\x05 \x01(\x0c\x12\x0f\n\x07\x66loat16\x18\x06 \x01(\x0c\"\xe4\x01\n\x0e\x41ttributionMap\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\r\n\x05width\x18\x06 \x01(\r\x12\x0b\n\x03png\x18\x07 \x01(\x0c\x12\x0f\n\x07\x66loat16\x18\x08 \x01(\x0c\x12\x1a\n\x12\x63ompleteness_delta\x18\t \x01(\x01\x12#\n\x1brelative_completeness_delta\x18\n \x01(\x01\x12\x0f\n\x07n_steps\x18\x0b \x01(\r\"\xa3\x05\n\x0fInspectResponse\x12\x15\n\rinspection_id\x18\x01 \x01(\t\x12\x12\n\nstation_id\x18\x02 \x01(\t\x12\x0f\n\x07part_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x05 \x01(\t\x12\r\n\x05label\x18\x06 \x01(\t\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x42\n\rprobabilities\x18\x08 \x03(\x0b\x32+.edge.v1.InspectResponse.ProbabilitiesEntry\x12!\n\x07heatmap\x18\t \x01(\x0b\x32\x10.edge.v1.Heatmap\x12\x10\n\x08sentence\x18\n \x01(\t\x12-\n\x0c\x61ttributions\x18\x0b \x03(\x0b\x32\x17.edge.v1.AttributionMap\x12 \n\x07timings\x18\x0c \x03(\x0b\x32\x0f.edge.v1.Timing\x12*\n\x08\x64\x65\x66\x65rred\x18\r \x03(\x0e\x32\x18.edge.v1.ExplanationKind\x12\x18\n\x10received_unix_ms\x18\x0e \x01(\x03\x12\x10\n\x08\x63omplete\x18\x0f \x01(\x08\x12\x0f\n\x07verdict\x18\x10 \x01(\t\x12$\n\x05\x65rror\x18\x11 \x01(\x0b\x32\x15.edge.v1.RequestError\x12\r\n\x05tiles\x18\x12 \x01(\r\x12&\n\rdeciding_tile\x18\x13 \x01(\x0b\x32\x0f.edge.v1.Region\x12\x1f\n\x06review\x18\x14 \x01(\x0b\x32\x0f.edge.v1.Review\x12%\n\x07sensors\x18\x15 \x03(\x0b\x32\x14.edge.v1.SensorShare\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"-\n\x0bSensorShare\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\r\n\x05share\x18\x02 \x01(\x02\"*\n\x06Review\x12\x0f\n\x07\x66lagged\x18\x01 \x01(\x08\x12\x0f\n\x07reasons\x18\x02 \x03(\t\"8\n\x06Region\x12\n\n\x02x0\x18\x01 \x01(\r\x12\n\n\x02y0\x18\x02 \x01(\r\x12\n\n\x02x1\x18\x03 \x01(\r\x12\n\n\x02y1\x18\x04 \x01(\r\"-\n\x0cRequestError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"-\n\x14GetInspectionRequest\x12\x15\n\rinspection_id\x18\x01 \x01(\t\";\n\x0cWatchRequest\x12\x12\n\nstation_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_updates\x18\x02 \x01(\x08\"k\n\x07Verdict\x12\x15\n\rinspection_id\x18\x01 \x01(\t\x12\r\n\x05\x61gree\x18\x02 \x01(\x08\x12\x15\n\rcorrect_class\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x11\n\tcondition\x18\x05 \x01(\t\"=\n\nVerdictAck\x12\x15\n\rinspection_id\x18\x01 \x01(\t\x12\x18\n\x10recorded_unix_ms\x18\x02 \x01(\x03\"\x13\n\x11ListModelsRequest\"\xaf\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x10\n\x08\x63hannels\x18\x04 \x03(\t\x12\x0f\n\x07\x63lasses\x18\x05 \x03(\t\x12\x0e\n\x06height\x18\x06 \x01(\r\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06graphs\x18\x08 \x03(\t\x12\x14\n\x0c\x61udit_status\x18\t \x01(\t\x12\x0e\n\x06served\x18\n \x01(\x08\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.edge.v1.ModelInfo\"#\n\x13GetModelInfoRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*O\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05UINT8\x10\x01\x12\n\n\x06UINT16\x10\x02\x12\x0b\n\x07\x46LOAT16\x10\x03\x12\x0b\n\x07\x46LOAT32\x10\x04*7\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x07\n\x03PNG\x10\x01\x12\x08\n\x04TIFF\x10\x02*\x8a\x01\n\x0f\x45xplanationKind\x12 \n\x1c\x45XPLANATION_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07GRADCAM\x10\x01\x12\x0c\n\x08SENTENCE\x10\x02\x12\x06\n\x02IG\x10\x03\x12\x08\n\x04SHAP\x10\x04\x12\x0f\n\x0bRAW_HEATMAP\x10\x05\x12\x0b\n\x07SENSORS\x10\x06\x12\n\n\x06GUIDED\x10\x07\x32\xe4\x03\n\nInspection\x12<\n\x07Inspect\x12\x17.edge.v1.InspectRequest\x1a\x18.edge.v1.InspectResponse\x12\x46\n\rInspectStream\x12\x17.edge.v1.InspectRequest\x1a\x18.edge.v1.InspectResponse(\x01\x30\x01\x12H\n\rGetInspection\x12\x1d.edge.v1.GetInspectionRequest\x1a\x18.edge.v1.InspectResponse\x12\x45\n\x10WatchInspections\x12\x15.edge.v1.WatchRequest\x1a\x18.edge.v1.InspectResponse0\x01\x12\x36\n\rSubmitVerdict\x12\x10.edge.v1.Verdict\x1a\x13.edge.v1.VerdictAck\x12\x45\n\nListModels\x12\x1a.edge.v1.ListModelsRequest\x1a\x1b.edge.v1.ListModelsResponse\x12@\n\x0cGetModelInfo\x12\x1c.edge.v1.GetModelInfoRequest\x1a\x12.edge.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64ge/v1/inspection.proto\x12\x07\x65\x64ge.v1\"D\n\x06Tensor\x12\x1d\n\x05\x64type\x18\x01 \x01(\x0e\x32\x0e.edge.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"A\n\x0c\x45ncodedImage\x12#\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x11.edge.v1.Encoding\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"m\n\x07\x43hannel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x06tensor\x18\x02 \x01(\x0b\x32\x0f.edge.v1.TensorH\x00\x12&\n\x05image\x18\x03 \x01(\x0b\x32\x15.edge.v1.EncodedImageH\x00\x42\t\n\x07payload\"C\n\x05\x46rame\x12\"\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x10.edge.v1.Channel\x12\x16\n\x0epixel_pitch_mm\x18\x02 \x01(\x01\"\xf2\x01\n\x0eInspectRequest\x12\x12\n\nstation_id\x18\x01 \x01(\t\x12\x0f\n\x07part_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x1d\n\x05\x66rame\x18\x04 \x01(\x0b\x32\x0e.edge.v1.Frame\x12.\n\x0c\x65xplanations\x18\x05 \x03(\x0e\x32\x18.edge.v1.ExplanationKind\x12\x17\n\x0f\x63ycle_budget_ms\x18\x06 \x01(\r\x12\x14\n\x0ctarget_class\x18\x07 \x01(\t\x12\x19\n\x11regression_models\x18\x08 \x03(\t\x12\x13\n\x0bstore_frame\x18\t \x01(\x08\"#\n\x06Timing\x12\r\n\x05stage\x18\x01 \x01(\t\x12\n\n\x02ms\x18\x02 \x01(\x01\"f\n\x07Heatmap\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0b\n\x03png\x18\x05 \x01(\x0c\x12\x0f\n\x07\x66loat16\x18\x06 \x01(\x0c\"\xe4\x01\n\x0e\x41ttributionMap\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\r\n\x05width\x18\x06 \x01(\r\x12\x0b\n\x03png\x18\x07 \x01(\x0c\x12\x0f\n\x07\x66loat16\x18\x08 \x01(\x0c\x12\x1a\n\x12\x63ompleteness_delta\x18\t \x01(\x01\x12#\n\x1brelative_completeness_delta\x18\n \x01(\x01\x12\x0f\n\x07n_steps\x18\x0b \x01(\r\"\xce\x05\n\x0fInspectResponse\x12\x15\n\rinspection_id\x18\x01 \x01(\t\x12\x12\n\nstation_id\x18\x02 \x01(\t\x12\x0f\n\x07part_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x05 \x01(\t\x12\r\n\x05label\x18\x06 \x01(\t\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x42\n\rprobabilities\x18\x08 \x03(\x0b\x32+.edge.v1.InspectResponse.ProbabilitiesEntry\x12!\n\x07heatmap\x18\t \x01(\x0b\x32\x10.edge.v1.Heatmap\x12\x10\n\x08sentence\x18\n \x01(\t\x12-\n\x0c\x61ttributions\x18\x0b \x03(\x0b\x32\x17.edge.v1.AttributionMap\x12 \n\x07timings\x18\x0c \x03(\x0b\x32\x0f.edge.v1.Timing\x12*\n\x08\x64\x65\x66\x65rred\x18\r \x03(\x0e\x32\x18.edge.v1.ExplanationKind\x12\x18\n\x10received_unix_ms\x18\x0e \x01(\x03\x12\x10\n\x08\x63omplete\x18\x0f \x01(\x08\x12\x0f\n\x07verdict\x18\x10 \x01(\t\x12$\n\x05\x65rror\x18\x11 \x01(\x0b\x32\x15.edge.v1.RequestError\x12\r\n\x05tiles\x18\x12 \x01(\r\x12&\n\rdeciding_tile\x18\x13 \x01(\x0b\x32\x0f.edge.v1.Region\x12\x1f\n\x06review\x18\x14 \x01(\x0b\x32\x0f.edge.v1.Review\x12%\n\x07sensors\x18\x15 \x03(\x0b\x32\x14.edge.v1.SensorShare\x12)\n\x07skipped\x18\x16 \x03(\x0e\x32\x18.edge.v1.ExplanationKind\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"-\n\x0bSensorShare\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\r\n\x05share\x18\x02 \x01(\x02\"*\n\x06Review\x12\x0f\n\x07\x66lagged\x18\x01 \x01(\x08\x12\x0f\n\x07reasons\x18\x02 \x03(\t\"8\n\x06Region\x12\n\n\x02x0\x18\x01 \x01(\r\x12\n\n\x02y0\x18\x02 \x01(\r\x12\n\n\x02x1\x18\x03 \x01(\r\x12\n\n\x02y1\x18\x04 \x01(\r\"-\n\x0cRequestError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"-\n\x14GetInspectionRequest\x12\x15\n\rinspection_id\x18\x01 \x01(\t\";\n\x0cWatchRequest\x12\x12\n\nstation_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_updates\x18\x02 \x01(\x08\"k\n\x07Verdict\x12\x15\n\rinspection_id\x18\x01 \x01(\t\x12\r\n\x05\x61gree\x18\x02 \x01(\x08\x12\x15\n\rcorrect_class\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x11\n\tcondition\x18\x05 \x01(\t\"=\n\nVerdictAck\x12\x15\n\rinspection_id\x18\x01 \x01(\t\x12\x18\n\x10recorded_unix_ms\x18\x02 \x01(\x03\"\x13\n\x11ListModelsRequest\"\xaf\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x10\n\x08\x63hannels\x18\x04 \x03(\t\x12\x0f\n\x07\x63lasses\x18\x05 \x03(\t\x12\x0e\n\x06height\x18\x06 \x01(\r\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06graphs\x18\x08 \x03(\t\x12\x14\n\x0c\x61udit_status\x18\t \x01(\t\x12\x0e\n\x06served\x18\n \x01(\x08\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.edge.v1.ModelInfo\"#\n\x13GetModelInfoRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*O\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05UINT8\x10\x01\x12\n\n\x06UINT16\x10\x02\x12\x0b\n\x07\x46LOAT16\x10\x03\x12\x0b\n\x07\x46LOAT32\x10\x04*7\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x07\n\x03PNG\x10\x01\x12\x08\n\x04TIFF\x10\x02*\x8a\x01\n\x0f\x45xplanationKind\x12 \n\x1c\x45XPLANATION_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07GRADCAM\x10\x01\x12\x0c\n\x08SENTENCE\x10\x02\x12\x06\n\x02IG\x10\x03\x12\x08\n\x04SHAP\x10\x04\x12\x0f\n\x0bRAW_HEATMAP\x10\x05\x12\x0b\n\x07SENSORS\x10\x06\x12\n\n\x06GUIDED\x10\x07\x32\xe4\x03\n\nInspection\x12<\n\x07Inspect\x12\x17.edge.v1.InspectRequest\x1a\x18.edge.v1.InspectResponse\x12\x46\n\rInspectStream\x12\x17.edge.v1.InspectRequest\x1a\x18.edge.v1.InspectResponse(\x01\x30\x01\x12H\n\rGetInspection\x12\x1d.edge.v1.GetInspectionRequest\x1a\x18.edge.v1.InspectResponse\x12\x45\n\x10WatchInspections\x12\x15.edge.v1.WatchRequest\x1a\x18.edge.v1.InspectResponse0\x01\x12\x36\n\rSubmitVerdict\x12\x10.edge.v1.Verdict\x1a\x13.edge.v1.VerdictAck\x12\x45\n\nListModels\x12\x1a.edge.v1.ListModelsRequest\x1a\x1b.edge.v1.ListModelsResponse\x12@\n\x0cGetModelInfo\x12\x1c.edge.v1.GetModelInfoRequest\x1a\x12.edge.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INSPECTRESPONSE_PROBABILITIESENTRY']._loaded_options = None
   _globals['_INSPECTRESPONSE_PROBABILITIESENTRY']._serialized_options = b'8\001'
-  _globals['_DTYPE']._serialized_start=2419
-  _globals['_DTYPE']._serialized_end=2498
-  _globals['_ENCODING']._serialized_start=2500
-  _globals['_ENCODING']._serialized_end=2555
-  _globals['_EXPLANATIONKIND']._serialized_start=2558
-  _globals['_EXPLANATIONKIND']._serialized_end=2696
+  _globals['_DTYPE']._serialized_start=2462
+  _globals['_DTYPE']._serialized_end=2541
+  _globals['_ENCODING']._serialized_start=2543
+  _globals['_ENCODING']._serialized_end=2598
+  _globals['_EXPLANATIONKIND']._serialized_start=2601
+  _globals['_EXPLANATIONKIND']._serialized_end=2739
   _globals['_TENSOR']._serialized_start=37
   _globals['_TENSOR']._serialized_end=105
   _globals['_ENCODEDIMAGE']._serialized_start=107
@@ -56,33 +56,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTRIBUTIONMAP']._serialized_start=741
   _globals['_ATTRIBUTIONMAP']._serialized_end=969
   _globals['_INSPECTRESPONSE']._serialized_start=972
-  _globals['_INSPECTRESPONSE']._serialized_end=1647
-  _globals['_INSPECTRESPONSE_PROBABILITIESENTRY']._serialized_start=1595
-  _globals['_INSPECTRESPONSE_PROBABILITIESENTRY']._serialized_end=1647
-  _globals['_SENSORSHARE']._serialized_start=1649
-  _globals['_SENSORSHARE']._serialized_end=1694
-  _globals['_REVIEW']._serialized_start=1696
-  _globals['_REVIEW']._serialized_end=1738
-  _globals['_REGION']._serialized_start=1740
-  _globals['_REGION']._serialized_end=1796
-  _globals['_REQUESTERROR']._serialized_start=1798
-  _globals['_REQUESTERROR']._serialized_end=1843
-  _globals['_GETINSPECTIONREQUEST']._serialized_start=1845
-  _globals['_GETINSPECTIONREQUEST']._serialized_end=1890
-  _globals['_WATCHREQUEST']._serialized_start=1892
-  _globals['_WATCHREQUEST']._serialized_end=1951
-  _globals['_VERDICT']._serialized_start=1953
-  _globals['_VERDICT']._serialized_end=2060
-  _globals['_VERDICTACK']._serialized_start=2062
-  _globals['_VERDICTACK']._serialized_end=2123
-  _globals['_LISTMODELSREQUEST']._serialized_start=2125
-  _globals['_LISTMODELSREQUEST']._serialized_end=2144
-  _globals['_MODELINFO']._serialized_start=2147
-  _globals['_MODELINFO']._serialized_end=2322
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2324
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2380
-  _globals['_GETMODELINFOREQUEST']._serialized_start=2382
-  _globals['_GETMODELINFOREQUEST']._serialized_end=2417
-  _globals['_INSPECTION']._serialized_start=2699
-  _globals['_INSPECTION']._serialized_end=3183
+  _globals['_INSPECTRESPONSE']._serialized_end=1690
+  _globals['_INSPECTRESPONSE_PROBABILITIESENTRY']._serialized_start=1638
+  _globals['_INSPECTRESPONSE_PROBABILITIESENTRY']._serialized_end=1690
+  _globals['_SENSORSHARE']._serialized_start=1692
+  _globals['_SENSORSHARE']._serialized_end=1737
+  _globals['_REVIEW']._serialized_start=1739
+  _globals['_REVIEW']._serialized_end=1781
+  _globals['_REGION']._serialized_start=1783
+  _globals['_REGION']._serialized_end=1839
+  _globals['_REQUESTERROR']._serialized_start=1841
+  _globals['_REQUESTERROR']._serialized_end=1886
+  _globals['_GETINSPECTIONREQUEST']._serialized_start=1888
+  _globals['_GETINSPECTIONREQUEST']._serialized_end=1933
+  _globals['_WATCHREQUEST']._serialized_start=1935
+  _globals['_WATCHREQUEST']._serialized_end=1994
+  _globals['_VERDICT']._serialized_start=1996
+  _globals['_VERDICT']._serialized_end=2103
+  _globals['_VERDICTACK']._serialized_start=2105
+  _globals['_VERDICTACK']._serialized_end=2166
+  _globals['_LISTMODELSREQUEST']._serialized_start=2168
+  _globals['_LISTMODELSREQUEST']._serialized_end=2187
+  _globals['_MODELINFO']._serialized_start=2190
+  _globals['_MODELINFO']._serialized_end=2365
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2367
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2423
+  _globals['_GETMODELINFOREQUEST']._serialized_start=2425
+  _globals['_GETMODELINFOREQUEST']._serialized_end=2460
+  _globals['_INSPECTION']._serialized_start=2742
+  _globals['_INSPECTION']._serialized_end=3226
 # @@protoc_insertion_point(module_scope)

@@ -157,7 +157,7 @@ class AttributionMap(_message.Message):
     def __init__(self, model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., method: _Optional[str] = ..., target: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., png: _Optional[bytes] = ..., float16: _Optional[bytes] = ..., completeness_delta: _Optional[float] = ..., relative_completeness_delta: _Optional[float] = ..., n_steps: _Optional[int] = ...) -> None: ...
 
 class InspectResponse(_message.Message):
-    __slots__ = ("inspection_id", "station_id", "part_id", "model", "model_sha256", "label", "confidence", "probabilities", "heatmap", "sentence", "attributions", "timings", "deferred", "received_unix_ms", "complete", "verdict", "error", "tiles", "deciding_tile", "review", "sensors")
+    __slots__ = ("inspection_id", "station_id", "part_id", "model", "model_sha256", "label", "confidence", "probabilities", "heatmap", "sentence", "attributions", "timings", "deferred", "received_unix_ms", "complete", "verdict", "error", "tiles", "deciding_tile", "review", "sensors", "skipped")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,7 @@ class InspectResponse(_message.Message):
     DECIDING_TILE_FIELD_NUMBER: _ClassVar[int]
     REVIEW_FIELD_NUMBER: _ClassVar[int]
     SENSORS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     inspection_id: str
     station_id: str
     part_id: str
@@ -207,7 +208,8 @@ class InspectResponse(_message.Message):
     deciding_tile: Region
     review: Review
     sensors: _containers.RepeatedCompositeFieldContainer[SensorShare]
-    def __init__(self, inspection_id: _Optional[str] = ..., station_id: _Optional[str] = ..., part_id: _Optional[str] = ..., model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., sentence: _Optional[str] = ..., attributions: _Optional[_Iterable[_Union[AttributionMap, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[Timing, _Mapping]]] = ..., deferred: _Optional[_Iterable[_Union[ExplanationKind, str]]] = ..., received_unix_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., verdict: _Optional[str] = ..., error: _Optional[_Union[RequestError, _Mapping]] = ..., tiles: _Optional[int] = ..., deciding_tile: _Optional[_Union[Region, _Mapping]] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., sensors: _Optional[_Iterable[_Union[SensorShare, _Mapping]]] = ...) -> None: ...
+    skipped: _containers.RepeatedScalarFieldContainer[ExplanationKind]
+    def __init__(self, inspection_id: _Optional[str] = ..., station_id: _Optional[str] = ..., part_id: _Optional[str] = ..., model: _Optional[str] = ..., model_sha256: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., sentence: _Optional[str] = ..., attributions: _Optional[_Iterable[_Union[AttributionMap, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[Timing, _Mapping]]] = ..., deferred: _Optional[_Iterable[_Union[ExplanationKind, str]]] = ..., received_unix_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., verdict: _Optional[str] = ..., error: _Optional[_Union[RequestError, _Mapping]] = ..., tiles: _Optional[int] = ..., deciding_tile: _Optional[_Union[Region, _Mapping]] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., sensors: _Optional[_Iterable[_Union[SensorShare, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[ExplanationKind, str]]] = ...) -> None: ...
 
 class SensorShare(_message.Message):
     __slots__ = ("channel", "share")

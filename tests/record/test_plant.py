@@ -69,18 +69,21 @@ def test_a_plant_database_from_an_older_node_gains_the_columns_added_since(pg, t
     plant.write("n1", InspectionStore(tmp_path / "a.sqlite").plant_rows([], []))     # creates the schema
     plant.close()
     with psycopg.connect(pg.url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE edgexai_inspections DROP COLUMN sensors, DROP COLUMN pixel_pitch_mm")
+        conn.execute("ALTER TABLE edgexai_inspections DROP COLUMN sensors, DROP COLUMN pixel_pitch_mm, "
+                     "DROP COLUMN skipped")
     store = InspectionStore(tmp_path / "s.sqlite", outbox=True)
     ins = make_inspection(1)
     ins.sensors = {"thermal": 0.9, "phase": 0.1}
     ins.pixel_pitch_mm = 0.05
+    ins.skipped = ["ig", "shap"]
     store.put_inspection(ins)
     plant = PlantDatabase(pg.url)
     assert forward_batch(store, plant, "n1") == 1
     plant.close()
     with psycopg.connect(pg.url) as conn:
-        [(sensors, pitch)] = conn.execute("SELECT sensors, pixel_pitch_mm FROM edgexai_inspections").fetchall()
-    assert sensors == {"thermal": 0.9, "phase": 0.1} and pitch == 0.05
+        [(sensors, pitch, skipped)] = conn.execute(
+            "SELECT sensors, pixel_pitch_mm, skipped FROM edgexai_inspections").fetchall()
+    assert sensors == {"thermal": 0.9, "phase": 0.1} and pitch == 0.05 and skipped == ["ig", "shap"]
 
 
 def test_the_database_down_keeps_the_outbox_and_errors_name_the_server(tmp_path):

@@ -86,12 +86,16 @@ def test_the_frames_pitch_is_kept_and_an_older_store_gains_its_column(tmp_path):
     InspectionStore(path).close()
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE inspections DROP COLUMN pixel_pitch_mm")
+        conn.execute("ALTER TABLE inspections DROP COLUMN skipped")
     store = InspectionStore(path)
     sent, unsent = make_inspection(1), make_inspection(2)
     sent.pixel_pitch_mm = 0.05
+    sent.skipped = ["ig"]                     # the node's deferred queue was full: IG never computed
     store.put_inspection(sent)
     store.put_inspection(unsent)
     assert store.get("00000001").pixel_pitch_mm == 0.05 and store.get("00000002").pixel_pitch_mm is None
+    assert store.get("00000001").skipped == ["ig"] and not store.get("00000001").complete
+    assert store.get("00000002").skipped == []
 
 
 def test_default_locations_follow_the_environment_not_the_working_directory(tmp_path, monkeypatch):
@@ -139,6 +143,16 @@ def test_retention_days_must_be_a_number_of_days(tmp_path):
     for bad in ("-1", "nan"):
         f.write_text(f"[serve]\nretention_days = {bad}\n")
         with pytest.raises(ValueError, match="retention_days"):
+            ServeConfig.load(f)
+
+
+def test_deferred_limit_must_be_a_count(tmp_path):
+    f = tmp_path / "node.toml"
+    f.write_text("[serve]\ndeferred_limit = 0\n")
+    assert ServeConfig.load(f).deferred_limit == 0 and ServeConfig().deferred_limit == 16
+    for bad in ("-1", "2.5", '"many"'):
+        f.write_text(f"[serve]\ndeferred_limit = {bad}\n")
+        with pytest.raises(ValueError, match="deferred_limit"):
             ServeConfig.load(f)
 
 

@@ -188,6 +188,36 @@ def test_ig_and_shap_beyond_the_budget_are_deferred_and_arrive_later(stub, reque
     assert ours[0].deferred and ours[-1].complete        # first the answer, then the update
 
 
+def test_past_the_deferred_limit_explanations_are_skipped_and_the_answer_says_so(stub, requests, server):
+    """Each inspection waiting for deferred work holds its frame: past [serve] deferred_limit the node
+    skips the deferred kinds of new inspections instead of growing without bound, and says which."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    req = pb.InspectRequest()
+    req.CopyFrom(requests[2])
+    req.explanations[:] = [pb.GRADCAM, pb.SENTENCE, pb.IG, pb.SHAP]
+    req.cycle_budget_ms = 5000
+    node = server.node
+    saved = node.config.deferred_limit
+    node.config.deferred_limit = 0                      # as if that many already waited
+    try:
+        with measured_costs(node.inspector, ig__thermal=6000.0, ig__phase=6000.0, shap__defect=6000.0):
+            r = stub.Inspect(req, timeout=30)
+    finally:
+        node.config.deferred_limit = saved
+    assert set(r.skipped) == {pb.IG, pb.SHAP} and not r.deferred and not r.complete and not r.attributions
+    assert r.label and r.sentence.startswith("Defect classified as")       # the decision itself is all there
+    got = stub.GetInspection(pb.GetInspectionRequest(inspection_id=r.inspection_id))
+    assert set(got.skipped) == {pb.IG, pb.SHAP} and not got.complete
+    assert sorted(node.store.get(r.inspection_id).skipped) == ["ig", "shap"]
+    text = httpx.get(f"http://127.0.0.1:{server.hmi_port}/metrics", timeout=10).text
+    skipped = {s.labels["kind"]: s.value for f in text_string_to_metric_families(text)
+               if f.name == "edgexai_skipped_explanations" for s in f.samples if s.name.endswith("_total")}
+    assert skipped.get("ig", 0) >= 1 and skipped.get("shap", 0) >= 1
+    row = httpx.get(f"http://127.0.0.1:{server.hmi_port}/api/inspections/{r.inspection_id}", timeout=10).json()
+    assert sorted(row["skipped"]) == ["ig", "shap"]
+
+
 def test_evidence_per_sensor_inline_names_the_sensor_that_sees_the_defect(stub, requests, server):
     """A crack the simulator renders in the intensity channel only: that channel carries the evidence."""
     from edge.sim.sample import simulate_sample
