@@ -139,8 +139,15 @@ def evaluate_gate(metrics: dict, policy: dict) -> list[Check]:
         metric, bar = policy["sanity"]["metric"], policy["sanity"]["max"]
         s = _measure(q["sanity"], metric, "sanity", "the randomised-weights check")
         what = "rank correlation" if metric.startswith("rank") else "cosine similarity"
-        checks.append(Check("sanity (randomised weights)", not math.isnan(s) and s < bar,
-                            f"{what} trained vs random {s:.3f} (bar < {bar})"))
+        if math.isnan(s):
+            sq = q["sanity"]
+            flat = (f": the trained model's and its randomised copy's maps are all flat ({sq['n']} samples)"
+                    if "flat_trained" in sq else "")
+            checks.append(Check("sanity (randomised weights)", False,
+                                f"not measurable, no pair of maps to compare{flat}; audit on data with parts the "
+                                "model finds defects in"))
+        else:
+            checks.append(Check("sanity (randomised weights)", s < bar, f"{what} trained vs random {s:.3f} (bar < {bar})"))
     if not checks:
         checks.append(Check("metrics", False, "nothing to judge in this metrics file"))
     return checks

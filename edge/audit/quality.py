@@ -19,7 +19,9 @@
 - sanity (Adebayo et al., NeurIPS 2018): the model's CAM of the same model with every weight re-drawn
   at random (same std per tensor); its maps must differ clearly from the trained model's: mean Spearman
   rank correlation per sample (judged), mean cosine similarity (reported; biased upwards for broad
-  non-negative maps, which have a large cosine even when unrelated).
+  non-negative maps, which have a large cosine even when unrelated). A flat (constant) map has no ranking:
+  beside a map that has one it counts as unrelated (0: the two maps share nothing), a pair of flat maps
+  says nothing and is left out; the counts are reported (a randomised copy's maps are often all zero).
 """
 from __future__ import annotations
 
@@ -98,10 +100,27 @@ def sanity(model: Model, x: np.ndarray, heatmaps: np.ndarray, classes: np.ndarra
     with tempfile.TemporaryDirectory() as d:
         random_model = randomised_copy(model, Path(d), seed)
         random_maps = np.stack([e.heatmap for e in GradCAMExplainer(random_model).explain(x, np.asarray(classes))])
-    sims = [cosine_similarity(a, b) for a, b in zip(heatmaps, random_maps)]
-    rank = [rank_correlation(a, b) for a, b in zip(heatmaps, random_maps)]
-    return {"rank_correlation_trained_vs_random": float(np.nanmean(rank)),
-            "cosine_trained_vs_random": float(np.nanmean(sims)), "n": len(x), "method": model.cam_method}
+    sims = np.array([cosine_similarity(a, b) for a, b in zip(heatmaps, random_maps)], np.float64)
+    rank = np.array([_map_rank_correlation(a, b) for a, b in zip(heatmaps, random_maps)], np.float64)
+    compared = int(np.isfinite(rank).sum())
+    return {"rank_correlation_trained_vs_random": float(np.nanmean(rank)) if compared else float("nan"),
+            "cosine_trained_vs_random": float(np.nanmean(sims)) if np.isfinite(sims).any() else float("nan"),
+            "n": len(x), "compared": compared, "flat_trained": _flat(heatmaps), "flat_random": _flat(random_maps),
+            "method": model.cam_method}
+
+
+def _map_rank_correlation(trained: np.ndarray, random: np.ndarray) -> float:
+    """Spearman's correlation of two maps; 0 where exactly one is flat (a ranking against none: the randomised
+    model's all-zero map shares nothing with a trained map that points somewhere), NaN where both are."""
+    flat = (float(np.ptp(trained)) == 0.0, float(np.ptp(random)) == 0.0)
+    if all(flat):
+        return float("nan")
+    return 0.0 if any(flat) else rank_correlation(trained, random)
+
+
+def _flat(maps: np.ndarray) -> int:
+    """How many maps are constant (no place stands out, e.g. all zero where nothing supports the class)."""
+    return int(sum(float(np.ptp(m)) == 0.0 for m in maps))
 
 
 def shap_quality(model, x: np.ndarray, masks: np.ndarray, has_mask: np.ndarray, labels: list[str],

@@ -327,6 +327,28 @@ def test_the_sanity_check_compares_maps_of_the_models_own_cam_method(test_set, m
                         lambda a, g, method="gradcam": used.append(method) or real_cam_raw(a, g, method))
     s = quality.sanity(model, arrays.x, heat, classes)
     assert used == ["hirescam"] and s["method"] == "hirescam" and -1 <= s["rank_correlation_trained_vs_random"] <= 1
+    assert s["n"] == 6 and 0 <= s["flat_random"] <= 6 and s["compared"] == 6 - min(s["flat_trained"], s["flat_random"])
+
+
+def test_a_flat_map_beside_one_that_points_somewhere_is_unrelated_and_two_flat_maps_say_nothing(capsys):
+    """A randomised copy's maps are often all zero (19 of 60 for the shipped classifier): such a map shares
+    no ranking with the trained model's, which the sanity check counts as 0, not as a sample to drop; two
+    flat maps are left out, and a check left with nothing says why instead of printing nan."""
+    import numpy as np
+
+    from edge.audit.quality import _map_rank_correlation
+
+    peak, flat = np.zeros((8, 8)), np.zeros((8, 8))
+    peak[2, 3] = 1.0
+    assert _map_rank_correlation(peak, flat) == 0.0 == _map_rank_correlation(flat, peak)
+    assert np.isnan(_map_rank_correlation(flat, flat + 0.5))
+    assert _map_rank_correlation(peak, peak) == pytest.approx(1.0)
+    metrics = {"quality": {"faithfulness": {"deletion_auc": 0.2, "deletion_random_auc": 0.5, "insertion_auc": 0.9,
+                                            "insertion_random_auc": 0.6},
+                           "sanity": {"rank_correlation_trained_vs_random": float("nan"), "n": 10, "compared": 0,
+                                      "flat_trained": 10, "flat_random": 10}}}
+    [_, check] = evaluate_gate(metrics, load_policy(None))
+    assert not check.passed and "not measurable" in check.detail and "all flat (10 samples)" in check.detail
 
 
 
