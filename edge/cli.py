@@ -533,7 +533,10 @@ def _cmd_station(args: argparse.Namespace) -> int:
                     print(f"{req.part_id}: error {error}", flush=True)
                     return
                 flag = f"; review: {', '.join(r.review.reasons)}" if r.review.flagged else ""
-                print(f"{req.part_id}: {r.label} ({100 * r.confidence:.1f} %){flag}", flush=True)
+                names = {v: k for k, v in kinds.items()}
+                later = f"; deferred: {', '.join(names[k] for k in r.deferred)}" if r.deferred else ""
+                later += (f"; skipped (node busy): {', '.join(names[k] for k in r.skipped)}" if r.skipped else "")
+                print(f"{req.part_id}: {r.label} ({100 * r.confidence:.1f} %){flag}{later}", flush=True)
     elif args.model:
         raise UserError("--model needs --input: simulated frames are for the simulator's models")
     count = args.count or (len(frames) if frames else 100)
@@ -549,6 +552,10 @@ def _cmd_station(args: argparse.Namespace) -> int:
               f"{fmt(r['p50_ms'])} ms, p95 {fmt(r['p95_ms'])} ms, p99 {fmt(r['p99_ms'])} ms")
         for msg, n in r["error_messages"].items():
             print(f"  {n} x {msg}")
+        if r["skipped"]:
+            print(f"  {r['skipped']} answers without some of the explanations asked for: the node's backlog of "
+                  "deferred work was full ([serve] deferred_limit); ask for ig/shap less often or give a longer "
+                  "--timeout (the cycle budget)")
     return 1 if r["errors"] else 0
 
 

@@ -99,13 +99,14 @@ class StationReport:
     error_messages: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     labels: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0          # answers whose asked-for explanations the node skipped (its deferred backlog was full)
 
     def to_dict(self) -> dict:
         lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
         pct = {f"p{q}_ms": float(np.percentile(lat, q)) if self.latencies_ms else None for q in (50, 95, 99)}
         return {"sent": self.sent, "ok": self.ok, "errors": self.errors,
                 "rate_hz": self.sent / self.elapsed_s if self.elapsed_s else 0.0, **pct,
-                "labels": self.labels, "error_messages": self.error_messages}
+                "labels": self.labels, "error_messages": self.error_messages, "skipped": self.skipped}
 
 
 def channel(target: str, ca: bytes | None = None, cert: bytes | None = None, key: bytes | None = None,
@@ -180,6 +181,7 @@ async def run_stations(target: str, rate_hz: float, count: int, stations: int = 
                     report.latencies_ms.append((time.perf_counter() - t) * 1e3)
                     report.ok += 1
                     report.labels[r.label] = report.labels.get(r.label, 0) + 1
+                    report.skipped += bool(r.skipped)
                     if on_answer is not None:
                         on_answer(req, r, "")
                 except grpc.aio.AioRpcError as e:

@@ -218,6 +218,28 @@ def test_past_the_deferred_limit_explanations_are_skipped_and_the_answer_says_so
     assert sorted(row["skipped"]) == ["ig", "shap"]
 
 
+def test_the_station_says_which_explanations_come_later_or_were_skipped(server, tmp_path, capsys):
+    from edge.cli import main
+    from edge.sim.sample import SimConfig, write_dataset
+
+    data = write_dataset(tmp_path / "parts", 2, seed=1000, cfg=SimConfig(), progress=False)
+    node = server.node
+    args = ["station", "--target", f"127.0.0.1:{server.grpc_port}", "--input", str(data), "--explain",
+            "gradcam,sentence,shap"]
+    saved = node.config.deferred_limit
+    try:
+        with measured_costs(node.inspector, shap__defect=60000.0):
+            assert main(args) == 0
+            out = capsys.readouterr().out
+            assert out.count("; deferred: shap") == 2
+            node.config.deferred_limit = 0
+            assert main(args) == 0
+            out = capsys.readouterr().out
+    finally:
+        node.config.deferred_limit = saved
+    assert out.count("; skipped (node busy): shap") == 2 and "2 answers without some of the explanations" in out
+
+
 def test_evidence_per_sensor_inline_names_the_sensor_that_sees_the_defect(stub, requests, server):
     """A crack the simulator renders in the intensity channel only: that channel carries the evidence."""
     from edge.sim.sample import simulate_sample
