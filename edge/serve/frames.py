@@ -93,6 +93,7 @@ def decode_channel(ch: pb.Channel, where: str, max_pixels: int) -> np.ndarray:
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TIFF_SIZE_TAGS = (256, 257)          # ImageWidth, ImageLength
+TIFF_MAX_TAGS = 4096
 
 
 def encoded_size(data: bytes) -> tuple[int, int]:
@@ -122,7 +123,8 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
             (count,) = struct.unpack_from(order + "H", data, ifd)
             first, size, entry = ifd + 2, 12, order + "HHI4s"
         found: dict[int, int] = {}
-        for i in range(min(count, (len(data) - first) // size)):
+        # real directories hold a few dozen tags; a crafted count must not make this a long loop
+        for i in range(min(count, (len(data) - first) // size, TIFF_MAX_TAGS)):
             tag, kind, n, value = struct.unpack_from(entry, data, first + i * size)
             if tag in TIFF_SIZE_TAGS and n == 1:
                 # SHORT, LONG or LONG8, left-justified in the value field
@@ -130,6 +132,8 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
                 if fmt is None or struct.calcsize(fmt) > len(value):
                     raise ValueError(f"TIFF tag {tag} of type {kind}")
                 found[tag] = struct.unpack_from(order + fmt, value)[0]
+                if len(found) == len(TIFF_SIZE_TAGS):
+                    break
     except struct.error:
         raise ValueError("truncated TIFF header") from None
     if set(found) != set(TIFF_SIZE_TAGS):
