@@ -259,8 +259,10 @@ class Inspector:
                 probabilities=dict(e.prediction.probabilities), heatmap=r.heatmap,
                 heatmap_png=png(heatmap8(r.heatmap)), heatmap_target=e.target, heatmap_method=e.method,
                 sentence=sentence, requested=j.explanations, received_ms=j.received_ms, tile=r.tile, tiles=r.tiles,
-                tile_box=r.tile_box, review=reasons, tile_heatmap=e.heatmap, tile_logits=e.details.logits,
-                tile_map=e.attribution, sensors_pending=pending, pixel_pitch_mm=j.pixel_pitch_mm,
+                # copies: the deciding tile's arrays are views into the whole batch's (121 tiles of a 1024 px
+                # frame: 7.9 MB each), which the inspection would otherwise keep alive as long as it lives
+                tile_box=r.tile_box, review=reasons, tile_heatmap=e.heatmap.copy(), tile_logits=e.details.logits.copy(),
+                tile_map=e.attribution.copy(), sensors_pending=pending, pixel_pitch_mm=j.pixel_pitch_mm,
                 timings_ms={"graph": graph_ms / len(jobs), "cam": ((t1 - t0) * 1e3 - graph_ms) / len(jobs),
                             "sentence": (time.perf_counter() - ts) * 1e3, "batch_size": float(len(jobs))}))
         return out
