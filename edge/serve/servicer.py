@@ -1,6 +1,7 @@
 """The gRPC servicer: proto <-> domain, nothing else. One function maps exceptions to status codes."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -23,6 +24,9 @@ log = logging.getLogger("edge.serve")
 KIND_NAMES = {pb.GRADCAM: "gradcam", pb.SENTENCE: "sentence", pb.IG: "ig", pb.SHAP: "shap",
               pb.RAW_HEATMAP: "raw_heatmap", pb.SENSORS: "sensors", pb.GUIDED: "guided"}
 KIND_ENUMS = {v: k for k, v in KIND_NAMES.items()}
+# Frames larger than this (their encoded bytes) are decoded on the node's decode threads, not on the event
+# loop: a 128 px three-channel float16 frame is 98 kB and decodes in 0.1 ms, a 2448 x 2048 one 100-200 ms.
+INLINE_DECODE_BYTES = 1 << 20
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -161,7 +165,13 @@ class InspectionServicer(pb_grpc.InspectionServicer):
         in-process caller pays too: a station's round trip minus it is what answering over gRPC costs
         (building the answer message, (de)serialising, the loopback and asyncio hops)."""
         t = time.perf_counter()
-        ins = await self.node.inspect(build_job(request, self.node, context.time_remaining()))
+        remaining = context.time_remaining()
+        if request.frame.ByteSize() > INLINE_DECODE_BYTES:
+            job = await asyncio.get_running_loop().run_in_executor(self.node.decode_pool, build_job, request,
+                                                                   self.node, remaining)
+        else:
+            job = build_job(request, self.node, remaining)
+        ins = await self.node.inspect(job)
         handled_ms = (time.perf_counter() - t) * 1e3
         r = to_proto(ins)
         r.timings.add(stage="handler", ms=handled_ms)
