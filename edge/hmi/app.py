@@ -62,7 +62,7 @@ def create_app(node: Node) -> FastAPI:
     store = node.store
 
     async def in_store(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(node.store_pool, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(node.read_pool, fn, *args)
 
     @app.get("/")
     async def index():

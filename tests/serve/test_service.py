@@ -238,6 +238,21 @@ def test_large_frames_are_decoded_off_the_event_loop_and_small_ones_on_it(stub, 
     assert threads[1].startswith("decode")
 
 
+def test_the_hmi_and_get_inspection_read_beside_the_stores_writer(stub, requests, server, monkeypatch):
+    """Listing 50 inspections of 1024 px frames decodes 50 heatmaps (0.4 s): on the store's one thread that
+    held every inspection's write, and its answer, as long (up to 8.6 s behind four lists)."""
+    store = server.node.store
+    threads = []
+    for name in ("recent", "get"):
+        real = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda *a, real=real: threads.append(threading.current_thread().name)
+                            or real(*a))
+    r = stub.Inspect(requests[0], timeout=10)
+    assert httpx.get(f"http://127.0.0.1:{server.hmi_port}/api/inspections?limit=5", timeout=10).status_code == 200
+    assert stub.GetInspection(pb.GetInspectionRequest(inspection_id=r.inspection_id)).inspection_id == r.inspection_id
+    assert len(threads) == 2 and all(t.startswith("store-read") for t in threads), threads
+
+
 def test_the_station_says_which_explanations_come_later_or_were_skipped(server, tmp_path, capsys):
     from edge.cli import main
     from edge.sim.sample import SimConfig, write_dataset
