@@ -501,6 +501,7 @@ def _cmd_station(args: argparse.Namespace) -> int:
 
     from edge.serve import run_stations
     from edge.serve.servicer import KIND_ENUMS as kinds
+    from edge.serve.servicer import KIND_NAMES
 
     if args.rate <= 0 or (args.count is not None and args.count < 1) or args.stations < 1:
         raise UserError("--rate must be > 0, --count and --stations at least 1")
@@ -533,9 +534,8 @@ def _cmd_station(args: argparse.Namespace) -> int:
                     print(f"{req.part_id}: error {error}", flush=True)
                     return
                 flag = f"; review: {', '.join(r.review.reasons)}" if r.review.flagged else ""
-                names = {v: k for k, v in kinds.items()}
-                later = f"; deferred: {', '.join(names[k] for k in r.deferred)}" if r.deferred else ""
-                later += (f"; skipped (node busy): {', '.join(names[k] for k in r.skipped)}" if r.skipped else "")
+                later = f"; deferred: {', '.join(KIND_NAMES[k] for k in r.deferred)}" if r.deferred else ""
+                later += (f"; skipped (node busy): {', '.join(KIND_NAMES[k] for k in r.skipped)}" if r.skipped else "")
                 print(f"{req.part_id}: {r.label} ({100 * r.confidence:.1f} %){flag}{later}", flush=True)
     elif args.model:
         raise UserError("--model needs --input: simulated frames are for the simulator's models")

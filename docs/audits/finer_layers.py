@@ -36,10 +36,11 @@ from edge.runtime.model import Model
 from edge.train.models import load_weights
 
 
-def layer_maps(model: torch.nn.Module, x: torch.Tensor, target: np.ndarray, layers: list[int]
+def layer_maps(model: torch.nn.Module, x: torch.Tensor, target: np.ndarray, layers: list[int], served_method: str
                ) -> tuple[np.ndarray, dict[tuple[int, str], np.ndarray]]:
     """Logits and, for each layer index of `model.features` (and the target layer), HiResCAM and LayerCAM
-    maps of the target class at the layer's resolution."""
+    maps of the target class at the layer's resolution; at the target layer also the served map (the model's
+    own CAM method, `served`)."""
     acts = []
     a = x
     for module in model.features:
@@ -53,6 +54,8 @@ def layer_maps(model: torch.nn.Module, x: torch.Tensor, target: np.ndarray, laye
         A, G = acts[i].detach().numpy(), acts[i].grad.numpy()
         maps[(i, "hirescam")] = cam_raw(A, G, "hirescam")
         maps[(i, "layercam")] = np.maximum((np.maximum(G, 0) * A).sum(1), 0)
+        if i == len(acts) - 1:
+            maps[(i, "served")] = cam_raw(A, G, served_method)
     return logits.detach().numpy(), maps
 
 
@@ -114,13 +117,13 @@ def main(argv=None) -> int:
     upsampled: dict[tuple[int, str], list[np.ndarray]] = {}
     predicted: list[str] = []
     for s in range(0, len(x), 32):
-        logits, maps = layer_maps(model, x[s:s + 32], target[s:s + 32], layers)
+        logits, maps = layer_maps(model, x[s:s + 32], target[s:s + 32], layers, served.cam_method)
         predicted += [served.classes[j] for j in logits.argmax(1)]
         for key, raw in maps.items():
             upsampled.setdefault(key, []).append(upsample_and_normalise(raw, (size, size)))
     heat = {k: np.concatenate(v) for k, v in upsampled.items()}
 
-    base = heat[(last, served.cam_method if (last, served.cam_method) in heat else "hirescam")]
+    base = heat[(last, "served")]
     variants = {f"layer {k[0]} {k[1]}": v for k, v in heat.items()}
     fine = [heat[(i, "layercam")] for i in layers]
     for i, f in zip(layers, fine):
@@ -142,7 +145,6 @@ def main(argv=None) -> int:
         print(f"{name:44s} " + "  ".join(f"{c} {r['iou']:.2f}/{r['iou_tolerant']:.2f}/{r['pointing_game']:.2f}"
                                           for c, r in rows.items()))
     print("(per class: pixel IoU / tolerant IoU / pointing game)")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     result["cost"] = backward_cost(model, x[:1], layers)
     print("cost relative to a forward pass (torch, batch 1):", result["cost"])
     if args.json:
